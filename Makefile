@@ -1,0 +1,42 @@
+# opscockpit: `make run` starts the cockpit, `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench generate check-generated install system-deps clean
+
+run: $(STAMP)
+	$(BIN)/opscockpit run
+
+test: $(STAMP) system-deps lint typecheck unit
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { sh .ci/system-packages python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+system-deps:
+	@sh .ci/system-packages prometheus prometheus-alertmanager
+
+lint: $(STAMP)
+	$(BIN)/ruff check flows tests
+	$(BIN)/ruff format --check flows tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy flows
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.run
+
+generate: $(STAMP)
+	$(BIN)/python -m flows.schemas schemas
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

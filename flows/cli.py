@@ -1,0 +1,206 @@
+"""`opscockpit` commands: run, replay, simulate, and the tooling around them.
+
+Every failure a user can cause (a bad option, a missing file, an unreachable
+broker) ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from flows.timeutil import US_PER_SECOND, parse_duration, parse_time
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+DEFAULT_METRICS_PORT = 9108
+
+
+class CliError(Exception):
+    """A problem to report in one line, with the exit status to use."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)
+
+
+def duration(text: str) -> int:
+    """An argparse type: '60s', '1h', '30d' -> microseconds."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def moment(text: str) -> int:
+    """An argparse type: an RFC 3339 time or epoch milliseconds -> microseconds."""
+    try:
+        return parse_time(int(text) if text.isdigit() else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_event_time_options(parser: argparse.ArgumentParser, retention: str) -> None:
+    """Options of the engine, shared by run and replay."""
+    group = parser.add_argument_group("event time")
+    group.add_argument("--lateness", type=duration, default="60s",
+                       help="allowed lateness L: W = max ts - L (default 60s)")
+    group.add_argument("--window", type=duration, default="1h",
+                       help="tumbling window size for sell-through (default 1h)")
+    group.add_argument("--retention", type=duration, default=retention,
+                       help=f"drop open orders/receipts this long after their last promise; "
+                            f"0 keeps them (default {retention})")
+    group.add_argument("--max-label-values", type=positive_int, default=1000,
+                       help="distinct values kept per label before folding into 'other'")
+    group.add_argument("--max-event-bytes", type=positive_int, default=1 << 20,
+                       help="larger payloads are dead-lettered as too_large (default 1 MiB)")
+    group.add_argument("--batch-size", type=positive_int, default=1000,
+                       help="events read per batch (default 1000)")
+
+
+def settings_from(args: argparse.Namespace, **extra: Any) -> Any:
+    """Settings from parsed options."""
+    from flows.settings import Settings
+
+    return Settings(
+        lateness=args.lateness,
+        window=args.window,
+        retention=args.retention,
+        max_label_values=args.max_label_values,
+        max_event_bytes=args.max_event_bytes,
+        batch_size=args.batch_size,
+        **extra,
+    )
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="opscockpit", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    run = commands.add_parser(
+        "run", help="the main job: live KPIs from the embedded simulator or Kafka",
+        description="Run the cockpit. With no broker, on the embedded simulator: 24 h of "
+                    "history at full speed, then live events in wall-clock time.")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address to serve /metrics on (default 127.0.0.1; 0.0.0.0 for all)")
+    run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                     help=f"port to serve /metrics on (default {DEFAULT_METRICS_PORT})")
+    run.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    run.add_argument("--backfill", type=duration, default="24h",
+                     help="simulated history replayed at start (default 24h)")
+    add_event_time_options(run, retention="30d")
+    run.set_defaults(handler=command_run)
+
+    replay = commands.add_parser(
+        "replay", help="process a finite JSON Lines file in event time",
+        description="Replay FILE (JSON Lines, `-` for stdin) in event time and exit 0.")
+    replay.add_argument("file", help="JSON Lines file of TPS events, or - for stdin")
+    replay.add_argument("--metrics-file", type=Path, help="write the final exposition here")
+    replay.add_argument("--dlq", type=Path, help="write rejected lines here (JSON Lines)")
+    replay.add_argument("--alerts", type=Path, help="write alert records here (JSON Lines)")
+    replay.add_argument("--kpis", type=Path, help="write KPI records here (JSON Lines)")
+    replay.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_event_time_options(replay, retention="0")
+    replay.set_defaults(handler=command_replay)
+
+    simulate = commands.add_parser(
+        "simulate", help="write simulated events to a file",
+        description="Simulated events of a realistic fulfilment network, deterministic "
+                    "for a seed, in arrival order.")
+    simulate.add_argument("--out", required=True, help="JSON Lines file, or - for stdout")
+    simulate.add_argument("--hours", type=float, default=24.0,
+                          help="hours of event time to simulate (default 24)")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    simulate.add_argument("--start", type=moment, default="2026-11-20T00:00:00Z",
+                          help="start of the simulated period (default 2026-11-20T00:00:00Z)")
+    simulate.add_argument("--scale", type=float, default=1.0,
+                          help="multiply every traffic rate (default 1)")
+    simulate.set_defaults(handler=command_simulate)
+    return parser
+
+
+def _writable(path: Path | None, what: str) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise CliError(f"cannot write {what} {path}: no directory {path.parent}")
+
+
+def command_replay(args: argparse.Namespace) -> int:
+    """Replay a file, then write the final metrics."""
+    from flows.replay import replay
+
+    if args.file != "-" and not Path(args.file).is_file():
+        raise CliError(f"cannot read {args.file}: no such file")
+    for path, what in ((args.metrics_file, "metrics"), (args.dlq, "dead letters"),
+                       (args.alerts, "alerts"), (args.kpis, "KPIs")):
+        _writable(path, what)
+    replay(settings_from(args), args.file, metrics_file=args.metrics_file, dlq=args.dlq,
+           alerts=args.alerts, kpis=args.kpis, progress=not args.quiet)
+    return 0
+
+
+def command_simulate(args: argparse.Namespace) -> int:
+    """Write a simulated period to a file."""
+    from flows.simulator import Profile, write_lines
+
+    if args.hours <= 0 or args.scale <= 0:
+        raise CliError("--hours and --scale must be positive", EXIT_USAGE)
+    end = args.start + round(args.hours * 3600 * US_PER_SECOND)
+    profile = Profile().scaled(args.scale)
+    if args.out == "-":
+        write_lines(sys.stdout.buffer, args.seed, args.start, end, profile)
+    else:
+        out = Path(args.out)
+        _writable(out, "events")
+        with out.open("wb") as handle:
+            count = write_lines(handle, args.seed, args.start, end, profile)
+        print(f"opscockpit: wrote {count:,} events to {out}", file=sys.stderr)
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """The main job."""
+    from flows.live import run_embedded
+
+    run_embedded(settings_from(args), args)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except CliError as exc:
+        message = str(exc)
+        print(message if message.startswith("opscockpit") else f"opscockpit: error: {message}",
+              file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

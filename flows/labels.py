@@ -1,0 +1,51 @@
+"""Bound the label values that reach Prometheus (contract §4, `--max-label-values`).
+
+The first N distinct values of each label are kept, in arrival order; later
+ones fold into `other`. The admitted values are part of the snapshot so that a
+restarted process keeps the same series.
+"""
+
+from __future__ import annotations
+
+import threading
+
+OTHER = "other"
+
+
+class LabelCap:
+    """Admits at most `limit` distinct values per label name."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.admitted: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def values(self, label: str) -> dict[str, str]:
+        """The admitted values of one label, as value -> value for fast lookups."""
+        known = self.admitted.get(label)
+        if known is None:
+            with self._lock:
+                known = self.admitted.setdefault(label, {})
+        return known
+
+    def admit(self, label: str, value: str) -> str | None:
+        """Admit a new value, or return None when the label is full (fold it)."""
+        known = self.values(label)
+        with self._lock:
+            if value in known:
+                return value
+            if len(known) >= self.limit:
+                return None
+            known[value] = value
+            return value
+
+    def export(self) -> dict[str, list[str]]:
+        """The admitted values per label, for a snapshot."""
+        with self._lock:
+            return {label: list(known) for label, known in self.admitted.items()}
+
+    def restore(self, saved: dict[str, list[str]]) -> None:
+        """Admit values from a snapshot first, so series stay stable across restarts."""
+        for label, values in saved.items():
+            for value in values:
+                self.admit(label, value)

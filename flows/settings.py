@@ -1,0 +1,63 @@
+"""Settings shared by every command, and the per-process runtime objects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from flows.engine import EngineConfig
+from flows.exposition import Board
+from flows.labels import LabelCap
+from flows.timeutil import US_PER_SECOND
+
+SECOND = US_PER_SECOND
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user chose; durations in microseconds."""
+
+    lateness: int = 60 * SECOND
+    window: int = 3600 * SECOND
+    idle_timeout: int = 30 * SECOND
+    dedup_horizon: int = 24 * 3600 * SECOND
+    orphan_horizon: int = 24 * 3600 * SECOND
+    retention: int = 0
+    max_label_values: int = 1000
+    max_event_bytes: int = 1 << 20
+    batch_size: int = 1000
+    recovery: bool = False
+
+    def engine(self, sources: tuple[str, ...]) -> EngineConfig:
+        """The engine configuration for a shard fed by these source partitions."""
+        return EngineConfig(
+            lateness=self.lateness,
+            window=self.window,
+            dedup_horizon=self.dedup_horizon,
+            orphan_horizon=self.orphan_horizon,
+            retention=self.retention,
+            sources=sources,
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some settings changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def wall_clock_us() -> int:
+    """Wall-clock time in microseconds; injected wherever it is read."""
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Runtime:
+    """Per-process objects the dataflow steps share: metrics board, label cap, clock."""
+
+    settings: Settings
+    board: Board = field(default_factory=Board)
+    labels: LabelCap = field(init=False)
+    clock: Callable[[], int] = wall_clock_us
+
+    def __post_init__(self) -> None:
+        self.labels = LabelCap(self.settings.max_label_values)

@@ -1,0 +1,164 @@
+"""Bytewax sources that decode at the edge and emit whole batches.
+
+Every source emits `(shard, message)` pairs, one per batch, never one per
+event: `("events", shard, source partition, [Event | Reject, ...])` or
+`("mark", shard, source partition, largest ts, idle)`. Decoding happens here, on the
+worker that reads the partition.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from flows.decode import Event, Reject, decode
+from flows.timeutil import US_PER_SECOND
+
+Message = tuple[str, tuple[Any, ...]]
+REPLAY_SHARD = "0"
+
+
+def decode_batch(payloads: Iterable[bytes], max_bytes: int,
+                 origin: Callable[[int], dict[str, Any]], first: int) -> list[Event | Reject]:
+    """Decode payloads; a reject gets `origin(position)` so it can be found again."""
+    items: list[Event | Reject] = []
+    position = first
+    for payload in payloads:
+        item = decode(payload, max_bytes)
+        if type(item) is Reject:
+            item.origin = origin(position)
+        items.append(item)
+        position += 1
+    return items
+
+
+class Progress:
+    """Prints events/s to stderr every few seconds of a long replay."""
+
+    def __init__(self, clock: Callable[[], int], stream: TextIO = sys.stderr,
+                 every: int = 2 * US_PER_SECOND) -> None:
+        self.clock, self.stream, self.every = clock, stream, every
+        self.started = self.last = clock()
+        self.count = 0
+
+    def add(self, count: int) -> None:
+        self.count += count
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = self.count * US_PER_SECOND / max(now - self.started, 1)
+            print(f"opscockpit: {self.count:,} events, {rate:,.0f} events/s", file=self.stream,
+                  flush=True)
+
+
+class _LinesPartition(StatefulSourcePartition[Message, int]):
+    def __init__(self, name: str, file: str, lines: Iterator[bytes], line: int,
+                 batch_size: int, max_bytes: int, progress: Progress | None) -> None:
+        self.name, self.file, self.lines, self.line = name, file, lines, line
+        self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
+
+    def next_batch(self) -> list[Message]:
+        chunk = [raw.rstrip(b"\n") for raw in islice(self.lines, self.batch_size)]
+        if not chunk:
+            raise StopIteration
+        items = decode_batch(chunk, self.max_bytes,
+                             lambda n: {"file": self.file, "line": n}, self.line + 1)
+        self.line += len(chunk)
+        if self.progress is not None:
+            self.progress.add(len(chunk))
+        return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
+
+    def snapshot(self) -> int:
+        return self.line
+
+
+class LinesSource(FixedPartitionedSource[Message, int]):
+    """JSON Lines from a file, stdin or any iterable of bytes, as one partition."""
+
+    def __init__(self, name: str, file: str, open_lines: Callable[[], Iterator[bytes]],
+                 batch_size: int, max_bytes: int, progress: Progress | None = None) -> None:
+        self.name, self.file, self.open_lines = name, file, open_lines
+        self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
+
+    def list_parts(self) -> list[str]:
+        return [self.name]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LinesPartition:
+        lines = self.open_lines()
+        skip = resume_state or 0
+        for _ in islice(lines, skip):
+            pass
+        return _LinesPartition(self.name, self.file, lines, skip, self.batch_size,
+                               self.max_bytes, self.progress)
+
+
+def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
+    """Open a JSON Lines file (or `-` for stdin) for a LinesSource."""
+
+    def open_lines() -> Iterator[bytes]:
+        if path == "-":
+            yield from sys.stdin.buffer
+            return
+        with Path(path).open("rb") as handle:
+            yield from handle
+
+    return open_lines
+
+
+class _SimulatorPartition(StatefulSourcePartition[Message, int]):
+    """Simulated events released when the wall clock reaches their arrival time."""
+
+    def __init__(self, name: str, stream: Iterator[tuple[int, bytes]], emitted: int,
+                 clock: Callable[[], int], batch_size: int, max_bytes: int) -> None:
+        self.name, self.stream, self.emitted, self.clock = name, stream, emitted, clock
+        self.batch_size, self.max_bytes = batch_size, max_bytes
+        self.pending = next(self.stream)
+
+    def next_batch(self) -> list[Message]:
+        now = self.clock()
+        payloads = []
+        while self.pending[0] <= now and len(payloads) < self.batch_size:
+            payloads.append(self.pending[1])
+            self.pending = next(self.stream)
+        if not payloads:
+            return []
+        items = decode_batch(payloads, self.max_bytes,
+                             lambda n: {"source": self.name, "sequence": n}, self.emitted)
+        self.emitted += len(payloads)
+        return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
+
+    def next_awake(self) -> datetime | None:
+        arrival = self.pending[0]
+        if arrival <= self.clock():
+            return None
+        return datetime.fromtimestamp(arrival / US_PER_SECOND, UTC)
+
+    def snapshot(self) -> int:
+        return self.emitted
+
+
+class SimulatorSource(FixedPartitionedSource[Message, int]):
+    """The embedded default: a backfill of simulated history, then live events."""
+
+    def __init__(self, name: str, open_stream: Callable[[], Iterator[tuple[int, bytes]]],
+                 clock: Callable[[], int], batch_size: int, max_bytes: int) -> None:
+        self.name, self.open_stream, self.clock = name, open_stream, clock
+        self.batch_size, self.max_bytes = batch_size, max_bytes
+
+    def list_parts(self) -> list[str]:
+        return [self.name]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: int | None) -> _SimulatorPartition:
+        stream = self.open_stream()
+        emitted = resume_state or 0
+        for _ in islice(stream, emitted):
+            pass
+        return _SimulatorPartition(self.name, stream, emitted, self.clock, self.batch_size,
+                                   self.max_bytes)

@@ -1,0 +1,84 @@
+"""Event time as integer microseconds since the Unix epoch, UTC.
+
+Integers keep comparisons exact (a shipment at the promise is on time) and
+cheap; every conversion to and from text happens here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+US_PER_SECOND = 1_000_000
+US_PER_MS = 1_000
+
+# RFC 3339 with a mandatory offset, upper-case T and Z (what datetime parses).
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_RFC3339 = re.compile(RFC3339_PATTERN.replace("$", r"\Z"))
+
+# Integer epoch milliseconds from 1970 up to the end of year 9999.
+MAX_EPOCH_MS = 253_402_300_799_999
+
+_fromisoformat = datetime.fromisoformat
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+
+
+class TimeError(ValueError):
+    """A value that is not an event time."""
+
+
+def parse_time(value: object) -> int:
+    """Return microseconds for an RFC 3339 string or integer epoch milliseconds."""
+    kind = type(value)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        if _RFC3339.match(text) is None:
+            raise TimeError(f"not an RFC 3339 time with offset: {text[:64]!r}")
+        try:
+            moment = _fromisoformat(text)
+        except ValueError as exc:
+            raise TimeError(f"not a valid time: {text[:64]!r} ({exc})") from None
+        if moment.year < 2200:
+            # Fast path: whole seconds of the float are exact in this range.
+            return int(moment.timestamp() // 1) * US_PER_SECOND + moment.microsecond
+        return (moment - EPOCH) // ONE_US
+    if kind is int or (kind is float and value.is_integer()):  # type: ignore[attr-defined]
+        ms = int(value)  # type: ignore[call-overload]
+        if 0 <= ms <= MAX_EPOCH_MS:
+            return ms * US_PER_MS
+        raise TimeError(f"epoch milliseconds out of range: {ms}")
+    raise TimeError(f"a time must be an RFC 3339 string or integer epoch milliseconds, not {value!r:.64}")
+
+
+def format_time(us: int) -> str:
+    """Exact RFC 3339 in UTC, e.g. 2026-11-21T10:15:00Z or ...:00.250000Z."""
+    return (EPOCH + timedelta(microseconds=us)).isoformat()[:-6] + "Z"
+
+
+def to_seconds(us: int) -> float:
+    """Microseconds to (float) seconds, for Prometheus."""
+    return us / US_PER_SECOND
+
+
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_US = {
+    "ms": US_PER_MS,
+    "s": US_PER_SECOND,
+    "m": 60 * US_PER_SECOND,
+    "h": 3600 * US_PER_SECOND,
+    "d": 86400 * US_PER_SECOND,
+}
+
+
+def parse_duration(text: str) -> int:
+    """Parse '60s', '1h', '30d', '250ms' or bare seconds into microseconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 60s, 5m, 1h, 30d)")
+    number, unit = match.groups()
+    return round(float(number) * _UNIT_US[unit or "s"])
