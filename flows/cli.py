@@ -7,11 +7,14 @@ broker) ends in one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from flows.olist import add_import_command
 from flows.timeutil import US_PER_SECOND, parse_duration, parse_time
 
 EXIT_USAGE = 2
@@ -100,15 +103,48 @@ def build_parser() -> Parser:
 
     run = commands.add_parser(
         "run", help="the main job: live KPIs from the embedded simulator or Kafka",
-        description="Run the cockpit. With no broker, on the embedded simulator: 24 h of "
-                    "history at full speed, then live events in wall-clock time.")
+        description="Run the cockpit. With no broker, on the embedded simulator: simulated "
+                    "history (--backfill) at full speed, then live events in wall-clock time. "
+                    "With --kafka, consume TPS topics and write KPI, alert and dead-letter "
+                    "topics.")
     run.add_argument("--metrics-host", default="127.0.0.1",
                      help="address to serve /metrics on (default 127.0.0.1; 0.0.0.0 for all)")
     run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
-                     help=f"port to serve /metrics on (default {DEFAULT_METRICS_PORT})")
-    run.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
-    run.add_argument("--backfill", type=duration, default="24h",
+                     help=f"port to serve /metrics on; process i of a cluster adds i "
+                          f"(default {DEFAULT_METRICS_PORT})")
+    sim = run.add_argument_group("embedded simulator (without --kafka)")
+    sim.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    sim.add_argument("--backfill", type=duration, default="24h",
                      help="simulated history replayed at start (default 24h)")
+    sim.add_argument("--scale", type=float, default=1.0,
+                     help="multiply the simulated traffic (default 1)")
+    kafka = run.add_argument_group("Kafka")
+    kafka.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to consume from")
+    kafka.add_argument("--topic", action="append",
+                       help="input topic, repeatable; co-partitioned (default tps.events)")
+    kafka.add_argument("--kafka-config", type=Path, metavar="FILE",
+                       help="librdkafka properties (key=value lines) for every client, "
+                            "e.g. security.protocol, sasl.*, ssl.*")
+    kafka.add_argument("--start", choices=("earliest", "latest"), default="earliest",
+                       help="where a first run starts reading (default earliest)")
+    kafka.add_argument("--idle-timeout", type=duration, default="30s",
+                       help="a partition with no message this long does not hold W back")
+    kafka.add_argument("--kpis-topic", default="cockpit.kpis", help="default cockpit.kpis")
+    kafka.add_argument("--alerts-topic", default="cockpit.alerts", help="default cockpit.alerts")
+    kafka.add_argument("--dlq-topic", help="dead letters (default <input topic>.dlq)")
+    scale = run.add_argument_group("recovery and scale-out")
+    scale.add_argument("--recovery-dir", type=Path,
+                       help="keep state snapshots here and resume from them after a crash")
+    scale.add_argument("--snapshot-interval", type=duration, default="10s",
+                       help="time between snapshots (bytewax epochs; default 10s)")
+    scale.add_argument("--workers", type=positive_int, default=1,
+                       help="worker threads per process (default 1)")
+    scale.add_argument("--processes", type=positive_int, default=1,
+                       help="start a local cluster of this many processes (default 1)")
+    scale.add_argument("--process-id", type=int,
+                       help="this process's index in a cluster spanning machines")
+    scale.add_argument("--addresses", metavar="HOST:PORT;...",
+                       help="every process of the cluster, in process-id order")
     add_event_time_options(run, retention="30d")
     run.set_defaults(handler=command_run)
 
@@ -125,18 +161,30 @@ def build_parser() -> Parser:
     replay.set_defaults(handler=command_replay)
 
     simulate = commands.add_parser(
-        "simulate", help="write simulated events to a file",
+        "simulate", help="simulated events to a file or a Kafka topic",
         description="Simulated events of a realistic fulfilment network, deterministic "
-                    "for a seed, in arrival order.")
-    simulate.add_argument("--out", required=True, help="JSON Lines file, or - for stdout")
-    simulate.add_argument("--hours", type=float, default=24.0,
-                          help="hours of event time to simulate (default 24)")
+                    "for a seed, in arrival order: to a file (--out), or to Kafka keyed by "
+                    "entity id (--kafka), either --hours of history as fast as possible or "
+                    "live at about --rate events/s.")
+    target = simulate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="JSON Lines file, or - for stdout")
+    target.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to produce to")
+    simulate.add_argument("--topic", default="tps.events", help="topic (default tps.events)")
+    simulate.add_argument("--kafka-config", type=Path, metavar="FILE",
+                          help="librdkafka properties for the producer")
+    amount = simulate.add_mutually_exclusive_group()
+    amount.add_argument("--hours", type=float, help="hours of event time (default 24)")
+    amount.add_argument("--rate", type=float,
+                        help="with --kafka: produce live, about this many events/s, until "
+                             "interrupted")
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    simulate.add_argument("--start", type=moment, default="2026-11-20T00:00:00Z",
-                          help="start of the simulated period (default 2026-11-20T00:00:00Z)")
+    simulate.add_argument("--start", type=moment,
+                          help="start of the simulated period (default 2026-11-20T00:00:00Z; "
+                               "now with --rate)")
     simulate.add_argument("--scale", type=float, default=1.0,
                           help="multiply every traffic rate (default 1)")
     simulate.set_defaults(handler=command_simulate)
+    add_import_command(commands)
     return parser
 
 
@@ -160,35 +208,63 @@ def command_replay(args: argparse.Namespace) -> int:
 
 
 def command_simulate(args: argparse.Namespace) -> int:
-    """Write a simulated period to a file."""
+    """Write a simulated period to a file or a topic."""
+    from flows.live import RunError, produce_simulation, rate_scale
     from flows.simulator import Profile, write_lines
 
-    if args.hours <= 0 or args.scale <= 0:
+    if (args.hours is not None and args.hours <= 0) or args.scale <= 0:
         raise CliError("--hours and --scale must be positive", EXIT_USAGE)
-    end = args.start + round(args.hours * 3600 * US_PER_SECOND)
+    if args.rate is not None and (args.out is not None or args.rate <= 0):
+        raise CliError("--rate needs --kafka and a positive number of events/s", EXIT_USAGE)
+    live = args.rate is not None
+    start = args.start if args.start is not None else (
+        _now_minute() if live else parse_time("2026-11-20T00:00:00Z"))
+    end = None if live else start + round((args.hours or 24.0) * 3600 * US_PER_SECOND)
+    if args.kafka:
+        if live:
+            args.scale = rate_scale(args.seed, start, args.rate)
+        try:
+            count = produce_simulation(args, start, end)
+        except RunError as exc:
+            raise CliError(str(exc)) from None
+        print(f"opscockpit: produced {count:,} events to {args.topic}", file=sys.stderr)
+        return 0
+    assert end is not None
     profile = Profile().scaled(args.scale)
     if args.out == "-":
-        write_lines(sys.stdout.buffer, args.seed, args.start, end, profile)
-    else:
-        out = Path(args.out)
-        _writable(out, "events")
-        with out.open("wb") as handle:
-            count = write_lines(handle, args.seed, args.start, end, profile)
-        print(f"opscockpit: wrote {count:,} events to {out}", file=sys.stderr)
+        write_lines(sys.stdout.buffer, args.seed, start, end, profile)
+        return 0
+    out = Path(args.out)
+    _writable(out, "events")
+    with out.open("wb") as handle:
+        count = write_lines(handle, args.seed, start, end, profile)
+    print(f"opscockpit: wrote {count:,} events to {out}", file=sys.stderr)
     return 0
+
+
+def _now_minute() -> int:
+    minute = 60 * US_PER_SECOND
+    return time.time_ns() // 1000 // minute * minute
 
 
 def command_run(args: argparse.Namespace) -> int:
     """The main job."""
-    from flows.live import run_embedded
+    from flows.live import RunError, run
 
-    run_embedded(settings_from(args), args)
+    if args.process_id is not None and not args.addresses and args.processes == 1:
+        raise CliError("--process-id needs --addresses", EXIT_USAGE)
+    try:
+        run(settings_from(args, idle_timeout=args.idle_timeout), args)
+    except RunError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="opscockpit: %(message)s")
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except CliError as exc:

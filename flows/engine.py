@@ -179,19 +179,19 @@ class ShardEngine:
         others = self._others_min(source)
         seen, seen_hours = self.seen, self.seen_hours
         events, duplicate, late = self._events, self._duplicate, self._late
-        handlers = self._handlers
+        handlers, timers = self._handlers, self.timers
         for item in items:
             if type(item) is Reject:
                 add(self._rejected, item.reason)
-                self.out.append(("dlq", "", item.record()))
+                self.out.append(("dlq", "|".join(map(str, item.origin.values())), item.record()))
                 continue
             event: Event = item  # type: ignore[assignment]
             kind = event["type"]
             event_id = event["event_id"]
-            if event_id in seen:
+            ts = event["ts"]
+            if event_id in seen and self._remembered(seen[event_id]):
                 duplicate[kind] = duplicate.get(kind, 0) + 1
                 continue
-            ts = event["ts"]
             hour = ts // HOUR
             seen[event_id] = hour
             bucket = seen_hours.get(hour)
@@ -206,7 +206,11 @@ class ShardEngine:
                 own_max = ts
                 candidate = (own_max if own_max < others else others) - lateness
                 if candidate > watermark:
-                    watermark = candidate
+                    # Deadlines fire at the exact event that passes them, so the
+                    # outcome never depends on how the input was batched.
+                    watermark = self.watermark = candidate
+                    if timers and timers[0][0] <= watermark:
+                        self._fire_due()
             events[kind] = events.get(kind, 0) + 1
             handlers[kind](event)
         self.max_ts[source] = own_max
@@ -241,13 +245,11 @@ class ShardEngine:
     # --- event time advancing
 
     def _advance(self, watermark: int) -> None:
+        """W moved (W never goes back): fire timers, close windows, forget old ids."""
         if watermark > self.watermark:
             self.watermark = watermark
         watermark = self.watermark
-        timers, fire = self.timers, self._fire
-        while timers and timers[0][0] <= watermark:
-            _at, kind, ident = heapq.heappop(timers)
-            fire[kind](ident)
+        self._fire_due()
         if watermark > MIN_TS:
             self._close_windows(watermark)
             self._expire_seen(watermark)
@@ -258,6 +260,16 @@ class ShardEngine:
         entries["orphans"] = len(self.order_orphans)
         entries["dedup_ids"] = len(self.seen)
         entries["timers"] = len(self.timers)
+
+    def _fire_due(self) -> None:
+        timers, fire, watermark = self.timers, self._fire, self.watermark
+        while timers and timers[0][0] <= watermark:
+            _at, kind, ident = heapq.heappop(timers)
+            fire[kind](ident)
+
+    def _remembered(self, hour: int) -> bool:
+        """An id seen with a ts in `hour` still counts for duplicates (contract: >= 24 h)."""
+        return hour >= (self.watermark - self.config.dedup_horizon) // HOUR
 
     def _at(self, when: int, kind: int, ident: str) -> None:
         heapq.heappush(self.timers, (when, kind, ident))
@@ -441,8 +453,8 @@ class ShardEngine:
         if not on_time:
             add(self.ledger["cockpit_ship_sla_breaches_total"], order[O_FC])
             self._alert("ship_sla_breach", order_id, order, ship_by, shipped, "shipped_ts")
-            if shipped is not None and not order[O_FLAGS] & SHIP_COUNTED:
-                self._count_shipment(order, False)
+        if shipped is not None and not order[O_FLAGS] & SHIP_COUNTED:
+            self._count_shipment(order, False)  # on-time shipments were counted on arrival
         if shipped is None and cancelled is None:
             order[O_FLAGS] |= PAST_SHIP
             add(self.ledger["cockpit_orders_past_ship_promise"], order[O_FC])
@@ -461,8 +473,8 @@ class ShardEngine:
         if not on_time:
             add(self.ledger["cockpit_late_deliveries_total"], order[O_REGION])
             self._alert("late_delivery", order_id, order, deliver_by, delivered, "delivered_ts")
-            if delivered is not None and not order[O_FLAGS] & DELIVERY_COUNTED:
-                self._count_delivery(order, False)
+        if delivered is not None and not order[O_FLAGS] & DELIVERY_COUNTED:
+            self._count_delivery(order, False)
         if delivered is None and cancelled is None:
             order[O_FLAGS] |= PAST_DELIVERY
             add(self.ledger["cockpit_orders_past_delivery_promise"], order[O_REGION])

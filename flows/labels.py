@@ -42,7 +42,7 @@ class LabelCap:
     def export(self) -> dict[str, list[str]]:
         """The admitted values per label, for a snapshot."""
         with self._lock:
-            return {label: list(known) for label, known in self.admitted.items()}
+            return {label: list(known) for label, known in self.admitted.items() if known}
 
     def restore(self, saved: dict[str, list[str]]) -> None:
         """Admit values from a snapshot first, so series stay stable across restarts."""

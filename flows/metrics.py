@@ -127,6 +127,10 @@ METRICS: tuple[Metric, ...] = (
        ("type",)),
     _m("cockpit_state_expired_total", COUNTER,
        "Open orders or receipts dropped from state by the retention horizon.", ("kind",)),
+    _m("cockpit_kafka_up", GAUGE, "1 while the Kafka brokers answer this process, else 0.",
+       merge="min"),
+    _m("cockpit_kafka_consumer_lag", GAUGE,
+       "Messages in a partition not yet read by this process.", ("topic", "partition")),
     _m("cockpit_state_entries", GAUGE,
        "Entries held in state: orders, receipts, orphans, dedup ids, timers.", ("kind",)),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -52,12 +53,14 @@ def wall_clock_us() -> int:
 
 @dataclass
 class Runtime:
-    """Per-process objects the dataflow steps share: metrics board, label cap, clock."""
+    """Per-process objects the dataflow steps share: metrics board, label cap, clock,
+    and the stop request that endless sources honour (SIGTERM, Ctrl-C)."""
 
     settings: Settings
     board: Board = field(default_factory=Board)
     labels: LabelCap = field(init=False)
     clock: Callable[[], int] = wall_clock_us
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.labels = LabelCap(self.settings.max_label_values)

@@ -9,13 +9,14 @@ worker that reads the partition.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
 
 from flows.decode import Event, Reject, decode
 from flows.timeutil import US_PER_SECOND
@@ -111,16 +112,28 @@ def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
     return open_lines
 
 
-class _SimulatorPartition(StatefulSourcePartition[Message, int]):
+SimResume = tuple[int, int]  # (start of the simulation, emissions released so far)
+
+
+def stop_if_asked(stop: threading.Event) -> None:
+    """End an endless source without end-of-input semantics: state resumes from the last
+    snapshot, and W is not flushed as it would be at the end of a file."""
+    if stop.is_set():
+        raise AbortExecution()
+
+
+class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
     """Simulated events released when the wall clock reaches their arrival time."""
 
-    def __init__(self, name: str, stream: Iterator[tuple[int, bytes]], emitted: int,
-                 clock: Callable[[], int], batch_size: int, max_bytes: int) -> None:
-        self.name, self.stream, self.emitted, self.clock = name, stream, emitted, clock
-        self.batch_size, self.max_bytes = batch_size, max_bytes
+    def __init__(self, source: SimulatorSource, stream: Iterator[tuple[int, bytes]], start: int,
+                 emitted: int) -> None:
+        self.name, self.clock, self.stop = source.name, source.clock, source.stop
+        self.batch_size, self.max_bytes = source.batch_size, source.max_bytes
+        self.stream, self.start, self.emitted = stream, start, emitted
         self.pending = next(self.stream)
 
     def next_batch(self) -> list[Message]:
+        stop_if_asked(self.stop)
         now = self.clock()
         payloads = []
         while self.pending[0] <= now and len(payloads) < self.batch_size:
@@ -139,26 +152,35 @@ class _SimulatorPartition(StatefulSourcePartition[Message, int]):
             return None
         return datetime.fromtimestamp(arrival / US_PER_SECOND, UTC)
 
-    def snapshot(self) -> int:
-        return self.emitted
+    def snapshot(self) -> SimResume:
+        return (self.start, self.emitted)
 
 
-class SimulatorSource(FixedPartitionedSource[Message, int]):
-    """The embedded default: a backfill of simulated history, then live events."""
+class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
+    """The embedded default: simulated history from `backfill` ago at full speed, then live.
 
-    def __init__(self, name: str, open_stream: Callable[[], Iterator[tuple[int, bytes]]],
-                 clock: Callable[[], int], batch_size: int, max_bytes: int) -> None:
-        self.name, self.open_stream, self.clock = name, open_stream, clock
-        self.batch_size, self.max_bytes = batch_size, max_bytes
+    The start is part of the resume state, so a restarted process regenerates the
+    same events and skips those it has already released.
+    """
+
+    def __init__(self, name: str, stream_from: Callable[[int], Iterator[tuple[int, bytes]]],
+                 backfill: int, clock: Callable[[], int], stop: threading.Event,
+                 batch_size: int, max_bytes: int) -> None:
+        self.name, self.stream_from, self.backfill = name, stream_from, backfill
+        self.clock, self.stop, self.batch_size, self.max_bytes = clock, stop, batch_size, max_bytes
 
     def list_parts(self) -> list[str]:
         return [self.name]
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _SimulatorPartition:
-        stream = self.open_stream()
-        emitted = resume_state or 0
+                   resume_state: SimResume | None) -> _SimulatorPartition:
+        if resume_state is None:
+            minute = 60 * US_PER_SECOND
+            start = (self.clock() - self.backfill) // minute * minute
+            emitted = 0
+        else:
+            start, emitted = resume_state
+        stream = self.stream_from(start)
         for _ in islice(stream, emitted):
             pass
-        return _SimulatorPartition(self.name, stream, emitted, self.clock, self.batch_size,
-                                   self.max_bytes)
+        return _SimulatorPartition(self, stream, start, emitted)

@@ -1,0 +1,311 @@
+"""Kafka in and out with confluent-kafka: TPS input, KPI, alert and dead-letter topics.
+
+Input partitions are the unit of parallelism. Entity state lives in the shard of
+the partition index (topics must be co-partitioned and keyed by entity id, as
+for Kafka Streams joins), and every partition tells every shard its largest
+event ts and whether it is idle, so each shard knows W = min over the
+partitions that are not idle (contract §2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from flows.decode import Event, Reject
+from flows.engine import MIN_TS
+from flows.ledger import Ledger
+from flows.settings import Runtime
+from flows.sources import Message, decode_batch, stop_if_asked
+from flows.timeutil import US_PER_MS, US_PER_SECOND
+
+log = logging.getLogger("opscockpit.kafka")
+LIBRDKAFKA_LOG = logging.getLogger("opscockpit.librdkafka")
+LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
+
+MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
+IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
+SECRET_WORDS = ("password", "secret", "key", "token")
+
+
+class KafkaSetupError(Exception):
+    """The brokers or topics are not usable; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where the brokers are and the librdkafka properties to use for every client."""
+
+    bootstrap: str
+    properties: tuple[tuple[str, str], ...] = ()
+
+    def client(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration for one client.
+
+        librdkafka's own log lines go to a quiet logger: broker trouble is reported
+        once through error callbacks and `cockpit_kafka_up`, not every 50 ms.
+        """
+        return {"bootstrap.servers": self.bootstrap, "logger": LIBRDKAFKA_LOG,
+                **dict(self.properties), **extra}
+
+
+def read_properties(path: Path) -> tuple[tuple[str, str], ...]:
+    """librdkafka properties from a `key=value` file (`#` comments, blank lines)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise KafkaSetupError(f"cannot read Kafka config {path}: {exc.strerror}") from None
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise KafkaSetupError(f"{path}:{number}: expected key=value")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def describe(settings: KafkaSettings) -> str:
+    """The client settings with every secret masked, for logs and errors."""
+    shown = {
+        key: ("***" if any(word in key for word in SECRET_WORDS) else value)
+        for key, value in settings.client().items() if key != "logger"
+    }
+    return ", ".join(f"{key}={value}" for key, value in sorted(shown.items()))
+
+
+def partitions_of(settings: KafkaSettings, topics: Iterable[str],
+                  timeout_s: float = 10.0) -> dict[str, int]:
+    """Partition count per topic; one-line errors when unreachable or missing."""
+    errors: list[str] = []
+    admin = AdminClient(settings.client(error_cb=lambda err: errors.append(err.str())))
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        detail = errors[-1] if errors else exc.args[0].str()
+        raise KafkaSetupError(
+            f"Kafka at {settings.bootstrap} is unreachable ({detail})") from None
+    counts = {}
+    for topic in topics:
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise KafkaSetupError(f"Kafka topic {topic!r} does not exist at {settings.bootstrap}")
+        counts[topic] = len(found.partitions)
+    return counts
+
+
+def part_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+class _PartitionReader(StatefulSourcePartition[Message, int]):
+    """Reads one Kafka partition, decodes, and reports its progress to every shard."""
+
+    def __init__(self, source: TpsKafkaSource, topic: str, partition: int, offset: int) -> None:
+        self.source, self.topic, self.partition = source, topic, partition
+        self.name, self.shard = part_name(topic, partition), str(partition)
+        self.next_offset = offset
+        self.max_ts = MIN_TS
+        now = source.clock()
+        self.last_message = self.last_mark = now
+        self.idle = False
+        self.marked: tuple[int, bool] | None = None
+        self.empty_polls = 0
+        self.ledger = Ledger()
+        self.ledger["cockpit_kafka_up"][()] = 1
+        source.board.publish(f"kafka:{self.name}", self.ledger)
+        self.consumer = Consumer(source.kafka.client(
+            **{
+                "group.id": "opscockpit",  # offsets live in bytewax recovery, not in a group
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "statistics.interval.ms": 5000,
+                "stats_cb": self._stats,
+                "error_cb": self._error,
+            }))
+        self.consumer.assign([TopicPartition(topic, partition, offset)])
+
+    def next_batch(self) -> list[Message]:
+        stop_if_asked(self.source.stop)
+        messages = self.consumer.consume(self.source.batch_size, 0)
+        payloads, offsets = [], []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._error(error)
+                continue
+            payloads.append(message.value() or b"")
+            offsets.append(message.offset())
+        now = self.source.clock()
+        out: list[Message] = []
+        if payloads:
+            self.ledger["cockpit_kafka_up"][()] = 1
+            self.empty_polls = 0
+            self.last_message = now
+            self.idle = False
+            items = decode_batch(payloads, self.source.max_bytes, self._origin(offsets), 0)
+            self.next_offset = offsets[-1] + 1
+            self.max_ts = max(self.max_ts, _max_ts(items))
+            out.append((self.shard, ("events", self.shard, self.name, items)))
+        else:
+            self.empty_polls += 1
+            self.idle = now - self.last_message >= self.source.idle_timeout
+        out.extend(self._marks(now))
+        return out
+
+    def _origin(self, offsets: list[int]) -> Callable[[int], dict[str, Any]]:
+        return lambda i: {"topic": self.topic, "partition": self.partition,
+                          "offset": offsets[i]}
+
+    def _marks(self, now: int) -> list[Message]:
+        """Progress for every shard: at once when idleness flips, else at most every MARK_EVERY."""
+        state = (self.max_ts, self.idle)
+        if state == self.marked:
+            return []
+        idle_flipped = self.marked is None or self.marked[1] != self.idle
+        if not idle_flipped and now - self.last_mark < MARK_EVERY:
+            return []
+        self.marked, self.last_mark = state, now
+        return [(shard, ("mark", shard, self.name, self.max_ts, self.idle))
+                for shard in self.source.shards]
+
+    def next_awake(self) -> datetime | None:
+        if self.empty_polls == 0:
+            return None
+        return datetime.fromtimestamp((self.source.clock() + IDLE_POLL) / US_PER_SECOND, UTC)
+
+    def _stats(self, raw: str) -> None:
+        stats = json.loads(raw)
+        partition = stats.get("topics", {}).get(self.topic, {}).get("partitions", {}).get(
+            str(self.partition), {})
+        high = partition.get("ls_offset", partition.get("hi_offset", -1))
+        if high >= 0:
+            self.ledger["cockpit_kafka_consumer_lag"][(self.topic, str(self.partition))] = max(
+                high - self.next_offset, 0)
+        up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+        self.ledger["cockpit_kafka_up"][()] = 1 if up else 0
+
+    def _error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
+                            KafkaError._RESOLVE, KafkaError.NETWORK_EXCEPTION):
+            if self.ledger["cockpit_kafka_up"].get(()) != 0:
+                log.warning("Kafka unreachable from %s: %s; retrying", self.name, error.str())
+            self.ledger["cockpit_kafka_up"][()] = 0
+        else:
+            log.warning("Kafka error on %s: %s", self.name, error.str())
+
+    def snapshot(self) -> int:
+        return self.next_offset
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _max_ts(items: list[Event | Reject]) -> int:
+    return max((item["ts"] for item in items if type(item) is dict), default=MIN_TS)
+
+
+class TpsKafkaSource(FixedPartitionedSource[Message, int]):
+    """Every partition of the input topics; resumes at the snapshotted offsets."""
+
+    def __init__(self, kafka: KafkaSettings, partitions: dict[str, int], *, start: str,
+                 runtime: Runtime) -> None:
+        settings = runtime.settings
+        self.kafka, self.partitions = kafka, partitions
+        self.board, self.clock, self.stop = runtime.board, runtime.clock, runtime.stop
+        self.start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
+        self.batch_size, self.max_bytes = settings.batch_size, settings.max_event_bytes
+        self.idle_timeout = settings.idle_timeout
+        self.shards = sorted({str(p) for count in partitions.values() for p in range(count)},
+                             key=int)
+
+    def list_parts(self) -> list[str]:
+        return [part_name(t, p) for t, count in self.partitions.items() for p in range(count)]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: int | None) -> _PartitionReader:
+        topic, _, partition = for_part.rpartition(":")
+        offset = self.start if resume_state is None else resume_state
+        return _PartitionReader(self, topic, int(partition), offset)
+
+
+Record = tuple[str, dict[str, Any]]
+
+
+class _TopicWriter(StatefulSinkPartition[Record, None]):
+    def __init__(self, kafka: KafkaSettings, topic_for: Callable[[dict[str, Any]], str]) -> None:
+        self.topic_for = topic_for
+        self.producer = Producer(kafka.client(**{
+            "linger.ms": 20,
+            "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
+            "error_cb": lambda err: log.warning("Kafka producer: %s", err.str()),
+        }))
+
+    def write_batch(self, values: list[Record]) -> None:
+        for key, record in values:
+            value = orjson.dumps(record)
+            while True:
+                try:
+                    self.producer.produce(self.topic_for(record), value, key.encode())
+                    break
+                except BufferError:
+                    self.producer.poll(0.5)  # the local queue is full: wait for the broker
+        self.producer.poll(0)
+
+    def snapshot(self) -> None:
+        # A snapshot commits the input offsets: everything before it must be written.
+        while self.producer.flush(1.0):
+            log.warning("waiting for Kafka to accept output records")
+
+    def close(self) -> None:
+        self.snapshot()
+
+
+class TopicSink(FixedPartitionedSink[Record, None]):
+    """Records to a Kafka topic, keyed for compaction; at-least-once with recovery."""
+
+    def __init__(self, kafka: KafkaSettings, name: str,
+                 topic_for: Callable[[dict[str, Any]], str]) -> None:
+        self.kafka, self.name, self.topic_for = kafka, name, topic_for
+
+    def list_parts(self) -> list[str]:
+        return [self.name]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TopicWriter:
+        return _TopicWriter(self.kafka, self.topic_for)
+
+
+def ensure_topics(settings: KafkaSettings, topics: dict[str, int],
+                  timeout_s: float = 10.0) -> None:
+    """Create missing topics (partitions by name) and wait until they exist."""
+    from confluent_kafka.admin import NewTopic
+
+    admin = AdminClient(settings.client())
+    existing = admin.list_topics(timeout=timeout_s).topics
+    wanted = [NewTopic(name, count, 1) for name, count in topics.items() if name not in existing]
+    if not wanted:
+        return
+    for topic, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaSetupError(f"cannot create topic {topic!r}: {exc.args[0].str()}") \
+                    from None

