@@ -199,7 +199,10 @@ class ShardEngine:
                 seen_hours[hour] = [event_id]
             else:
                 bucket.append(event_id)
-            if ts < watermark:
+            # Late against the partition's own progress (what replay does with one
+            # partition), or against W should W be ahead after this partition idled:
+            # so lateness never depends on how fast other partitions are read.
+            if ts < own_max - lateness or ts < watermark:
                 late[kind] = late.get(kind, 0) + 1
                 continue
             if ts > own_max:

@@ -100,7 +100,7 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes | None, 
     assert remaining == 0, f"{remaining} messages not acknowledged"
 
 
-def consume_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tuple[bytes, bytes]]:
+def consume_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes, bytes]]:
     """Every (key, value) in a topic, reading its partitions from the start."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
@@ -118,4 +118,6 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tup
             if message.error() is None and message.offset() + 1 >= ends[message.partition()]:
                 done.add(message.partition())
     consumer.close()
+    if len(done) < len(ends):
+        raise TimeoutError(f"read only {len(out)} messages of {topic} in {timeout_s}s")
     return out

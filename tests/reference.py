@@ -8,29 +8,38 @@ an order or receipt (the README's holding, orphan and leave-state rules depend o
 arrival order); every KPI is then computed in batch from those events and the
 final watermark W = max accepted ts.
 
-Choices the README leaves open (also listed in `test_reference.py`):
-- labels: every accepted event takes a label slot for each of its `fc`, `region`,
-  `page`, `widget` fields when it arrives, even if it is later ignored (a second
-  `order.placed`) or held and never claimed; each folded field of an event counts
-  once in `cockpit_label_overflow_total`;
-- every event with an `order_id` is held while its order is not in state, and
-  counts in nothing but `cockpit_events_total` until it is claimed (picks and
-  returns included); an event arriving after its order left state is held again,
-  and a new `order.placed` for that id starts a new order;
-- an event is applied with the W it found on arrival: an `order.placed` claims a
-  held event when that W has not yet passed the held event's ts + 24 h;
-- a receipt never leaves state; a second `inventory.received` is ignored, so
-  `cockpit_units_received_total` counts each receipt's first scan only;
-- fc labels: order metrics (ordered, awaiting, stages, breaches, cancellations)
-  use the `order.placed` fc; shipments and cycle time use the first shipment's
-  fc; picks, returns, stows and adjustments their own fc; dock-to-stock and
-  receipts awaiting stow the `inventory.received` fc;
-- a duplicate is a valid event, so it refreshes its id's memory too.
+Choices the README leaves open (report them to whoever owns the README):
+- Counters of units and updates count every accepted event at once, whether or
+  not its order or receipt is known: units picked, stowed, returned and received
+  (every scan), delivery updates, on hand and the window inputs.
+- Held (waiting for their order or receipt, then orphans) are only the events
+  whose order or receipt state needs them: shipments, cancellations, `delivered`
+  updates, picks and packs of an order; stows of a receipt. Returns and other
+  delivery statuses are never held.
+- An accepted event advances W first and is then applied with that W: it finds
+  its order or receipt gone if that W makes it leave state, and an
+  `order.placed` (or `inventory.received`) claims a held event only if that W
+  has not passed the held event's ts + 24 h.
+- An order leaves state as the README says; a receipt leaves once fully stowed
+  and W has reached the completing stow's ts. Later events of either are held
+  again, and a new `order.placed` / `inventory.received` starts a new one.
+- A label value takes a slot when an event carrying it is applied: storefront,
+  inventory and return events at arrival, a new order's `order.placed` when it
+  arrives, a shipment when attached to its order unless one with an earlier or
+  equal ts already is. Ignored, held-then-orphaned events and fields no metric
+  reads (the fc of `inventory.packed`, of later shipments) take none.
+  Each folded field of an event counts once in `cockpit_label_overflow_total`.
+- fc labels: order metrics (units ordered, awaiting, stages, breaches,
+  cancellations, cycle time) use the `order.placed` fc; shipments that of the
+  earliest shipment; dock-to-stock and receipts awaiting stow the
+  `inventory.received` fc; units counters the event's own fc.
+- A duplicate does not renew its id's memory; a late event's id is remembered.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -63,15 +72,31 @@ VALIDATORS = {
     )
     for path in SCHEMA_DIR.glob("*.json")
 }
-ORDER_EVENTS = {
-    "order.cancelled",
-    "order.shipped",
-    "delivery.updated",
-    "return.received",
-    "inventory.picked",
-    "inventory.packed",
+OPENERS = {"order.placed": "order_id", "inventory.received": "receipt_id"}
+HELD = {
+    "order.cancelled": "order_id",
+    "order.shipped": "order_id",
+    "delivery.updated": "order_id",  # `delivered` only
+    "inventory.picked": "order_id",
+    "inventory.packed": "order_id",
+    "inventory.stowed": "receipt_id",
 }
-LABEL_FIELDS = ("fc", "region", "page", "widget")
+UNITS = {
+    "inventory.received": "received",
+    "inventory.stowed": "stowed",
+    "inventory.picked": "picked",
+    "return.received": "returned",
+}
+FOLD_AT_ARRIVAL = {
+    "page.viewed": ["page"],
+    "recommendation.shown": ["widget"],
+    "recommendation.clicked": ["widget"],
+    "inventory.received": ["fc"],
+    "inventory.stowed": ["fc"],
+    "inventory.picked": ["fc"],
+    "inventory.adjusted": ["fc"],
+    "return.received": ["fc"],
+}
 TIME_RE = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))", re.ASCII
 )
@@ -90,12 +115,12 @@ PRESENCE_MATTERS = {"cockpit_sell_through_ratio", "cockpit_days_of_cover"}
 
 @dataclass
 class Event:
-    """An accepted event, with the watermark W it found on arrival."""
+    """An accepted event, with the watermark W just after its arrival."""
 
     line: int
     type: str
     ts: int  # microseconds
-    w: float  # microseconds; -inf before the first accepted event
+    w: float  # W in microseconds once this event has advanced it
     body: dict[str, Any]
     labels: dict[str, str]  # folded values of the event's label fields
 
@@ -106,37 +131,44 @@ class Event:
 
 @dataclass
 class Order:
-    """One order in state: its `order.placed` and the order events it claimed."""
+    """An order in state: its `order.placed` and the events attached to it."""
 
-    placed: Event
+    opener: Event
     events: list[Event] = field(default_factory=list)
 
-    def first(self, type_: str, status: str | None = None) -> Event | None:
-        """The earliest claimed event of `type_` (and `status`), ties by arrival."""
-        found = [
-            e
-            for e in self.events
-            if e.type == type_ and (status is None or e.body["status"] == status)
-        ]
-        return min(found, key=lambda e: e.ts, default=None)
+    def first(self, type_: str) -> Event | None:
+        """The attached event of `type_` with the smallest ts (ties: the first to arrive)."""
+        return min((e for e in self.events if e.type == type_), key=lambda e: e.ts, default=None)
 
     def has_left(self, w: float) -> bool:
-        """True once both deadlines have passed and it is cancelled or shipped and delivered."""
+        """True once W has passed both promises and it is cancelled or shipped and delivered."""
         done = self.first("order.cancelled") or (
-            self.first("order.shipped") and self.first("delivery.updated", "delivered")
+            self.first("order.shipped") and self.first("delivery.updated")
         )
-        deadline = max(
-            self.placed.time("promised_ship_by"), self.placed.time("promised_delivery_by")
-        )
-        return bool(done) and w > deadline
+        ship_by = self.opener.time("promised_ship_by")
+        return bool(done) and w > max(ship_by, self.opener.time("promised_delivery_by"))
 
 
 @dataclass
 class Receipt:
-    """One receipt: its first `inventory.received` and the stows it claimed."""
+    """A receipt in state: its `inventory.received` and the stows attached to it."""
 
-    received: Event
-    stows: list[Event] = field(default_factory=list)
+    opener: Event
+    events: list[Event] = field(default_factory=list)
+
+    def completed_by(self) -> Event | None:
+        """The stow whose ts is the smallest at which stows up to it reach the received qty."""
+        stowed = 0
+        for stow in sorted(self.events, key=lambda e: e.ts):
+            stowed += stow.body["qty"]
+            if stowed >= self.opener.body["qty"]:
+                return stow
+        return None
+
+    def has_left(self, w: float) -> bool:
+        """True once it is fully stowed and W has reached the completing stow."""
+        stow = self.completed_by()
+        return stow is not None and w >= stow.ts
 
 
 @dataclass
@@ -259,7 +291,6 @@ def run(
     dead: list[tuple[int, str]] = []
     accepted: list[Event] = []
     remembered: dict[str, float] = {}  # event_id -> W at which it is forgotten
-    kept: dict[str, set[str]] = defaultdict(set)
     w: float = -math.inf
     max_ts: float = -math.inf
 
@@ -273,35 +304,24 @@ def run(
             continue
         assert obj is not None
         type_, ts, event_id = obj["type"], to_us(obj["ts"]), obj["event_id"]
-        duplicate = w < remembered.get(event_id, -math.inf)
-        hour_end = (ts // HOUR + 1) * HOUR
-        remembered[event_id] = max(remembered.get(event_id, -math.inf), hour_end + DAY)
-        if duplicate or ts < w:
-            name = "duplicate" if duplicate else "late"
-            c[f"cockpit_events_{name}_total"][(("type", type_),)] += 1
+        if w < remembered.get(event_id, -math.inf):
+            c["cockpit_events_duplicate_total"][(("type", type_),)] += 1
             continue
-        labels = {}
-        for name in LABEL_FIELDS:
-            if name in obj:
-                value = obj[name]
-                if value not in kept[name] and len(kept[name]) >= max_label_values:
-                    value = "other"
-                    c["cockpit_label_overflow_total"][(("label", name),)] += 1
-                kept[name].add(value)
-                labels[name] = value
-        accepted.append(Event(number, type_, ts, w, obj, labels))
+        remembered[event_id] = (ts // HOUR + 1) * HOUR + DAY
+        if ts < w:
+            c["cockpit_events_late_total"][(("type", type_),)] += 1
+            continue
         c["cockpit_events_total"][(("type", type_),)] += 1
         max_ts = max(max_ts, ts)
         w = max(w, max_ts - lateness)
+        accepted.append(Event(number, type_, ts, w, obj, {}))
 
-    orders, receipts, orphans = _link(accepted, max_ts)
-    for e in orphans:
-        c["cockpit_orphan_events_total"][(("type", e.type),)] += 1
+    orders, receipts = _apply(accepted, max_ts, max_label_values, c)
     hist: dict[str, dict[Labels, list[float]]] = defaultdict(lambda: defaultdict(list))
     alerts = _orders(orders, max_ts, c, hist)
     _order_gauges(orders, max_ts, c)
     _receipts(receipts, c, hist)
-    moves = _stock(accepted, orders, receipts, c)
+    moves = _flows(accepted, c)
     _web(accepted, c, hist)
 
     metrics: Samples = {
@@ -316,45 +336,64 @@ def run(
     return Result(metrics, dead, alerts)
 
 
-def _link(accepted: list[Event], w_final: float) -> tuple[list[Order], list[Receipt], list[Event]]:
-    """Attach order and receipt events in arrival order; return orders, receipts, orphans."""
+def _apply(
+    accepted: list[Event], w_final: float, max_label_values: int, c: dict[str, Counter[Labels]]
+) -> tuple[list[Order], list[Receipt]]:
+    """Fold labels, attach events to orders and receipts in arrival order, count orphans."""
     orders: list[Order] = []
-    live: dict[str, Order] = {}
-    receipts: dict[str, Receipt] = {}
+    receipts: list[Receipt] = []
+    live: dict[tuple[str, str], Order | Receipt] = {}  # by (id field, id)
     held: dict[tuple[str, str], list[Event]] = defaultdict(list)
-    orphans: list[Event] = []
+    kept: dict[str, set[str]] = defaultdict(set)
 
-    def claim(key: tuple[str, str], w: float) -> list[Event]:
-        claimed: list[Event] = []
-        for e in held.pop(key, []):
-            (orphans if w > e.ts + DAY else claimed).append(e)
-        return claimed
+    def fold(e: Event, names: Iterable[str]) -> None:
+        for name in names:
+            value = e.body[name]
+            if value not in kept[name] and len(kept[name]) >= max_label_values:
+                value = "other"
+                c["cockpit_label_overflow_total"][(("label", name),)] += 1
+            kept[name].add(value)
+            e.labels[name] = value
+
+    def attach(entity: Order | Receipt, e: Event) -> None:
+        earlier = [s for s in entity.events if s.type == "order.shipped" and s.ts <= e.ts]
+        if e.type == "order.shipped" and not earlier:  # only the earliest shipment's fc is used
+            fold(e, ["fc"])
+        entity.events.append(e)
+
+    def orphan(e: Event) -> None:
+        c["cockpit_orphan_events_total"][(("type", e.type),)] += 1
 
     for e in accepted:
-        if e.type == "order.placed" or e.type in ORDER_EVENTS:
-            oid = e.body["order_id"]
-            if oid in live and live[oid].has_left(e.w):
-                del live[oid]
-            if oid in live:
-                if e.type != "order.placed":  # a second order.placed is ignored
-                    live[oid].events.append(e)
-            elif e.type == "order.placed":
-                live[oid] = Order(e, claim(("order", oid), e.w))
-                orders.append(live[oid])
+        fold(e, FOLD_AT_ARRIVAL.get(e.type, []))
+        id_field = OPENERS.get(e.type) or HELD.get(e.type)
+        if id_field is None or e.body.get("status", "delivered") != "delivered":
+            continue
+        key = (id_field, e.body[id_field])
+        if key in live and live[key].has_left(e.w):
+            del live[key]
+        if key in live:
+            if e.type not in OPENERS:  # a second order.placed or inventory.received is ignored
+                attach(live[key], e)
+        elif e.type not in OPENERS:
+            held[key].append(e)
+        else:
+            if e.type == "order.placed":
+                fold(e, ["fc", "region"])
+                orders.append(Order(e))
+                live[key] = orders[-1]
             else:
-                held[("order", oid)].append(e)
-        elif e.type == "inventory.received":
-            rid = e.body["receipt_id"]
-            if rid not in receipts:
-                receipts[rid] = Receipt(e, claim(("receipt", rid), e.w))
-        elif e.type == "inventory.stowed":
-            rid = e.body["receipt_id"]
-            if rid in receipts:
-                receipts[rid].stows.append(e)
-            else:
-                held[("receipt", rid)].append(e)
-    orphans += [e for events in held.values() for e in events if w_final > e.ts + DAY]
-    return orders, list(receipts.values()), orphans
+                receipts.append(Receipt(e))
+                live[key] = receipts[-1]
+            for h in held.pop(key, []):
+                if e.w > h.ts + DAY:
+                    orphan(h)
+                else:
+                    attach(live[key], h)
+    for h in itertools.chain.from_iterable(held.values()):
+        if w_final > h.ts + DAY:
+            orphan(h)
+    return orders, receipts
 
 
 def _orders(
@@ -363,26 +402,27 @@ def _orders(
     c: dict[str, Counter[Labels]],
     hist: dict[str, dict[Labels, list[float]]],
 ) -> set[tuple[str, str]]:
-    """Counters of shipments, breaches, deliveries and order events; returns the alerts."""
+    """Counters of shipments, breaches, cancellations and deliveries; returns the alerts."""
     alerts = set()
     for order in orders:
-        p = order.placed
+        p = order.opener
         fc, region = (("fc", p.labels["fc"]),), (("region", p.labels["region"]),)
         ship_by, deliver_by = p.time("promised_ship_by"), p.time("promised_delivery_by")
         c["cockpit_units_ordered_total"][fc] += sum(line["qty"] for line in p.body["lines"])
         shipped = order.first("order.shipped")
         cancelled = order.first("order.cancelled")
-        delivered = order.first("delivery.updated", "delivered")
+        delivered = order.first("delivery.updated")
         s = shipped.ts if shipped else math.inf
         cancel = cancelled.ts if cancelled else math.inf
         d = delivered.ts if delivered else math.inf
         # A late shipment or delivery is counted once W passes its promise, which
         # the final W = max accepted ts always has.
         if shipped:
-            ship_fc = (("fc", shipped.labels["fc"]),)
             on_time = "true" if s <= ship_by else "false"
-            c["cockpit_orders_shipped_total"][(*ship_fc, ("on_time", on_time))] += 1
-            hist["cockpit_order_cycle_seconds"][ship_fc].append((s - p.ts) / US)
+            c["cockpit_orders_shipped_total"][
+                (("fc", shipped.labels["fc"]), ("on_time", on_time))
+            ] += 1
+            hist["cockpit_order_cycle_seconds"][fc].append((s - p.ts) / US)
         if min(s, cancel) > ship_by and w > ship_by:
             c["cockpit_ship_sla_breaches_total"][fc] += 1
             alerts.add(("ship_sla_breach", p.body["order_id"]))
@@ -394,20 +434,13 @@ def _orders(
         if min(d, cancel) > deliver_by and w > deliver_by:
             c["cockpit_late_deliveries_total"][region] += 1
             alerts.add(("late_delivery", p.body["order_id"]))
-        for e in order.events:
-            if e.type == "delivery.updated":
-                c["cockpit_delivery_updates_total"][(("status", e.body["status"]),)] += 1
-            elif e.type == "inventory.picked":
-                c["cockpit_units_picked_total"][(("fc", e.labels["fc"]),)] += e.body["qty"]
-            elif e.type == "return.received":
-                c["cockpit_units_returned_total"][(("fc", e.labels["fc"]),)] += e.body["qty"]
     return alerts
 
 
 def _order_gauges(orders: list[Order], w: float, c: dict[str, Counter[Labels]]) -> None:
     """Orders awaiting shipment (by stage) and past their promises, at the final W."""
     for order in orders:
-        p = order.placed
+        p = order.opener
         fc, region = (("fc", p.labels["fc"]),), (("region", p.labels["region"]),)
         cancelled = order.first("order.cancelled")
         if not order.first("order.shipped") and not cancelled:
@@ -422,7 +455,7 @@ def _order_gauges(orders: list[Order], w: float, c: dict[str, Counter[Labels]]) 
                 else "placed"
             )
             c["cockpit_orders_in_stage"][(*fc, ("stage", stage))] += 1
-        delivered = order.first("delivery.updated", "delivered")
+        delivered = order.first("delivery.updated")
         if not delivered and not cancelled and w > p.time("promised_delivery_by"):
             c["cockpit_orders_past_delivery_promise"][region] += 1
 
@@ -432,43 +465,34 @@ def _receipts(
     c: dict[str, Counter[Labels]],
     hist: dict[str, dict[Labels, list[float]]],
 ) -> None:
-    """Units received and stowed, dock-to-stock and receipts awaiting stow."""
+    """Dock-to-stock (observed once W reaches the completing stow: always, at the end)."""
     for r in receipts:
-        fc = (("fc", r.received.labels["fc"]),)
-        quantity = r.received.body["qty"]
-        c["cockpit_units_received_total"][fc] += quantity
-        stowed = 0
-        for stow in sorted(r.stows, key=lambda e: e.ts):
-            c["cockpit_units_stowed_total"][(("fc", stow.labels["fc"]),)] += stow.body["qty"]
-            if stowed < quantity <= stowed + stow.body["qty"]:
-                hist["cockpit_dock_to_stock_seconds"][fc].append((stow.ts - r.received.ts) / US)
-            stowed += stow.body["qty"]
-        if stowed < quantity:
+        fc = (("fc", r.opener.labels["fc"]),)
+        stow = r.completed_by()
+        if stow:
+            hist["cockpit_dock_to_stock_seconds"][fc].append((stow.ts - r.opener.ts) / US)
+        else:
             c["cockpit_receipts_awaiting_stow"][fc] += 1
 
 
-def _stock(
-    accepted: list[Event],
-    orders: list[Order],
-    receipts: list[Receipt],
-    c: dict[str, Counter[Labels]],
-) -> list[tuple[int, str, int, int]]:
-    """Stock moves (ts, fc, change of on hand, units stowed); counts on hand and adjustments."""
-    moves = [
-        (s.ts, s.labels["fc"], s.body["qty"], s.body["qty"]) for r in receipts for s in r.stows
-    ]
-    moves += [
-        (e.ts, e.labels["fc"], -e.body["qty"], 0)
-        for o in orders
-        for e in o.events
-        if e.type == "inventory.picked"
-    ]
+def _flows(accepted: list[Event], c: dict[str, Counter[Labels]]) -> list[tuple[int, str, int, int]]:
+    """Unit and update counters, and stock moves (ts, fc, change of on hand, units stowed)."""
+    moves = []
     for e in accepted:
-        if e.type == "inventory.adjusted" and e.body["delta"]:
-            delta, fc = e.body["delta"], e.labels["fc"]
-            moves.append((e.ts, fc, delta, 0))
-            direction = "up" if delta > 0 else "down"
-            c["cockpit_units_adjusted_total"][(("direction", direction), ("fc", fc))] += abs(delta)
+        b = e.body
+        if e.type == "delivery.updated":
+            c["cockpit_delivery_updates_total"][(("status", b["status"]),)] += 1
+        elif e.type in UNITS:
+            c[f"cockpit_units_{UNITS[e.type]}_total"][(("fc", e.labels["fc"]),)] += b["qty"]
+        if e.type == "inventory.stowed":
+            moves.append((e.ts, e.labels["fc"], b["qty"], b["qty"]))
+        elif e.type == "inventory.picked":
+            moves.append((e.ts, e.labels["fc"], -b["qty"], 0))
+        elif e.type == "inventory.adjusted" and b["delta"]:
+            direction = "up" if b["delta"] > 0 else "down"
+            key = (("direction", direction), ("fc", e.labels["fc"]))
+            c["cockpit_units_adjusted_total"][key] += abs(b["delta"])
+            moves.append((e.ts, e.labels["fc"], b["delta"], 0))
     for _, fc, change, _ in moves:
         c["cockpit_units_on_hand"][(("fc", fc),)] += change
     return moves
@@ -484,8 +508,8 @@ def _windows(
         by_fc[fc].append((ts, change, stowed))
     ordered: Counter[str] = Counter()
     for o in orders:
-        if start <= o.placed.ts < end:
-            ordered[o.placed.labels["fc"]] += sum(line["qty"] for line in o.placed.body["lines"])
+        if start <= o.opener.ts < end:
+            ordered[o.opener.labels["fc"]] += sum(line["qty"] for line in o.opener.body["lines"])
     gauges: Samples = {"cockpit_sell_through_ratio": {}, "cockpit_days_of_cover": {}}
     for fc in by_fc.keys() | ordered.keys():
         before = sum(change for ts, change, _ in by_fc[fc] if ts < start)

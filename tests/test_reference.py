@@ -323,13 +323,31 @@ CASES = {
         {
             "cockpit_orphan_events_total": {"type=order.shipped": 1, "type=inventory.picked": 1},
             "cockpit_orders_shipped_total": {},
-            "cockpit_units_picked_total": {},
-            "cockpit_units_on_hand": {},
+            "cockpit_units_picked_total": {"fc=FC1": 3},  # units count at once
+            "cockpit_units_on_hand": {"fc=FC1": -3},
             "cockpit_events_total": {
                 "type=order.shipped": 1,
                 "type=inventory.picked": 1,
                 "type=cart.added": 1,
             },
+        },
+    ),
+    "returns and non-delivered updates are never held": Case(
+        [
+            returned("o9", t("10:00"), 2),
+            delivery("o9", t("10:00"), "out_for_delivery"),
+            delivery("o9", t("10:00"), "failed_attempt"),
+            delivery("o9", t("10:00")),
+            tick(t("10:01", day=22)),
+        ],
+        {
+            "cockpit_units_returned_total": {"fc=FC1": 2},
+            "cockpit_delivery_updates_total": {
+                "status=out_for_delivery": 1,
+                "status=failed_attempt": 1,
+                "status=delivered": 1,
+            },
+            "cockpit_orphan_events_total": {"type=delivery.updated": 1},
         },
     ),
     "events of an order never placed are held for 24 h": Case(
@@ -359,19 +377,58 @@ CASES = {
             "cockpit_events_total": {"type=order.placed": 2},
         },
     ),
-    "a return after the order left state is an orphan": Case(
+    "an update after the order left state is an orphan": Case(
         [
             placed("o1", t("10:00"), t("12:00"), t("12:00", day=22)),
             shipped("o1", t("11:00")),
             delivery("o1", t("10:00", day=22)),
-            returned("o1", t("11:30", day=22), 1),  # counts: the order is still open
-            tick(t("12:01:01", day=22)),  # W passes both promises: the order leaves
-            returned("o1", t("13:00", day=22), 2),
+            delivery("o1", t("12:01", day=22)),  # W = 12:00 has not passed: attached
+            tick(t("12:01:00.001", day=22)),  # W passes both promises: the order leaves
+            delivery("o1", t("13:00", day=22)),
             tick(t("13:00:01", day=23)),
         ],
         {
-            "cockpit_units_returned_total": {"fc=FC1": 1},
-            "cockpit_orphan_events_total": {"type=return.received": 1},
+            "cockpit_delivery_updates_total": {"status=delivered": 3},
+            "cockpit_orphan_events_total": {"type=delivery.updated": 1},
+            "cockpit_deliveries_total": {"on_time=true,region=R1": 1},
+        },
+    ),
+    "an event whose own arrival makes its order leave finds it gone": Case(
+        [
+            placed("o1", t("10:00"), t("12:00"), t("12:00", day=22)),
+            cancelled("o1", t("11:00")),
+            delivery("o1", t("12:02", day=22)),  # W = 12:01 > both promises
+        ],
+        {"cockpit_deliveries_total": {}, "cockpit_orders_cancelled_total": {"fc=FC1": 1}},
+    ),
+    "an order.placed whose own arrival passes a held event's horizon misses it": Case(
+        [shipped("o1", t("10:00")), placed("o1", t("10:01:01", day=22), FAR, FAR)],
+        {
+            "cockpit_orphan_events_total": {"type=order.shipped": 1},
+            "cockpit_orders_shipped_total": {},
+        },
+    ),
+    "order.placed again after the order left state starts a new order": Case(
+        [
+            placed("o1", t("10:00"), t("12:00"), t("12:00", day=22)),
+            cancelled("o1", t("11:00")),
+            tick(t("12:01:01", day=22)),
+            placed("o1", t("13:00", day=22), FAR, FAR, qty=5),
+        ],
+        {
+            "cockpit_units_ordered_total": {"fc=FC1": 6},
+            "cockpit_orders_awaiting_shipment": {"fc=FC1": 1},
+        },
+    ),
+    "cycle time by the order's fc, shipments by the earliest shipment's fc": Case(
+        [
+            placed("o1", t("10:00"), t("12:00"), NEXT),
+            shipped("o1", t("11:00:30"), fc="FC2"),
+            shipped("o1", t("11:00"), fc="FC3"),
+        ],
+        {
+            "cockpit_orders_shipped_total": {"fc=FC3,on_time=true": 1},
+            "cockpit_order_cycle_seconds_sum": {"fc=FC1": 3600},
         },
     ),
     # --- receipts
@@ -404,6 +461,29 @@ CASES = {
             "cockpit_dock_to_stock_seconds_sum": {"fc=FC1": 30},
             "cockpit_receipts_awaiting_stow": {},
             "cockpit_units_stowed_total": {"fc=FC1": 10},
+        },
+    ),
+    "a second inventory.received counts units only": Case(
+        [received("r1", t("10:00"), 5), received("r1", t("10:01"), 7), stowed("r1", t("10:30"), 5)],
+        {
+            "cockpit_units_received_total": {"fc=FC1": 12},
+            "cockpit_dock_to_stock_seconds_sum": {"fc=FC1": 1800},
+            "cockpit_receipts_awaiting_stow": {},
+        },
+    ),
+    "a receipt leaves state once W reaches its completing stow": Case(
+        [
+            received("r1", t("10:00"), 5),
+            stowed("r1", t("10:30"), 5),
+            stowed("r1", t("10:30:30"), 1),  # W = 10:29:30: still attached
+            tick(t("10:31:30")),  # W = 10:30:30 reaches 10:30: the receipt leaves
+            stowed("r1", t("10:31:30"), 2),
+            tick(t("10:31:31", day=22)),
+        ],
+        {
+            "cockpit_units_stowed_total": {"fc=FC1": 8},
+            "cockpit_orphan_events_total": {"type=inventory.stowed": 1},
+            "cockpit_dock_to_stock_seconds_count": {"fc=FC1": 1},
         },
     ),
     # --- windows: FC1 has 100 adjusted at 08:30, 20 stowed at 09:30, 5 ordered at
@@ -492,6 +572,18 @@ CASES = {
         ],
         {"cockpit_events_duplicate_total": {}, "cockpit_events_total": {"type=cart.added": 3}},
     ),
+    "a duplicate does not renew its id's memory": Case(
+        [
+            cart(t("10:30"), event_id="x"),
+            cart(t("10:30", day=22), event_id="x"),
+            tick(t("11:01", day=22)),
+            cart(t("11:01", day=22), event_id="x"),
+        ],
+        {
+            "cockpit_events_duplicate_total": {"type=cart.added": 1},
+            "cockpit_events_total": {"type=cart.added": 3},
+        },
+    ),
     "a late event's id is remembered; its repeat is a duplicate": Case(
         [
             tick(t("12:00")),
@@ -577,6 +669,22 @@ CASES = {
             "cockpit_orders_shipped_total": {"fc=other,on_time=true": 1},
             "cockpit_orders_awaiting_shipment": {"fc=FC1": 1, "fc=FC2": 1},
             "cockpit_page_load_seconds_count": {"page=p1": 1, "page=p2": 1, "page=other": 2},
+        },
+        options={"max_label_values": 2},
+    ),
+    "label slots go to values as they are applied": Case(
+        [
+            placed("o1", t("10:00"), FAR, FAR, fc="FC1", region="R1"),
+            placed("o1", t("10:00:01"), FAR, FAR, fc="FC4", region="R4"),  # ignored: no slot
+            packed("o1", t("10:00:02"), fc="FC5"),  # the fc of a pack is not used: no slot
+            shipped("o2", t("10:00:10"), fc="FC2"),  # held: folds when claimed
+            placed("o3", t("10:00:20"), FAR, FAR, fc="FC3", region="R1"),
+            placed("o2", t("10:00:05"), FAR, FAR, fc="FC1", region="R1"),
+        ],
+        {
+            "cockpit_label_overflow_total": {"label=fc": 1},
+            "cockpit_units_ordered_total": {"fc=FC1": 2, "fc=FC3": 1},
+            "cockpit_orders_shipped_total": {"fc=other,on_time=true": 1},
         },
         options={"max_label_values": 2},
     ),

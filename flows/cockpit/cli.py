@@ -1,0 +1,86 @@
+"""`opscockpit grafana generate` and `opscockpit grafana push`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from flows.cli import CliError
+
+RULES_PATH = "docker/prometheus/rules.yml"
+DASHBOARDS_DIR = "grafana/dashboards"
+
+
+def generated_files() -> dict[str, str]:
+    """Every generated file, by path relative to the repository root."""
+    from flows.cockpit.dashboards import provisioning_files
+    from flows.cockpit.rules import rules_yaml
+
+    return {**provisioning_files(), RULES_PATH: rules_yaml()}
+
+
+def add_grafana_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `opscockpit grafana` with its two subcommands."""
+    grafana = commands.add_parser(
+        "grafana", help="generate or install the Grafana dashboards and Prometheus rules",
+        description="Dashboards, provisioning and alert rules, generated from the metric "
+                    "declarations.")
+    actions = grafana.add_subparsers(dest="action", required=True, parser_class=type(grafana))
+
+    generate = actions.add_parser(
+        "generate", help="write dashboards, provisioning and rules files",
+        description=f"Write {DASHBOARDS_DIR}/*.json, grafana/provisioning/, grafana/grafana.ini "
+                    f"and {RULES_PATH} under DIR (stale dashboard files there are removed).")
+    generate.add_argument("--out", type=Path, default=Path(),
+                          help="root to write under (default: the current directory)")
+    generate.set_defaults(handler=command_generate)
+
+    push = actions.add_parser(
+        "push", help="install the dashboards into a running Grafana",
+        description="Install the dashboards through Grafana's HTTP API, replacing earlier "
+                    "versions. The API token (a service account token with Editor rights) "
+                    "is read from an environment variable.")
+    push.add_argument("--url", required=True, help="Grafana's base URL, e.g. http://grafana:3000")
+    push.add_argument("--token-env", default="GRAFANA_TOKEN", metavar="NAME",
+                      help="environment variable holding the API token (default GRAFANA_TOKEN)")
+    push.add_argument("--folder", default="opscockpit",
+                      help="folder to put the dashboards in (default opscockpit)")
+    push.set_defaults(handler=command_push)
+
+
+def command_generate(args: argparse.Namespace) -> int:
+    """Write every generated file under --out."""
+    root: Path = args.out
+    files = generated_files()
+    try:
+        stale = sorted(set((root / DASHBOARDS_DIR).glob("*.json"))
+                       - {root / path for path in files})
+        for path in stale:
+            path.unlink()
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write under {root}: {exc.strerror or exc}") from None
+    print(f"opscockpit: wrote {len(files)} files under {root}", file=sys.stderr)
+    return 0
+
+
+def command_push(args: argparse.Namespace) -> int:
+    """Install the dashboards into the Grafana at --url."""
+    from flows.cockpit.dashboards import dashboards
+    from flows.cockpit.push import PushError, push
+
+    token = os.environ.get(args.token_env, "")
+    if not token:
+        raise CliError(f"set the Grafana API token in the environment variable {args.token_env}")
+    try:
+        urls = push(args.url, token, args.folder, dashboards())
+    except PushError as exc:
+        raise CliError(str(exc)) from None
+    print(f"opscockpit: installed {len(urls)} dashboards in folder {args.folder!r}: "
+          + ", ".join(urls), file=sys.stderr)
+    return 0
