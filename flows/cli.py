@@ -67,19 +67,40 @@ def moment(text: str) -> int:
 def add_event_time_options(parser: argparse.ArgumentParser, retention: str) -> None:
     """Options of the engine, shared by run and replay."""
     group = parser.add_argument_group("event time")
-    group.add_argument("--lateness", type=duration, default="60s",
-                       help="allowed lateness L: W = max ts - L (default 60s)")
-    group.add_argument("--window", type=duration, default="1h",
-                       help="tumbling window size for sell-through (default 1h)")
-    group.add_argument("--retention", type=duration, default=retention,
-                       help=f"drop open orders/receipts this long after their last promise; "
-                            f"0 keeps them (default {retention})")
-    group.add_argument("--max-label-values", type=positive_int, default=1000,
-                       help="distinct values kept per label before folding into 'other'")
-    group.add_argument("--max-event-bytes", type=positive_int, default=1 << 20,
-                       help="larger payloads are dead-lettered as too_large (default 1 MiB)")
-    group.add_argument("--batch-size", type=positive_int, default=1000,
-                       help="events read per batch (default 1000)")
+    group.add_argument(
+        "--lateness",
+        type=duration,
+        default="60s",
+        help="allowed lateness L: W = max ts - L (default 60s)",
+    )
+    group.add_argument(
+        "--window",
+        type=duration,
+        default="1h",
+        help="tumbling window size for sell-through (default 1h)",
+    )
+    group.add_argument(
+        "--retention",
+        type=duration,
+        default=retention,
+        help=f"drop open orders/receipts this long after their last promise; "
+        f"0 keeps them (default {retention})",
+    )
+    group.add_argument(
+        "--max-label-values",
+        type=positive_int,
+        default=1000,
+        help="distinct values kept per label before folding into 'other'",
+    )
+    group.add_argument(
+        "--max-event-bytes",
+        type=positive_int,
+        default=1 << 20,
+        help="larger payloads are dead-lettered as too_large (default 1 MiB)",
+    )
+    group.add_argument(
+        "--batch-size", type=positive_int, default=1000, help="events read per batch (default 1000)"
+    )
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Any:
@@ -102,55 +123,102 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = commands.add_parser(
-        "run", help="the main job: live KPIs from the embedded simulator or Kafka",
+        "run",
+        help="the main job: live KPIs from the embedded simulator or Kafka",
         description="Run the cockpit. With no broker, on the embedded simulator: simulated "
-                    "history (--backfill) at full speed, then live events in wall-clock time. "
-                    "With --kafka, consume TPS topics and write KPI, alert and dead-letter "
-                    "topics.")
-    run.add_argument("--metrics-host", default="127.0.0.1",
-                     help="address to serve /metrics on (default 127.0.0.1; 0.0.0.0 for all)")
-    run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
-                     help=f"port to serve /metrics on; process i of a cluster adds i "
-                          f"(default {DEFAULT_METRICS_PORT})")
+        "history (--backfill) at full speed, then live events in wall-clock time. "
+        "With --kafka, consume TPS topics and write KPI, alert and dead-letter "
+        "topics.",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address to serve /metrics on (default 127.0.0.1; 0.0.0.0 for all)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"port to serve /metrics on; process i of a cluster adds i "
+        f"(default {DEFAULT_METRICS_PORT})",
+    )
     sim = run.add_argument_group("embedded simulator (without --kafka)")
     sim.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
-    sim.add_argument("--backfill", type=duration, default="24h",
-                     help="simulated history replayed at start (default 24h)")
-    sim.add_argument("--scale", type=float, default=1.0,
-                     help="multiply the simulated traffic (default 1)")
+    sim.add_argument(
+        "--backfill",
+        type=duration,
+        default="24h",
+        help="simulated history replayed at start (default 24h)",
+    )
+    sim.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the simulated traffic (default 1)"
+    )
     kafka = run.add_argument_group("Kafka")
     kafka.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to consume from")
-    kafka.add_argument("--topic", action="append",
-                       help="input topic, repeatable; co-partitioned (default tps.events)")
-    kafka.add_argument("--kafka-config", type=Path, metavar="FILE",
-                       help="librdkafka properties (key=value lines) for every client, "
-                            "e.g. security.protocol, sasl.*, ssl.*")
-    kafka.add_argument("--start", choices=("earliest", "latest"), default="earliest",
-                       help="where a first run starts reading (default earliest)")
-    kafka.add_argument("--idle-timeout", type=duration, default="30s",
-                       help="a partition with no message this long does not hold W back")
+    kafka.add_argument(
+        "--topic",
+        action="append",
+        help="input topic, repeatable; co-partitioned (default tps.events)",
+    )
+    kafka.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="FILE",
+        help="librdkafka properties (key=value lines) for every client, "
+        "e.g. security.protocol, sasl.*, ssl.*",
+    )
+    kafka.add_argument(
+        "--start",
+        choices=("earliest", "latest"),
+        default="earliest",
+        help="where a first run starts reading (default earliest)",
+    )
+    kafka.add_argument(
+        "--idle-timeout",
+        type=duration,
+        default="30s",
+        help="a partition with no message this long does not hold W back",
+    )
     kafka.add_argument("--kpis-topic", default="cockpit.kpis", help="default cockpit.kpis")
     kafka.add_argument("--alerts-topic", default="cockpit.alerts", help="default cockpit.alerts")
     kafka.add_argument("--dlq-topic", help="dead letters (default <input topic>.dlq)")
     scale = run.add_argument_group("recovery and scale-out")
-    scale.add_argument("--recovery-dir", type=Path,
-                       help="keep state snapshots here and resume from them after a crash")
-    scale.add_argument("--snapshot-interval", type=duration, default="10s",
-                       help="time between snapshots (bytewax epochs; default 10s)")
-    scale.add_argument("--workers", type=positive_int, default=1,
-                       help="worker threads per process (default 1)")
-    scale.add_argument("--processes", type=positive_int, default=1,
-                       help="start a local cluster of this many processes (default 1)")
-    scale.add_argument("--process-id", type=int,
-                       help="this process's index in a cluster spanning machines")
-    scale.add_argument("--addresses", metavar="HOST:PORT;...",
-                       help="every process of the cluster, in process-id order")
+    scale.add_argument(
+        "--recovery-dir",
+        type=Path,
+        help="keep state snapshots here and resume from them after a crash",
+    )
+    scale.add_argument(
+        "--snapshot-interval",
+        type=duration,
+        default="10s",
+        help="time between snapshots (bytewax epochs; default 10s)",
+    )
+    scale.add_argument(
+        "--workers", type=positive_int, default=1, help="worker threads per process (default 1)"
+    )
+    scale.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        help="start a local cluster of this many processes (default 1)",
+    )
+    scale.add_argument(
+        "--process-id", type=int, help="this process's index in a cluster spanning machines"
+    )
+    scale.add_argument(
+        "--addresses",
+        metavar="HOST:PORT;...",
+        help="every process of the cluster, in process-id order",
+    )
     add_event_time_options(run, retention="30d")
     run.set_defaults(handler=command_run)
 
     replay = commands.add_parser(
-        "replay", help="process a finite JSON Lines file in event time",
-        description="Replay FILE (JSON Lines, `-` for stdin) in event time and exit 0.")
+        "replay",
+        help="process a finite JSON Lines file in event time",
+        description="Replay FILE (JSON Lines, `-` for stdin) in event time and exit 0.",
+    )
     replay.add_argument("file", help="JSON Lines file of TPS events, or - for stdin")
     replay.add_argument("--metrics-file", type=Path, help="write the final exposition here")
     replay.add_argument("--dlq", type=Path, help="write rejected lines here (JSON Lines)")
@@ -161,30 +229,41 @@ def build_parser() -> Parser:
     replay.set_defaults(handler=command_replay)
 
     simulate = commands.add_parser(
-        "simulate", help="simulated events to a file or a Kafka topic",
+        "simulate",
+        help="simulated events to a file or a Kafka topic",
         description="Simulated events of a realistic fulfilment network, deterministic "
-                    "for a seed, in arrival order: to a file (--out), or to Kafka keyed by "
-                    "entity id (--kafka), either --hours of history as fast as possible or "
-                    "live at about --rate events/s.")
+        "for a seed, in arrival order: to a file (--out), or to Kafka keyed by "
+        "entity id (--kafka), either --hours of history as fast as possible or "
+        "live at about --rate events/s.",
+    )
     target = simulate.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="JSON Lines file, or - for stdout")
     target.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to produce to")
     simulate.add_argument("--topic", default="tps.events", help="topic (default tps.events)")
-    simulate.add_argument("--kafka-config", type=Path, metavar="FILE",
-                          help="librdkafka properties for the producer")
+    simulate.add_argument(
+        "--kafka-config", type=Path, metavar="FILE", help="librdkafka properties for the producer"
+    )
     amount = simulate.add_mutually_exclusive_group()
     amount.add_argument("--hours", type=float, help="hours of event time (default 24)")
-    amount.add_argument("--rate", type=float,
-                        help="with --kafka: produce live, about this many events/s, until "
-                             "interrupted")
+    amount.add_argument(
+        "--rate",
+        type=float,
+        help="with --kafka: produce live, about this many events/s, until interrupted",
+    )
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    simulate.add_argument("--start", type=moment,
-                          help="start of the simulated period (default 2026-11-20T00:00:00Z; "
-                               "now with --rate)")
-    simulate.add_argument("--scale", type=float, default=1.0,
-                          help="multiply every traffic rate (default 1)")
+    simulate.add_argument(
+        "--start",
+        type=moment,
+        help="start of the simulated period (default 2026-11-20T00:00:00Z; now with --rate)",
+    )
+    simulate.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every traffic rate (default 1)"
+    )
     simulate.set_defaults(handler=command_simulate)
     add_import_command(commands)
+    from flows.cockpit.cli import add_grafana_command
+
+    add_grafana_command(commands)
     return parser
 
 
@@ -199,11 +278,22 @@ def command_replay(args: argparse.Namespace) -> int:
 
     if args.file != "-" and not Path(args.file).is_file():
         raise CliError(f"cannot read {args.file}: no such file")
-    for path, what in ((args.metrics_file, "metrics"), (args.dlq, "dead letters"),
-                       (args.alerts, "alerts"), (args.kpis, "KPIs")):
+    for path, what in (
+        (args.metrics_file, "metrics"),
+        (args.dlq, "dead letters"),
+        (args.alerts, "alerts"),
+        (args.kpis, "KPIs"),
+    ):
         _writable(path, what)
-    replay(settings_from(args), args.file, metrics_file=args.metrics_file, dlq=args.dlq,
-           alerts=args.alerts, kpis=args.kpis, progress=not args.quiet)
+    replay(
+        settings_from(args),
+        args.file,
+        metrics_file=args.metrics_file,
+        dlq=args.dlq,
+        alerts=args.alerts,
+        kpis=args.kpis,
+        progress=not args.quiet,
+    )
     return 0
 
 
@@ -217,8 +307,11 @@ def command_simulate(args: argparse.Namespace) -> int:
     if args.rate is not None and (args.out is not None or args.rate <= 0):
         raise CliError("--rate needs --kafka and a positive number of events/s", EXIT_USAGE)
     live = args.rate is not None
-    start = args.start if args.start is not None else (
-        _now_minute() if live else parse_time("2026-11-20T00:00:00Z"))
+    start = (
+        args.start
+        if args.start is not None
+        else (_now_minute() if live else parse_time("2026-11-20T00:00:00Z"))
+    )
     end = None if live else start + round((args.hours or 24.0) * 3600 * US_PER_SECOND)
     if args.kafka:
         if live:
@@ -269,8 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except CliError as exc:
         message = str(exc)
-        print(message if message.startswith("opscockpit") else f"opscockpit: error: {message}",
-              file=sys.stderr)
+        print(
+            message if message.startswith("opscockpit") else f"opscockpit: error: {message}",
+            file=sys.stderr,
+        )
         return exc.status
     except KeyboardInterrupt:
         return 130

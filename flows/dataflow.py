@@ -80,6 +80,7 @@ class ShardLogic(StatefulBatchLogic[Any, Output, bytes | None]):
                 engine.process(source, rest[0])
             else:
                 engine.mark(source, rest[0], rest[1])
+        self.runtime.board.ready.set()
         return (engine.drain() if engine else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
@@ -100,12 +101,14 @@ class WindowLogic(StatefulBatchLogic[Any, KpiRecord, bytes | None]):
     def __init__(self, runtime: Runtime, layout: Layout, resume: bytes | None) -> None:
         self.runtime = runtime
         self.aggregator: WindowAggregator = (
-            pickle.loads(resume) if resume is not None
+            pickle.loads(resume)
+            if resume is not None
             else WindowAggregator(layout.shards, runtime.settings.window)
         )
         runtime.board.publish("windows", self.aggregator.ledger)
 
     def on_batch(self, values: list[Any]) -> tuple[list[KpiRecord], bool]:
+        self.runtime.board.ready.set()
         for shard, (closed_through, rows) in values:
             self.aggregator.add(shard, closed_through, rows)
         return self.aggregator.drain(), StatefulBatchLogic.RETAIN
@@ -124,14 +127,15 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
     """The opscockpit dataflow over any source of decoded batches."""
     flow = Dataflow("opscockpit")
     batches = op.input("input", flow, source)
-    results = op.stateful_batch("shards", batches,
-                                lambda resume: ShardLogic(runtime, layout, resume))
+    results = op.stateful_batch(
+        "shards", batches, lambda resume: ShardLogic(runtime, layout, resume)
+    )
     outputs = op.map("unkey", results, lambda keyed: keyed[1])
     windows = op.filter("window_partials", outputs, _kind_is("window"))
-    partials = op.map("to_windows", windows,
-                      lambda output: (WINDOWS_KEY, (output[1], output[2])))
-    kpis = op.stateful_batch("windows", partials,
-                             lambda resume: WindowLogic(runtime, layout, resume))
+    partials = op.map("to_windows", windows, lambda output: (WINDOWS_KEY, (output[1], output[2])))
+    kpis = op.stateful_batch(
+        "windows", partials, lambda resume: WindowLogic(runtime, layout, resume)
+    )
     streams = {
         "dead_letters": op.filter("dead_letters", outputs, _kind_is("dlq")),
         "alerts": op.filter("alerts", outputs, _kind_is("alert")),
@@ -141,8 +145,9 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
     for name, stream in streams.items():
         sink = getattr(sinks, name)
         if sink is not None:
-            records = op.map(f"{name}_records", stream,
-                             lambda output: (output[1], (output[1], output[2])))
+            records = op.map(
+                f"{name}_records", stream, lambda output: (output[1], (output[1], output[2]))
+            )
             op.output(f"{name}_out", records, sink)
             wired = True
     if not wired:
@@ -153,6 +158,11 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
 def replay_flow(path: str, settings: Settings | None = None) -> Dataflow:
     """A replay of a JSON Lines file for `python -m bytewax.run` (metrics are not written)."""
     runtime = Runtime(settings or Settings())
-    source = LinesSource("input", path, file_lines(path), runtime.settings.batch_size,
-                         runtime.settings.max_event_bytes)
+    source = LinesSource(
+        "input",
+        path,
+        file_lines(path),
+        runtime.settings.batch_size,
+        runtime.settings.max_event_bytes,
+    )
     return build_flow(runtime, source, single("input"), Sinks())

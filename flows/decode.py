@@ -27,7 +27,7 @@ from flows.events import (
     TIME,
     EventType,
 )
-from flows.timeutil import TimeError, parse_time
+from flows.timeutil import TimeError, integral, parse_time
 
 INVALID_JSON = "invalid_json"
 UNKNOWN_TYPE = "unknown_type"
@@ -75,16 +75,6 @@ def _jsonable(value: object) -> bool:
     return True
 
 
-def _integer(value: object) -> int | None:
-    """JSON Schema integers: ints, and numbers with a zero fraction; never booleans."""
-    kind = type(value)
-    if kind is int:
-        return value  # type: ignore[return-value]
-    if kind is float and value.is_integer():  # type: ignore[attr-defined]
-        return int(value)  # type: ignore[call-overload]
-    return None
-
-
 def _check(obj: Event, name: str, kind: str) -> str | None:
     """Check (and normalise in place) one field; return an error or None."""
     value = obj.get(name)
@@ -101,7 +91,7 @@ def _check(obj: Event, name: str, kind: str) -> str | None:
             return f"field {name!r}: {exc}"
         return None
     if kind is QTY or kind is COUNT or kind is INT:
-        number = _integer(value)
+        number = integral(value)
         if number is None:
             return f"field {name!r} must be an integer, got {_describe(value)}"
         if (kind is QTY and number <= 0) or (kind is COUNT and number < 0):
@@ -116,7 +106,9 @@ def _check(obj: Event, name: str, kind: str) -> str | None:
     if kind is STATUS:
         if value in DELIVERY_STATUSES and type(value) is str:
             return None
-        return f"field {name!r} must be one of {', '.join(DELIVERY_STATUSES)}, got {_describe(value)}"
+        return (
+            f"field {name!r} must be one of {', '.join(DELIVERY_STATUSES)}, got {_describe(value)}"
+        )
     if kind is LINES:
         return _check_lines(obj, name, value)
     raise AssertionError(f"unknown field kind {kind}")

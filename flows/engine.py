@@ -40,7 +40,7 @@ PAST_SHIP, PAST_DELIVERY, PICKED, PACKED, RETAINED = 16, 32, 64, 128, 256
 R_FC, R_RECEIVED, R_QTY, R_STOWED, R_STOWS, R_AWAITING = 0, 1, 2, 3, 4, 5
 # Timer kinds, fired in (time, kind) order.
 T_SHIP, T_DELIVERY, T_RECEIPT, T_ORDER_ORPHANS, T_RECEIPT_ORPHAN = 0, 1, 2, 3, 4
-T_ORDER_RETENTION, T_RECEIPT_RETENTION = 5, 6
+T_ORDER_RETENTION, T_RECEIPT_RETENTION, T_SHIPMENT = 5, 6, 7
 # Order events that need the order (held as orphans until it is placed).
 ORDER_EVENT_TYPES = (
     "order.shipped",
@@ -145,10 +145,22 @@ class ShardEngine:
             self._receipt_orphan_expire,
             self._order_retention,
             self._receipt_retention,
+            self._shipment_final,
         )
 
-    _TRANSIENT = ("config", "labels", "out", "_events", "_rejected", "_duplicate", "_late",
-                  "_known", "_handlers", "_apply", "_fire")
+    _TRANSIENT = (
+        "config",
+        "labels",
+        "out",
+        "_events",
+        "_rejected",
+        "_duplicate",
+        "_late",
+        "_known",
+        "_handlers",
+        "_apply",
+        "_fire",
+    )
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
@@ -249,8 +261,7 @@ class ShardEngine:
 
     def _advance(self, watermark: int) -> None:
         """W moved (W never goes back): fire timers, close windows, forget old ids."""
-        if watermark > self.watermark:
-            self.watermark = watermark
+        self.watermark = max(self.watermark, watermark)
         watermark = self.watermark
         self._fire_due()
         if watermark > MIN_TS:
@@ -327,8 +338,18 @@ class ShardEngine:
         add(self.ledger["cockpit_units_ordered_total"], fc, units)
         self._window_part(event["ts"], fc)[0] += units
         ship_by, deliver_by = event["promised_ship_by"], event["promised_delivery_by"]
-        order = [fc, self._label("region", event["region"]), ship_by, deliver_by, event["ts"],
-                 None, None, None, None, 0]
+        order = [
+            fc,
+            self._label("region", event["region"]),
+            ship_by,
+            deliver_by,
+            event["ts"],
+            None,
+            None,
+            None,
+            None,
+            0,
+        ]
         self.orders[order_id] = order
         add(self.ledger["cockpit_orders_awaiting_shipment"], fc)
         add(self.ledger["cockpit_orders_in_stage"], (fc, "placed"))
@@ -346,7 +367,7 @@ class ShardEngine:
         held = self.order_orphans.get(order_id)
         if held is None:
             self.order_orphans[order_id] = [(event["ts"], event)]
-            self._at(event["ts"] + self.config.orphan_horizon, T_ORDER_ORPHANS, order_id)
+            self._at(self._orphan_expiry(event["ts"]), T_ORDER_ORPHANS, order_id)
         else:
             held.append((event["ts"], event))
 
@@ -374,15 +395,20 @@ class ShardEngine:
 
     def _count_shipment(self, order: list[Any], on_time: bool) -> None:
         order[O_FLAGS] |= SHIP_COUNTED
-        add(self.ledger["cockpit_orders_shipped_total"],
-            (order[O_SHIP_FC], "true" if on_time else "false"))
-        self.ledger.observe(ORDER_CYCLE, order[O_FC],
-                            (order[O_SHIPPED] - order[O_PLACED]) / US_PER_SECOND)
+        add(
+            self.ledger["cockpit_orders_shipped_total"],
+            (order[O_SHIP_FC], "true" if on_time else "false"),
+        )
+        self.ledger.observe(
+            ORDER_CYCLE, order[O_FC], (order[O_SHIPPED] - order[O_PLACED]) / US_PER_SECOND
+        )
 
     def _count_delivery(self, order: list[Any], on_time: bool) -> None:
         order[O_FLAGS] |= DELIVERY_COUNTED
-        add(self.ledger["cockpit_deliveries_total"],
-            (order[O_REGION], "true" if on_time else "false"))
+        add(
+            self.ledger["cockpit_deliveries_total"],
+            (order[O_REGION], "true" if on_time else "false"),
+        )
 
     def _apply_shipped(self, order_id: str, order: list[Any], event: Event) -> None:
         ts = event["ts"]
@@ -395,13 +421,17 @@ class ShardEngine:
         if shipped is None and order[O_CANCELLED] is None:
             self._leave_awaiting(order)
         self._restage(order, before)
-        flags = order[O_FLAGS]
-        if not flags & SHIP_COUNTED:
-            if ts <= order[O_SHIP_BY]:
-                self._count_shipment(order, True)
-            elif flags & SHIP_DECIDED:
-                self._count_shipment(order, False)
-        self._forget_if_done(order_id, order)
+        if not order[O_FLAGS] & SHIP_COUNTED:
+            # Final once W reaches it: no earlier shipment can arrive after that.
+            self._at(ts, T_SHIPMENT, order_id)
+
+    def _shipment_final(self, order_id: str) -> None:
+        order = self.orders.get(order_id)
+        if order is None or order[O_FLAGS] & SHIP_COUNTED or order[O_SHIPPED] is None:
+            return
+        if order[O_SHIPPED] <= self.watermark:
+            self._count_shipment(order, order[O_SHIPPED] <= order[O_SHIP_BY])
+            self._forget_if_done(order_id, order)
 
     def _apply_cancelled(self, order_id: str, order: list[Any], event: Event) -> None:
         ts = event["ts"]
@@ -456,8 +486,6 @@ class ShardEngine:
         if not on_time:
             add(self.ledger["cockpit_ship_sla_breaches_total"], order[O_FC])
             self._alert("ship_sla_breach", order_id, order, ship_by, shipped, "shipped_ts")
-        if shipped is not None and not order[O_FLAGS] & SHIP_COUNTED:
-            self._count_shipment(order, False)  # on-time shipments were counted on arrival
         if shipped is None and cancelled is None:
             order[O_FLAGS] |= PAST_SHIP
             add(self.ledger["cockpit_orders_past_ship_promise"], order[O_FC])
@@ -483,17 +511,30 @@ class ShardEngine:
             add(self.ledger["cockpit_orders_past_delivery_promise"], order[O_REGION])
         self._forget_if_done(order_id, order)
 
-    def _alert(self, alert: str, order_id: str, order: list[Any], deadline: int,
-               happened: int | None, happened_field: str) -> None:
-        self.out.append(("alert", f"{alert}|{order_id}", {
-            "alert": alert,
-            "order_id": order_id,
-            "fc": order[O_FC],
-            "region": order[O_REGION],
-            "deadline": format_time(deadline),
-            happened_field: None if happened is None else format_time(happened),
-            "decided_ts": format_time(self.watermark),
-        }))
+    def _alert(
+        self,
+        alert: str,
+        order_id: str,
+        order: list[Any],
+        deadline: int,
+        happened: int | None,
+        happened_field: str,
+    ) -> None:
+        self.out.append(
+            (
+                "alert",
+                f"{alert}|{order_id}",
+                {
+                    "alert": alert,
+                    "order_id": order_id,
+                    "fc": order[O_FC],
+                    "region": order[O_REGION],
+                    "deadline": format_time(deadline),
+                    happened_field: None if happened is None else format_time(happened),
+                    "decided_ts": format_time(self.watermark),
+                },
+            )
+        )
 
     def _forget_if_done(self, order_id: str, order: list[Any]) -> None:
         """Drop an order once no accepted event can change any of its outcomes."""
@@ -522,20 +563,31 @@ class ShardEngine:
             self._leave_awaiting(order)
         self._leave_past_delivery(order)
 
+    def _orphan_expiry(self, ts: int) -> int:
+        """When W passes ts + the orphan horizon."""
+        return ts + self.config.orphan_horizon + 1
+
+    def _expire_held(
+        self, held: list[tuple[int, Any]], kind: int, ident: str, kind_of: Any
+    ) -> list[tuple[int, Any]]:
+        """Drop held items whose horizon W has passed (counting them); reschedule the rest."""
+        keep = []
+        for ts, item in held:
+            if self._orphan_expiry(ts) <= self.watermark:
+                add(self.ledger["cockpit_orphan_events_total"], kind_of(item))
+            else:
+                keep.append((ts, item))
+        if keep:
+            self._at(self._orphan_expiry(min(ts for ts, _ in keep)), kind, ident)
+        return keep
+
     def _order_orphans_expire(self, order_id: str) -> None:
         held = self.order_orphans.get(order_id)
         if held is None:
             return
-        horizon = self.watermark - self.config.orphan_horizon
-        keep = [(ts, event) for ts, event in held if ts > horizon]
-        orphaned = self.ledger["cockpit_orphan_events_total"]
-        for ts, event in held:
-            if ts <= horizon:
-                add(orphaned, event["type"])
+        keep = self._expire_held(held, T_ORDER_ORPHANS, order_id, lambda event: event["type"])
         if keep:
             self.order_orphans[order_id] = keep
-            self._at(min(ts for ts, _ in keep) + self.config.orphan_horizon, T_ORDER_ORPHANS,
-                     order_id)
         else:
             del self.order_orphans[order_id]
 
@@ -578,7 +630,7 @@ class ShardEngine:
         receipt = self.receipts.get(receipt_id)
         if receipt is None:
             receipt = self.receipts[receipt_id] = [fc, None, 0, 0, [], False]
-            self._at(ts + self.config.orphan_horizon, T_RECEIPT_ORPHAN, receipt_id)
+            self._at(self._orphan_expiry(ts), T_RECEIPT_ORPHAN, receipt_id)
         receipt[R_STOWS].append((ts, qty))
         receipt[R_STOWED] += qty
         if receipt[R_RECEIVED] is not None and receipt[R_STOWED] >= receipt[R_QTY]:
@@ -609,15 +661,22 @@ class ShardEngine:
         if completed > self.watermark:
             return  # a later timer decides
         del self.receipts[receipt_id]
-        self.ledger.observe(DOCK_TO_STOCK, receipt[R_FC],
-                            (completed - receipt[R_RECEIVED]) / US_PER_SECOND)
+        self.ledger.observe(
+            DOCK_TO_STOCK, receipt[R_FC], (completed - receipt[R_RECEIVED]) / US_PER_SECOND
+        )
 
     def _receipt_orphan_expire(self, receipt_id: str) -> None:
         receipt = self.receipts.get(receipt_id)
-        if receipt is not None and receipt[R_RECEIVED] is None:
+        if receipt is None or receipt[R_RECEIVED] is not None:
+            return
+        stows = self._expire_held(
+            receipt[R_STOWS], T_RECEIPT_ORPHAN, receipt_id, lambda _qty: "inventory.stowed"
+        )
+        if stows:
+            receipt[R_STOWS] = stows
+            receipt[R_STOWED] = sum(qty for _ts, qty in stows)
+        else:
             del self.receipts[receipt_id]
-            add(self.ledger["cockpit_orphan_events_total"], "inventory.stowed",
-                len(receipt[R_STOWS]))
 
     def _receipt_retention(self, receipt_id: str) -> None:
         receipt = self.receipts.get(receipt_id)
@@ -643,18 +702,23 @@ class ShardEngine:
         add(self.ledger["cockpit_units_on_hand"], fc, delta)
         self._window_part(event["ts"], fc)[2] += delta
         if delta:
-            add(self.ledger["cockpit_units_adjusted_total"], (fc, "up" if delta > 0 else "down"),
-                abs(delta))
+            add(
+                self.ledger["cockpit_units_adjusted_total"],
+                (fc, "up" if delta > 0 else "down"),
+                abs(delta),
+            )
 
     def _return_received(self, event: Event) -> None:
-        add(self.ledger["cockpit_units_returned_total"], self._label("fc", event["fc"]),
-            event["qty"])
+        add(
+            self.ledger["cockpit_units_returned_total"],
+            self._label("fc", event["fc"]),
+            event["qty"],
+        )
 
     # --- storefront
 
     def _page_viewed(self, event: Event) -> None:
-        self.ledger.observe(PAGE_LOAD, self._label("page", event["page"]),
-                            event["load_ms"] / 1000)
+        self.ledger.observe(PAGE_LOAD, self._label("page", event["page"]), event["load_ms"] / 1000)
 
     def _search_performed(self, event: Event) -> None:
         self.ledger.observe(SEARCH_LATENCY, (), event["latency_ms"] / 1000)
@@ -665,9 +729,13 @@ class ShardEngine:
         add(self.ledger["cockpit_cart_units_added_total"], (), event["qty"])
 
     def _recommendation_shown(self, event: Event) -> None:
-        add(self.ledger["cockpit_recommendations_shown_total"],
-            self._label("widget", event["widget"]))
+        add(
+            self.ledger["cockpit_recommendations_shown_total"],
+            self._label("widget", event["widget"]),
+        )
 
     def _recommendation_clicked(self, event: Event) -> None:
-        add(self.ledger["cockpit_recommendations_clicked_total"],
-            self._label("widget", event["widget"]))
+        add(
+            self.ledger["cockpit_recommendations_clicked_total"],
+            self._label("widget", event["widget"]),
+        )

@@ -11,26 +11,33 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
-from prometheus_client.utils import floatToGoString
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.utils import floatToGoString
 
 from flows.ledger import Ledger, label_tuple, merge_into
 from flows.metrics import COUNTER, GAUGE, METRICS
 
 
 class Board:
-    """The ledgers of this process, by owner (a shard, the window stage, a source)."""
+    """The ledgers of this process, by owner (a shard, the window stage, a source).
+
+    Not `ready` until the dataflow has restored its state and processed input, so
+    that a scrape right after a restart never shows counters at zero.
+    """
 
     def __init__(self) -> None:
         self._ledgers: dict[str, Ledger] = {}
         self._lock = threading.Lock()
+        self.ready = threading.Event()
 
     def publish(self, owner: str, ledger: Ledger) -> None:
         """Show this ledger under `owner`, replacing an earlier one (after a restore)."""
@@ -67,7 +74,7 @@ class BoardCollector:
             for key in sorted(series):
                 value = series[key]
                 labels = label_tuple(key)
-                if metric.kind == COUNTER or metric.kind == GAUGE:
+                if metric.kind in {COUNTER, GAUGE}:
                     family.add_metric(labels, value)
                 else:
                     family.add_metric(labels, _cumulative(metric.buckets, value), value[-1])
@@ -78,7 +85,7 @@ def _cumulative(bounds: tuple[float, ...], counts: list[float]) -> list[tuple[st
     buckets, running = [], 0.0
     for bound, count in zip((*bounds, float("inf")), counts[:-1], strict=True):
         running += count
-        buckets.append((floatToGoString(bound), running))
+        buckets.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
     return buckets
 
 
@@ -101,7 +108,25 @@ def write_metrics_file(board: Board, path: Path) -> None:
     tmp.replace(path)
 
 
-def serve(board: Board, host: str, port: int) -> Any:
-    """Serve /metrics for this board on host:port in a daemon thread."""
-    server, _thread = start_http_server(port, addr=host, registry=registry_for(board))
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not worth a log line each."""
+
+
+def serve(board: Board, host: str, port: int) -> WSGIServer:
+    """Serve /metrics for this board on host:port in a daemon thread.
+
+    Until the board is ready the answer is 503: Prometheus records a failed scrape
+    instead of counters that look reset while state is being restored.
+    """
+    metrics = make_wsgi_app(registry_for(board))
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if not board.ready.is_set():
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"opscockpit is restoring its state\n"]
+        return metrics(environ, start_response)
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -20,9 +20,16 @@ from typing import Any
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException
-from confluent_kafka import Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from flows.decode import Event, Reject
 from flows.engine import MIN_TS
@@ -57,8 +64,12 @@ class KafkaSettings:
         librdkafka's own log lines go to a quiet logger: broker trouble is reported
         once through error callbacks and `cockpit_kafka_up`, not every 50 ms.
         """
-        return {"bootstrap.servers": self.bootstrap, "logger": LIBRDKAFKA_LOG,
-                **dict(self.properties), **extra}
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "logger": LIBRDKAFKA_LOG,
+            **dict(self.properties),
+            **extra,
+        }
 
 
 def read_properties(path: Path) -> tuple[tuple[str, str], ...]:
@@ -68,8 +79,8 @@ def read_properties(path: Path) -> tuple[tuple[str, str], ...]:
     except OSError as exc:
         raise KafkaSetupError(f"cannot read Kafka config {path}: {exc.strerror}") from None
     pairs = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
@@ -83,13 +94,15 @@ def describe(settings: KafkaSettings) -> str:
     """The client settings with every secret masked, for logs and errors."""
     shown = {
         key: ("***" if any(word in key for word in SECRET_WORDS) else value)
-        for key, value in settings.client().items() if key != "logger"
+        for key, value in settings.client().items()
+        if key != "logger"
     }
     return ", ".join(f"{key}={value}" for key, value in sorted(shown.items()))
 
 
-def partitions_of(settings: KafkaSettings, topics: Iterable[str],
-                  timeout_s: float = 10.0) -> dict[str, int]:
+def partitions_of(
+    settings: KafkaSettings, topics: Iterable[str], timeout_s: float = 10.0
+) -> dict[str, int]:
     """Partition count per topic; one-line errors when unreachable or missing."""
     errors: list[str] = []
     admin = AdminClient(settings.client(error_cb=lambda err: errors.append(err.str())))
@@ -97,8 +110,7 @@ def partitions_of(settings: KafkaSettings, topics: Iterable[str],
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         detail = errors[-1] if errors else exc.args[0].str()
-        raise KafkaSetupError(
-            f"Kafka at {settings.bootstrap} is unreachable ({detail})") from None
+        raise KafkaSetupError(f"Kafka at {settings.bootstrap} is unreachable ({detail})") from None
     counts = {}
     for topic in topics:
         found = metadata.topics.get(topic)
@@ -128,28 +140,32 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.ledger = Ledger()
         self.ledger["cockpit_kafka_up"][()] = 1
         source.board.publish(f"kafka:{self.name}", self.ledger)
-        self.consumer = Consumer(source.kafka.client(
-            **{
-                "group.id": "opscockpit",  # offsets live in bytewax recovery, not in a group
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-                "statistics.interval.ms": 5000,
-                "stats_cb": self._stats,
-                "error_cb": self._error,
-            }))
+        self.consumer = Consumer(
+            source.kafka.client(
+                **{
+                    "group.id": "opscockpit",  # offsets live in bytewax recovery, not in a group
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": False,
+                    "statistics.interval.ms": 5000,
+                    "stats_cb": self._stats,
+                    "error_cb": self._error,
+                }
+            )
+        )
         self.consumer.assign([TopicPartition(topic, partition, offset)])
 
     def next_batch(self) -> list[Message]:
         stop_if_asked(self.source.stop)
         messages = self.consumer.consume(self.source.batch_size, 0)
-        payloads, offsets = [], []
+        payloads: list[bytes] = []
+        offsets: list[int] = []
         for message in messages:
             error = message.error()
             if error is not None:
                 self._error(error)
                 continue
             payloads.append(message.value() or b"")
-            offsets.append(message.offset())
+            offsets.append(int(message.offset() or 0))
         now = self.source.clock()
         out: list[Message] = []
         if payloads:
@@ -168,8 +184,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         return out
 
     def _origin(self, offsets: list[int]) -> Callable[[int], dict[str, Any]]:
-        return lambda i: {"topic": self.topic, "partition": self.partition,
-                          "offset": offsets[i]}
+        return lambda i: {"topic": self.topic, "partition": self.partition, "offset": offsets[i]}
 
     def _marks(self, now: int) -> list[Message]:
         """Progress for every shard: at once when idleness flips, else at most every MARK_EVERY."""
@@ -180,8 +195,10 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         if not idle_flipped and now - self.last_mark < MARK_EVERY:
             return []
         self.marked, self.last_mark = state, now
-        return [(shard, ("mark", shard, self.name, self.max_ts, self.idle))
-                for shard in self.source.shards]
+        return [
+            (shard, ("mark", shard, self.name, self.max_ts, self.idle))
+            for shard in self.source.shards
+        ]
 
     def next_awake(self) -> datetime | None:
         if self.empty_polls == 0:
@@ -190,18 +207,27 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
 
     def _stats(self, raw: str) -> None:
         stats = json.loads(raw)
-        partition = stats.get("topics", {}).get(self.topic, {}).get("partitions", {}).get(
-            str(self.partition), {})
+        partition = (
+            stats.get("topics", {})
+            .get(self.topic, {})
+            .get("partitions", {})
+            .get(str(self.partition), {})
+        )
         high = partition.get("ls_offset", partition.get("hi_offset", -1))
         if high >= 0:
             self.ledger["cockpit_kafka_consumer_lag"][(self.topic, str(self.partition))] = max(
-                high - self.next_offset, 0)
+                high - self.next_offset, 0
+            )
         up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
         self.ledger["cockpit_kafka_up"][()] = 1 if up else 0
 
     def _error(self, error: KafkaError) -> None:
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
-                            KafkaError._RESOLVE, KafkaError.NETWORK_EXCEPTION):
+        if error.code() in (
+            KafkaError._ALL_BROKERS_DOWN,
+            KafkaError._TRANSPORT,
+            KafkaError._RESOLVE,
+            KafkaError.NETWORK_EXCEPTION,
+        ):
             if self.ledger["cockpit_kafka_up"].get(()) != 0:
                 log.warning("Kafka unreachable from %s: %s; retrying", self.name, error.str())
             self.ledger["cockpit_kafka_up"][()] = 0
@@ -222,22 +248,23 @@ def _max_ts(items: list[Event | Reject]) -> int:
 class TpsKafkaSource(FixedPartitionedSource[Message, int]):
     """Every partition of the input topics; resumes at the snapshotted offsets."""
 
-    def __init__(self, kafka: KafkaSettings, partitions: dict[str, int], *, start: str,
-                 runtime: Runtime) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, partitions: dict[str, int], *, start: str, runtime: Runtime
+    ) -> None:
         settings = runtime.settings
         self.kafka, self.partitions = kafka, partitions
         self.board, self.clock, self.stop = runtime.board, runtime.clock, runtime.stop
         self.start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         self.batch_size, self.max_bytes = settings.batch_size, settings.max_event_bytes
         self.idle_timeout = settings.idle_timeout
-        self.shards = sorted({str(p) for count in partitions.values() for p in range(count)},
-                             key=int)
+        self.shards = sorted(
+            {str(p) for count in partitions.values() for p in range(count)}, key=int
+        )
 
     def list_parts(self) -> list[str]:
         return [part_name(t, p) for t, count in self.partitions.items() for p in range(count)]
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _PartitionReader:
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
         topic, _, partition = for_part.rpartition(":")
         offset = self.start if resume_state is None else resume_state
         return _PartitionReader(self, topic, int(partition), offset)
@@ -249,11 +276,15 @@ Record = tuple[str, dict[str, Any]]
 class _TopicWriter(StatefulSinkPartition[Record, None]):
     def __init__(self, kafka: KafkaSettings, topic_for: Callable[[dict[str, Any]], str]) -> None:
         self.topic_for = topic_for
-        self.producer = Producer(kafka.client(**{
-            "linger.ms": 20,
-            "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
-            "error_cb": lambda err: log.warning("Kafka producer: %s", err.str()),
-        }))
+        self.producer = Producer(
+            kafka.client(
+                **{
+                    "linger.ms": 20,
+                    "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
+                    "error_cb": lambda err: log.warning("Kafka producer: %s", err.str()),
+                }
+            )
+        )
 
     def write_batch(self, values: list[Record]) -> None:
         for key, record in values:
@@ -278,8 +309,9 @@ class _TopicWriter(StatefulSinkPartition[Record, None]):
 class TopicSink(FixedPartitionedSink[Record, None]):
     """Records to a Kafka topic, keyed for compaction; at-least-once with recovery."""
 
-    def __init__(self, kafka: KafkaSettings, name: str,
-                 topic_for: Callable[[dict[str, Any]], str]) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, name: str, topic_for: Callable[[dict[str, Any]], str]
+    ) -> None:
         self.kafka, self.name, self.topic_for = kafka, name, topic_for
 
     def list_parts(self) -> list[str]:
@@ -292,11 +324,8 @@ class TopicSink(FixedPartitionedSink[Record, None]):
         return _TopicWriter(self.kafka, self.topic_for)
 
 
-def ensure_topics(settings: KafkaSettings, topics: dict[str, int],
-                  timeout_s: float = 10.0) -> None:
+def ensure_topics(settings: KafkaSettings, topics: dict[str, int], timeout_s: float = 10.0) -> None:
     """Create missing topics (partitions by name) and wait until they exist."""
-    from confluent_kafka.admin import NewTopic
-
     admin = AdminClient(settings.client())
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = [NewTopic(name, count, 1) for name, count in topics.items() if name not in existing]
@@ -307,5 +336,6 @@ def ensure_topics(settings: KafkaSettings, topics: dict[str, int],
             future.result(timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise KafkaSetupError(f"cannot create topic {topic!r}: {exc.args[0].str()}") \
-                    from None
+                raise KafkaSetupError(
+                    f"cannot create topic {topic!r}: {exc.args[0].str()}"
+                ) from None

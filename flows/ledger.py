@@ -42,7 +42,7 @@ def add(series: dict[SeriesKey, Any], key: SeriesKey, amount: float = 1) -> None
 
 def label_tuple(key: SeriesKey) -> tuple[str, ...]:
     """The label values of a series key, as a tuple."""
-    return (key,) if type(key) is str else key  # type: ignore[no-any-return]
+    return (key,) if isinstance(key, str) else tuple(key)
 
 
 def merge_into(total: dict[str, dict[SeriesKey, Any]], ledger: Ledger) -> None:
@@ -54,7 +54,9 @@ def merge_into(total: dict[str, dict[SeriesKey, Any]], ledger: Ledger) -> None:
             if metric.kind == HISTOGRAM:
                 known = target.get(key)
                 target[key] = (
-                    list(value) if known is None else [a + b for a, b in zip(known, value, strict=True)]
+                    list(value)
+                    if known is None
+                    else [a + b for a, b in zip(known, value, strict=True)]
                 )
             elif metric.merge == "min":
                 target[key] = min(target.get(key, value), value)

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from flows.timeutil import US_PER_SECOND
 
 log = logging.getLogger("opscockpit")
 SIMULATOR = "simulator"
+READY_GRACE_S = 10.0
 
 
 class RunError(Exception):
@@ -71,8 +73,15 @@ def embedded_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
         return ((arrival, payload) for arrival, _key, payload in stream(args.seed, start, profile))
 
     settings = runtime.settings
-    source = SimulatorSource(SIMULATOR, stream_from, args.backfill, runtime.clock, runtime.stop,
-                             settings.batch_size, settings.max_event_bytes)
+    source = SimulatorSource(
+        SIMULATOR,
+        stream_from,
+        args.backfill,
+        runtime.clock,
+        runtime.stop,
+        settings.batch_size,
+        settings.max_event_bytes,
+    )
     return Wiring(source, single(SIMULATOR), Sinks())
 
 
@@ -81,16 +90,20 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     topics = args.topic or ["tps.events"]
     partitions = partitions_of(kafka, topics)
     outputs = {args.kpis_topic: 1, args.alerts_topic: 1}
-    outputs.update({f"{topic}.dlq": 1 for topic in topics} if args.dlq_topic is None
-                   else {args.dlq_topic: 1})
+    outputs.update(
+        {f"{topic}.dlq": 1 for topic in topics} if args.dlq_topic is None else {args.dlq_topic: 1}
+    )
     ensure_topics(kafka, outputs)
     source = TpsKafkaSource(kafka, partitions, start=args.start, runtime=runtime)
-    layout = Layout(tuple(source.shards),
-                    tuple(part_name(t, p) for t, n in partitions.items() for p in range(n)))
+    layout = Layout(
+        tuple(source.shards),
+        tuple(part_name(t, p) for t, n in partitions.items() for p in range(n)),
+    )
     dlq_topic = args.dlq_topic
     sinks = Sinks(
-        dead_letters=TopicSink(kafka, "dead_letters",
-                               lambda record: dlq_topic or f"{record['topic']}.dlq"),
+        dead_letters=TopicSink(
+            kafka, "dead_letters", lambda record: dlq_topic or f"{record['topic']}.dlq"
+        ),
         alerts=TopicSink(kafka, args.alerts_topic, lambda _record: args.alerts_topic),
         kpis=TopicSink(kafka, args.kpis_topic, lambda _record: args.kpis_topic),
     )
@@ -124,10 +137,19 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     try:
         serve(runtime.board, args.metrics_host, port)
     except OSError as exc:
-        raise RunError(f"cannot serve /metrics on {args.metrics_host}:{port}: {exc.strerror}") \
-            from None
-    print(f"opscockpit: serving metrics on http://{args.metrics_host}:{port}/metrics",
-          file=sys.stderr, flush=True)
+        raise RunError(
+            f"cannot serve /metrics on {args.metrics_host}:{port}: {exc.strerror}"
+        ) from None
+    print(
+        f"opscockpit: serving metrics on http://{args.metrics_host}:{port}/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
+    # Ready once the dataflow processes input (state restored); a process that holds
+    # no shard at all is ready after a grace period.
+    grace = threading.Timer(READY_GRACE_S, runtime.board.ready.set)
+    grace.daemon = True
+    grace.start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: runtime.stop.set())
     workers = args.workers * max(args.processes, 1)
@@ -152,8 +174,18 @@ def run_local_cluster(args: argparse.Namespace) -> None:
     """Start --processes N copies of this command as one bytewax cluster on this machine."""
     addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(args.processes))
     children = [
-        subprocess.Popen([sys.executable, "-m", "flows.cli", *args.argv, "--process-id", str(i),
-                          "--addresses", addresses])
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flows.cli",
+                *args.argv,
+                "--process-id",
+                str(i),
+                "--addresses",
+                addresses,
+            ]
+        )
         for i in range(args.processes)
     ]
 
@@ -178,8 +210,9 @@ def rate_scale(seed: int, start: int, rate: float) -> float:
     return rate * hours * 3600 / max(count, 1)
 
 
-def _until(emissions: Iterator[tuple[int, str, bytes]],
-           end: int) -> Iterator[tuple[int, str, bytes]]:
+def _until(
+    emissions: Iterator[tuple[int, str, bytes]], end: int
+) -> Iterator[tuple[int, str, bytes]]:
     for emission in emissions:
         if emission[0] >= end:
             return
@@ -225,4 +258,3 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
     finally:
         producer.flush(30)
     return count
-

@@ -16,14 +16,29 @@ from flows.sources import LinesSource, Progress, file_lines
 SOURCE_NAME = "input"
 
 
-def replay(settings: Settings, path: str, *, metrics_file: Path | None = None,
-           dlq: Path | None = None, alerts: Path | None = None, kpis: Path | None = None,
-           progress: bool = False) -> Board:
+def replay(
+    settings: Settings,
+    path: str,
+    *,
+    metrics_file: Path | None = None,
+    dlq: Path | None = None,
+    alerts: Path | None = None,
+    kpis: Path | None = None,
+    progress: bool = False,
+) -> Board:
     """Process every line of `path` (or stdin for `-`); return the final metrics board."""
+    for output in (dlq, alerts, kpis):
+        if output is not None:
+            output.write_bytes(b"")  # exists, and empty, even when nothing is written
     runtime = Runtime(settings)
-    source = LinesSource(SOURCE_NAME, path, file_lines(path), settings.batch_size,
-                         settings.max_event_bytes,
-                         Progress(runtime.clock) if progress else None)
+    source = LinesSource(
+        SOURCE_NAME,
+        path,
+        file_lines(path),
+        settings.batch_size,
+        settings.max_event_bytes,
+        Progress(runtime.clock) if progress else None,
+    )
     sinks = Sinks(
         dead_letters=JsonLinesSink(dlq) if dlq else None,
         alerts=JsonLinesSink(alerts) if alerts else None,
@@ -32,6 +47,7 @@ def replay(settings: Settings, path: str, *, metrics_file: Path | None = None,
     flow = build_flow(runtime, source, single(SOURCE_NAME), sinks)
     # A replay keeps no recovery state, so epochs only pace snapshots: make them rare.
     cli_main(flow, workers_per_process=1, epoch_interval=timedelta(hours=1))
+    runtime.board.ready.set()  # all input processed, even if there was none
     if metrics_file is not None:
         write_metrics_file(runtime.board, metrics_file)
     return runtime.board

@@ -81,8 +81,9 @@ def event_schema(spec: EventType) -> dict[str, Any]:
     }
 
 
-def _record(name: str, description: str, required: list[str], properties: dict[str, Any],
-            **extra: Any) -> dict[str, Any]:
+def _record(
+    name: str, description: str, required: list[str], properties: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     return {
         "$schema": DRAFT,
         "$id": f"{BASE}/outputs/{name}.json",

@@ -37,6 +37,7 @@ DAY = 24 * HOUR
 STEP = MINUTE
 
 Fields = dict[str, object]
+Emission = tuple[int, str, bytes]  # (arrival_us, key, payload)
 T = TypeVar("T")
 
 
@@ -74,7 +75,7 @@ class LogNormal:
         return math.exp(self.normal.inv_cdf(random() or 0.5))
 
 
-def mean(choice: Weighted[int]) -> float:
+def _mean(choice: Weighted[int]) -> float:
     return sum(value * share for value, share in choice.shares())
 
 
@@ -83,14 +84,13 @@ def zipf(values: Sequence[T], exponent: float) -> Weighted[T]:
     return Weighted(values, [1 / rank**exponent for rank in range(1, len(values) + 1)])
 
 
-Emission = tuple[int, str, bytes]
-
 FCS = ("FC-ATL1", "FC-DAL1", "FC-RNO1", "FC-EWR1", "FC-ORD1")
 REGIONS = ("us-east", "us-west", "us-central", "us-south", "us-northwest", "ca-east")
 CUSTOMER_PEAK = 20 * HOUR  # UTC; mid-afternoon in the US
 SHIP_CUTOFF_HOURS = (11, 23)  # UTC; an order ships by the first cut-off >= 4 h after placing
 MIN_HANDLING = 4 * HOUR
-TRANSIT_DAYS = Weighted((1, 2, 3, 5), (20, 45, 25, 10))
+# Delivery promise after the ship promise, in hours: same day, next day, 2, 3, 5 days.
+TRANSIT_HOURS = Weighted((8, 24, 48, 72, 120), (12, 20, 38, 20, 10))
 LINE_COUNTS = Weighted((1, 2, 3, 4), (55, 25, 13, 7))
 LINE_QTYS = Weighted((1, 2, 3, 4, 6), (70, 17, 7, 4, 2))
 CASE_SIZES = (6, 12, 24, 36, 48, 72, 96)
@@ -240,10 +240,9 @@ def _ship_promise(placed: int) -> int:
     """The first daily cut-off at least MIN_HANDLING after placing (4-16 h later)."""
     earliest = placed + MIN_HANDLING
     day = earliest - earliest % DAY
-    for cutoff in (day + hour * HOUR for hour in (*SHIP_CUTOFF_HOURS, 24 + SHIP_CUTOFF_HOURS[0])):
-        if cutoff >= earliest:
-            return cutoff
-    raise AssertionError("unreachable: the next day's first cut-off is always later")
+    cutoffs = [day + hour * HOUR for hour in SHIP_CUTOFF_HOURS]
+    cutoffs.append(day + DAY + SHIP_CUTOFF_HOURS[0] * HOUR)
+    return next(cutoff for cutoff in cutoffs if cutoff >= earliest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,11 +318,14 @@ class _Network:
             process.next_at = self.start + self._gap(process, self.start)
 
     def emissions(self) -> Iterator[Emission]:
-        """Advance one step at a time; an arrival before the step's end is final."""
+        """Advance one step at a time; an arrival before the step's end is final.
+
+        Infinite unless every traffic rate is zero.
+        """
         self._opening_balances()
         pending, arrivals = self.pending, self.arrivals
         step_end = self.start
-        while True:
+        while self.processes or pending or arrivals:
             step_end += STEP
             for process in self.processes:
                 while process.next_at < step_end:
@@ -412,7 +414,7 @@ class _Network:
     def _opening_balances(self) -> None:
         """Stock on hand at the start: days of cover of the expected demand, by popularity."""
         p = self.profile
-        units_per_order = mean(LINE_COUNTS) * mean(LINE_QTYS)
+        units_per_order = _mean(LINE_COUNTS) * _mean(LINE_QTYS)
         cover = 24 * p.orders_per_hour * units_per_order * p.opening_days_of_cover
         for fc, fc_share in self.fcs.shares():
             for sku, sku_share in self.skus.shares():
@@ -475,7 +477,7 @@ class _Network:
             lines=[(sku, LINE_QTYS.draw(self.random)) for sku in skus],
             placed=placed,
             ship_by=ship_by,
-            deliver_by=ship_by + DAY * TRANSIT_DAYS.draw(self.random),
+            deliver_by=ship_by + HOUR * TRANSIT_HOURS.draw(self.random),
         )
         self._schedule(
             placed,
@@ -540,8 +542,9 @@ class _Network:
     def _deliver(self, order: _Order, shipped: int, carrier: str, *, late: bool) -> None:
         """Carrier scans up to delivery (sometimes a failed attempt first), maybe a return."""
         rng = self.rng
-        if late:
-            delivered = order.deliver_by + self._between(HOUR, 2 * DAY)
+        earliest = shipped + HOUR  # a late shipment can miss a same-day promise outright
+        if late or order.deliver_by <= earliest:
+            delivered = max(order.deliver_by, earliest) + self._between(HOUR, 2 * DAY)
         else:
             delivered = shipped + int((order.deliver_by - shipped) * rng.uniform(0.35, 0.98))
         transit = delivered - shipped
@@ -572,40 +575,35 @@ class _Network:
 
     def _session(self, begin: int) -> None:
         """A shopper's visit: page views, searches, cart adds and recommendations."""
-        rng = self.rng
+        random = self.random
         session_id = self._id("S")
         at = begin
-        for _ in range(1 + int(rng.expovariate(1 / (MEAN_PAGES - 1)))):
-            page = PAGES.draw(self.random)
-            self._schedule(
-                at,
-                "page.viewed",
-                session_id=session_id,
-                page=page,
-                load_ms=round(PAGE_LOAD_MS.draw(self.random), 1),
-            )
+        for _ in range(1 + int(self.rng.expovariate(1 / (MEAN_PAGES - 1)))):
+            page = PAGES.draw(random)
+            load_ms = round(PAGE_LOAD_MS.draw(random), 1)
+            self._schedule(at, "page.viewed", session_id=session_id, page=page, load_ms=load_ms)
             if page == "search":
-                found = rng.random() >= ZERO_RESULTS_SHARE
+                found = 0 if random() < ZERO_RESULTS_SHARE else 1 + int(SEARCH_RESULTS.draw(random))
                 self._schedule(
                     at + self._between(2 * SECOND, 15 * SECOND),
                     "search.performed",
                     session_id=session_id,
-                    query=QUERIES.draw(self.random),
-                    results=found * (1 + int(SEARCH_RESULTS.draw(self.random))),
-                    latency_ms=round(SEARCH_LATENCY_MS.draw(self.random), 1),
+                    query=QUERIES.draw(random),
+                    results=found,
+                    latency_ms=round(SEARCH_LATENCY_MS.draw(random), 1),
                 )
-            elif page == "product" and rng.random() < CART_ADD_SHARE:
+            elif page == "product" and random() < CART_ADD_SHARE:
                 self._schedule(
                     at + self._between(5 * SECOND, 90 * SECOND),
                     "cart.added",
                     session_id=session_id,
                     sku=self._sku(),
-                    qty=LINE_QTYS.draw(self.random),
+                    qty=LINE_QTYS.draw(random),
                 )
             widget = PAGE_WIDGETS.get(page)
             if widget is not None:
                 self._recommend(session_id, widget, at + self._between(SECOND, 3 * SECOND))
-            at += int(THINK_TIME.draw(self.random))
+            at += int(THINK_TIME.draw(random))
 
     def _recommend(self, session_id: str, widget: str, at: int) -> None:
         """An impression, clicked now and then."""

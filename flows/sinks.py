@@ -43,6 +43,7 @@ class JsonLinesSink(FixedPartitionedSink[Record, int]):
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _JsonLinesPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _JsonLinesPartition:
         return _JsonLinesPartition(self.path, resume_state)

@@ -25,8 +25,9 @@ Message = tuple[str, tuple[Any, ...]]
 REPLAY_SHARD = "0"
 
 
-def decode_batch(payloads: Iterable[bytes], max_bytes: int,
-                 origin: Callable[[int], dict[str, Any]], first: int) -> list[Event | Reject]:
+def decode_batch(
+    payloads: Iterable[bytes], max_bytes: int, origin: Callable[[int], dict[str, Any]], first: int
+) -> list[Event | Reject]:
     """Decode payloads; a reject gets `origin(position)` so it can be found again."""
     items: list[Event | Reject] = []
     position = first
@@ -42,8 +43,9 @@ def decode_batch(payloads: Iterable[bytes], max_bytes: int,
 class Progress:
     """Prints events/s to stderr every few seconds of a long replay."""
 
-    def __init__(self, clock: Callable[[], int], stream: TextIO = sys.stderr,
-                 every: int = 2 * US_PER_SECOND) -> None:
+    def __init__(
+        self, clock: Callable[[], int], stream: TextIO = sys.stderr, every: int = 2 * US_PER_SECOND
+    ) -> None:
         self.clock, self.stream, self.every = clock, stream, every
         self.started = self.last = clock()
         self.count = 0
@@ -54,13 +56,24 @@ class Progress:
         if now - self.last >= self.every:
             self.last = now
             rate = self.count * US_PER_SECOND / max(now - self.started, 1)
-            print(f"opscockpit: {self.count:,} events, {rate:,.0f} events/s", file=self.stream,
-                  flush=True)
+            print(
+                f"opscockpit: {self.count:,} events, {rate:,.0f} events/s",
+                file=self.stream,
+                flush=True,
+            )
 
 
 class _LinesPartition(StatefulSourcePartition[Message, int]):
-    def __init__(self, name: str, file: str, lines: Iterator[bytes], line: int,
-                 batch_size: int, max_bytes: int, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        file: str,
+        lines: Iterator[bytes],
+        line: int,
+        batch_size: int,
+        max_bytes: int,
+        progress: Progress | None,
+    ) -> None:
         self.name, self.file, self.lines, self.line = name, file, lines, line
         self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
 
@@ -68,8 +81,9 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
         chunk = [raw.rstrip(b"\n") for raw in islice(self.lines, self.batch_size)]
         if not chunk:
             raise StopIteration
-        items = decode_batch(chunk, self.max_bytes,
-                             lambda n: {"file": self.file, "line": n}, self.line + 1)
+        items = decode_batch(
+            chunk, self.max_bytes, lambda n: {"file": self.file, "line": n}, self.line + 1
+        )
         self.line += len(chunk)
         if self.progress is not None:
             self.progress.add(len(chunk))
@@ -82,8 +96,15 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
 class LinesSource(FixedPartitionedSource[Message, int]):
     """JSON Lines from a file, stdin or any iterable of bytes, as one partition."""
 
-    def __init__(self, name: str, file: str, open_lines: Callable[[], Iterator[bytes]],
-                 batch_size: int, max_bytes: int, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        file: str,
+        open_lines: Callable[[], Iterator[bytes]],
+        batch_size: int,
+        max_bytes: int,
+        progress: Progress | None = None,
+    ) -> None:
         self.name, self.file, self.open_lines = name, file, open_lines
         self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
 
@@ -95,8 +116,9 @@ class LinesSource(FixedPartitionedSource[Message, int]):
         skip = resume_state or 0
         for _ in islice(lines, skip):
             pass
-        return _LinesPartition(self.name, self.file, lines, skip, self.batch_size,
-                               self.max_bytes, self.progress)
+        return _LinesPartition(
+            self.name, self.file, lines, skip, self.batch_size, self.max_bytes, self.progress
+        )
 
 
 def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
@@ -125,8 +147,9 @@ def stop_if_asked(stop: threading.Event) -> None:
 class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
     """Simulated events released when the wall clock reaches their arrival time."""
 
-    def __init__(self, source: SimulatorSource, stream: Iterator[tuple[int, bytes]], start: int,
-                 emitted: int) -> None:
+    def __init__(
+        self, source: SimulatorSource, stream: Iterator[tuple[int, bytes]], start: int, emitted: int
+    ) -> None:
         self.name, self.clock, self.stop = source.name, source.clock, source.stop
         self.batch_size, self.max_bytes = source.batch_size, source.max_bytes
         self.stream, self.start, self.emitted = stream, start, emitted
@@ -135,14 +158,15 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
     def next_batch(self) -> list[Message]:
         stop_if_asked(self.stop)
         now = self.clock()
-        payloads = []
+        payloads: list[bytes] = []
         while self.pending[0] <= now and len(payloads) < self.batch_size:
             payloads.append(self.pending[1])
             self.pending = next(self.stream)
         if not payloads:
             return []
-        items = decode_batch(payloads, self.max_bytes,
-                             lambda n: {"source": self.name, "sequence": n}, self.emitted)
+        items = decode_batch(
+            payloads, self.max_bytes, lambda n: {"source": self.name, "sequence": n}, self.emitted
+        )
         self.emitted += len(payloads)
         return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
 
@@ -163,17 +187,25 @@ class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
     same events and skips those it has already released.
     """
 
-    def __init__(self, name: str, stream_from: Callable[[int], Iterator[tuple[int, bytes]]],
-                 backfill: int, clock: Callable[[], int], stop: threading.Event,
-                 batch_size: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        stream_from: Callable[[int], Iterator[tuple[int, bytes]]],
+        backfill: int,
+        clock: Callable[[], int],
+        stop: threading.Event,
+        batch_size: int,
+        max_bytes: int,
+    ) -> None:
         self.name, self.stream_from, self.backfill = name, stream_from, backfill
         self.clock, self.stop, self.batch_size, self.max_bytes = clock, stop, batch_size, max_bytes
 
     def list_parts(self) -> list[str]:
         return [self.name]
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: SimResume | None) -> _SimulatorPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: SimResume | None
+    ) -> _SimulatorPartition:
         if resume_state is None:
             minute = 60 * US_PER_SECOND
             start = (self.clock() - self.backfill) // minute * minute

@@ -32,11 +32,21 @@ class TimeError(ValueError):
     """A value that is not an event time."""
 
 
+def integral(value: object) -> int | None:
+    """JSON Schema integers: ints, and numbers with a zero fraction; never booleans."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def parse_time(value: object) -> int:
     """Return microseconds for an RFC 3339 string or integer epoch milliseconds."""
-    kind = type(value)
-    if kind is str:
-        text: str = value  # type: ignore[assignment]
+    if isinstance(value, str):
+        text = value
         if _RFC3339.match(text) is None:
             raise TimeError(f"not an RFC 3339 time with offset: {text[:64]!r}")
         try:
@@ -46,13 +56,15 @@ def parse_time(value: object) -> int:
         if moment.year < 2200:
             # Fast path: whole seconds of the float are exact in this range.
             return int(moment.timestamp() // 1) * US_PER_SECOND + moment.microsecond
-        return (moment - EPOCH) // ONE_US
-    if kind is int or (kind is float and value.is_integer()):  # type: ignore[attr-defined]
-        ms = int(value)  # type: ignore[call-overload]
+        return int((moment - EPOCH) // ONE_US)
+    ms = integral(value)
+    if ms is not None:
         if 0 <= ms <= MAX_EPOCH_MS:
             return ms * US_PER_MS
         raise TimeError(f"epoch milliseconds out of range: {ms}")
-    raise TimeError(f"a time must be an RFC 3339 string or integer epoch milliseconds, not {value!r:.64}")
+    raise TimeError(
+        f"a time must be an RFC 3339 string or integer epoch milliseconds, not {value!r:.64}"
+    )
 
 
 def format_time(us: int) -> str:

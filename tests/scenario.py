@@ -38,11 +38,29 @@ class Events:
         event = {"event_id": event_id or f"e{self.count}", "type": kind, "ts": ts, **fields}
         return orjson.dumps(event)
 
-    def placed(self, order: str, ts: str, ship_by: str, deliver_by: str, *, fc: str = "FC1",
-               region: str = "east", qty: int = 1, event_id: str | None = None) -> bytes:
-        return self("order.placed", ts, event_id, order_id=order, fc=fc, region=region,
-                    lines=[{"sku": "S1", "qty": qty}], promised_ship_by=ship_by,
-                    promised_delivery_by=deliver_by)
+    def placed(
+        self,
+        order: str,
+        ts: str,
+        ship_by: str,
+        deliver_by: str,
+        *,
+        fc: str = "FC1",
+        region: str = "east",
+        qty: int = 1,
+        event_id: str | None = None,
+    ) -> bytes:
+        return self(
+            "order.placed",
+            ts,
+            event_id,
+            order_id=order,
+            fc=fc,
+            region=region,
+            lines=[{"sku": "S1", "qty": qty}],
+            promised_ship_by=ship_by,
+            promised_delivery_by=deliver_by,
+        )
 
     def shipped(self, order: str, ts: str, *, fc: str = "FC1") -> bytes:
         return self("order.shipped", ts, order_id=order, fc=fc)

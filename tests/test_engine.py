@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
+from flows.decode import decode
 from flows.engine import EngineConfig
 from flows.labels import LabelCap
-from flows.decode import decode
 from tests.scenario import Events, Run, at, us
 
 # --- ship SLA
@@ -37,7 +37,9 @@ def test_ship_sla(ship_offset_s, cancel_offset_s, breach, shipped):
     lines.append(e.tick(at(200)))
     run = Run().feed(*lines)
     assert run.value("cockpit_ship_sla_breaches_total", "FC1") == breach
-    assert {k: v for k, v in run.engine.ledger["cockpit_orders_shipped_total"].items() if v} == shipped
+    assert {
+        k: v for k, v in run.engine.ledger["cockpit_orders_shipped_total"].items() if v
+    } == shipped
     assert run.alerts() == ({("ship_sla_breach", "O1")} if breach else set())
 
 
@@ -51,8 +53,12 @@ def test_breach_is_detected_when_the_watermark_passes_without_an_event_of_the_or
     assert run.value("cockpit_orders_past_ship_promise", "FC1") == 1
     assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 1
     assert run.alerts() == {("ship_sla_breach", "O1")}
-    # A late shipment afterwards counts as a late shipment, not a second breach.
+    # A late shipment afterwards counts as a late shipment (once W reaches it, when no
+    # earlier shipment can come any more), not as a second breach.
     run.feed(e.shipped("O1", at(90)))
+    assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 0
+    run.feed(e.tick(at(91)))
     assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
     assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 1
     assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
@@ -72,9 +78,14 @@ def test_slightly_late_shipment_is_decided_when_the_deadline_passes():
 
 def test_order_events_arriving_before_the_order_within_the_lateness():
     e = Events()
-    lines = [e.tick(at(0)), e.shipped("O1", at(1)), e.picked("O1", at(0, seconds=40)),
-             e.placed("O1", at(0, seconds=30), at(60), at(3000)), e.delivered("O1", at(50)),
-             e.tick(at(4000))]
+    lines = [
+        e.tick(at(0)),
+        e.shipped("O1", at(1)),
+        e.picked("O1", at(0, seconds=40)),
+        e.placed("O1", at(0, seconds=30), at(60), at(3000)),
+        e.delivered("O1", at(50)),
+        e.tick(at(4000)),
+    ]
     run = Run().feed(*lines).finish()
     assert run.value("cockpit_orders_shipped_total", ("FC1", "true")) == 1
     assert run.value("cockpit_deliveries_total", ("east", "true")) == 1
@@ -83,18 +94,33 @@ def test_order_events_arriving_before_the_order_within_the_lateness():
     assert run.engine.orders == {}  # done, nothing held
 
 
-def test_orphan_events_are_dropped_after_the_horizon():
+def test_orphan_events_are_dropped_once_the_horizon_has_passed():
     e = Events()
-    run = Run().feed(e.shipped("O9", at(0)), e.tick(at(24 * 60 + 2)))
+    run = Run().feed(
+        e.stowed("R9", at(0), 5),
+        e.shipped("O9", at(0)),
+        e.shipped("O9", at(30)),
+        e.stowed("R9", at(600), 5),
+        e.tick(at(24 * 60 + 1)),
+    )  # W = ts + 24 h exactly: not passed
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 0
+    run.feed(e.tick(at(24 * 60 + 1, ms=1)))
     assert run.value("cockpit_orphan_events_total", "order.shipped") == 1
-    assert run.engine.order_orphans == {}
+    assert run.value("cockpit_orphan_events_total", "inventory.stowed") == 1
+    assert len(run.engine.order_orphans["O9"]) == 1  # the later one is still held
+    run.finish()  # W = 08:00:00.001 the next day + 1 min: nothing more passes
+    assert run.value("cockpit_orphan_events_total", "inventory.stowed") == 1
 
 
 def test_stages_of_orders_awaiting_shipment():
     e = Events()
-    run = Run().feed(e.placed("O1", at(0), at(600), at(3000)),
-                     e.placed("O2", at(0), at(600), at(3000)), e.picked("O2", at(1)),
-                     e.picked("O2", at(2)), e("inventory.packed", at(3), order_id="O2", fc="FC1"))
+    run = Run().feed(
+        e.placed("O1", at(0), at(600), at(3000)),
+        e.placed("O2", at(0), at(600), at(3000)),
+        e.picked("O2", at(1)),
+        e.picked("O2", at(2)),
+        e("inventory.packed", at(3), order_id="O2", fc="FC1"),
+    )
     assert run.value("cockpit_orders_in_stage", ("FC1", "placed")) == 1
     assert run.value("cockpit_orders_in_stage", ("FC1", "packed")) == 1
     assert run.value("cockpit_orders_in_stage", ("FC1", "picked")) == 0
@@ -131,8 +157,9 @@ def test_deliveries(updates, deliveries, late):
 
 def test_lost_delivery_is_late_once_then_a_late_delivery_clears_the_gauge():
     e = Events()
-    run = Run().feed(e.placed("O1", at(0), at(60), at(120)), e.shipped("O1", at(30)),
-                     e.tick(at(125)))
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(120)), e.shipped("O1", at(30)), e.tick(at(125))
+    )
     assert run.value("cockpit_late_deliveries_total", "east") == 1
     assert run.value("cockpit_orders_past_delivery_promise", "east") == 1
     run.feed(e.delivered("O1", at(130)), e.tick(at(200)))
@@ -144,8 +171,9 @@ def test_lost_delivery_is_late_once_then_a_late_delivery_clears_the_gauge():
 
 def test_cancelled_before_the_delivery_promise_is_not_late():
     e = Events()
-    run = Run().feed(e.placed("O1", at(0), at(60), at(120)), e.cancelled("O1", at(10)),
-                     e.tick(at(500)))
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(120)), e.cancelled("O1", at(10)), e.tick(at(500))
+    )
     assert run.value("cockpit_late_deliveries_total", "east") == 0
     assert run.value("cockpit_orders_past_delivery_promise", "east") == 0
     assert run.engine.orders == {}
@@ -230,8 +258,13 @@ def test_sell_through_is_not_set_when_the_divisor_is_zero():
 def test_duplicates_and_late_events_are_counted_and_ignored():
     e = Events()
     placed = e.placed("O1", at(10), at(600), at(3000), event_id="dup")
-    run = Run().feed(placed, placed, e.tick(at(20)), e.adjusted(at(18, seconds=59), 5),
-                     e.adjusted(at(19, seconds=1), 7))
+    run = Run().feed(
+        placed,
+        placed,
+        e.tick(at(20)),
+        e.adjusted(at(18, seconds=59), 5),
+        e.adjusted(at(19, seconds=1), 7),
+    )
     assert run.value("cockpit_events_duplicate_total", "order.placed") == 1
     assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
     assert run.value("cockpit_units_on_hand", "FC1") == 7
@@ -271,8 +304,9 @@ def test_watermark_is_the_minimum_over_partitions_that_are_not_idle():
     config = EngineConfig(sources=("a", "b"))
     e = Events()
     run = Run(config)
-    run.engine.process("a", [decode(e.placed("O1", at(0), at(10), at(3000))),
-                             decode(e.tick(at(100)))])
+    run.engine.process(
+        "a", [decode(e.placed("O1", at(0), at(10), at(3000))), decode(e.tick(at(100)))]
+    )
     assert run.engine.watermark < 0  # b has not reported
     run.engine.mark("b", us(at(50)), idle=False)
     assert run.engine.watermark == us(at(49))
@@ -295,8 +329,9 @@ def test_label_values_fold_into_other_beyond_the_cap():
 
 def test_engine_state_survives_pickling_with_its_labels():
     e = Events()
-    run = Run(max_label_values=1).feed(e.placed("O1", at(0), at(60), at(3000)),
-                                      e.adjusted(at(1), 5, fc="FC2"))
+    run = Run(max_label_values=1).feed(
+        e.placed("O1", at(0), at(60), at(3000)), e.adjusted(at(1), 5, fc="FC2")
+    )
     labels = LabelCap(1)
     restored = pickle.loads(pickle.dumps(run.engine)).attach(run.config, labels)
     assert labels.export() == {"fc": ["FC1"], "region": ["east"]}
@@ -308,7 +343,8 @@ def test_engine_state_survives_pickling_with_its_labels():
 def test_retention_drops_open_orders_and_their_gauges():
     e = Events()
     run = Run(EngineConfig(retention=3600 * 10**6)).feed(
-        e.placed("O1", at(0), at(10), at(20)), e.tick(at(81)))
+        e.placed("O1", at(0), at(10), at(20)), e.tick(at(81))
+    )
     assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
     assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
     assert run.value("cockpit_orders_past_delivery_promise", "east") == 0

@@ -51,14 +51,21 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     events = root / "day.jsonl"
     opscockpit("simulate", "--out", str(events), "--hours", "24", "--seed", "7")
     outputs = {name: root / f"{name}.jsonl" for name in ("dlq", "alerts", "kpis")}
-    opscockpit("replay", str(events), "--metrics-file", str(root / "replay.prom"),
-               *(arg for name, path in outputs.items() for arg in (f"--{name}", str(path))))
+    opscockpit(
+        "replay",
+        str(events),
+        "--metrics-file",
+        str(root / "replay.prom"),
+        *(arg for name, path in outputs.items() for arg in (f"--{name}", str(path))),
+    )
     lines = events.read_bytes().splitlines()
     return {
         "lines": lines,
         "metrics": parse_exposition((root / "replay.prom").read_text()),
-        **{name: [json.loads(x) for x in path.read_text().splitlines()]
-           for name, path in outputs.items()},
+        **{
+            name: [json.loads(x) for x in path.read_text().splitlines()]
+            for name, path in outputs.items()
+        },
     }
 
 
@@ -67,8 +74,17 @@ def topics() -> dict[str, str]:
 
 
 def run_args(bootstrap: str, names: dict[str, str], *extra: str) -> list[str]:
-    return ["--kafka", bootstrap, "--topic", names["input"], "--kpis-topic", names["kpis"],
-            "--alerts-topic", names["alerts"], *extra]
+    return [
+        "--kafka",
+        bootstrap,
+        "--topic",
+        names["input"],
+        "--kpis-topic",
+        names["kpis"],
+        "--alerts-topic",
+        names["alerts"],
+        *extra,
+    ]
 
 
 def caught_up(live: Samples, expected: Samples) -> list[str]:
@@ -115,7 +131,8 @@ def test_a_simulated_day_gives_the_replay_numbers_and_valid_output_topics(kafka,
         check.validate(record)
         assert key.decode() == f"{record['alert']}|{record['order_id']}"
     assert sorted(k for k, _ in alerts) == sorted(
-        f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"])
+        f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"]
+    )
 
     kpis = [orjson.loads(value) for _key, value in consume_all(kafka, names["kpis"])]
     check = validator("kpi")
@@ -147,10 +164,14 @@ def test_an_idle_partition_does_not_stop_deadlines(kafka):
     names = topics()
     create_topic(kafka, names["input"], PARTITIONS)
     e = Events()
-    produce(kafka, names["input"], [
-        (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
-        (1, b"s", e.tick(at(0))),  # partition 1 says one thing, then goes quiet; 2 never speaks
-    ])
+    produce(
+        kafka,
+        names["input"],
+        [
+            (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
+            (1, b"s", e.tick(at(0))),  # partition 1 says one thing, then goes quiet; 2 never speaks
+        ],
+    )
     stop = threading.Event()
 
     def keep_partition_0_busy() -> None:
@@ -165,8 +186,10 @@ def test_an_idle_partition_does_not_stop_deadlines(kafka):
     try:
         with cockpit(*run_args(kafka, names, "--idle-timeout", "2s")) as running:
             breaches = wait_for(
-                lambda: running.samples().get("cockpit_ship_sla_breaches_total"), 30,
-                "the breach while partition 0 is still active")
+                lambda: running.samples().get("cockpit_ship_sla_breaches_total"),
+                30,
+                "the breach while partition 0 is still active",
+            )
             assert breaches == {(("fc", "FC1"),): 1.0}
             alerts = consume_all(kafka, names["alerts"])
             assert [k for k, _ in alerts] == [b"ship_sla_breach|O1"]
@@ -177,8 +200,9 @@ def test_an_idle_partition_does_not_stop_deadlines(kafka):
 
 def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit():
     started = time.monotonic()
-    result = opscockpit("run", "--kafka", "127.0.0.1:9", "--metrics-port", "0", check=False,
-                        timeout=60)
+    result = opscockpit(
+        "run", "--kafka", "127.0.0.1:9", "--metrics-port", "0", check=False, timeout=60
+    )
     assert result.returncode != 0
     assert time.monotonic() - started < 20
     lines = result.stderr.decode().strip().splitlines()
@@ -201,6 +225,9 @@ def test_simulate_produces_the_file_keyed_by_entity(kafka, tmp_path):
     produced = consume_all(kafka, topic)
     expected = file.read_bytes().splitlines()
     assert sorted(value for _key, value in produced) == sorted(expected)
-    keyed_ok = [key.decode() == entity_key(orjson.loads(value))
-                for key, value in produced if key is not None]
+    keyed_ok = [
+        key.decode() == entity_key(orjson.loads(value))
+        for key, value in produced
+        if key is not None
+    ]
     assert len(keyed_ok) > 0.99 * len(produced) and all(keyed_ok)

@@ -29,8 +29,9 @@ from flows.schemas import all_schemas, render
 
 ROOT = Path(__file__).resolve().parent.parent / "schemas"
 VALIDATORS = {
-    name: Draft202012Validator(json.loads((ROOT / f"events/{name}.json").read_text()),
-                               format_checker=FormatChecker())
+    name: Draft202012Validator(
+        json.loads((ROOT / f"events/{name}.json").read_text()), format_checker=FormatChecker()
+    )
     for name in EVENT_TYPES
 }
 
@@ -46,21 +47,54 @@ GOOD = {
 }
 BAD_VALUES: dict[str, list[Any]] = {
     STRING: [None, 5, 1.5, True, [], {}],
-    TIME: [None, "2026-11-21", "2026-11-21T10:15:00", "2026-11-21t10:15:00Z",
-           "2026-11-21T10:15:00z", "2026-02-30T10:15:00Z", "2026-11-21T10:15:60Z",
-           "2026-11-21T24:00:00Z", "2026-11-21T10:15:00+0100", "21/11/2026 10:15", -1,
-           253402300800000, True, 1.5, "", [], "2026-11-21T10:15:00.Z"],
+    TIME: [
+        None,
+        "2026-11-21",
+        "2026-11-21T10:15:00",
+        "2026-11-21t10:15:00Z",
+        "2026-11-21T10:15:00z",
+        "2026-02-30T10:15:00Z",
+        "2026-11-21T10:15:60Z",
+        "2026-11-21T24:00:00Z",
+        "2026-11-21T10:15:00+0100",
+        "21/11/2026 10:15",
+        -1,
+        253402300800000,
+        True,
+        1.5,
+        "",
+        [],
+        "2026-11-21T10:15:00.Z",
+    ],
     QTY: [None, 0, -1, 1.5, "3", True, False, []],
     INT: [None, 1.5, "3", True, {}],
     COUNT: [None, -1, 2.5, "0", False],
     NUMBER: [None, -0.5, "10", True, []],
     STATUS: [None, "lost", "DELIVERED", 1, ""],
-    LINES: [None, [], {}, "x", [1], [{"sku": "a"}], [{"qty": 1}], [{"sku": "a", "qty": 0}],
-            [{"sku": 1, "qty": 1}], [{"sku": "a", "qty": "1"}], [{"sku": "a", "qty": 1}, 5]],
+    LINES: [
+        None,
+        [],
+        {},
+        "x",
+        [1],
+        [{"sku": "a"}],
+        [{"qty": 1}],
+        [{"sku": "a", "qty": 0}],
+        [{"sku": 1, "qty": 1}],
+        [{"sku": "a", "qty": "1"}],
+        [{"sku": "a", "qty": 1}, 5],
+    ],
 }
 ALSO_GOOD: dict[str, list[Any]] = {
-    TIME: [1795256100000, 0, 253402300799999, 1795256100000.0, "2026-11-21T10:15:00Z",
-           "2026-11-21T10:15:00.123456789+05:30", "2026-11-21T10:15:00-03:00"],
+    TIME: [
+        1795256100000,
+        0,
+        253402300799999,
+        1795256100000.0,
+        "2026-11-21T10:15:00Z",
+        "2026-11-21T10:15:00.123456789+05:30",
+        "2026-11-21T10:15:00-03:00",
+    ],
     QTY: [1, 2.0, 10**12],
     INT: [0, 5, -5.0],
     COUNT: [5, 3.0],
@@ -109,7 +143,7 @@ def decoder_accepts(event: dict[str, Any]) -> bool:
 
 def test_corpus_has_both_valid_and_invalid_events():
     verdicts = [schema_accepts(event) for _label, event in CORPUS]
-    assert 200 < verdicts.count(False) and 100 < verdicts.count(True)
+    assert verdicts.count(False) > 200 and verdicts.count(True) > 100
 
 
 @pytest.mark.parametrize(("label", "event"), CORPUS, ids=[label for label, _ in CORPUS])
@@ -130,19 +164,30 @@ def test_decoder_rejects_with_reasons():
 
 
 def test_times_become_microseconds():
-    event = decode(orjson.dumps({**base_event("order.placed"), "ts": 1795256100000,
-                                 "promised_ship_by": "2026-11-21T10:15:00.5+01:00"}))
+    event = decode(
+        orjson.dumps(
+            {
+                **base_event("order.placed"),
+                "ts": 1795256100000,
+                "promised_ship_by": "2026-11-21T10:15:00.5+01:00",
+            }
+        )
+    )
     assert not isinstance(event, Reject)
     assert event["ts"] == 1795256100000 * 1000
     assert event["promised_ship_by"] == 1795252500500000
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(max_size=5)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from(["2026-11-21T10:15:00Z", "delivered", "2026-13-01T00:00:00Z"]),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3),
-                                                                       children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
     max_leaves=5,
 )
 

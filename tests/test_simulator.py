@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import islice, takewhile
 from typing import Any
 
@@ -73,10 +73,6 @@ def fulfilment() -> list[dict[str, Any]]:
     return events(simulate(quiet, 8 * 24))
 
 
-def share(part: int, whole: int) -> float:
-    return part / whole
-
-
 def raw(payload: bytes) -> dict[str, Any]:
     """The event as sent, before decoding normalises its times."""
     parsed: dict[str, Any] = orjson.loads(payload)
@@ -117,7 +113,7 @@ def test_valid_lines_decode_with_their_entity_key_and_malformed_ones_are_rejecte
             assert isinstance(line.decoded, dict), (line.payload, line.decoded)
             assert line.key == entity_key(raw(line.payload))
     assert set(reasons) == {INVALID_JSON, UNKNOWN_TYPE, INVALID_EVENT}
-    assert 0.001 < share(sum(reasons.values()), len(day)) < 0.003
+    assert 0.001 < sum(reasons.values()) / len(day) < 0.003
 
 
 def test_duplicates_are_exact_resends_shortly_after(day: list[Line]) -> None:
@@ -130,8 +126,8 @@ def test_duplicates_are_exact_resends_shortly_after(day: list[Line]) -> None:
         if original is not line:
             duplicates += 1
             assert line.payload == original.payload
-            assert 0 <= line.arrival - original.arrival <= 75 * SECOND
-    assert 0.007 < share(duplicates, len(day)) < 0.013
+            assert 0 <= line.arrival - original.arrival <= 30 * SECOND
+    assert 0.007 < duplicates / len(day) < 0.013
 
 
 def test_disorder_stays_within_the_lateness_and_late_events_are_far_beyond(
@@ -154,8 +150,8 @@ def test_disorder_stays_within_the_lateness_and_late_events_are_far_beyond(
         disordered += 0 < delay < LATENESS
         late += is_late
         max_ts = max(max_ts, event["ts"])
-    assert 0.04 < share(disordered, len(seen)) < 0.06
-    assert 0.001 < share(late, len(seen)) < 0.003
+    assert 0.04 < disordered / len(seen) < 0.06
+    assert 0.001 < late / len(seen) < 0.003
 
 
 def test_a_network_of_many_places_and_products(day: list[Line]) -> None:
@@ -180,8 +176,8 @@ def test_event_times_come_in_every_allowed_form(day: list[Line]) -> None:
             ts = raw(line.payload)["ts"]
             forms["int" if isinstance(ts, int) else "Z" if str(ts).endswith("Z") else "offset"] += 1
     total = sum(forms.values())
-    assert 0.07 < share(forms["int"], total) < 0.13
-    assert 0.005 < share(forms["offset"], total) < 0.04
+    assert 0.07 < forms["int"] / total < 0.13
+    assert 0.005 < forms["offset"] / total < 0.04
 
 
 def test_traffic_at_full_scale_is_a_few_hundred_thousand_events_a_day(day: list[Line]) -> None:
@@ -200,9 +196,9 @@ def test_customers_are_busier_by_day(day: list[Line]) -> None:
 def test_storefront_behaviour(day: list[Line]) -> None:
     valid = events(day)
     searches = [event for event in valid if event["type"] == "search.performed"]
-    assert 0.04 < share(sum(event["results"] == 0 for event in searches), len(searches)) < 0.1
+    assert 0.04 < sum(event["results"] == 0 for event in searches) / len(searches) < 0.1
     kinds = Counter(event["type"] for event in valid)
-    assert 0.02 < share(kinds["recommendation.clicked"], kinds["recommendation.shown"]) < 0.06
+    assert 0.02 < kinds["recommendation.clicked"] / kinds["recommendation.shown"] < 0.06
     assert len({event["widget"] for event in valid if "widget" in event}) >= 3
     assert len({event["page"] for event in valid if "page" in event}) >= 6
     loads = [event["load_ms"] for event in valid if event["type"] == "page.viewed"]
@@ -211,21 +207,24 @@ def test_storefront_behaviour(day: list[Line]) -> None:
 
 @dataclass
 class Order:
+    """An order's lifecycle as its events tell it."""
+
     placed: int = 0
     ship_by: int = 0
     deliver_by: int = 0
-    units: dict[str, int] | None = None
+    units: dict[str, int] = field(default_factory=dict)
     shipped: int | None = None
     cancelled: int | None = None
-    delivered: list[int] | None = None
-    statuses: list[tuple[int, str]] | None = None
-    picked: list[int] | None = None
     packed: int | None = None
-    returned: list[tuple[int, str, int]] | None = None
+    picks: list[int] = field(default_factory=list)
+    scans: list[tuple[int, str]] = field(default_factory=list)
+    returns: list[tuple[int, str, int]] = field(default_factory=list)
+
+    def deliveries(self) -> list[int]:
+        return sorted(ts for ts, status in self.scans if status == "delivered")
 
 
 def orders(valid: list[dict[str, Any]]) -> dict[str, Order]:
-    """Each order's lifecycle, from the events."""
     found: dict[str, Order] = defaultdict(Order)
     for event in valid:
         if "order_id" not in event:
@@ -241,66 +240,65 @@ def orders(valid: list[dict[str, Any]]) -> dict[str, Order]:
         elif kind == "order.cancelled":
             order.cancelled = ts
         elif kind == "inventory.picked":
-            order.picked = [*(order.picked or []), ts]
+            order.picks.append(ts)
         elif kind == "inventory.packed":
             order.packed = ts
         elif kind == "delivery.updated":
-            order.statuses = [*(order.statuses or []), (ts, event["status"])]
+            order.scans.append((ts, event["status"]))
         elif kind == "return.received":
-            order.returned = [*(order.returned or []), (ts, event["sku"], event["qty"])]
+            order.returns.append((ts, event["sku"], event["qty"]))
     return found
 
 
-def test_orders_follow_their_lifecycle_with_realistic_shares(
+def ship_fate(order: Order) -> str:
+    if order.cancelled is not None:
+        return "cancelled early" if order.cancelled <= order.ship_by else "cancelled late"
+    if order.shipped is None:
+        return "never shipped"
+    return "shipped late" if order.shipped > order.ship_by else "on time"
+
+
+def test_orders_end_in_realistic_shares(fulfilment: list[dict[str, Any]]) -> None:
+    # Orders of the first three days are long past their ship promise.
+    cohort = [order for order in orders(fulfilment).values() if order.placed < START + 3 * DAY]
+    assert len(cohort) > 2000
+    fates = Counter(ship_fate(order) for order in cohort)
+    assert 0.03 < fates["shipped late"] / len(cohort) < 0.08
+    assert 0.004 < fates["never shipped"] / len(cohort) < 0.02
+    assert 0.01 < fates["cancelled early"] / len(cohort) < 0.03
+    assert 0.002 < fates["cancelled late"] / len(cohort) < 0.015
+    assert all(4 * HOUR <= order.ship_by - order.placed <= 16 * HOUR for order in cohort)
+    assert all(8 * HOUR <= order.deliver_by - order.ship_by <= 5 * DAY for order in cohort)
+
+
+def test_shipped_orders_are_picked_packed_and_mostly_delivered(
     fulfilment: list[dict[str, Any]],
 ) -> None:
-    every = orders(fulfilment)
-    horizon = START + 9 * DAY
-    # Orders placed in the first three days have had time for everything but returns.
-    cohort = [order for order in every.values() if order.placed < START + 3 * DAY]
-    assert len(cohort) > 2000
-    shipped = [order for order in cohort if order.shipped is not None]
-    late_ships = [order for order in shipped if order.shipped > order.ship_by]  # type: ignore[operator]
-    never = [order for order in cohort if order.shipped is None and order.cancelled is None]
-    cancelled_early = [o for o in cohort if o.cancelled is not None and o.cancelled <= o.ship_by]
-    cancelled_late = [o for o in cohort if o.cancelled is not None and o.cancelled > o.ship_by]
-    assert 0.03 < share(len(late_ships), len(cohort)) < 0.08
-    assert 0.004 < share(len(never), len(cohort)) < 0.02
-    assert 0.01 < share(len(cancelled_early), len(cohort)) < 0.03
-    assert 0.002 < share(len(cancelled_late), len(cohort)) < 0.015
-
-    lost = late_deliveries = second_deliveries = failed_attempts = 0
+    shipped = [order for order in orders(fulfilment).values() if order.shipped is not None]
     for order in shipped:
-        assert order.shipped is not None and order.units is not None
-        assert 4 * HOUR <= order.ship_by - order.placed <= 16 * HOUR
-        assert DAY <= order.deliver_by - order.ship_by <= 5 * DAY
-        assert order.cancelled is None
-        assert len(order.picked or []) == len(order.units)
-        assert order.packed is not None
-        assert all(order.placed <= pick <= order.packed for pick in order.picked or [])
-        assert order.packed <= order.shipped
-        scans = sorted(order.statuses or [])
-        assert all(ts >= order.shipped for ts, _status in scans)
-        delivered = [ts for ts, status in scans if status == "delivered"]
-        if not delivered:
-            lost += 1
-            continue
-        assert scans[0][1] == "out_for_delivery"
-        late_deliveries += delivered[0] > order.deliver_by
-        second_deliveries += len(delivered) > 1
-        failed_attempts += any(status == "failed_attempt" for _ts, status in scans)
-    assert 0.002 < share(lost, len(shipped)) < 0.015
-    assert 0.04 < share(late_deliveries, len(shipped)) < 0.1
-    assert second_deliveries > 0
-    assert failed_attempts > 0
+        shipped_at, packed_at = order.shipped, order.packed
+        assert shipped_at is not None and packed_at is not None and order.cancelled is None
+        assert len(order.picks) == len(order.units)
+        assert all(order.placed <= pick <= packed_at <= shipped_at for pick in order.picks)
+        assert all(ts >= shipped_at for ts, _status in order.scans)
+        assert not order.scans or min(order.scans)[1] == "out_for_delivery"
+    # Deliveries come at most two days after the promise: these are all decided.
+    decided = [order for order in shipped if order.deliver_by < START + 6 * DAY]
+    lost = sum(not order.deliveries() for order in decided)
+    late = sum(order.deliveries()[0] > order.deliver_by for order in decided if order.deliveries())
+    assert 0.002 < lost / len(decided) < 0.015
+    assert 0.04 < late / len(decided) < 0.1
+    assert any(len(order.deliveries()) > 1 for order in decided)
+    assert any(status == "failed_attempt" for order in decided for _ts, status in order.scans)
 
-    returns = [order for order in every.values() if order.returned]
-    assert returns
-    for order in returns:
-        (ts, sku, qty), *_ = order.returned or []
-        assert order.units is not None and 0 < qty <= order.units[sku]
-        assert ts > min(ts for ts, status in order.statuses or [] if status == "delivered")
-        assert ts < horizon
+
+def test_some_deliveries_are_returned_days_later(fulfilment: list[dict[str, Any]]) -> None:
+    returned = [order for order in orders(fulfilment).values() if order.returns]
+    assert returned
+    for order in returned:
+        [(ts, sku, qty)] = order.returns
+        assert 0 < qty <= order.units[sku]
+        assert ts >= order.deliveries()[0] + 2 * DAY
 
 
 def test_receipts_are_stowed_partially_and_slowly(fulfilment: list[dict[str, Any]]) -> None:
@@ -320,7 +318,7 @@ def test_receipts_are_stowed_partially_and_slowly(fulfilment: list[dict[str, Any
         assert stowed <= qty
         if stowed == qty:
             complete.append(max(stowed_at for stowed_at, _qty in stows[receipt_id]) - ts)
-    assert 0.005 < share(len(cohort) - len(complete), len(cohort)) < 0.05
+    assert 0.005 < (len(cohort) - len(complete)) / len(cohort) < 0.05
     assert sum(len(stows[receipt_id]) > 1 for receipt_id in cohort) > len(cohort) / 2
     assert min(complete) < HOUR
     assert sum(took > DAY for took in complete) > 0

@@ -5,12 +5,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 from flows.cli import CliError
 
 RULES_PATH = "docker/prometheus/rules.yml"
+EXTRA_MODULES = ("yaml", "grafana_foundation_sdk", "grafana_client")
 DASHBOARDS_DIR = "grafana/dashboards"
+
+
+def require_grafana_extra() -> None:
+    """A one-line error when the optional `grafana` dependencies are not installed.
+
+    They are imported only by these commands, so `opscockpit run` needs none of them.
+    """
+    missing = [name for name in EXTRA_MODULES if find_spec(name) is None]
+    if missing:
+        raise CliError(f"missing {', '.join(missing)}: pip install 'opscockpit[grafana]'")
 
 
 def generated_files() -> dict[str, str]:
@@ -24,39 +36,58 @@ def generated_files() -> dict[str, str]:
 def add_grafana_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register `opscockpit grafana` with its two subcommands."""
     grafana = commands.add_parser(
-        "grafana", help="generate or install the Grafana dashboards and Prometheus rules",
+        "grafana",
+        help="generate or install the Grafana dashboards and Prometheus rules",
         description="Dashboards, provisioning and alert rules, generated from the metric "
-                    "declarations.")
+        "declarations.",
+    )
     actions = grafana.add_subparsers(dest="action", required=True, parser_class=type(grafana))
 
     generate = actions.add_parser(
-        "generate", help="write dashboards, provisioning and rules files",
+        "generate",
+        help="write dashboards, provisioning and rules files",
         description=f"Write {DASHBOARDS_DIR}/*.json, grafana/provisioning/, grafana/grafana.ini "
-                    f"and {RULES_PATH} under DIR (stale dashboard files there are removed).")
-    generate.add_argument("--out", type=Path, default=Path(),
-                          help="root to write under (default: the current directory)")
+        f"and {RULES_PATH} under DIR (stale dashboard files there are removed).",
+    )
+    generate.add_argument(
+        "--out",
+        type=Path,
+        default=Path(),
+        help="root to write under (default: the current directory)",
+    )
     generate.set_defaults(handler=command_generate)
 
     push = actions.add_parser(
-        "push", help="install the dashboards into a running Grafana",
+        "push",
+        help="install the dashboards into a running Grafana",
         description="Install the dashboards through Grafana's HTTP API, replacing earlier "
-                    "versions. The API token (a service account token with Editor rights) "
-                    "is read from an environment variable.")
+        "versions. The API token (a service account token with Editor rights) "
+        "is read from an environment variable.",
+    )
     push.add_argument("--url", required=True, help="Grafana's base URL, e.g. http://grafana:3000")
-    push.add_argument("--token-env", default="GRAFANA_TOKEN", metavar="NAME",
-                      help="environment variable holding the API token (default GRAFANA_TOKEN)")
-    push.add_argument("--folder", default="opscockpit",
-                      help="folder to put the dashboards in (default opscockpit)")
+    push.add_argument(
+        "--token-env",
+        default="GRAFANA_TOKEN",
+        metavar="NAME",
+        help="environment variable holding the API token (default GRAFANA_TOKEN)",
+    )
+    push.add_argument(
+        "--folder",
+        default="opscockpit",
+        help="folder to put the dashboards in (default opscockpit)",
+    )
     push.set_defaults(handler=command_push)
 
 
 def command_generate(args: argparse.Namespace) -> int:
     """Write every generated file under --out."""
+    require_grafana_extra()
     root: Path = args.out
     files = generated_files()
     try:
-        stale = sorted(set((root / DASHBOARDS_DIR).glob("*.json"))
-                       - {root / path for path in files})
+        stale = sorted(
+            set((root / DASHBOARDS_DIR).glob("*.json")) - {root / path for path in files}
+        )
         for path in stale:
             path.unlink()
         for relative, text in files.items():
@@ -71,6 +102,7 @@ def command_generate(args: argparse.Namespace) -> int:
 
 def command_push(args: argparse.Namespace) -> int:
     """Install the dashboards into the Grafana at --url."""
+    require_grafana_extra()
     from flows.cockpit.dashboards import dashboards
     from flows.cockpit.push import PushError, push
 
@@ -81,6 +113,9 @@ def command_push(args: argparse.Namespace) -> int:
         urls = push(args.url, token, args.folder, dashboards())
     except PushError as exc:
         raise CliError(str(exc)) from None
-    print(f"opscockpit: installed {len(urls)} dashboards in folder {args.folder!r}: "
-          + ", ".join(urls), file=sys.stderr)
+    print(
+        f"opscockpit: installed {len(urls)} dashboards in folder {args.folder!r}: "
+        + ", ".join(urls),
+        file=sys.stderr,
+    )
     return 0

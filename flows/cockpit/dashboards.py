@@ -32,6 +32,11 @@ DATASOURCE_UID = "opscockpit-prometheus"
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 PER_SECOND = "cps"  # Grafana's counts/second unit, for rates of counted things
 HOUR = "1h"  # "per hour" panels show the increase over the last hour
+KPI, INBOUND, WEB = (
+    rules.span(w) for w in (rules.KPI_WINDOW, rules.INBOUND_WINDOW, rules.WEB_WINDOW)
+)
+SHIP_SLA_TEXT = f"Orders shipped by their promised ship-by time / orders due, {KPI}"
+LATE_TEXT = f"Orders delivered after their promise or past it undelivered / orders due, {KPI}"
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,11 @@ class Panel:
         if self.alert is None or limit is None:
             return self.description
         word = "from" if limit.higher_is_worse else "below"
-        return (f"{self.description} Amber {word} {_level(limit.warning, self.unit)}, red "
-                f"{word} {_level(limit.critical, self.unit)}: the levels of alert "
-                f"{self.alert.name}.")
+        return (
+            f"{self.description} Amber {word} {_level(limit.warning, self.unit)}, red "
+            f"{word} {_level(limit.critical, self.unit)}: the levels of alert "
+            f"{self.alert.name}."
+        )
 
 
 def _level(value: float, unit: str) -> str:
@@ -148,8 +155,14 @@ def by_label(series: str, label: str) -> tuple[Query, ...]:
 def gauge_by(name: str, label: str, narrow_to: str, how: str, **options: Any) -> Panel:
     """A time series of a gauge per `label`, narrowed to the variable of `narrow_to`."""
     query = Query(current(name, label, matcher(narrow_to)), "{{" + label + "}}")
-    return Panel("timeseries", f"{_title(name)} by {label}", about(name, how), unit(name),
-                 (query,), **options)
+    return Panel(
+        "timeseries",
+        f"{_title(name)} by {label}",
+        about(name, how),
+        unit(name),
+        (query,),
+        **options,
+    )
 
 
 def _title(name: str) -> str:
@@ -157,11 +170,11 @@ def _title(name: str) -> str:
     return words[0].upper() + words[1:]
 
 
-def two_counts(title: str, description: str, label: str,
-               counts: tuple[tuple[str, str], ...]) -> Panel:
+def counts_per_hour(
+    title: str, description: str, label: str, counts: tuple[tuple[str, str], ...]
+) -> Panel:
     """Last-hour increases of several counters over the selected `label` values."""
-    queries = tuple(Query(last_hour(name, (), matcher(label)), legend)
-                    for name, legend in counts)
+    queries = tuple(Query(last_hour(name, (), matcher(label)), legend) for name, legend in counts)
     return Panel("timeseries", title, description, unit(counts[0][0]), queries)
 
 
@@ -174,44 +187,85 @@ def cockpit() -> Board:
     big: dict[str, Any] = {"width": 8, "height": 9}
     wide: dict[str, Any] = {"width": 24, "height": 6}
     network = (
-        Panel("gauge", "Ship-SLA compliance",
-              "Orders shipped by their promised ship-by time / orders due, last hour, all fcs. "
-              "The alert is per fc; a network value below a level means some fc is below it.",
-              "percentunit", (Query(rules.SHIP_SLA.network),), rules.SHIP_SLA_ALERT,
-              drilldown=FULFILMENT_UID, **big),
-        Panel("gauge", "Late deliveries",
-              "Orders delivered after their promise or past it undelivered / orders due, last "
-              "hour, all regions. The alert is per region; a network value above a level "
-              "means some region is above it.",
-              "percentunit", (Query(rules.LATE_DELIVERY.network),), rules.LATE_DELIVERY_ALERT,
-              drilldown=CUSTOMER_UID, **big),
-        Panel("stat", "Dock-to-stock p90",
-              about("cockpit_dock_to_stock_seconds",
-                    "90th percentile of the receipts completed in the last hour, all fcs."),
-              unit("cockpit_dock_to_stock_seconds"), (Query(rules.DOCK_TO_STOCK_P90.network),),
-              rules.DOCK_TO_STOCK_ALERT, drilldown=INVENTORY_UID, **big),
+        Panel(
+            "gauge",
+            "Ship-SLA compliance",
+            f"{SHIP_SLA_TEXT}, all fcs. The alert is per fc; a network value below a level "
+            "means some fc is below it.",
+            "percentunit",
+            (Query(rules.SHIP_SLA.network),),
+            rules.SHIP_SLA_ALERT,
+            drilldown=FULFILMENT_UID,
+            **big,
+        ),
+        Panel(
+            "gauge",
+            "Late deliveries",
+            f"{LATE_TEXT}, all regions. The alert is per region; a network value above a "
+            "level means some region is above it.",
+            "percentunit",
+            (Query(rules.LATE_DELIVERY.network),),
+            rules.LATE_DELIVERY_ALERT,
+            drilldown=CUSTOMER_UID,
+            **big,
+        ),
+        Panel(
+            "stat",
+            "Dock-to-stock p90",
+            about(
+                "cockpit_dock_to_stock_seconds",
+                f"90th percentile of the receipts completed in {INBOUND}, all fcs.",
+            ),
+            unit("cockpit_dock_to_stock_seconds"),
+            (Query(rules.DOCK_TO_STOCK_P90.network),),
+            rules.DOCK_TO_STOCK_ALERT,
+            drilldown=INVENTORY_UID,
+            **big,
+        ),
     )
     per_fc = (
-        Panel("stat", "Orders past ship promise",
-              about("cockpit_orders_past_ship_promise", "One tile per fc."),
-              unit("cockpit_orders_past_ship_promise"),
-              (Query(rules.PAST_PROMISE_ALERT.value, "{{fc}}"),), rules.PAST_PROMISE_ALERT,
-              drilldown=FULFILMENT_UID, **wide),
-        Panel("stat", "Receipts awaiting stow",
-              about("cockpit_receipts_awaiting_stow",
-                    "One tile per fc. The alert also needs the backlog to have grown over "
-                    "the last hour."),
-              unit("cockpit_receipts_awaiting_stow"),
-              (Query(rules.BACKLOG_ALERT.value, "{{fc}}"),), rules.BACKLOG_ALERT,
-              drilldown=INVENTORY_UID, **wide),
-        Panel("stat", "Sell-through", about(sell, "One tile per fc; informational, no alert."),
-              unit(sell), (Query(current(sell, "fc"), "{{fc}}"),),
-              drilldown=INVENTORY_UID, **wide),
+        Panel(
+            "stat",
+            "Orders past ship promise",
+            about("cockpit_orders_past_ship_promise", "One tile per fc."),
+            unit("cockpit_orders_past_ship_promise"),
+            (Query(rules.PAST_PROMISE_ALERT.value, "{{fc}}"),),
+            rules.PAST_PROMISE_ALERT,
+            drilldown=FULFILMENT_UID,
+            **wide,
+        ),
+        Panel(
+            "stat",
+            "Receipts awaiting stow",
+            about(
+                "cockpit_receipts_awaiting_stow",
+                "One tile per fc. The alert also needs the backlog to have grown over "
+                "the last hour.",
+            ),
+            unit("cockpit_receipts_awaiting_stow"),
+            (Query(rules.BACKLOG_ALERT.value, "{{fc}}"),),
+            rules.BACKLOG_ALERT,
+            drilldown=INVENTORY_UID,
+            **wide,
+        ),
+        Panel(
+            "stat",
+            "Sell-through",
+            about(sell, "One tile per fc; informational, no alert."),
+            unit(sell),
+            (Query(current(sell, "fc"), "{{fc}}"),),
+            drilldown=INVENTORY_UID,
+            **wide,
+        ),
     )
-    return Board(COCKPIT_UID, "Operations cockpit",
-                 "The wall display: fulfilment KPIs at a glance, coloured by the alert levels.",
-                 (("Network", network), ("By fulfilment centre", per_fc)),
-                 refresh="10s", kiosk=True)
+    return Board(
+        COCKPIT_UID,
+        "Operations cockpit",
+        "The wall display: fulfilment KPIs at a glance, coloured by the alert levels.",
+        (("Network", network), ("By fulfilment centre", per_fc)),
+        refresh="10s",
+        kiosk=True,
+    )
 
 
 def inventory() -> Board:
@@ -219,86 +273,153 @@ def inventory() -> Board:
     d2s = "cockpit_dock_to_stock_seconds"
     buckets = f"increase({select(d2s + '_bucket', matcher('fc'))}[$__rate_interval])"
     inbound = (
-        Panel("timeseries", "Dock-to-stock p90 by fc",
-              about(d2s, "90th percentile per fc, receipts completed in the last hour."),
-              unit(d2s), by_label(rules.DOCK_TO_STOCK_P90.by_level, "fc"),
-              rules.DOCK_TO_STOCK_ALERT),
-        Panel("timeseries", "Dock-to-stock p50 by fc",
-              about(d2s, "Median per fc, receipts completed in the last hour."),
-              unit(d2s), by_label(rules.DOCK_TO_STOCK_P50.by_level, "fc")),
-        Panel("heatmap", "Dock-to-stock distribution",
-              about(d2s, "Receipts completed per bucket and time slot, selected fcs."),
-              "short", (Query(aggregate(d2s, buckets, ("le",)), "{{le}}"),),
-              width=24, axis_unit=unit(d2s)),
-        Panel("timeseries", "Receipts awaiting stow by fc",
-              about("cockpit_receipts_awaiting_stow", "Per fc."),
-              unit("cockpit_receipts_awaiting_stow"),
-              by_label(rules.RECEIPTS_AWAITING.by_level, "fc"), rules.BACKLOG_ALERT),
-        two_counts("Units received and stowed per hour",
-                   "Units scanned at the inbound docks and units stowed (sellable), last hour, "
-                   "selected fcs.", "fc",
-                   (("cockpit_units_received_total", "received"),
-                    ("cockpit_units_stowed_total", "stowed"))),
+        Panel(
+            "timeseries",
+            "Dock-to-stock p90 by fc",
+            about(d2s, f"90th percentile per fc, receipts completed in {INBOUND}."),
+            unit(d2s),
+            by_label(rules.DOCK_TO_STOCK_P90.by_level, "fc"),
+            rules.DOCK_TO_STOCK_ALERT,
+        ),
+        Panel(
+            "timeseries",
+            "Dock-to-stock p50 by fc",
+            about(d2s, f"Median per fc, receipts completed in {INBOUND}."),
+            unit(d2s),
+            by_label(rules.DOCK_TO_STOCK_P50.by_level, "fc"),
+        ),
+        Panel(
+            "heatmap",
+            "Dock-to-stock distribution",
+            about(d2s, "Receipts completed per bucket and time slot, selected fcs."),
+            "short",
+            (Query(aggregate(d2s, buckets, ("le",)), "{{le}}"),),
+            width=24,
+            axis_unit=unit(d2s),
+        ),
+        Panel(
+            "timeseries",
+            "Receipts awaiting stow by fc",
+            about("cockpit_receipts_awaiting_stow", "Per fc."),
+            unit("cockpit_receipts_awaiting_stow"),
+            by_label(rules.RECEIPTS_AWAITING.by_level, "fc"),
+            rules.BACKLOG_ALERT,
+        ),
+        counts_per_hour(
+            "Units received and stowed per hour",
+            "Units scanned at the inbound docks and units stowed (sellable), last hour, "
+            "selected fcs.",
+            "fc",
+            (
+                ("cockpit_units_received_total", "received"),
+                ("cockpit_units_stowed_total", "stowed"),
+            ),
+        ),
     )
     stock = (
         gauge_by("cockpit_units_on_hand", "fc", "fc", "Per fc."),
         gauge_by("cockpit_sell_through_ratio", "fc", "fc", "Per fc, latest closed window."),
         gauge_by("cockpit_days_of_cover", "fc", "fc", "Per fc, latest closed window."),
-        two_counts("Units picked and returned per hour",
-                   "Units picked for orders and units returned by customers (returns do not "
-                   "restock), last hour, selected fcs.", "fc",
-                   (("cockpit_units_picked_total", "picked"),
-                    ("cockpit_units_returned_total", "returned"))),
-        Panel("timeseries", "Stock adjustments per hour",
-              about("cockpit_units_adjusted_total", "Last hour, selected fcs, by direction."),
-              unit("cockpit_units_adjusted_total"),
-              (Query(last_hour("cockpit_units_adjusted_total", ("direction",), matcher("fc")),
-                     "{{direction}}"),), width=24),
+        counts_per_hour(
+            "Stock flow per hour",
+            "Units stowed (in) and picked (out), last hour, selected fcs: with the "
+            "adjustments below they make the change of on hand.",
+            "fc",
+            (
+                ("cockpit_units_stowed_total", "stowed"),
+                ("cockpit_units_picked_total", "picked"),
+            ),
+        ),
+        Panel(
+            "timeseries",
+            "Stock adjustments per hour",
+            about("cockpit_units_adjusted_total", "Last hour, selected fcs, by direction."),
+            unit("cockpit_units_adjusted_total"),
+            (
+                Query(
+                    last_hour("cockpit_units_adjusted_total", ("direction",), matcher("fc")),
+                    "{{direction}}",
+                ),
+            ),
+            width=24,
+        ),
     )
-    return Board(INVENTORY_UID, "Inventory health",
-                 "Inbound (dock-to-stock, stow backlog) and stock (on hand, sell-through, "
-                 "cover) per fulfilment centre.",
-                 (("Inbound", inbound), ("Stock", stock)),
-                 variables=(("fc", "cockpit_units_on_hand"),))
+    return Board(
+        INVENTORY_UID,
+        "Inventory health",
+        "Inbound (dock-to-stock, stow backlog) and stock (on hand, sell-through, "
+        "cover) per fulfilment centre.",
+        (("Inbound", inbound), ("Stock", stock)),
+        variables=(("fc", "cockpit_units_on_hand"),),
+    )
 
 
 def fulfilment() -> Board:
     """Orders from placement to shipment per fc."""
     sla = rules.SHIP_SLA
     ship = (
-        Panel("timeseries", "Ship-SLA compliance by fc",
-              "Orders shipped by their promised ship-by time / orders due, last hour, per fc.",
-              "percentunit", by_label(sla.by_level, "fc"), rules.SHIP_SLA_ALERT),
-        Panel("timeseries", "Orders due per hour",
-              "Orders whose ship promise fell due in the last hour: shipped on time, or "
-              "breached (neither shipped nor cancelled in time), selected fcs.", "short",
-              (Query(f"sum({filtered(sla.part_series, 'fc')})", "on time"),
-               Query(f"sum({filtered(sla.rest_series, 'fc')})", "breached")), stacked=True),
-        gauge_by("cockpit_orders_past_ship_promise", "fc", "fc", "Per fc.",
-                 alert=rules.PAST_PROMISE_ALERT),
-        gauge_by("cockpit_orders_in_stage", "stage", "fc", "Selected fcs, stacked.",
-                 stacked=True),
+        Panel(
+            "timeseries",
+            "Ship-SLA compliance by fc",
+            f"{SHIP_SLA_TEXT}, per fc.",
+            "percentunit",
+            by_label(sla.by_level, "fc"),
+            rules.SHIP_SLA_ALERT,
+        ),
+        Panel(
+            "timeseries",
+            "Orders due per hour",
+            f"Orders whose ship promise fell due in {KPI}: shipped on time, or "
+            "breached (neither shipped nor cancelled in time), selected fcs.",
+            "short",
+            (
+                Query(f"sum({filtered(sla.part_series, 'fc')})", "on time"),
+                Query(f"sum({filtered(sla.rest_series, 'fc')})", "breached"),
+            ),
+            stacked=True,
+        ),
+        gauge_by(
+            "cockpit_orders_past_ship_promise",
+            "fc",
+            "fc",
+            "Per fc.",
+            alert=rules.PAST_PROMISE_ALERT,
+        ),
+        gauge_by("cockpit_orders_in_stage", "stage", "fc", "Selected fcs, stacked.", stacked=True),
     )
     flow = (
-        Panel("timeseries", "Order cycle time p90 by fc",
-              about("cockpit_order_cycle_seconds",
-                    "90th percentile per fc, orders shipped in the last hour."),
-              unit("cockpit_order_cycle_seconds"), by_label(rules.ORDER_CYCLE_P90.by_level, "fc")),
-        two_counts("Units ordered and picked per hour",
-                   "Units ordered and units picked, last hour, selected fcs.", "fc",
-                   (("cockpit_units_ordered_total", "ordered"),
-                    ("cockpit_units_picked_total", "picked"))),
-        Panel("timeseries", "Orders cancelled per hour by fc",
-              about("cockpit_orders_cancelled_total", "Last hour, per fc."),
-              unit("cockpit_orders_cancelled_total"),
-              (Query(last_hour("cockpit_orders_cancelled_total", ("fc",), matcher("fc")),
-                     "{{fc}}"),), width=24),
+        Panel(
+            "timeseries",
+            "Order cycle time p90 by fc",
+            about(
+                "cockpit_order_cycle_seconds", f"90th percentile per fc, orders shipped in {KPI}."
+            ),
+            unit("cockpit_order_cycle_seconds"),
+            by_label(rules.ORDER_CYCLE_P90.by_level, "fc"),
+        ),
+        counts_per_hour(
+            "Units ordered and picked per hour",
+            "Units ordered and units picked, last hour, selected fcs.",
+            "fc",
+            (("cockpit_units_ordered_total", "ordered"), ("cockpit_units_picked_total", "picked")),
+        ),
+        Panel(
+            "timeseries",
+            "Orders cancelled per hour by fc",
+            about("cockpit_orders_cancelled_total", "Last hour, per fc."),
+            unit("cockpit_orders_cancelled_total"),
+            (Query(last_hour("cockpit_orders_cancelled_total", ("fc",), matcher("fc")), "{{fc}}"),),
+            width=24,
+        ),
     )
-    return Board(FULFILMENT_UID, "Fulfilment and supply chain",
-                 "Orders from placement to shipment: ship SLA, orders past promise, stages "
-                 "and flow per fulfilment centre.",
-                 (("Ship SLA", ship), ("Flow", flow)),
-                 variables=(("fc", "cockpit_orders_awaiting_shipment"),))
+    return Board(
+        FULFILMENT_UID,
+        "Fulfilment and supply chain",
+        "Orders from placement to shipment: ship SLA, orders past promise, stages "
+        "and flow per fulfilment centre.",
+        (("Ship SLA", ship), ("Flow", flow)),
+        variables=(("fc", "cockpit_orders_awaiting_shipment"),),
+    )
 
 
 def customer() -> Board:
@@ -307,44 +428,81 @@ def customer() -> Board:
     page = "cockpit_page_load_seconds"
     search = "cockpit_search_latency_seconds"
     delivery = (
-        Panel("timeseries", "Late deliveries by region",
-              "Orders delivered after their promise or past it undelivered / orders due, last "
-              "hour, per region.", "percentunit", by_label(late.by_level, "region"),
-              rules.LATE_DELIVERY_ALERT),
-        Panel("timeseries", "Deliveries due per hour",
-              "Orders whose delivery promise fell due in the last hour: delivered on time, or "
-              "late, selected regions.", "short",
-              (Query(f"sum({filtered(late.rest_series, 'region')})", "on time"),
-               Query(f"sum({filtered(late.part_series, 'region')})", "late")), stacked=True),
+        Panel(
+            "timeseries",
+            "Late deliveries by region",
+            f"{LATE_TEXT}, per region.",
+            "percentunit",
+            by_label(late.by_level, "region"),
+            rules.LATE_DELIVERY_ALERT,
+        ),
+        Panel(
+            "timeseries",
+            "Deliveries due per hour",
+            f"Orders whose delivery promise fell due in {KPI}: delivered on time, or "
+            "late, selected regions.",
+            "short",
+            (
+                Query(f"sum({filtered(late.rest_series, 'region')})", "on time"),
+                Query(f"sum({filtered(late.part_series, 'region')})", "late"),
+            ),
+            stacked=True,
+        ),
         gauge_by("cockpit_orders_past_delivery_promise", "region", "region", "Per region."),
-        Panel("timeseries", "Delivery updates per hour by status",
-              about("cockpit_delivery_updates_total", "Last hour, all regions."),
-              unit("cockpit_delivery_updates_total"),
-              (Query(last_hour("cockpit_delivery_updates_total", ("status",)), "{{status}}"),)),
+        Panel(
+            "timeseries",
+            "Delivery updates per hour by status",
+            about("cockpit_delivery_updates_total", "Last hour, all regions."),
+            unit("cockpit_delivery_updates_total"),
+            (Query(last_hour("cockpit_delivery_updates_total", ("status",)), "{{status}}"),),
+        ),
     )
     storefront = (
-        Panel("timeseries", "Page load p90 by page",
-              about(page, "90th percentile per page, last 5 minutes."), unit(page),
-              (Query(rules.PAGE_LOAD_P90.by_level, "{{page}}"),)),
-        Panel("timeseries", "Search latency p90",
-              about(search, "90th percentile, last 5 minutes."), unit(search),
-              (Query(rules.SEARCH_LATENCY_P90.network, "p90"),)),
-        Panel("timeseries", "Searches with no results",
-              "Searches that found nothing / all searches, last hour.", "percentunit",
-              (Query(rules.ZERO_RESULT_SEARCHES.network, "no results"),)),
-        Panel("timeseries", "Recommendation click-through by widget",
-              "Recommendation clicks / impressions, last hour, per widget.", "percentunit",
-              (Query(rules.RECOMMENDATION_CTR.by_level, "{{widget}}"),)),
-        Panel("timeseries", "Units added to carts per hour",
-              about("cockpit_cart_units_added_total", "Last hour."),
-              unit("cockpit_cart_units_added_total"),
-              (Query(last_hour("cockpit_cart_units_added_total"), "units"),), width=24),
+        Panel(
+            "timeseries",
+            "Page load p90 by page",
+            about(page, f"90th percentile per page, {WEB}."),
+            unit(page),
+            (Query(rules.PAGE_LOAD_P90.by_level, "{{page}}"),),
+        ),
+        Panel(
+            "timeseries",
+            "Search latency p90",
+            about(search, f"90th percentile, {WEB}."),
+            unit(search),
+            (Query(rules.SEARCH_LATENCY_P90.network, "p90"),),
+        ),
+        Panel(
+            "timeseries",
+            "Searches with no results",
+            f"Searches that found nothing / all searches, {KPI}.",
+            "percentunit",
+            (Query(rules.ZERO_RESULT_SEARCHES.network, "no results"),),
+        ),
+        Panel(
+            "timeseries",
+            "Recommendation click-through by widget",
+            f"Recommendation clicks / impressions, {KPI}, per widget.",
+            "percentunit",
+            (Query(rules.RECOMMENDATION_CTR.by_level, "{{widget}}"),),
+        ),
+        Panel(
+            "timeseries",
+            "Units added to carts per hour",
+            about("cockpit_cart_units_added_total", "Last hour."),
+            unit("cockpit_cart_units_added_total"),
+            (Query(last_hour("cockpit_cart_units_added_total"), "units"),),
+            width=24,
+        ),
     )
-    return Board(CUSTOMER_UID, "Customer experience",
-                 "Delivery promises kept per region, and the storefront: page load, search, "
-                 "recommendations, carts.",
-                 (("Deliveries", delivery), ("Storefront", storefront)),
-                 variables=(("region", "cockpit_deliveries_total"),))
+    return Board(
+        CUSTOMER_UID,
+        "Customer experience",
+        "Delivery promises kept per region, and the storefront: page load, search, "
+        "recommendations, carts.",
+        (("Deliveries", delivery), ("Storefront", storefront)),
+        variables=(("region", "cockpit_deliveries_total"),),
+    )
 
 
 KAFKA_PANELS = ("Kafka consumer lag by topic", "Kafka brokers reachable")
@@ -354,8 +512,13 @@ KAFKA_PANELS = ("Kafka consumer lag by topic", "Kafka brokers reachable")
 def rate_by(name: str, label: str) -> Panel:
     """A counter's per-second rate per `label`."""
     title = f"{_title(name)}/s by {label}"
-    return Panel("timeseries", title, about(name, f"Per second, by {label}."), PER_SECOND,
-                 (Query(per_second(name, (label,)), "{{" + label + "}}"),))
+    return Panel(
+        "timeseries",
+        title,
+        about(name, f"Per second, by {label}."),
+        PER_SECOND,
+        (Query(per_second(name, (label,)), "{{" + label + "}}"),),
+    )
 
 
 def pipeline() -> Board:
@@ -364,36 +527,58 @@ def pipeline() -> Board:
     flow = (
         rate_by("cockpit_events_total", "type"),
         rate_by("cockpit_events_rejected_total", "reason"),
-        Panel("timeseries", "Dead-letter ratio",
-              "Rejected events / all events, last 15 minutes.", "percentunit",
-              (Query(rules.DEAD_LETTERS.network, "dead-lettered"),), rules.DEAD_LETTER_ALERT),
+        Panel(
+            "timeseries",
+            "Dead-letter ratio",
+            f"Rejected events / all events, {rules.span(rules.PIPELINE_WINDOW)}.",
+            "percentunit",
+            (Query(rules.DEAD_LETTERS.network, "dead-lettered"),),
+            rules.DEAD_LETTER_ALERT,
+        ),
         rate_by("cockpit_events_duplicate_total", "type"),
         rate_by("cockpit_events_late_total", "type"),
-        Panel("timeseries", "Watermark lag behind wall-clock",
-              f"Wall-clock time minus the lowest watermark of all processes ({watermark.help}) "
-              "It includes the allowed lateness. Alert "
-              f"{rules.PIPELINE_STALLED_ALERT.name} fires when the watermark does not move "
-              "for 10 minutes.", "s", (Query(f"time() - {rules.WATERMARK.by_level}", "lag"),)),
+        Panel(
+            "timeseries",
+            "Watermark lag behind wall-clock",
+            f"Wall-clock time minus the lowest watermark of all processes ({watermark.help}) "
+            "It includes the allowed lateness. Alert "
+            f"{rules.PIPELINE_STALLED_ALERT.name} fires when the watermark does not move "
+            "for 10 minutes.",
+            "s",
+            (Query(f"time() - {rules.WATERMARK.by_level}", "lag"),),
+        ),
     )
     state = (
         rate_by("cockpit_label_overflow_total", "label"),
-        Panel("timeseries", "State entries by kind",
-              about("cockpit_state_entries", "Summed over processes, by kind."),
-              unit("cockpit_state_entries"),
-              (Query(current("cockpit_state_entries", "kind"), "{{kind}}"),)),
-        Panel("timeseries", KAFKA_PANELS[0],
-              about("cockpit_kafka_consumer_lag", "Summed by topic; only in Kafka mode."),
-              unit("cockpit_kafka_consumer_lag"),
-              (Query(current("cockpit_kafka_consumer_lag", "topic"), "{{topic}}"),)),
-        Panel("stat", KAFKA_PANELS[1],
-              about("cockpit_kafka_up", "The lowest value over processes; only in Kafka mode."),
-              unit("cockpit_kafka_up"),
-              (Query(current("cockpit_kafka_up", rules.NETWORK)),)),
+        Panel(
+            "timeseries",
+            "State entries by kind",
+            about("cockpit_state_entries", "Summed over processes, by kind."),
+            unit("cockpit_state_entries"),
+            (Query(current("cockpit_state_entries", "kind"), "{{kind}}"),),
+        ),
+        Panel(
+            "timeseries",
+            KAFKA_PANELS[0],
+            about("cockpit_kafka_consumer_lag", "Summed by topic; only in Kafka mode."),
+            unit("cockpit_kafka_consumer_lag"),
+            (Query(current("cockpit_kafka_consumer_lag", "topic"), "{{topic}}"),),
+        ),
+        Panel(
+            "stat",
+            KAFKA_PANELS[1],
+            about("cockpit_kafka_up", "The lowest value over processes; only in Kafka mode."),
+            unit("cockpit_kafka_up"),
+            (Query(current("cockpit_kafka_up", rules.NETWORK)),),
+        ),
     )
-    return Board(PIPELINE_UID, "Pipeline health",
-                 "The stream processor itself: input rates, rejects, duplicates, late events, "
-                 "watermark, label caps, state and Kafka.",
-                 (("Input", flow), ("State and Kafka", state)))
+    return Board(
+        PIPELINE_UID,
+        "Pipeline health",
+        "The stream processor itself: input rates, rejects, duplicates, late events, "
+        "watermark, label caps, state and Kafka.",
+        (("Input", flow), ("State and Kafka", state)),
+    )
 
 
 BOARDS = (cockpit, inventory, fulfilment, customer, pipeline)
@@ -415,9 +600,14 @@ def _thresholds(limit: Limit | None) -> db.ThresholdsConfig:
 
 
 def _target(query: Query, ref: str, kind: str) -> prom.Dataquery:
-    target = (prom.Dataquery().expr(query.expr).legend_format(query.legend or "__auto")
-              .ref_id(ref).datasource(DATASOURCE))
-    if kind in ("stat", "gauge"):
+    target = (
+        prom.Dataquery()
+        .expr(query.expr)
+        .legend_format(query.legend or "__auto")
+        .ref_id(ref)
+        .datasource(DATASOURCE)
+    )
+    if kind == "gauge":
         return target.instant()
     if kind == "heatmap":
         return target.range().format(prom_model.PromQueryFormat.HEATMAP)
@@ -428,34 +618,70 @@ def _visual(panel: Panel) -> Any:
     """The SDK builder of a panel kind, with the options that kind needs."""
     last = common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
     if panel.kind == "stat":
-        return (stat.Panel().reduce_options(last)
-                .color_mode(common.BigValueColorMode.BACKGROUND)
-                .graph_mode(common.BigValueGraphMode.AREA)
-                .text_mode(common.BigValueTextMode.VALUE_AND_NAME))
+        return (
+            stat.Panel()
+            .reduce_options(last)
+            .color_mode(common.BigValueColorMode.BACKGROUND)
+            .graph_mode(common.BigValueGraphMode.AREA)
+            .text_mode(common.BigValueTextMode.AUTO)
+        )
     if panel.kind == "gauge":
-        return (gauge.Panel().reduce_options(last).min(0).max(1)
-                .show_threshold_markers(True).show_threshold_labels(False))
+        return (
+            gauge.Panel()
+            .reduce_options(last)
+            .min(0)
+            .max(1)
+            .show_threshold_markers(True)
+            .show_threshold_labels(False)
+        )
     if panel.kind == "heatmap":
-        colour = (heatmap.HeatmapColorOptions().mode(heatmap_model.HeatmapColorMode.SCHEME)
-                  .scheme("Oranges").scale(heatmap_model.HeatmapColorScale.EXPONENTIAL))
-        return (heatmap.Panel().calculate(False).color(colour)
-                .y_axis(heatmap.YAxisConfig().unit(panel.axis_unit))
-                .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE)))
-    lines = common.GraphTresholdsStyleMode.OFF if panel.limit is None \
+        colour = (
+            heatmap.HeatmapColorOptions()
+            .mode(heatmap_model.HeatmapColorMode.SCHEME)
+            .scheme("Oranges")
+            .scale(heatmap_model.HeatmapColorScale.EXPONENTIAL)
+        )
+        return (
+            heatmap.Panel()
+            .calculate(False)
+            .color(colour)
+            .y_axis(heatmap.YAxisConfig().unit(panel.axis_unit))
+            .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
+        )
+    lines = (
+        common.GraphTresholdsStyleMode.OFF
+        if panel.limit is None
         else common.GraphTresholdsStyleMode.DASHED
-    legend = (common_builders.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
-              .placement(common.LegendPlacement.BOTTOM).show_legend(True))
-    series = (timeseries.Panel().legend(legend).fill_opacity(60 if panel.stacked else 10)
-              .thresholds_style(common_builders.GraphThresholdsStyleConfig().mode(lines)))
+    )
+    legend = (
+        common_builders.VizLegendOptions()
+        .display_mode(common.LegendDisplayMode.LIST)
+        .placement(common.LegendPlacement.BOTTOM)
+        .show_legend(True)
+    )
+    series = (
+        timeseries.Panel()
+        .legend(legend)
+        .fill_opacity(60 if panel.stacked else 10)
+        .thresholds_style(common_builders.GraphThresholdsStyleConfig().mode(lines))
+    )
     if panel.stacked:
         series.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
     return series
 
 
 def _panel(panel: Panel, panel_id: int) -> Any:
-    builder = (_visual(panel).id(panel_id).title(panel.title).description(panel.full_description)
-               .unit(panel.unit).span(panel.width).height(panel.height)
-               .datasource(DATASOURCE).thresholds(_thresholds(panel.limit)))
+    builder = (
+        _visual(panel)
+        .id(panel_id)
+        .title(panel.title)
+        .description(panel.full_description)
+        .unit(panel.unit)
+        .span(panel.width)
+        .height(panel.height)
+        .datasource(DATASOURCE)
+        .thresholds(_thresholds(panel.limit))
+    )
     for ref, query in zip("ABCDEFGH", panel.queries, strict=False):
         builder.with_target(_target(query, ref, panel.kind))
     if panel.drilldown:
@@ -466,14 +692,23 @@ def _panel(panel: Panel, panel_id: int) -> Any:
 
 def _variables(board: Board) -> list[Any]:
     hide = dm.VariableHide.HIDE_VARIABLE if board.kiosk else dm.VariableHide.DONT_HIDE
-    source = (db.DatasourceVariable("datasource").label("Data source").type("prometheus")
-              .current(dm.VariableOption(text="Prometheus", value=DATASOURCE_UID))
-              .hide(hide))
+    source = (
+        db.DatasourceVariable("datasource")
+        .label("Data source")
+        .type("prometheus")
+        .current(dm.VariableOption(text="Prometheus", value=DATASOURCE_UID))
+        .hide(hide)
+    )
     drill = [
-        db.QueryVariable(label).label(label).datasource(DATASOURCE)
+        db.QueryVariable(label)
+        .label(label)
+        .datasource(DATASOURCE)
         .query(f"label_values({select(name)}, {label})")
-        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
-        .multi(True).include_all(True).all_value(".*")
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
         .current(dm.VariableOption(text="All", value="$__all"))
         for label, name in board.variables
     ]
@@ -482,12 +717,26 @@ def _variables(board: Board) -> list[Any]:
 
 def build(board: Board) -> dict[str, Any]:
     """A dashboard as the JSON model Grafana stores."""
-    builder = (db.Dashboard(board.title).uid(board.uid).description(board.description)
-               .tags([TAG]).refresh(board.refresh).time("now-6h", "now").timezone("browser")
-               .tooltip(dm.DashboardCursorSync.CROSSHAIR).readonly()
-               .variables(_variables(board))
-               .link(db.DashboardLink("opscockpit").type(dm.DashboardLinkType.DASHBOARDS)
-                     .tags([TAG]).as_dropdown(False).include_vars(False).keep_time(True)))
+    builder = (
+        db.Dashboard(board.title)
+        .uid(board.uid)
+        .description(board.description)
+        .tags([TAG])
+        .refresh(board.refresh)
+        .time("now-6h", "now")
+        .timezone("browser")
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .readonly()
+        .variables(_variables(board))
+        .link(
+            db.DashboardLink("opscockpit")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags([TAG])
+            .as_dropdown(False)
+            .include_vars(False)
+            .keep_time(True)
+        )
+    )
     panel_id = 0
     for title, panels in board.rows:
         panel_id += 1
@@ -523,29 +772,50 @@ def _yaml(data: dict[str, Any]) -> str:
 
 def provisioning_files() -> dict[str, str]:
     """Grafana's files, by path under the repository: dashboards, provisioning, grafana.ini."""
-    files = {f"grafana/dashboards/{uid}.json": dashboard_json(model)
-             for uid, model in dashboards().items()}
-    files["grafana/provisioning/datasources/opscockpit.yaml"] = _yaml({
-        "apiVersion": 1,
-        "datasources": [{
-            "name": "Prometheus", "type": "prometheus", "uid": DATASOURCE_UID,
-            "access": "proxy", "url": PROMETHEUS_URL, "isDefault": True, "editable": False,
-            "jsonData": {"timeInterval": "5s", "httpMethod": "POST"},
-        }],
-    })
-    files["grafana/provisioning/dashboards/opscockpit.yaml"] = _yaml({
-        "apiVersion": 1,
-        "providers": [{
-            "name": "opscockpit", "folder": "opscockpit", "type": "file",
-            "disableDeletion": True, "allowUiUpdates": False, "updateIntervalSeconds": 30,
-            "options": {"path": DASHBOARDS_PATH},
-        }],
-    })
+    files = {
+        f"grafana/dashboards/{uid}.json": dashboard_json(model)
+        for uid, model in dashboards().items()
+    }
+    files["grafana/provisioning/datasources/opscockpit.yaml"] = _yaml(
+        {
+            "apiVersion": 1,
+            "datasources": [
+                {
+                    "name": "Prometheus",
+                    "type": "prometheus",
+                    "uid": DATASOURCE_UID,
+                    "access": "proxy",
+                    "url": PROMETHEUS_URL,
+                    "isDefault": True,
+                    "editable": False,
+                    "jsonData": {"timeInterval": "5s", "httpMethod": "POST"},
+                }
+            ],
+        }
+    )
+    files["grafana/provisioning/dashboards/opscockpit.yaml"] = _yaml(
+        {
+            "apiVersion": 1,
+            "providers": [
+                {
+                    "name": "opscockpit",
+                    "folder": "opscockpit",
+                    "type": "file",
+                    "disableDeletion": True,
+                    "allowUiUpdates": False,
+                    "updateIntervalSeconds": 30,
+                    "options": {"path": DASHBOARDS_PATH},
+                }
+            ],
+        }
+    )
     files["grafana/grafana.ini"] = GRAFANA_INI.format(home=f"{DASHBOARDS_PATH}/{COCKPIT_UID}.json")
     return files
 
 
-GRAFANA_INI = GENERATED + """\
+GRAFANA_INI = (
+    GENERATED
+    + """\
 # The admin password comes from GF_SECURITY_ADMIN_PASSWORD (see docker/compose.yaml).
 
 [dashboards]
@@ -564,3 +834,4 @@ allow_sign_up = false
 reporting_enabled = false
 check_for_updates = false
 """
+)

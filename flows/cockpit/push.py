@@ -7,11 +7,11 @@ earlier versions. Errors come back as one line that never shows the token.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import niquests
-from grafana_client import GrafanaApi
+from grafana_client.api import GrafanaApi
 from grafana_client.client import (
     GrafanaClientError,
     GrafanaException,
@@ -64,20 +64,27 @@ def push(url: str, token: str, folder: str, models: dict[str, dict[str, Any]]) -
         target = folder_uid(api, folder, where)
         urls = []
         for model in models.values():
-            answer = api.dashboard.update_dashboard({
-                "dashboard": {**model, "id": None},
-                "folderUid": target,
-                "overwrite": True,
-                "message": "opscockpit grafana push",
-            })
+            answer = api.dashboard.update_dashboard(
+                {
+                    "dashboard": {**model, "id": None},
+                    "folderUid": target,
+                    "overwrite": True,
+                    "message": "opscockpit grafana push",
+                }
+            )
             urls.append(str(answer.get("url", model["uid"])))
     except GrafanaUnauthorizedError:
         raise PushError(f"Grafana at {where} refused the token (401)") from None
     except GrafanaTimeoutError:
-        raise PushError(f"Grafana at {where} did not answer within "
-                        f"{TIMEOUT_SECONDS:g} s") from None
+        raise PushError(f"Grafana at {where} did not answer within {TIMEOUT_SECONDS:g} s") from None
     except (GrafanaClientError, GrafanaServerError) as exc:
         raise PushError(f"Grafana at {where} answered {exc.message}") from None
-    except (GrafanaException, niquests.exceptions.RequestException) as exc:
-        raise PushError(f"cannot reach Grafana at {where} ({type(exc).__name__})") from None
+    except (GrafanaException, OSError) as exc:  # niquests' errors are OSErrors
+        raise PushError(f"cannot reach Grafana at {where} ({reason(exc)})") from None
     return urls
+
+
+def reason(exc: Exception) -> str:
+    """The operating system's words for a failed connection, else the error's kind."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    return found.group(1).strip() if found else type(exc).__name__

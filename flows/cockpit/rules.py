@@ -10,7 +10,7 @@ several opscockpit processes scraped together add up correctly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -18,9 +18,18 @@ import yaml
 from flows.metrics import BY_NAME, HISTOGRAM, Metric
 
 NETWORK = "network"
-KPI_WINDOW = "1h"  # window of every KPI ratio and quantile: an operations hour
+KPI_WINDOW = "1h"  # window of the KPI ratios and quantiles: an operations hour
+INBOUND_WINDOW = "6h"  # dock-to-stock: a few receipts an hour per fc need a longer window
+WEB_WINDOW = "5m"  # storefront latencies: thousands of samples a minute
 PIPELINE_WINDOW = "15m"  # window of the pipeline's own health ratios
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def span(window: str) -> str:
+    """A window in words for descriptions: '1h' -> 'the last hour', '6h' -> 'the last 6 hours'."""
+    count, unit = int(window[:-1]), UNITS[window[-1]]
+    return f"the last {unit[:-1]}" if count == 1 else f"the last {count} {unit}"
 
 
 def metric(name: str) -> Metric:
@@ -40,8 +49,8 @@ def select(name: str, matchers: str = "") -> str:
 
 def aggregate(name: str, inner: str, by: tuple[str, ...] = ()) -> str:
     """`inner` aggregated with the merge rule declared for `name`."""
-    grouping = f" by ({', '.join(by)}) " if by else ""
-    return f"{metric(name).merge}{grouping}({inner})"
+    clause = f" by ({', '.join(by)}) " if by else ""
+    return f"{metric(name).merge}{clause}({inner})"
 
 
 @dataclass(frozen=True)
@@ -180,45 +189,59 @@ class Total:
 
 # --- the ratios, quantiles and totals the dashboards and alerts use
 SHIP_SLA = Ratio(
-    "cockpit_ship_sla_compliance", "fc",
+    "cockpit_ship_sla_compliance",
+    "fc",
     Count("cockpit_orders_shipped_total", 'on_time="true"', "cockpit_orders_shipped_on_time"),
     Count("cockpit_ship_sla_breaches_total"),
 )
 LATE_DELIVERY = Ratio(
-    "cockpit_late_delivery", "region",
+    "cockpit_late_delivery",
+    "region",
     Count("cockpit_late_deliveries_total"),
     Count("cockpit_deliveries_total", 'on_time="true"', "cockpit_deliveries_on_time"),
 )
 ZERO_RESULT_SEARCHES = Ratio(
-    "cockpit_search_zero_results", NETWORK,
+    "cockpit_search_zero_results",
+    NETWORK,
     Count("cockpit_searches_zero_results_total"),
     Count("cockpit_search_latency_seconds_count", record_as="cockpit_searches"),
     rest_is_total=True,
 )
 RECOMMENDATION_CTR = Ratio(
-    "cockpit_recommendation_click_through", "widget",
+    "cockpit_recommendation_click_through",
+    "widget",
     Count("cockpit_recommendations_clicked_total"),
     Count("cockpit_recommendations_shown_total"),
     rest_is_total=True,
 )
 DEAD_LETTERS = Ratio(
-    "cockpit_dead_letter", NETWORK,
+    "cockpit_dead_letter",
+    NETWORK,
     Count("cockpit_events_rejected_total"),
     Count("cockpit_events_total", record_as="cockpit_events_accepted"),
     window=PIPELINE_WINDOW,
 )
-DOCK_TO_STOCK_P50 = Quantile("cockpit_dock_to_stock_seconds", 0.5, "fc")
-DOCK_TO_STOCK_P90 = Quantile("cockpit_dock_to_stock_seconds", 0.9, "fc")
+DOCK_TO_STOCK_P50 = Quantile("cockpit_dock_to_stock_seconds", 0.5, "fc", INBOUND_WINDOW)
+DOCK_TO_STOCK_P90 = Quantile("cockpit_dock_to_stock_seconds", 0.9, "fc", INBOUND_WINDOW)
 ORDER_CYCLE_P90 = Quantile("cockpit_order_cycle_seconds", 0.9, "fc")
-PAGE_LOAD_P90 = Quantile("cockpit_page_load_seconds", 0.9, "page", window="5m")
-SEARCH_LATENCY_P90 = Quantile("cockpit_search_latency_seconds", 0.9, NETWORK, window="5m")
+PAGE_LOAD_P90 = Quantile("cockpit_page_load_seconds", 0.9, "page", WEB_WINDOW)
+SEARCH_LATENCY_P90 = Quantile("cockpit_search_latency_seconds", 0.9, NETWORK, WEB_WINDOW)
 RECEIPTS_AWAITING = Total("cockpit_receipts_awaiting_stow", "fc")
 WATERMARK = Total("cockpit_watermark_timestamp_seconds", NETWORK)
 
 RECORDED: tuple[Ratio | Quantile | Total, ...] = (
-    SHIP_SLA, LATE_DELIVERY, ZERO_RESULT_SEARCHES, RECOMMENDATION_CTR, DEAD_LETTERS,
-    DOCK_TO_STOCK_P50, DOCK_TO_STOCK_P90, ORDER_CYCLE_P90, PAGE_LOAD_P90, SEARCH_LATENCY_P90,
-    RECEIPTS_AWAITING, WATERMARK,
+    SHIP_SLA,
+    LATE_DELIVERY,
+    ZERO_RESULT_SEARCHES,
+    RECOMMENDATION_CTR,
+    DEAD_LETTERS,
+    DOCK_TO_STOCK_P50,
+    DOCK_TO_STOCK_P90,
+    ORDER_CYCLE_P90,
+    PAGE_LOAD_P90,
+    SEARCH_LATENCY_P90,
+    RECEIPTS_AWAITING,
+    WATERMARK,
 )
 
 
@@ -251,17 +274,23 @@ class Alert:
     severity: str = "critical"  # of a plain condition (no limit)
     guard: str = ""  # a further condition joined with `and`
     for_: str = "10m"
-    labels: dict[str, str] = field(default_factory=dict)
 
     def conditions(self) -> list[tuple[str, str]]:
         """(severity, PromQL condition) pairs."""
         if self.limit is None:
             pairs = [(self.severity, self.value)]
         else:
-            pairs = [(severity, self.limit.condition(self.value, level)) for severity, level in
-                     (("warning", self.limit.warning), ("critical", self.limit.critical))]
-        return [(severity, f"{cond} and {self.guard}" if self.guard else cond)
-                for severity, cond in pairs]
+            pairs = [
+                (severity, self.limit.condition(self.value, level))
+                for severity, level in (
+                    ("warning", self.limit.warning),
+                    ("critical", self.limit.critical),
+                )
+            ]
+        return [
+            (severity, f"{cond} and {self.guard}" if self.guard else cond)
+            for severity, cond in pairs
+        ]
 
     def rules(self) -> list[dict[str, Any]]:
         return [
@@ -269,7 +298,7 @@ class Alert:
                 "alert": self.name,
                 "expr": condition,
                 "for": self.for_,
-                "labels": {"severity": severity, **self.labels},
+                "labels": {"severity": severity},
                 "annotations": {
                     "summary": self.summary,
                     "description": self.description,
@@ -282,103 +311,120 @@ class Alert:
 
 HOUR = 3600
 SHIP_SLA_ALERT = Alert(
-    "ShipSlaBreachRateHigh", SHIP_SLA.by_level,
+    "ShipSlaBreachRateHigh",
+    SHIP_SLA.by_level,
     summary="Ship-SLA compliance at {{ $labels.fc }} is {{ $value | humanizePercentage }}",
-    description="Over the last hour, fewer orders of {{ $labels.fc }} than the objective were "
-                "shipped by their promised ship-by time (breached orders are those neither "
-                "shipped nor cancelled in time).",
+    description=f"Share of the orders of {{{{ $labels.fc }}}} due in {span(KPI_WINDOW)} that "
+    "were shipped by their promised ship-by time (the others were neither shipped "
+    "nor cancelled in time).",
     runbook="Open 'Fulfilment and supply chain' for this fc: find the stage where orders "
-            "wait (placed, picked, packed), add pick/pack labour or re-promise, and tell the "
-            "carrier desk about late shipments.",
+    "wait (placed, picked, packed), add pick/pack labour or re-promise, and tell the "
+    "carrier desk about late shipments.",
     limit=Limit(warning=0.95, critical=0.90, higher_is_worse=False),
 )
 LATE_DELIVERY_ALERT = Alert(
-    "LateDeliveryRateHigh", LATE_DELIVERY.by_level,
+    "LateDeliveryRateHigh",
+    LATE_DELIVERY.by_level,
     summary="Late deliveries in {{ $labels.region }}: {{ $value | humanizePercentage }}",
-    description="Over the last hour, this share of orders in {{ $labels.region }} was "
-                "delivered after its promised delivery time or passed it undelivered.",
+    description=f"Share of the orders of {{{{ $labels.region }}}} due in {span(KPI_WINDOW)} "
+    "that were delivered after their promised delivery time, or passed it "
+    "undelivered.",
     runbook="Open 'Customer experience' for this region: compare carriers and failed "
-            "attempts, escalate to the carrier, and trigger proactive customer notices.",
-    limit=Limit(warning=0.05, critical=0.10),
+    "attempts, escalate to the carrier, and trigger proactive customer notices.",
+    limit=Limit(warning=0.10, critical=0.20),
 )
 DOCK_TO_STOCK_ALERT = Alert(
-    "DockToStockSlow", DOCK_TO_STOCK_P90.by_level,
+    "DockToStockSlow",
+    DOCK_TO_STOCK_P90.by_level,
     summary="Dock-to-stock p90 at {{ $labels.fc }} is {{ $value | humanizeDuration }}",
-    description="90 % of the receipts completed at {{ $labels.fc }} in the last hour took up "
-                "to this long from dock scan to the stow that completed them.",
+    description=f"90 % of the receipts completed at {{{{ $labels.fc }}}} in "
+    f"{span(INBOUND_WINDOW)} took up to this long from dock scan to the stow that "
+    "completed them.",
     runbook="Open 'Inventory health' for this fc: check receipts awaiting stow and the "
-            "dock-to-stock heatmap, move labour from pick to stow, prioritise "
-            "receipts of out-of-stock SKUs.",
-    limit=Limit(warning=4 * HOUR, critical=8 * HOUR),
-    for_="15m",
+    "dock-to-stock heatmap, move labour from pick to stow, prioritise "
+    "receipts of out-of-stock SKUs.",
+    limit=Limit(warning=16 * HOUR, critical=24 * HOUR),
+    for_="30m",
 )
 BACKLOG_ALERT = Alert(
-    "ReceivingBacklogGrowing", RECEIPTS_AWAITING.by_level,
-    summary="{{ $value }} receipts await stow at {{ $labels.fc }}, more than an hour ago",
+    "ReceivingBacklogGrowing",
+    RECEIPTS_AWAITING.by_level,
+    summary="{{ $value }} receipts await stow at {{ $labels.fc }} and the backlog grows",
     description="Receipts scanned at the dock of {{ $labels.fc }} but not fully stowed are "
-                "above the limit and grew over the last hour.",
+    "above the limit and grew over the last hour.",
     runbook="Open 'Inventory health' for this fc: add stow labour or slow inbound "
-            "appointments until the backlog falls.",
+    "appointments until the backlog falls.",
     limit=Limit(warning=50, critical=100),
     guard=f"delta({RECEIPTS_AWAITING.by_level}[1h]) > 0",
     for_="15m",
 )
 PAST_PROMISE_ALERT = Alert(
-    "OrdersPastShipPromise", aggregate(
-        "cockpit_orders_past_ship_promise", "cockpit_orders_past_ship_promise", ("fc",)),
+    "OrdersPastShipPromise",
+    aggregate("cockpit_orders_past_ship_promise", "cockpit_orders_past_ship_promise", ("fc",)),
     summary="{{ $value }} orders at {{ $labels.fc }} are past their ship promise",
     description="Orders of {{ $labels.fc }} not shipped and not cancelled whose promised "
-                "ship-by time has passed.",
+    "ship-by time has passed.",
     runbook="Open 'Fulfilment and supply chain' for this fc: ship the oldest orders first, "
-            "re-promise what cannot leave today and notify the customers.",
+    "re-promise what cannot leave today and notify the customers.",
     limit=Limit(warning=25, critical=100),
 )
 PIPELINE_STALLED_ALERT = Alert(
-    "PipelineStalled", f"changes({WATERMARK.by_level}[10m]) == 0",
+    "PipelineStalled",
+    f"changes({WATERMARK.by_level}[10m]) == 0",
     summary="The event-time watermark has not advanced for 10 minutes",
     description="No opscockpit process moved the watermark: KPIs and deadlines are frozen "
-                "(input stopped, a partition stuck, or the job hung).",
+    "(input stopped, a partition stuck, or the job hung).",
     runbook="Open 'Pipeline health': check events/s, Kafka consumer lag and the process "
-            "logs; restart the job if it hangs, fix the producer if input stopped.",
+    "logs; restart the job if it hangs, fix the producer if input stopped.",
     for_="5m",
 )
 DEAD_LETTER_ALERT = Alert(
-    "DeadLetterRateHigh", DEAD_LETTERS.network,
+    "DeadLetterRateHigh",
+    DEAD_LETTERS.network,
     summary="{{ $value | humanizePercentage }} of the input is dead-lettered",
-    description="Over the last 15 minutes this share of events was rejected (invalid JSON, "
-                "unknown type or invalid event) and sent to the dead-letter output.",
+    description=f"Share of the events of {span(PIPELINE_WINDOW)} that were rejected (invalid "
+    "JSON, unknown type, invalid event, too large) and sent to the dead-letter "
+    "output.",
     runbook="Read the dead-letter topic (reason and error of each record) and fix the "
-            "producer that sends them; rejected events are not counted in any KPI.",
+    "producer that sends them; rejected events are not counted in any KPI.",
     limit=Limit(warning=0.01, critical=0.05),
 )
 LABEL_OVERFLOW_ALERT = Alert(
-    "LabelOverflow", aggregate("cockpit_label_overflow_total",
-                               "increase(cockpit_label_overflow_total[15m])", ("label",)) + " > 0",
+    "LabelOverflow",
+    aggregate(
+        "cockpit_label_overflow_total", "increase(cockpit_label_overflow_total[15m])", ("label",)
+    )
+    + " > 0",
     summary="Values of label {{ $labels.label }} fold into 'other'",
     description="More distinct values of {{ $labels.label }} arrived than --max-label-values "
-                "allows; the newest are counted under 'other' and per-value KPIs are merged.",
+    "allows; the newest are counted under 'other' and per-value KPIs are merged.",
     runbook="Check the producer for bad values of this label; if the values are real, raise "
-            "--max-label-values and restart the job.",
+    "--max-label-values and restart the job.",
     severity="warning",
     for_="5m",
 )
 
 ALERTS: tuple[Alert, ...] = (
-    SHIP_SLA_ALERT, LATE_DELIVERY_ALERT, DOCK_TO_STOCK_ALERT, BACKLOG_ALERT, PAST_PROMISE_ALERT,
-    PIPELINE_STALLED_ALERT, DEAD_LETTER_ALERT, LABEL_OVERFLOW_ALERT,
+    SHIP_SLA_ALERT,
+    LATE_DELIVERY_ALERT,
+    DOCK_TO_STOCK_ALERT,
+    BACKLOG_ALERT,
+    PAST_PROMISE_ALERT,
+    PIPELINE_STALLED_ALERT,
+    DEAD_LETTER_ALERT,
+    LABEL_OVERFLOW_ALERT,
 )
 
 
 def rule_groups() -> dict[str, Any]:
-    """The Prometheus rules file, as data."""
-    return {
-        "groups": [
-            {"name": "opscockpit.records",
-             "rules": [rule for item in RECORDED for rule in item.records()]},
-            {"name": "opscockpit.alerts",
-             "rules": [rule for alert in ALERTS for rule in alert.rules()]},
-        ]
-    }
+    """The Prometheus rules file, as data.
+
+    One group: its rules run in order, so every alert reads the records of the
+    same evaluation.
+    """
+    records = [rule for item in RECORDED for rule in item.records()]
+    alerts = [rule for alert in ALERTS for rule in alert.rules()]
+    return {"groups": [{"name": "opscockpit", "rules": records + alerts}]}
 
 
 def rules_yaml() -> str:

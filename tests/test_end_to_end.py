@@ -1,0 +1,121 @@
+"""`opscockpit replay` end to end, against the independent batch reference."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.processes import opscockpit
+from tests.reference import compare, expected_dead_letters, parse_exposition, run
+
+
+def replay(events: Path, *options: str) -> dict[str, Any]:
+    """Replay a file with every output; return metrics, dead letters, alerts and KPIs."""
+    root = events.parent
+    result = opscockpit(
+        "replay",
+        str(events),
+        "--metrics-file",
+        str(root / "m.prom"),
+        "--dlq",
+        str(root / "dlq.jsonl"),
+        "--alerts",
+        str(root / "alerts.jsonl"),
+        "--kpis",
+        str(root / "kpis.jsonl"),
+        *options,
+    )
+    assert result.returncode == 0
+    return {
+        "metrics": parse_exposition((root / "m.prom").read_text()),
+        **{
+            name: [json.loads(x) for x in (root / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("dlq", "alerts", "kpis")
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def simulated_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("e2e") / "day.jsonl"
+    # A smaller network than the default so the slow reference stays quick, but a
+    # whole day, with every fault the simulator knows.
+    opscockpit("simulate", "--out", str(path), "--hours", "26", "--seed", "11", "--scale", "0.3")
+    return path
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--lateness", "5m", "--window", "30m", "--max-label-values", "3"]],
+    ids=["defaults", "other settings"],
+)
+def test_a_simulated_day_matches_the_reference_on_every_metric(simulated_day, options):
+    got = replay(simulated_day, *options)
+    lines = simulated_day.read_bytes().splitlines()
+    expected = (
+        run(lines, lateness_s=300, window_s=1800, max_label_values=3) if options else run(lines)
+    )
+    assert compare(expected.metrics, got["metrics"]) == []
+    # The scenario is rich enough to mean something.
+    for name in (
+        "cockpit_ship_sla_breaches_total",
+        "cockpit_late_deliveries_total",
+        "cockpit_events_duplicate_total",
+        "cockpit_events_late_total",
+        "cockpit_events_rejected_total",
+        "cockpit_dock_to_stock_seconds_count",
+    ):
+        assert sum(expected.metrics[name].values()) > 0, name
+    assert [(r["line"], r["reason"]) for r in got["dlq"]] == expected.dead_letters
+    alerts = [(r["alert"], r["order_id"]) for r in got["alerts"]]
+    assert len(alerts) == len(set(alerts))  # one per breached order and late delivery
+    assert set(alerts) == expected.alerts
+
+
+def test_a_file_of_malformed_lines_finishes_and_dead_letters_every_one(tmp_path):
+    rng = random.Random(5)
+    good = orjson.dumps(
+        {"event_id": "ok", "type": "cart.added", "ts": 0, "session_id": "s", "sku": "A", "qty": 1}
+    )
+    bad = [
+        b"{",
+        b"[]",
+        b"null",
+        b"\xff\xfe",
+        good[:-1],
+        b'{"type": "order.lost"}',
+        b'{"event_id": 1, "type": "cart.added", "ts": 0}',
+        good.replace(b'"ts":0', b'"ts":-5'),
+        b'{"a":' * 2000 + b"1" + b"}" * 2000,
+        b"x" * 2_000_000,
+        b"\x00",
+        b"NaN",
+        b"",
+    ]
+    lines = [rng.choice(bad) for _ in range(3000)]
+    events = tmp_path / "bad.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    got = replay(events, "--quiet")
+    assert len(got["dlq"]) == len(lines)
+    assert [(r["line"], r["reason"]) for r in got["dlq"]] == expected_dead_letters(lines)
+    for record, line in zip(got["dlq"], lines, strict=True):
+        assert record["error"]
+        if record["payload_encoding"] == "utf-8":
+            assert record["payload"].encode() == line
+    rejected = got["metrics"]["cockpit_events_rejected_total"]
+    assert sum(rejected.values()) == len(lines)
+    assert not got["metrics"].get("cockpit_events_total")
+
+
+def test_kpi_records_cover_every_closed_window(simulated_day):
+    got = replay(simulated_day)
+    windows = {r["window_start"] for r in got["kpis"] if r["kpi"] == "sell_through"}
+    assert len(windows) >= 24
+    for record in got["kpis"]:
+        if record["kpi"] == "sell_through":
+            assert record["value"] == pytest.approx(record["numerator"] / record["divisor"])

@@ -1,0 +1,99 @@
+"""Crash recovery and scale-out against the real broker: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import pytest
+
+from flows.metrics import BY_NAME
+from tests.kafka_broker import consume_all, create_topic, free_port, produce
+from tests.processes import cockpit, metrics_text, wait_for
+from tests.reference import Samples, compare, parse_exposition
+from tests.test_kafka import LIVE_METRICS, day, keyed, run_args, topics, wait_equal
+
+pytestmark = pytest.mark.kafka
+__all__ = ["day"]  # the module-scoped simulated day, shared with test_kafka
+
+
+def test_random_kills_change_no_final_metric(kafka, day, tmp_path):
+    names = topics()
+    create_topic(kafka, names["input"], 3)
+    produce(kafka, names["input"], [keyed(line) for line in day["lines"]])
+    args = run_args(
+        kafka,
+        names,
+        "--idle-timeout",
+        "3s",
+        "--recovery-dir",
+        str(tmp_path / "recovery"),
+        "--snapshot-interval",
+        "500ms",
+        "--batch-size",
+        "200",
+    )
+    rng = random.Random(2026)
+    kills = 0
+    for _ in range(3):
+        with cockpit(*args) as running:
+            # Let it read part of the backlog and take a few snapshots, then crash.
+            wait_for(lambda r=running: r.samples().get("cockpit_events_total"), 60, "progress")
+            time.sleep(rng.uniform(0.5, 3.0))
+            running.process.send_signal(signal.SIGKILL)
+            running.process.wait()
+            kills += 1
+    with cockpit(*args) as running:
+        restored = running.samples()
+        wait_equal(running, day["metrics"], timeout=180)
+    assert kills == 3
+    # The restart resumed from snapshots: counters did not start again from zero.
+    assert sum(restored.get("cockpit_events_total", {}).values()) > 0
+    alerts = consume_all(kafka, names["alerts"])
+    # At-least-once: records may repeat after a crash, but with the same keys.
+    assert {k for k, _ in alerts} == {
+        f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"]
+    }
+
+
+def summed(expositions: list[Samples]) -> Samples:
+    """What `sum by (...)` (and `min` for the watermark) shows across processes."""
+    total: Samples = {}
+    for samples in expositions:
+        for name, series in samples.items():
+            target = total.setdefault(name, {})
+            for key, value in series.items():
+                metric = BY_NAME.get(
+                    name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+                )
+                if metric is not None and metric.merge == "min" and key in target:
+                    target[key] = min(target[key], value)
+                else:
+                    target[key] = target.get(key, 0.0) + value
+    return total
+
+
+@pytest.mark.parametrize(
+    "scale", [["--workers", "2"], ["--processes", "2"]], ids=["2 workers", "2 processes"]
+)
+def test_several_workers_or_processes_equal_one(kafka, day, scale):
+    names = topics()
+    create_topic(kafka, names["input"], 3)
+    produce(kafka, names["input"], [keyed(line) for line in day["lines"]])
+    port = free_port()
+    processes = 2 if "--processes" in scale else 1
+    with cockpit(*run_args(kafka, names, "--idle-timeout", "2s"), *scale, port=port) as running:
+        diffs: list[str] = []
+
+        def equal() -> bool:
+            nonlocal diffs
+            texts = [parse_exposition(metrics_text(port + i)) for i in range(processes)]
+            diffs = compare(day["metrics"], summed(texts), metrics=LIVE_METRICS)
+            return not diffs
+
+        try:
+            wait_for(equal, 180, "the cluster to equal one worker")
+        except AssertionError:
+            raise AssertionError("\n".join(diffs[:30])) from None
+        assert running.alive()
