@@ -233,11 +233,12 @@ METRICS: tuple[Metric, ...] = (
         group="inventory",
     ),
     _m(
-        "cockpit_days_of_cover",
+        "cockpit_stock_cover_seconds",
         GAUGE,
-        "On hand at the end of the latest closed window / units ordered per day in it.",
+        "Days of cover, in seconds: how long on hand at the end of the latest closed "
+        "window lasts at that window's ordering rate.",
         ("fc",),
-        unit="d",
+        unit="s",
         group="inventory",
     ),
     _m(

@@ -71,7 +71,7 @@ class WindowAggregator:
             sell_through = ordered / divisor if divisor else None
             on_hand_end = before + delta
             per_day = ordered * DAY / self.window
-            cover = on_hand_end / per_day if ordered else None
+            cover = on_hand_end / per_day if ordered else None  # days
             self.on_hand[fc] = on_hand_end
             self.latest[fc] = (start, sell_through, cover)
             if sell_through is not None:
@@ -117,6 +117,6 @@ class WindowAggregator:
             if ratio is not None:
                 sell_through[fc] = ratio
             if days is not None:
-                cover[fc] = days
+                cover[fc] = days * DAY / US_PER_SECOND
         self.ledger.series["cockpit_sell_through_ratio"] = sell_through
-        self.ledger.series["cockpit_days_of_cover"] = cover
+        self.ledger.series["cockpit_stock_cover_seconds"] = cover

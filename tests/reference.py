@@ -110,7 +110,7 @@ NOT_COMPUTED = {
 }
 COMPUTED = [name for name in BY_NAME if name not in NOT_COMPUTED]
 # Gauges that are "not set" when undefined: absent and 0 differ.
-PRESENCE_MATTERS = {"cockpit_sell_through_ratio", "cockpit_days_of_cover"}
+PRESENCE_MATTERS = {"cockpit_sell_through_ratio", "cockpit_stock_cover_seconds"}
 
 
 @dataclass
@@ -511,7 +511,7 @@ def _windows(
     for o in orders:
         if start <= o.opener.ts < end:
             ordered[o.opener.labels["fc"]] += sum(line["qty"] for line in o.opener.body["lines"])
-    gauges: Samples = {"cockpit_sell_through_ratio": {}, "cockpit_days_of_cover": {}}
+    gauges: Samples = {"cockpit_sell_through_ratio": {}, "cockpit_stock_cover_seconds": {}}
     for fc in by_fc.keys() | ordered.keys():
         before = sum(change for ts, change, _ in by_fc[fc] if ts < start)
         stowed = sum(units for ts, _, units in by_fc[fc] if start <= ts < end)
@@ -521,7 +521,7 @@ def _windows(
             gauges["cockpit_sell_through_ratio"][key] = ordered[fc] / (before + stowed)
         if ordered[fc]:
             per_day = ordered[fc] * DAY / window
-            gauges["cockpit_days_of_cover"][key] = at_end / per_day
+            gauges["cockpit_stock_cover_seconds"][key] = at_end / per_day * DAY / US
     return gauges
 
 

@@ -504,7 +504,7 @@ CASES = {
         ],
         {
             "cockpit_sell_through_ratio": {"fc=FC1": 0.0},  # FC2: divisor 0, not set
-            "cockpit_days_of_cover": {"fc=FC2": 0.0},  # FC1: nothing ordered, not set
+            "cockpit_stock_cover_seconds": {"fc=FC2": 0.0},  # FC1: nothing ordered, not set
             "cockpit_units_on_hand": {"fc=FC1": 118},
         },
     ),
@@ -520,7 +520,7 @@ CASES = {
         ],
         {
             "cockpit_sell_through_ratio": {"fc=FC1": 5 / (100 + 20)},
-            "cockpit_days_of_cover": {"fc=FC1": 118 / (5 * 24)},
+            "cockpit_stock_cover_seconds": {"fc=FC1": 118 / (5 * 24) * 86400},
         },
     ),
     "sell-through with two-hour windows": Case(
@@ -535,7 +535,7 @@ CASES = {
         ],
         {
             "cockpit_sell_through_ratio": {"fc=FC1": 5 / (0 + 20)},
-            "cockpit_days_of_cover": {"fc=FC1": 118 / (5 * 12)},
+            "cockpit_stock_cover_seconds": {"fc=FC1": 118 / (5 * 12) * 86400},
         },
         options={"window_s": 7200},
     ),

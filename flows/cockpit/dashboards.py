@@ -319,7 +319,9 @@ def inventory() -> Board:
     stock = (
         gauge_by("cockpit_units_on_hand", "fc", "fc", "Per fc."),
         gauge_by("cockpit_sell_through_ratio", "fc", "fc", "Per fc, latest closed window."),
-        gauge_by("cockpit_days_of_cover", "fc", "fc", "Per fc, latest closed window."),
+        gauge_by(
+            "cockpit_stock_cover_seconds", "fc", "fc", "Days of cover per fc, latest closed window."
+        ),
         counts_per_hour(
             "Stock flow per hour",
             "Units stowed (in) and picked (out), last hour, selected fcs: with the "
