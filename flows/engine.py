@@ -15,12 +15,13 @@ events that are not late.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from flows.decode import Event, Reject
 from flows.labels import OTHER, LabelCap
-from flows.ledger import Ledger, add
+from flows.ledger import Ledger, add, observe
 from flows.metrics import BY_NAME
 from flows.timeutil import US_PER_SECOND, format_time
 
@@ -107,12 +108,16 @@ class ShardEngine:
         self.out: list[Output] = []
         for source in config.sources:
             self.max_ts.setdefault(source, MIN_TS)
-        series = self.ledger.series
+        self.series = series = self.ledger.series
         self._events = series["cockpit_events_total"]
         self._rejected = series["cockpit_events_rejected_total"]
         self._duplicate = series["cockpit_events_duplicate_total"]
         self._late = series["cockpit_events_late_total"]
         self._known = {name: labels.values(name) for name in ("fc", "region", "page", "widget")}
+        # The busiest event types (storefront traffic) get direct references.
+        self._pages, self._widgets = self._known["page"], self._known["widget"]
+        self._page_load = series["cockpit_page_load_seconds"]
+        self._shown = series["cockpit_recommendations_shown_total"]
         self._handlers = {
             "order.placed": self._order_placed,
             "order.cancelled": self._order_event,
@@ -148,22 +153,25 @@ class ShardEngine:
             self._shipment_final,
         )
 
-    _TRANSIENT = (
-        "config",
-        "labels",
-        "out",
-        "_events",
-        "_rejected",
-        "_duplicate",
-        "_late",
-        "_known",
-        "_handlers",
-        "_apply",
-        "_fire",
+    # What a snapshot holds; everything else is wiring rebuilt by `attach`.
+    _STATE = (
+        "shard",
+        "ledger",
+        "max_ts",
+        "idle",
+        "watermark",
+        "seen",
+        "seen_hours",
+        "timers",
+        "orders",
+        "order_orphans",
+        "receipts",
+        "window_parts",
+        "closed_through",
     )
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        state = {name: getattr(self, name) for name in self._STATE}
         state["admitted_labels"] = self.labels.export()
         return state
 
@@ -189,32 +197,33 @@ class ShardEngine:
         watermark = self.watermark
         own_max = self.max_ts.get(source, MIN_TS)
         others = self._others_min(source)
+        # Late against the partition's own progress (what replay does with one
+        # partition), or against W should W be ahead after this partition idled:
+        # so lateness never depends on how fast other partitions are read.
+        late_below = max(own_max - lateness, watermark)
         seen, seen_hours = self.seen, self.seen_hours
-        events, duplicate, late = self._events, self._duplicate, self._late
+        duplicate, late = self._duplicate, self._late
         handlers, timers = self._handlers, self.timers
+        accepted: list[str] = []
+        bucket_hour, bucket = MIN_TS, []
         for item in items:
             if type(item) is Reject:
                 add(self._rejected, item.reason)
                 self.out.append(("dlq", "|".join(map(str, item.origin.values())), item.record()))
                 continue
-            event: Event = item  # type: ignore[assignment]
-            kind = event["type"]
-            event_id = event["event_id"]
-            ts = event["ts"]
+            event: Event = item
+            kind = event.kind
+            event_id = event.event_id
+            ts = event.ts
             if event_id in seen and self._remembered(seen[event_id]):
                 duplicate[kind] = duplicate.get(kind, 0) + 1
                 continue
             hour = ts // HOUR
             seen[event_id] = hour
-            bucket = seen_hours.get(hour)
-            if bucket is None:
-                seen_hours[hour] = [event_id]
-            else:
-                bucket.append(event_id)
-            # Late against the partition's own progress (what replay does with one
-            # partition), or against W should W be ahead after this partition idled:
-            # so lateness never depends on how fast other partitions are read.
-            if ts < own_max - lateness or ts < watermark:
+            if hour != bucket_hour:
+                bucket_hour, bucket = hour, seen_hours.setdefault(hour, [])
+            bucket.append(event_id)
+            if ts < late_below:
                 late[kind] = late.get(kind, 0) + 1
                 continue
             if ts > own_max:
@@ -226,8 +235,14 @@ class ShardEngine:
                     watermark = self.watermark = candidate
                     if timers and timers[0][0] <= watermark:
                         self._fire_due()
-            events[kind] = events.get(kind, 0) + 1
+                late_below = own_max - lateness
+                if late_below < watermark:
+                    late_below = watermark
+            accepted.append(kind)
             handlers[kind](event)
+        events = self._events
+        for kind, count in Counter(accepted).items():
+            events[kind] = events.get(kind, 0) + count
         self.max_ts[source] = own_max
         self.idle.discard(source)
         self._advance(watermark)
@@ -267,8 +282,8 @@ class ShardEngine:
         if watermark > MIN_TS:
             self._close_windows(watermark)
             self._expire_seen(watermark)
-            self.ledger["cockpit_watermark_timestamp_seconds"][()] = watermark / US_PER_SECOND
-        entries = self.ledger["cockpit_state_entries"]
+            self.series["cockpit_watermark_timestamp_seconds"][()] = watermark / US_PER_SECOND
+        entries = self.series["cockpit_state_entries"]
         entries["orders"] = len(self.orders)
         entries["receipts"] = len(self.receipts)
         entries["orphans"] = len(self.order_orphans)
@@ -316,7 +331,7 @@ class ShardEngine:
             return known
         admitted = self.labels.admit(name, value)
         if admitted is None:
-            add(self.ledger["cockpit_label_overflow_total"], name)
+            add(self.series["cockpit_label_overflow_total"], name)
             return OTHER
         return admitted
 
@@ -330,20 +345,20 @@ class ShardEngine:
     # --- orders
 
     def _order_placed(self, event: Event) -> None:
-        order_id = event["order_id"]
+        order_id = event.order_id
         if order_id in self.orders:
             return  # the first order.placed of an order defines it
-        fc = self._label("fc", event["fc"])
-        units = sum(line["qty"] for line in event["lines"])
-        add(self.ledger["cockpit_units_ordered_total"], fc, units)
-        self._window_part(event["ts"], fc)[0] += units
-        ship_by, deliver_by = event["promised_ship_by"], event["promised_delivery_by"]
+        fc = self._label("fc", event.fc)
+        units = sum(line.qty for line in event.lines)
+        add(self.series["cockpit_units_ordered_total"], fc, units)
+        self._window_part(event.ts, fc)[0] += units
+        ship_by, deliver_by = event.promised_ship_by, event.promised_delivery_by
         order = [
             fc,
-            self._label("region", event["region"]),
+            self._label("region", event.region),
             ship_by,
             deliver_by,
-            event["ts"],
+            event.ts,
             None,
             None,
             None,
@@ -351,30 +366,30 @@ class ShardEngine:
             0,
         ]
         self.orders[order_id] = order
-        add(self.ledger["cockpit_orders_awaiting_shipment"], fc)
-        add(self.ledger["cockpit_orders_in_stage"], (fc, "placed"))
+        add(self.series["cockpit_orders_awaiting_shipment"], fc)
+        add(self.series["cockpit_orders_in_stage"], (fc, "placed"))
         self._at(ship_by + 1, T_SHIP, order_id)
         self._at(deliver_by + 1, T_DELIVERY, order_id)
         for _ts, held in self.order_orphans.pop(order_id, ()):
-            self._apply[held["type"]](order_id, order, held)
+            self._apply[held.kind](order_id, order, held)
 
     def _order_event(self, event: Event) -> None:
-        order_id = event["order_id"]
+        order_id = event.order_id
         order = self.orders.get(order_id)
         if order is not None:
-            self._apply[event["type"]](order_id, order, event)
+            self._apply[event.kind](order_id, order, event)
             return
         held = self.order_orphans.get(order_id)
         if held is None:
-            self.order_orphans[order_id] = [(event["ts"], event)]
-            self._at(self._orphan_expiry(event["ts"]), T_ORDER_ORPHANS, order_id)
+            self.order_orphans[order_id] = [(event.ts, event)]
+            self._at(self._orphan_expiry(event.ts), T_ORDER_ORPHANS, order_id)
         else:
-            held.append((event["ts"], event))
+            held.append((event.ts, event))
 
     def _restage(self, order: list[Any], before: str | None) -> None:
         after = _stage(order)
         if after != before:
-            stages = self.ledger["cockpit_orders_in_stage"]
+            stages = self.series["cockpit_orders_in_stage"]
             if before is not None:
                 add(stages, (order[O_FC], before), -1)
             if after is not None:
@@ -383,41 +398,44 @@ class ShardEngine:
     def _leave_awaiting(self, order: list[Any]) -> None:
         """The order got its first shipment or cancellation."""
         fc = order[O_FC]
-        add(self.ledger["cockpit_orders_awaiting_shipment"], fc, -1)
+        add(self.series["cockpit_orders_awaiting_shipment"], fc, -1)
         if order[O_FLAGS] & PAST_SHIP:
             order[O_FLAGS] &= ~PAST_SHIP
-            add(self.ledger["cockpit_orders_past_ship_promise"], fc, -1)
+            add(self.series["cockpit_orders_past_ship_promise"], fc, -1)
 
     def _leave_past_delivery(self, order: list[Any]) -> None:
         if order[O_FLAGS] & PAST_DELIVERY:
             order[O_FLAGS] &= ~PAST_DELIVERY
-            add(self.ledger["cockpit_orders_past_delivery_promise"], order[O_REGION], -1)
+            add(self.series["cockpit_orders_past_delivery_promise"], order[O_REGION], -1)
 
     def _count_shipment(self, order: list[Any], on_time: bool) -> None:
         order[O_FLAGS] |= SHIP_COUNTED
         add(
-            self.ledger["cockpit_orders_shipped_total"],
+            self.series["cockpit_orders_shipped_total"],
             (order[O_SHIP_FC], "true" if on_time else "false"),
         )
-        self.ledger.observe(
-            ORDER_CYCLE, order[O_FC], (order[O_SHIPPED] - order[O_PLACED]) / US_PER_SECOND
+        observe(
+            self.series[ORDER_CYCLE.name],
+            ORDER_CYCLE,
+            order[O_FC],
+            (order[O_SHIPPED] - order[O_PLACED]) / US_PER_SECOND,
         )
 
     def _count_delivery(self, order: list[Any], on_time: bool) -> None:
         order[O_FLAGS] |= DELIVERY_COUNTED
         add(
-            self.ledger["cockpit_deliveries_total"],
+            self.series["cockpit_deliveries_total"],
             (order[O_REGION], "true" if on_time else "false"),
         )
 
     def _apply_shipped(self, order_id: str, order: list[Any], event: Event) -> None:
-        ts = event["ts"]
+        ts = event.ts
         shipped = order[O_SHIPPED]
         if shipped is not None and shipped <= ts:
             return  # the earliest shipment decides
         before = _stage(order)
         order[O_SHIPPED] = ts
-        order[O_SHIP_FC] = self._label("fc", event["fc"])
+        order[O_SHIP_FC] = self._label("fc", event.fc)
         if shipped is None and order[O_CANCELLED] is None:
             self._leave_awaiting(order)
         self._restage(order, before)
@@ -434,14 +452,14 @@ class ShardEngine:
             self._forget_if_done(order_id, order)
 
     def _apply_cancelled(self, order_id: str, order: list[Any], event: Event) -> None:
-        ts = event["ts"]
+        ts = event.ts
         cancelled = order[O_CANCELLED]
         if cancelled is not None and cancelled <= ts:
             return
         before = _stage(order)
         order[O_CANCELLED] = ts
         if cancelled is None:
-            add(self.ledger["cockpit_orders_cancelled_total"], order[O_FC])
+            add(self.series["cockpit_orders_cancelled_total"], order[O_FC])
             if order[O_SHIPPED] is None:
                 self._leave_awaiting(order)
             self._leave_past_delivery(order)
@@ -449,7 +467,7 @@ class ShardEngine:
         self._forget_if_done(order_id, order)
 
     def _apply_delivered(self, order_id: str, order: list[Any], event: Event) -> None:
-        ts = event["ts"]
+        ts = event.ts
         delivered = order[O_DELIVERED]
         if delivered is not None and delivered <= ts:
             return
@@ -484,11 +502,11 @@ class ShardEngine:
             cancelled is not None and cancelled <= ship_by
         )
         if not on_time:
-            add(self.ledger["cockpit_ship_sla_breaches_total"], order[O_FC])
+            add(self.series["cockpit_ship_sla_breaches_total"], order[O_FC])
             self._alert("ship_sla_breach", order_id, order, ship_by, shipped, "shipped_ts")
         if shipped is None and cancelled is None:
             order[O_FLAGS] |= PAST_SHIP
-            add(self.ledger["cockpit_orders_past_ship_promise"], order[O_FC])
+            add(self.series["cockpit_orders_past_ship_promise"], order[O_FC])
         self._forget_if_done(order_id, order)
 
     def _delivery_deadline(self, order_id: str) -> None:
@@ -502,13 +520,13 @@ class ShardEngine:
             cancelled is not None and cancelled <= deliver_by
         )
         if not on_time:
-            add(self.ledger["cockpit_late_deliveries_total"], order[O_REGION])
+            add(self.series["cockpit_late_deliveries_total"], order[O_REGION])
             self._alert("late_delivery", order_id, order, deliver_by, delivered, "delivered_ts")
         if delivered is not None and not order[O_FLAGS] & DELIVERY_COUNTED:
             self._count_delivery(order, False)
         if delivered is None and cancelled is None:
             order[O_FLAGS] |= PAST_DELIVERY
-            add(self.ledger["cockpit_orders_past_delivery_promise"], order[O_REGION])
+            add(self.series["cockpit_orders_past_delivery_promise"], order[O_REGION])
         self._forget_if_done(order_id, order)
 
     def _alert(
@@ -556,10 +574,10 @@ class ShardEngine:
         order = self.orders.pop(order_id, None)
         if order is None:
             return
-        add(self.ledger["cockpit_state_expired_total"], "order")
+        add(self.series["cockpit_state_expired_total"], "order")
         before = _stage(order)
         if before is not None:
-            add(self.ledger["cockpit_orders_in_stage"], (order[O_FC], before), -1)
+            add(self.series["cockpit_orders_in_stage"], (order[O_FC], before), -1)
             self._leave_awaiting(order)
         self._leave_past_delivery(order)
 
@@ -574,7 +592,7 @@ class ShardEngine:
         keep = []
         for ts, item in held:
             if self._orphan_expiry(ts) <= self.watermark:
-                add(self.ledger["cockpit_orphan_events_total"], kind_of(item))
+                add(self.series["cockpit_orphan_events_total"], kind_of(item))
             else:
                 keep.append((ts, item))
         if keep:
@@ -585,48 +603,48 @@ class ShardEngine:
         held = self.order_orphans.get(order_id)
         if held is None:
             return
-        keep = self._expire_held(held, T_ORDER_ORPHANS, order_id, lambda event: event["type"])
+        keep = self._expire_held(held, T_ORDER_ORPHANS, order_id, lambda event: event.kind)
         if keep:
             self.order_orphans[order_id] = keep
         else:
             del self.order_orphans[order_id]
 
     def _delivery_updated(self, event: Event) -> None:
-        status = event["status"]
-        add(self.ledger["cockpit_delivery_updates_total"], status)
+        status = event.status
+        add(self.series["cockpit_delivery_updates_total"], status)
         if status == "delivered":
             self._order_event(event)
 
     # --- inventory and receipts
 
     def _inventory_received(self, event: Event) -> None:
-        fc = self._label("fc", event["fc"])
-        qty = event["qty"]
-        add(self.ledger["cockpit_units_received_total"], fc, qty)
-        receipt_id = event["receipt_id"]
+        fc = self._label("fc", event.fc)
+        qty = event.qty
+        add(self.series["cockpit_units_received_total"], fc, qty)
+        receipt_id = event.receipt_id
         receipt = self.receipts.get(receipt_id)
         if receipt is None:
             receipt = self.receipts[receipt_id] = [fc, None, 0, 0, [], False]
         elif receipt[R_RECEIVED] is not None:
             return  # the first dock scan of a receipt defines it
-        receipt[R_FC], receipt[R_RECEIVED], receipt[R_QTY] = fc, event["ts"], qty
+        receipt[R_FC], receipt[R_RECEIVED], receipt[R_QTY] = fc, event.ts, qty
         if self.config.retention:
-            self._at(event["ts"] + self.config.retention, T_RECEIPT_RETENTION, receipt_id)
+            self._at(event.ts + self.config.retention, T_RECEIPT_RETENTION, receipt_id)
         if receipt[R_STOWED] < qty:
             receipt[R_AWAITING] = True
-            add(self.ledger["cockpit_receipts_awaiting_stow"], fc)
+            add(self.series["cockpit_receipts_awaiting_stow"], fc)
         else:
             self._schedule_completion(receipt_id, receipt)
 
     def _inventory_stowed(self, event: Event) -> None:
-        fc = self._label("fc", event["fc"])
-        qty, ts = event["qty"], event["ts"]
-        add(self.ledger["cockpit_units_stowed_total"], fc, qty)
-        add(self.ledger["cockpit_units_on_hand"], fc, qty)
+        fc = self._label("fc", event.fc)
+        qty, ts = event.qty, event.ts
+        add(self.series["cockpit_units_stowed_total"], fc, qty)
+        add(self.series["cockpit_units_on_hand"], fc, qty)
         part = self._window_part(ts, fc)
         part[1] += qty
         part[2] += qty
-        receipt_id = event["receipt_id"]
+        receipt_id = event.receipt_id
         receipt = self.receipts.get(receipt_id)
         if receipt is None:
             receipt = self.receipts[receipt_id] = [fc, None, 0, 0, [], False]
@@ -636,7 +654,7 @@ class ShardEngine:
         if receipt[R_RECEIVED] is not None and receipt[R_STOWED] >= receipt[R_QTY]:
             if receipt[R_AWAITING]:
                 receipt[R_AWAITING] = False
-                add(self.ledger["cockpit_receipts_awaiting_stow"], receipt[R_FC], -1)
+                add(self.series["cockpit_receipts_awaiting_stow"], receipt[R_FC], -1)
             self._schedule_completion(receipt_id, receipt)
 
     @staticmethod
@@ -661,8 +679,11 @@ class ShardEngine:
         if completed > self.watermark:
             return  # a later timer decides
         del self.receipts[receipt_id]
-        self.ledger.observe(
-            DOCK_TO_STOCK, receipt[R_FC], (completed - receipt[R_RECEIVED]) / US_PER_SECOND
+        observe(
+            self.series[DOCK_TO_STOCK.name],
+            DOCK_TO_STOCK,
+            receipt[R_FC],
+            (completed - receipt[R_RECEIVED]) / US_PER_SECOND,
         )
 
     def _receipt_orphan_expire(self, receipt_id: str) -> None:
@@ -683,59 +704,59 @@ class ShardEngine:
         if receipt is None or not receipt[R_AWAITING]:
             return
         del self.receipts[receipt_id]
-        add(self.ledger["cockpit_receipts_awaiting_stow"], receipt[R_FC], -1)
-        add(self.ledger["cockpit_state_expired_total"], "receipt")
+        add(self.series["cockpit_receipts_awaiting_stow"], receipt[R_FC], -1)
+        add(self.series["cockpit_state_expired_total"], "receipt")
 
     def _inventory_picked(self, event: Event) -> None:
-        fc = self._label("fc", event["fc"])
-        qty = event["qty"]
-        add(self.ledger["cockpit_units_picked_total"], fc, qty)
-        add(self.ledger["cockpit_units_on_hand"], fc, -qty)
-        self._window_part(event["ts"], fc)[2] -= qty
-        order = self.orders.get(event["order_id"])
+        fc = self._label("fc", event.fc)
+        qty = event.qty
+        add(self.series["cockpit_units_picked_total"], fc, qty)
+        add(self.series["cockpit_units_on_hand"], fc, -qty)
+        self._window_part(event.ts, fc)[2] -= qty
+        order = self.orders.get(event.order_id)
         if order is None or not order[O_FLAGS] & PICKED:
             self._order_event(event)
 
     def _inventory_adjusted(self, event: Event) -> None:
-        fc = self._label("fc", event["fc"])
-        delta = event["delta"]
-        add(self.ledger["cockpit_units_on_hand"], fc, delta)
-        self._window_part(event["ts"], fc)[2] += delta
+        fc = self._label("fc", event.fc)
+        delta = event.delta
+        add(self.series["cockpit_units_on_hand"], fc, delta)
+        self._window_part(event.ts, fc)[2] += delta
         if delta:
             add(
-                self.ledger["cockpit_units_adjusted_total"],
+                self.series["cockpit_units_adjusted_total"],
                 (fc, "up" if delta > 0 else "down"),
                 abs(delta),
             )
 
     def _return_received(self, event: Event) -> None:
         add(
-            self.ledger["cockpit_units_returned_total"],
-            self._label("fc", event["fc"]),
-            event["qty"],
+            self.series["cockpit_units_returned_total"],
+            self._label("fc", event.fc),
+            event.qty,
         )
 
     # --- storefront
 
     def _page_viewed(self, event: Event) -> None:
-        self.ledger.observe(PAGE_LOAD, self._label("page", event["page"]), event["load_ms"] / 1000)
+        page = self._pages.get(event.page) or self._label("page", event.page)
+        observe(self._page_load, PAGE_LOAD, page, event.load_ms / 1000)
 
     def _search_performed(self, event: Event) -> None:
-        self.ledger.observe(SEARCH_LATENCY, (), event["latency_ms"] / 1000)
-        if event["results"] == 0:
-            add(self.ledger["cockpit_searches_zero_results_total"], ())
+        observe(self.series[SEARCH_LATENCY.name], SEARCH_LATENCY, (), event.latency_ms / 1000)
+        if event.results == 0:
+            add(self.series["cockpit_searches_zero_results_total"], ())
 
     def _cart_added(self, event: Event) -> None:
-        add(self.ledger["cockpit_cart_units_added_total"], (), event["qty"])
+        add(self.series["cockpit_cart_units_added_total"], (), event.qty)
 
     def _recommendation_shown(self, event: Event) -> None:
-        add(
-            self.ledger["cockpit_recommendations_shown_total"],
-            self._label("widget", event["widget"]),
-        )
+        widget = self._widgets.get(event.widget) or self._label("widget", event.widget)
+        shown = self._shown
+        shown[widget] = shown.get(widget, 0) + 1
 
     def _recommendation_clicked(self, event: Event) -> None:
         add(
-            self.ledger["cockpit_recommendations_clicked_total"],
-            self._label("widget", event["widget"]),
+            self.series["cockpit_recommendations_clicked_total"],
+            self._label("widget", event.widget),
         )

@@ -25,14 +25,14 @@ class Ledger:
     def __getitem__(self, name: str) -> dict[SeriesKey, Any]:
         return self.series[name]
 
-    def observe(self, metric: Metric, key: SeriesKey, value: float) -> None:
-        """Add one observation to a histogram series."""
-        values = self.series[metric.name]
-        counts = values.get(key)
-        if counts is None:
-            counts = values[key] = [0] * (len(metric.buckets) + 2)
-        counts[bisect_left(metric.buckets, value)] += 1
-        counts[-1] += value
+
+def observe(series: dict[SeriesKey, Any], metric: Metric, key: SeriesKey, value: float) -> None:
+    """Add one observation to a histogram series."""
+    counts = series.get(key)
+    if counts is None:
+        counts = series[key] = [0] * (len(metric.buckets) + 2)
+    counts[bisect_left(metric.buckets, value)] += 1
+    counts[-1] += value
 
 
 def add(series: dict[SeriesKey, Any], key: SeriesKey, amount: float = 1) -> None:

@@ -78,7 +78,7 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
         self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
 
     def next_batch(self) -> list[Message]:
-        chunk = [raw.rstrip(b"\n") for raw in islice(self.lines, self.batch_size)]
+        chunk = list(islice(self.lines, self.batch_size))
         if not chunk:
             raise StopIteration
         items = decode_batch(

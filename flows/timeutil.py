@@ -45,18 +45,17 @@ def integral(value: object) -> int | None:
 
 def parse_time(value: object) -> int:
     """Return microseconds for an RFC 3339 string or integer epoch milliseconds."""
-    if isinstance(value, str):
-        text = value
-        if _RFC3339.match(text) is None:
-            raise TimeError(f"not an RFC 3339 time with offset: {text[:64]!r}")
-        try:
-            moment = _fromisoformat(text)
-        except ValueError as exc:
-            raise TimeError(f"not a valid time: {text[:64]!r} ({exc})") from None
-        if moment.year < 2200:
-            # Fast path: whole seconds of the float are exact in this range.
-            return int(moment.timestamp() // 1) * US_PER_SECOND + moment.microsecond
-        return int((moment - EPOCH) // ONE_US)
+    if type(value) is str:
+        # Fast path for UTC times: the minute and the rest ("SS.fffZ") were each
+        # validated by a full parse before; two lookups instead of a parse.
+        base = _MINUTES.get(value[:17])
+        if base is not None:
+            within = _TAILS.get(value[17:])
+            if within is not None:
+                return base + within
+        return _parse_text(value)
+    if type(value) is int and 0 <= value <= MAX_EPOCH_MS:
+        return value * US_PER_MS
     ms = integral(value)
     if ms is not None:
         if 0 <= ms <= MAX_EPOCH_MS:
@@ -65,6 +64,35 @@ def parse_time(value: object) -> int:
     raise TimeError(
         f"a time must be an RFC 3339 string or integer epoch milliseconds, not {value!r:.64}"
     )
+
+
+# Parts of UTC times that passed a full parse: "YYYY-MM-DDTHH:MM:" -> microseconds of
+# that minute, and "SS[.fraction]Z" -> microseconds into a minute. Bounded caches.
+_MINUTES: dict[str, int] = {}
+_TAILS: dict[str, int] = {}
+_CACHE_MAX = 100_000
+
+
+def _parse_text(text: str) -> int:
+    """Full RFC 3339 validation and parsing; remembers the parts of UTC times."""
+    if _RFC3339.match(text) is None:
+        raise TimeError(f"not an RFC 3339 time with offset: {text[:64]!r}")
+    try:
+        moment = _fromisoformat(text)
+    except ValueError as exc:
+        raise TimeError(f"not a valid time: {text[:64]!r} ({exc})") from None
+    if moment.year < 2200:
+        # Whole seconds of the float are exact in this range.
+        us = int(moment.timestamp() // 1) * US_PER_SECOND + moment.microsecond
+    else:
+        us = int((moment - EPOCH) // ONE_US)
+    if text[-1] == "Z":
+        within = moment.second * US_PER_SECOND + moment.microsecond
+        for cache, key, value in ((_MINUTES, text[:17], us - within), (_TAILS, text[17:], within)):
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[key] = value
+    return us
 
 
 def format_time(us: int) -> str:

@@ -72,7 +72,7 @@ def reorder(lines: list[bytes], rng: random.Random, max_delay: int) -> list[byte
     timed = []
     for index, line in enumerate(lines):
         event = decode(line)
-        ts = event["ts"] if not isinstance(event, Reject) else 0
+        ts = event.ts if not isinstance(event, Reject) else 0
         timed.append((ts + rng.randint(0, max_delay), index, line))
     return [line for _arrival, _index, line in sorted(timed)]
 

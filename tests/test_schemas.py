@@ -174,8 +174,8 @@ def test_times_become_microseconds():
         )
     )
     assert not isinstance(event, Reject)
-    assert event["ts"] == 1795256100000 * 1000
-    assert event["promised_ship_by"] == 1795252500500000
+    assert event.ts == 1795256100000 * 1000
+    assert event.promised_ship_by == 1795252500500000
 
 
 JSON_VALUES = st.recursive(
