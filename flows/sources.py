@@ -28,13 +28,18 @@ REPLAY_SHARD = "0"
 def decode_batch(
     payloads: Iterable[bytes], max_bytes: int, origin: Callable[[int], dict[str, Any]], first: int
 ) -> list[Event | Reject]:
-    """Decode payloads; a reject gets `origin(position)` so it can be found again."""
+    """Decode payloads; a reject gets `origin(position)` so it can be found again.
+
+    Lines may keep their newline (JSON allows trailing white space); a reject's
+    payload is kept without it.
+    """
     items: list[Event | Reject] = []
     position = first
     for payload in payloads:
         item = decode(payload, max_bytes)
         if type(item) is Reject:
             item.origin = origin(position)
+            item.payload = item.payload.rstrip(b"\n")
         items.append(item)
         position += 1
     return items
