@@ -347,6 +347,10 @@ def command_run(args: argparse.Namespace) -> int:
 
     if args.process_id is not None and not args.addresses and args.processes == 1:
         raise CliError("--process-id needs --addresses", EXIT_USAGE)
+    kafka_only = ("--topic", args.topic), ("--kafka-config", args.kafka_config)
+    for option, value in kafka_only:
+        if value and not args.kafka:
+            raise CliError(f"{option} needs --kafka", EXIT_USAGE)
     try:
         run(settings_from(args, idle_timeout=args.idle_timeout), args)
     except RunError as exc:

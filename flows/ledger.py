@@ -20,7 +20,10 @@ class Ledger:
     """The values of every declared metric for one engine."""
 
     def __init__(self) -> None:
-        self.series: dict[str, dict[SeriesKey, Any]] = {m.name: {} for m in METRICS}
+        # Labels with a closed set of values start at 0: dashboards show 0, not "no data".
+        self.series: dict[str, dict[SeriesKey, Any]] = {
+            m.name: dict.fromkeys(m.known, 0) for m in METRICS
+        }
 
     def __getitem__(self, name: str) -> dict[SeriesKey, Any]:
         return self.series[name]

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flows.decode import REJECT_REASONS
+from flows.events import DELIVERY_STATUSES, EVENT_TYPES
+
 COUNTER = "counter"
 GAUGE = "gauge"
 HISTOGRAM = "histogram"
 
+EVENT_NAMES = tuple(EVENT_TYPES)
+CAPPED_LABELS = ("fc", "region", "page", "widget")  # label values taken from events
 DOCK_TO_STOCK_BUCKETS = (900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800)
 CYCLE_BUCKETS = (3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600)
 WEB_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -31,6 +36,7 @@ class Metric:
     group: str = "pipeline"  # which dashboard family it belongs to
     contract: bool = False  # listed in contract §4 from the start
     merge: str = "sum"  # how values of several shards or processes combine: sum or min
+    known: tuple[str, ...] = ()  # every value of its one label: series start at 0
 
     @property
     def family(self) -> str:
@@ -44,13 +50,21 @@ def _m(*args: object, **kwargs: object) -> Metric:
 
 METRICS: tuple[Metric, ...] = (
     # --- pipeline (contract §4)
-    _m("cockpit_events_total", COUNTER, "Accepted events.", ("type",), contract=True),
+    _m(
+        "cockpit_events_total",
+        COUNTER,
+        "Accepted events.",
+        ("type",),
+        contract=True,
+        known=EVENT_NAMES,
+    ),
     _m(
         "cockpit_events_rejected_total",
         COUNTER,
         "Dead-lettered events.",
         ("reason",),
         contract=True,
+        known=REJECT_REASONS,
     ),
     _m(
         "cockpit_events_duplicate_total",
@@ -58,8 +72,16 @@ METRICS: tuple[Metric, ...] = (
         "Duplicate events ignored.",
         ("type",),
         contract=True,
+        known=EVENT_NAMES,
     ),
-    _m("cockpit_events_late_total", COUNTER, "Late events ignored.", ("type",), contract=True),
+    _m(
+        "cockpit_events_late_total",
+        COUNTER,
+        "Late events ignored.",
+        ("type",),
+        contract=True,
+        known=EVENT_NAMES,
+    ),
     _m(
         "cockpit_watermark_timestamp_seconds",
         GAUGE,
@@ -74,6 +96,7 @@ METRICS: tuple[Metric, ...] = (
         "Label uses folded into 'other' by the label cap.",
         ("label",),
         contract=True,
+        known=CAPPED_LABELS,
     ),
     # --- fulfilment (contract §4)
     _m(
@@ -247,6 +270,7 @@ METRICS: tuple[Metric, ...] = (
         "Carrier delivery updates by status.",
         ("status",),
         group="customer",
+        known=DELIVERY_STATUSES,
     ),
     _m(
         "cockpit_page_load_seconds",
@@ -292,12 +316,21 @@ METRICS: tuple[Metric, ...] = (
         COUNTER,
         "Events for an order or receipt never seen, dropped after the orphan horizon.",
         ("type",),
+        known=(
+            "order.shipped",
+            "order.cancelled",
+            "delivery.updated",
+            "inventory.picked",
+            "inventory.packed",
+            "inventory.stowed",
+        ),
     ),
     _m(
         "cockpit_state_expired_total",
         COUNTER,
         "Open orders or receipts dropped from state by the retention horizon.",
         ("kind",),
+        known=("order", "receipt"),
     ),
     _m(
         "cockpit_kafka_up",

@@ -1,0 +1,85 @@
+"""`opscockpit run` on the embedded default: a live cockpit within 30 seconds."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from flows.metrics import METRICS
+from tests.processes import cockpit, opscockpit, wait_for
+
+CONTRACT = [m for m in METRICS if m.contract]
+
+
+def sample_names(metric_name: str, kind: str) -> str:
+    return f"{metric_name}_count" if kind == "histogram" else metric_name
+
+
+def test_every_contract_metric_is_live_within_30_seconds_and_counters_move():
+    started = time.monotonic()
+    with cockpit(ready_timeout=30) as running:
+
+        def all_present() -> bool:
+            samples = running.samples()
+            return all(samples.get(sample_names(m.name, m.kind)) for m in CONTRACT)
+
+        wait_for(all_present, 30 - (time.monotonic() - started), "every metric of contract §4")
+        assert time.monotonic() - started < 30
+        first = sum(running.samples()["cockpit_events_total"].values())
+        wait_for(
+            lambda: sum(running.samples()["cockpit_events_total"].values()) > first,
+            20,
+            "live events after the backfill",
+        )
+        exposition = running.text()
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    check = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition.encode(),
+        capture_output=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+def test_sigterm_stops_cleanly():
+    with cockpit("--backfill", "1h") as running:
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=30) == 0
+        stderr = running.process.stderr.read().decode() if running.process.stderr else ""
+    assert "stopped" in stderr and "Traceback" not in stderr
+
+
+def test_a_busy_metrics_port_is_a_one_line_error():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = opscockpit("run", "--metrics-port", str(port), check=False, timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "cannot serve /metrics" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--lateness", "soon"],
+        ["--workers", "0"],
+        ["--bogus"],
+        ["--kafka-config", "/nope/x"],
+        ["--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"],
+        ["--process-id", "1"],
+    ],
+)
+def test_bad_options_are_one_line_errors(args):
+    result = opscockpit("run", *args, check=False, timeout=60)
+    assert result.returncode != 0
+    assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
