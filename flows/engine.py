@@ -236,8 +236,7 @@ class ShardEngine:
                     if timers and timers[0][0] <= watermark:
                         self._fire_due()
                 late_below = own_max - lateness
-                if late_below < watermark:
-                    late_below = watermark
+                late_below = max(late_below, watermark)
             accepted.append(kind)
             handlers[kind](event)
         events = self._events

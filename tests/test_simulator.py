@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 from itertools import islice, takewhile
 from typing import Any
 
-import orjson
 import msgspec
+import orjson
 import pytest
 
 from flows.decode import INVALID_EVENT, INVALID_JSON, UNKNOWN_TYPE, Reject, decode
