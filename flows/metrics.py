@@ -353,3 +353,15 @@ METRICS: tuple[Metric, ...] = (
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+
+
+def markdown_table() -> str:
+    """The metric table of the README (a test keeps the two equal)."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for metric in METRICS:
+        labels = ", ".join(f"`{label}`" for label in metric.labels)
+        buckets = (
+            f" Buckets {', '.join(f'{b:g}' for b in metric.buckets)}." if metric.buckets else ""
+        )
+        rows.append(f"| `{metric.name}` | {metric.kind} | {labels} | {metric.help}{buckets} |")
+    return "\n".join(rows)
