@@ -269,4 +269,4 @@ def _decode_fully(payload: bytes) -> Event | Reject:
     if error is not None:
         return Reject(INVALID_EVENT, f"{kind}: {error}", payload)
     # Valid, and normalised in place (integers, microseconds): now a Struct too.
-    return msgspec.convert(obj, STRUCTS[kind])
+    return msgspec.convert(obj, STRUCTS[str(kind)])

@@ -42,14 +42,6 @@ R_FC, R_RECEIVED, R_QTY, R_STOWED, R_STOWS, R_AWAITING = 0, 1, 2, 3, 4, 5
 # Timer kinds, fired in (time, kind) order.
 T_SHIP, T_DELIVERY, T_RECEIPT, T_ORDER_ORPHANS, T_RECEIPT_ORPHAN = 0, 1, 2, 3, 4
 T_ORDER_RETENTION, T_RECEIPT_RETENTION, T_SHIPMENT = 5, 6, 7
-# Order events that need the order (held as orphans until it is placed).
-ORDER_EVENT_TYPES = (
-    "order.shipped",
-    "order.cancelled",
-    "delivery.updated",
-    "inventory.picked",
-    "inventory.packed",
-)
 
 DOCK_TO_STOCK = BY_NAME["cockpit_dock_to_stock_seconds"]
 ORDER_CYCLE = BY_NAME["cockpit_order_cycle_seconds"]

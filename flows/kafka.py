@@ -242,7 +242,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
 
 
 def _max_ts(items: list[Event | Reject]) -> int:
-    return max((item.ts for item in items if type(item) is not Reject), default=MIN_TS)
+    return max((item.ts for item in items if not isinstance(item, Reject)), default=MIN_TS)
 
 
 class TpsKafkaSource(FixedPartitionedSource[Message, int]):

@@ -100,11 +100,6 @@ def format_time(us: int) -> str:
     return (EPOCH + timedelta(microseconds=us)).isoformat()[:-6] + "Z"
 
 
-def to_seconds(us: int) -> float:
-    """Microseconds to (float) seconds, for Prometheus."""
-    return us / US_PER_SECOND
-
-
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_US = {
     "ms": US_PER_MS,
