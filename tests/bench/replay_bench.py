@@ -1,0 +1,324 @@
+"""Benchmarks of the replay path: throughput against the parsing floor, peak memory
+and state size, scrape cost at the label cap, and bounded memory over a long run."""
+
+from __future__ import annotations
+
+import gc
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.bench import data
+from tests.bench.common import (
+    KIB,
+    BenchFailure,
+    Figure,
+    Spread,
+    at_least,
+    at_most,
+    board_events_seen,
+    events_seen,
+    log,
+    mib,
+    ms,
+    nbytes,
+    opscockpit_command,
+    pct,
+    points,
+    rate,
+    run_to_completion,
+)
+
+FLOOR_TARGET = 0.45  # of the floor (issue 6)
+FLOOR_DONE = 0.40  # the "done" bar
+OPEN_ORDER_TARGET = KIB  # bytes per open order (issue 5)
+FLAT_TOLERANCE = 0.10  # RSS at the end within 10% of RSS at half-way counts as flat
+
+
+def floor_pass(path: Path) -> tuple[int, float]:
+    """Read every line and orjson.loads it: (lines, seconds)."""
+    loads, error = orjson.loads, orjson.JSONDecodeError
+    started = time.perf_counter()
+    lines = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            try:  # noqa: SIM105 (contextlib.suppress would cost more than the parse)
+                loads(line)
+            except error:
+                pass
+            lines += 1
+    return lines, time.perf_counter() - started
+
+
+def replay_pass(path: Path, lines: int) -> float:
+    """flows.replay.replay(Settings(), path) in this process: seconds; checks the counts."""
+    from flows.replay import replay
+    from flows.settings import Settings
+
+    gc.collect()
+    started = time.perf_counter()
+    board = replay(Settings(), str(path))
+    elapsed = time.perf_counter() - started
+    seen = board_events_seen(board.totals())
+    if seen != lines:
+        raise BenchFailure(f"replay of {path.name} counted {seen:,} events for {lines:,} lines")
+    return elapsed
+
+
+def replay_subprocess(path: Path, *extra: str, sample_every: float | None = None) -> Any:
+    """`opscockpit replay FILE --quiet` as a child: its peak RSS; checks the counts."""
+    metrics = path.with_name(path.name + ".prom")
+    finished = run_to_completion(
+        opscockpit_command("replay", str(path), "--quiet", "--metrics-file", str(metrics), *extra),
+        sample_every=sample_every,
+    )
+    if finished.returncode != 0:
+        raise BenchFailure(f"opscockpit replay {path.name} failed: {finished.stderr[-2000:]}")
+    seen = events_seen(metrics.read_text())
+    metrics.unlink()
+    lines = data.line_count(path)
+    if seen != lines:
+        raise BenchFailure(f"replay of {path.name} counted {seen:,} events for {lines:,} lines")
+    return finished
+
+
+def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
+    """1. Floor (read + orjson.loads) vs replay, in-process, interleaved; replay peak RSS."""
+    hours, runs = (24, 3) if ctx["quick"] else (72, 3)
+    path = data.simulated(hours)
+    lines = data.line_count(path)
+    from flows.cli import tune_gc
+
+    tune_gc()  # as `opscockpit` does in main(): the replay is measured as the CLI runs it
+    floor_passes(path, 1)  # warm the page cache
+    floors, replays = [], []
+    for run in range(runs):
+        counted, seconds = floor_pass(path)
+        assert counted == lines
+        floors.append(lines / seconds)
+        seconds = replay_pass(path, lines)
+        replays.append(lines / seconds)
+        log(f"floor {rate(floors[-1])}, replay {rate(replays[-1])} (run {run + 1}/{runs})")
+    floor, replay = Spread(floors), Spread(replays)
+    ratio = replay.best / floor.best
+    ratios = [r / f for r, f in zip(replays, floors, strict=True)]
+    finished = replay_subprocess(path)
+    ctx["floor_rate"] = floor.best
+    ctx["raw"]["floor_vs_replay"] = {
+        "file": path.name,
+        "lines": lines,
+        "floor_events_per_s": floor.raw(),
+        "replay_events_per_s": replay.raw(),
+        "ratio_of_bests": ratio,
+        "ratio_per_run": ratios,
+        "replay_subprocess_wall_s": finished.wall_s,
+        "replay_subprocess_peak_rss_bytes": finished.peak_rss,
+    }
+    status, distance = at_least(ratio, FLOOR_TARGET, points)
+    done = "met" if ratio >= FLOOR_DONE else "not met"
+    bench = f"1 floor vs replay ({lines:,} events)"
+    return [
+        Figure(bench, "floor: read + orjson.loads", floor.describe(rate)),
+        Figure(bench, "replay in-process", replay.describe(rate)),
+        Figure(
+            bench,
+            "replay / floor (bests)",
+            f"{pct(ratio)} (per run {', '.join(pct(r) for r in ratios)})",
+            f">= {pct(FLOOR_TARGET)}",
+            status,
+            distance,
+        ),
+        Figure(bench, "replay / floor, 'done' bar", pct(ratio), f">= {pct(FLOOR_DONE)}", done),
+        Figure(
+            bench,
+            "replay peak RSS (subprocess)",
+            f"{mib(finished.peak_rss)} (wall {finished.wall_s:.1f} s, "
+            f"{rate(lines / finished.wall_s)} incl. start-up)",
+        ),
+    ]
+
+
+def floor_passes(path: Path, runs: int) -> float:
+    """Best floor rate of `runs` passes (for benchmarks run without bench_floor)."""
+    best = 0.0
+    for _ in range(runs):
+        lines, seconds = floor_pass(path)
+        best = max(best, lines / seconds)
+    return best
+
+
+def bench_state(ctx: dict[str, Any]) -> list[Figure]:
+    """4. Peak RSS holding open orders / receipts awaiting stow, minus a stateless baseline."""
+    orders, receipts = (200_000, 20_000) if ctx["quick"] else (1_000_000, 100_000)
+    figures, raw = [], {}
+    bench = "4 state size"
+    for kind, count, make in (
+        ("open order", orders, data.open_orders),
+        ("receipt awaiting stow", receipts, data.open_receipts),
+    ):
+        stateful, baseline = make(count), data.page_views(count)
+        peaks: dict[str, list[int]] = {"stateful": [], "baseline": []}
+        for _ in range(2):  # interleaved, the lower peak of each counts
+            peaks["baseline"].append(replay_subprocess(baseline).peak_rss)
+            peaks["stateful"].append(replay_subprocess(stateful).peak_rss)
+        with_state, without = min(peaks["stateful"]), min(peaks["baseline"])
+        per_entry = (with_state - without) / count
+        log(f"{kind}: {mib(with_state)} vs baseline {mib(without)}: {per_entry:,.0f} B each")
+        raw[kind] = {
+            "entries": count,
+            "peak_rss_bytes": peaks["stateful"],
+            "baseline_peak_rss_bytes": peaks["baseline"],
+            "bytes_per_entry": per_entry,
+        }
+        shown = (
+            f"{per_entry:,.0f} B ({count:,}: {mib(with_state)} vs {count:,} page views "
+            f"{mib(without)})"
+        )
+        if kind == "open order":
+            status, distance = at_most(per_entry, OPEN_ORDER_TARGET, nbytes)
+            figures.append(Figure(bench, f"bytes per {kind}", shown, "< 1,024 B", status, distance))
+        else:
+            figures.append(Figure(bench, f"bytes per {kind}", shown))
+    ctx["raw"]["state_size"] = raw
+    return figures
+
+
+def bench_scrape(ctx: dict[str, Any]) -> list[Figure]:
+    """5. Render cost of a board with 1,000 values of every capped label."""
+    from flows.exposition import render
+    from flows.replay import replay
+    from flows.settings import Settings
+
+    values = 1000
+    path = data.label_cap(values)
+    board = replay(Settings(max_label_values=values), str(path))
+    totals = board.totals()
+    seen = board_events_seen(totals)
+    if seen != data.line_count(path):
+        raise BenchFailure(f"label-cap replay counted {seen} events")
+    overflow = sum(totals.get("cockpit_label_overflow_total", {}).values())
+    distinct = {
+        "fc": len(totals["cockpit_units_ordered_total"]),
+        "region": len(totals["cockpit_late_deliveries_total"]),
+        "page": len(totals["cockpit_page_load_seconds"]),
+        "widget": len(totals["cockpit_recommendations_shown_total"]),
+    }
+    if overflow or any(count != values for count in distinct.values()):
+        raise BenchFailure(f"label-cap board: {distinct}, {overflow} folded uses")
+    timings, text = [], b""
+    for _ in range(5):
+        gc.collect()
+        started = time.perf_counter()
+        text = render(board)
+        timings.append(time.perf_counter() - started)
+    series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
+    families = len(re.findall(rb"^# TYPE ", text, re.MULTILINE))
+    best = Spread(timings, higher_is_better=False)
+    ctx["raw"]["scrape"] = {
+        "label_values": distinct,
+        "render_seconds": best.raw(),
+        "exposition_bytes": len(text),
+        "series_lines": series,
+        "families": families,
+    }
+    bench = "5 scrape at the label cap"
+    return [
+        Figure(bench, "render(board), 1,000 values per label", best.describe(ms)),
+        Figure(
+            bench,
+            "exposition size",
+            f"{len(text) / KIB:,.0f} KiB, {series:,} series lines in {families} families",
+        ),
+        Figure(bench, "render cost per series", f"{best.best / series * 1e6:.1f} us"),
+    ]
+
+
+PROGRESS = re.compile(r"opscockpit: ([\d,]+) events")
+
+
+def bench_longrun(ctx: dict[str, Any]) -> list[Figure]:
+    """6. RSS over a long replay with --retention 2d, sampled every second."""
+    hours = 720 if ctx["long"] else 216
+    path = data.simulated(hours)
+    lines = data.line_count(path)
+    progress: list[tuple[float, int]] = []
+    started = time.monotonic()
+
+    def on_line(line: str) -> None:
+        match = PROGRESS.match(line)
+        if match:
+            progress.append((time.monotonic() - started, int(match.group(1).replace(",", ""))))
+
+    log(f"long replay of {lines:,} events with --retention 2d")
+    metrics = path.with_name(path.name + ".prom")
+    finished = run_to_completion(
+        opscockpit_command(
+            "replay", str(path), "--retention", "2d", "--metrics-file", str(metrics)
+        ),
+        sample_every=1.0,
+        on_stderr_line=on_line,
+    )
+    if finished.returncode != 0:
+        raise BenchFailure(f"long replay failed: {finished.stderr[-2000:]}")
+    seen = events_seen(metrics.read_text())
+    expired = re.findall(
+        r'^cockpit_state_expired_total\{kind="(\w+)"\} (\S+)$', metrics.read_text(), re.MULTILINE
+    )
+    metrics.unlink()
+    if seen != lines:
+        raise BenchFailure(f"long replay counted {seen:,} events for {lines:,} lines")
+    samples = finished.samples
+    if not samples:
+        raise BenchFailure("no RSS samples")
+    duration = samples[-1][0]
+
+    def rss_at(share: float) -> int:
+        moment = duration * share
+        return min(samples, key=lambda sample: abs(sample[0] - moment))[1]
+
+    def events_at(share: float) -> int:
+        moment = duration * share
+        before = [count for when, count in progress if when <= moment]
+        return before[-1] if before else 0
+
+    shares = (0.10, 0.25, 0.50, 0.75, 1.00)
+    points_ = {share: rss_at(share) for share in shares}
+    peak = max(rss for _t, rss in samples)
+    half, end = points_[0.50], points_[1.00]
+    growth = (end - half) / half
+    status = "met" if growth <= FLAT_TOLERANCE else "not met"
+    ctx["raw"]["long_run"] = {
+        "file": path.name,
+        "lines": lines,
+        "wall_s": finished.wall_s,
+        "peak_rss_bytes_wait4": finished.peak_rss,
+        "rss_samples": samples,
+        "progress": progress,
+        "rss_at_share": {str(share): rss for share, rss in points_.items()},
+        "expired": {kind: float(value) for kind, value in expired},
+    }
+    size = "10M (--long)" if ctx["long"] else "3M (10M with --long)"
+    bench = f"6 long run, {size}: {lines:,} events, --retention 2d"
+    at_points = ", ".join(
+        f"{int(share * 100)}%: {mib(rss)} (~{events_at(share) / 1e6:.1f}M ev)"
+        for share, rss in points_.items()
+    )
+    return [
+        Figure(bench, "RSS by share of wall time", at_points),
+        Figure(
+            bench,
+            "RSS growth 50% -> 100%",
+            f"{pct(growth)}; max {mib(peak)} (wait4 {mib(finished.peak_rss)})",
+            f"flat: <= {pct(FLAT_TOLERANCE)}",
+            status,
+        ),
+        Figure(
+            bench,
+            "replay throughput",
+            f"{rate(lines / finished.wall_s)} ({finished.wall_s:.0f} s incl. start-up); "
+            f"expired {', '.join(f'{k} {float(v):,.0f}' for k, v in expired) or 'none'}",
+        ),
+    ]

