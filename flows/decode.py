@@ -14,6 +14,8 @@ integer, say) and explains every reject.
 from __future__ import annotations
 
 import base64
+import json
+import reprlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ TOO_LARGE = "too_large"
 REJECT_REASONS = (INVALID_JSON, UNKNOWN_TYPE, INVALID_EVENT, TOO_LARGE)
 
 Event = Any  # a msgspec Struct of one of the generated event classes
+MAX_DEPTH = 1024  # orjson's nesting limit
 Fields = dict[str, Any]
 
 
@@ -72,16 +75,8 @@ class Reject:
 
 
 def _describe(value: object) -> str:
-    text = orjson.dumps(value).decode() if _jsonable(value) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _jsonable(value: object) -> bool:
-    try:
-        orjson.dumps(value)
-    except TypeError:
-        return False
-    return True
+    """A short rendering of a bad value for an error message (safe for any depth)."""
+    return reprlib.repr(value)
 
 
 def _check(obj: Fields, name: str, kind: str) -> str | None:
@@ -241,14 +236,17 @@ def decode(payload: bytes, max_bytes: int = 0) -> Event | Reject:
     if max_bytes and len(payload) > max_bytes and len(payload.rstrip(b"\n")) > max_bytes:
         size = len(payload.rstrip(b"\n"))
         return Reject(TOO_LARGE, f"payload of {size} bytes exceeds {max_bytes}", payload)
-    try:
-        event = _fast(payload)
-        event.ts = parse_time(event.ts)
-        for name in _MORE_TIMES[type(event)]:
-            setattr(event, name, parse_time(getattr(event, name)))
-    except _FAST_FAILURES:
-        return _decode_fully(payload)
-    return event
+    # msgspec skips unknown fields without checking their UTF-8: ASCII payloads only.
+    if payload.isascii():
+        try:
+            event = _fast(payload)
+            event.ts = parse_time(event.ts)
+            for name in _MORE_TIMES[type(event)]:
+                setattr(event, name, parse_time(getattr(event, name)))
+        except _FAST_FAILURES:
+            return _decode_fully(payload)
+        return event
+    return _decode_fully(payload)
 
 
 def _decode_fully(payload: bytes) -> Event | Reject:
@@ -256,7 +254,9 @@ def _decode_fully(payload: bytes) -> Event | Reject:
     try:
         obj = _loads(payload)
     except _JSONDecodeError as exc:
-        return Reject(INVALID_JSON, f"not UTF-8 JSON: {exc}", payload)
+        obj = _parse_out_of_range(payload, exc)
+        if obj is None:
+            return Reject(INVALID_JSON, f"not UTF-8 JSON: {exc}", payload)
     if type(obj) is not dict:
         return Reject(INVALID_JSON, f"not a JSON object but {type(obj).__name__}", payload)
     kind = obj.get("type")
@@ -265,8 +265,63 @@ def _decode_fully(payload: bytes) -> Event | Reject:
         if kind is None:
             return Reject(INVALID_EVENT, "missing field 'type'", payload)
         return Reject(UNKNOWN_TYPE, f"unknown event type {_describe(kind)}", payload)
+    name = str(kind)
+    if _reads_out_of_range(obj, EVENT_TYPES[name]):
+        return Reject(INVALID_JSON, "not UTF-8 JSON: a number too large for a double", payload)
     error = validate(obj)
     if error is not None:
-        return Reject(INVALID_EVENT, f"{kind}: {error}", payload)
-    # Valid, and normalised in place (integers, microseconds): now a Struct too.
-    return msgspec.convert(obj, STRUCTS[str(kind)])
+        return Reject(INVALID_EVENT, f"{name}: {error}", payload)
+    return _struct_of(obj, STRUCTS[name])
+
+
+def _parse_out_of_range(payload: bytes, error: Exception) -> Any:
+    """Numbers beyond a double only matter in fields we read (as in the fast path,
+    which skips unknown fields): parse again keeping them, as inf or big ints."""
+    if "infinity" not in str(error):
+        return None
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * MAX_DEPTH))  # orjson's depth, not Python's
+    try:
+        return json.loads(payload, parse_constant=_no_constant, parse_int=_parse_int)
+    except (ValueError, RecursionError):
+        return None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _parse_int(text: str) -> float | int:
+    """Integers too long for a double are infinite (and `int()` refuses > 4300 digits)."""
+    return float(text) if len(text) > 310 else int(text)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_big(value: object) -> bool:
+    if isinstance(value, float):
+        return value in (float("inf"), float("-inf"))
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max
+    )
+
+
+def _reads_out_of_range(obj: Fields, spec: EventType) -> bool:
+    """Does a field of the event table hold a number too large for a double?"""
+    names = ("event_id", "ts", *(n for n, _ in spec.required), *(n for n, _ in spec.optional))
+    values = [obj.get(name) for name in names]
+    lines = obj.get("lines") if spec.name == "order.placed" else None
+    if isinstance(lines, list):
+        values += [
+            line.get(part) for line in lines if isinstance(line, dict) for part in ("sku", "qty")
+        ]
+    return any(_too_big(value) for value in values)
+
+
+def _struct_of(obj: Fields, cls: type[msgspec.Struct]) -> Event:
+    """The Struct of a validated, normalised event (constructed: the full check
+    already validated what the Struct's own bounds would refuse, like big integers)."""
+    fields = {name: obj[name] for name in cls.__struct_fields__ if name in obj}
+    if "lines" in fields:
+        fields["lines"] = [Line(sku=line["sku"], qty=line["qty"]) for line in fields["lines"]]
+    return cls(**fields)

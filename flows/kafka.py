@@ -100,16 +100,28 @@ def describe(settings: KafkaSettings) -> str:
     return ", ".join(f"{key}={value}" for key, value in sorted(shown.items()))
 
 
+def redact(settings: KafkaSettings, text: str) -> str:
+    """`text` with the value of every secret-looking property masked."""
+    for key, value in settings.properties:
+        if value and any(word in key for word in SECRET_WORDS):
+            text = text.replace(value, "***")
+    return text
+
+
 def partitions_of(
     settings: KafkaSettings, topics: Iterable[str], timeout_s: float = 10.0
 ) -> dict[str, int]:
     """Partition count per topic; one-line errors when unreachable or missing."""
     errors: list[str] = []
-    admin = AdminClient(settings.client(error_cb=lambda err: errors.append(err.str())))
+    try:
+        admin = AdminClient(settings.client(error_cb=lambda err: errors.append(err.str())))
+    except KafkaException as exc:
+        message = redact(settings, exc.args[0].str())
+        raise KafkaSetupError(f"invalid Kafka config: {message}") from None
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        detail = errors[-1] if errors else exc.args[0].str()
+        detail = redact(settings, errors[-1] if errors else exc.args[0].str())
         raise KafkaSetupError(f"Kafka at {settings.bootstrap} is unreachable ({detail})") from None
     counts = {}
     for topic in topics:

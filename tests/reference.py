@@ -222,8 +222,15 @@ def _depth(text: str) -> int:
     return deepest
 
 
+class TooBig(float):
+    """A number beyond a double: invalid in a field the event table names, ignored
+    elsewhere (unknown fields are not interpreted)."""
+
+
 def _parse_int(text: str) -> int | float:
-    """Integers beyond 64 bits are read as floats, as the README says; beyond that, invalid."""
+    """Integers beyond 64 bits are read as floats, as the README says."""
+    if len(text.lstrip("-")) > 309:  # beyond a double (and maybe beyond int()'s digit limit)
+        return TooBig(math.inf)
     value = int(text)
     if INT_RANGE[0] <= value <= INT_RANGE[1]:
         return value
@@ -232,9 +239,7 @@ def _parse_int(text: str) -> int | float:
 
 def _parse_float(text: str) -> float:
     value = float(text)
-    if math.isinf(value):
-        raise ValueError("number outside double range")
-    return value
+    return TooBig(value) if math.isinf(value) else value
 
 
 def _reject_constant(text: str) -> None:
@@ -273,6 +278,14 @@ def classify(obj: dict[str, Any] | None) -> str | None:
         return "invalid_event"
     if not isinstance(type_, str) or type_ not in VALIDATORS:
         return "unknown_type"
+    read = VALIDATORS[type_].schema["properties"]
+    values = [obj.get(name) for name in read]
+    if type_ == "order.placed" and isinstance(obj.get("lines"), list):
+        values += [
+            line.get(p) for line in obj["lines"] if isinstance(line, dict) for p in ("sku", "qty")
+        ]
+    if any(isinstance(value, TooBig) for value in values):
+        return "invalid_json"
     return None if VALIDATORS[type_].is_valid(obj) else "invalid_event"
 
 

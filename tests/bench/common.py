@@ -21,6 +21,8 @@ from typing import Any
 
 import psutil
 
+from tests.bench.child import PEAK_MARK
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / ".bench"
 DATA_DIR = BENCH_DIR / "data"
@@ -179,6 +181,13 @@ def opscockpit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "flows.cli", *args]
 
 
+def opscockpit_measured(*args: str, entries_every: float | None = None) -> list[str]:
+    """`opscockpit ARGS` (the same main()) reporting its peak RSS at exit, and with
+    `entries_every` a replay's state entries periodically (see tests/bench/child.py)."""
+    extra = ["--entries", str(entries_every)] if entries_every else []
+    return [sys.executable, "-m", "tests.bench.child", *extra, *args]
+
+
 def tree_rss(process: psutil.Process) -> int:
     """Resident memory of a process and its descendants, in bytes (0 once gone)."""
     total = 0
@@ -239,7 +248,7 @@ class Finished:
 
     returncode: int
     wall_s: float
-    peak_rss: int  # bytes: ru_maxrss of this very child (os.wait4)
+    peak_rss: int  # bytes: VmHWM reported by the child, else the largest RSS sample
     stderr: str
     samples: list[tuple[float, int]] = field(default_factory=list)
 
@@ -251,7 +260,7 @@ def run_to_completion(
     on_stderr_line: Callable[[str], None] | None = None,
     timeout_s: float = 3600,
 ) -> Finished:
-    """Run a command; measure its wall time and exact peak RSS (wait4), maybe sample RSS."""
+    """Run a command; measure its wall time and peak RSS, maybe sample RSS."""
     started = time.monotonic()
     child = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -271,14 +280,18 @@ def run_to_completion(
     timer = threading.Timer(timeout_s, child.kill)
     timer.start()
     try:
-        _pid, status, usage = os.wait4(child.pid, 0)
+        child.wait()
     finally:
         timer.cancel()
     wall = time.monotonic() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
     samples = sampler.stop() if sampler else []
     reader.join(timeout=10)
-    return Finished(child.returncode, wall, usage.ru_maxrss * KIB, "".join(lines), samples)
+    peak = max((rss for _t, rss in samples), default=0)
+    for line in lines:
+        if line.startswith(PEAK_MARK):
+            peak = int(line.split()[1]) * KIB
+    text = "".join(line for line in lines if not line.startswith(PEAK_MARK))
+    return Finished(child.returncode, wall, peak, text, samples)
 
 
 class Service:

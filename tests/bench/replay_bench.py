@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from tests.bench import data
+from tests.bench.child import ENTRIES_MARK
 from tests.bench.common import (
     KIB,
     BenchFailure,
@@ -25,7 +26,7 @@ from tests.bench.common import (
     mib,
     ms,
     nbytes,
-    opscockpit_command,
+    opscockpit_measured,
     pct,
     points,
     rate,
@@ -72,7 +73,7 @@ def replay_subprocess(path: Path, *extra: str, sample_every: float | None = None
     """`opscockpit replay FILE --quiet` as a child: its peak RSS; checks the counts."""
     metrics = path.with_name(path.name + ".prom")
     finished = run_to_completion(
-        opscockpit_command("replay", str(path), "--quiet", "--metrics-file", str(metrics), *extra),
+        opscockpit_measured("replay", str(path), "--quiet", "--metrics-file", str(metrics), *extra),
         sample_every=sample_every,
     )
     if finished.returncode != 0:
@@ -237,88 +238,122 @@ def bench_scrape(ctx: dict[str, Any]) -> list[Figure]:
 
 
 PROGRESS = re.compile(r"opscockpit: ([\d,]+) events")
+SHARES = (0.10, 0.25, 0.50, 0.75, 1.00)
+
+
+def nearest(series: list[tuple[float, Any]], moment: float) -> Any:
+    """The value of a (seconds, value) series sampled closest to `moment`."""
+    return min(series, key=lambda sample: abs(sample[0] - moment))[1]
 
 
 def bench_longrun(ctx: dict[str, Any]) -> list[Figure]:
-    """6. RSS over a long replay with --retention 2d, sampled every second."""
-    hours = 720 if ctx["long"] else 216
+    """6. RSS and state entries over a long replay with --retention 2d, every second."""
+    long = ctx["long"] or not ctx["quick"]
+    hours = 720 if long else 216
     path = data.simulated(hours)
     lines = data.line_count(path)
     progress: list[tuple[float, int]] = []
+    entries: list[tuple[float, dict[str, float]]] = []
     started = time.monotonic()
 
     def on_line(line: str) -> None:
+        now = time.monotonic() - started
         match = PROGRESS.match(line)
         if match:
-            progress.append((time.monotonic() - started, int(match.group(1).replace(",", ""))))
+            progress.append((now, int(match.group(1).replace(",", ""))))
+        elif line.startswith(ENTRIES_MARK):
+            entries.append((now, orjson.loads(line.split(" ", 1)[1])))
 
     log(f"long replay of {lines:,} events with --retention 2d")
     metrics = path.with_name(path.name + ".prom")
     finished = run_to_completion(
-        opscockpit_command(
-            "replay", str(path), "--retention", "2d", "--metrics-file", str(metrics)
+        opscockpit_measured(
+            "replay",
+            str(path),
+            "--retention",
+            "2d",
+            "--metrics-file",
+            str(metrics),
+            entries_every=1.0,
         ),
         sample_every=1.0,
         on_stderr_line=on_line,
     )
     if finished.returncode != 0:
         raise BenchFailure(f"long replay failed: {finished.stderr[-2000:]}")
-    seen = events_seen(metrics.read_text())
-    expired = re.findall(
-        r'^cockpit_state_expired_total\{kind="(\w+)"\} (\S+)$', metrics.read_text(), re.MULTILINE
-    )
+    text = metrics.read_text()
     metrics.unlink()
+    seen = events_seen(text)
     if seen != lines:
         raise BenchFailure(f"long replay counted {seen:,} events for {lines:,} lines")
+    expired = {
+        kind: float(value)
+        for kind, value in re.findall(
+            r'^cockpit_state_expired_total\{kind="(\w+)"\} (\S+)$', text, re.MULTILINE
+        )
+    }
     samples = finished.samples
-    if not samples:
-        raise BenchFailure("no RSS samples")
+    if not samples or not entries:
+        raise BenchFailure("no RSS or state samples from the long replay")
     duration = samples[-1][0]
-
-    def rss_at(share: float) -> int:
-        moment = duration * share
-        return min(samples, key=lambda sample: abs(sample[0] - moment))[1]
-
-    def events_at(share: float) -> int:
-        moment = duration * share
-        before = [count for when, count in progress if when <= moment]
-        return before[-1] if before else 0
-
-    shares = (0.10, 0.25, 0.50, 0.75, 1.00)
-    points_ = {share: rss_at(share) for share in shares}
-    peak = max(rss for _t, rss in samples)
-    half, end = points_[0.50], points_[1.00]
-    growth = (end - half) / half
-    status = "met" if growth <= FLAT_TOLERANCE else "not met"
+    rss = {share: nearest(samples, duration * share) for share in SHARES}
+    events = {share: nearest([(0.0, 0), *progress], duration * share) for share in SHARES}
+    held = {share: nearest(entries, duration * share) for share in SHARES}
+    peak = max(value for _t, value in samples)
+    first_half = max(value for t, value in samples if 0.10 * duration <= t <= 0.5 * duration)
+    second_half = max(value for t, value in samples if t > 0.5 * duration)
+    growth = second_half / first_half - 1
+    totals = [sum(values.values()) for _t, values in entries]
+    half = len(totals) // 2
+    entries_growth = max(totals[half:]) / max(totals[len(totals) // 10 : half]) - 1
     ctx["raw"]["long_run"] = {
         "file": path.name,
         "lines": lines,
         "wall_s": finished.wall_s,
-        "peak_rss_bytes_wait4": finished.peak_rss,
+        "peak_rss_bytes_vmhwm": finished.peak_rss,
         "rss_samples": samples,
+        "state_entries_samples": entries,
         "progress": progress,
-        "rss_at_share": {str(share): rss for share, rss in points_.items()},
-        "expired": {kind: float(value) for kind, value in expired},
+        "rss_at_share": {str(share): value for share, value in rss.items()},
+        "rss_growth_second_half_vs_first_half": growth,
+        "entries_growth_second_half_vs_first_half": entries_growth,
+        "expired": expired,
     }
-    size = "10M (--long)" if ctx["long"] else "3M (10M with --long)"
-    bench = f"6 long run, {size}: {lines:,} events, --retention 2d"
-    at_points = ", ".join(
-        f"{int(share * 100)}%: {mib(rss)} (~{events_at(share) / 1e6:.1f}M ev)"
-        for share, rss in points_.items()
-    )
+    size = "10M" if long else "3M: --quick"
+    bench = f"6 long run ({size}): {lines:,} events, --retention 2d"
+
+    def held_text(values: dict[str, float]) -> str:
+        return "/".join(f"{values.get(kind, 0) / 1000:,.0f}k" for kind in ("orders", "dedup_ids"))
+
     return [
-        Figure(bench, "RSS by share of wall time", at_points),
         Figure(
             bench,
-            "RSS growth 50% -> 100%",
-            f"{pct(growth)}; max {mib(peak)} (wait4 {mib(finished.peak_rss)})",
-            f"flat: <= {pct(FLAT_TOLERANCE)}",
-            status,
+            "RSS at share of wall time (events read)",
+            ", ".join(
+                f"{int(share * 100)}%: {mib(rss[share])} ({events[share] / 1e6:.1f}M)"
+                for share in SHARES
+            ),
         ),
         Figure(
             bench,
-            "replay throughput",
+            "max RSS, 2nd half vs 1st half (10-50%)",
+            f"{pct(growth)} ({mib(second_half)} vs {mib(first_half)}); "
+            f"max sampled {mib(peak)}, VmHWM {mib(finished.peak_rss)}",
+            f"flat: <= {pct(FLAT_TOLERANCE)}",
+            "met" if growth <= FLAT_TOLERANCE else "not met",
+        ),
+        Figure(
+            bench,
+            "state entries, 2nd half vs 1st half",
+            f"{pct(entries_growth)}; orders/dedup ids at "
+            + ", ".join(f"{int(share * 100)}%: {held_text(held[share])}" for share in SHARES),
+            f"flat: <= {pct(FLAT_TOLERANCE)}",
+            "met" if entries_growth <= FLAT_TOLERANCE else "not met",
+        ),
+        Figure(
+            bench,
+            "replay throughput; expired by retention",
             f"{rate(lines / finished.wall_s)} ({finished.wall_s:.0f} s incl. start-up); "
-            f"expired {', '.join(f'{k} {float(v):,.0f}' for k, v in expired) or 'none'}",
+            + (", ".join(f"{kind} {value:,.0f}" for kind, value in expired.items()) or "none"),
         ),
     ]

@@ -6,7 +6,7 @@ Benchmarks (in this order; `kafka` feeds `latency` its load rate, `floor` feeds
 `kafka` the floor): floor, kafka, latency, state, scrape, longrun. Figures are
 printed with their targets, never asserted; a benchmark fails only when the
 system under test misbehaves (wrong counts, a crash), and the others still run.
-Inputs are generated once into `.bench/data` (about 2 GB with --long).
+Inputs are generated once into `.bench/data` (about 2.2 GB for a full run).
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smaller inputs: everything in a few minutes"
     )
-    parser.add_argument("--long", action="store_true", help="longrun on 10M events instead of 3M")
+    parser.add_argument(
+        "--long", action="store_true", help="longrun on 10M events even with --quick"
+    )
     parser.add_argument(
         "--only",
         nargs="+",
