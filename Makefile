@@ -33,7 +33,7 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 generate: $(STAMP)
 	$(BIN)/python -m flows.schemas schemas

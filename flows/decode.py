@@ -19,7 +19,7 @@ import reprlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import msgspec
 import orjson
@@ -58,6 +58,7 @@ class Reject:
     error: str
     payload: bytes
     origin: dict[str, Any] = field(default_factory=dict)
+    ts: ClassVar[int] = -(1 << 62)  # earlier than any event: rejects never move W
 
     def record(self) -> dict[str, Any]:
         """The dead-letter record: reason, error, payload as text or base64, origin."""

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from flows.decode import Event, Reject
 from flows.engine import MIN_TS
 from flows.ledger import Ledger
 from flows.settings import Runtime
@@ -141,7 +141,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
 
     def __init__(self, source: TpsKafkaSource, topic: str, partition: int, offset: int) -> None:
         self.source, self.topic, self.partition = source, topic, partition
-        self.name, self.shard = part_name(topic, partition), str(partition)
+        self.name, self.shard = part_name(topic, partition), source.shard_of[partition]
         self.next_offset = offset
         self.max_ts = MIN_TS
         now = source.clock()
@@ -169,25 +169,22 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
     def next_batch(self) -> list[Message]:
         stop_if_asked(self.source.stop)
         messages = self.consumer.consume(self.source.batch_size, 0)
-        payloads: list[bytes] = []
-        offsets: list[int] = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
+        errors = [error for message in messages if (error := message.error()) is not None]
+        if errors:
+            for error in errors:
                 self._error(error)
-                continue
-            payloads.append(message.value() or b"")
-            offsets.append(int(message.offset() or 0))
+            messages = [message for message in messages if message.error() is None]
         now = self.source.clock()
         out: list[Message] = []
-        if payloads:
+        if messages:
             self.ledger["cockpit_kafka_up"][()] = 1
             self.empty_polls = 0
             self.last_message = now
             self.idle = False
-            items = decode_batch(payloads, self.source.max_bytes, self._origin(offsets), 0)
-            self.next_offset = offsets[-1] + 1
-            self.max_ts = max(self.max_ts, _max_ts(items))
+            payloads = [message.value() or b"" for message in messages]
+            items = decode_batch(payloads, self.source.max_bytes, self._origin(messages), 0)
+            self.next_offset = int(messages[-1].offset() or 0) + 1
+            self.max_ts = max(self.max_ts, *map(_TS, items))
             out.append((self.shard, ("events", self.shard, self.name, items)))
         else:
             self.empty_polls += 1
@@ -195,8 +192,12 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         out.extend(self._marks(now))
         return out
 
-    def _origin(self, offsets: list[int]) -> Callable[[int], dict[str, Any]]:
-        return lambda i: {"topic": self.topic, "partition": self.partition, "offset": offsets[i]}
+    def _origin(self, messages: list[Any]) -> Callable[[int], dict[str, Any]]:
+        return lambda i: {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": messages[i].offset(),
+        }
 
     def _marks(self, now: int) -> list[Message]:
         """Progress for every shard: at once when idleness flips, else at most every MARK_EVERY."""
@@ -253,25 +254,29 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.consumer.close()
 
 
-def _max_ts(items: list[Event | Reject]) -> int:
-    return max((item.ts for item in items if not isinstance(item, Reject)), default=MIN_TS)
+_TS = attrgetter("ts")  # a reject's ts is MIN_TS: it never moves the watermark
 
 
 class TpsKafkaSource(FixedPartitionedSource[Message, int]):
     """Every partition of the input topics; resumes at the snapshotted offsets."""
 
     def __init__(
-        self, kafka: KafkaSettings, partitions: dict[str, int], *, start: str, runtime: Runtime
+        self,
+        kafka: KafkaSettings,
+        partitions: dict[str, int],
+        shard_of: dict[int, str],
+        *,
+        start: str,
+        runtime: Runtime,
     ) -> None:
+        """`shard_of` names the shard (state key) of each partition index."""
         settings = runtime.settings
-        self.kafka, self.partitions = kafka, partitions
+        self.kafka, self.partitions, self.shard_of = kafka, partitions, shard_of
         self.board, self.clock, self.stop = runtime.board, runtime.clock, runtime.stop
         self.start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         self.batch_size, self.max_bytes = settings.batch_size, settings.max_event_bytes
         self.idle_timeout = settings.idle_timeout
-        self.shards = sorted(
-            {str(p) for count in partitions.values() for p in range(count)}, key=int
-        )
+        self.shards = sorted(set(shard_of.values()))
 
     def list_parts(self) -> list[str]:
         return [part_name(t, p) for t, count in self.partitions.items() for p in range(count)]

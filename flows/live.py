@@ -38,6 +38,7 @@ from flows.kafka import (
     partitions_of,
     read_properties,
 )
+from flows.placement import shard_keys
 from flows.settings import Runtime, Settings
 from flows.sources import SimulatorSource
 from flows.timeutil import US_PER_SECOND
@@ -94,7 +95,15 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
         {f"{topic}.dlq": 1 for topic in topics} if args.dlq_topic is None else {args.dlq_topic: 1}
     )
     ensure_topics(kafka, outputs)
-    source = TpsKafkaSource(kafka, partitions, start=args.start, runtime=runtime)
+    # One shard per partition index (topics are co-partitioned), held by the worker
+    # that reads that partition of the first topic having it.
+    reader_of: dict[str, str] = {}
+    for topic, count in partitions.items():
+        for index in range(count):
+            reader_of.setdefault(str(index), part_name(topic, index))
+    keys = shard_keys(total_workers(args), reader_of)
+    shard_of = {int(index): key for index, key in keys.items()}
+    source = TpsKafkaSource(kafka, partitions, shard_of, start=args.start, runtime=runtime)
     layout = Layout(
         tuple(source.shards),
         tuple(part_name(t, p) for t, n in partitions.items() for p in range(n)),
@@ -111,13 +120,31 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     return Wiring(source, layout, sinks)
 
 
-def recovery_config(directory: Path | None, parts: int) -> RecoveryConfig | None:
-    """bytewax recovery in `directory`, creating its partitions on first use."""
+def total_workers(args: argparse.Namespace) -> int:
+    """Workers in the whole cluster: per process, times the processes."""
+    processes = len(args.addresses.split(";")) if args.addresses else args.processes
+    return int(args.workers) * max(processes, 1)
+
+
+def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | None:
+    """bytewax recovery in `directory`, creating its partitions on first use.
+
+    State is keyed by shards placed for a number of workers, so a directory only
+    resumes with the number of workers that created it.
+    """
     if directory is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / "opscockpit-workers"
     if not any(directory.glob("part-*.sqlite3")):
-        init_db_dir(directory, parts)
+        init_db_dir(directory, workers)
+        marker.write_text(f"{workers}\n")
+    created = int(marker.read_text()) if marker.exists() else workers
+    if created != workers:
+        raise RunError(
+            f"{directory} holds state of {created} workers, not {workers}: run with "
+            f"{created} workers in total, or start from an empty --recovery-dir"
+        )
     return RecoveryConfig(directory)
 
 
@@ -152,14 +179,14 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     grace.start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: runtime.stop.set())
-    workers = args.workers * max(args.processes, 1)
+    recovery = recovery_config(args.recovery_dir, total_workers(args))
     cli_main(
         flow,
         workers_per_process=args.workers,
         process_id=args.process_id,
         addresses=args.addresses.split(";") if args.addresses else None,
         epoch_interval=timedelta(microseconds=args.snapshot_interval),
-        recovery_config=recovery_config(args.recovery_dir, workers),
+        recovery_config=recovery,
     )
     print("opscockpit: stopped", file=sys.stderr)
 
@@ -172,6 +199,7 @@ def _free_port() -> int:
 
 def run_local_cluster(args: argparse.Namespace) -> None:
     """Start --processes N copies of this command as one bytewax cluster on this machine."""
+    recovery_config(args.recovery_dir, total_workers(args))  # created once, before the children
     addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(args.processes))
     children = [
         subprocess.Popen(

@@ -37,15 +37,16 @@ def report_peak() -> None:
 def watch_entries(every: float) -> None:
     """Capture the replay's board and report its state entries periodically."""
     import flows.replay
+    from flows.settings import Runtime
 
     boards: list[Any] = []
 
-    class Recorded(flows.replay.Runtime):
+    class Recorded(Runtime):
         def __post_init__(self) -> None:
             super().__post_init__()
             boards.append(self.board)
 
-    flows.replay.Runtime = Recorded  # type: ignore[misc]
+    flows.replay.Runtime = Recorded  # type: ignore[attr-defined]  # replay builds this one
 
     def sample() -> None:
         while True:

@@ -202,7 +202,8 @@ def tree_rss(process: psutil.Process) -> int:
 
 
 def tree_cpu(process: psutil.Process) -> float:
-    """CPU seconds (user + system) used so far by a process and its descendants."""
+    """CPU seconds (user + system) used so far by a process and its descendants,
+    including descendants that have exited and been waited for."""
     total = 0.0
     try:
         members = [process, *process.children(recursive=True)]
@@ -211,10 +212,43 @@ def tree_cpu(process: psutil.Process) -> float:
     for member in members:
         try:
             times = member.cpu_times()
-            total += times.user + times.system
+            total += times.user + times.system + times.children_user + times.children_system
         except psutil.Error:
             pass
     return total
+
+
+def machine_busy_cpu() -> float:
+    """CPU seconds all processes of the machine have used (steal excluded)."""
+    times = psutil.cpu_times()
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+
+
+def machine_steal_cpu() -> float:
+    """CPU seconds the hypervisor gave to other guests while this one wanted to run."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
+
+
+class OthersCpu:
+    """How much CPU processes outside this benchmark used: the noise on the figures."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.started = time.monotonic()
+        self.busy = machine_busy_cpu()
+        self.steal = machine_steal_cpu()
+        self.ours = tree_cpu(self.me)
+
+    def stolen(self) -> float:
+        """Average number of cores the hypervisor took away (steal time) since construction."""
+        wall = time.monotonic() - self.started
+        return (machine_steal_cpu() - self.steal) / max(wall, 1e-9)
+
+    def cores(self) -> float:
+        """Average number of cores others kept busy since construction."""
+        wall = time.monotonic() - self.started
+        others = (machine_busy_cpu() - self.busy) - (tree_cpu(self.me) - self.ours)
+        return max(others, 0.0) / max(wall, 1e-9)
 
 
 class RssSampler:

@@ -12,6 +12,7 @@ Inputs are generated once into `.bench/data` (about 2.2 GB for a full run).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from tests.bench.common import BENCH_DIR, BenchFailure, Figure, log, machine
+from tests.bench.common import BENCH_DIR, BenchFailure, Figure, OthersCpu, log, machine
 from tests.bench.kafka_bench import bench_kafka, bench_latency
 from tests.bench.replay_bench import bench_floor, bench_longrun, bench_scrape, bench_state
 
@@ -61,7 +62,11 @@ def report(info: dict[str, Any], mode: str, figures: list[Figure], failed: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smaller inputs: everything in a few minutes"
     )
@@ -87,9 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
     for name in selected:
         log(f"--- {name}")
-        started = time.monotonic()
+        started, others = time.monotonic(), OthersCpu()
         try:
-            figures += BENCHMARKS[name](ctx)
+            found = BENCHMARKS[name](ctx)
+            noise, stolen = others.cores(), others.stolen()
+            ctx["raw"].setdefault("other_processes_cores", {})[name] = noise
+            ctx["raw"].setdefault("steal_cores", {})[name] = stolen
+            figures += found
+            figures.append(
+                Figure(
+                    found[0].bench if found else name,
+                    "noise: CPU used by other processes; steal",
+                    f"{noise:.2f} of {os.cpu_count()} cores on average; "
+                    f"hypervisor steal {stolen:.2f} cores",
+                )
+            )
         except BenchFailure as exc:
             failed.append(f"{name}: {exc}")
             log(f"{name} FAILED: {exc}")
