@@ -4,6 +4,7 @@ broker instead."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -25,7 +26,10 @@ def free_port() -> int:
 def wait_until_ready(
     bootstrap: str, extra: dict[str, str] | None = None, timeout_s: float = 30.0
 ) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    # librdkafka would log every refused connection while the broker starts.
+    quiet = {"logger": logging.getLogger("tests.librdkafka")}
+    logging.getLogger("tests.librdkafka").setLevel(logging.CRITICAL)
+    admin = AdminClient({"bootstrap.servers": bootstrap, **quiet, **(extra or {})})
     deadline = time.monotonic() + timeout_s
     while True:
         try:
