@@ -93,17 +93,21 @@ def read_properties(path: Path) -> tuple[tuple[str, str], ...]:
 def describe(settings: KafkaSettings) -> str:
     """The client settings with every secret masked, for logs and errors."""
     shown = {
-        key: ("***" if any(word in key for word in SECRET_WORDS) else value)
+        key: ("***" if _is_secret(key) else value)
         for key, value in settings.client().items()
         if key != "logger"
     }
     return ", ".join(f"{key}={value}" for key, value in sorted(shown.items()))
 
 
+def _is_secret(key: str) -> bool:
+    return any(word in key for word in SECRET_WORDS)
+
+
 def redact(settings: KafkaSettings, text: str) -> str:
     """`text` with the value of every secret-looking property masked."""
     for key, value in settings.properties:
-        if value and any(word in key for word in SECRET_WORDS):
+        if value and _is_secret(key):
             text = text.replace(value, "***")
     return text
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
+from bytewax.testing import ffwd_iter
 
 from flows.decode import Event, Reject, decode
 from flows.timeutil import US_PER_SECOND
@@ -119,8 +120,7 @@ class LinesSource(FixedPartitionedSource[Message, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LinesPartition:
         lines = self.open_lines()
         skip = resume_state or 0
-        for _ in islice(lines, skip):
-            pass
+        ffwd_iter(lines, skip)
         return _LinesPartition(
             self.name, self.file, lines, skip, self.batch_size, self.max_bytes, self.progress
         )
@@ -218,6 +218,5 @@ class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
         else:
             start, emitted = resume_state
         stream = self.stream_from(start)
-        for _ in islice(stream, emitted):
-            pass
+        ffwd_iter(stream, emitted)
         return _SimulatorPartition(self, stream, start, emitted)
