@@ -294,6 +294,23 @@ class TpsKafkaSource(FixedPartitionedSource[Message, int]):
 Record = tuple[str, dict[str, Any]]
 
 
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    partition: int = -1,
+    wait_s: float = 0.5,
+) -> None:
+    """Produce one message, waiting for the broker while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key, partition=partition)
+            return
+        except BufferError:
+            producer.poll(wait_s)
+
+
 class _TopicWriter(StatefulSinkPartition[Record, None]):
     def __init__(self, kafka: KafkaSettings, topic_for: Callable[[dict[str, Any]], str]) -> None:
         self.topic_for = topic_for
@@ -309,13 +326,7 @@ class _TopicWriter(StatefulSinkPartition[Record, None]):
 
     def write_batch(self, values: list[Record]) -> None:
         for key, record in values:
-            value = orjson.dumps(record)
-            while True:
-                try:
-                    self.producer.produce(self.topic_for(record), value, key.encode())
-                    break
-                except BufferError:
-                    self.producer.poll(0.5)  # the local queue is full: wait for the broker
+            produce(self.producer, self.topic_for(record), orjson.dumps(record), key.encode())
         self.producer.poll(0)
 
     def snapshot(self) -> None:

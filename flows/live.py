@@ -36,6 +36,7 @@ from flows.kafka import (
     ensure_topics,
     part_name,
     partitions_of,
+    produce,
     read_properties,
 )
 from flows.placement import shard_keys
@@ -272,12 +273,7 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
                 if wait > 0:
                     producer.poll(0)
                     time.sleep(wait)
-            while True:
-                try:
-                    producer.produce(args.topic, payload, key.encode() or None)
-                    break
-                except BufferError:
-                    producer.poll(0.5)
+            produce(producer, args.topic, payload, key.encode() or None)
             count += 1
             if count % 10000 == 0:
                 producer.poll(0)

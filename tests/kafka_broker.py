@@ -10,11 +10,15 @@ import socket
 import subprocess
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from flows.events import entity_key
 
 
 def free_port() -> int:
@@ -78,6 +82,15 @@ def broker() -> Iterator[str]:
         return
     with tansu() as bootstrap:
         yield bootstrap
+
+
+def keyed(line: bytes, partitions: int = 3) -> tuple[int, bytes, bytes]:
+    """(partition, key, value) for a line, keyed by entity id like a real producer."""
+    try:
+        key = entity_key(orjson.loads(line)).encode()
+    except (orjson.JSONDecodeError, AttributeError):
+        key = b"malformed"
+    return zlib.crc32(key) % partitions, key, line
 
 
 def unique(name: str) -> str:

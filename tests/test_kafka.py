@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.events import entity_key
-from tests.kafka_broker import consume_all, create_topic, produce, unique
+from tests.kafka_broker import consume_all, create_topic, keyed, produce, unique
 from tests.processes import cockpit, opscockpit, wait_for
 from tests.reference import COMPUTED, Samples, compare, parse_exposition
 from tests.scenario import Events, at
@@ -33,15 +32,6 @@ LIVE_METRICS = [m for m in COMPUTED if m != "cockpit_state_entries"]
 def validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{name}.json").read_text())
     return Draft202012Validator(schema, format_checker=FormatChecker())
-
-
-def keyed(line: bytes) -> tuple[int, bytes, bytes]:
-    """(partition, key, value) for a line, keyed by entity id like a real producer."""
-    try:
-        key = entity_key(orjson.loads(line)).encode()
-    except (orjson.JSONDecodeError, AttributeError):
-        key = b"malformed"
-    return zlib.crc32(key) % PARTITIONS, key, line
 
 
 @pytest.fixture(scope="module")

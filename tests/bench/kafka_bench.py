@@ -17,7 +17,6 @@ import orjson
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from flows.events import entity_key
 from tests.bench import data
 from tests.bench.common import (
     BENCH_DIR,
@@ -43,7 +42,7 @@ from tests.bench.common import (
     wait_until,
 )
 from tests.bench.replay_bench import floor_passes
-from tests.kafka_broker import broker, create_topic, unique
+from tests.kafka_broker import broker, create_topic, keyed, unique
 
 PARTITIONS = 3
 PER_WORKER_TARGET = 0.35  # of the floor, per worker (issue 6)
@@ -57,18 +56,9 @@ LATE_PROBES = re.compile(
 )
 
 
-def keyed(line: bytes) -> tuple[int, bytes, bytes]:
-    """(partition, key, value), keyed by entity id exactly like tests/test_kafka.py keyed()."""
-    try:
-        key = entity_key(orjson.loads(line)).encode()
-    except (orjson.JSONDecodeError, AttributeError):
-        key = b"malformed"
-    return zlib.crc32(key) % PARTITIONS, key, line
-
-
 def produce_all(bootstrap: str, topic: str, lines: list[bytes]) -> float:
     """Produce every line keyed by entity id; seconds until all are acknowledged."""
-    messages = [keyed(line) for line in lines]
+    messages = [keyed(line, PARTITIONS) for line in lines]
     started = time.monotonic()
     producer = Producer(
         {

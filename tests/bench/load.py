@@ -17,16 +17,16 @@ import argparse
 import contextlib
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Producer
 
-from flows.events import entity_key
+from flows.kafka import produce
 from flows.simulator import rfc3339
 from flows.timeutil import US_PER_MS, parse_time
+from tests.kafka_broker import keyed
 
 PROBE_TYPE = b'"cart.added"'
 PROMISES = ("promised_ship_by", "promised_delivery_by")
@@ -38,15 +38,6 @@ QUOTED_MARK = f'"{MARK}"'.encode()
 # was; or (event, None, None) for events with promises, re-serialised at send time;
 # or (payload, None, None) with event None for malformed lines, sent unchanged.
 Template = tuple[Any, Any, Any]
-
-
-def keyed(line: bytes, partitions: int) -> tuple[int, bytes]:
-    """(partition, key) like a real producer: crc32 of the entity id (tests/test_kafka.py)."""
-    try:
-        key = entity_key(orjson.loads(line)).encode()
-    except (orjson.JSONDecodeError, AttributeError):
-        key = b"malformed"
-    return zlib.crc32(key) % partitions, key
 
 
 def template(line: bytes) -> Template:
@@ -109,7 +100,7 @@ def main() -> int:
         return 1
     prepared = []
     for line in lines:
-        partition, key = keyed(line, args.partitions)
+        partition, key, _line = keyed(line, args.partitions)
         prepared.append((partition, key, template(line)))
     del lines
     start_ms = int((time.time() + 1.0) * 1000)  # prepared: S can be close
@@ -127,12 +118,7 @@ def main() -> int:
             time.sleep(due - now)
         elif now - due > max_lag:
             max_lag = now - due
-        while True:
-            try:
-                producer.produce(topic, payload, key, partition=partition)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, topic, payload, key, partition, wait_s=0.05)
         produced += 1
         if produced % 1000 == 0:
             producer.poll(0)
