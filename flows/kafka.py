@@ -71,6 +71,30 @@ class KafkaSettings:
             **extra,
         }
 
+    def consumer(self, **extra: Any) -> dict[str, Any]:
+        """A partition reader: offsets live in bytewax recovery, never in a group."""
+        return self.client(
+            **{
+                "group.id": "opscockpit",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                **extra,
+            }
+        )
+
+    def producer(self, **extra: Any) -> dict[str, Any]:
+        return self.client(**{"linger.ms": 20, **extra})
+
+    def check(self) -> None:
+        """Build each kind of client once, so a property that is wrong for one of them
+        (`fetch.max.bytes` below `message.max.bytes`, say) fails in one line at start."""
+        try:
+            Consumer(self.consumer()).close()
+            Producer(self.producer()).flush(0)
+        except KafkaException as exc:
+            message = redact(self, exc.args[0].str())
+            raise KafkaSetupError(f"invalid Kafka config: {message}") from None
+
 
 def read_properties(path: Path) -> tuple[tuple[str, str], ...]:
     """librdkafka properties from a `key=value` file (`#` comments, blank lines)."""
@@ -115,13 +139,10 @@ def redact(settings: KafkaSettings, text: str) -> str:
 def partitions_of(
     settings: KafkaSettings, topics: Iterable[str], timeout_s: float = 10.0
 ) -> dict[str, int]:
-    """Partition count per topic; one-line errors when unreachable or missing."""
+    """Partition count per topic; one-line errors when misconfigured, unreachable or missing."""
+    settings.check()
     errors: list[str] = []
-    try:
-        admin = AdminClient(settings.client(error_cb=lambda err: errors.append(err.str())))
-    except KafkaException as exc:
-        message = redact(settings, exc.args[0].str())
-        raise KafkaSetupError(f"invalid Kafka config: {message}") from None
+    admin = AdminClient(settings.client(error_cb=lambda err: errors.append(err.str())))
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
@@ -157,11 +178,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.ledger["cockpit_kafka_up"][()] = 1
         source.board.publish(f"kafka:{self.name}", self.ledger)
         self.consumer = Consumer(
-            source.kafka.client(
+            source.kafka.consumer(
                 **{
-                    "group.id": "opscockpit",  # offsets live in bytewax recovery, not in a group
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": False,
                     "statistics.interval.ms": 5000,
                     "stats_cb": self._stats,
                     "error_cb": self._error,
@@ -192,9 +210,22 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             out.append((self.shard, ("events", self.shard, self.name, items)))
         else:
             self.empty_polls += 1
-            self.idle = now - self.last_message >= self.source.idle_timeout
+            self.idle = now - self.last_message >= self.source.idle_timeout and self._caught_up()
         out.extend(self._marks(now))
         return out
+
+    def _caught_up(self) -> bool:
+        """At the end of the partition as last fetched. A reader cut off from the broker
+        mid-backlog is not idle: its partition must keep holding W back."""
+        low, high = self.consumer.get_watermark_offsets(
+            TopicPartition(self.topic, self.partition), cached=True
+        )
+        if high < 0:
+            return True  # nothing fetched yet: an empty partition, or none to know of
+        position = self.next_offset
+        if position < 0:  # still the symbolic start: earliest or latest
+            position = low if position == OFFSET_BEGINNING else high
+        return bool(position >= high)
 
     def _origin(self, messages: list[Any]) -> Callable[[int], dict[str, Any]]:
         return lambda i: {
@@ -315,9 +346,8 @@ class _TopicWriter(StatefulSinkPartition[Record, None]):
     def __init__(self, kafka: KafkaSettings, topic_for: Callable[[dict[str, Any]], str]) -> None:
         self.topic_for = topic_for
         self.producer = Producer(
-            kafka.client(
+            kafka.producer(
                 **{
-                    "linger.ms": 20,
                     "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
                     "error_cb": lambda err: log.warning("Kafka producer: %s", err.str()),
                 }

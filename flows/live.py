@@ -263,7 +263,7 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
         partitions_of(kafka, [args.topic])
     except KafkaSetupError as exc:
         raise RunError(str(exc)) from None
-    producer = Producer(kafka.client(**{"linger.ms": 20}))
+    producer = Producer(kafka.producer())
     count = 0
     emissions = stream(args.seed, start, Profile().scaled(args.scale))
     try:

@@ -447,6 +447,7 @@ def test_a_sasl_password_never_reaches_the_output_of_a_running_cockpit(kafka, tm
             f"security.protocol=SASL_PLAINTEXT\nsasl.password={SECRET}\nsasl.mechanisms=NOPE\n",
             "NOPE",
         ),
+        ("fetch.max.bytes=1024\n", "fetch.max.bytes"),
     ],
     ids=[
         "a line without =",
@@ -455,6 +456,7 @@ def test_a_sasl_password_never_reaches_the_output_of_a_running_cockpit(kafka, tm
         "an unknown property",
         "an invalid value",
         "an unsupported SASL mechanism",
+        "a value only the consumer rejects",
     ],
 )
 def test_an_invalid_kafka_config_is_one_line_without_secrets(tmp_path, content, expected):
