@@ -681,6 +681,30 @@ def test_an_event_with_bytes_spliced_in_is_decided_like_the_reference(seed, junk
     assert_agrees(data[:at] + junk + data[at:])
 
 
+@settings(FUZZ_SETTINGS, max_examples=1000)
+@given(
+    st.integers(0, 2**32),
+    st.sampled_from(["2026-11-20T23:59:", "2028-02-29T00:00:", "2026-02-28T12:30:"]),
+    st.sampled_from(["00", "07", "59", "60", "99", "5", "5.", "-1", "0x", ""])
+    | st.text("0123456789:.Z+-x ", max_size=3),
+    st.sampled_from(["Z", ".5Z", ".250Z", ".123456Z", ".1234567Z", "", ".Z", "z", "Z "]),
+)
+def test_times_built_from_cached_parts_are_decided_like_the_reference(
+    seed, minute, second, fraction
+):
+    """Parsing reuses the minute and fraction of times parsed before: any second and
+    suffix put between parts it has seen are still judged (and valued) exactly."""
+    event = valid_event(random.Random(seed), seed)
+    for warm in (f"{minute}00Z", f"{minute}00{fraction}"):
+        decode(orjson.dumps({**event, "ts": warm}))
+    stamp = f"{minute}{second}{fraction}"
+    payload = orjson.dumps({**event, "ts": stamp})
+    assert_agrees(payload)
+    verdict = decode(payload)
+    if type(verdict) is not Reject:
+        assert verdict.ts == reference.to_us(stamp)
+
+
 # --- accounting through the engine and the replay command
 
 
