@@ -217,12 +217,13 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
     def _caught_up(self) -> bool:
         """At the end of the partition as last fetched. A reader cut off from the broker
         mid-backlog is not idle: its partition must keep holding W back."""
-        low, high = self.consumer.get_watermark_offsets(
-            TopicPartition(self.topic, self.partition), cached=True
-        )
+        here = TopicPartition(self.topic, self.partition)
+        low, high = self.consumer.get_watermark_offsets(here, cached=True)
         if high < 0:
             return True  # nothing fetched yet: an empty partition, or none to know of
-        position = self.next_offset
+        # librdkafka's position steps over transaction markers, which are never
+        # delivered: a transactional topic's end is not one unread message away.
+        position = max(self.next_offset, self.consumer.position([here])[0].offset)
         if position < 0:  # still the symbolic start: earliest or latest
             position = low if position == OFFSET_BEGINNING else high
         return bool(position >= high)

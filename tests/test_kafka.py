@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.events import entity_key
@@ -186,6 +187,29 @@ def test_an_idle_partition_does_not_stop_deadlines(kafka):
     finally:
         stop.set()
         feeder.join()
+
+
+def test_a_transactional_partition_goes_idle_at_its_end(kafka):
+    """A transaction's commit marker takes an offset but is never delivered: the end
+    of a transactional partition still counts as caught up, so it goes idle and the
+    drained input decides the deadline (W = max ts, not max ts - lateness)."""
+    names = topics()
+    create_topic(kafka, names["input"], 1)
+    e = Events()
+    producer = Producer({"bootstrap.servers": kafka, "transactional.id": unique("txn")})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(names["input"], e.placed("O1", at(0), at(5), at(600)), b"O1", partition=0)
+    producer.produce(names["input"], e.tick(at(5, seconds=30)), b"s", partition=0)
+    producer.commit_transaction(30)
+    del producer  # destroyed now, not after the broker is gone
+    with cockpit(*run_args(kafka, names, "--idle-timeout", "1s")) as running:
+        breaches = wait_for(
+            lambda: running.samples().get("cockpit_ship_sla_breaches_total"),
+            30,
+            "the breach decided by the drained input",
+        )
+        assert breaches == {(("fc", "FC1"),): 1.0}
 
 
 def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit():
