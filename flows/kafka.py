@@ -264,8 +264,10 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         )
         high = partition.get("ls_offset", partition.get("hi_offset", -1))
         if high >= 0:
+            # app_offset, like position(), steps over transaction markers.
+            done = max(self.next_offset, partition.get("app_offset", -1))
             self.ledger["cockpit_kafka_consumer_lag"][(self.topic, str(self.partition))] = max(
-                high - self.next_offset, 0
+                high - done, 0
             )
         up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
         self.ledger["cockpit_kafka_up"][()] = 1 if up else 0

@@ -210,6 +210,14 @@ def test_a_transactional_partition_goes_idle_at_its_end(kafka):
             "the breach decided by the drained input",
         )
         assert breaches == {(("fc", "FC1"),): 1.0}
+        wait_for(
+            lambda: (
+                running.samples().get("cockpit_kafka_consumer_lag")
+                == {(("partition", "0"), ("topic", names["input"])): 0.0}
+            ),
+            30,
+            "a lag of 0 (librdkafka reports every 5 s)",
+        )
 
 
 def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit():
