@@ -210,13 +210,18 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             out.append((self.shard, ("events", self.shard, self.name, items)))
         else:
             self.empty_polls += 1
-            self.idle = now - self.last_message >= self.source.idle_timeout and self._caught_up()
+            self.idle = (
+                now - self.last_message >= self.source.idle_timeout
+                and self.ledger["cockpit_kafka_up"].get(()) == 1
+                and self._caught_up()
+            )
         out.extend(self._marks(now))
         return out
 
     def _caught_up(self) -> bool:
-        """At the end of the partition as last fetched. A reader cut off from the broker
-        mid-backlog is not idle: its partition must keep holding W back."""
+        """At the end of the partition as last fetched. (Idle also needs the broker: a
+        reader cut off from it, mid-backlog or not, cannot know that nothing more came,
+        so its partition keeps holding W back and no deadline passes for want of data.)"""
         here = TopicPartition(self.topic, self.partition)
         low, high = self.consumer.get_watermark_offsets(here, cached=True)
         if high < 0:

@@ -17,6 +17,7 @@ import pytest
 
 from tests.kafka_broker import consume_all, create_topic, free_port, produce, wait_until_ready
 from tests.processes import cockpit, wait_for
+from tests.scenario import Events, at
 from tests.test_kafka import day, keyed, run_args, topics, wait_equal
 
 pytestmark = pytest.mark.kafka
@@ -152,3 +153,41 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
         assert {k for k, _ in alerts} == {
             f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"]
         }
+
+
+def test_no_deadline_passes_while_the_broker_is_away():
+    """Read to the end, then cut off: the job cannot know that nothing more came, so the
+    partition does not go idle and the promise is not judged until the broker is back."""
+    e = Events()
+    with broker_behind_proxy() as (bootstrap, proxy):
+        names = topics()
+        create_topic(bootstrap, names["input"], 1)
+        produce(
+            bootstrap,
+            names["input"],
+            [
+                (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
+                (0, b"s", e.tick(at(5, seconds=30))),  # past the promise, within the lateness
+            ],
+        )
+        with cockpit(*run_args(bootstrap, names, "--idle-timeout", "3s")) as running:
+            wait_for(
+                lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
+                60,
+                "both events",
+            )
+            proxy.cut()
+            wait_for(
+                lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
+                30,
+                "cockpit_kafka_up to report the outage",
+            )
+            time.sleep(5)  # longer than the idle timeout
+            assert not running.samples().get("cockpit_ship_sla_breaches_total")
+            proxy.restore()
+            breaches = wait_for(
+                lambda: running.samples().get("cockpit_ship_sla_breaches_total"),
+                60,
+                "the breach once the broker is back and the partition idles",
+            )
+            assert breaches == {(("fc", "FC1"),): 1.0}
