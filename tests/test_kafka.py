@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.events import entity_key
 from tests.kafka_broker import consume_all, create_topic, keyed, produce, unique
-from tests.processes import cockpit, opscockpit, wait_for
+from tests.processes import Cockpit, cockpit, opscockpit, wait_for
 from tests.reference import COMPUTED, Samples, compare, parse_exposition
 from tests.scenario import Events, at
 
@@ -76,6 +76,14 @@ def run_args(bootstrap: str, names: dict[str, str], *extra: str) -> list[str]:
         names["alerts"],
         *extra,
     ]
+
+
+def wait_for_one_breach(running: Cockpit, what: str, timeout: float = 30) -> None:
+    """Wait for the ship-SLA breach of the one order these scenarios place (at FC1)."""
+    breaches = wait_for(
+        lambda: running.samples().get("cockpit_ship_sla_breaches_total"), timeout, what
+    )
+    assert breaches == {(("fc", "FC1"),): 1.0}
 
 
 def caught_up(live: Samples, expected: Samples) -> list[str]:
@@ -176,12 +184,7 @@ def test_an_idle_partition_does_not_stop_deadlines(kafka):
     feeder.start()
     try:
         with cockpit(*run_args(kafka, names, "--idle-timeout", "2s")) as running:
-            breaches = wait_for(
-                lambda: running.samples().get("cockpit_ship_sla_breaches_total"),
-                30,
-                "the breach while partition 0 is still active",
-            )
-            assert breaches == {(("fc", "FC1"),): 1.0}
+            wait_for_one_breach(running, "the breach while partition 0 is still active")
             alerts = consume_all(kafka, names["alerts"])
             assert [k for k, _ in alerts] == [b"ship_sla_breach|O1"]
     finally:
@@ -204,12 +207,7 @@ def test_a_transactional_partition_goes_idle_at_its_end(kafka):
     producer.commit_transaction(30)
     del producer  # destroyed now, not after the broker is gone
     with cockpit(*run_args(kafka, names, "--idle-timeout", "1s")) as running:
-        breaches = wait_for(
-            lambda: running.samples().get("cockpit_ship_sla_breaches_total"),
-            30,
-            "the breach decided by the drained input",
-        )
-        assert breaches == {(("fc", "FC1"),): 1.0}
+        wait_for_one_breach(running, "the breach decided by the drained input")
         wait_for(
             lambda: (
                 running.samples().get("cockpit_kafka_consumer_lag")

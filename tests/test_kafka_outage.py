@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.kafka_broker import consume_all, create_topic, free_port, produce, wait_until_ready
-from tests.processes import cockpit, wait_for
+from tests.processes import Cockpit, cockpit, wait_for
 from tests.scenario import Events, at
-from tests.test_kafka import day, keyed, run_args, topics, wait_equal
+from tests.test_kafka import day, keyed, run_args, topics, wait_equal, wait_for_one_breach
 
 pytestmark = pytest.mark.kafka
 __all__ = ["day"]
@@ -113,6 +113,17 @@ def broker_behind_proxy() -> Iterator[tuple[str, Proxy]]:
         process.wait(timeout=10)
 
 
+def cut_off(proxy: Proxy, running: Cockpit, seconds: float) -> None:
+    """Cut the broker off, wait until the job reports it, and stay cut `seconds`."""
+    proxy.cut()
+    wait_for(
+        lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
+        30,
+        "cockpit_kafka_up to report the outage",
+    )
+    time.sleep(seconds)
+
+
 def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
     """Cut off mid-backlog: the job waits, says so, then goes on; no event turns late
     (a partition with unread messages is not idle while the broker is away). A small
@@ -133,13 +144,7 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
                 return sum(running.samples()["cockpit_events_total"].values())
 
             wait_for(lambda: consumed() > 0, 60, "the first events")
-            proxy.cut()
-            wait_for(
-                lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
-                30,
-                "cockpit_kafka_up to report the outage",
-            )
-            time.sleep(3)  # longer than the idle timeout
+            cut_off(proxy, running, 3)  # longer than the idle timeout
             assert consumed() < len(lines), "the cut came after the backlog was read"
             assert running.alive()
             proxy.restore()
@@ -176,18 +181,9 @@ def test_no_deadline_passes_while_the_broker_is_away():
                 60,
                 "both events",
             )
-            proxy.cut()
-            wait_for(
-                lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
-                30,
-                "cockpit_kafka_up to report the outage",
-            )
-            time.sleep(5)  # longer than the idle timeout
+            cut_off(proxy, running, 5)  # longer than the idle timeout
             assert not running.samples().get("cockpit_ship_sla_breaches_total")
             proxy.restore()
-            breaches = wait_for(
-                lambda: running.samples().get("cockpit_ship_sla_breaches_total"),
-                60,
-                "the breach once the broker is back and the partition idles",
+            wait_for_one_breach(
+                running, "the breach once the broker is back and the partition idles", 60
             )
-            assert breaches == {(("fc", "FC1"),): 1.0}
