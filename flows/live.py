@@ -61,9 +61,11 @@ class Wiring:
 
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
-    """Broker address plus the properties of --kafka-config, if any."""
+    """Broker address plus the properties of --kafka-config, if any, checked."""
     properties = read_properties(args.kafka_config) if args.kafka_config else ()
-    return KafkaSettings(args.kafka, properties)
+    settings = KafkaSettings(args.kafka, properties)
+    settings.check()
+    return settings
 
 
 def embedded_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
@@ -258,8 +260,8 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
 
     from flows.simulator import Profile, stream
 
-    kafka = kafka_settings(args)
     try:
+        kafka = kafka_settings(args)
         partitions_of(kafka, [args.topic])
     except KafkaSetupError as exc:
         raise RunError(str(exc)) from None

@@ -70,16 +70,17 @@ def test_a_busy_metrics_port_is_a_one_line_error():
 @pytest.mark.parametrize(
     "args",
     [
-        ["--lateness", "soon"],
-        ["--workers", "0"],
-        ["--bogus"],
-        ["--kafka-config", "/nope/x"],
-        ["--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"],
-        ["--process-id", "1"],
+        ["run", "--lateness", "soon"],
+        ["run", "--workers", "0"],
+        ["run", "--bogus"],
+        ["run", "--kafka-config", "/nope/x"],
+        ["run", "--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"],
+        ["run", "--process-id", "1"],
+        ["simulate", "--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"],
     ],
 )
 def test_bad_options_are_one_line_errors(args):
-    result = opscockpit("run", *args, check=False, timeout=60)
+    result = opscockpit(*args, check=False, timeout=60)
     assert result.returncode != 0
     assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
