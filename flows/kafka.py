@@ -198,7 +198,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         now = self.source.clock()
         out: list[Message] = []
         if messages:
-            self.ledger["cockpit_kafka_up"][()] = 1
+            # Not proof the broker is up (they may come from the client's queue): only
+            # librdkafka's statistics set cockpit_kafka_up back to 1.
             self.empty_polls = 0
             self.last_message = now
             self.idle = False
