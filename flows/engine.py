@@ -197,7 +197,7 @@ class ShardEngine:
         duplicate, late = self._duplicate, self._late
         handlers, timers = self._handlers, self.timers
         accepted: list[str] = []
-        bucket_hour, bucket = MIN_TS, []
+        bucket_hour, bucket_start, bucket_end, bucket = MIN_TS, 0, 0, []
         for item in items:
             if type(item) is Reject:
                 add(self._rejected, item.reason)
@@ -210,10 +210,11 @@ class ShardEngine:
             if event_id in seen and self._remembered(seen[event_id]):
                 duplicate[kind] = duplicate.get(kind, 0) + 1
                 continue
-            hour = ts // HOUR
-            seen[event_id] = hour
-            if hour != bucket_hour:
-                bucket_hour, bucket = hour, seen_hours.setdefault(hour, [])
+            if not bucket_start <= ts < bucket_end:  # cheaper than dividing every ts
+                bucket_hour = ts // HOUR
+                bucket_start, bucket_end = bucket_hour * HOUR, (bucket_hour + 1) * HOUR
+                bucket = seen_hours.setdefault(bucket_hour, [])
+            seen[event_id] = bucket_hour
             bucket.append(event_id)
             if ts < late_below:
                 late[kind] = late.get(kind, 0) + 1
@@ -228,7 +229,8 @@ class ShardEngine:
                     if timers and timers[0][0] <= watermark:
                         self._fire_due()
                 late_below = own_max - lateness
-                late_below = max(late_below, watermark)
+                if late_below < watermark:
+                    late_below = watermark
             accepted.append(kind)
             handlers[kind](event)
         events = self._events
