@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import gc
 import re
+import shutil
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +144,79 @@ def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
             "replay peak RSS (subprocess)",
             f"{mib(finished.peak_rss)} (wall {finished.wall_s:.1f} s, "
             f"{rate(lines / finished.wall_s)} incl. start-up)",
+        ),
+    ]
+
+
+# What the floor and a replay execute, for counting their instructions.
+FLOOR_CODE = """
+import sys, orjson
+loads, error = orjson.loads, orjson.JSONDecodeError
+with open(sys.argv[1], "rb") as handle:
+    for line in handle:
+        try:
+            loads(line)
+        except error:
+            pass
+"""
+REPLAY_CODE = """
+import sys
+from flows.cli import tune_gc
+from flows.replay import replay
+from flows.settings import Settings
+tune_gc()
+replay(Settings(), sys.argv[1])
+"""
+
+
+def instructions(code: str, path: Path) -> int:
+    """CPU instructions `python -c code path` executes, counted by valgrind's callgrind."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    result = subprocess.run(
+        [*command, sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    counted = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or counted is None:
+        raise BenchFailure(f"valgrind on {path.name} failed: {result.stderr[-2000:]}")
+    return int(counted.group(1))
+
+
+def bench_instructions(ctx: dict[str, Any]) -> list[Figure]:
+    """1b. Floor vs replay in instructions per event: a count, the same on every run
+    (wall-clock times on a shared machine vary by a third from one run to the next)."""
+    bench = "1b instructions per event"
+    if shutil.which("valgrind") is None:
+        return [Figure(bench, "floor and replay", "not measured: valgrind is not installed")]
+    path = data.simulated(6)
+    lines = data.line_count(path)
+    first = path.with_name(path.name + ".first")
+    with path.open("rb") as handle:
+        first.write_bytes(handle.readline())
+    runs = [(code, file) for code in (FLOOR_CODE, REPLAY_CODE) for file in (path, first)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # valgrind runs one thread
+        floor, floor_start, replay, replay_start = pool.map(lambda run: instructions(*run), runs)
+    # Minus a one-line run: start-up and imports are not per event.
+    per_floor = (floor - floor_start) / (lines - 1)
+    per_replay = (replay - replay_start) / (lines - 1)
+    ctx["raw"]["instructions"] = {
+        "file": path.name,
+        "lines": lines,
+        "floor_per_event": per_floor,
+        "replay_per_event": per_replay,
+    }
+    log(f"instructions per event: floor {per_floor:,.0f}, replay {per_replay:,.0f}")
+    figure = f"{lines:,} events, callgrind"
+    return [
+        Figure(bench, f"floor ({figure})", f"{per_floor:,.0f}"),
+        Figure(bench, f"replay ({figure})", f"{per_replay:,.0f}"),
+        Figure(
+            bench,
+            "floor / replay instructions",
+            f"{pct(per_floor / per_replay)} (throughput ratios come out lower: the "
+            "interpreter runs fewer instructions per cycle than orjson)",
         ),
     ]
 

@@ -3,7 +3,7 @@
     python -m tests.bench.run [--quick] [--long] [--only NAME ...]
 
 Benchmarks (in this order; `kafka` feeds `latency` its load rate, `floor` feeds
-`kafka` the floor): floor, kafka, latency, state, scrape, longrun. Figures are
+`kafka` the floor): floor, instructions, kafka, latency, state, scrape, longrun. Figures are
 printed with their targets, never asserted; a benchmark fails only when the
 system under test misbehaves (wrong counts, a crash), and the others still run.
 Inputs are generated once into `.bench/data` (about 2.2 GB for a full run).
@@ -23,11 +23,18 @@ import orjson
 
 from tests.bench.common import BENCH_DIR, BenchFailure, Figure, OthersCpu, log, machine
 from tests.bench.kafka_bench import bench_kafka, bench_latency
-from tests.bench.replay_bench import bench_floor, bench_longrun, bench_scrape, bench_state
+from tests.bench.replay_bench import (
+    bench_floor,
+    bench_instructions,
+    bench_longrun,
+    bench_scrape,
+    bench_state,
+)
 
 Bench = Callable[[dict[str, Any]], list[Figure]]
 BENCHMARKS: dict[str, Bench] = {
     "floor": bench_floor,
+    "instructions": bench_instructions,
     "kafka": bench_kafka,
     "latency": bench_latency,
     "state": bench_state,
