@@ -17,6 +17,7 @@ import orjson
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from flows.kafka import produce
 from tests.bench import data
 from tests.bench.common import (
     BENCH_DIR,
@@ -70,12 +71,7 @@ def produce_all(bootstrap: str, topic: str, lines: list[bytes], partitions: int)
         }
     )
     for partition, key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value, key, partition=partition)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce(producer, topic, value, key, partition, wait_s=0.1)
     remaining = producer.flush(300)
     if remaining:
         raise BenchFailure(f"{remaining} messages not acknowledged by the broker")

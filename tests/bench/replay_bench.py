@@ -148,16 +148,13 @@ def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
     ]
 
 
-# What the floor and a replay execute, for counting their instructions.
+# What the floor and a replay execute, for counting their instructions (run from the
+# repository root, as `make bench` is).
 FLOOR_CODE = """
-import sys, orjson
-loads, error = orjson.loads, orjson.JSONDecodeError
-with open(sys.argv[1], "rb") as handle:
-    for line in handle:
-        try:
-            loads(line)
-        except error:
-            pass
+import sys
+from pathlib import Path
+from tests.bench.replay_bench import floor_pass
+floor_pass(Path(sys.argv[1]))
 """
 REPLAY_CODE = """
 import sys
