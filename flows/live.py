@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -47,6 +49,10 @@ from flows.timeutil import US_PER_SECOND
 log = logging.getLogger("opscockpit")
 SIMULATOR = "simulator"
 READY_GRACE_S = 10.0
+# A local cluster's processes join in order through marker files in this directory.
+CLUSTER_DIR = "OPSCOCKPIT_CLUSTER_DIR"
+JOIN_MARGIN_S = 0.1  # from a marker to its process listening (a few ms of bytewax set-up)
+JOIN_TIMEOUT_S = 30.0
 
 
 class RunError(Exception):
@@ -183,6 +189,7 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: runtime.stop.set())
     recovery = recovery_config(args.recovery_dir, total_workers(args))
+    join_in_order(process, os.environ.get(CLUSTER_DIR))
     cli_main(
         flow,
         workers_per_process=args.workers,
@@ -200,33 +207,58 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def join_in_order(
+    process: int, directory: str | None, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Connect to a local cluster only after the processes before this one listen.
+
+    Process i connects to every process j < i and, refused, retries only after a
+    whole second (timely's fixed back-off), which delayed about every other start.
+    Each process leaves a marker just before it starts listening, and waits for
+    the markers of those before it (at most JOIN_TIMEOUT_S: then bytewax retries).
+    """
+    if directory is None:
+        return
+    markers = [Path(directory, str(earlier)) for earlier in range(process)]
+    waited = 0.0
+    while not all(marker.exists() for marker in markers) and waited < JOIN_TIMEOUT_S:
+        sleep(0.01)
+        waited += 0.01
+    if markers:
+        sleep(JOIN_MARGIN_S)
+    Path(directory, str(process)).touch()
+
+
 def run_local_cluster(args: argparse.Namespace) -> None:
     """Start --processes N copies of this command as one bytewax cluster on this machine."""
     recovery_config(args.recovery_dir, total_workers(args))  # created once, before the children
     addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(args.processes))
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flows.cli",
-                *args.argv,
-                "--process-id",
-                str(i),
-                "--addresses",
-                addresses,
-            ]
-        )
-        for i in range(args.processes)
-    ]
+    with tempfile.TemporaryDirectory(prefix="opscockpit-cluster-") as markers:
+        env = {**os.environ, CLUSTER_DIR: markers}
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flows.cli",
+                    *args.argv,
+                    "--process-id",
+                    str(i),
+                    "--addresses",
+                    addresses,
+                ],
+                env=env,
+            )
+            for i in range(args.processes)
+        ]
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for child in children:
-            child.send_signal(signum)
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            for child in children:
+                child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    failed = [child.wait() for child in children]
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        failed = [child.wait() for child in children]
     if any(failed):
         raise RunError(f"a cluster process exited with status {max(failed)}")
 

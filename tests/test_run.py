@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from flows.live import JOIN_MARGIN_S, JOIN_TIMEOUT_S, join_in_order
 from flows.metrics import METRICS
 from tests.processes import cockpit, opscockpit, wait_for
 
@@ -84,3 +85,39 @@ def test_bad_options_are_one_line_errors(args):
     assert result.returncode != 0
     assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+class FakeSleep:
+    """Records sleeps; after `create_after` of them, leaves the marker `create`."""
+
+    def __init__(self, directory, create: str | None = None, create_after: int = 0) -> None:
+        self.directory, self.create, self.create_after = directory, create, create_after
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        if self.create is not None and len(self.calls) == self.create_after:
+            (self.directory / self.create).touch()
+
+
+def test_local_cluster_processes_join_in_order(tmp_path):
+    # Outside a local cluster: nothing to wait for, nothing written.
+    outside = FakeSleep(tmp_path)
+    join_in_order(1, None, outside)
+    assert outside.calls == [] and list(tmp_path.iterdir()) == []
+    # Process 0 connects to nobody: it leaves its marker at once.
+    first = FakeSleep(tmp_path)
+    join_in_order(0, str(tmp_path), first)
+    assert first.calls == [] and (tmp_path / "0").exists()
+    # Process 2 waits for the marker of process 1 too, then for 0 to be listening.
+    third = FakeSleep(tmp_path, create="1", create_after=3)
+    join_in_order(2, str(tmp_path), third)
+    assert third.calls == [0.01, 0.01, 0.01, JOIN_MARGIN_S]
+    assert (tmp_path / "2").exists()
+
+
+def test_a_process_whose_elders_never_mark_joins_after_the_timeout(tmp_path):
+    waiting = FakeSleep(tmp_path)
+    join_in_order(1, str(tmp_path), waiting)
+    assert sum(waiting.calls[:-1]) == pytest.approx(JOIN_TIMEOUT_S)
+    assert waiting.calls[-1] == JOIN_MARGIN_S and (tmp_path / "1").exists()
