@@ -44,6 +44,7 @@ LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
 
 MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
+START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
 SECRET_WORDS = ("password", "secret", "key", "token")
 
 
@@ -166,7 +167,6 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
     def __init__(self, source: TpsKafkaSource, topic: str, partition: int, offset: int) -> None:
         self.source, self.topic, self.partition = source, topic, partition
         self.name, self.shard = part_name(topic, partition), source.shard_of[partition]
-        self.next_offset = offset
         self.max_ts = MIN_TS
         now = source.clock()
         self.last_message = self.last_mark = now
@@ -185,7 +185,32 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
                 }
             )
         )
-        self.consumer.assign([TopicPartition(topic, partition, offset)])
+        self.next_offset = self._start(offset)
+        self.consumer.assign([TopicPartition(topic, partition, self.next_offset)])
+
+    def _start(self, offset: int) -> int:
+        """Where to start, as a number, with the lag there known from the first scrape.
+
+        librdkafka resolves a symbolic offset (earliest, latest) only half a second
+        after the assignment, so every fresh start waited that long, and it reports
+        the lag every 5 s. Without an answer from the broker, both are left to it.
+        """
+        here = TopicPartition(self.topic, self.partition)
+        try:
+            answer = self.consumer.get_watermark_offsets(here, timeout=START_LOOKUP_S)
+        except KafkaException:
+            answer = None
+        if answer is None:  # None on a timeout
+            return offset
+        low, high = answer
+        if offset < 0:
+            offset = low if offset == OFFSET_BEGINNING else high
+        self._set_lag(high, offset)
+        return int(offset)
+
+    def _set_lag(self, high: int, done: int) -> None:
+        key = (self.topic, str(self.partition))
+        self.ledger["cockpit_kafka_consumer_lag"][key] = max(high - done, 0)
 
     def next_batch(self) -> list[Message]:
         stop_if_asked(self.source.stop)
@@ -270,10 +295,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         high = partition.get("ls_offset", partition.get("hi_offset", -1))
         if high >= 0:
             # app_offset, like position(), steps over transaction markers.
-            done = max(self.next_offset, partition.get("app_offset", -1))
-            self.ledger["cockpit_kafka_consumer_lag"][(self.topic, str(self.partition))] = max(
-                high - done, 0
-            )
+            self._set_lag(high, max(self.next_offset, partition.get("app_offset", -1)))
         up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
         self.ledger["cockpit_kafka_up"][()] = 1 if up else 0
 

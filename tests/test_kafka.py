@@ -18,6 +18,8 @@ from confluent_kafka import Producer
 from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.events import entity_key
+from flows.kafka import KafkaSettings, TpsKafkaSource, part_name
+from flows.settings import Runtime, Settings
 from tests.kafka_broker import consume_all, create_topic, keyed, produce, unique
 from tests.processes import Cockpit, cockpit, opscockpit, wait_for
 from tests.reference import COMPUTED, Samples, compare, parse_exposition
@@ -216,6 +218,31 @@ def test_a_transactional_partition_goes_idle_at_its_end(kafka):
             30,
             "a lag of 0 (librdkafka reports every 5 s)",
         )
+
+
+@pytest.mark.parametrize(
+    ("start", "resume", "offset", "lag"),
+    [("earliest", None, 0, 5), ("latest", None, 5, 0), ("earliest", 3, 3, 2)],
+    ids=["earliest", "latest", "resumed"],
+)
+def test_a_partition_reader_starts_at_a_numeric_offset_with_its_lag_known(
+    kafka, start, resume, offset, lag
+):
+    """earliest and latest are resolved before the assignment (librdkafka takes half
+    a second to do it), and the lag is known before librdkafka's first statistics."""
+    topic = unique("tps")
+    create_topic(kafka, topic, 1)
+    for _ in range(5):  # one batch each: Tansu 0.6 answers ListOffsets with the last
+        produce(kafka, topic, [(0, b"k", b"{}")])  # batch's first offset + 1, Kafka with 5
+    source = TpsKafkaSource(
+        KafkaSettings(kafka), {topic: 1}, {0: "0"}, start=start, runtime=Runtime(Settings())
+    )
+    reader = source.build_part("input", part_name(topic, 0), resume)
+    try:
+        assert reader.snapshot() == offset
+        assert reader.ledger["cockpit_kafka_consumer_lag"] == {(topic, "0"): lag}
+    finally:
+        reader.close()
 
 
 def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit():
