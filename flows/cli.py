@@ -343,19 +343,38 @@ def _now_minute() -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    """The main job."""
-    from flows.live import RunError, run
-
+    """The main job, in this process or in a local cluster of --processes N."""
     if args.process_id is not None and not args.addresses and args.processes == 1:
         raise CliError("--process-id needs --addresses", EXIT_USAGE)
     kafka_only = ("--topic", args.topic), ("--kafka-config", args.kafka_config)
     for option, value in kafka_only:
         if value and not args.kafka:
             raise CliError(f"{option} needs --kafka", EXIT_USAGE)
+    settings = settings_from(args, idle_timeout=args.idle_timeout)
+    if args.processes > 1 and args.process_id is None:
+        return _run_local_cluster(args)
+    from flows.live import RunError, run
+
     try:
-        run(settings_from(args, idle_timeout=args.idle_timeout), args)
+        run(settings, args)
     except RunError as exc:
         raise CliError(str(exc)) from None
+    return 0
+
+
+def _run_local_cluster(args: argparse.Namespace) -> int:
+    from flows.cluster import run_local_cluster
+
+    if args.recovery_dir is not None:  # created once, before the children
+        from flows.live import RunError, recovery_config, total_workers
+
+        try:
+            recovery_config(args.recovery_dir, total_workers(args))
+        except RunError as exc:
+            raise CliError(str(exc)) from None
+    status = run_local_cluster(args.argv, args.processes)
+    if status:
+        raise CliError(f"a cluster process exited with status {status}")
     return 0
 
 

@@ -10,23 +10,20 @@ import argparse
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from flows.cluster import CLUSTER_DIR, join_in_order
 from flows.dataflow import Layout, Sinks, build_flow, single
 from flows.exposition import serve
 from flows.kafka import (
@@ -49,10 +46,6 @@ from flows.timeutil import US_PER_SECOND
 log = logging.getLogger("opscockpit")
 SIMULATOR = "simulator"
 READY_GRACE_S = 10.0
-# A local cluster's processes join in order through marker files in this directory.
-CLUSTER_DIR = "OPSCOCKPIT_CLUSTER_DIR"
-JOIN_MARGIN_S = 0.1  # from a marker to its process listening (a few ms of bytewax set-up)
-JOIN_TIMEOUT_S = 30.0
 
 
 class RunError(Exception):
@@ -158,10 +151,7 @@ def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | No
 
 
 def run(settings: Settings, args: argparse.Namespace) -> None:
-    """The main job in this process (or, with --processes N, a local cluster of N)."""
-    if args.processes > 1 and args.process_id is None:
-        run_local_cluster(args)
-        return
+    """The main job in this process (one of a cluster with --process-id)."""
     runtime = Runtime(settings.with_(recovery=args.recovery_dir is not None))
     try:
         wiring = kafka_wiring(runtime, args) if args.kafka else embedded_wiring(runtime, args)
@@ -199,68 +189,6 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
         recovery_config=recovery,
     )
     print("opscockpit: stopped", file=sys.stderr)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def join_in_order(
-    process: int, directory: str | None, sleep: Callable[[float], None] = time.sleep
-) -> None:
-    """Connect to a local cluster only after the processes before this one listen.
-
-    Process i connects to every process j < i and, refused, retries only after a
-    whole second (timely's fixed back-off), which delayed about every other start.
-    Each process leaves a marker just before it starts listening, and waits for
-    the markers of those before it (at most JOIN_TIMEOUT_S: then bytewax retries).
-    """
-    if directory is None:
-        return
-    markers = [Path(directory, str(earlier)) for earlier in range(process)]
-    waited = 0.0
-    while not all(marker.exists() for marker in markers) and waited < JOIN_TIMEOUT_S:
-        sleep(0.01)
-        waited += 0.01
-    if markers:
-        sleep(JOIN_MARGIN_S)
-    Path(directory, str(process)).touch()
-
-
-def run_local_cluster(args: argparse.Namespace) -> None:
-    """Start --processes N copies of this command as one bytewax cluster on this machine."""
-    recovery_config(args.recovery_dir, total_workers(args))  # created once, before the children
-    addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(args.processes))
-    with tempfile.TemporaryDirectory(prefix="opscockpit-cluster-") as markers:
-        env = {**os.environ, CLUSTER_DIR: markers}
-        children = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flows.cli",
-                    *args.argv,
-                    "--process-id",
-                    str(i),
-                    "--addresses",
-                    addresses,
-                ],
-                env=env,
-            )
-            for i in range(args.processes)
-        ]
-
-        def forward(signum: int, _frame: FrameType | None) -> None:
-            for child in children:
-                child.send_signal(signum)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        failed = [child.wait() for child in children]
-    if any(failed):
-        raise RunError(f"a cluster process exited with status {max(failed)}")
 
 
 def rate_scale(seed: int, start: int, rate: float) -> float:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from flows.live import JOIN_MARGIN_S, JOIN_TIMEOUT_S, join_in_order
+from flows.cluster import JOIN_MARGIN_S, JOIN_TIMEOUT_S, join_in_order
 from flows.metrics import METRICS
 from tests.processes import cockpit, opscockpit, wait_for
 
@@ -66,6 +66,23 @@ def test_a_busy_metrics_port_is_a_one_line_error():
     assert result.returncode != 0
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "cannot serve /metrics" in lines[0], lines
+
+
+def test_a_local_cluster_whose_process_fails_stops_with_its_error():
+    """Process 0 cannot serve /metrics; process 1 would wait for it forever."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = opscockpit(
+            "run", "--processes", "2", "--metrics-port", str(port), check=False, timeout=60
+        )
+    assert result.returncode != 0
+    stderr = result.stderr.decode()
+    assert "cannot serve /metrics" in stderr and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "opscockpit: error: a cluster process exited with status 1"
+    )
 
 
 @pytest.mark.parametrize(
