@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Producer
 from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.events import entity_key
@@ -241,6 +241,23 @@ def test_a_partition_reader_starts_at_a_numeric_offset_with_its_lag_known(
     try:
         assert reader.snapshot() == offset
         assert reader.ledger["cockpit_kafka_consumer_lag"] == {(topic, "0"): lag}
+    finally:
+        reader.close()
+
+
+def test_a_partition_reader_without_an_answer_leaves_the_start_to_librdkafka():
+    """No broker to ask: the reader keeps the symbolic offset and no lag yet."""
+    source = TpsKafkaSource(
+        KafkaSettings("127.0.0.1:9"),
+        {"tps": 1},
+        {0: "0"},
+        start="earliest",
+        runtime=Runtime(Settings()),
+    )
+    reader = source.build_part("input", part_name("tps", 0), None)
+    try:
+        assert reader.snapshot() == OFFSET_BEGINNING
+        assert reader.ledger["cockpit_kafka_consumer_lag"] == {}
     finally:
         reader.close()
 
