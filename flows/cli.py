@@ -350,7 +350,7 @@ def command_run(args: argparse.Namespace) -> int:
     for option, value in kafka_only:
         if value and not args.kafka:
             raise CliError(f"{option} needs --kafka", EXIT_USAGE)
-    settings = settings_from(args, idle_timeout=args.idle_timeout)
+    settings = settings_from(args, idle_timeout=args.idle_timeout)  # bad values fail here
     if args.processes > 1 and args.process_id is None:
         return _run_local_cluster(args)
     from flows.live import RunError, run
@@ -363,6 +363,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def _run_local_cluster(args: argparse.Namespace) -> int:
+    """The parent of a local cluster: its children run the job."""
     from flows.cluster import run_local_cluster
 
     if args.recovery_dir is not None:  # created once, before the children
