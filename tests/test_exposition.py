@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from flows.ledger import Ledger, label_tuple
 from flows.metrics import BY_NAME, COUNTER, GAUGE, METRICS
 from flows.replay import replay
 from flows.settings import Settings
+from tests.kafka_broker import free_port
 from tests.processes import opscockpit
 
 
@@ -111,9 +111,7 @@ def test_any_label_text_and_value_renders_as_prometheus_client_does(fc, value, c
 @pytest.fixture
 def server() -> Iterator[tuple[Board, str]]:
     board = board_of({"cockpit_units_on_hand": {"FC1": 5}})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     running = serve(board, "127.0.0.1", port)
     yield board, f"http://127.0.0.1:{port}/metrics"
     running.shutdown()
