@@ -148,8 +148,10 @@ def build_parser() -> Parser:
     sim.add_argument(
         "--backfill",
         type=duration,
-        default="24h",
-        help="simulated history replayed at start (default 24h)",
+        # 48 h: with 24 h, a start between 06:00 and 07:00 UTC replayed no order
+        # whose delivery promise had passed, and the late-delivery panels stayed empty.
+        default="48h",
+        help="simulated history replayed at start (default 48h)",
     )
     sim.add_argument(
         "--scale", type=float, default=1.0, help="multiply the simulated traffic (default 1)"
