@@ -17,7 +17,7 @@ import base64
 import json
 import reprlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -229,11 +229,50 @@ _MORE_TIMES = {
     for name, spec in EVENT_TYPES.items()
 }
 _fast = msgspec.json.Decoder(Union[tuple(STRUCTS.values())]).decode  # noqa: UP007
-_FAST_FAILURES = (msgspec.DecodeError, UnicodeDecodeError, RecursionError, TimeError)
+# What the fast decode refuses, for the full check to explain.
+_RETRY = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_FAST_FAILURES = (*_RETRY, TimeError)
+
+
+# Time fields per class, `ts` first, for the compiled path to convert.
+_TIME_FIELDS = {cls: ("ts", *more) for cls, more in _MORE_TIMES.items()}
+_compiled: Callable[..., tuple[list[Any], list[int]]] | None
+try:
+    # Optional: built by `pip install` where a C compiler is found (see pyproject).
+    from flows._fastdecode import decode_batch as _compiled
+except ImportError:  # no compiler at install time: the same verdicts, slower
+    _compiled = None
+
+
+def decode_all(payloads: list[bytes], max_bytes: int = 0) -> tuple[list[Event | Reject], list[int]]:
+    """Decode a batch: its events and rejects in order, and the positions of the rejects.
+
+    The common case (ASCII, msgspec accepts it, UTC or epoch-millisecond times)
+    runs compiled, without a Python step per event: decoding was half the cost
+    of a replay. The compiled code leaves every other payload to `_decode_one`,
+    which gives the verdict, so both paths give the same result (a property test
+    checks it).
+    """
+    if _compiled is None:
+        items: list[Event | Reject] = [None] * len(payloads)
+        refused: Iterable[int] = range(len(payloads))
+    else:
+        items, refused = _compiled(payloads, max_bytes, _fast, _TIME_FIELDS, _RETRY)
+    rejects = []
+    for position in refused:
+        item = items[position] = _decode_one(payloads[position], max_bytes)
+        if type(item) is Reject:
+            rejects.append(position)
+    return items, rejects
 
 
 def decode(payload: bytes, max_bytes: int = 0) -> Event | Reject:
     """Decode and validate one message, in the contract's order of checks."""
+    return decode_all([payload], max_bytes)[0][0]
+
+
+def _decode_one(payload: bytes, max_bytes: int) -> Event | Reject:
+    """The Python path: fast (msgspec, any valid time) or, failing that, full."""
     if max_bytes and len(payload) > max_bytes and len(payload.rstrip(b"\n")) > max_bytes:
         size = len(payload.rstrip(b"\n"))
         return Reject(TOO_LARGE, f"payload of {size} bytes exceeds {max_bytes}", payload)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import ffwd_iter
 
-from flows.decode import Event, Reject, decode
+from flows.decode import Event, Reject, decode_all
 from flows.timeutil import US_PER_SECOND
 
 Message = tuple[str, tuple[Any, ...]]
@@ -27,22 +27,18 @@ REPLAY_SHARD = "0"
 
 
 def decode_batch(
-    payloads: Iterable[bytes], max_bytes: int, origin: Callable[[int], dict[str, Any]], first: int
+    payloads: list[bytes], max_bytes: int, origin: Callable[[int], dict[str, Any]], first: int
 ) -> list[Event | Reject]:
-    """Decode payloads; a reject gets `origin(position)` so it can be found again.
+    """Decode payloads; a reject gets `origin(first + index)` so it can be found again.
 
     Lines may keep their newline (JSON allows trailing white space); a reject's
     payload is kept without it.
     """
-    items: list[Event | Reject] = []
-    position = first
-    for payload in payloads:
-        item = decode(payload, max_bytes)
-        if type(item) is Reject:
-            item.origin = origin(position)
-            item.payload = item.payload.rstrip(b"\n")
-        items.append(item)
-        position += 1
+    items, rejects = decode_all(payloads, max_bytes)
+    for index in rejects:
+        reject = items[index]
+        reject.origin = origin(first + index)
+        reject.payload = reject.payload.rstrip(b"\n")
     return items
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import subprocess
 import time
@@ -21,10 +22,23 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from flows.events import entity_key
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(count: int = 1) -> int:
+    """The first of `count` consecutive free loopback ports, below the ephemeral range:
+    a port the kernel handed out could be taken by a client connection before the
+    server under test binds it (a second process serves on port + 1)."""
+    for _ in range(1000):
+        base = random.randrange(20_000, 32_000 - count)
+        socks = [socket.socket() for _ in range(count)]
+        try:
+            for offset, sock in enumerate(socks):
+                sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports in 20000-32000")
 
 
 def wait_until_ready(

@@ -81,7 +81,7 @@ def test_several_workers_or_processes_equal_one(kafka, day, scale):
     names = topics()
     create_topic(kafka, names["input"], 3)
     produce(kafka, names["input"], [keyed(line) for line in day["lines"]])
-    port = free_port()
+    port = free_port(2)  # a second process serves on port + 1
     processes = 2 if "--processes" in scale else 1
     with cockpit(*run_args(kafka, names, "--idle-timeout", "2s"), *scale, port=port) as running:
         diffs: list[str] = []

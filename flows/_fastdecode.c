@@ -1,0 +1,173 @@
+/* The common case of decoding a batch, compiled: why and what in flows/decode.py
+   (`decode_all`). For each payload: ASCII bytes within the size limit, decoded by
+   the msgspec decoder given, with every time field an RFC 3339 UTC text of the
+   form YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z or integer epoch milliseconds in range.
+   Anything else is left to the Python path (returned as None, its position in
+   `refused`), which owns every verdict about bad input. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_EPOCH_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z, as in timeutil */
+#define US_PER_SECOND 1000000LL
+
+static int is_ascii(const char *bytes, Py_ssize_t size) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        uint64_t word;
+        memcpy(&word, bytes + i, 8);
+        if (word & 0x8080808080808080ULL) return 0;
+    }
+    for (; i < size; i++)
+        if (bytes[i] & 0x80) return 0;
+    return 1;
+}
+
+/* Parse `count` decimal digits; 0 when one is not a digit. */
+static int digits(const char *text, int count, int *out) {
+    int value = 0;
+    for (int i = 0; i < count; i++) {
+        if (text[i] < '0' || text[i] > '9') return 0;
+        value = value * 10 + (text[i] - '0');
+    }
+    *out = value;
+    return 1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
+static long long days_from_civil(long long year, int month, int day) {
+    year -= month <= 2;
+    long long era = (year >= 0 ? year : year - 399) / 400;
+    long long year_of_era = year - era * 400;
+    long long day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long long day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+/* RFC 3339 UTC text to epoch microseconds; 0 when it has another form or is not a date. */
+static int utc_text_us(const char *s, Py_ssize_t n, long long *out) {
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int year, month, day, hour, minute, second, fraction = 0;
+    if (n < 20 || n > 27 || n == 21 || s[n - 1] != 'Z') return 0;
+    if (!digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &month) || s[7] != '-' ||
+        !digits(s + 8, 2, &day) || s[10] != 'T' || !digits(s + 11, 2, &hour) || s[13] != ':' ||
+        !digits(s + 14, 2, &minute) || s[16] != ':' || !digits(s + 17, 2, &second))
+        return 0;
+    if (n > 20) {
+        int count = (int)n - 21;
+        if (s[19] != '.' || !digits(s + 20, count, &fraction)) return 0;
+        for (; count < 6; count++) fraction *= 10;
+    }
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59)
+        return 0;
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (day > month_days[month - 1] + (month == 2 && leap)) return 0;
+    long long seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    *out = seconds * US_PER_SECOND + fraction;
+    return 1;
+}
+
+/* An event time to microseconds; 0 leaves the value to the Python parser. */
+static int time_us(PyObject *value, long long *out) {
+    if (PyUnicode_CheckExact(value)) {
+        if (!PyUnicode_IS_COMPACT_ASCII(value)) return 0;
+        return utc_text_us((const char *)PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value), out);
+    }
+    if (PyLong_CheckExact(value)) { /* exact: never a bool */
+        int overflow;
+        long long ms = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || ms < 0 || ms > MAX_EPOCH_MS) return 0;
+        *out = ms * 1000;
+        return 1;
+    }
+    return 0;
+}
+
+/* 1 with *out a new event, 0 to leave the payload to Python, -1 with an exception set. */
+static int fast_event(PyObject *payload, Py_ssize_t max_bytes, PyObject *decoder,
+                      PyObject *time_fields, PyObject *retry, PyObject **out) {
+    *out = NULL;
+    if (!PyBytes_CheckExact(payload)) return 0;
+    Py_ssize_t size = PyBytes_GET_SIZE(payload);
+    /* msgspec skips unknown fields without checking their UTF-8: ASCII payloads only. */
+    if ((max_bytes > 0 && size > max_bytes) || !is_ascii(PyBytes_AS_STRING(payload), size)) return 0;
+    PyObject *event = PyObject_CallOneArg(decoder, payload);
+    if (event == NULL) {
+        if (!PyErr_ExceptionMatches(retry)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *names = PyDict_GetItemWithError(time_fields, (PyObject *)Py_TYPE(event));
+    if (names == NULL || !PyTuple_CheckExact(names)) {
+        Py_DECREF(event);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *value = PyObject_GetAttr(event, name);
+        if (value == NULL) {
+            Py_DECREF(event);
+            return -1;
+        }
+        long long us;
+        int parsed = time_us(value, &us);
+        Py_DECREF(value);
+        if (!parsed) {
+            Py_DECREF(event);
+            return 0;
+        }
+        PyObject *number = PyLong_FromLongLong(us);
+        if (number == NULL || PyObject_SetAttr(event, name, number) < 0) {
+            Py_XDECREF(number);
+            Py_DECREF(event);
+            return -1;
+        }
+        Py_DECREF(number);
+    }
+    *out = event;
+    return 1;
+}
+
+static PyObject *decode_batch(PyObject *module, PyObject *args) {
+    PyObject *payloads, *decoder, *time_fields, *retry;
+    Py_ssize_t max_bytes;
+    if (!PyArg_ParseTuple(args, "O!nOO!O:decode_batch", &PyList_Type, &payloads, &max_bytes,
+                          &decoder, &PyDict_Type, &time_fields, &retry))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    PyObject *items = PyList_New(count);
+    PyObject *refused = PyList_New(0);
+    if (items == NULL || refused == NULL) goto error;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *event;
+        if (fast_event(PyList_GET_ITEM(payloads, i), max_bytes, decoder, time_fields, retry,
+                       &event) < 0)
+            goto error;
+        if (event == NULL) {
+            PyObject *position = PyLong_FromSsize_t(i);
+            int failed = position == NULL || PyList_Append(refused, position) < 0;
+            Py_XDECREF(position);
+            if (failed) goto error;
+            event = Py_NewRef(Py_None);
+        }
+        PyList_SET_ITEM(items, i, event);
+    }
+    return Py_BuildValue("(NN)", items, refused);
+error:
+    Py_XDECREF(items); /* its unset slots are NULL, which list dealloc skips */
+    Py_XDECREF(refused);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"decode_batch", decode_batch, METH_VARARGS,
+     "decode_batch(payloads, max_bytes, decoder, time_fields, retry) -> (items, refused)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "flows._fastdecode",
+                                    "The compiled common case of flows.decode.decode_all.", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__fastdecode(void) { return PyModule_Create(&module); }

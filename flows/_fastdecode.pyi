@@ -1,0 +1,11 @@
+from collections.abc import Callable
+from typing import Any
+
+def decode_batch(
+    payloads: list[bytes],
+    max_bytes: int,
+    decoder: Callable[[bytes], Any],
+    time_fields: dict[type, tuple[str, ...]],
+    retry: tuple[type[BaseException], ...],
+    /,
+) -> tuple[list[Any], list[int]]: ...
