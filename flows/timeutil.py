@@ -87,11 +87,9 @@ def _parse_text(text: str) -> int:
         moment = _fromisoformat(text)
     except ValueError as exc:
         raise TimeError(f"not a valid time: {text[:64]!r} ({exc})") from None
-    if moment.year < 2200:
-        # Whole seconds of the float are exact in this range.
-        us = int(moment.timestamp() // 1) * US_PER_SECOND + moment.microsecond
-    else:
-        us = int((moment - EPOCH) // ONE_US)
+    # Integer arithmetic: a float timestamp is a second off for some times with
+    # fractions close to 1 far from 1970 (0193-09-25T00:51:00.999999Z, say).
+    us = (moment - EPOCH) // ONE_US
     if text[-1] == "Z":
         within = moment.second * US_PER_SECOND + moment.microsecond
         minute, fraction = (text[:17], us - within), (text[19:], moment.microsecond)

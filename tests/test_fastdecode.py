@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flows.decode as decoding
+from flows import timeutil
 from flows.decode import Reject, decode_all
-from flows.timeutil import MAX_EPOCH_MS
+from flows.timeutil import MAX_EPOCH_MS, parse_time
 from tests.test_hostile import hostile_inputs
 
 compiled = pytest.importorskip(
@@ -160,6 +161,22 @@ def test_utc_texts_give_the_python_parsers_microseconds(moment: datetime, digits
         microseconds=1
     )
     assert event.ts == expected == python_path([payload])[0].ts
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0193-09-25T00:51:00.999999Z", "1600-01-01T00:00:59.999999Z", "2199-12-31T23:59:59.999999Z"],
+)
+def test_the_python_parser_is_exact_far_from_1970(text: str) -> None:
+    """It once read these a second late (a float timestamp) and cached the error."""
+    timeutil._MINUTES.clear()
+    timeutil._FRACTIONS.clear()
+    moment = datetime.fromisoformat(text)
+    expected = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert parse_time(text) == expected  # parsed in full
+    assert parse_time(text) == expected  # from the caches that parse filled
+    assert taken_by_compiled(page_view(text))
+    assert decode_all([page_view(text)])[0][0].ts == expected
 
 
 @settings(max_examples=300, deadline=None)
