@@ -8,7 +8,8 @@ Two paths give one verdict. The fast path decodes and type-checks in one C pass
 (msgspec) with bounds at least as strict as the contract's, so it only accepts
 valid events. Anything it refuses goes to the full check (orjson and the table),
 which is the authority: it accepts what JSON Schema accepts (`2.0` as an
-integer, say) and explains every reject.
+integer, say) and explains every reject. The fast path's common case (UTC or
+epoch-millisecond times) runs compiled for a whole batch (`_fastdecode.c`).
 """
 
 from __future__ import annotations
