@@ -91,7 +91,7 @@ static int fast_event(PyObject *payload, Py_ssize_t max_bytes, PyObject *decoder
     if (!PyBytes_CheckExact(payload)) return 0;
     Py_ssize_t size = PyBytes_GET_SIZE(payload);
     /* msgspec skips unknown fields without checking their UTF-8: ASCII payloads only. */
-    if ((max_bytes > 0 && size > max_bytes) || !is_ascii(PyBytes_AS_STRING(payload), size)) return 0;
+    if ((max_bytes != 0 && size > max_bytes) || !is_ascii(PyBytes_AS_STRING(payload), size)) return 0;
     PyObject *event = PyObject_CallOneArg(decoder, payload);
     if (event == NULL) {
         if (!PyErr_ExceptionMatches(retry)) return -1;
