@@ -7,7 +7,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -373,21 +372,6 @@ class Service:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
-def free_port_pair() -> int:
-    """A port P such that P and P + 1 are both free on loopback."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            try:
-                with socket.socket() as second:
-                    second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two consecutive free ports")
 
 
 # --- /metrics

@@ -29,7 +29,6 @@ from tests.bench.common import (
     at_most,
     events_seen,
     factor,
-    free_port_pair,
     log,
     ms,
     opscockpit_command,
@@ -43,7 +42,7 @@ from tests.bench.common import (
     wait_until,
 )
 from tests.bench.replay_bench import floor_passes
-from tests.kafka_broker import broker, create_topic, keyed, unique
+from tests.kafka_broker import broker, create_topic, free_port, keyed, unique
 
 PARTITIONS = 3  # the issue's topic
 BALANCED_PARTITIONS = 4  # and one that splits evenly over two processes
@@ -116,7 +115,7 @@ def consume_run(
     bootstrap: str, topic: str, lines: int, processes: int, tansu: psutil.Process | None
 ) -> dict[str, Any]:
     """Start `opscockpit run` on the filled topic; time until every line is counted."""
-    port = free_port_pair()
+    port = free_port(2)
     ports = [port + i for i in range(processes)]
     broker_cpu = cpu_of(tansu)
     started = time.monotonic()
@@ -409,7 +408,7 @@ def measure_latency(
     run = unique("run")
     topic = unique("bench-latency")
     create_topic(bootstrap, topic, PARTITIONS)
-    port = free_port_pair()
+    port = free_port(2)
     extra: list[str] = []
     if config:
         properties = BENCH_DIR / f"{run}.properties"
