@@ -13,9 +13,9 @@ test: $(STAMP) system-deps lint typecheck unit
 
 install: $(STAMP)
 
-# A C compiler and Python's headers build flows/_fastdecode.c (optional for pip, so a
-# machine without them still installs; the tests require the compiled module in CI).
-$(STAMP): pyproject.toml flows/_fastdecode.c
+# A C compiler and Python's headers build flows/_fastdecode.c and _fastengine.c (optional
+# for pip, so a machine without them still installs; the tests require them in CI).
+$(STAMP): pyproject.toml flows/_fastdecode.c flows/_fastengine.c
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { sh .ci/system-packages python3-venv && $(PYTHON) -m venv $(VENV); }
 	@sh .ci/system-packages gcc python3-dev
 	$(BIN)/pip install --quiet --upgrade pip

@@ -1,7 +1,7 @@
 /* The common case of decoding a batch, compiled: why and what in flows/decode.py
    (`decode_all`). For each payload: ASCII bytes within the size limit, decoded by
-   the msgspec decoder given, with every time field an RFC 3339 UTC text of the
-   form YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z or integer epoch milliseconds in range.
+   the msgspec decoder given, with every time field an RFC 3339 text of the form
+   YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM) or integer epoch milliseconds in range.
    Anything else is left to the Python path (returned as None, its position in
    `refused`), which owns every verdict about bad input. */
 #define PY_SSIZE_T_CLEAN
@@ -45,17 +45,30 @@ static long long days_from_civil(long long year, int month, int day) {
     return era * 146097 + day_of_era - 719468;
 }
 
-/* RFC 3339 UTC text to epoch microseconds; 0 when it has another form or is not a date. */
-static int utc_text_us(const char *s, Py_ssize_t n, long long *out) {
+/* RFC 3339 text to epoch microseconds; 0 when it has another form or is not a date. */
+static int rfc3339_us(const char *s, Py_ssize_t n, long long *out) {
     static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int year, month, day, hour, minute, second, fraction = 0;
-    if (n < 20 || n > 27 || n == 21 || s[n - 1] != 'Z') return 0;
+    int year, month, day, hour, minute, second, fraction = 0, offset = 0;
+    /* The zone: Z, or +HH:MM / -HH:MM with HH 00-23 and MM 00-59. */
+    if (n >= 20 && s[n - 1] == 'Z') {
+        n -= 1;
+    } else {
+        int offset_hours, offset_minutes;
+        if (n < 25 || (s[n - 6] != '+' && s[n - 6] != '-') || !digits(s + n - 5, 2, &offset_hours) ||
+            s[n - 3] != ':' || !digits(s + n - 2, 2, &offset_minutes) || offset_hours > 23 ||
+            offset_minutes > 59)
+            return 0;
+        offset = (s[n - 6] == '-' ? -1 : 1) * (offset_hours * 3600 + offset_minutes * 60);
+        n -= 6;
+    }
+    /* What is left: YYYY-MM-DDTHH:MM:SS[.f{1,6}] */
+    if (n < 19 || n > 26 || n == 20) return 0;
     if (!digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &month) || s[7] != '-' ||
         !digits(s + 8, 2, &day) || s[10] != 'T' || !digits(s + 11, 2, &hour) || s[13] != ':' ||
         !digits(s + 14, 2, &minute) || s[16] != ':' || !digits(s + 17, 2, &second))
         return 0;
-    if (n > 20) {
-        int count = (int)n - 21;
+    if (n > 19) {
+        int count = (int)n - 20;
         if (s[19] != '.' || !digits(s + 20, count, &fraction)) return 0;
         for (; count < 6; count++) fraction *= 10;
     }
@@ -63,7 +76,8 @@ static int utc_text_us(const char *s, Py_ssize_t n, long long *out) {
         return 0;
     int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     if (day > month_days[month - 1] + (month == 2 && leap)) return 0;
-    long long seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    long long seconds =
+        days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
     *out = seconds * US_PER_SECOND + fraction;
     return 1;
 }
@@ -72,7 +86,7 @@ static int utc_text_us(const char *s, Py_ssize_t n, long long *out) {
 static int time_us(PyObject *value, long long *out) {
     if (PyUnicode_CheckExact(value)) {
         if (!PyUnicode_IS_COMPACT_ASCII(value)) return 0;
-        return utc_text_us((const char *)PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value), out);
+        return rfc3339_us((const char *)PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value), out);
     }
     if (PyLong_CheckExact(value)) { /* exact: never a bool */
         int overflow;

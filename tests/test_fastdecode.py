@@ -89,10 +89,24 @@ def order(ts: object, ship_by: object, deliver_by: object) -> bytes:
         ("1969-12-31T23:59:59.5Z", True),
         ("0001-01-01T00:00:00Z", True),
         ("9999-12-31T23:59:59.999999Z", True),
+        ("2026-11-21T10:15:00+00:00", True),
+        ("2026-11-21T10:15:00-00:00", True),
+        ("2026-11-21T10:15:00.25+05:30", True),
+        ("2026-11-21T10:15:00.123456-23:59", True),
+        ("0001-01-01T00:00:00+01:00", True),
+        ("9999-12-31T23:59:59-23:59", True),
         (0, True),
         (MAX_EPOCH_MS, True),
         # Left to Python, which accepts or rejects them.
-        ("2026-11-21T10:15:00+00:00", False),
+        ("2026-11-21T10:15:00+24:00", False),
+        ("2026-11-21T10:15:00+01:60", False),
+        ("2026-11-21T10:15:00+0100", False),
+        ("2026-11-21T10:15:00+01", False),
+        ("2026-11-21T10:15:00 01:00", False),
+        ("2026-11-21T10:15:00+01:00Z", False),
+        ("2026-11-21T10:15:00.+01:00", False),
+        ("2026-11-21T10:15:00.1234567+01:00", False),
+        ("2023-02-29T00:00:00+01:00", False),
         ("2026-11-21T10:15:00.1234567Z", False),
         ("2026-11-21T10:15:00.Z", False),
         ("2023-02-29T00:00:00Z", False),
@@ -137,7 +151,7 @@ def test_every_time_field_of_an_event_is_converted() -> None:
         1795392000000000,
     )
     # One time field the compiled code cannot read sends the whole event to Python.
-    mixed = order("2026-11-21T10:15:00Z", "2026-11-22T01:00:00+01:00", 1795392000000)
+    mixed = order("2026-11-21T10:15:00Z", "2026-11-22T01:00:00.0000000+01:00", 1795392000000)
     assert not taken_by_compiled(mixed)
     assert decode_all([mixed])[0][0].promised_ship_by == 1795305600000000
 
@@ -160,6 +174,31 @@ def test_utc_texts_give_the_python_parsers_microseconds(moment: datetime, digits
     expected = (moment.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
         microseconds=1
     )
+    assert event.ts == expected == python_path([payload])[0].ts
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)),
+    st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
+    st.integers(min_value=0, max_value=6),
+)
+def test_texts_with_an_offset_give_the_python_parsers_microseconds(
+    moment: datetime, offset_minutes: int, digits: int
+) -> None:
+    moment = moment.replace(
+        microsecond=moment.microsecond // 10 ** (6 - digits) * 10 ** (6 - digits)
+    )
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0")
+    if digits:
+        text += "." + f"{moment.microsecond:06d}"[:digits]
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    text += f"{'-' if offset_minutes < 0 else '+'}{hours:02d}:{minutes:02d}"
+    payload = page_view(text)
+    assert taken_by_compiled(payload)
+    (event,), _ = decode_all([payload])
+    local = moment.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    expected = (local - timedelta(minutes=offset_minutes)) // timedelta(microseconds=1)
     assert event.ts == expected == python_path([payload])[0].ts
 
 

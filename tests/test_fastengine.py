@@ -1,0 +1,313 @@
+"""The compiled loop of ShardEngine.process (flows/_fastengine.c) leaves the engine
+exactly as the Python loop does: the same state, outputs and errors."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from itertools import islice
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import flows.engine as engine_module
+from flows.decode import STRUCTS, Line, Reject, decode_all
+from flows.engine import EngineConfig, ShardEngine
+from flows.labels import LabelCap
+from flows.simulator import Profile, stream
+from flows.timeutil import US_PER_SECOND, format_time
+
+compiled = pytest.importorskip(
+    "flows._fastengine", reason="flows._fastengine was not compiled (no C compiler at install)"
+)
+
+START = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
+HOUR = 3600 * US_PER_SECOND
+# Every fault of the simulator, more often than by default, in a sparse network:
+# a few thousand events span a day, so deadlines, retention and id expiry come due.
+FAULTY = replace(
+    Profile(),
+    skus=40,
+    orders_per_hour=15,
+    receipts_per_hour=2,
+    sessions_per_hour=4,
+    duplicate_share=0.05,
+    disorder_share=0.1,
+    late_share=0.02,
+    malformed_share=0.01,
+)
+# Short horizons, so ids expire, entities are retained and dropped, and labels overflow.
+CONFIG = EngineConfig(
+    lateness=30 * US_PER_SECOND,
+    dedup_horizon=2 * HOUR,
+    orphan_horizon=HOUR,
+    retention=3 * HOUR,
+    sources=("a", "b"),
+)
+
+
+def payloads(seed: int, count: int) -> list[bytes]:
+    return [payload for _arrival, _key, payload in islice(stream(seed, START, FAULTY), count)]
+
+
+def engine(max_labels: int = 4) -> ShardEngine:
+    return ShardEngine("0", CONFIG, LabelCap(max_labels))
+
+
+def state(shard: ShardEngine) -> dict[str, Any]:
+    snapshot = shard.__getstate__()
+    snapshot["ledger"] = shard.ledger.series
+    return snapshot
+
+
+Step = tuple[str, Any]  # ("process", (source, items)) or ("mark", (source, max ts, idle))
+
+
+@contextmanager
+def loop(use_compiled: bool) -> Iterator[None]:
+    """Run the engine with the compiled loop, or with the Python loop alone."""
+    saved = engine_module._compiled, engine_module._forget
+    engine_module._compiled = compiled.admit if use_compiled else None
+    engine_module._forget = compiled.forget if use_compiled else engine_module._forget_ids
+    try:
+        yield
+    finally:
+        engine_module._compiled, engine_module._forget = saved
+
+
+def run(steps: list[Step], use_compiled: bool, max_labels: int = 4) -> Iterator[Any]:
+    """Feed the steps to a fresh engine; yield its state and outputs after each one."""
+    with loop(use_compiled):
+        shard = engine(max_labels)
+        for step, args in steps:
+            if step == "process":
+                shard.process(*args)
+            else:
+                shard.mark(*args)
+            yield state(shard), shard.drain()
+        shard.finish()
+        yield state(shard), shard.drain()
+
+
+def assert_same_runs(steps: list[Step], max_labels: int = 4) -> None:
+    # Decoded events are shared by both runs: the engines only read them.
+    python_run = run(steps, use_compiled=False, max_labels=max_labels)
+    for index, (got, expected) in enumerate(
+        zip(run(steps, True, max_labels), python_run, strict=True)
+    ):
+        assert got == expected, f"after step {index} ({steps[min(index, len(steps) - 1)][0]})"
+
+
+def batches(lines: list[bytes], sizes: list[int], sources: list[str]) -> list[Step]:
+    steps: list[Step] = []
+    position = turn = 0
+    while position < len(lines):
+        size = sizes[turn % len(sizes)]
+        items, _ = decode_all(lines[position : position + size])
+        steps.append(("process", (sources[turn % len(sources)], items)))
+        position, turn = position + size, turn + 1
+    return steps
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(1, 10_000),
+    count=st.integers(1, 6000),
+    sizes=st.lists(st.integers(1, 2000), min_size=1, max_size=4),
+    sources=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3),
+    marks=st.lists(
+        st.tuples(
+            st.integers(0, 40), st.sampled_from(["a", "b"]), st.integers(0, 30), st.booleans()
+        ),
+        max_size=4,
+    ),
+    max_labels=st.sampled_from([1, 4, 1000]),
+)
+def test_faulty_streams_in_any_batches_and_partitions_leave_the_same_engine(
+    seed: int,
+    count: int,
+    sizes: list[int],
+    sources: list[str],
+    marks: list[tuple[int, str, int, bool]],
+    max_labels: int,
+) -> None:
+    """Duplicates, disorder, late events, rejects, several partitions (one unknown
+    to the config), idle marks, id expiry, retention and label overflow."""
+    steps = batches(payloads(seed, count), sizes, sources)
+    for position, source, hours, idle in marks:
+        steps.insert(min(position, len(steps)), ("mark", (source, START + hours * HOUR, idle)))
+    assert_same_runs(steps, max_labels)
+
+
+def test_the_faulty_stream_exercises_what_it_should() -> None:
+    steps = batches(payloads(1, 6000), [500], ["a", "b"])
+    *_, (final, _drained) = run(steps, use_compiled=True)
+    outputs = [output for _state, drained in run(steps, True) for output in drained]
+    assert {kind for kind, _key, _record in outputs} == {"alert", "dlq", "window"}
+    assert sum(kind == "window" for kind, _key, _record in outputs) > 10
+    series = final["ledger"]
+    for name in ("duplicate", "late"):
+        assert sum(series[f"cockpit_events_{name}_total"].values()) > 0
+    assert series["cockpit_state_expired_total"]["order"] > 0
+    assert series["cockpit_label_overflow_total"]["page"] > 0
+
+
+def count(shard: ShardEngine, outcome: str) -> int:
+    """Page views accepted ("events"), "late" or "duplicate"."""
+    name = "cockpit_events_total" if outcome == "events" else f"cockpit_events_{outcome}_total"
+    return int(shard.ledger.series[name]["page.viewed"])
+
+
+def at(minutes: float) -> int:
+    return START + int(minutes * 60 * US_PER_SECOND)
+
+
+def test_the_lateness_bound_is_exact() -> None:
+    lateness = CONFIG.lateness
+    items = [
+        page_view("a", START),
+        page_view("b", START - lateness),
+        page_view("c", START - lateness - 1),
+    ]
+    shard = engine()
+    shard.process("a", items)
+    assert (count(shard, "events"), count(shard, "late")) == (2, 1)
+    assert_same_runs([("process", ("a", items))])
+
+
+def test_a_partition_behind_the_watermark_is_late_against_it() -> None:
+    idle_b = ("mark", ("b", START, True))
+    ahead = ("process", ("a", [page_view("a1", at(300))]))
+    behind = ("process", ("b", [page_view("b1", at(60)), page_view("b2", at(61))]))
+    shard = engine()
+    shard.mark("b", START, True)
+    shard.process("a", ahead[1][1])
+    shard.process("b", behind[1][1])
+    assert (count(shard, "events"), count(shard, "late")) == (1, 2)
+    assert_same_runs([idle_b, ahead, behind])
+
+
+def test_an_id_is_remembered_through_the_hour_at_the_horizon() -> None:
+    # Seen at 00:00; W at 02:30 puts the horizon (2 h) in the hour of 00:00.
+    items = [
+        page_view("x", START),
+        page_view("w", at(150) + CONFIG.lateness),
+        page_view("x", at(151)),
+    ]
+    shard = engine()
+    shard.mark("b", START, True)
+    shard.process("a", items)
+    assert count(shard, "duplicate") == 1
+    assert_same_runs([("mark", ("b", START, True)), ("process", ("a", items))])
+
+
+def test_a_deadline_is_decided_at_the_event_that_passes_it() -> None:
+    order = STRUCTS["order.placed"](
+        "o", START, "o1", "FC1", "east", [Line("k", 1)], at(60), at(600)
+    )
+    views = [page_view(f"v{minutes}", at(minutes)) for minutes in range(0, 181, 10)]
+    shard = engine()
+    shard.mark("b", START, True)
+    shard.process("a", [order, *views])
+    (alert,) = [record for kind, _key, record in shard.drain() if kind == "alert"]
+    assert alert["decided_ts"] == format_time(at(70) - CONFIG.lateness)
+    assert_same_runs([("mark", ("b", START, True)), ("process", ("a", [order, *views]))])
+
+
+def test_a_day_of_default_traffic_leaves_the_same_engine() -> None:
+    lines = [payload for _a, _k, payload in islice(stream(7, START, Profile()), 40_000)]
+    assert_same_runs(batches(lines, [1000], ["a"]))
+
+
+def page_view(event_id: str, ts: int) -> Any:
+    return STRUCTS["page.viewed"](event_id, ts, "s", "home", 120.0)
+
+
+@pytest.mark.parametrize("odd_ts", [(1 << 62) + 1, -(1 << 62) - 1, 2**70])
+def test_a_ts_beyond_its_arithmetic_hands_the_rest_of_the_batch_to_python(odd_ts: int) -> None:
+    items = [page_view(f"e{i}", START + i * US_PER_SECOND) for i in range(10)]
+    items.insert(4, page_view("odd", odd_ts))
+    items.insert(7, page_view("e2", START))  # a duplicate after the hand-over
+    assert compiled.admit(engine(), "a", items, Reject) == 4
+    assert_same_runs([("process", ("a", items))])
+
+
+def test_settings_beyond_its_arithmetic_leave_everything_to_python() -> None:
+    shard = ShardEngine("0", replace(CONFIG, lateness=1 << 61), LabelCap(4))
+    assert compiled.admit(shard, "a", [page_view("e1", START)], Reject) == 0
+
+
+def test_an_error_in_a_handler_propagates_as_in_python() -> None:
+    items, _ = decode_all(payloads(3, 3000))
+    assert any(getattr(item, "kind", None) == "order.placed" for item in items[100:])
+    outcomes = []
+    for use_compiled in (True, False):
+        shard = engine()
+        shard._handlers["order.placed"] = _boom
+        with loop(use_compiled), pytest.raises(RuntimeError, match="boom"):
+            shard.process("a", items)
+        outcomes.append((state(shard), shard.drain()))
+    assert outcomes[0] == outcomes[1]
+
+
+def _boom(_event: Any) -> None:
+    raise RuntimeError("boom")
+
+
+def test_nothing_is_leaked_or_freed_early() -> None:
+    """References held by C: the events, their kinds and ids, the hour objects."""
+    items = [page_view(f"e{i}", START + i * 1000) for i in range(2000)]
+    items += [page_view(f"e{i}", START + i * 1000) for i in range(2000)]  # duplicates
+    shard = engine()
+    kind = type(items[0]).kind
+    before = [sys.getrefcount(item) for item in items], sys.getrefcount(kind)
+    shard.process("a", items)
+    assert ([sys.getrefcount(item) for item in items], sys.getrefcount(kind)) == before
+    assert len(shard.seen) == 2000
+    assert shard.ledger.series["cockpit_events_duplicate_total"]["page.viewed"] == 2000
+    restored = pickle.loads(pickle.dumps(shard)).attach(CONFIG, LabelCap(4))
+    restored.process("a", items[:10])
+    assert restored.ledger.series["cockpit_events_duplicate_total"]["page.viewed"] == 2010
+
+
+@dataclass
+class Other:
+    """An event of a kind the engine was given a handler for at run time."""
+
+    kind: str
+    event_id: str
+    ts: int
+
+
+def test_more_kinds_in_a_batch_than_its_table_holds_hands_over_to_python() -> None:
+    items = [Other(f"kind{i % 80}", f"e{i}", START + i) for i in range(400)]
+    handled: dict[bool, list[Any]] = {}
+    for use_compiled in (True, False):
+        shard = engine()
+        calls = handled[use_compiled] = []
+        shard._handlers.update({f"kind{i}": calls.append for i in range(80)})
+        with loop(use_compiled):
+            shard.process("a", items)
+        assert state(shard)["ledger"]["cockpit_events_total"]["kind79"] == 5
+    assert handled[True] == handled[False] == items
+
+
+def test_a_kind_without_a_handler_is_a_key_error_only_once_accepted() -> None:
+    late = [page_view("e1", START + 600 * US_PER_SECOND), Other("unknown", "e2", START)]
+    assert_same_runs([("process", ("a", late))])  # late: counted, never dispatched
+    for use_compiled in (True, False):
+        with loop(use_compiled), pytest.raises(KeyError, match="unknown"):
+            engine().process("a", [Other("unknown", "e1", START)])
+
+
+@pytest.mark.parametrize("forget", [compiled.forget, engine_module._forget_ids])
+def test_forgetting_an_hour_keeps_ids_seen_again_later(forget: Any) -> None:
+    hour, later = 5, 7
+    seen = {"a": hour, "b": later, "c": hour, "d": 5.0}
+    forget(seen, ["a", "b", "c", "d", "gone", "a"], hour)
+    assert seen == {"b": later}
