@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from io import IOBase
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
@@ -82,6 +83,7 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
     def next_batch(self) -> list[Message]:
         chunk = list(islice(self.lines, self.batch_size))
         if not chunk:
+            self.close()
             raise StopIteration
         items = decode_batch(
             chunk, self.max_bytes, lambda n: {"file": self.file, "line": n}, self.line + 1
@@ -93,6 +95,10 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
 
     def snapshot(self) -> int:
         return self.line
+
+    def close(self) -> None:
+        if isinstance(self.lines, IOBase) and self.lines is not sys.stdin.buffer:
+            self.lines.close()
 
 
 class LinesSource(FixedPartitionedSource[Message, int]):
@@ -126,11 +132,8 @@ def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
     """Open a JSON Lines file (or `-` for stdin) for a LinesSource."""
 
     def open_lines() -> Iterator[bytes]:
-        if path == "-":
-            yield from sys.stdin.buffer
-            return
-        with Path(path).open("rb") as handle:
-            yield from handle
+        # The file itself, not a generator over it: islice then reads lines in C.
+        return sys.stdin.buffer if path == "-" else Path(path).open("rb")
 
     return open_lines
 
