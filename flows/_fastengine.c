@@ -5,7 +5,8 @@
    handler. The two storefront handlers that take most events (page.viewed,
    recommendation.shown) run here; every other handler, timer and label is the
    engine's Python method. An event it cannot take (a ts that is not an int
-   within +-2^62) ends the call: the Python loop goes on from there. */
+   within +-2^62, a 65th kind in one batch) ends the call: the Python loop goes
+   on from there. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -242,7 +243,7 @@ static int bucket_for(Bucket *b, PyObject *seen_hours, long long ts) {
     return b->ids != NULL && PyList_CheckExact(b->ids) ? 0 : -1;
 }
 
-/* Drop the references a batch held. */
+/* Drop the references a batch held (safe on a batch that took none). */
 static void release(Bucket *bucket, KindSlot *slots, int kinds) {
     Py_CLEAR(bucket->hour);
     Py_CLEAR(bucket->ids);
@@ -252,18 +253,98 @@ static void release(Bucket *bucket, KindSlot *slots, int kinds) {
     }
 }
 
-#define GET(target, owner, name)                                   \
-    do {                                                           \
-        if ((target = PyObject_GetAttr(owner, name)) == NULL) goto done; \
-        int kept = PyList_Append(keep, target);                    \
-        Py_DECREF(target);                                         \
-        if (kept < 0) goto done;                                   \
+/* What one call of `admit` works on: the engine's state, and the loop's locals. */
+typedef struct {
+    PyObject *max_ts, *seen, *seen_hours, *duplicate, *late, *events, *handlers, *timers;
+    PyObject *fire_due, *reject, *reject_type;
+    Storefront storefront;
+    Watermark w;
+    long long lateness, horizon, others, own_max, late_below;
+    Bucket bucket;
+    KindSlot slots[MAX_KINDS], *ranks[MAX_KINDS];
+    int kinds, ranked;
+} Batch;
+
+/* One item of the loop: 0 when done with it, 1 to hand it (and the rest) to
+   Python, -1 with an exception set. */
+static int admit_one(Batch *b, PyObject *item) {
+    if ((PyObject *)Py_TYPE(item) == b->reject_type) return call(&b->w, b->reject, item);
+    PyObject *ts_obj = PyObject_GetAttr(item, s_ts);
+    if (ts_obj == NULL) return -1;
+    long long ts;
+    int in_range = bounded(ts_obj, TS_BOUND, &ts);
+    Py_DECREF(ts_obj);
+    if (!in_range) return 1;
+    PyObject *kind = PyObject_GetAttr(item, s_kind);
+    if (kind == NULL) return -1;
+    KindSlot *slot = slot_of(b->slots, &b->kinds, b->handlers, kind);
+    Py_DECREF(kind); /* a slot holds it */
+    if (slot == NULL) return PyErr_Occurred() ? -1 : 1; /* full: more kinds than slots */
+    kind = slot->kind;
+    PyObject *event_id = PyObject_GetAttr(item, s_event_id);
+    if (event_id == NULL) return -1;
+    /* De-duplication: seen[id] is the hour of its ts; remembered while >= the horizon. */
+    PyObject *known = PyDict_GetItemWithError(b->seen, event_id);
+    int status = known == NULL ? (PyErr_Occurred() ? -1 : 0)
+                               : remembered(known, b->w.watermark, b->horizon);
+    if (status == 0) status = bucket_for(&b->bucket, b->seen_hours, ts);
+    if (status == 0) status = PyDict_SetItem(b->seen, event_id, b->bucket.hour);
+    if (status == 0) status = PyList_Append(b->bucket.ids, event_id);
+    Py_DECREF(event_id);
+    if (status != 0) return status < 0 ? -1 : add(b->duplicate, kind, one);
+    if (ts < b->late_below) return add(b->late, kind, one);
+    if (ts > b->own_max) {
+        b->own_max = ts;
+        long long candidate = (ts < b->others ? ts : b->others) - b->lateness;
+        if (candidate > b->w.watermark) {
+            b->w.watermark = candidate;
+            b->w.watermark_dirty = 1;
+            if (fire_if_due(&b->w, b->timers, b->fire_due) < 0) return -1;
+        }
+        long long own_late = ts - b->lateness;
+        b->late_below = own_late > b->w.watermark ? own_late : b->w.watermark;
+    }
+    if (slot->accepted_rank < 0) {
+        slot->accepted_rank = b->ranked;
+        b->ranks[b->ranked++] = slot;
+    }
+    slot->accepted++;
+    switch (slot->inline_as) {
+    case PAGE_VIEWED:
+        return page_viewed(&b->w, &b->storefront, item);
+    case RECOMMENDATION_SHOWN:
+        return recommendation_shown(&b->w, &b->storefront, item);
+    default:
+        if (slot->handler != NULL) return call(&b->w, slot->handler, item);
+        PyErr_SetObject(PyExc_KeyError, kind);
+        return -1;
+    }
+}
+
+/* Hand over to the Python loop (or the end of `process`): counts, own max ts, W. */
+static int hand_over(Batch *b, PyObject *source) {
+    int status = 0;
+    for (int i = 0; i < b->ranked && status == 0; i++)
+        status = add_count(b->events, b->ranks[i]->kind, b->ranks[i]->accepted);
+    if (status < 0 || sync_watermark(&b->w) < 0) return -1;
+    PyObject *own = PyLong_FromLongLong(b->own_max);
+    status = own == NULL ? -1 : PyDict_SetItem(b->max_ts, source, own);
+    Py_XDECREF(own);
+    return status;
+}
+
+#define GET(target, owner, name)                                          \
+    do {                                                                  \
+        if ((target = PyObject_GetAttr(owner, name)) == NULL) goto done;  \
+        int kept = PyList_Append(keep, target);                           \
+        Py_DECREF(target);                                                \
+        if (kept < 0) goto done;                                          \
     } while (0)
 
-#define DICT(target, owner, name)                                  \
-    do {                                                           \
-        GET(target, owner, name);                                  \
-        if (!PyDict_CheckExact(target)) goto wrong_type;           \
+#define DICT(target, owner, name)                                         \
+    do {                                                                  \
+        GET(target, owner, name);                                         \
+        if (!PyDict_CheckExact(target)) goto wrong_type;                  \
     } while (0)
 
 static PyObject *admit(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -271,134 +352,65 @@ static PyObject *admit(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "admit(engine, source, items: list, reject_type)");
         return NULL;
     }
-    PyObject *engine = args[0], *source = args[1], *items = args[2], *reject_type = args[3];
+    PyObject *engine = args[0], *source = args[1], *items = args[2];
     PyObject *keep = PyList_New(0), *result = NULL, *others_obj = NULL, *own_max_obj;
     if (keep == NULL) return NULL;
-    PyObject *config, *lateness_obj, *horizon_obj, *watermark_obj, *max_ts, *seen, *seen_hours;
-    PyObject *duplicate, *late, *events, *handlers, *timers, *fire_due, *reject;
-    Storefront sf;
+    PyObject *config, *lateness_obj, *horizon_obj, *watermark_obj;
+    Batch b = {.reject_type = args[3], .w = {engine, 0, 0}, .own_max = -TS_BOUND};
     GET(config, engine, s_config);
     GET(lateness_obj, config, s_lateness);
     GET(horizon_obj, config, s_dedup_horizon);
     GET(watermark_obj, engine, s_watermark);
-    GET(timers, engine, s_timers);
-    GET(fire_due, engine, s_fire_due);
-    GET(reject, engine, s_reject);
-    GET(sf.page_buckets, engine, s_page_buckets);
-    DICT(max_ts, engine, s_max_ts);
-    DICT(seen, engine, s_seen);
-    DICT(seen_hours, engine, s_seen_hours);
-    DICT(duplicate, engine, s_duplicate);
-    DICT(late, engine, s_late);
-    DICT(events, engine, s_events);
-    DICT(handlers, engine, s_handlers);
-    DICT(sf.pages, engine, s_pages);
-    DICT(sf.page_load, engine, s_page_load);
-    DICT(sf.widgets, engine, s_widgets);
-    DICT(sf.shown, engine, s_shown);
-    if (!PyList_CheckExact(timers) || !PyTuple_CheckExact(sf.page_buckets)) goto wrong_type;
+    GET(b.timers, engine, s_timers);
+    GET(b.fire_due, engine, s_fire_due);
+    GET(b.reject, engine, s_reject);
+    GET(b.storefront.page_buckets, engine, s_page_buckets);
+    DICT(b.max_ts, engine, s_max_ts);
+    DICT(b.seen, engine, s_seen);
+    DICT(b.seen_hours, engine, s_seen_hours);
+    DICT(b.duplicate, engine, s_duplicate);
+    DICT(b.late, engine, s_late);
+    DICT(b.events, engine, s_events);
+    DICT(b.handlers, engine, s_handlers);
+    DICT(b.storefront.pages, engine, s_pages);
+    DICT(b.storefront.page_load, engine, s_page_load);
+    DICT(b.storefront.widgets, engine, s_widgets);
+    DICT(b.storefront.shown, engine, s_shown);
+    if (!PyList_CheckExact(b.timers) || !PyTuple_CheckExact(b.storefront.page_buckets))
+        goto wrong_type;
     if ((others_obj = PyObject_CallMethodOneArg(engine, s_others_min, source)) == NULL) goto done;
-    own_max_obj = PyDict_GetItemWithError(max_ts, source);
+    own_max_obj = PyDict_GetItemWithError(b.max_ts, source);
     if (own_max_obj == NULL && PyErr_Occurred()) goto done;
-
-    Py_ssize_t taken = 0, n = PyList_GET_SIZE(items);
-    long long lateness, horizon, others, own_max = -TS_BOUND;
-    Watermark w = {engine, 0, 0};
-    if ((own_max_obj != NULL && !bounded(own_max_obj, TS_BOUND, &own_max)) ||
-        !bounded(others_obj, TS_BOUND, &others) || !bounded(lateness_obj, LIMIT, &lateness) ||
-        lateness < 0 || !bounded(horizon_obj, LIMIT, &horizon) ||
-        !bounded(watermark_obj, TS_BOUND + LIMIT, &w.watermark)) {
+    if ((own_max_obj != NULL && !bounded(own_max_obj, TS_BOUND, &b.own_max)) ||
+        !bounded(others_obj, TS_BOUND, &b.others) || !bounded(lateness_obj, LIMIT, &b.lateness) ||
+        b.lateness < 0 || !bounded(horizon_obj, LIMIT, &b.horizon) ||
+        !bounded(watermark_obj, TS_BOUND + LIMIT, &b.w.watermark)) {
         result = PyLong_FromLong(0); /* beyond what the C arithmetic covers: Python takes all */
         goto done;
     }
-    KindSlot slots[MAX_KINDS], *ranks[MAX_KINDS];
-    int kinds = 0, ranked = 0;
-    Bucket bucket = {0, 0, NULL, NULL};
-    long long late_below = own_max - lateness > w.watermark ? own_max - lateness : w.watermark;
-    for (; taken < n; taken++) {
-        PyObject *item = PyList_GET_ITEM(items, taken);
-        if ((PyObject *)Py_TYPE(item) == reject_type) {
-            if (call(&w, reject, item) < 0) goto failed;
-            continue;
-        }
-        PyObject *ts_obj = PyObject_GetAttr(item, s_ts);
-        if (ts_obj == NULL) goto failed;
-        long long ts;
-        int in_range = bounded(ts_obj, TS_BOUND, &ts);
-        Py_DECREF(ts_obj);
-        if (!in_range) break; /* the Python loop goes on from this item */
-        PyObject *kind = PyObject_GetAttr(item, s_kind);
-        if (kind == NULL) goto failed;
-        KindSlot *slot = slot_of(slots, &kinds, handlers, kind);
-        Py_DECREF(kind); /* a slot holds it */
-        if (slot == NULL) {
-            if (PyErr_Occurred()) goto failed;
-            break; /* more kinds than slots: the Python loop goes on from here */
-        }
-        kind = slot->kind;
-        PyObject *event_id = PyObject_GetAttr(item, s_event_id);
-        if (event_id == NULL) goto failed;
-        PyObject *known = PyDict_GetItemWithError(seen, event_id);
-        int status = known == NULL ? (PyErr_Occurred() ? -1 : 0)
-                                   : remembered(known, w.watermark, horizon);
-        if (status == 0) status = bucket_for(&bucket, seen_hours, ts);
-        if (status == 0) status = PyDict_SetItem(seen, event_id, bucket.hour);
-        if (status == 0) status = PyList_Append(bucket.ids, event_id);
-        Py_DECREF(event_id);
-        if (status < 0) goto failed;
-        if (status == 1) { /* remembered: a duplicate */
-            if (add(duplicate, kind, one) < 0) goto failed;
-            continue;
-        }
-        if (ts < late_below) {
-            if (add(late, kind, one) < 0) goto failed;
-            continue;
-        }
-        if (ts > own_max) {
-            own_max = ts;
-            long long candidate = (own_max < others ? own_max : others) - lateness;
-            if (candidate > w.watermark) {
-                w.watermark = candidate;
-                w.watermark_dirty = 1;
-                if (fire_if_due(&w, timers, fire_due) < 0) goto failed;
-            }
-            late_below = own_max - lateness > w.watermark ? own_max - lateness : w.watermark;
-        }
-        if (slot->accepted_rank < 0) {
-            slot->accepted_rank = ranked;
-            ranks[ranked++] = slot;
-        }
-        slot->accepted++;
-        if (slot->inline_as == PAGE_VIEWED) status = page_viewed(&w, &sf, item);
-        else if (slot->inline_as == RECOMMENDATION_SHOWN) status = recommendation_shown(&w, &sf, item);
-        else if (slot->handler == NULL) {
-            PyErr_SetObject(PyExc_KeyError, kind);
-            status = -1;
-        } else status = call(&w, slot->handler, item);
-        if (status < 0) goto failed;
+    long long own_late = b.own_max - b.lateness;
+    b.late_below = own_late > b.w.watermark ? own_late : b.w.watermark;
+    Py_ssize_t taken = 0;
+    int status = 0;
+    for (; taken < PyList_GET_SIZE(items); taken++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(items, taken));
+        status = admit_one(&b, item);
+        Py_DECREF(item);
+        if (status != 0) break;
     }
-    /* Hand over to the Python loop (or the end of `process`): counts, own max ts, W. */
-    int counted = 0;
-    for (int i = 0; i < ranked && counted == 0; i++)
-        counted = add_count(events, ranks[i]->kind, ranks[i]->accepted);
-    release(&bucket, slots, kinds);
-    if (counted < 0 || sync_watermark(&w) < 0) goto done;
-    PyObject *own = PyLong_FromLongLong(own_max);
-    int stored = own == NULL ? -1 : PyDict_SetItem(max_ts, source, own);
-    Py_XDECREF(own);
-    if (stored == 0) result = PyLong_FromSsize_t(taken);
+    if (status >= 0 && hand_over(&b, source) == 0) {
+        result = PyLong_FromSsize_t(taken);
+    } else if (status < 0) { /* leave W as the Python loop would; raise the first error */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (sync_watermark(&b.w) < 0) PyErr_Clear();
+        PyErr_Restore(type, value, traceback);
+    }
     goto done;
-failed: { /* leave W as the Python loop would; the error already set is the one raised */
-    release(&bucket, slots, kinds);
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    if (sync_watermark(&w) < 0) PyErr_Clear();
-    PyErr_Restore(type, value, traceback);
-    goto done;
-}
 wrong_type:
     PyErr_SetString(PyExc_TypeError, "_fastengine: engine state of an unexpected type");
 done:
+    release(&b.bucket, b.slots, b.kinds);
     Py_XDECREF(others_obj);
     Py_DECREF(keep);
     return result;

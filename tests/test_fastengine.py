@@ -181,14 +181,22 @@ def test_the_lateness_bound_is_exact() -> None:
 
 
 def test_a_partition_behind_the_watermark_is_late_against_it() -> None:
+    """W (05:00 - L, from partition a while b idled) bounds b's events even
+    after b's own max ts moves: 04:59:25 is within b's lateness, not above W."""
+    second = US_PER_SECOND
     idle_b = ("mark", ("b", START, True))
     ahead = ("process", ("a", [page_view("a1", at(300))]))
-    behind = ("process", ("b", [page_view("b1", at(60)), page_view("b2", at(61))]))
+    behind_items = [
+        page_view("b1", at(60)),
+        page_view("b2", at(300) - 10 * second),
+        page_view("b3", at(300) - 35 * second),
+    ]
+    behind = ("process", ("b", behind_items))
     shard = engine()
     shard.mark("b", START, True)
     shard.process("a", ahead[1][1])
-    shard.process("b", behind[1][1])
-    assert (count(shard, "events"), count(shard, "late")) == (1, 2)
+    shard.process("b", behind_items)
+    assert (count(shard, "events"), count(shard, "late")) == (2, 2)
     assert_same_runs([idle_b, ahead, behind])
 
 
