@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from flows.decode import Event, Reject
 from flows.labels import OTHER, LabelCap
@@ -28,7 +28,19 @@ from flows.metrics import BY_NAME
 from flows.timeutil import US_PER_SECOND, format_time
 
 
-def _forget_ids(seen: dict[str, int], ids: list[str], hour: int) -> None:
+class Seen(Protocol):
+    """The de-duplication table, event id -> hour of its ts: a dict, or the
+    compiled IdTable (a dict missed the CPU caches on most events)."""
+
+    def __contains__(self, event_id: object, /) -> bool: ...
+    def __getitem__(self, event_id: str, /) -> int: ...
+    def __setitem__(self, event_id: str, hour: int, /) -> None: ...
+    def __delitem__(self, event_id: str, /) -> None: ...
+    def __len__(self) -> int: ...
+    def get(self, event_id: str, /) -> int | None: ...
+
+
+def _forget_ids(seen: Seen, ids: list[str], hour: int) -> None:
     """Forget the ids seen in `hour`, unless seen again later."""
     for event_id in ids:
         if seen.get(event_id) == hour:
@@ -36,13 +48,15 @@ def _forget_ids(seen: dict[str, int], ids: list[str], hour: int) -> None:
 
 
 _compiled: Callable[[Any, str, list[Any], type], int] | None
-_forget: Callable[[dict[str, int], list[str], int], None]
+_forget: Callable[[Any, list[str], int], None]  # compiled: for the IdTable it makes
+_id_table: Callable[[dict[str, int]], Seen]
 try:
     # Optional: built by `pip install` where a C compiler is found (see pyproject).
+    from flows._fastengine import IdTable as _id_table
     from flows._fastengine import admit as _compiled
     from flows._fastengine import forget as _forget
 except ImportError:  # no compiler at install time: the same results, slower
-    _compiled, _forget = None, _forget_ids
+    _compiled, _forget, _id_table = None, _forget_ids, dict
 
 MIN_TS = -(1 << 62)
 MAX_TS = 1 << 62
@@ -99,7 +113,7 @@ class ShardEngine:
         self.idle: set[str] = set()
         self.watermark = MIN_TS
         # De-duplication: id -> hour of its ts, and ids by hour for expiry.
-        self.seen: dict[str, int] = {}
+        self.seen: Seen = {}  # an IdTable once attached, where compiled
         self.seen_hours: dict[int, list[str]] = {}
         # Event-time timers: (fire when W >= at, kind, entity id).
         self.timers: list[tuple[int, int, str]] = []
@@ -117,6 +131,8 @@ class ShardEngine:
         self.config = config
         self.labels = labels
         self.out: list[Output] = []
+        if isinstance(self.seen, dict) and _id_table is not dict:  # new, or unpickled
+            self.seen = _id_table(self.seen)  # (an IdTable pickles as a dict)
         for source in config.sources:
             self.max_ts.setdefault(source, MIN_TS)
         self.series = series = self.ledger.series
@@ -125,11 +141,16 @@ class ShardEngine:
         self._duplicate = series["cockpit_events_duplicate_total"]
         self._late = series["cockpit_events_late_total"]
         self._known = {name: labels.values(name) for name in ("fc", "region", "page", "widget")}
-        # The busiest event types (storefront traffic) get direct references.
+        # The busiest event types (storefront traffic) get direct references,
+        # which the compiled loop reads too.
         self._pages, self._widgets = self._known["page"], self._known["widget"]
         self._page_load = series["cockpit_page_load_seconds"]
         self._page_buckets = PAGE_LOAD.buckets
         self._shown = series["cockpit_recommendations_shown_total"]
+        self._search_latency = series["cockpit_search_latency_seconds"]
+        self._search_buckets = SEARCH_LATENCY.buckets
+        self._zero_results = series["cockpit_searches_zero_results_total"]
+        self._cart_units = series["cockpit_cart_units_added_total"]
         self._handlers = {
             "order.placed": self._order_placed,
             "order.cancelled": self._order_event,
@@ -766,12 +787,12 @@ class ShardEngine:
         observe(self._page_load, PAGE_LOAD, page, event.load_ms / 1000)
 
     def _search_performed(self, event: Event) -> None:
-        observe(self.series[SEARCH_LATENCY.name], SEARCH_LATENCY, (), event.latency_ms / 1000)
+        observe(self._search_latency, SEARCH_LATENCY, (), event.latency_ms / 1000)
         if event.results == 0:
-            add(self.series["cockpit_searches_zero_results_total"], ())
+            add(self._zero_results, ())
 
     def _cart_added(self, event: Event) -> None:
-        add(self.series["cockpit_cart_units_added_total"], (), event.qty)
+        add(self._cart_units, (), event.qty)
 
     def _recommendation_shown(self, event: Event) -> None:
         widget = self._widgets.get(event.widget) or self._label("widget", event.widget)

@@ -62,6 +62,8 @@ def engine(max_labels: int = 4) -> ShardEngine:
 def state(shard: ShardEngine) -> dict[str, Any]:
     snapshot = shard.__getstate__()
     snapshot["ledger"] = shard.ledger.series
+    seen = snapshot["seen"]
+    snapshot["seen"] = seen if type(seen) is dict else seen.to_dict()
     return snapshot
 
 
@@ -71,13 +73,14 @@ Step = tuple[str, Any]  # ("process", (source, items)) or ("mark", (source, max 
 @contextmanager
 def loop(use_compiled: bool) -> Iterator[None]:
     """Run the engine with the compiled loop, or with the Python loop alone."""
-    saved = engine_module._compiled, engine_module._forget
+    saved = engine_module._compiled, engine_module._forget, engine_module._id_table
     engine_module._compiled = compiled.admit if use_compiled else None
     engine_module._forget = compiled.forget if use_compiled else engine_module._forget_ids
+    engine_module._id_table = compiled.IdTable if use_compiled else dict
     try:
         yield
     finally:
-        engine_module._compiled, engine_module._forget = saved
+        engine_module._compiled, engine_module._forget, engine_module._id_table = saved
 
 
 def run(steps: list[Step], use_compiled: bool, max_labels: int = 4) -> Iterator[Any]:
@@ -214,6 +217,22 @@ def test_an_id_is_remembered_through_the_hour_at_the_horizon() -> None:
     assert_same_runs([("mark", ("b", START, True)), ("process", ("a", items))])
 
 
+def test_an_id_past_the_horizon_is_new_again_then_remembered_again() -> None:
+    # W at 03:30 puts the horizon in the hour of 01:00: "x" of 00:00 is forgotten
+    # (though its hour is only dropped at the end of the batch).
+    items = [
+        page_view("x", START),
+        page_view("w", at(210) + CONFIG.lateness),
+        page_view("x", at(211)),
+        page_view("x", at(212)),
+    ]
+    shard = engine()
+    shard.mark("b", START, True)
+    shard.process("a", items)
+    assert (count(shard, "events"), count(shard, "duplicate")) == (3, 1)
+    assert_same_runs([("mark", ("b", START, True)), ("process", ("a", items))])
+
+
 def test_a_deadline_is_decided_at_the_event_that_passes_it() -> None:
     order = STRUCTS["order.placed"](
         "o", START, "o1", "FC1", "east", [Line("k", 1)], at(60), at(600)
@@ -276,7 +295,7 @@ def test_nothing_is_leaked_or_freed_early() -> None:
     before = [sys.getrefcount(item) for item in items], sys.getrefcount(kind)
     shard.process("a", items)
     assert ([sys.getrefcount(item) for item in items], sys.getrefcount(kind)) == before
-    assert len(shard.seen) == 2000
+    assert len(shard.seen) == 2000 and type(shard.seen) is compiled.IdTable
     assert shard.ledger.series["cockpit_events_duplicate_total"]["page.viewed"] == 2000
     restored = pickle.loads(pickle.dumps(shard)).attach(CONFIG, LabelCap(4))
     restored.process("a", items[:10])
@@ -313,9 +332,73 @@ def test_a_kind_without_a_handler_is_a_key_error_only_once_accepted() -> None:
             engine().process("a", [Other("unknown", "e1", START)])
 
 
-@pytest.mark.parametrize("forget", [compiled.forget, engine_module._forget_ids])
-def test_forgetting_an_hour_keeps_ids_seen_again_later(forget: Any) -> None:
+@pytest.mark.parametrize("use_compiled", [True, False])
+def test_forgetting_an_hour_keeps_ids_seen_again_later(use_compiled: bool) -> None:
     hour, later = 5, 7
-    seen = {"a": hour, "b": later, "c": hour, "d": 5.0}
-    forget(seen, ["a", "b", "c", "d", "gone", "a"], hour)
-    assert seen == {"b": later}
+    contents = {"a": hour, "b": later, "c": hour}
+    with loop(use_compiled):
+        seen = engine_module._id_table(contents)
+        engine_module._forget(seen, ["a", "b", "c", "gone", "a"], hour)
+    assert (seen.to_dict() if use_compiled else seen) == {"b": later}
+
+
+Op = tuple[str, str, int]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["set", "del", "get", "in", "forget"]),
+            st.sampled_from([f"id{i}" for i in range(40)] + ["", "é", "🙂" * 3]),
+            st.integers(-3, 3),
+        ),
+        max_size=400,
+    )
+)
+def test_the_id_table_behaves_as_a_dict(ops: list[Op]) -> None:
+    """Collisions, growth and deletions (backward shifts) included: 40 keys churn."""
+    table, model = compiled.IdTable(), {}
+    for op, key, hour in ops:
+        if op == "set":
+            table[key] = model[key] = hour
+        elif op == "del":
+            if key in model:
+                del table[key], model[key]
+            else:
+                with pytest.raises(KeyError):
+                    del table[key]
+        elif op == "get":
+            assert table.get(key) == model.get(key)
+            assert table.get(key, "none") == model.get(key, "none")
+        elif op == "in":
+            assert (key in table) == (key in model)
+        else:
+            ids = [k for k in model if model[k] == hour]
+            compiled.forget(table, ids, hour)
+            engine_module._forget_ids(model, ids, hour)
+        assert len(table) == len(model)
+    assert table.to_dict() == model
+    assert sorted(table) == sorted(model)
+    assert pickle.loads(pickle.dumps(table)) == model  # a snapshot holds a plain dict
+    assert compiled.IdTable(model).to_dict() == model
+
+
+def test_the_id_table_takes_str_ids_and_int_hours_only() -> None:
+    table = compiled.IdTable()
+    with pytest.raises(TypeError, match="keys are str"):
+        table[1] = 1  # type: ignore[index]
+    with pytest.raises(TypeError, match="hours"):
+        table["a"] = "x"  # type: ignore[assignment]
+    with pytest.raises(KeyError):
+        table["missing"]
+    assert "missing" not in table and len(table) == 0
+
+
+def test_the_id_table_keeps_a_million_ids() -> None:
+    table = compiled.IdTable()
+    for i in range(1_000_000):
+        table[f"ev-{i}"] = i % 30
+    compiled.forget(table, [f"ev-{i}" for i in range(0, 1_000_000, 30)], 0)
+    assert len(table) == 1_000_000 - 33_334
+    assert table["ev-1"] == 1 and "ev-30" not in table and table.get("ev-999999") == 9
