@@ -96,28 +96,31 @@ static int sequence_add(PyObject *counts, Py_ssize_t index, PyObject *amount) {
 
 /* flows.ledger.observe */
 static int observe(PyObject *series, PyObject *buckets, PyObject *key, PyObject *value) {
-    PyObject *counts = PyDict_GetItemWithError(series, key);
+    PyObject *counts = Py_XNewRef(PyDict_GetItemWithError(series, key));
     if (counts == NULL) {
         if (PyErr_Occurred()) return -1;
         Py_ssize_t size = PyTuple_GET_SIZE(buckets) + 2;
-        counts = PyList_New(size);
-        if (counts == NULL) return -1;
+        if ((counts = PyList_New(size)) == NULL) return -1;
         for (Py_ssize_t i = 0; i < size; i++) PyList_SET_ITEM(counts, i, PyLong_FromLong(0));
-        int status = PyDict_SetItem(series, key, counts);
-        Py_DECREF(counts); /* the series holds it */
-        if (status < 0) return -1;
+        if (PyDict_SetItem(series, key, counts) < 0) {
+            Py_DECREF(counts);
+            return -1;
+        }
     }
     Py_ssize_t low = 0, high = PyTuple_GET_SIZE(buckets); /* bisect_left */
-    while (low < high) {
+    int status = 0;
+    while (low < high && status == 0) {
         Py_ssize_t mid = (low + high) / 2;
         int less = PyObject_RichCompareBool(PyTuple_GET_ITEM(buckets, mid), value, Py_LT);
-        if (less < 0) return -1;
-        if (less) low = mid + 1;
+        if (less < 0) status = -1;
+        else if (less) low = mid + 1;
         else high = mid;
     }
-    Py_ssize_t size = PySequence_Size(counts);
-    if (size < 0 || sequence_add(counts, low, one) < 0) return -1;
-    return sequence_add(counts, size - 1, value);
+    Py_ssize_t size = status == 0 ? PySequence_Size(counts) : -1;
+    if (size < 0 || sequence_add(counts, low, one) < 0 || sequence_add(counts, size - 1, value) < 0)
+        status = -1;
+    Py_DECREF(counts);
+    return status;
 }
 
 /* known.get(raw) or engine._label(name, raw), as a new reference */
@@ -164,12 +167,13 @@ static int recommendation_shown(Watermark *w, Storefront *s, PyObject *event) {
     return status;
 }
 
-/* The slot of an event kind; NULL with no error set when the table is full. */
 static int search_performed(Storefront *s, PyObject *event) {
     PyObject *latency_ms = PyObject_GetAttr(event, s_latency_ms);
     PyObject *seconds = latency_ms == NULL ? NULL : PyNumber_TrueDivide(latency_ms, thousand);
     Py_XDECREF(latency_ms);
-    int status = seconds == NULL ? -1 : observe(s->search_latency, s->search_buckets, no_labels, seconds);
+    int status = seconds == NULL
+                     ? -1
+                     : observe(s->search_latency, s->search_buckets, no_labels, seconds);
     Py_XDECREF(seconds);
     if (status < 0) return -1;
     PyObject *results = PyObject_GetAttr(event, s_results);
@@ -185,6 +189,7 @@ static int cart_added(Storefront *s, PyObject *event) {
     return status;
 }
 
+/* The slot of an event kind; NULL with no error set when the table is full. */
 static KindSlot *slot_of(KindSlot *slots, int *count, PyObject *handlers, PyObject *kind) {
     for (int i = 0; i < *count; i++)
         if (slots[i].kind == kind) return &slots[i];
