@@ -315,6 +315,13 @@ static void id_delete_at(IdTable *t, size_t i) {
     Py_DECREF(key);
 }
 
+/* The capacity for `used` ids: a power of two, at most half full. */
+static size_t capacity_for(Py_ssize_t used) {
+    size_t capacity = MIN_CAPACITY;
+    while (capacity < (size_t)used * 2 + 2) capacity *= 2;
+    return capacity;
+}
+
 static PyObject *id_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     PyObject *initial = NULL;
     if (!PyArg_ParseTuple(args, "|O!:IdTable", &PyDict_Type, &initial)) return NULL;
@@ -324,10 +331,8 @@ static PyObject *id_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     }
     IdTable *t = (IdTable *)type->tp_alloc(type, 0);
     if (t == NULL) return NULL;
-    size_t capacity = MIN_CAPACITY;
-    Py_ssize_t count = initial == NULL ? 0 : PyDict_GET_SIZE(initial);
-    while (capacity < (size_t)count * 2 + 2) capacity *= 2;
-    if (id_resize(t, capacity) < 0) goto error;
+    if (id_resize(t, capacity_for(initial == NULL ? 0 : PyDict_GET_SIZE(initial))) < 0)
+        goto error;
     Py_ssize_t position = 0;
     PyObject *key, *value;
     while (initial != NULL && PyDict_Next(initial, &position, &key, &value)) {
@@ -420,6 +425,10 @@ static PyObject *id_to_dict(IdTable *t, PyObject *unused) {
     return result;
 }
 
+static PyObject *id_sizeof(IdTable *t, PyObject *unused) {
+    return PyLong_FromSize_t(Py_TYPE(t)->tp_basicsize + (t->mask + 1) * sizeof(IdSlot));
+}
+
 static PyObject *id_iter(IdTable *t) {
     PyObject *keys = PyList_New(0);
     for (size_t i = 0; keys != NULL && i <= t->mask; i++)
@@ -436,6 +445,7 @@ static PyObject *id_reduce(IdTable *t, PyObject *unused) {
 static PyMethodDef id_methods[] = {
     {"get", (PyCFunction)(void (*)(void))id_get, METH_FASTCALL, "get(id, default=None)"},
     {"to_dict", (PyCFunction)id_to_dict, METH_NOARGS, "the contents as a dict"},
+    {"__sizeof__", (PyCFunction)id_sizeof, METH_NOARGS, "bytes, slots included"},
     {"__reduce__", (PyCFunction)id_reduce, METH_NOARGS, "pickles as a plain dict"},
     {NULL, NULL, 0, NULL},
 };
@@ -786,6 +796,11 @@ static PyObject *forget(PyObject *module, PyObject *const *args, Py_ssize_t narg
         if (found && seen->slots[at].hour == hour) id_delete_at(seen, at);
     }
     PyMem_Free(hashes);
+    /* Give memory back after a burst: shrink once at most 1/8 full. The table
+       stays as it is if that allocation fails. */
+    if (seen->mask + 1 > MIN_CAPACITY && (size_t)seen->used * 8 < seen->mask + 1 &&
+        id_resize(seen, capacity_for(seen->used)) < 0)
+        PyErr_Clear();
     Py_RETURN_NONE;
 }
 

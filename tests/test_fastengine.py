@@ -395,10 +395,16 @@ def test_the_id_table_takes_str_ids_and_int_hours_only() -> None:
     assert "missing" not in table and len(table) == 0
 
 
-def test_the_id_table_keeps_a_million_ids() -> None:
+def test_the_id_table_keeps_a_million_ids_and_gives_memory_back() -> None:
     table = compiled.IdTable()
     for i in range(1_000_000):
         table[f"ev-{i}"] = i % 30
     compiled.forget(table, [f"ev-{i}" for i in range(0, 1_000_000, 30)], 0)
     assert len(table) == 1_000_000 - 33_334
     assert table["ev-1"] == 1 and "ev-30" not in table and table.get("ev-999999") == 9
+    full = sys.getsizeof(table)
+    assert full > 24 * 1_000_000  # slots included
+    for hour in range(1, 29):  # a burst passes: all but hour 29 expire
+        compiled.forget(table, [f"ev-{i}" for i in range(hour, 1_000_000, 30)], hour)
+    assert len(table) == 33_333 and sys.getsizeof(table) * 8 < full
+    assert table["ev-29"] == 29 and all(f"ev-{i}" in table for i in range(29, 1_000_000, 30))
