@@ -35,7 +35,7 @@ static PyObject *s_kind, *s_event_id, *s_ts, *s_page, *s_load_ms, *s_widget, *s_
     *s_config, *s_lateness, *s_dedup_horizon, *s_max_ts, *s_seen, *s_seen_hours,
     *s_duplicate, *s_late, *s_events, *s_handlers, *s_timers, *s_fire_due, *s_reject,
     *s_label, *s_pages, *s_page_load, *s_page_buckets, *s_widgets, *s_shown, *s_others_min,
-    *s_page_label, *s_widget_label, *s_latency_ms, *s_results, *s_qty, *s_search_latency,
+    *s_latency_ms, *s_results, *s_qty, *s_search_latency,
     *s_search_buckets, *s_zero_results, *s_cart_units, *zero, *one, *thousand, *no_labels;
 
 static long long floor_div(long long a, long long b) {
@@ -123,17 +123,29 @@ static int observe(PyObject *series, PyObject *buckets, PyObject *key, PyObject 
     return status;
 }
 
-/* known.get(raw) or engine._label(name, raw), as a new reference */
-static PyObject *label(Watermark *w, PyObject *known, PyObject *name, PyObject *raw) {
+/* known.get(event.<name>) or engine._label(name, event.<name>), as a new reference */
+static PyObject *label(Watermark *w, PyObject *event, PyObject *name, PyObject *known) {
+    PyObject *raw = PyObject_GetAttr(event, name);
+    if (raw == NULL) return NULL;
     PyObject *value = PyDict_GetItemWithError(known, raw);
-    if (value == NULL && PyErr_Occurred()) return NULL;
-    if (value != NULL) {
-        int truth = PyObject_IsTrue(value);
-        if (truth < 0) return NULL;
-        if (truth) return Py_NewRef(value);
-    }
-    if (sync_watermark(w) < 0) return NULL;
-    return PyObject_CallMethodObjArgs(w->engine, s_label, name, raw, NULL);
+    int truth = value == NULL ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(value);
+    PyObject *result = NULL;
+    if (truth > 0) result = Py_NewRef(value);
+    else if (truth == 0 && sync_watermark(w) == 0)
+        result = PyObject_CallMethodObjArgs(w->engine, s_label, name, raw, NULL);
+    Py_DECREF(raw);
+    return result;
+}
+
+/* observe(series, key, event.<ms_name> / 1000): a latency in ms, observed in seconds */
+static int observe_ms(PyObject *series, PyObject *buckets, PyObject *key, PyObject *event,
+                      PyObject *ms_name) {
+    PyObject *ms = PyObject_GetAttr(event, ms_name);
+    PyObject *seconds = ms == NULL ? NULL : PyNumber_TrueDivide(ms, thousand);
+    Py_XDECREF(ms);
+    int status = seconds == NULL ? -1 : observe(series, buckets, key, seconds);
+    Py_XDECREF(seconds);
+    return status;
 }
 
 typedef struct {
@@ -142,25 +154,15 @@ typedef struct {
 } Storefront;
 
 static int page_viewed(Watermark *w, Storefront *s, PyObject *event) {
-    PyObject *raw = PyObject_GetAttr(event, s_page);
-    if (raw == NULL) return -1;
-    PyObject *page = label(w, s->pages, s_page_label, raw);
-    Py_DECREF(raw);
+    PyObject *page = label(w, event, s_page, s->pages);
     if (page == NULL) return -1;
-    PyObject *load_ms = PyObject_GetAttr(event, s_load_ms);
-    PyObject *seconds = load_ms == NULL ? NULL : PyNumber_TrueDivide(load_ms, thousand);
-    Py_XDECREF(load_ms);
-    int status = seconds == NULL ? -1 : observe(s->page_load, s->page_buckets, page, seconds);
+    int status = observe_ms(s->page_load, s->page_buckets, page, event, s_load_ms);
     Py_DECREF(page);
-    Py_XDECREF(seconds);
     return status;
 }
 
 static int recommendation_shown(Watermark *w, Storefront *s, PyObject *event) {
-    PyObject *raw = PyObject_GetAttr(event, s_widget);
-    if (raw == NULL) return -1;
-    PyObject *widget = label(w, s->widgets, s_widget_label, raw);
-    Py_DECREF(raw);
+    PyObject *widget = label(w, event, s_widget, s->widgets);
     if (widget == NULL) return -1;
     int status = add(s->shown, widget, one);
     Py_DECREF(widget);
@@ -168,14 +170,8 @@ static int recommendation_shown(Watermark *w, Storefront *s, PyObject *event) {
 }
 
 static int search_performed(Storefront *s, PyObject *event) {
-    PyObject *latency_ms = PyObject_GetAttr(event, s_latency_ms);
-    PyObject *seconds = latency_ms == NULL ? NULL : PyNumber_TrueDivide(latency_ms, thousand);
-    Py_XDECREF(latency_ms);
-    int status = seconds == NULL
-                     ? -1
-                     : observe(s->search_latency, s->search_buckets, no_labels, seconds);
-    Py_XDECREF(seconds);
-    if (status < 0) return -1;
+    if (observe_ms(s->search_latency, s->search_buckets, no_labels, event, s_latency_ms) < 0)
+        return -1;
     PyObject *results = PyObject_GetAttr(event, s_results);
     int none_found = results == NULL ? -1 : PyObject_RichCompareBool(results, zero, Py_EQ);
     Py_XDECREF(results);
@@ -285,17 +281,21 @@ static int id_resize(IdTable *t, size_t capacity) {
     return 0;
 }
 
+/* A new key into the empty slot `at` that id_find gave; then the table grows if it is
+   more than half full. */
+static int id_insert_at(IdTable *t, size_t at, PyObject *key, Py_hash_t hash, long long hour) {
+    t->slots[at] = (IdSlot){hash, Py_NewRef(key), hour};
+    t->used++;
+    return (size_t)t->used * 2 > t->mask + 1 ? id_resize(t, (t->mask + 1) * 2) : 0;
+}
+
 /* table[key] = hour */
 static int id_set(IdTable *t, PyObject *key, Py_hash_t hash, long long hour) {
     int found;
     size_t i = id_find(t, key, hash, &found);
-    if (found) {
-        t->slots[i].hour = hour;
-        return 0;
-    }
-    t->slots[i] = (IdSlot){hash, Py_NewRef(key), hour};
-    t->used++;
-    return (size_t)t->used * 2 > t->mask + 1 ? id_resize(t, (t->mask + 1) * 2) : 0;
+    if (!found) return id_insert_at(t, i, key, hash, hour);
+    t->slots[i].hour = hour;
+    return 0;
 }
 
 /* Empty slot i, moving later slots of its probe run back (no tombstones). */
@@ -583,14 +583,8 @@ static int admit_one(Batch *b, Py_ssize_t index, PyObject *item) {
     if (found && remembered(b->seen->slots[at].hour, b->w.watermark, b->horizon)) {
         status = 1;
     } else if ((status = bucket_for(&b->bucket, b->seen_hours, ts)) == 0) {
-        if (found) {
-            b->seen->slots[at].hour = b->bucket.hour;
-        } else {
-            b->seen->slots[at] = (IdSlot){hash, Py_NewRef(event_id), b->bucket.hour};
-            b->seen->used++;
-            if ((size_t)b->seen->used * 2 > b->seen->mask + 1)
-                status = id_resize(b->seen, (b->seen->mask + 1) * 2);
-        }
+        if (found) b->seen->slots[at].hour = b->bucket.hour;
+        else status = id_insert_at(b->seen, at, event_id, hash, b->bucket.hour);
         if (status == 0) status = PyList_Append(b->bucket.ids, event_id);
     }
     Py_DECREF(event_id);
@@ -846,8 +840,6 @@ PyMODINIT_FUNC PyInit__fastengine(void) {
         {&s_widgets, "_widgets"},
         {&s_shown, "_shown"},
         {&s_others_min, "_others_min"},
-        {&s_page_label, "page"},
-        {&s_widget_label, "widget"},
         {&s_latency_ms, "latency_ms"},
         {&s_results, "results"},
         {&s_qty, "qty"},
