@@ -8,8 +8,8 @@ Two paths give one verdict. The fast path decodes and type-checks in one C pass
 (msgspec) with bounds at least as strict as the contract's, so it only accepts
 valid events. Anything it refuses goes to the full check (orjson and the table),
 which is the authority: it accepts what JSON Schema accepts (`2.0` as an
-integer, say) and explains every reject. The fast path's common case (UTC or
-epoch-millisecond times) runs compiled for a whole batch (`_fastdecode.c`).
+integer, say) and explains every reject. The fast path's common case (RFC 3339
+or epoch-millisecond times) runs compiled for a whole batch (`_fastdecode.c`).
 """
 
 from __future__ import annotations
@@ -248,11 +248,11 @@ except ImportError:  # no compiler at install time: the same verdicts, slower
 def decode_all(payloads: list[bytes], max_bytes: int = 0) -> tuple[list[Event | Reject], list[int]]:
     """Decode a batch: its events and rejects in order, and the positions of the rejects.
 
-    The common case (ASCII, msgspec accepts it, UTC or epoch-millisecond times)
-    runs compiled, without a Python step per event: decoding was half the cost
-    of a replay. The compiled code leaves every other payload to `_decode_one`,
-    which gives the verdict, so both paths give the same result (a property test
-    checks it).
+    The common case (ASCII, msgspec accepts it, RFC 3339 times with at most six
+    fraction digits, or epoch milliseconds) runs compiled, without a Python step
+    per event: decoding was half the cost of a replay. The compiled code leaves
+    every other payload to `_decode_one`, which gives the verdict, so both paths
+    give the same result (a property test checks it).
     """
     if _compiled is None:
         items: list[Event | Reject] = [None] * len(payloads)
