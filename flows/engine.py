@@ -144,6 +144,8 @@ class ShardEngine:
         # The busiest event types (storefront traffic) get direct references,
         # which the compiled loop reads too.
         self._pages, self._widgets = self._known["page"], self._known["widget"]
+        self._fcs, self._regions = self._known["fc"], self._known["region"]
+        self._cycle_buckets = ORDER_CYCLE.buckets
         self._page_load = series["cockpit_page_load_seconds"]
         self._page_buckets = PAGE_LOAD.buckets
         self._shown = series["cockpit_recommendations_shown_total"]

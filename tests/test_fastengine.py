@@ -55,8 +55,8 @@ def payloads(seed: int, count: int) -> list[bytes]:
     return [payload for _arrival, _key, payload in islice(stream(seed, START, FAULTY), count)]
 
 
-def engine(max_labels: int = 4) -> ShardEngine:
-    return ShardEngine("0", CONFIG, LabelCap(max_labels))
+def engine(max_labels: int = 4, config: EngineConfig = CONFIG) -> ShardEngine:
+    return ShardEngine("0", config, LabelCap(max_labels))
 
 
 def state(shard: ShardEngine) -> dict[str, Any]:
@@ -83,10 +83,12 @@ def loop(use_compiled: bool) -> Iterator[None]:
         engine_module._compiled, engine_module._forget, engine_module._id_table = saved
 
 
-def run(steps: list[Step], use_compiled: bool, max_labels: int = 4) -> Iterator[Any]:
+def run(
+    steps: list[Step], use_compiled: bool, max_labels: int = 4, config: EngineConfig = CONFIG
+) -> Iterator[Any]:
     """Feed the steps to a fresh engine; yield its state and outputs after each one."""
     with loop(use_compiled):
-        shard = engine(max_labels)
+        shard = engine(max_labels, config)
         for step, args in steps:
             if step == "process":
                 shard.process(*args)
@@ -97,11 +99,11 @@ def run(steps: list[Step], use_compiled: bool, max_labels: int = 4) -> Iterator[
         yield state(shard), shard.drain()
 
 
-def assert_same_runs(steps: list[Step], max_labels: int = 4) -> None:
+def assert_same_runs(steps: list[Step], max_labels: int = 4, config: EngineConfig = CONFIG) -> None:
     # Decoded events are shared by both runs: the engines only read them.
-    python_run = run(steps, use_compiled=False, max_labels=max_labels)
+    python_run = run(steps, False, max_labels, config)
     for index, (got, expected) in enumerate(
-        zip(run(steps, True, max_labels), python_run, strict=True)
+        zip(run(steps, True, max_labels, config), python_run, strict=True)
     ):
         assert got == expected, f"after step {index} ({steps[min(index, len(steps) - 1)][0]})"
 
@@ -145,6 +147,106 @@ def test_faulty_streams_in_any_batches_and_partitions_leave_the_same_engine(
     for position, source, hours, idle in marks:
         steps.insert(min(position, len(steps)), ("mark", (source, START + hours * HOUR, idle)))
     assert_same_runs(steps, max_labels)
+
+
+# Few events a day and every way an order can end, so that deadlines, deliveries
+# and the end of orders come due in a few thousand events.
+SPARSE = replace(
+    FAULTY,
+    orders_per_hour=6,
+    sessions_per_hour=0.5,
+    receipts_per_hour=0.5,
+    cancel_before_promise_share=0.1,
+    cancel_after_promise_share=0.1,
+    never_ship_share=0.1,
+    late_ship_share=0.2,
+    late_delivery_share=0.2,
+    lost_share=0.05,
+    failed_attempt_share=0.1,
+    second_delivered_share=0.1,
+)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(1, 10_000),
+    size=st.integers(1, 3000),
+    retention_hours=st.sampled_from([0, 3, 48]),
+)
+def test_orders_over_days_leave_the_same_engine(seed: int, size: int, retention_hours: int) -> None:
+    """Orders placed, picked, packed, shipped (late, twice), cancelled, delivered
+    (late, twice, never), their deadlines and retention, over a week."""
+    lines = [payload for _a, _k, payload in islice(stream(seed, START, SPARSE), 4000)]
+    config = replace(
+        CONFIG, retention=retention_hours * HOUR, sources=("a",)
+    )  # W moves in the loop
+    assert_same_runs(batches(lines, [size], ["a"]), config=config)
+
+
+def second(seconds: float) -> int:
+    return START + int(seconds * US_PER_SECOND)
+
+
+def order_story() -> list[Any]:
+    """One order of each kind of ending, with events in the order they would be
+    hard to get right: orphans, repeats, earlier corrections, late deliveries."""
+    placed, shipped = STRUCTS["order.placed"], STRUCTS["order.shipped"]
+    cancelled, delivery = STRUCTS["order.cancelled"], STRUCTS["delivery.updated"]
+    picked, packed = STRUCTS["inventory.picked"], STRUCTS["inventory.packed"]
+    adjusted, clicked = STRUCTS["inventory.adjusted"], STRUCTS["recommendation.clicked"]
+    lines = [Line("k", 2), Line("m", 3)]
+    story = [
+        shipped("e1", second(20), "o1", "FC1", None),  # before its order: held
+        picked("e2", second(5), "o1", "FC1", "k", 2),
+        placed("e3", second(0), "o1", "FC1", "east", lines, second(3600), second(7200)),
+        placed("e4", second(21), "o1", "FC2", "west", lines, second(1), second(2)),  # ignored
+        placed("e5", second(30), "o2", "FC2", "west", lines, second(100), second(200)),
+        shipped("e6", second(90), "o2", "FC2", None),
+        shipped("e7", second(80), "o2", "FC1", None),  # earlier: it decides
+        shipped("e8", second(95), "o2", "FC2", None),
+        delivery("e9", second(210), "o2", "delivered", None),  # late, counted at the deadline
+        page_view("e10", second(300)),
+        placed("e11", second(400), "o3", "FC1", "east", lines, second(500), second(450)),
+        cancelled("e12", second(410), "o3", None),
+        delivery("e13", second(420), "o3", "delivered", None),
+        placed("e14", second(430), "o4", "FC3", "north", lines, second(900), second(1200)),
+        delivery("e15", second(440), "o4", "delivered", None),
+        picked("e16", second(445), "o4", "FC3", "k", 2),
+        picked("e17", second(446), "o4", "FC3", "m", 3),
+        packed("e18", second(450), "o4", "FC3"),
+        delivery("e19", second(435), "o4", "delivered", None),  # earlier: it decides
+        delivery("e20", second(460), "o4", "delivered", None),
+        shipped("e21", second(470), "o4", "FC3", None),
+        adjusted("e22", second(480), "FC1", "k", 5, None),
+        adjusted("e23", second(481), "FC1", "k", -3, None),
+        adjusted("e24", second(482), "FC2", "k", 0, None),
+        clicked("e25", second(483), "s", "w1", "k"),
+        delivery("e26", second(484), "o4", "failed_attempt", None),
+        placed("e27", second(490), "o5", "FC1", "east", lines, second(600), second(700)),
+    ]
+    return story + [page_view(f"v{hour}", second(hour * 3600)) for hour in range(1, 60, 6)]
+
+
+@pytest.mark.parametrize("size", [1, 3, 100])
+@pytest.mark.parametrize("retention_hours", [0, 3])
+def test_every_way_an_order_ends_leaves_the_same_engine(size: int, retention_hours: int) -> None:
+    config = replace(CONFIG, retention=retention_hours * HOUR, sources=("a",))
+    story = order_story()
+    steps: list[Step] = [
+        ("process", ("a", story[i : i + size])) for i in range(0, len(story), size)
+    ]
+    assert_same_runs(steps, config=config)
+    *_, (final, _drained) = run(steps, True, 4, config)
+    series = final["ledger"]
+    assert series["cockpit_orders_shipped_total"] == {("FC1", "true"): 2, ("FC3", "true"): 1}
+    deliveries = {("west", "false"): 1, ("north", "true"): 1, ("east", "true"): 1}
+    assert series["cockpit_deliveries_total"] == deliveries
+    assert series["cockpit_orders_cancelled_total"] == {"FC1": 1}
+    assert series["cockpit_units_adjusted_total"] == {("FC1", "up"): 5, ("FC1", "down"): 3}
+    if retention_hours:  # o1 and o5 are never delivered
+        assert series["cockpit_state_expired_total"]["order"] == 2
+    else:
+        assert series["cockpit_orders_past_ship_promise"]["FC1"] == 1  # o5 never ships
 
 
 def test_the_faulty_stream_exercises_what_it_should() -> None:
