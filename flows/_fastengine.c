@@ -106,7 +106,7 @@ typedef struct {
     PyObject *value;   /* borrowed from the type's dict, which holds it while `version` does */
 } FieldEntry;
 
-#define FIELD_ENTRIES 256
+#define FIELD_ENTRIES 1024
 #define CLASS_VALUE (-1)
 #define ASK (-2)
 static FieldEntry field_entries[FIELD_ENTRIES];
@@ -129,14 +129,27 @@ static void learn_field(FieldEntry *e, PyTypeObject *type, PyObject *name) {
     e->value = found;
 }
 
-/* obj.<name>, as a new reference (name: an interned str) */
-static PyObject *field(PyObject *obj, PyObject *name) {
-    PyTypeObject *type = Py_TYPE(obj);
-    size_t slot = ((uintptr_t)type / 64 * 31 + (uintptr_t)name / 16) % FIELD_ENTRIES;
-    FieldEntry *e = &field_entries[slot];
+/* The entry of (type, name): one of four slots from its hash, learnt anew when stale */
+static FieldEntry *field_entry(PyTypeObject *type, PyObject *name) {
+    uint64_t mixed = ((uintptr_t)type >> 4) ^ ((uintptr_t)name >> 4) * 0x9E3779B97F4A7C15ULL;
+    size_t first = (size_t)((mixed * 0x9E3779B97F4A7C15ULL) >> 54); /* 10 bits */
+    FieldEntry *e = &field_entries[first];
+    for (size_t i = 0; i < 4; i++) {
+        FieldEntry *probe = &field_entries[(first + i) % FIELD_ENTRIES];
+        if ((probe->type == type && probe->name == name) || probe->type == NULL) {
+            e = probe;
+            break;
+        }
+    }
     if (e->type != type || e->name != name || e->version != type->tp_version_tag ||
         !PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG))
         learn_field(e, type, name);
+    return e;
+}
+
+/* obj.<name>, as a new reference (name: an interned str) */
+static PyObject *field(PyObject *obj, PyObject *name) {
+    FieldEntry *e = field_entry(Py_TYPE(obj), name);
     if (e->offset >= 0) {
         PyObject *value = *(PyObject **)((char *)obj + e->offset);
         if (value != NULL) return Py_NewRef(value);

@@ -413,6 +413,39 @@ class Other:
     ts: int
 
 
+@pytest.mark.parametrize("use_compiled", [True, False])
+def test_event_fields_are_read_as_python_reads_them(use_compiled: bool) -> None:
+    """The compiled loop reads fields from slots, and class attributes, it
+    remembers per type: an instance dict that shadows a class attribute, a slot
+    left empty, and a type changed after a batch read as Python has them."""
+
+    @dataclass(slots=True)
+    class Slotted:
+        kind: str
+        event_id: str
+        ts: int
+
+    class Shadowed:
+        kind = "kind1"
+
+        def __init__(self, event_id: str, ts: int) -> None:
+            self.event_id, self.ts, self.kind = event_id, ts, "kind2"
+
+    first, second, unset = (Slotted("kind1", f"e{i}", START + i) for i in range(3))
+    del unset.kind
+    shard = engine()
+    handled: list[Any] = []
+    shard._handlers.update({"kind1": handled.append, "kind2": handled.append})
+    with loop(use_compiled):
+        shard.process("a", [first, Shadowed("e3", START + 3)])
+        with pytest.raises(AttributeError, match="kind"):
+            shard.process("a", [unset])
+        Slotted.kind = property(lambda _self: "kind2")  # type: ignore[assignment,method-assign]
+        shard.process("a", [second])
+    events = state(shard)["ledger"]["cockpit_events_total"]
+    assert (events.get("kind1"), events.get("kind2"), len(handled)) == (1, 2, 3)
+
+
 def test_more_kinds_in_a_batch_than_its_table_holds_hands_over_to_python() -> None:
     items = [Other(f"kind{i % 80}", f"e{i}", START + i) for i in range(400)]
     handled: dict[bool, list[Any]] = {}
