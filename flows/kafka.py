@@ -45,7 +45,6 @@ LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
 MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
 START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
-FETCH_WAIT_MS = 100  # default fetch.wait.max.ms of the readers (see KafkaSettings.consumer)
 SECRET_WORDS = ("password", "secret", "key", "token")
 
 
@@ -76,21 +75,14 @@ class KafkaSettings:
         }
 
     def consumer(self, **extra: Any) -> dict[str, Any]:
-        """A partition reader: offsets live in bytewax recovery, never in a group.
-
-        A fetch waits at most 100 ms for data (librdkafka: 500 ms): on a broker that
-        holds every fetch for its whole wait (Tansu), that wait was most of an
-        event's way to /metrics; on Kafka it only makes quiet partitions polled
-        more often.
-        """
+        """A partition reader: offsets live in bytewax recovery, never in a group."""
         return self.client(
-            {"fetch.wait.max.ms": FETCH_WAIT_MS},
             **{
                 "group.id": "opscockpit",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
                 **extra,
-            },
+            }
         )
 
     def producer(self, **extra: Any) -> dict[str, Any]:
