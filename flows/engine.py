@@ -141,8 +141,8 @@ class ShardEngine:
         self._duplicate = series["cockpit_events_duplicate_total"]
         self._late = series["cockpit_events_late_total"]
         self._known = {name: labels.values(name) for name in ("fc", "region", "page", "widget")}
-        # The busiest event types (storefront traffic) get direct references,
-        # which the compiled loop reads too.
+        # Direct references for the busiest handlers, which the compiled loop
+        # (`_fastengine.c`) reads too.
         self._pages, self._widgets = self._known["page"], self._known["widget"]
         self._fcs, self._regions = self._known["fc"], self._known["region"]
         self._cycle_buckets = ORDER_CYCLE.buckets
