@@ -8,6 +8,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 #define MAX_EPOCH_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z, as in timeutil */
 #define US_PER_SECOND 1000000LL
@@ -98,6 +99,20 @@ static int time_us(PyObject *value, long long *out) {
     return 0;
 }
 
+/* The slot of a set field of a just-decoded event (one of decode.py's own Struct
+   classes, which are not frozen), or NULL to go through getattr/setattr. Reading
+   and writing it is what msgspec's attribute access does for an int, without
+   the attribute machinery on every event: msgspec's setattr adds only GC
+   tracking, for container values. */
+static PyObject **member_slot(PyObject *event, PyObject *name) {
+    PyObject *found = _PyType_Lookup(Py_TYPE(event), name);
+    if (found == NULL || !Py_IS_TYPE(found, &PyMemberDescr_Type)) return NULL;
+    PyMemberDef *member = ((PyMemberDescrObject *)found)->d_member;
+    if (member->type != T_OBJECT_EX) return NULL;
+    PyObject **slot = (PyObject **)((char *)event + member->offset);
+    return *slot != NULL ? slot : NULL;
+}
+
 /* 1 with *out a new event, 0 to leave the payload to Python, -1 with an exception set. */
 static int fast_event(PyObject *payload, Py_ssize_t max_bytes, PyObject *decoder,
                       PyObject *time_fields, PyObject *retry, PyObject **out) {
@@ -119,7 +134,8 @@ static int fast_event(PyObject *payload, Py_ssize_t max_bytes, PyObject *decoder
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
         PyObject *name = PyTuple_GET_ITEM(names, i);
-        PyObject *value = PyObject_GetAttr(event, name);
+        PyObject **slot = member_slot(event, name);
+        PyObject *value = slot != NULL ? Py_NewRef(*slot) : PyObject_GetAttr(event, name);
         if (value == NULL) {
             Py_DECREF(event);
             return -1;
@@ -132,6 +148,10 @@ static int fast_event(PyObject *payload, Py_ssize_t max_bytes, PyObject *decoder
             return 0;
         }
         PyObject *number = PyLong_FromLongLong(us);
+        if (number != NULL && slot != NULL) {
+            Py_SETREF(*slot, number);
+            continue;
+        }
         if (number == NULL || PyObject_SetAttr(event, name, number) < 0) {
             Py_XDECREF(number);
             Py_DECREF(event);
