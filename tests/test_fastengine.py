@@ -223,8 +223,12 @@ def order_story() -> list[Any]:
         clicked("e25", second(483), "s", "w1", "k"),
         delivery("e26", second(484), "o4", "failed_attempt", None),
         placed("e27", second(490), "o5", "FC1", "east", lines, second(600), second(700)),
+        placed("e28", second(495), "o6", "FC3", "south", lines, second(600), second(700)),
+        shipped("e29", second(496), "o6", "FC3", None),
     ]
-    return story + [page_view(f"v{hour}", second(hour * 3600)) for hour in range(1, 60, 6)]
+    views = [page_view(f"v{hour}", second(hour * 3600)) for hour in range(1, 60, 6)]
+    past_promise = delivery("e30", second(3610), "o6", "delivered", None)  # leaves the gauge
+    return [*story, views[0], past_promise, *views[1:]]
 
 
 @pytest.mark.parametrize("size", [1, 3, 100])
@@ -238,9 +242,10 @@ def test_every_way_an_order_ends_leaves_the_same_engine(size: int, retention_hou
     assert_same_runs(steps, config=config)
     *_, (final, _drained) = run(steps, True, 4, config)
     series = final["ledger"]
-    assert series["cockpit_orders_shipped_total"] == {("FC1", "true"): 2, ("FC3", "true"): 1}
+    assert series["cockpit_orders_shipped_total"] == {("FC1", "true"): 2, ("FC3", "true"): 2}
     deliveries = {("west", "false"): 1, ("north", "true"): 1, ("east", "true"): 1}
-    assert series["cockpit_deliveries_total"] == deliveries
+    assert series["cockpit_deliveries_total"] == {**deliveries, ("south", "false"): 1}
+    assert series["cockpit_orders_past_delivery_promise"]["south"] == 0
     assert series["cockpit_orders_cancelled_total"] == {"FC1": 1}
     assert series["cockpit_units_adjusted_total"] == {("FC1", "up"): 5, ("FC1", "down"): 3}
     if retention_hours:  # o1 and o5 are never delivered
