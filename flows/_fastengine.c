@@ -634,18 +634,27 @@ static PyObject *order_of(Orders *o, PyObject *order_id) {
 
 static long flags_of(PyObject *order) { return PyLong_AsLong(FIELD(order, O_FLAGS)); }
 
-/* order[O_FLAGS] |= flag */
-static int set_flag(PyObject *order, long flag) {
+/* order[O_FLAGS] = order[O_FLAGS] & ~clear | set */
+static int change_flags(PyObject *order, long set, long clear) {
     long flags = flags_of(order);
     if (flags == -1 && PyErr_Occurred()) return -1;
-    PyObject *value = PyLong_FromLong(flags | flag);
+    PyObject *value = PyLong_FromLong((flags & ~clear) | set);
     return value == NULL ? -1 : PyList_SetItem(order, O_FLAGS, value);
 }
+
+/* order[O_FLAGS] |= flag */
+static int set_flag(PyObject *order, long flag) { return change_flags(order, flag, 0); }
 
 /* order[O_FLAGS] & flag: 1, 0, or -1 with an error set */
 static int has_flag(PyObject *order, long flag) {
     long flags = flags_of(order);
     return flags == -1 && PyErr_Occurred() ? -1 : (flags & flag) != 0;
+}
+
+/* if order[O_FLAGS] & flag: clear it. 1 when it was set, 0, or -1 with an error set */
+static int take_flag(PyObject *order, long flag) {
+    int had = has_flag(order, flag);
+    return had <= 0 ? had : change_flags(order, 0, flag) < 0 ? -1 : 1;
 }
 
 /* order[index] = value */
@@ -730,21 +739,14 @@ static int window_add(Orders *o, long long ts, PyObject *fc, Py_ssize_t index, P
 static int leave_awaiting(Orders *o, PyObject *order) {
     PyObject *fc = FIELD(order, O_FC);
     if (add(o->awaiting, fc, minus_one) < 0) return -1;
-    int past = has_flag(order, PAST_SHIP);
-    if (past <= 0) return past;
-    long flags = flags_of(order);
-    PyObject *value = PyLong_FromLong(flags & ~PAST_SHIP);
-    if (value == NULL || PyList_SetItem(order, O_FLAGS, value) < 0) return -1;
-    return add(o->past_ship, FIELD(order, O_FC), minus_one);
+    int was_past = take_flag(order, PAST_SHIP);
+    return was_past <= 0 ? was_past : add(o->past_ship, fc, minus_one);
 }
 
 /* engine._leave_past_delivery */
 static int leave_past_delivery(Orders *o, PyObject *order) {
-    int past = has_flag(order, PAST_DELIVERY);
-    if (past <= 0) return past;
-    PyObject *value = PyLong_FromLong(flags_of(order) & ~PAST_DELIVERY);
-    if (value == NULL || PyList_SetItem(order, O_FLAGS, value) < 0) return -1;
-    return add(o->past_delivery, FIELD(order, O_REGION), minus_one);
+    int was_past = take_flag(order, PAST_DELIVERY);
+    return was_past <= 0 ? was_past : add(o->past_delivery, FIELD(order, O_REGION), minus_one);
 }
 
 /* engine._count_delivery */
