@@ -372,12 +372,7 @@ def broker_round_trip(bootstrap: str, config: dict[str, str], messages: int = 30
     topic = unique("bench-rtt")
     create_topic(bootstrap, topic, 1)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": topic,
-            "enable.auto.commit": False,
-            **config,
-        }
+        {"bootstrap.servers": bootstrap, "group.id": topic, "enable.auto.commit": False, **config}
     )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
