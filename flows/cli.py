@@ -13,29 +13,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from flows.cockpit.cli import add_grafana_command
+from flows.commands import EXIT_FAILURE, EXIT_USAGE, CliError, Parser
 from flows.olist import add_import_command
 from flows.timeutil import US_PER_SECOND, parse_duration, parse_time
 
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
 DEFAULT_METRICS_PORT = 9108
-
-
-class CliError(Exception):
-    """A problem to report in one line, with the exit status to use."""
-
-    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line."""
-
-    def error(self, message: str) -> NoReturn:
-        raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)
 
 
 def duration(text: str) -> int:
@@ -265,8 +250,6 @@ def build_parser() -> Parser:
     )
     simulate.set_defaults(handler=command_simulate)
     add_import_command(commands)
-    from flows.cockpit.cli import add_grafana_command
-
     add_grafana_command(commands)
     return parser
 

@@ -1,9 +1,10 @@
-"""The bytewax dataflow: wiring only. All KPI logic lives in `engine` and `windows`.
+"""The bytewax dataflow: wiring only. The runtime (`flows.runtime`) and the KPI
+families (`flows.kpis`) hold all logic.
 
     input (decoded batches, keyed by shard)
-      -> shards: stateful_batch, one ShardEngine per shard
-           -> dead letters, alerts                       -> their sinks
-           -> closed-window partials -> windows: one WindowAggregator -> KPI records
+      -> shards: stateful_batch, one runtime Shard with every family per shard
+           -> typed outputs, split by type: dead letters, alerts, KPI records,
+              and window partials -> windows: the combine stage -> KPI records
 
 `python -m bytewax.run "flows.dataflow:replay_flow('events.jsonl')"` runs a
 replay without the CLI.
@@ -11,23 +12,25 @@ replay without the CLI.
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from flows.engine import Output, ShardEngine
+from flows.kpis import COMBINERS, FAMILIES
+from flows.kpis.upgrade import upgrade
+from flows.runtime import snapshot
+from flows.runtime.combine import CombineStage
+from flows.runtime.core import Shard
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Output, Partials
 from flows.settings import Runtime, Settings
 from flows.sources import REPLAY_SHARD, LinesSource, file_lines
-from flows.windows import KpiRecord, WindowAggregator
 
-WINDOWS_KEY = "all"
+COMBINE_KEY = "all"
 
 
 @dataclass(frozen=True)
@@ -57,70 +60,70 @@ def single(name: str) -> Layout:
 
 
 class ShardLogic(StatefulBatchLogic[Any, Output, bytes | None]):
-    """Feeds one shard's engine; the engine is created on the shard's first batch."""
+    """Feeds one shard's runtime; it is created on the shard's first batch."""
 
     def __init__(self, runtime: Runtime, layout: Layout, resume: bytes | None) -> None:
         self.runtime, self.layout = runtime, layout
         self.config = runtime.settings.engine(layout.partitions)
-        self.engine: ShardEngine | None = None
+        self.shard: Shard | None = None
         if resume is not None:
-            self._publish(pickle.loads(resume).attach(self.config, runtime.labels))
+            self._publish(
+                snapshot.load_shard(resume, self.config, runtime.labels, FAMILIES, upgrade)
+            )
 
-    def _publish(self, engine: ShardEngine) -> ShardEngine:
-        self.engine = engine
-        self.runtime.board.publish(f"shard:{engine.shard}", engine.ledger)
-        return engine
+    def _publish(self, shard: Shard) -> Shard:
+        self.shard = shard
+        self.runtime.board.publish(f"shard:{shard.shard}", shard.ledger)
+        return shard
 
     def on_batch(self, values: list[Any]) -> tuple[list[Output], bool]:
-        engine = self.engine
-        for kind, shard, source, *rest in values:
-            if engine is None:
-                engine = self._publish(ShardEngine(shard, self.config, self.runtime.labels))
+        shard = self.shard
+        for kind, name, source, *rest in values:
+            if shard is None:
+                shard = self._publish(Shard(name, self.config, self.runtime.labels, FAMILIES))
             if kind == "events":
-                engine.process(source, rest[0])
+                shard.process(source, rest[0])
             else:
-                engine.mark(source, rest[0], rest[1])
+                shard.mark(source, rest[0], rest[1])
         self.runtime.board.ready.set()
-        return (engine.drain() if engine else []), StatefulBatchLogic.RETAIN
+        return (shard.drain() if shard else []), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
-        if self.engine is None:
+        if self.shard is None:
             return [], StatefulBatchLogic.RETAIN
-        self.engine.finish()
-        return self.engine.drain(), StatefulBatchLogic.RETAIN
+        self.shard.finish()
+        return self.shard.drain(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
-        if not self.runtime.settings.recovery or self.engine is None:
+        if not self.runtime.settings.recovery or self.shard is None:
             return None
-        return pickle.dumps(self.engine, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot.dump_shard(self.shard)
 
 
-class WindowLogic(StatefulBatchLogic[Any, KpiRecord, bytes | None]):
-    """Feeds the single window aggregator with the partials of every shard."""
+class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
+    """Feeds the single combine stage with the window partials of every shard."""
 
     def __init__(self, runtime: Runtime, layout: Layout, resume: bytes | None) -> None:
         self.runtime = runtime
-        self.aggregator: WindowAggregator = (
-            pickle.loads(resume)
-            if resume is not None
-            else WindowAggregator(layout.shards, runtime.settings.window)
-        )
-        runtime.board.publish("windows", self.aggregator.ledger)
+        self.stage = CombineStage(layout.shards, runtime.settings.window, COMBINERS)
+        if resume is not None:
+            snapshot.load_combine(resume, self.stage, upgrade)
+        runtime.board.publish("windows", self.stage.ledger)
 
-    def on_batch(self, values: list[Any]) -> tuple[list[KpiRecord], bool]:
+    def on_batch(self, values: list[Partials]) -> tuple[list[Output], bool]:
         self.runtime.board.ready.set()
-        for shard, (closed_through, rows) in values:
-            self.aggregator.add(shard, closed_through, rows)
-        return self.aggregator.drain(), StatefulBatchLogic.RETAIN
+        for partials in values:
+            self.stage.add(partials)
+        return self.stage.drain(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
         if not self.runtime.settings.recovery:
             return None
-        return pickle.dumps(self.aggregator, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot.dump_combine(self.stage)
 
 
-def _kind_is(kind: str) -> Callable[[Output], bool]:
-    return lambda output: output[0] == kind
+def _is(kind: type) -> Any:
+    return lambda output: type(output) is kind
 
 
 def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sinks) -> Dataflow:
@@ -131,22 +134,25 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
         "shards", batches, lambda resume: ShardLogic(runtime, layout, resume)
     )
     outputs = op.map("unkey", results, lambda keyed: keyed[1])
-    windows = op.filter("window_partials", outputs, _kind_is("window"))
-    partials = op.map("to_windows", windows, lambda output: (WINDOWS_KEY, (output[1], output[2])))
-    kpis = op.stateful_batch(
-        "windows", partials, lambda resume: WindowLogic(runtime, layout, resume)
+    dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))
+    alerts = op.branch("alerts", dead_letters.falses, _is(Alert))
+    partials = op.branch("window_partials", alerts.falses, _is(Partials))
+    keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
+    combined = op.stateful_batch(
+        "windows", keyed, lambda resume: CombineLogic(runtime, layout, resume)
     )
-    streams = {
-        "dead_letters": op.filter("dead_letters", outputs, _kind_is("dlq")),
-        "alerts": op.filter("alerts", outputs, _kind_is("alert")),
-        "kpis": op.map("kpi_records", kpis, lambda keyed: keyed[1]),
+    kpis = op.merge("kpis", partials.falses, op.map("kpi_records", combined, lambda kv: kv[1]))
+    streams: dict[str, Stream[Any]] = {
+        "dead_letters": dead_letters.trues,
+        "alerts": alerts.trues,
+        "kpis": op.filter("kpi_only", kpis, _is(KpiRecord)),
     }
     wired = False
     for name, stream in streams.items():
         sink = getattr(sinks, name)
         if sink is not None:
             records = op.map(
-                f"{name}_records", stream, lambda output: (output[1], (output[1], output[2]))
+                f"{name}_records", stream, lambda output: (output.key, (output.key, output.record))
             )
             op.output(f"{name}_out", records, sink)
             wired = True

@@ -32,8 +32,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from flows.engine import MIN_TS
 from flows.ledger import Ledger
+from flows.runtime.consts import MIN_TS
+from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Runtime
 from flows.sources import Message, decode_batch, stop_if_asked
 from flows.timeutil import US_PER_MS, US_PER_SECOND
@@ -175,7 +176,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.idle = False
         self.marked: tuple[int, bool] | None = None
         self.empty_polls = 0
-        self.ledger = Ledger()
+        self.ledger = Ledger(SOURCE_METRICS)
         self.ledger["cockpit_kafka_up"][()] = 1
         source.board.publish(f"kafka:{self.name}", self.ledger)
         self.consumer = Consumer(

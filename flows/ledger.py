@@ -8,39 +8,27 @@ counters survive a restart.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from collections.abc import Iterable
 from typing import Any
 
-from flows.metrics import HISTOGRAM, METRICS, Metric
+from flows.declare import HISTOGRAM, Metric
 
 SeriesKey = Any  # str | tuple[str, ...]
 
 
 class Ledger:
-    """The values of every declared metric for one engine."""
+    """The values of the metrics one owner (a shard, the combine stage, a source)
+    counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Iterable[Metric]) -> None:
         # Labels with a closed set of values start at 0: dashboards show 0, not "no data".
+        self.metrics = {m.name: m for m in metrics}
         self.series: dict[str, dict[SeriesKey, Any]] = {
-            m.name: dict.fromkeys(m.known, 0) for m in METRICS
+            m.name: dict.fromkeys(m.known, 0) for m in self.metrics.values()
         }
 
     def __getitem__(self, name: str) -> dict[SeriesKey, Any]:
         return self.series[name]
-
-
-def observe(series: dict[SeriesKey, Any], metric: Metric, key: SeriesKey, value: float) -> None:
-    """Add one observation to a histogram series."""
-    counts = series.get(key)
-    if counts is None:
-        counts = series[key] = [0] * (len(metric.buckets) + 2)
-    counts[bisect_left(metric.buckets, value)] += 1
-    counts[-1] += value
-
-
-def add(series: dict[SeriesKey, Any], key: SeriesKey, amount: float = 1) -> None:
-    """Add to a counter or gauge series."""
-    series[key] = series.get(key, 0) + amount
 
 
 def label_tuple(key: SeriesKey) -> tuple[str, ...]:
@@ -50,10 +38,10 @@ def label_tuple(key: SeriesKey) -> tuple[str, ...]:
 
 def merge_into(total: dict[str, dict[SeriesKey, Any]], ledger: Ledger) -> None:
     """Sum one ledger into a running total (histograms bucket by bucket)."""
-    for metric in METRICS:
-        target = total.setdefault(metric.name, {})
+    for name, metric in ledger.metrics.items():
+        target = total.setdefault(name, {})
         # dict(...) copies atomically under the GIL while a worker thread writes.
-        for key, value in dict(ledger.series[metric.name]).items():
+        for key, value in dict(ledger.series[name]).items():
             if metric.kind == HISTOGRAM:
                 known = target.get(key)
                 target[key] = (

@@ -7,12 +7,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from flows.engine import EngineConfig
 from flows.exposition import Board
 from flows.labels import LabelCap
 from flows.timeutil import US_PER_SECOND
 
 SECOND = US_PER_SECOND
+HOUR = 3600 * SECOND
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Event-time settings of a shard's runtime and families, durations in µs."""
+
+    lateness: int = 60 * SECOND
+    window: int = HOUR
+    dedup_horizon: int = 24 * HOUR
+    orphan_horizon: int = 24 * HOUR
+    retention: int = 0  # 0 keeps open entities until they complete
+    sources: tuple[str, ...] = ("input",)  # every source partition that feeds W
 
 
 @dataclass(frozen=True)

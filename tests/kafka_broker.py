@@ -19,6 +19,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from flows import kafka
 from flows.events import entity_key
 
 
@@ -136,7 +137,7 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes | None, 
     """Produce (partition, key, value) messages and wait until all are acknowledged."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for partition, key, value in messages:
-        producer.produce(topic, value, key, partition=partition)
+        kafka.produce(producer, topic, value, key, partition)  # waits while the queue is full
         producer.poll(0)
     remaining = producer.flush(60)
     assert remaining == 0, f"{remaining} messages not acknowledged"

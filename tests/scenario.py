@@ -9,9 +9,12 @@ from typing import Any
 import orjson
 
 from flows.decode import decode
-from flows.engine import EngineConfig, ShardEngine
+from flows.kpis import COMBINERS, FAMILIES
 from flows.labels import LabelCap
-from flows.windows import WindowAggregator
+from flows.runtime.combine import CombineStage
+from flows.runtime.core import Shard
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
+from flows.settings import EngineConfig
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
@@ -88,43 +91,58 @@ class Events:
         return self("page.viewed", ts, session_id="s", page="home", load_ms=100)
 
 
+KIND_OF = {DeadLetter: "dlq", Alert: "alert", KpiRecord: "kpi"}
+
+
 @dataclass
 class Run:
-    """One engine (one shard, one source) plus the window stage, fed batch by batch."""
+    """One shard (one source) plus the combine stage, fed batch by batch."""
 
     config: EngineConfig = field(default_factory=EngineConfig)
     max_label_values: int = 1000
 
     def __post_init__(self) -> None:
-        self.engine = ShardEngine("0", self.config, LabelCap(self.max_label_values))
-        self.windows = WindowAggregator(("0",), self.config.window)
+        self.shard = Shard("0", self.config, LabelCap(self.max_label_values), FAMILIES)
+        self.combine = CombineStage(("0",), self.config.window, COMBINERS)
         self.outputs: list[tuple[str, str, Any]] = []
 
     def feed(self, *lines: bytes) -> Run:
-        self.engine.process("input", [decode(line) for line in lines])
+        self.shard.process("input", [decode(line) for line in lines])
         self._collect()
         return self
 
     def finish(self) -> Run:
-        self.engine.finish()
+        self.shard.finish()
         self._collect()
         return self
 
     def _collect(self) -> None:
-        for kind, key, record in self.engine.drain():
-            if kind == "window":
-                self.windows.add(key, *record)
+        for output in self.shard.drain():
+            if type(output) is Partials:
+                self.combine.add(output)
             else:
-                self.outputs.append((kind, key, record))
-        self.outputs.extend(self.windows.drain())
+                self.outputs.append((KIND_OF[type(output)], output.key, output.record))
+        self.outputs.extend(("kpi", out.key, out.record) for out in self.combine.drain())
 
     def value(self, metric: str, key: Any = ()) -> Any:
-        """A series value from the engine or the window stage (0 when absent)."""
-        for ledger in (self.engine.ledger, self.windows.ledger):
-            series = ledger.series[metric]
+        """A series value from the shard or the combine stage (0 when absent)."""
+        for ledger in (self.shard.ledger, self.combine.ledger):
+            series = ledger.series.get(metric, {})
             if key in series:
                 return series[key]
         return 0
+
+    def series(self, metric: str) -> dict[Any, Any]:
+        """A shard metric's series."""
+        return self.shard.ledger.series[metric]  # type: ignore[no-any-return]
+
+    def orders(self) -> dict[str, Any]:
+        """The orders the shard holds."""
+        return self.shard.family("orders_entity").orders  # type: ignore[no-any-return]
+
+    def orphans(self) -> dict[str, Any]:
+        """Order events held for orders not placed yet."""
+        return self.shard.family("orders_entity").orphans  # type: ignore[no-any-return]
 
     def alerts(self) -> set[tuple[str, str]]:
         return {(r["alert"], r["order_id"]) for kind, _key, r in self.outputs if kind == "alert"}

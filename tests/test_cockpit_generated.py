@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.cli import Parser, build_parser
+from flows.cli import build_parser
 from flows.cockpit.cli import add_grafana_command, generated_files
 from flows.cockpit.dashboards import DATASOURCE_UID, TAG
+from flows.commands import Parser
 from flows.metrics import BY_NAME, HISTOGRAM
 
 REPO = Path(__file__).resolve().parent.parent

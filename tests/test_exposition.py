@@ -65,7 +65,7 @@ def expected(board: Board) -> bytes:
 
 
 def board_of(series: dict[str, dict[Any, Any]]) -> Board:
-    ledger = Ledger()
+    ledger = Ledger(METRICS)
     for name, values in series.items():
         ledger[name].update(values)
     board = Board()

@@ -27,7 +27,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.decode import REJECT_REASONS, Reject, decode
-from flows.engine import EngineConfig, ShardEngine
 from flows.events import (
     COUNT,
     DELIVERY_STATUSES,
@@ -40,7 +39,11 @@ from flows.events import (
     STRING,
     TIME,
 )
+from flows.kpis import FAMILIES
 from flows.labels import LabelCap
+from flows.runtime.core import Shard
+from flows.runtime.outputs import DeadLetter
+from flows.settings import EngineConfig
 from tests import reference
 from tests.reference import parse_exposition
 
@@ -725,7 +728,7 @@ def test_every_fuzzed_input_is_counted_exactly_once_by_the_engine(fuzzed):
     lines = in_order + in_order[:700] + fuzz + late
     items = [decode(line, MIB) for line in lines]
 
-    engine = ShardEngine("0", EngineConfig(), LabelCap(1000))
+    engine = Shard("0", EngineConfig(), LabelCap(1000), FAMILIES)
     for start in range(0, len(items), 1000):
         engine.process("input", items[start : start + 1000])
     engine.finish()
@@ -740,7 +743,7 @@ def test_every_fuzzed_input_is_counted_exactly_once_by_the_engine(fuzzed):
     assert accepted >= 5000 and totals["duplicate"] >= 700 and totals["late"] >= 500, totals
     rejects = Counter(item.reason for item in items if isinstance(item, Reject))
     assert {k: v for k, v in series["cockpit_events_rejected_total"].items() if v} == rejects
-    dead = [record for kind, _key, record in engine.drain() if kind == "dlq"]
+    dead = [output.record for output in engine.drain() if type(output) is DeadLetter]
     assert len(dead) == totals["rejected"]
     orjson.dumps(dead)  # every dead letter is serialisable
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.decode import Reject, decode
-from flows.engine import EngineConfig
+from flows.settings import EngineConfig
 from flows.simulator import Profile, stream
 from tests.scenario import Run
 
@@ -54,7 +54,7 @@ def outcome(lines: list[bytes], batch_sizes: list[int]) -> dict[str, Any]:
     run.finish()
     ledgers = {
         name: series
-        for ledger in (run.engine.ledger, run.windows.ledger)
+        for ledger in (run.shard.ledger, run.combine.ledger)
         for name, series in ledger.series.items()
         if series and name != "cockpit_state_entries"
     }

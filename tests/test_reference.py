@@ -810,10 +810,10 @@ def test_compare() -> None:
     assert compare(differs, actual) == [
         'cockpit_events_total{type="cart.added"}: expected 3.0, actual 2.0',
         'cockpit_units_on_hand{fc="FC2"}: expected 1.0, actual 0.0',
-        'cockpit_sell_through_ratio{fc="FC1"}: only in actual (value 0.0)',
         'cockpit_search_latency_seconds_bucket{le="+Inf"}: expected 0.0, actual 1.0',
         "cockpit_search_latency_seconds_count{}: expected 0.0, actual 1.0",
         "cockpit_search_latency_seconds_sum{}: expected 0.0, actual 0.5",
+        'cockpit_sell_through_ratio{fc="FC1"}: only in actual (value 0.0)',
     ]
     assert compare(differs, actual, metrics=["cockpit_units_on_hand"]) == [
         'cockpit_units_on_hand{fc="FC2"}: expected 1.0, actual 0.0'

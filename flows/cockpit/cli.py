@@ -8,7 +8,7 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-from flows.cli import CliError
+from flows.commands import CliError
 
 RULES_PATH = "docker/prometheus/rules.yml"
 EXTRA_MODULES = ("yaml", "grafana_foundation_sdk", "grafana_client")

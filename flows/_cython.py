@@ -1,0 +1,33 @@
+"""What the KPI modules use of Cython's pure-Python mode, for installs without
+Cython (it is needed only to compile them): the decorators do nothing, C types
+are Python's own, and `compiled` is False."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+compiled = False
+int = int  # noqa: PLW0127 (Cython's names)
+longlong = int
+Py_ssize_t = int
+double = float
+bint = bool
+
+
+def _same(obj: _T) -> _T:
+    return obj
+
+
+cclass = cfunc = ccall = inline = final = no_gc = _same
+
+
+def declare(_type: Any, value: _T) -> _T:
+    """A C global in the compiled build; the value itself here."""
+    return value
+
+
+def locals(**_types: Any) -> Callable[[_T], _T]:
+    return _same

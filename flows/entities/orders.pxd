@@ -1,0 +1,54 @@
+# Types of orders.py for its compiled build (Cython reads this beside the .py).
+from flows.runtime cimport core
+
+cdef class Order:
+    cdef public str fc, region
+    cdef public long long placed, ship_by, deliver_by, units
+    cdef public long long shipped
+    cdef public object ship_fc
+    cdef public long long cancelled, delivered, picked, packed, flags, pending
+    cdef public bint gone
+    cpdef int stage(self)
+
+cdef class OrderBook(core.Family)
+
+cdef class OrderWatcher(core.Family):
+    cdef public OrderBook book
+    cdef public long long flag_shift, need, watches
+    cdef on_order(self, long long change, str order_id, Order order, int before)
+    cdef release(self, str order_id, Order order)
+    cdef Order order_of(self, object order_id, object ref)
+    cdef bint has(self, Order order, long long flag)
+    cdef set(self, Order order, long long flag)
+    cdef clear(self, Order order, long long flag)
+
+cdef class OrderBook(core.Family):
+    cdef public dict orders, orphans
+    cdef public list watchers
+    cdef public long long needs, retention, orphan_horizon
+    cdef public dict fcs, regions, orphan_counts, expired
+    cdef place(self, object event)
+    cdef order_event(self, object event)
+    cdef apply(self, str order_id, Order order, object event)
+    cdef notify(self, long long change, str order_id, Order order, int before)
+    cpdef release(self, str order_id, Order order, long long need)
+    cdef expire(self, str order_id, Order order)
+    cdef expire_orphans(self, str order_id)
+
+cpdef enum:
+    PLACED = 1
+    SHIPPED = 2
+    FIRST_SHIPMENT = 4
+    CANCELLED = 8
+    FIRST_CANCELLATION = 16
+    DELIVERED = 32
+    FIRST_DELIVERY = 64
+    PICKED = 128
+    PACKED = 256
+    EXPIRED = 512
+    NO_STAGE = 0
+    STAGE_PLACED = 1
+    STAGE_PICKED = 2
+    STAGE_PACKED = 3
+    T_ORPHANS = 0
+    T_RETENTION = 1

@@ -1,0 +1,433 @@
+# cython: language_level=3
+"""The order entity: each order's facts, kept once for every family that reads them.
+
+An order exists from its first accepted `order.placed` (a repeated one is
+ignored). Its facts are the earliest time of each later step: shipment (and the
+fc it shipped from), cancellation, delivery, pick and pack, `NEVER` until known.
+Events of an order not placed (yet) are held, and apply as if they came after
+it when it is placed; held events still unclaimed when W passes their ts + the
+orphan horizon are dropped and counted.
+
+Families watching orders (`OrderWatcher`) are told what changed, with the stage
+the order was in before. Each claims bits of `Order.flags` for what it decided,
+and a bit of `Order.pending` it clears once no event can change its outcomes;
+the order leaves state when every watcher has let it go, or when W passes its
+later promise plus the retention (`--retention`).
+
+Runs interpreted, and compiled by Cython from this same source (`orders.pxd`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+try:
+    import cython
+except ModuleNotFoundError:  # Cython is needed only to compile this module
+    from flows import _cython as cython  # type: ignore[no-redef]
+
+from flows.entities import ENTITY_METRICS, ORPHAN_EVENTS, STATE_EXPIRED
+from flows.runtime.outputs import Alert
+from flows.timeutil import format_time
+
+if cython.compiled:
+    from cython.cimports.flows.runtime import core
+else:
+    from flows.runtime import core
+
+    # What changed, as bits of `on_order(change, ...)` (C constants in orders.pxd).
+    PLACED = 1
+    SHIPPED = 2  # the earliest shipment moved (FIRST_SHIPMENT too when there was none)
+    FIRST_SHIPMENT = 4
+    CANCELLED = 8
+    FIRST_CANCELLATION = 16
+    DELIVERED = 32
+    FIRST_DELIVERY = 64
+    PICKED = 128
+    PACKED = 256
+    EXPIRED = 512  # dropped by the retention: the order leaves every gauge
+    # Where an order awaiting shipment stands, from its facts (`Order.stage`).
+    NO_STAGE = 0
+    STAGE_PLACED = 1
+    STAGE_PICKED = 2
+    STAGE_PACKED = 3
+    # The order book's timers.
+    T_ORPHANS = 0
+    T_RETENTION = 1
+
+STAGE_NAMES = ("", "placed", "picked", "packed")
+ORDER_KINDS = (
+    "order.placed",
+    "order.cancelled",
+    "order.shipped",
+    "delivery.updated",
+    "inventory.picked",
+    "inventory.packed",
+)
+FIELDS = (
+    "fc",
+    "region",
+    "placed",
+    "ship_by",
+    "deliver_by",
+    "units",
+    "shipped",
+    "ship_fc",
+    "cancelled",
+    "delivered",
+    "picked",
+    "packed",
+    "flags",
+    "pending",
+    "gone",
+)
+
+
+@cython.no_gc  # strings and ints only: never in a cycle, so never scanned
+@cython.final
+@cython.cclass
+class Order:
+    """The facts of one order; times in µs, `NEVER` for what has not happened."""
+
+    fc: str
+    region: str
+    placed: cython.longlong
+    ship_by: cython.longlong
+    deliver_by: cython.longlong
+    units: cython.longlong
+    shipped: cython.longlong
+    ship_fc: object
+    cancelled: cython.longlong
+    delivered: cython.longlong
+    picked: cython.longlong
+    packed: cython.longlong
+    flags: cython.longlong
+    pending: cython.longlong
+    gone: cython.bint  # left state: timers that still name it do nothing
+
+    def __init__(self) -> None:
+        self.fc = self.region = ""
+        self.placed = self.ship_by = self.deliver_by = self.units = 0
+        self.shipped = self.cancelled = self.delivered = core.NEVER
+        self.picked = self.packed = core.NEVER
+        self.ship_fc = None
+        self.flags = self.pending = 0
+        self.gone = False
+
+    @cython.ccall
+    def stage(self) -> cython.int:
+        """Awaiting shipment as of the facts so far: placed, picked or packed; or
+        NO_STAGE once shipped or cancelled."""
+        if self.shipped != core.NEVER or self.cancelled != core.NEVER:
+            return NO_STAGE
+        if self.packed != core.NEVER:
+            return STAGE_PACKED
+        if self.picked != core.NEVER:
+            return STAGE_PICKED
+        return STAGE_PLACED
+
+    def __reduce__(self) -> Any:
+        return (restore_order, tuple(getattr(self, name) for name in FIELDS))
+
+
+def restore_order(*values: Any) -> Order:
+    """An order from its FIELDS (snapshots; both builds read the same pickle)."""
+    order = Order()
+    for name, value in zip(FIELDS, values, strict=True):
+        setattr(order, name, value)
+    return order
+
+
+@cython.cclass
+class OrderWatcher(core.Family):
+    """A family that reads orders. It declares which changes it wants (WATCHES),
+    how many bits of `Order.flags` it needs (FLAG_BITS), and whether orders wait
+    for it to let them go (HOLDS); the order book gives it `flag_shift` and `need`
+    when the shard is wired."""
+
+    WATCHES: ClassVar[int] = 0
+    FLAG_BITS: ClassVar[int] = 0
+    HOLDS: ClassVar[bool] = False
+    book: OrderBook
+    flag_shift: cython.longlong
+    need: cython.longlong
+    watches: cython.longlong
+
+    @cython.cfunc
+    def on_order(
+        self, change: cython.longlong, order_id: str, order: Order, before: cython.int
+    ) -> None:
+        """`change` happened to `order`, which was in stage `before`."""
+
+    @cython.cfunc
+    def release(self, order_id: str, order: Order) -> None:
+        """No event can change this family's outcomes of the order any more."""
+        self.book.release(order_id, order, self.need)
+
+    @cython.cfunc
+    def order_of(self, order_id: Any, ref: Any) -> Order:
+        """The order a timer names, or None once it left state."""
+        order: Order | None = self.book.orders.get(order_id) if ref is None else ref
+        return None if order is None or order.gone else order  # type: ignore[return-value]
+
+    @cython.cfunc
+    def has(self, order: Order, flag: cython.longlong) -> cython.bint:
+        """One of this family's flags of the order."""
+        return (order.flags >> self.flag_shift) & flag != 0
+
+    @cython.cfunc
+    def set(self, order: Order, flag: cython.longlong) -> None:
+        order.flags |= flag << self.flag_shift
+
+    @cython.cfunc
+    def clear(self, order: Order, flag: cython.longlong) -> None:
+        order.flags &= ~(flag << self.flag_shift)
+
+    def alert(
+        self, name: str, order_id: str, order: Order, deadline: int, happened: str, at: int
+    ) -> Alert:
+        """A per-order alert (contract §5), keyed `alert|order_id`: the deadline
+        passed; `happened` names when the awaited step happened, if it did."""
+        return Alert(
+            f"{name}|{order_id}",
+            {
+                "alert": name,
+                "order_id": order_id,
+                "fc": order.fc,
+                "region": order.region,
+                "deadline": format_time(deadline),
+                happened: None if at == core.NEVER else format_time(at),
+                "decided_ts": self.shard.decided(),
+            },
+        )
+
+
+@cython.cclass
+class OrderBook(core.Family):
+    """The orders of a shard, the events held for orders not placed yet, and the
+    families watching them."""
+
+    NAME = "orders_entity"
+    KINDS = ORDER_KINDS
+    METRICS = ENTITY_METRICS
+
+    orders: dict  # type: ignore[type-arg]
+    orphans: dict  # type: ignore[type-arg]
+    watchers: list  # type: ignore[type-arg]
+    needs: cython.longlong
+    retention: cython.longlong
+    orphan_horizon: cython.longlong
+    fcs: dict  # type: ignore[type-arg]
+    regions: dict  # type: ignore[type-arg]
+    orphan_counts: dict  # type: ignore[type-arg]
+    expired: dict  # type: ignore[type-arg]
+
+    def __init__(self) -> None:
+        self.orders = {}
+        self.orphans = {}  # order id -> [(ts, event)] held until it is placed
+
+    def attach(self) -> None:
+        shard = self.shard
+        self.retention = shard.config.retention
+        self.orphan_horizon = shard.config.orphan_horizon
+        self.fcs = shard.known_values("fc")
+        self.regions = shard.known_values("region")
+        self.orphan_counts = shard.series(ORPHAN_EVENTS)
+        self.expired = shard.series(STATE_EXPIRED)
+        self.watchers = [f for f in shard.families if isinstance(f, OrderWatcher)]
+        self.needs = 0
+        shift = 0
+        watcher: OrderWatcher
+        for bit, watcher in enumerate(self.watchers):
+            watcher.book = self
+            watcher.need = 1 << bit if type(watcher).HOLDS else 0
+            watcher.flag_shift = shift
+            watcher.watches = type(watcher).WATCHES
+            self.needs |= watcher.need
+            shift += type(watcher).FLAG_BITS
+        if shift > 62:
+            raise ValueError(f"order watchers need {shift} flag bits; an order has 62")
+
+    def layout(self) -> dict[str, tuple[int, int, int]]:
+        """Each watcher's (need bit, flag shift, flag bits), by NAME."""
+        return {w.NAME: (w.need, w.flag_shift, type(w).FLAG_BITS) for w in self.watchers}
+
+    @cython.cfunc
+    def on_event(self, kind: str, event: object) -> None:
+        if kind == "order.placed":
+            self.place(event)
+        elif kind != "delivery.updated" or event.status == "delivered":  # type: ignore[attr-defined]
+            self.order_event(event)
+
+    @cython.cfunc
+    def place(self, event: Any) -> None:
+        order_id = event.order_id
+        if order_id in self.orders:
+            return  # the first order.placed of an order defines it
+        shard = self.shard
+        fc = self.fcs.get(event.fc) or shard.label("fc", event.fc)
+        region = self.regions.get(event.region) or shard.label("region", event.region)
+        units: cython.longlong = 0
+        for line in event.lines:
+            units += line.qty
+        ship_by: cython.longlong = event.promised_ship_by
+        deliver_by: cython.longlong = event.promised_delivery_by
+        order = Order()
+        order.fc, order.region, order.placed = fc, region, event.ts
+        order.ship_by, order.deliver_by, order.units = ship_by, deliver_by, units
+        order.pending = self.needs
+        self.orders[order_id] = order
+        self.notify(PLACED, order_id, order, NO_STAGE)
+        if self.retention:
+            self.at(max(ship_by, deliver_by) + self.retention, T_RETENTION, order_id, order)
+        held = self.orphans.pop(order_id, None)
+        if held is not None:
+            for _ts, early in held:
+                self.apply(order_id, order, early)
+
+    @cython.cfunc
+    def order_event(self, event: Any) -> None:
+        order_id = event.order_id
+        order = self.orders.get(order_id)
+        if order is not None:
+            self.apply(order_id, order, event)
+            return
+        held = self.orphans.get(order_id)
+        ts: cython.longlong = event.ts
+        if held is None:
+            self.orphans[order_id] = [(ts, event)]
+            self.at(ts + self.orphan_horizon + 1, T_ORPHANS, order_id)
+        else:
+            held.append((ts, event))
+
+    @cython.cfunc
+    def apply(self, order_id: str, order: Order, event: Any) -> None:
+        """An event of a placed order: only an earlier time than known changes a fact."""
+        kind = event.kind
+        ts: cython.longlong = event.ts
+        before: cython.int = order.stage()
+        change: cython.longlong
+        if kind == "inventory.picked":
+            if ts >= order.picked:
+                return
+            change = PICKED
+            order.picked = ts
+        elif kind == "order.shipped":
+            if ts >= order.shipped:
+                return
+            change = SHIPPED | (FIRST_SHIPMENT if order.shipped == core.NEVER else 0)
+            order.shipped = ts
+            order.ship_fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
+        elif kind == "inventory.packed":
+            if ts >= order.packed:
+                return
+            change = PACKED
+            order.packed = ts
+        elif kind == "delivery.updated":
+            if ts >= order.delivered:
+                return
+            change = DELIVERED | (FIRST_DELIVERY if order.delivered == core.NEVER else 0)
+            order.delivered = ts
+        else:  # order.cancelled
+            if ts >= order.cancelled:
+                return
+            change = CANCELLED | (FIRST_CANCELLATION if order.cancelled == core.NEVER else 0)
+            order.cancelled = ts
+        self.notify(change, order_id, order, before)
+
+    @cython.cfunc
+    def notify(
+        self, change: cython.longlong, order_id: str, order: Order, before: cython.int
+    ) -> None:
+        watcher: OrderWatcher
+        for watcher in self.watchers:
+            if watcher.watches & change:
+                watcher.on_order(change, order_id, order, before)
+
+    @cython.ccall
+    def release(self, order_id: str, order: Order, need: cython.longlong) -> None:
+        """A watcher is done with the order; it leaves state once every one is."""
+        order.pending &= ~need
+        if order.pending == 0 and not order.gone:
+            order.gone = True
+            del self.orders[order_id]
+
+    @cython.cfunc
+    def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
+        if tag == T_RETENTION:
+            self.expire(key, ref)
+        else:
+            self.expire_orphans(key)
+
+    @cython.cfunc
+    def expire(self, order_id: str, order: Order) -> None:
+        """W passed the later promise plus the retention: an order still open leaves
+        state and every gauge."""
+        if order is None:
+            order = self.orders.get(order_id)  # a timer restored without its order
+        if order is None or order.gone:
+            return
+        core.add(self.expired, "order")
+        self.notify(EXPIRED, order_id, order, order.stage())
+        order.gone = True
+        del self.orders[order_id]
+
+    @cython.cfunc
+    def expire_orphans(self, order_id: str) -> None:
+        """Drop held events whose horizon W has passed (counting them); wait for the rest."""
+        held = self.orphans.get(order_id)
+        if held is None:
+            return
+        keep = []
+        watermark: cython.longlong = self.shard.watermark
+        for ts, event in held:
+            if ts + self.orphan_horizon + 1 <= watermark:
+                core.add(self.orphan_counts, event.kind)
+            else:
+                keep.append((ts, event))
+        if keep:
+            self.orphans[order_id] = keep
+            self.at(min(ts for ts, _ in keep) + self.orphan_horizon + 1, T_ORPHANS, order_id)
+        else:
+            del self.orphans[order_id]
+
+    def entries(self, into: dict[str, int]) -> None:
+        into["orders"] = len(self.orders)
+        into["orphans"] = len(self.orphans)
+
+    def export_state(self) -> Any:
+        return {
+            "orders": self.orders,
+            "orphans": self.orphans,
+            "layout": self.layout(),
+            "retention_timers": True,
+        }
+
+    def restore_state(self, state: Any) -> None:
+        self.orders = state["orders"]
+        self.orphans = state["orphans"]
+        saved = state["layout"]
+        if saved != self.layout():
+            self.relayout(saved)
+        if self.retention and not state["retention_timers"]:
+            order: Order
+            for order_id, order in self.orders.items():
+                when = max(order.ship_by, order.deliver_by) + self.retention
+                self.at(when, T_RETENTION, order_id, order)
+
+    def relayout(self, saved: dict[str, tuple[int, int, int]]) -> None:
+        """Move each watcher's flags and need bit to where this build keeps them
+        (a family added or removed since the snapshot)."""
+        watcher: OrderWatcher
+        order: Order
+        for order in self.orders.values():
+            flags = pending = 0
+            for watcher in self.watchers:
+                if watcher.NAME in saved:
+                    need, shift, bits = saved[watcher.NAME]
+                    mine = (order.flags >> shift) & ((1 << bits) - 1)
+                    flags |= mine << watcher.flag_shift
+                    pending |= watcher.need if order.pending & need else 0
+                # A watcher new since the snapshot never saw these orders: it
+                # holds none of them.
+            order.flags, order.pending = flags, pending

@@ -1,0 +1,19 @@
+"""The KPI families, one module each, and the entities they share.
+
+`FAMILIES` is every family and entity a shard runs, in the order the runtime
+wires them (and hands them an event they share); `COMBINERS` the steps that
+combine shards' window partials. Adding a family is one module here, its metric
+declarations, and one table test under `tests/families/`.
+"""
+
+from __future__ import annotations
+
+from flows.entities.orders import OrderBook
+from flows.kpis.deliveries import Deliveries
+from flows.kpis.orders import Orders
+from flows.kpis.receipts import Receipts
+from flows.kpis.stock import SellThrough, Stock
+from flows.kpis.storefront import Storefront
+
+FAMILIES = (OrderBook, Orders, Deliveries, Receipts, Stock, Storefront)
+COMBINERS = (SellThrough,)

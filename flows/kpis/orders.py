@@ -1,0 +1,214 @@
+# cython: language_level=3
+"""Orders and the ship SLA (contract §3.1), per fc of the order.
+
+An order is on time if its earliest shipment has ts <= its ship promise S. It
+is breached if it was neither shipped nor cancelled at ts <= S and W has passed
+S, or it shipped late: decided once W > S (every event with ts <= S has
+arrived), counted once, with a `ship_sla_breach` alert. A shipment is counted
+in `cockpit_orders_shipped_total` once W reaches it (no earlier shipment can
+come after that), with the order's cycle time. Orders awaiting shipment are
+counted by stage as events arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import cython
+except ModuleNotFoundError:  # Cython is needed only to compile this module
+    from flows import _cython as cython  # type: ignore[no-redef]
+
+from flows.declare import COUNTER, CYCLE_BUCKETS, GAUGE, HISTOGRAM, metric
+from flows.entities.orders import STAGE_NAMES
+from flows.timeutil import US_PER_SECOND
+
+if cython.compiled:
+    from cython.cimports.flows.entities import orders as entity
+    from cython.cimports.flows.runtime import core
+else:
+    from flows.entities import orders as entity
+    from flows.runtime import core
+
+UNITS_ORDERED = metric(
+    "cockpit_units_ordered_total",
+    COUNTER,
+    "Units ordered.",
+    ("fc",),
+    group="fulfilment",
+    contract=True,
+)
+SHIPPED = metric(
+    "cockpit_orders_shipped_total",
+    COUNTER,
+    "Orders shipped, by first shipment on time.",
+    ("fc", "on_time"),
+    group="fulfilment",
+    contract=True,
+)
+BREACHES = metric(
+    "cockpit_ship_sla_breaches_total",
+    COUNTER,
+    "Orders that breached their ship promise.",
+    ("fc",),
+    group="fulfilment",
+    contract=True,
+)
+AWAITING = metric(
+    "cockpit_orders_awaiting_shipment",
+    GAUGE,
+    "Orders placed, not shipped, not cancelled.",
+    ("fc",),
+    group="fulfilment",
+    contract=True,
+)
+PAST_PROMISE = metric(
+    "cockpit_orders_past_ship_promise",
+    GAUGE,
+    "Orders awaiting shipment whose ship promise has passed.",
+    ("fc",),
+    group="fulfilment",
+    contract=True,
+)
+CANCELLED = metric(
+    "cockpit_orders_cancelled_total", COUNTER, "Orders cancelled.", ("fc",), group="fulfilment"
+)
+IN_STAGE = metric(
+    "cockpit_orders_in_stage",
+    GAUGE,
+    "Orders awaiting shipment by stage: placed (not picked), picked, packed.",
+    ("fc", "stage"),
+    group="fulfilment",
+)
+CYCLE = metric(
+    "cockpit_order_cycle_seconds",
+    HISTOGRAM,
+    "Time from order placed to first shipment.",
+    ("fc",),
+    unit="s",
+    buckets=CYCLE_BUCKETS,
+    group="fulfilment",
+)
+
+# Its bits of Order.flags (above its flag_shift), and its timers.
+DECIDED = cython.declare(cython.longlong, 1)  # W passed the ship promise
+COUNTED = cython.declare(cython.longlong, 2)  # the earliest shipment is counted
+PAST = cython.declare(cython.longlong, 4)  # in the past-promise gauge
+T_DEADLINE = cython.declare(cython.longlong, 0)
+T_SHIPMENT = cython.declare(cython.longlong, 1)
+
+
+@cython.cclass
+class Orders(entity.OrderWatcher):
+    """Units ordered, shipments, breaches and the backlog by stage."""
+
+    NAME = "orders"
+    METRICS = (UNITS_ORDERED, SHIPPED, BREACHES, AWAITING, PAST_PROMISE, CANCELLED, IN_STAGE, CYCLE)
+    FLAG_BITS = 3
+    HOLDS = True
+    WATCHES = (
+        entity.PLACED
+        | entity.SHIPPED
+        | entity.CANCELLED
+        | entity.PICKED
+        | entity.PACKED
+        | entity.EXPIRED
+    )
+
+    units_ordered: dict  # type: ignore[type-arg]
+    shipped: dict  # type: ignore[type-arg]
+    breaches: dict  # type: ignore[type-arg]
+    awaiting: dict  # type: ignore[type-arg]
+    past_promise: dict  # type: ignore[type-arg]
+    cancelled: dict  # type: ignore[type-arg]
+    in_stage: dict  # type: ignore[type-arg]
+    cycle: dict  # type: ignore[type-arg]
+    cycle_buckets: tuple  # type: ignore[type-arg]
+
+    def attach(self) -> None:
+        series = self.shard.series
+        self.units_ordered, self.shipped = series(UNITS_ORDERED), series(SHIPPED)
+        self.breaches, self.awaiting = series(BREACHES), series(AWAITING)
+        self.past_promise, self.cancelled = series(PAST_PROMISE), series(CANCELLED)
+        self.in_stage, self.cycle = series(IN_STAGE), series(CYCLE)
+        self.cycle_buckets = CYCLE.buckets
+
+    @cython.cfunc
+    def on_order(
+        self, change: cython.longlong, order_id: str, order: entity.Order, before: cython.int
+    ) -> None:
+        if change & entity.PLACED:
+            core.add(self.units_ordered, order.fc, order.units)
+            self.at(order.ship_by + 1, T_DEADLINE, order_id, order)
+        elif change & entity.SHIPPED:
+            if not self.has(order, COUNTED):
+                # Final once W reaches it: no earlier shipment can arrive after that.
+                self.at(order.shipped, T_SHIPMENT, order_id, order)
+        elif change & entity.FIRST_CANCELLATION:
+            core.add(self.cancelled, order.fc)
+        after: cython.int = entity.NO_STAGE if change & entity.EXPIRED else order.stage()
+        if after != before:
+            self.restage(order, before, after)
+        if change & entity.CANCELLED:
+            self.settle(order_id, order)
+
+    @cython.cfunc
+    def restage(self, order: entity.Order, before: cython.int, after: cython.int) -> None:
+        """Move the order between stages; awaiting shipment is any stage."""
+        fc = order.fc
+        if before != entity.NO_STAGE:
+            core.add(self.in_stage, (fc, STAGE_NAMES[before]), -1)
+        if after != entity.NO_STAGE:
+            core.add(self.in_stage, (fc, STAGE_NAMES[after]))
+        if before == entity.NO_STAGE:
+            core.add(self.awaiting, fc)
+        elif after == entity.NO_STAGE:
+            core.add(self.awaiting, fc, -1)
+            if self.has(order, PAST):
+                self.clear(order, PAST)
+                core.add(self.past_promise, fc, -1)
+
+    @cython.cfunc
+    def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
+        order: entity.Order = self.order_of(key, ref)
+        if order is None:
+            return
+        if tag == T_DEADLINE:
+            self.deadline(key, order)
+        elif not self.has(order, COUNTED) and order.shipped <= self.shard.watermark:
+            self.count_shipment(order)
+            self.settle(key, order)
+
+    @cython.cfunc
+    def deadline(self, order_id: str, order: entity.Order) -> None:
+        """W passed the ship promise: events with ts <= promise can no longer arrive."""
+        self.set(order, DECIDED)
+        ship_by: cython.longlong = order.ship_by
+        if order.shipped > ship_by and order.cancelled > ship_by:
+            core.add(self.breaches, order.fc)
+            breach = self.alert(
+                "ship_sla_breach", order_id, order, ship_by, "shipped_ts", order.shipped
+            )
+            self.shard.emit(breach)
+        if order.shipped == core.NEVER and order.cancelled == core.NEVER:
+            self.set(order, PAST)
+            core.add(self.past_promise, order.fc)
+        self.settle(order_id, order)
+
+    @cython.cfunc
+    def count_shipment(self, order: entity.Order) -> None:
+        self.set(order, COUNTED)
+        on_time = "true" if order.shipped <= order.ship_by else "false"
+        core.add(self.shipped, (order.ship_fc, on_time))
+        seconds: cython.double = (order.shipped - order.placed) / US_PER_SECOND
+        core.observe(self.cycle, self.cycle_buckets, order.fc, seconds)
+
+    @cython.cfunc
+    def settle(self, order_id: str, order: entity.Order) -> None:
+        """Let the order go once its SLA is decided and its shipment counted (or it
+        was cancelled): no event can change this family's outcomes any more."""
+        if self.has(order, DECIDED) and (
+            order.cancelled != core.NEVER
+            or (order.shipped != core.NEVER and self.has(order, COUNTED))
+        ):
+            self.release(order_id, order)

@@ -1,0 +1,17 @@
+# Types of receipts.py for its compiled build (Cython reads this beside the .py).
+from flows.runtime cimport core
+
+cdef class Receipt:
+    cdef public str fc
+    cdef public long long received, qty, stowed
+    cdef public list stows
+    cdef public bint awaiting
+
+cdef class Receipts(core.Family):
+    cdef public dict receipts
+    cdef public long long retention, orphan_horizon
+    cdef public dict fcs, dock_to_stock, awaiting, units_received, orphans, expired
+    cdef received(self, object event)
+    cdef stowed(self, object event)
+    cdef complete(self, object receipt_id, Receipt receipt)
+    cdef expire_orphan(self, object receipt_id, Receipt receipt)

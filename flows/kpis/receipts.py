@@ -1,0 +1,229 @@
+# cython: language_level=3
+"""Receipts and dock-to-stock (contract §3.1), per fc of the receipt.
+
+A receipt exists from its first accepted `inventory.received` (qty R, ts t0).
+It completes at the smallest stow ts t at which the stowed quantity with ts <= t
+reaches R (stows may be partial and arrive in any order); dock-to-stock t - t0
+is observed once W >= t, when no earlier stow can arrive. Stows of a receipt
+not received yet are held until the horizon, like order events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import cython
+except ModuleNotFoundError:  # Cython is needed only to compile this module
+    from flows import _cython as cython  # type: ignore[no-redef]
+
+from flows.declare import COUNTER, DOCK_TO_STOCK_BUCKETS, GAUGE, HISTOGRAM, metric
+from flows.entities import ENTITY_METRICS, ORPHAN_EVENTS, STATE_EXPIRED
+from flows.timeutil import US_PER_SECOND
+
+if cython.compiled:
+    from cython.cimports.flows.runtime import core
+else:
+    from flows.runtime import core
+
+DOCK_TO_STOCK = metric(
+    "cockpit_dock_to_stock_seconds",
+    HISTOGRAM,
+    "Time from dock receipt to the stow that completes the receipt.",
+    ("fc",),
+    unit="s",
+    buckets=DOCK_TO_STOCK_BUCKETS,
+    group="inventory",
+    contract=True,
+)
+AWAITING_STOW = metric(
+    "cockpit_receipts_awaiting_stow",
+    GAUGE,
+    "Receipts received and not fully stowed.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+UNITS_RECEIVED = metric(
+    "cockpit_units_received_total",
+    COUNTER,
+    "Units scanned at inbound docks.",
+    ("fc",),
+    group="inventory",
+)
+
+T_COMPLETE = cython.declare(cython.longlong, 0)
+T_ORPHAN = cython.declare(cython.longlong, 1)
+T_RETENTION = cython.declare(cython.longlong, 2)
+FIELDS = ("fc", "received", "qty", "stowed", "stows", "awaiting")
+
+
+@cython.no_gc  # strings, ints and a list of int pairs: never in a cycle
+@cython.cclass
+class Receipt:
+    """One inbound receipt: its dock scan (NEVER until scanned) and its stows."""
+
+    fc: str
+    received: cython.longlong
+    qty: cython.longlong
+    stowed: cython.longlong
+    stows: list  # type: ignore[type-arg]
+    awaiting: cython.bint
+
+    def __init__(self) -> None:
+        self.fc = ""
+        self.received = core.NEVER
+        self.qty = self.stowed = 0
+        self.stows = []  # (ts, qty)
+        self.awaiting = False
+
+    def completed_at(self) -> int:
+        """ts of the stow that brings the stowed quantity to the received quantity."""
+        total = 0
+        for ts, qty in sorted(self.stows):
+            total += qty
+            if total >= self.qty:
+                return int(ts)
+        raise AssertionError("receipt is not complete")
+
+    def __reduce__(self) -> Any:
+        return (restore_receipt, tuple(getattr(self, name) for name in FIELDS))
+
+
+def restore_receipt(*values: Any) -> Receipt:
+    """A receipt from its FIELDS (snapshots; both builds read the same pickle)."""
+    receipt = Receipt()
+    for name, value in zip(FIELDS, values, strict=True):
+        setattr(receipt, name, value)
+    return receipt
+
+
+@cython.cclass
+class Receipts(core.Family):
+    """Dock-to-stock, the stow backlog and units received."""
+
+    NAME = "receipts"
+    KINDS = ("inventory.received", "inventory.stowed")
+    METRICS = (DOCK_TO_STOCK, AWAITING_STOW, UNITS_RECEIVED, *ENTITY_METRICS)
+
+    receipts: dict  # type: ignore[type-arg]
+    retention: cython.longlong
+    orphan_horizon: cython.longlong
+    fcs: dict  # type: ignore[type-arg]
+    dock_to_stock: dict  # type: ignore[type-arg]
+    awaiting: dict  # type: ignore[type-arg]
+    units_received: dict  # type: ignore[type-arg]
+    orphans: dict  # type: ignore[type-arg]
+    expired: dict  # type: ignore[type-arg]
+
+    def __init__(self) -> None:
+        self.receipts = {}
+
+    def attach(self) -> None:
+        shard = self.shard
+        self.retention = shard.config.retention
+        self.orphan_horizon = shard.config.orphan_horizon
+        self.fcs = shard.known_values("fc")
+        self.dock_to_stock, self.awaiting = shard.series(DOCK_TO_STOCK), shard.series(AWAITING_STOW)
+        self.units_received = shard.series(UNITS_RECEIVED)
+        self.orphans, self.expired = shard.series(ORPHAN_EVENTS), shard.series(STATE_EXPIRED)
+
+    @cython.cfunc
+    def on_event(self, kind: str, event: object) -> None:
+        if kind == "inventory.stowed":
+            self.stowed(event)
+        else:
+            self.received(event)
+
+    @cython.cfunc
+    def received(self, event: Any) -> None:
+        fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
+        qty: cython.longlong = event.qty
+        core.add(self.units_received, fc, qty)
+        receipt_id = event.receipt_id
+        receipt: Receipt | None = self.receipts.get(receipt_id)
+        if receipt is None:
+            receipt = Receipt()
+            self.receipts[receipt_id] = receipt
+        elif receipt.received != core.NEVER:
+            return  # the first dock scan of a receipt defines it
+        receipt.fc, receipt.received, receipt.qty = fc, event.ts, qty
+        if self.retention:
+            self.at(receipt.received + self.retention, T_RETENTION, receipt_id)
+        if receipt.stowed < qty:
+            receipt.awaiting = True
+            core.add(self.awaiting, fc)
+        else:
+            self.at(receipt.completed_at(), T_COMPLETE, receipt_id)
+
+    @cython.cfunc
+    def stowed(self, event: Any) -> None:
+        qty: cython.longlong = event.qty
+        ts: cython.longlong = event.ts
+        receipt_id = event.receipt_id
+        receipt: Receipt | None = self.receipts.get(receipt_id)
+        if receipt is None:
+            receipt = Receipt()
+            self.receipts[receipt_id] = receipt
+            self.at(ts + self.orphan_horizon + 1, T_ORPHAN, receipt_id)
+        receipt.stows.append((ts, qty))
+        receipt.stowed += qty
+        if receipt.received != core.NEVER and receipt.stowed >= receipt.qty:
+            if receipt.awaiting:
+                receipt.awaiting = False
+                core.add(self.awaiting, receipt.fc, -1)
+            # Final once W >= completion: no stow with an earlier ts can arrive.
+            self.at(receipt.completed_at(), T_COMPLETE, receipt_id)
+
+    @cython.cfunc
+    def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
+        receipt: Receipt | None = self.receipts.get(key)
+        if receipt is None:
+            return
+        if tag == T_COMPLETE:
+            self.complete(key, receipt)
+        elif tag == T_ORPHAN:
+            self.expire_orphan(key, receipt)
+        elif receipt.awaiting:  # T_RETENTION
+            del self.receipts[key]
+            core.add(self.awaiting, receipt.fc, -1)
+            core.add(self.expired, "receipt")
+
+    @cython.cfunc
+    def complete(self, receipt_id: object, receipt: Receipt) -> None:
+        if receipt.received == core.NEVER or receipt.stowed < receipt.qty:
+            return
+        completed: cython.longlong = receipt.completed_at()
+        if completed > self.shard.watermark:
+            return  # a later timer decides
+        del self.receipts[receipt_id]
+        seconds: cython.double = (completed - receipt.received) / US_PER_SECOND
+        core.observe(self.dock_to_stock, DOCK_TO_STOCK.buckets, receipt.fc, seconds)
+
+    @cython.cfunc
+    def expire_orphan(self, receipt_id: object, receipt: Receipt) -> None:
+        """Drop stows of a receipt never received once W passes their horizon."""
+        if receipt.received != core.NEVER:
+            return
+        keep = []
+        watermark: cython.longlong = self.shard.watermark
+        for ts, qty in receipt.stows:
+            if ts + self.orphan_horizon + 1 <= watermark:
+                core.add(self.orphans, "inventory.stowed")
+            else:
+                keep.append((ts, qty))
+        if keep:
+            receipt.stows = keep
+            receipt.stowed = sum(qty for _ts, qty in keep)
+            self.at(min(ts for ts, _ in keep) + self.orphan_horizon + 1, T_ORPHAN, receipt_id)
+        else:
+            del self.receipts[receipt_id]
+
+    def entries(self, into: dict[str, int]) -> None:
+        into["receipts"] = len(self.receipts)
+
+    def export_state(self) -> Any:
+        return self.receipts
+
+    def restore_state(self, state: Any) -> None:
+        self.receipts = state

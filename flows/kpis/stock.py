@@ -1,0 +1,271 @@
+# cython: language_level=3
+"""Stock and sell-through (contract §3.1), per fc of each event.
+
+On hand = Σ stowed - Σ picked + Σ adjusted delta over accepted events (returns do
+not restock); unit counters count every accepted event at once, whether or not
+its order or receipt is known. Per closed tumbling window [a, b), sell-through
+is units ordered / (on hand as of a + units stowed in [a, b)), and days of
+cover is on hand as of b / units ordered per day. Shards report their windows'
+units ordered, stowed and on-hand change per fc; the combine stage adds them up
+once every shard has closed a window, in window order, so "on hand as of a" is
+exact whatever the number of shards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+try:
+    import cython
+except ModuleNotFoundError:  # Cython is needed only to compile this module
+    from flows import _cython as cython  # type: ignore[no-redef]
+
+from flows.declare import COUNTER, GAUGE, Metric, metric
+from flows.runtime.outputs import KpiRecord
+from flows.timeutil import US_PER_SECOND, format_time
+
+if cython.compiled:
+    from cython.cimports.flows.entities import orders as entity
+    from cython.cimports.flows.runtime import core
+else:
+    from flows.entities import orders as entity
+    from flows.runtime import core
+
+UNITS_STOWED = metric(
+    "cockpit_units_stowed_total",
+    COUNTER,
+    "Units stowed.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+UNITS_PICKED = metric(
+    "cockpit_units_picked_total",
+    COUNTER,
+    "Units picked.",
+    ("fc",),
+    group="fulfilment",
+    contract=True,
+)
+ON_HAND = metric(
+    "cockpit_units_on_hand",
+    GAUGE,
+    "Units on hand: stowed - picked + adjusted.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+SELL_THROUGH = metric(
+    "cockpit_sell_through_ratio",
+    GAUGE,
+    "Units ordered / (on hand at window start + units stowed), latest closed window.",
+    ("fc",),
+    unit="percentunit",
+    group="inventory",
+    contract=True,
+)
+RETURNED = metric(
+    "cockpit_units_returned_total",
+    COUNTER,
+    "Units returned by customers.",
+    ("fc",),
+    group="inventory",
+)
+ADJUSTED = metric(
+    "cockpit_units_adjusted_total",
+    COUNTER,
+    "Units added (up) or removed (down) by stock adjustments.",
+    ("fc", "direction"),
+    group="inventory",
+)
+COVER = metric(
+    "cockpit_stock_cover_seconds",
+    GAUGE,
+    "Days of cover, in seconds: how long on hand at the end of the latest closed "
+    "window lasts at that window's ordering rate.",
+    ("fc",),
+    unit="s",
+    group="inventory",
+)
+
+DAY = 86400 * US_PER_SECOND
+# A window's partial per fc: [units ordered, units stowed, on-hand change].
+ORDERED = cython.declare(cython.Py_ssize_t, 0)
+STOWED = cython.declare(cython.Py_ssize_t, 1)
+CHANGE = cython.declare(cython.Py_ssize_t, 2)
+
+
+@cython.cclass
+class Stock(entity.OrderWatcher):
+    """Unit counters, on hand, and each window's partials for sell-through."""
+
+    NAME = "stock"
+    KINDS = ("inventory.stowed", "inventory.picked", "inventory.adjusted", "return.received")
+    METRICS = (UNITS_STOWED, UNITS_PICKED, ON_HAND, RETURNED, ADJUSTED)
+    WATCHES = entity.PLACED
+
+    window_parts: dict  # type: ignore[type-arg]
+    window: cython.longlong
+    fcs: dict  # type: ignore[type-arg]
+    stowed: dict  # type: ignore[type-arg]
+    picked: dict  # type: ignore[type-arg]
+    on_hand: dict  # type: ignore[type-arg]
+    returned: dict  # type: ignore[type-arg]
+    adjusted: dict  # type: ignore[type-arg]
+
+    def __init__(self) -> None:
+        self.window_parts = {}  # (window start, fc) -> [ordered, stowed, change]
+
+    def attach(self) -> None:
+        shard = self.shard
+        self.window = shard.window
+        self.fcs = shard.known_values("fc")
+        self.stowed, self.picked = shard.series(UNITS_STOWED), shard.series(UNITS_PICKED)
+        self.on_hand, self.returned = shard.series(ON_HAND), shard.series(RETURNED)
+        self.adjusted = shard.series(ADJUSTED)
+
+    @cython.cfunc
+    def on_event(self, kind: str, event: object) -> None:
+        fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)  # type: ignore[attr-defined]
+        ts: cython.longlong = event.ts  # type: ignore[attr-defined]
+        qty: cython.longlong
+        if kind == "inventory.picked":
+            qty = event.qty  # type: ignore[attr-defined]
+            core.add(self.picked, fc, qty)
+            core.add(self.on_hand, fc, -qty)
+            self.part(ts, fc)[CHANGE] -= qty
+        elif kind == "inventory.stowed":
+            qty = event.qty  # type: ignore[attr-defined]
+            core.add(self.stowed, fc, qty)
+            core.add(self.on_hand, fc, qty)
+            part: list = self.part(ts, fc)  # type: ignore[type-arg]
+            part[STOWED] += qty
+            part[CHANGE] += qty
+        elif kind == "inventory.adjusted":
+            qty = event.delta  # type: ignore[attr-defined]
+            core.add(self.on_hand, fc, qty)
+            self.part(ts, fc)[CHANGE] += qty
+            if qty:
+                core.add(self.adjusted, (fc, "up" if qty > 0 else "down"), abs(qty))
+        else:  # return.received: returns do not restock
+            core.add(self.returned, fc, event.qty)  # type: ignore[attr-defined]
+
+    @cython.cfunc
+    def on_order(
+        self, change: cython.longlong, order_id: str, order: entity.Order, before: cython.int
+    ) -> None:
+        self.part(order.placed, order.fc)[ORDERED] += order.units
+
+    @cython.cfunc
+    def part(self, ts: cython.longlong, fc: str) -> list:  # type: ignore[type-arg]
+        key = (ts - ts % self.window, fc)
+        part: list | None = self.window_parts.get(key)  # type: ignore[type-arg]
+        if part is None:
+            part = [0, 0, 0]
+            self.window_parts[key] = part
+        return part
+
+    @cython.cfunc
+    def on_close(self, end: cython.longlong) -> object:
+        """Partials of the windows ending at or before `end`: (start, fc, ordered,
+        stowed, on-hand change), in window and fc order."""
+        closed = sorted([key for key in self.window_parts if key[0] + self.window <= end])
+        return [(start, fc, *self.window_parts.pop((start, fc))) for start, fc in closed]
+
+    def export_state(self) -> Any:
+        return self.window_parts
+
+    def restore_state(self, state: Any) -> None:
+        self.window_parts = state
+
+
+class SellThrough:
+    """The combine step of the stock family: sell-through and days of cover per fc
+    and window, from every shard's partials. Plain Python: it runs once per
+    window, not per event."""
+
+    NAME: ClassVar[str] = Stock.NAME
+    VERSION: ClassVar[int] = 1
+    METRICS: ClassVar[tuple[Metric, ...]] = (SELL_THROUGH, COVER)
+
+    def __init__(self, window: int, series: dict[str, dict[Any, Any]]) -> None:
+        self.window = window
+        self.series = series
+        self.pending: dict[int, dict[str, list[int]]] = {}
+        self.on_hand: dict[str, int] = {}  # from every window combined so far
+        self.latest: dict[str, tuple[int, float | None, float | None]] = {}
+
+    def add(self, rows: list[tuple[int, str, int, int, int]]) -> None:
+        """One shard's partials."""
+        for start, fc, ordered, stowed, change in rows:
+            part = self.pending.setdefault(start, {}).setdefault(fc, [0, 0, 0])
+            part[0] += ordered
+            part[1] += stowed
+            part[2] += change
+
+    def close(self, closed: int, out: list[Any]) -> None:
+        """Every shard closed every window ending at or before `closed`."""
+        for start in sorted(s for s in self.pending if s + self.window <= closed):
+            self.combine(start, self.pending.pop(start), out)
+        self.publish(closed - self.window)
+
+    def combine(self, start: int, parts: dict[str, list[int]], out: list[Any]) -> None:
+        end = start + self.window
+        for fc in sorted(self.on_hand.keys() | parts.keys()):
+            ordered, stowed, change = parts.get(fc, (0, 0, 0))
+            before = self.on_hand.get(fc, 0)
+            divisor = before + stowed
+            sell_through = ordered / divisor if divisor else None
+            on_hand_end = before + change
+            per_day = ordered * DAY / self.window
+            cover = on_hand_end / per_day if ordered else None  # days
+            self.on_hand[fc] = on_hand_end
+            self.latest[fc] = (start, sell_through, cover)
+            if sell_through is not None:
+                out.append(record("sell_through", fc, start, end, sell_through, ordered, divisor))
+            if cover is not None:
+                out.append(record("days_of_cover", fc, start, end, cover, on_hand_end, per_day))
+
+    def publish(self, latest_start: int) -> None:
+        """Gauges show the latest closed window; a quiet window sells 0 of its stock."""
+        sell_through: dict[str, float] = {}
+        cover: dict[str, float] = {}
+        for fc, on_hand in self.on_hand.items():
+            start, ratio, days = self.latest[fc]
+            if start != latest_start:
+                ratio, days = (0.0 if on_hand else None), None
+            if ratio is not None:
+                sell_through[fc] = ratio
+            if days is not None:
+                cover[fc] = days * DAY / US_PER_SECOND
+        self.series[SELL_THROUGH.name] = sell_through
+        self.series[COVER.name] = cover
+
+    def export_state(self) -> Any:
+        return {"pending": self.pending, "on_hand": self.on_hand, "latest": self.latest}
+
+    def restore_state(self, state: Any) -> None:
+        self.pending, self.on_hand, self.latest = (
+            state["pending"],
+            state["on_hand"],
+            state["latest"],
+        )
+
+
+def record(
+    kpi: str, fc: str, start: int, end: int, value: float, numerator: float, divisor: float
+) -> KpiRecord:
+    """A ratio KPI record (contract §5), keyed `kpi|fc|window_start`."""
+    window_start = format_time(start)
+    return KpiRecord(
+        f"{kpi}|{fc}|{window_start}",
+        {
+            "kpi": kpi,
+            "fc": fc,
+            "window_start": window_start,
+            "window_end": format_time(end),
+            "value": value,
+            "numerator": numerator,
+            "divisor": divisor,
+        },
+    )

@@ -1,0 +1,122 @@
+# cython: language_level=3
+"""The storefront (contract §3.4): page load, search latency, carts and
+recommendations, per page and widget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import cython
+except ModuleNotFoundError:  # Cython is needed only to compile this module
+    from flows import _cython as cython  # type: ignore[no-redef]
+
+from flows.declare import COUNTER, HISTOGRAM, WEB_LATENCY_BUCKETS, metric
+
+if cython.compiled:
+    from cython.cimports.flows.runtime import core
+else:
+    from flows.runtime import core
+
+PAGE_LOAD = metric(
+    "cockpit_page_load_seconds",
+    HISTOGRAM,
+    "Storefront page load time.",
+    ("page",),
+    unit="s",
+    buckets=WEB_LATENCY_BUCKETS,
+    group="customer",
+)
+SEARCH_LATENCY = metric(
+    "cockpit_search_latency_seconds",
+    HISTOGRAM,
+    "Storefront search latency.",
+    (),
+    unit="s",
+    buckets=WEB_LATENCY_BUCKETS,
+    group="customer",
+)
+ZERO_RESULTS = metric(
+    "cockpit_searches_zero_results_total",
+    COUNTER,
+    "Searches that found nothing.",
+    group="customer",
+)
+CART_UNITS = metric(
+    "cockpit_cart_units_added_total", COUNTER, "Units added to carts.", group="customer"
+)
+SHOWN = metric(
+    "cockpit_recommendations_shown_total",
+    COUNTER,
+    "Recommendation impressions.",
+    ("widget",),
+    group="customer",
+)
+CLICKED = metric(
+    "cockpit_recommendations_clicked_total",
+    COUNTER,
+    "Recommendation clicks.",
+    ("widget",),
+    group="customer",
+)
+
+
+@cython.cclass
+class Storefront(core.Family):
+    """Counters and histograms of storefront traffic."""
+
+    NAME = "storefront"
+    KINDS = (
+        "page.viewed",
+        "search.performed",
+        "cart.added",
+        "recommendation.shown",
+        "recommendation.clicked",
+    )
+    METRICS = (PAGE_LOAD, SEARCH_LATENCY, ZERO_RESULTS, CART_UNITS, SHOWN, CLICKED)
+
+    pages: dict  # type: ignore[type-arg]
+    widgets: dict  # type: ignore[type-arg]
+    page_load: dict  # type: ignore[type-arg]
+    search_latency: dict  # type: ignore[type-arg]
+    zero_results: dict  # type: ignore[type-arg]
+    cart_units: dict  # type: ignore[type-arg]
+    shown: dict  # type: ignore[type-arg]
+    clicked: dict  # type: ignore[type-arg]
+    buckets: tuple  # type: ignore[type-arg]
+
+    def attach(self) -> None:
+        shard = self.shard
+        self.pages, self.widgets = shard.known_values("page"), shard.known_values("widget")
+        self.page_load, self.search_latency = shard.series(PAGE_LOAD), shard.series(SEARCH_LATENCY)
+        self.zero_results, self.cart_units = shard.series(ZERO_RESULTS), shard.series(CART_UNITS)
+        self.shown, self.clicked = shard.series(SHOWN), shard.series(CLICKED)
+        self.buckets = WEB_LATENCY_BUCKETS
+
+    @cython.cfunc
+    def on_event(self, kind: str, event: object) -> None:
+        if kind == "page.viewed":
+            self.page_viewed(event)
+        elif kind == "recommendation.shown":
+            core.add(self.shown, self.widget(event))
+        elif kind == "search.performed":
+            self.search_performed(event)
+        elif kind == "cart.added":
+            core.add(self.cart_units, (), event.qty)  # type: ignore[attr-defined]
+        else:  # recommendation.clicked
+            core.add(self.clicked, self.widget(event))
+
+    @cython.cfunc
+    def page_viewed(self, event: Any) -> None:
+        page = self.pages.get(event.page) or self.shard.label("page", event.page)
+        core.observe(self.page_load, self.buckets, page, event.load_ms / 1000)
+
+    @cython.cfunc
+    def search_performed(self, event: Any) -> None:
+        core.observe(self.search_latency, self.buckets, (), event.latency_ms / 1000)
+        if event.results == 0:
+            core.add(self.zero_results, ())
+
+    @cython.cfunc
+    def widget(self, event: Any) -> str:
+        return self.widgets.get(event.widget) or self.shard.label("widget", event.widget)

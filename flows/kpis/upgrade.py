@@ -1,0 +1,248 @@
+"""Snapshots of the release before KPI families (one `ShardEngine` class, orders
+as lists indexed by constants) upgraded into today's families.
+
+That release pickled its `ShardEngine` and `WindowAggregator` objects. Their
+classes are gone, so their pickles are read into stand-ins here and their state
+is moved, fact by fact, into the families' records. Two facts that release did
+not keep are filled in: an order picked before the upgrade counts as picked at
+an unknown time (`UNKNOWN_TIME`), and its units as 0 (they were counted when it
+was placed). Everything else converts exactly (a test replays the rest of a
+stream after a real snapshot of that release and compares).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any, cast
+
+from flows.entities.orders import Order
+from flows.kpis.receipts import Receipt
+from flows.runtime import snapshot
+from flows.runtime.consts import MIN_TS, NEVER, TAG_BITS
+
+UNKNOWN_TIME = MIN_TS  # a step known to have happened, at a time not kept
+
+# That release's order record and flags (flows/engine.py at 3862025).
+O_FC, O_REGION, O_SHIP_BY, O_DELIVER_BY, O_PLACED = 0, 1, 2, 3, 4
+O_SHIPPED, O_SHIP_FC, O_CANCELLED, O_DELIVERED, O_FLAGS = 5, 6, 7, 8, 9
+SHIP_DECIDED, SHIP_COUNTED, DELIVERY_DECIDED, DELIVERY_COUNTED = 1, 2, 4, 8
+PAST_SHIP, PAST_DELIVERY, PICKED, PACKED = 16, 32, 64, 128
+# Its timer kinds, as (family, tag) today.
+TIMERS = {
+    0: ("orders", 0),  # ship deadline
+    1: ("deliveries", 0),  # delivery deadline
+    2: ("receipts", 0),  # receipt complete
+    3: ("orders_entity", 0),  # order orphans expire
+    4: ("receipts", 1),  # receipt orphan expires
+    5: ("orders_entity", 1),  # order retention
+    6: ("receipts", 2),  # receipt retention
+    7: ("orders", 1),  # shipment final
+}
+# Where the families kept their order flags and need bits in the upgraded
+# snapshot: (need bit, flag shift, flag bits), bits DECIDED 1, COUNTED 2, PAST 4.
+LAYOUT = {"orders": (1, 0, 3), "deliveries": (2, 3, 3)}
+FAMILY_ORDER = ["orders_entity", "orders", "deliveries", "receipts", "stock", "storefront"]
+SERIES_OF = {
+    "orders_entity": ("cockpit_orphan_events_total", "cockpit_state_expired_total"),
+    "orders": (
+        "cockpit_units_ordered_total",
+        "cockpit_orders_shipped_total",
+        "cockpit_ship_sla_breaches_total",
+        "cockpit_orders_awaiting_shipment",
+        "cockpit_orders_past_ship_promise",
+        "cockpit_orders_cancelled_total",
+        "cockpit_orders_in_stage",
+        "cockpit_order_cycle_seconds",
+    ),
+    "deliveries": (
+        "cockpit_deliveries_total",
+        "cockpit_late_deliveries_total",
+        "cockpit_orders_past_delivery_promise",
+        "cockpit_delivery_updates_total",
+    ),
+    "receipts": (
+        "cockpit_dock_to_stock_seconds",
+        "cockpit_receipts_awaiting_stow",
+        "cockpit_units_received_total",
+    ),
+    "stock": (
+        "cockpit_units_stowed_total",
+        "cockpit_units_picked_total",
+        "cockpit_units_on_hand",
+        "cockpit_units_returned_total",
+        "cockpit_units_adjusted_total",
+    ),
+    "storefront": (
+        "cockpit_page_load_seconds",
+        "cockpit_search_latency_seconds",
+        "cockpit_searches_zero_results_total",
+        "cockpit_cart_units_added_total",
+        "cockpit_recommendations_shown_total",
+        "cockpit_recommendations_clicked_total",
+    ),
+}
+RUNTIME_SERIES = (
+    "cockpit_events_total",
+    "cockpit_events_rejected_total",
+    "cockpit_events_duplicate_total",
+    "cockpit_events_late_total",
+    "cockpit_watermark_timestamp_seconds",
+    "cockpit_label_overflow_total",
+    "cockpit_state_entries",
+)
+
+
+class _Pickled:
+    """A pickled object of a class that no longer exists: its state, as saved."""
+
+    state: dict[str, Any]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+
+class LegacyShard(_Pickled):
+    """flows.engine.ShardEngine"""
+
+
+class LegacyWindows(_Pickled):
+    """flows.windows.WindowAggregator"""
+
+
+class LegacyLedger(_Pickled):
+    """flows.ledger.Ledger"""
+
+
+_LEGACY = {
+    ("flows.engine", "ShardEngine"): LegacyShard,
+    ("flows.windows", "WindowAggregator"): LegacyWindows,
+    ("flows.ledger", "Ledger"): LegacyLedger,
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return _LEGACY.get((module, name)) or super().find_class(module, name)
+
+
+def upgrade(data: bytes) -> Any:
+    """A snapshot as today's plain data, upgraded if an older release wrote it."""
+    saved = _Unpickler(io.BytesIO(data)).load()
+    if isinstance(saved, LegacyShard):
+        return shard_state(saved.state)
+    if isinstance(saved, LegacyWindows):
+        return combine_state(saved.state)
+    return cast(dict[str, Any], saved)
+
+
+def _series(ledger: Any) -> dict[str, Any]:
+    series: dict[str, Any] = ledger.state["series"]
+    return series
+
+
+def shard_state(old: dict[str, Any]) -> dict[str, Any]:
+    """A ShardEngine's state as a shard snapshot of today's families."""
+    series = _series(old["ledger"])
+    slots = {name: index for index, name in enumerate(FAMILY_ORDER)}
+    timers = []
+    for when, kind, key in old["timers"]:
+        family, tag = TIMERS[kind]
+        timers.append((when, slots[family] << TAG_BITS | tag, key, None))
+    timers.sort()
+    runtime = {
+        "shard": old["shard"],
+        "max_ts": old["max_ts"],
+        "idle": old["idle"],
+        "watermark": old["watermark"],
+        "closed_through": old["closed_through"],
+        "seen": old["seen"],
+        "seen_hours": old["seen_hours"],
+        "timers": timers,
+        "series": {name: series.get(name, {}) for name in RUNTIME_SERIES},
+    }
+    states: dict[str, Any] = {
+        "orders_entity": {
+            "orders": {order_id: _order(fields) for order_id, fields in old["orders"].items()},
+            "orphans": old["order_orphans"],
+            "layout": LAYOUT,
+            "retention_timers": False,  # that release set them only once both promises passed
+        },
+        "receipts": {rid: _receipt(fields) for rid, fields in old["receipts"].items()},
+        "stock": old["window_parts"],
+    }
+    return {
+        "format": snapshot.SHARD_FORMAT,
+        "version": snapshot.VERSION,
+        "runtime": runtime,
+        "family_order": FAMILY_ORDER,
+        "labels": old.get("admitted_labels", {}),
+        "families": {
+            name: {
+                "version": 1,
+                "series": {metric: series.get(metric, {}) for metric in SERIES_OF[name]},
+                "state": states.get(name),
+            }
+            for name in FAMILY_ORDER
+        },
+    }
+
+
+def _time(value: int | None) -> int:
+    return NEVER if value is None else value
+
+
+def _order(fields: list[Any]) -> Order:
+    order = Order()
+    order.fc, order.region, order.placed = fields[O_FC], fields[O_REGION], fields[O_PLACED]
+    order.ship_by, order.deliver_by = fields[O_SHIP_BY], fields[O_DELIVER_BY]
+    old = fields[O_FLAGS]
+    order.shipped, order.ship_fc = _time(fields[O_SHIPPED]), fields[O_SHIP_FC]
+    order.cancelled, order.delivered = _time(fields[O_CANCELLED]), _time(fields[O_DELIVERED])
+    order.picked = UNKNOWN_TIME if old & PICKED else NEVER
+    order.packed = UNKNOWN_TIME if old & PACKED else NEVER
+    ship = (old & SHIP_DECIDED and 1) | (old & SHIP_COUNTED and 2) | (old & PAST_SHIP and 4)
+    delivery = (
+        (old & DELIVERY_DECIDED and 1)
+        | (old & DELIVERY_COUNTED and 2)
+        | (old & PAST_DELIVERY and 4)
+    )
+    order.flags = ship | delivery << 3
+    # Held until each family has decided everything it will (as that release did).
+    ship_done = ship & 1 and (order.cancelled != NEVER or (order.shipped != NEVER and ship & 2))
+    delivery_done = delivery & 1 and (order.cancelled != NEVER or order.delivered != NEVER)
+    order.pending = (0 if ship_done else 1) | (0 if delivery_done else 2)
+    return order
+
+
+def _receipt(fields: list[Any]) -> Receipt:
+    fc, received, qty, stowed, stows, awaiting = fields
+    receipt = Receipt()
+    receipt.fc, receipt.received, receipt.qty = fc, _time(received), qty
+    receipt.stowed, receipt.stows, receipt.awaiting = stowed, list(stows), awaiting
+    return receipt
+
+
+def combine_state(old: dict[str, Any]) -> dict[str, Any]:
+    """A WindowAggregator's state as a combine-stage snapshot."""
+    series = _series(old["ledger"])
+    names = ("cockpit_sell_through_ratio", "cockpit_stock_cover_seconds")
+    return {
+        "format": snapshot.COMBINE_FORMAT,
+        "version": snapshot.VERSION,
+        "stage": {
+            "progress": old["progress"],
+            "combined_through": old["combined_through"],
+            "combiners": {
+                "stock": {
+                    "version": 1,
+                    "series": {name: series.get(name, {}) for name in names},
+                    "state": {
+                        "pending": old["pending"],
+                        "on_hand": old["on_hand"],
+                        "latest": old["latest"],
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,93 @@
+"""The combine stage: KPIs that need every shard (contract §3, per window).
+
+Shards report, at each window close, their families' partial rows and how far
+they have closed. A family's combine step (`Combiner`) gets every shard's rows,
+and is asked to close windows only once every shard has closed them, in window
+order, so a running total (on hand before a window) is exact whatever the
+number of shards. Plain Python: it runs once per window close, not per event.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from flows.declare import Metric
+from flows.ledger import Ledger
+from flows.runtime.consts import MIN_TS
+from flows.runtime.outputs import Output, Partials
+
+
+class Combiner(Protocol):
+    """A family's combine step, named as the family whose rows it takes."""
+
+    NAME: ClassVar[str]
+    VERSION: ClassVar[int]
+    METRICS: ClassVar[tuple[Metric, ...]]
+
+    def __init__(self, window: int, series: dict[str, dict[Any, Any]]) -> None: ...
+    def add(self, rows: Any) -> None: ...
+    def close(self, closed: int, out: list[Any]) -> None: ...
+    def export_state(self) -> Any: ...
+    def restore_state(self, state: Any) -> None: ...
+
+
+class CombineStage:
+    """Every combine step, fed by every shard. Picklable through `export`."""
+
+    def __init__(
+        self, shards: tuple[str, ...], window: int, combiners: tuple[type[Combiner], ...]
+    ) -> None:
+        self.progress: dict[str, int] = dict.fromkeys(shards, MIN_TS)
+        self.combined_through = MIN_TS
+        self.ledger = Ledger(m for kind in combiners for m in kind.METRICS)
+        self.combiners: dict[str, Combiner] = {
+            kind.NAME: kind(window, self.ledger.series) for kind in combiners
+        }
+        self.out: list[Output] = []
+
+    def add(self, partials: Partials) -> None:
+        """One shard's partials; windows every shard has closed are combined."""
+        for name, rows in partials.rows.items():
+            self.combiners[name].add(rows)
+        if partials.closed_through > self.progress.get(partials.shard, MIN_TS):
+            self.progress[partials.shard] = partials.closed_through
+        closed = min(self.progress.values())
+        if closed <= self.combined_through:
+            return
+        for combiner in self.combiners.values():
+            combiner.close(closed, self.out)
+        self.combined_through = closed
+
+    def drain(self) -> list[Output]:
+        """Take the records produced so far."""
+        out, self.out = self.out, []
+        return out
+
+    def export(self) -> dict[str, Any]:
+        """Plain data for a snapshot, each combine step with its version."""
+        return {
+            "progress": dict(self.progress),
+            "combined_through": self.combined_through,
+            "combiners": {
+                name: {
+                    "version": combiner.VERSION,
+                    "series": {m.name: self.ledger.series[m.name] for m in combiner.METRICS},
+                    "state": combiner.export_state(),
+                }
+                for name, combiner in self.combiners.items()
+            },
+        }
+
+    def restore(self, state: dict[str, Any], check: Any) -> None:
+        """Take back what `export` gave; `check(kind, name, saved, ours)` refuses a
+        version this build cannot read."""
+        self.progress.update(state["progress"])
+        self.combined_through = state["combined_through"]
+        for name, saved in state["combiners"].items():
+            combiner = self.combiners.get(name)
+            if combiner is None:
+                continue  # a combine step this build no longer has
+            check("combine step", name, saved["version"], combiner.VERSION)
+            for metric, series in saved["series"].items():
+                self.ledger.series[metric] = series
+            combiner.restore_state(saved["state"])

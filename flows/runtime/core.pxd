@@ -1,0 +1,75 @@
+# Types of core.py for its compiled build (Cython reads this beside the .py).
+
+# flows/runtime/consts.py for C (a test keeps them equal).
+cdef extern from *:
+    """
+    #define OPSCOCKPIT_MIN_TS (-(1LL << 62))
+    #define OPSCOCKPIT_MAX_TS (1LL << 62)
+    #define OPSCOCKPIT_HOUR 3600000000LL
+    #define OPSCOCKPIT_TIMER_BUCKET 60000000LL
+    """
+    const long long MIN_TS "OPSCOCKPIT_MIN_TS"
+    const long long MAX_TS "OPSCOCKPIT_MAX_TS"
+    const long long NEVER "OPSCOCKPIT_MAX_TS"
+    const long long HOUR "OPSCOCKPIT_HOUR"
+    const long long TIMER_BUCKET "OPSCOCKPIT_TIMER_BUCKET"
+
+cdef enum:
+    TAG_BITS = 4
+    TAG_MASK = 15
+
+cpdef add(dict series, object key, object amount=*)
+cpdef observe(dict series, tuple buckets, object key, double value)
+
+cdef class Shard
+
+cdef class Timer:
+    cdef public long long when, slot
+    cdef public object key, ref
+
+cdef class Timers:
+    cdef public list near
+    cdef public long long near_end
+    cdef public dict far
+    cdef public list far_buckets
+    cdef public Py_ssize_t size
+    cpdef push(self, Timer timer)
+    cpdef Timer due(self, long long watermark)
+    cpdef long long due_from(self)
+
+cdef class Kind:
+    cdef public tuple handlers
+    cdef public long long accepted, duplicate, late
+
+cdef class Family:
+    cdef public Shard shard
+    cdef public long long slot
+    cdef on_event(self, str kind, object event)
+    cdef on_timer(self, long long tag, object key, object ref)
+    cdef object on_close(self, long long end)
+    cdef at(self, long long when, long long tag, object key, object ref=*)
+
+cdef class Shard:
+    cdef public str shard
+    cdef public object config
+    cdef public long long lateness, window, dedup_horizon, watermark, closed_through
+    cdef public dict max_ts
+    cdef public set idle
+    cdef public object seen
+    cdef public dict seen_hours
+    cdef public Timers timers
+    cdef public list families, out
+    cdef public dict kinds, known, events, duplicate, late, rejected, overflow
+    cdef public object ledger
+    cdef public object labels
+    cpdef str label(self, str name, str value)
+    cpdef emit(self, object output)
+    cpdef process(self, str source, list items)
+    cdef Kind kind(self, str kind)
+    cdef count_kinds(self)
+    cdef reject(self, object reject)
+    cdef long long others_min(self, str source)
+    cpdef advance(self, long long watermark)
+    cdef fire_due(self)
+    cdef close_windows(self, long long watermark)
+    cdef expire_seen(self, long long watermark)

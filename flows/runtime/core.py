@@ -1,0 +1,622 @@
+# cython: language_level=3
+"""The event-time runtime of one shard. It knows no KPI.
+
+A shard owns the entities of the input partitions routed to it. The runtime
+admits its events (contract §2: rejects to the dead-letter output, duplicates,
+late events), keeps the watermark W per source partition, fires event-time
+timers as W passes them, closes tumbling windows, caps label values and takes
+snapshots. Everything else is a `Family`: a KPI family or an entity, with its
+metric declarations, typed state, handlers per event kind, timers and window
+close step. The runtime hands each family the shard itself as its context: W,
+label lookup, its metric series, timers and typed outputs.
+
+Outcomes are decided only when later input can no longer change them (an event
+with ts < W is late), so results do not depend on the arrival order of events
+that are not late. Timers fire at the exact event that moves W past them, so
+they do not depend on batching either.
+
+This module runs interpreted, and compiled by Cython from this same source
+(`core.pxd` declares its types) where a C compiler was found at install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from heapq import heapify, heappop, heappush
+from typing import Any, ClassVar
+
+try:
+    import cython
+except ModuleNotFoundError:  # Cython is needed only to compile this module
+    from flows import _cython as cython  # type: ignore[no-redef]
+
+from flows.declare import Metric
+from flows.decode import Reject
+from flows.labels import OTHER, LabelCap
+from flows.ledger import Ledger
+from flows.runtime import consts, pipeline
+from flows.runtime.consts import MAX_DURATION
+from flows.runtime.ids import id_table
+from flows.runtime.outputs import DeadLetter, Output, Partials
+from flows.timeutil import US_PER_SECOND, format_time
+
+if not cython.compiled:  # the compiled build has them as C constants (core.pxd)
+    HOUR = consts.HOUR
+    MAX_TS = consts.MAX_TS
+    MIN_TS = consts.MIN_TS
+    NEVER = consts.NEVER
+    TAG_BITS = consts.TAG_BITS
+    TAG_MASK = consts.TAG_MASK
+    TIMER_BUCKET = consts.TIMER_BUCKET
+
+
+def constants() -> dict[str, int]:
+    """The time constants this build computes with (a test compares them with
+    `flows.runtime.consts`)."""
+    return {
+        "MIN_TS": MIN_TS,
+        "MAX_TS": MAX_TS,
+        "NEVER": NEVER,
+        "HOUR": HOUR,
+        "TAG_BITS": TAG_BITS,
+        "TAG_MASK": TAG_MASK,
+        "TIMER_BUCKET": TIMER_BUCKET,
+    }
+
+
+@cython.ccall
+def add(series: dict, key: object, amount: object = 1) -> None:  # type: ignore[type-arg]
+    """Add to a counter or gauge series."""
+    series[key] = series.get(key, 0) + amount
+
+
+@cython.ccall
+def observe(series: dict, buckets: tuple, key: object, value: cython.double) -> None:  # type: ignore[type-arg]
+    """Add one observation to a histogram series: a count per bucket, the +Inf
+    count and the sum (not cumulated; the exposition cumulates)."""
+    counts: list | None = series.get(key)  # type: ignore[type-arg]
+    if counts is None:
+        counts = [0] * (len(buckets) + 2)
+        series[key] = counts
+    index: cython.Py_ssize_t = 0
+    size: cython.Py_ssize_t = len(buckets)
+    while index < size and buckets[index] < value:
+        index += 1
+    counts[index] += 1
+    counts[size + 1] += value
+
+
+@cython.final
+@cython.no_gc  # a time, a slot, a key and a record: never in a cycle
+@cython.cclass
+class Timer:
+    """Call family `slot >> TAG_BITS` with (tag, key, ref) once W >= when. Timers
+    are taken in (when, slot, key) order; `ref` is the record the key names, if
+    the family gave it, so that no lookup is needed to find it again."""
+
+    when: cython.longlong
+    slot: cython.longlong
+    key: object
+    ref: object
+
+    def __init__(self, when: int, slot: int, key: object, ref: object = None) -> None:
+        self.when, self.slot, self.key, self.ref = when, slot, key, ref
+
+    def __lt__(self, other: Timer) -> bool:
+        if self.when != other.when:
+            return self.when < other.when
+        if self.slot != other.slot:
+            return self.slot < other.slot
+        return self.key < other.key  # type: ignore[no-any-return, operator]
+
+    def __reduce__(self) -> Any:
+        return (Timer, (self.when, self.slot, self.key, self.ref))
+
+
+@cython.final
+@cython.cclass
+class Timers:
+    """Event-time timers, taken in order once W >= their time.
+
+    One heap of every open entity's deadlines (~3 per open order) cost a fifth
+    of a replay, one cache miss per level. Here only the current bucket of time
+    is a heap (`near`, every timer before `near_end`); later timers wait,
+    unsorted, in lists per bucket (`far`), and a bucket becomes the heap once W
+    reaches it. Near timers all precede far ones, so the order is one heap's.
+    """
+
+    near: list  # type: ignore[type-arg]
+    near_end: cython.longlong
+    far: dict  # type: ignore[type-arg]
+    far_buckets: list  # type: ignore[type-arg]
+    size: cython.Py_ssize_t
+
+    def __init__(self, timers: Iterable[Timer] = ()) -> None:
+        self.near = []
+        self.near_end = MIN_TS
+        self.far = {}  # bucket -> [Timer]
+        self.far_buckets = []  # heap of the buckets in `far`
+        self.size = 0
+        for timer in timers:
+            self.push(timer)
+
+    @cython.ccall
+    def push(self, timer: Timer) -> None:
+        """A timer."""
+        self.size += 1
+        if timer.when < self.near_end:
+            heappush(self.near, timer)
+            return
+        bucket: cython.longlong = timer.when // TIMER_BUCKET
+        waiting: list | None = self.far.get(bucket)  # type: ignore[type-arg]
+        if waiting is None:
+            self.far[bucket] = [timer]
+            heappush(self.far_buckets, bucket)
+        else:
+            waiting.append(timer)
+
+    @cython.ccall
+    def due(self, watermark: cython.longlong) -> Timer:
+        """The next timer with when <= W, taken out; None when there is none."""
+        first: Timer
+        while True:
+            if self.near:
+                first = self.near[0]
+                if first.when <= watermark:
+                    self.size -= 1
+                    return heappop(self.near)  # type: ignore[no-any-return]
+                return None  # type: ignore[return-value]  # far ones are later still
+            if not self.far_buckets or self.far_buckets[0] * TIMER_BUCKET > watermark:
+                return None  # type: ignore[return-value]
+            bucket: cython.longlong = heappop(self.far_buckets)
+            self.near = self.far.pop(bucket)
+            heapify(self.near)
+            self.near_end = (bucket + 1) * TIMER_BUCKET
+
+    @cython.ccall
+    def due_from(self) -> cython.longlong:
+        """No timer is due before this (MAX_TS: there is none)."""
+        first: Timer
+        if self.near:
+            first = self.near[0]
+            return first.when
+        if self.far_buckets:
+            return self.far_buckets[0] * TIMER_BUCKET  # type: ignore[no-any-return]
+        return MAX_TS
+
+    def export(self) -> list[Timer]:
+        """Every timer, in order."""
+        return sorted([*self.near, *(timer for waiting in self.far.values() for timer in waiting)])
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@cython.final
+@cython.cclass
+class Kind:
+    """An event kind in a shard: the families handling it, and the batch's counts."""
+
+    handlers: tuple  # type: ignore[type-arg]
+    accepted: cython.longlong
+    duplicate: cython.longlong
+    late: cython.longlong
+
+    def __init__(self, handlers: tuple[Family, ...]) -> None:
+        self.handlers = handlers
+        self.accepted = self.duplicate = self.late = 0
+
+
+@cython.cclass
+class Family:
+    """One KPI family, or an entity several families read, on one shard.
+
+    A subclass declares NAME, VERSION (of its exported state), KINDS (the event
+    kinds it handles) and METRICS (what it counts), and overrides what it needs
+    of `attach`, `on_event`, `on_timer`, `on_close`, `entries`,
+    `export_state` and `restore_state`. The runtime calls nothing else.
+    """
+
+    NAME: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+    KINDS: ClassVar[tuple[str, ...]] = ()
+    METRICS: ClassVar[tuple[Metric, ...]] = ()
+
+    shard: Shard
+    slot: cython.longlong
+
+    def bind(self, shard: Shard, index: int) -> None:
+        """Join a shard as its family number `index`, then wire up."""
+        self.shard = shard
+        self.slot = index << TAG_BITS
+        self.attach()
+
+    def attach(self) -> None:
+        """Take references to series and label maps: wiring, rebuilt after a restore."""
+
+    @cython.cfunc
+    def on_event(self, kind: str, event: object) -> None:
+        """An accepted event of one of KINDS."""
+
+    @cython.cfunc
+    def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
+        """A timer set with `at(when, tag, key, ref)` is due: W >= when."""
+
+    @cython.cfunc
+    def on_close(self, end: cython.longlong) -> object:
+        """Every window ending at or before `end` closed: partial rows for the
+        combine stage, or None."""
+        return None
+
+    @cython.cfunc
+    def at(
+        self, when: cython.longlong, tag: cython.longlong, key: object, ref: object = None
+    ) -> None:
+        """Call `on_timer(tag, key, ref)` once W >= when; `ref` may carry the record
+        `key` names, to save looking it up again."""
+        timer: Timer = Timer.__new__(Timer)
+        timer.when, timer.slot, timer.key, timer.ref = when, self.slot | tag, key, ref
+        self.shard.timers.push(timer)
+
+    def entries(self, into: dict[str, int]) -> None:
+        """Add what it holds to the state-size gauge, by kind."""
+
+    def export_state(self) -> Any:
+        """Its state as plain data (for snapshots), at VERSION."""
+        return None
+
+    def restore_state(self, state: Any) -> None:
+        """Take back what `export_state` gave, at VERSION."""
+
+
+@cython.final
+@cython.cclass
+class Shard:
+    """The runtime of one shard: admission, watermark, timers, windows, outputs."""
+
+    shard: str
+    config: Any
+    lateness: cython.longlong
+    window: cython.longlong
+    dedup_horizon: cython.longlong
+    watermark: cython.longlong
+    closed_through: cython.longlong
+    max_ts: dict  # type: ignore[type-arg]
+    idle: set  # type: ignore[type-arg]
+    seen: object
+    seen_hours: dict  # type: ignore[type-arg]
+    timers: Timers
+    families: list  # type: ignore[type-arg]
+    kinds: dict  # type: ignore[type-arg]
+    ledger: Ledger
+    labels: LabelCap
+    known: dict  # type: ignore[type-arg]
+    out: list  # type: ignore[type-arg]
+    events: dict  # type: ignore[type-arg]
+    duplicate: dict  # type: ignore[type-arg]
+    late: dict  # type: ignore[type-arg]
+    rejected: dict  # type: ignore[type-arg]
+    overflow: dict  # type: ignore[type-arg]
+
+    def __init__(
+        self, shard: str, config: Any, labels: LabelCap, families: tuple[type[Family], ...]
+    ) -> None:
+        self.shard = shard
+        self.max_ts = dict.fromkeys(config.sources, MIN_TS)
+        self.idle = set()
+        self.watermark = MIN_TS
+        self.closed_through = MIN_TS
+        self.seen = id_table()
+        self.seen_hours = {}  # hour -> ids seen with a ts in it, for expiry
+        self.timers = Timers()
+        self.families = [kind() for kind in families]
+        metrics = pipeline.SHARD_METRICS + tuple(m for f in self.families for m in f.METRICS)
+        self.ledger = Ledger(metrics)
+        self.attach(config, labels)
+
+    def attach(self, config: Any, labels: LabelCap) -> None:
+        """Wire settings, the process's label cap and the families (not state)."""
+        self.config = config
+        self.lateness = config.lateness
+        self.window = config.window
+        self.dedup_horizon = config.dedup_horizon
+        self.labels = labels
+        self.out = []
+        for source in config.sources:
+            self.max_ts.setdefault(source, MIN_TS)
+        series = self.ledger.series
+        self.events = series[pipeline.EVENTS.name]
+        self.duplicate = series[pipeline.DUPLICATE.name]
+        self.late = series[pipeline.LATE.name]
+        self.rejected = series[pipeline.REJECTED.name]
+        self.overflow = series[pipeline.LABEL_OVERFLOW.name]
+        self.known = {}
+        self.kinds = {}  # event kind -> Kind, made on its first event
+        family: Family
+        for index, family in enumerate(self.families):
+            family.bind(self, index)
+
+    # --- what families use
+
+    def series(self, metric: Metric) -> dict[Any, Any]:
+        """The series of one declared metric, by label values."""
+        return self.ledger.series[metric.name]
+
+    def known_values(self, name: str) -> dict[str, str]:
+        """The admitted values of a capped label, for lookups before `label`."""
+        known = self.known.get(name)
+        if known is None:
+            known = self.known[name] = self.labels.values(name)
+        return known
+
+    @cython.ccall
+    def label(self, name: str, value: str) -> str:
+        """A label value as metrics may use it: admitted, or `other` beyond the cap."""
+        known: dict = self.known_values(name)  # type: ignore[type-arg]
+        admitted = known.get(value)
+        if admitted is not None:
+            return admitted  # type: ignore[no-any-return]
+        admitted = self.labels.admit(name, value)
+        if admitted is None:
+            add(self.overflow, name)
+            return OTHER
+        return admitted
+
+    @cython.ccall
+    def emit(self, output: object) -> None:
+        """A typed output (alert, KPI record, partials) for the dataflow."""
+        self.out.append(output)
+
+    def decided(self) -> str:
+        """W as RFC 3339, the `decided_ts` of records made now."""
+        return format_time(self.watermark)
+
+    def drain(self) -> list[Output]:
+        """Take the outputs produced so far."""
+        out, self.out = self.out, []
+        return out
+
+    def family(self, name: str) -> Family:
+        """A family of this shard by NAME."""
+        for family in self.families:
+            if name == family.NAME:
+                return family  # type: ignore[no-any-return]
+        raise KeyError(name)
+
+    # --- input
+
+    @cython.ccall
+    def process(self, source: str, items: list) -> None:  # type: ignore[type-arg]
+        """Admit a batch of decoded events (and rejects) from one source partition:
+        in the contract's order, reject, duplicate, lateness, then the handlers."""
+        lateness: cython.longlong = self.lateness
+        horizon: cython.longlong = self.dedup_horizon
+        watermark: cython.longlong = self.watermark
+        own_max: cython.longlong = self.max_ts.get(source, MIN_TS)
+        others: cython.longlong = self.others_min(source)
+        # Late against the partition's own progress (what replay does with one
+        # partition), or against W should W be ahead after this partition idled:
+        # so lateness never depends on how fast other partitions are read.
+        late_below: cython.longlong = own_max - lateness
+        if late_below < watermark:
+            late_below = watermark
+        since: cython.longlong = (watermark - horizon) // HOUR
+        since_id: object = since  # the table takes Python ints: made once, not per event
+        seen = self.seen
+        seen_hours: dict = self.seen_hours  # type: ignore[type-arg]
+        kinds: dict = self.kinds  # type: ignore[type-arg]
+        bucket_start: cython.longlong = 0
+        bucket_end: cython.longlong = 0
+        hour: cython.longlong = 0
+        hour_id: object = None
+        bucket: list = None  # type: ignore[type-arg, assignment]
+        ts: cython.longlong
+        candidate: cython.longlong
+        slot: Kind | None
+        family: Family
+        # Each id's table slot is loaded for the whole batch first: a day of ids
+        # misses the CPU caches, and the misses then overlap.
+        ids: list = [None if type(item) is Reject else item.event_id for item in items]  # type: ignore[type-arg]
+        seen.prefetch(ids)  # type: ignore[attr-defined]
+        index: cython.Py_ssize_t
+        for index in range(len(items)):
+            item = items[index]
+            if type(item) is Reject:
+                self.reject(item)
+                continue
+            kind = item.kind
+            ts = item.ts
+            if not (bucket_start <= ts < bucket_end):  # cheaper than dividing every ts
+                hour = ts // HOUR
+                hour_id = hour
+                bucket_start = hour * HOUR
+                bucket_end = bucket_start + HOUR
+                bucket = None  # type: ignore[assignment]
+            event_id = ids[index]
+            slot = kinds.get(kind)
+            if slot is None:
+                slot = self.kind(kind)
+            if seen.remember(event_id, hour_id, since_id):  # type: ignore[attr-defined]
+                slot.duplicate += 1
+                continue
+            if bucket is None:
+                bucket = seen_hours.get(hour_id)
+                if bucket is None:
+                    bucket = seen_hours[hour_id] = []
+            bucket.append(event_id)
+            if ts < late_below:
+                slot.late += 1
+                continue
+            if ts > own_max:
+                own_max = ts
+                candidate = (own_max if own_max < others else others) - lateness
+                if candidate > watermark:
+                    # Deadlines fire at the exact event that passes them, so the
+                    # outcome never depends on how the input was batched.
+                    watermark = candidate
+                    self.watermark = watermark
+                    if (watermark - horizon) // HOUR != since:
+                        since = (watermark - horizon) // HOUR
+                        since_id = since
+                    if self.timers.due_from() <= watermark:
+                        self.fire_due()
+                late_below = own_max - lateness
+                if late_below < watermark:
+                    late_below = watermark
+            slot.accepted += 1
+            for family in slot.handlers:
+                family.on_event(kind, item)
+        self.count_kinds()
+        self.max_ts[source] = own_max
+        self.idle.discard(source)
+        self.advance(watermark)
+
+    @cython.cfunc
+    def kind(self, kind: str) -> Kind:
+        """The slot of an event kind not seen before: its handlers in family order."""
+        slot = Kind(tuple(family for family in self.families if kind in family.KINDS))
+        self.kinds[kind] = slot
+        return slot
+
+    @cython.cfunc
+    def count_kinds(self) -> None:
+        """Add the batch's counts per kind to the pipeline's series."""
+        slot: Kind | None
+        for kind, slot in self.kinds.items():
+            if slot.accepted:
+                add(self.events, kind, slot.accepted)
+            if slot.duplicate:
+                add(self.duplicate, kind, slot.duplicate)
+            if slot.late:
+                add(self.late, kind, slot.late)
+            slot.accepted = slot.duplicate = slot.late = 0
+
+    @cython.cfunc
+    def reject(self, reject: Reject) -> None:
+        add(self.rejected, reject.reason)
+        key = "|".join(map(str, reject.origin.values()))
+        self.out.append(DeadLetter(key, reject.record()))
+
+    def mark(self, source: str, max_ts: int, idle: bool) -> None:
+        """Progress of a source partition: its largest event ts, and whether it is idle."""
+        if max_ts > self.max_ts.get(source, MIN_TS):
+            self.max_ts[source] = max_ts
+        if idle:
+            self.idle.add(source)
+        else:
+            self.idle.discard(source)
+        self.advance(self.combined())
+
+    def finish(self) -> None:
+        """End of a finite input: W becomes the largest accepted ts (contract §2)."""
+        self.advance(max(self.max_ts.values(), default=MIN_TS))
+
+    @cython.cfunc
+    def others_min(self, source: str) -> cython.longlong:
+        lowest: cython.longlong = MAX_TS
+        for name, ts in self.max_ts.items():
+            if name != source and name not in self.idle and ts < lowest:
+                lowest = ts
+        return lowest
+
+    def combined(self) -> int:
+        """min over partitions that are not idle; when all are idle, the input is drained."""
+        active = [ts for src, ts in self.max_ts.items() if src not in self.idle]
+        if active:
+            return min(active) - self.lateness  # type: ignore[no-any-return]
+        return max(self.max_ts.values(), default=MIN_TS)
+
+    # --- event time advancing
+
+    @cython.ccall
+    def advance(self, watermark: cython.longlong) -> None:
+        """W moved (W never goes back): fire timers, close windows, forget old ids."""
+        if watermark > self.watermark:
+            self.watermark = watermark
+        watermark = self.watermark
+        self.fire_due()
+        if watermark > MIN_TS:
+            self.close_windows(watermark)
+            self.expire_seen(watermark)
+            self.ledger.series[pipeline.WATERMARK.name][()] = watermark / US_PER_SECOND
+        entries: dict[str, int] = {}
+        for family in self.families:
+            family.entries(entries)
+        entries["dedup_ids"] = len(self.seen)  # type: ignore[arg-type]
+        entries["timers"] = len(self.timers)
+        self.ledger.series[pipeline.STATE_ENTRIES.name].update(entries)
+
+    @cython.cfunc
+    def fire_due(self) -> None:
+        timers: Timers = self.timers
+        families: list = self.families  # type: ignore[type-arg]
+        watermark: cython.longlong = self.watermark
+        timer: Timer
+        family: Family
+        while True:
+            timer = timers.due(watermark)
+            if timer is None:
+                return
+            family = families[timer.slot >> TAG_BITS]
+            family.on_timer(timer.slot & TAG_MASK, timer.key, timer.ref)
+
+    @cython.cfunc
+    def close_windows(self, watermark: cython.longlong) -> None:
+        """Windows [a, b) with b <= W are closed: each family's partial rows go to
+        the combine stage, with how far this shard has closed."""
+        end: cython.longlong = watermark - watermark % self.window
+        if end <= self.closed_through:
+            return
+        rows: dict[str, list[Any]] = {}
+        family: Family
+        for family in self.families:
+            closed = family.on_close(end)
+            if closed:
+                rows[family.NAME] = closed  # type: ignore[assignment]
+        self.closed_through = end
+        self.out.append(Partials(self.shard, end, rows))
+
+    @cython.cfunc
+    def expire_seen(self, watermark: cython.longlong) -> None:
+        """Forget ids of hours the dedup horizon has passed (contract: >= 24 h)."""
+        horizon_hour = (watermark - self.dedup_horizon) // HOUR
+        expired = [hour for hour in self.seen_hours if hour < horizon_hour]
+        for hour in expired:
+            self.seen.forget(self.seen_hours.pop(hour), hour)  # type: ignore[attr-defined]
+
+    # --- snapshots
+
+    def export(self) -> dict[str, Any]:
+        """The runtime's own state as plain data (families export theirs)."""
+        return {
+            "shard": self.shard,
+            "max_ts": dict(self.max_ts),
+            "idle": set(self.idle),
+            "watermark": self.watermark,
+            "closed_through": self.closed_through,
+            "seen": self.seen,  # pickles as a dict
+            "seen_hours": self.seen_hours,
+            "timers": [(t.when, t.slot, t.key, t.ref) for t in self.timers.export()],
+            "series": {m.name: self.ledger.series[m.name] for m in pipeline.SHARD_METRICS},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what `export` gave."""
+        self.shard = state["shard"]
+        self.max_ts.update(state["max_ts"])
+        self.idle = set(state["idle"])
+        self.watermark = state["watermark"]
+        self.closed_through = state["closed_through"]
+        self.seen = id_table(state["seen"])
+        self.seen_hours = state["seen_hours"]
+        self.timers = Timers(Timer(*timer) for timer in state["timers"])
+        for name, series in state["series"].items():
+            self.ledger.series[name].update(series)
+        self.attach(self.config, self.labels)
+
+
+def check_bounds(**durations: int) -> None:
+    """Refuse settings the runtime cannot keep exact (one line, naming it)."""
+    for name, value in durations.items():
+        if not 0 <= value <= MAX_DURATION:
+            raise ValueError(f"{name} must lie within 0 and {MAX_DURATION} µs, not {value}")

@@ -1,0 +1,125 @@
+"""Snapshots of a shard and of the combine stage, versioned so that an upgrade
+restores them or refuses them clearly.
+
+A snapshot is plain data, pickled: a format name and version for the runtime's
+own state, and per family (by NAME) its state version, its metric series and
+its state. A family new since the snapshot starts empty; a family at another
+version than this build's is refused with one line naming both versions.
+Snapshots written before families existed are upgraded by the caller's
+`upgrade` (see `flows.kpis.upgrade`).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from flows.labels import LabelCap
+from flows.runtime.combine import CombineStage
+from flows.runtime.consts import TAG_BITS, TAG_MASK
+from flows.runtime.core import Family, Shard
+
+SHARD_FORMAT = "opscockpit.shard"
+COMBINE_FORMAT = "opscockpit.combine"
+VERSION = 1  # of the runtime's own state in both formats
+
+Upgrade = Callable[[Any], dict[str, Any]]
+
+
+class SnapshotError(Exception):
+    """Recovery state this build cannot read, said in one line."""
+
+
+def check(kind: str, name: str, saved: object, ours: int) -> None:
+    """Refuse state at a version this build does not read."""
+    if saved != ours:
+        raise SnapshotError(
+            f"the recovery state of {kind} {name!r} is at version {saved}, and this "
+            f"opscockpit reads version {ours}: run the release that wrote it, or start "
+            f"from an empty --recovery-dir"
+        )
+
+
+def dump_shard(shard: Shard) -> bytes:
+    """A shard's snapshot."""
+    series = shard.ledger.series
+    state = {
+        "format": SHARD_FORMAT,
+        "version": VERSION,
+        "runtime": shard.export(),
+        "family_order": [family.NAME for family in shard.families],
+        "labels": shard.labels.export(),
+        "families": {
+            family.NAME: {
+                "version": family.VERSION,
+                "series": {m.name: series[m.name] for m in family.METRICS},
+                "state": family.export_state(),
+            }
+            for family in shard.families
+        },
+    }
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_shard(
+    data: bytes,
+    config: Any,
+    labels: LabelCap,
+    families: tuple[type[Family], ...],
+    upgrade: Upgrade,
+) -> Shard:
+    """A shard restored from its snapshot (upgraded first if it is older)."""
+    saved = _formatted(data, SHARD_FORMAT, upgrade)
+    runtime = saved["runtime"]
+    shard = Shard(runtime["shard"], config, labels, families)
+    labels.restore(saved["labels"])  # before any new label: series stay stable
+    runtime["timers"] = _reslot(runtime["timers"], saved["family_order"], shard)
+    shard.restore(runtime)
+    family: Family
+    for family in shard.families:
+        entry = saved["families"].get(family.NAME)
+        if entry is None:
+            continue  # a family new since the snapshot starts empty
+        check("family", family.NAME, entry["version"], family.VERSION)
+        shard.ledger.series.update(entry["series"])
+        family.restore_state(entry["state"])
+    shard.attach(config, labels)  # rewire the families to the restored series
+    return shard
+
+
+def dump_combine(stage: CombineStage) -> bytes:
+    """The combine stage's snapshot."""
+    state = {"format": COMBINE_FORMAT, "version": VERSION, "stage": stage.export()}
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_combine(data: bytes, stage: CombineStage, upgrade: Upgrade) -> CombineStage:
+    """Restore `stage` (new, for this layout) from its snapshot."""
+    saved = _formatted(data, COMBINE_FORMAT, upgrade)
+    stage.restore(saved["stage"], check)
+    return stage
+
+
+def _formatted(data: bytes, expected: str, upgrade: Upgrade) -> dict[str, Any]:
+    saved = upgrade(data)
+    kind = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
+    if kind != expected:
+        raise SnapshotError(f"the recovery state holds {kind!r}, not {expected!r} state")
+    check("the runtime", expected, saved.get("version"), VERSION)
+    return saved
+
+
+def _reslot(timers: list[Any], saved_order: list[str], shard: Shard) -> list[Any]:
+    """Timers name their family by its place in the shard: move them where this
+    build keeps each family (a timer of a family it no longer has is dropped)."""
+    now = {family.NAME: index for index, family in enumerate(shard.families)}
+    if saved_order == list(now):
+        return timers
+    moved = [
+        (when, now[saved_order[slot >> TAG_BITS]] << TAG_BITS | slot & TAG_MASK, key, ref)
+        for when, slot, key, ref in timers
+        if saved_order[slot >> TAG_BITS] in now
+    ]
+    moved.sort(key=lambda timer: timer[:3])
+    return moved

@@ -1,0 +1,134 @@
+"""The orders and ship-SLA family (contract §3.1): table tests through one shard."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.settings import EngineConfig
+from tests.scenario import Events, Run, at
+
+
+@pytest.mark.parametrize(
+    ("ship_offset_s", "cancel_offset_s", "breach", "shipped"),
+    [
+        (0, None, 0, {("FC1", "true"): 1}),  # shipped exactly at the promise
+        (0.001, None, 1, {("FC1", "false"): 1}),  # one millisecond late
+        (-600, None, 0, {("FC1", "true"): 1}),
+        (None, -0.001, 0, {}),  # cancelled just before the promise
+        (None, 0, 0, {}),  # cancelled at the promise
+        (None, 0.001, 1, {}),  # cancelled just after: breached
+        (None, None, 1, {}),  # never shipped, deadline passed
+        (3600, -60, 0, {("FC1", "false"): 1}),  # cancelled in time, shipped later anyway
+    ],
+)
+def test_ship_sla(ship_offset_s, cancel_offset_s, breach, shipped):
+    e = Events()
+    lines = [e.placed("O1", at(0), at(60), at(3000))]
+    if cancel_offset_s is not None:
+        lines.append(e.cancelled("O1", at(60, seconds=cancel_offset_s)))
+    if ship_offset_s is not None:
+        lines.append(e.shipped("O1", at(60, seconds=ship_offset_s)))
+    lines.append(e.tick(at(200)))
+    run = Run().feed(*lines)
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == breach
+    assert {k: v for k, v in run.series("cockpit_orders_shipped_total").items() if v} == shipped
+    assert run.alerts() == ({("ship_sla_breach", "O1")} if breach else set())
+
+
+def test_breach_is_detected_when_the_watermark_passes_without_an_event_of_the_order():
+    e = Events()
+    run = Run().feed(e.placed("O1", at(0), at(60), at(3000)), e.tick(at(61)))
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 0  # W = 60:00, not > S
+    assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
+    run.feed(e.tick(at(61, seconds=0.001)))  # W = 60:00.001 > S
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 1
+    assert run.value("cockpit_orders_past_ship_promise", "FC1") == 1
+    assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 1
+    assert run.alerts() == {("ship_sla_breach", "O1")}
+    # A late shipment afterwards counts as a late shipment (once W reaches it, when no
+    # earlier shipment can come any more), not as a second breach.
+    run.feed(e.shipped("O1", at(90)))
+    assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 0
+    run.feed(e.tick(at(91)))
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 1
+    assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
+    assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
+
+
+def test_slightly_late_shipment_is_decided_when_the_deadline_passes():
+    e = Events()
+    run = Run().feed(e.placed("O1", at(0), at(60), at(3000)), e.shipped("O1", at(60, seconds=30)))
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 0  # not certain yet
+    assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
+    run.feed(e.tick(at(62)))
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 1
+    assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
+
+
+def test_order_events_arriving_before_the_order_within_the_lateness():
+    e = Events()
+    lines = [
+        e.tick(at(0)),
+        e.shipped("O1", at(1)),
+        e.picked("O1", at(0, seconds=40)),
+        e.placed("O1", at(0, seconds=30), at(60), at(3000)),
+        e.delivered("O1", at(50)),
+        e.tick(at(4000)),
+    ]
+    run = Run().feed(*lines).finish()
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "true")) == 1
+    assert run.value("cockpit_deliveries_total", ("east", "true")) == 1
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 0
+    assert run.value("cockpit_orders_in_stage", ("FC1", "placed")) == 0
+    assert run.orders() == {}  # done, nothing held
+
+
+def test_orphan_events_are_dropped_once_the_horizon_has_passed():
+    e = Events()
+    run = Run().feed(
+        e.stowed("R9", at(0), 5),
+        e.shipped("O9", at(0)),
+        e.shipped("O9", at(30)),
+        e.stowed("R9", at(600), 5),
+        e.tick(at(24 * 60 + 1)),
+    )  # W = ts + 24 h exactly: not passed
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 0
+    run.feed(e.tick(at(24 * 60 + 1, ms=1)))
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 1
+    assert run.value("cockpit_orphan_events_total", "inventory.stowed") == 1
+    assert len(run.orphans()["O9"]) == 1  # the later one is still held
+    run.finish()  # W = 08:00:00.001 the next day + 1 min: nothing more passes
+    assert run.value("cockpit_orphan_events_total", "inventory.stowed") == 1
+
+
+def test_stages_of_orders_awaiting_shipment():
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), at(600), at(3000)),
+        e.placed("O2", at(0), at(600), at(3000)),
+        e.picked("O2", at(1)),
+        e.picked("O2", at(2)),
+        e("inventory.packed", at(3), order_id="O2", fc="FC1"),
+    )
+    assert run.value("cockpit_orders_in_stage", ("FC1", "placed")) == 1
+    assert run.value("cockpit_orders_in_stage", ("FC1", "packed")) == 1
+    assert run.value("cockpit_orders_in_stage", ("FC1", "picked")) == 0
+    run.feed(e.shipped("O2", at(5)), e.cancelled("O1", at(6)))
+    assert run.value("cockpit_orders_in_stage", ("FC1", "packed")) == 0
+    assert run.value("cockpit_orders_in_stage", ("FC1", "placed")) == 0
+    assert run.value("cockpit_orders_cancelled_total", "FC1") == 1
+
+
+def test_retention_drops_open_orders_and_their_gauges():
+    e = Events()
+    run = Run(EngineConfig(retention=3600 * 10**6)).feed(
+        e.placed("O1", at(0), at(10), at(20)), e.tick(at(81))
+    )
+    assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
+    assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
+    assert run.value("cockpit_orders_past_delivery_promise", "east") == 0
+    assert run.value("cockpit_state_expired_total", "order") == 1
+    assert run.orders() == {}

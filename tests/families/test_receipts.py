@@ -1,0 +1,41 @@
+"""The receipts family (contract §3.1): dock-to-stock and the stow backlog."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.scenario import Events, Run, at
+
+
+@pytest.mark.parametrize(
+    ("stows", "completed_s"),
+    [
+        ([(20, 4), (50, 6)], 50),  # partial stows reaching the received quantity
+        ([(50, 6), (20, 4)], 50),  # arriving out of order, within the lateness
+        ([(20, 4), (30, 7)], 30),  # over-stow
+        ([(60, 10), (20, 10)], 20),  # an earlier stow alone completes it
+        ([(20, 3), (30, 3), (40, 4)], 40),
+    ],
+)
+def test_dock_to_stock(stows, completed_s):
+    e = Events()
+    lines = [e.received("R1", at(0), 10)] + [e.stowed("R1", at(seconds=s), q) for s, q in stows]
+    run = Run().feed(*lines).finish()
+    counts = run.value("cockpit_dock_to_stock_seconds", "FC1")
+    assert counts[-1] == completed_s  # the sum of observations, in seconds
+    assert sum(counts[:-1]) == 1
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+
+
+def test_receipt_awaits_stow_until_complete_and_is_observed_once_final():
+    e = Events()
+    run = Run().feed(e.received("R1", at(0), 10), e.stowed("R1", at(5), 4))
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 1
+    run.feed(e.stowed("R1", at(20), 6))
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1") == 0  # W = 19:00 < 20:00
+    run.feed(e.tick(at(21)))
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1200
+    # Stows received before the dock scan wait for it.
+    run.feed(e.stowed("R2", at(22), 5), e.received("R2", at(21, seconds=30), 5), e.tick(at(30)))
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1200 + 30

@@ -1,0 +1,41 @@
+"""The stock family (contract §3.1): on hand, and sell-through and cover per window
+through the combine stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.scenario import Events, Run, at
+
+
+def test_on_hand_and_sell_through_over_windows():
+    e = Events()
+    lines = [
+        e.adjusted(at(0), 100),  # window 08:00
+        e.stowed("R1", at(10), 20),
+        e.placed("O1", at(20), at(600), at(3000), qty=12),
+        e.picked("O1", at(30), 12),
+        e.placed("O2", at(70), at(600), at(3000), qty=9),  # window 09:00
+        e.stowed("R2", at(80), 10),
+        e.adjusted(at(90), -3),
+        e.tick(at(185)),  # closes 10:00; the 10:00 window stays quiet
+    ]
+    run = Run().feed(*lines)
+    kpis = {(r["kpi"], r["window_start"]): r for r in run.records("kpi")}
+    first = kpis[("sell_through", at(0))]
+    assert (first["numerator"], first["divisor"]) == (12, 0 + 20)  # nothing before 08:00
+    second = kpis[("sell_through", at(60))]
+    assert (second["numerator"], second["divisor"]) == (9, 108 + 10)
+    assert second["value"] == pytest.approx(9 / 118)
+    assert ("sell_through", at(120)) not in kpis  # no event in any fc: no record
+    assert run.value("cockpit_sell_through_ratio", "FC1") == 0.0  # latest closed is quiet
+    assert run.value("cockpit_units_on_hand", "FC1") == 100 + 20 - 12 + 10 - 3
+    cover = kpis[("days_of_cover", at(60))]
+    assert cover["value"] == pytest.approx((108 + 10 - 3) / (9 * 24))
+
+
+def test_sell_through_is_not_set_when_the_divisor_is_zero():
+    e = Events()
+    run = Run().feed(e.placed("O1", at(0), at(600), at(3000), qty=2), e.tick(at(61)))
+    assert "FC1" not in run.combine.ledger.series["cockpit_sell_through_ratio"]
+    assert [r["kpi"] for r in run.records("kpi")] == ["days_of_cover"]

@@ -1,0 +1,97 @@
+"""The runtime (contract §2): duplicates, lateness, the watermark, rejects, labels
+and snapshots, through one shard with every family."""
+
+from __future__ import annotations
+
+from flows.decode import decode
+from flows.kpis import FAMILIES
+from flows.kpis.upgrade import upgrade
+from flows.labels import LabelCap
+from flows.runtime.snapshot import dump_shard, load_shard
+from flows.settings import EngineConfig
+from tests.scenario import Events, Run, at, us
+
+
+def test_duplicates_and_late_events_are_counted_and_ignored():
+    e = Events()
+    placed = e.placed("O1", at(10), at(600), at(3000), event_id="dup")
+    run = Run().feed(
+        placed,
+        placed,
+        e.tick(at(20)),
+        e.adjusted(at(18, seconds=59), 5),
+        e.adjusted(at(19, seconds=1), 7),
+    )
+    assert run.value("cockpit_events_duplicate_total", "order.placed") == 1
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
+    assert run.value("cockpit_units_on_hand", "FC1") == 7
+    assert run.value("cockpit_events_total", "order.placed") == 1
+    assert run.value("cockpit_watermark_timestamp_seconds") == run.shard.watermark / 1e6
+    run.finish()
+    assert run.shard.watermark == run.shard.max_ts["input"]
+
+
+def test_a_late_event_sent_again_is_a_duplicate():
+    e = Events()
+    late = e.adjusted(at(0), 5)
+    run = Run().feed(e.tick(at(10)), late, late)
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
+    assert run.value("cockpit_events_duplicate_total", "inventory.adjusted") == 1
+
+
+def test_ids_are_remembered_until_the_horizon():
+    e = Events()
+    first = e.adjusted(at(0), 5)
+    run = Run().feed(first, e.tick(at(24 * 60 + 60)), first)  # W = 08:59 next day
+    assert run.value("cockpit_events_duplicate_total", "inventory.adjusted") == 1
+    run.feed(e.tick(at(24 * 60 + 61)), first)  # W = 09:00: the 08:00 hour is forgotten
+    assert run.value("cockpit_events_duplicate_total", "inventory.adjusted") == 1
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
+
+
+def test_rejects_go_to_the_dead_letter_output_with_reason():
+    run = Run().feed(b"not json", b'{"type": "nope"}', b'{"type": "order.shipped"}', b"\xff")
+    reasons = [r["reason"] for r in run.records("dlq")]
+    assert reasons == ["invalid_json", "unknown_type", "invalid_event", "invalid_json"]
+    assert run.value("cockpit_events_rejected_total", "invalid_json") == 2
+    assert run.records("dlq")[3]["payload_encoding"] == "base64"
+
+
+def test_watermark_is_the_minimum_over_partitions_that_are_not_idle():
+    config = EngineConfig(sources=("a", "b"))
+    e = Events()
+    run = Run(config)
+    run.shard.process(
+        "a", [decode(e.placed("O1", at(0), at(10), at(3000))), decode(e.tick(at(100)))]
+    )
+    assert run.shard.watermark < 0  # b has not reported
+    run.shard.mark("b", us(at(50)), idle=False)
+    assert run.shard.watermark == us(at(49))
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 1
+    run.shard.mark("b", us(at(50)), idle=True)  # b idle: only a counts
+    assert run.shard.watermark == us(at(99))
+    run.shard.mark("a", us(at(100)), idle=True)  # all idle: drained, W = max ts
+    assert run.shard.watermark == us(at(100))
+
+
+# --- labels and state
+
+
+def test_label_values_fold_into_other_beyond_the_cap():
+    e = Events()
+    run = Run(max_label_values=2).feed(*(e.adjusted(at(i), 1, fc=f"FC{i}") for i in range(4)))
+    assert run.series("cockpit_units_on_hand") == {"FC0": 1, "FC1": 1, "other": 2}
+    assert run.value("cockpit_label_overflow_total", "fc") == 2
+
+
+def test_engine_state_survives_pickling_with_its_labels():
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        e.placed("O1", at(0), at(60), at(3000)), e.adjusted(at(1), 5, fc="FC2")
+    )
+    labels = LabelCap(1)
+    restored = load_shard(dump_shard(run.shard), run.config, labels, FAMILIES, upgrade)
+    assert labels.export() == {"fc": ["FC1"], "region": ["east"]}
+    restored.process("input", [decode(e.tick(at(62)))])
+    assert restored.ledger["cockpit_ship_sla_breaches_total"] == {"FC1": 1}
+    assert restored.ledger["cockpit_units_on_hand"] == {"other": 5}
