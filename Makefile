@@ -3,19 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What the compiled build is made from (setup.py): the C modules, and the Python
+# modules Cython compiles (a `# cython:` line on top) with their .pxd types.
+COMPILED := setup.py flows/_fastdecode.c flows/_idtable.c \
+	$(shell grep -rl --include='*.py' '^# cython:' flows) $(wildcard flows/*/*.pxd)
+# The tests run a second time on the interpreted build (the same sources, not compiled).
+INTERPRETED_TESTS := tests/families tests/test_runtime.py tests/test_properties.py \
+	tests/test_snapshots.py tests/test_reference.py
 
-.PHONY: run test lint typecheck unit bench generate check-generated install system-deps clean
+.PHONY: run test lint typecheck unit unit-interpreted bench generate check-generated install system-deps clean
 
 run: $(STAMP)
 	$(BIN)/opscockpit run
 
-test: $(STAMP) system-deps lint typecheck unit
+test: $(STAMP) system-deps lint typecheck unit unit-interpreted
 
 install: $(STAMP)
 
-# A C compiler and Python's headers build flows/_fastdecode.c and _fastengine.c (optional
-# for pip, so a machine without them still installs; the tests require them in CI).
-$(STAMP): pyproject.toml flows/_fastdecode.c flows/_fastengine.c
+# A C compiler and Python's headers build the compiled modules (optional for pip,
+# so a machine without them still installs; the tests require them in CI).
+$(STAMP): pyproject.toml $(COMPILED)
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { sh .ci/system-packages python3-venv && $(PYTHON) -m venv $(VENV); }
 	@sh .ci/system-packages gcc python3-dev
 	$(BIN)/pip install --quiet --upgrade pip
@@ -34,6 +41,9 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+unit-interpreted: $(STAMP)
+	OPSCOCKPIT_PURE_PYTHON=1 $(BIN)/pytest $(INTERPRETED_TESTS)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)

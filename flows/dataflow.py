@@ -12,7 +12,11 @@ replay without the CLI.
 
 from __future__ import annotations
 
+import pickle
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -31,6 +35,7 @@ from flows.settings import Runtime, Settings
 from flows.sources import REPLAY_SHARD, LinesSource, file_lines
 
 COMBINE_KEY = "all"
+FLOW, SHARD_STEP, COMBINE_STEP = "opscockpit", "shards", "windows"  # recovery keeps these
 
 
 @dataclass(frozen=True)
@@ -122,16 +127,32 @@ class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
         return snapshot.dump_combine(self.stage)
 
 
+def check_recovery(directory: Path) -> None:
+    """Refuse, before the dataflow starts, snapshots this build cannot read: one
+    line (a refusal inside a running dataflow comes with bytewax's panic)."""
+    readers = {
+        f"{FLOW}.{SHARD_STEP}": (snapshot.SHARD_FORMAT, {f.NAME: f.VERSION for f in FAMILIES}),
+        f"{FLOW}.{COMBINE_STEP}": (snapshot.COMBINE_FORMAT, {c.NAME: c.VERSION for c in COMBINERS}),
+    }
+    for path in sorted(directory.glob("part-*.sqlite3")):
+        with closing(sqlite3.connect(path)) as db:
+            # bytewax 0.21's recovery table: the pickled value each snapshot() gave.
+            rows = db.execute("SELECT step_id, ser_change FROM snaps WHERE ser_change IS NOT NULL")
+            for step, blob in rows:
+                if step in readers and (data := pickle.loads(blob)) is not None:
+                    snapshot.read(data, *readers[step], upgrade)
+
+
 def _is(kind: type) -> Any:
     return lambda output: type(output) is kind
 
 
 def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sinks) -> Dataflow:
     """The opscockpit dataflow over any source of decoded batches."""
-    flow = Dataflow("opscockpit")
+    flow = Dataflow(FLOW)
     batches = op.input("input", flow, source)
     results = op.stateful_batch(
-        "shards", batches, lambda resume: ShardLogic(runtime, layout, resume)
+        SHARD_STEP, batches, lambda resume: ShardLogic(runtime, layout, resume)
     )
     outputs = op.map("unkey", results, lambda keyed: keyed[1])
     dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))
@@ -139,7 +160,7 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
     partials = op.branch("window_partials", alerts.falses, _is(Partials))
     keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
     combined = op.stateful_batch(
-        "windows", keyed, lambda resume: CombineLogic(runtime, layout, resume)
+        COMBINE_STEP, keyed, lambda resume: CombineLogic(runtime, layout, resume)
     )
     kpis = op.merge("kpis", partials.falses, op.map("kpi_records", combined, lambda kv: kv[1]))
     streams: dict[str, Stream[Any]] = {

@@ -24,7 +24,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, join_in_order
-from flows.dataflow import Layout, Sinks, build_flow, single
+from flows.dataflow import Layout, Sinks, build_flow, check_recovery, single
 from flows.exposition import serve
 from flows.kafka import (
     KafkaSettings,
@@ -39,6 +39,7 @@ from flows.kafka import (
     read_properties,
 )
 from flows.placement import shard_keys
+from flows.runtime.snapshot import SnapshotError
 from flows.settings import Runtime, Settings
 from flows.sources import SimulatorSource
 from flows.timeutil import US_PER_SECOND
@@ -158,6 +159,12 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     except KafkaSetupError as exc:
         raise RunError(str(exc)) from None
     flow = build_flow(runtime, wiring.source, wiring.layout, wiring.sinks)
+    recovery = recovery_config(args.recovery_dir, total_workers(args))
+    if args.recovery_dir is not None:
+        try:
+            check_recovery(args.recovery_dir)
+        except SnapshotError as exc:
+            raise RunError(f"cannot resume from {args.recovery_dir}: {exc}") from None
     process = args.process_id or 0
     port = args.metrics_port + process
     try:
@@ -178,7 +185,6 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     grace.start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: runtime.stop.set())
-    recovery = recovery_config(args.recovery_dir, total_workers(args))
     join_in_order(process, os.environ.get(CLUSTER_DIR))
     cli_main(
         flow,

@@ -101,8 +101,24 @@ def _parse_text(text: str) -> int:
 
 
 def format_time(us: int) -> str:
-    """Exact RFC 3339 in UTC, e.g. 2026-11-21T10:15:00Z or ...:00.250000Z."""
-    return (EPOCH + timedelta(microseconds=us)).isoformat()[:-6] + "Z"
+    """Exact RFC 3339 in UTC, e.g. 2026-11-21T10:15:00Z or ...:00.250000Z.
+
+    Every alert and KPI record carries a few: the minute's text is made once (by
+    datetime) and kept, the seconds and fraction added by arithmetic."""
+    minute, within = divmod(us, US_PER_MINUTE)
+    text = _MINUTE_TEXT.get(minute)
+    if text is None:
+        if len(_MINUTE_TEXT) >= _CACHE_MAX:
+            _MINUTE_TEXT.clear()
+        text = _MINUTE_TEXT[minute] = (EPOCH + timedelta(minutes=minute)).isoformat()[:17]
+    second, fraction = divmod(within, US_PER_SECOND)
+    if fraction:
+        return f"{text}{second:02d}.{fraction:06d}Z"
+    return f"{text}{second:02d}Z"
+
+
+US_PER_MINUTE = 60 * US_PER_SECOND
+_MINUTE_TEXT: dict[int, str] = {}  # minute since the epoch -> "YYYY-MM-DDTHH:MM:"
 
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")

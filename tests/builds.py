@@ -41,7 +41,8 @@ class _PlainRecords(pickle.Unpickler):
 
 def state(shard: Shard) -> dict[str, Any]:
     """Everything a shard holds, as plain data (the id table as a sorted list)."""
-    saved: dict[str, Any] = _PlainRecords(io.BytesIO(dump_shard(shard))).load()
+    header = pickle.loads(dump_shard(shard))
+    saved: dict[str, Any] = _PlainRecords(io.BytesIO(header["body"])).load()
     saved["runtime"]["seen"] = sorted(dict(saved["runtime"]["seen"]).items())
     return saved
 

@@ -3,12 +3,18 @@ and snapshots, through one shard with every family."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from flows.decode import decode
 from flows.kpis import FAMILIES
 from flows.kpis.upgrade import upgrade
 from flows.labels import LabelCap
 from flows.runtime.snapshot import dump_shard, load_shard
 from flows.settings import EngineConfig
+from flows.timeutil import format_time
 from tests.scenario import Events, Run, at, us
 
 
@@ -95,3 +101,24 @@ def test_engine_state_survives_pickling_with_its_labels():
     restored.process("input", [decode(e.tick(at(62)))])
     assert restored.ledger["cockpit_ship_sla_breaches_total"] == {"FC1": 1}
     assert restored.ledger["cockpit_units_on_hand"] == {"other": 5}
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+LAST_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // timedelta(
+    microseconds=1
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.integers(FIRST_US, LAST_US),
+        st.integers(-(10**12), 10**12),
+        st.sampled_from([FIRST_US, LAST_US, 0, -1, 59_999_999, 60_000_000, -60_000_001]),
+    )
+)
+def test_record_times_are_the_rfc3339_text_datetime_gives(us: int) -> None:
+    """format_time keeps each minute's text: the same text as datetime's, with the
+    fraction only where there is one."""
+    assert format_time(us) == (EPOCH + timedelta(microseconds=us)).isoformat()[:-6] + "Z"

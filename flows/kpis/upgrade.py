@@ -171,21 +171,25 @@ def shard_state(old: dict[str, Any]) -> dict[str, Any]:
         "receipts": {rid: _receipt(fields) for rid, fields in old["receipts"].items()},
         "stock": old["window_parts"],
     }
-    return {
-        "format": snapshot.SHARD_FORMAT,
-        "version": snapshot.VERSION,
+    body = {
         "runtime": runtime,
         "family_order": FAMILY_ORDER,
         "labels": old.get("admitted_labels", {}),
         "families": {
             name: {
-                "version": 1,
                 "series": {metric: series.get(metric, {}) for metric in SERIES_OF[name]},
                 "state": states.get(name),
             }
             for name in FAMILY_ORDER
         },
     }
+    return _header(snapshot.SHARD_FORMAT, dict.fromkeys(FAMILY_ORDER, 1), body)
+
+
+def _header(kind: str, versions: dict[str, int], body: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot header as `flows.runtime.snapshot.read` takes it, at version 1 of
+    the runtime and of each part, which is what they were when families began."""
+    return {"format": kind, "version": 1, "versions": versions, "body": body}
 
 
 def _time(value: int | None) -> int:
@@ -227,22 +231,18 @@ def combine_state(old: dict[str, Any]) -> dict[str, Any]:
     """A WindowAggregator's state as a combine-stage snapshot."""
     series = _series(old["ledger"])
     names = ("cockpit_sell_through_ratio", "cockpit_stock_cover_seconds")
-    return {
-        "format": snapshot.COMBINE_FORMAT,
-        "version": snapshot.VERSION,
-        "stage": {
-            "progress": old["progress"],
-            "combined_through": old["combined_through"],
-            "combiners": {
-                "stock": {
-                    "version": 1,
-                    "series": {name: series.get(name, {}) for name in names},
-                    "state": {
-                        "pending": old["pending"],
-                        "on_hand": old["on_hand"],
-                        "latest": old["latest"],
-                    },
-                }
-            },
+    body = {
+        "progress": old["progress"],
+        "combined_through": old["combined_through"],
+        "combiners": {
+            "stock": {
+                "series": {name: series.get(name, {}) for name in names},
+                "state": {
+                    "pending": old["pending"],
+                    "on_hand": old["on_hand"],
+                    "latest": old["latest"],
+                },
+            }
         },
     }
+    return _header(snapshot.COMBINE_FORMAT, {"stock": 1}, body)

@@ -64,13 +64,12 @@ class CombineStage:
         return out
 
     def export(self) -> dict[str, Any]:
-        """Plain data for a snapshot, each combine step with its version."""
+        """Plain data for a snapshot (`flows.runtime.snapshot` adds the versions)."""
         return {
             "progress": dict(self.progress),
             "combined_through": self.combined_through,
             "combiners": {
                 name: {
-                    "version": combiner.VERSION,
                     "series": {m.name: self.ledger.series[m.name] for m in combiner.METRICS},
                     "state": combiner.export_state(),
                 }
@@ -78,16 +77,14 @@ class CombineStage:
             },
         }
 
-    def restore(self, state: dict[str, Any], check: Any) -> None:
-        """Take back what `export` gave; `check(kind, name, saved, ours)` refuses a
-        version this build cannot read."""
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what `export` gave."""
         self.progress.update(state["progress"])
         self.combined_through = state["combined_through"]
         for name, saved in state["combiners"].items():
             combiner = self.combiners.get(name)
             if combiner is None:
                 continue  # a combine step this build no longer has
-            check("combine step", name, saved["version"], combiner.VERSION)
             for metric, series in saved["series"].items():
                 self.ledger.series[metric] = series
             combiner.restore_state(saved["state"])

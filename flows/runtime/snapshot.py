@@ -6,7 +6,8 @@ own state, and per family (by NAME) its state version, its metric series and
 its state. A family new since the snapshot starts empty; a family at another
 version than this build's is refused with one line naming both versions.
 Snapshots written before families existed are upgraded by the caller's
-`upgrade` (see `flows.kpis.upgrade`).
+`upgrade` (see `flows.kpis.upgrade`). The versions sit in a small header, so
+that `opscockpit run` checks a recovery directory before it starts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class SnapshotError(Exception):
     """Recovery state this build cannot read, said in one line."""
 
 
-def check(kind: str, name: str, saved: object, ours: int) -> None:
+def check(kind: str, name: str, saved: object, ours: object) -> None:
     """Refuse state at a version this build does not read."""
     if saved != ours:
         raise SnapshotError(
@@ -44,22 +45,19 @@ def check(kind: str, name: str, saved: object, ours: int) -> None:
 def dump_shard(shard: Shard) -> bytes:
     """A shard's snapshot."""
     series = shard.ledger.series
-    state = {
-        "format": SHARD_FORMAT,
-        "version": VERSION,
+    body = {
         "runtime": shard.export(),
         "family_order": [family.NAME for family in shard.families],
         "labels": shard.labels.export(),
         "families": {
             family.NAME: {
-                "version": family.VERSION,
                 "series": {m.name: series[m.name] for m in family.METRICS},
                 "state": family.export_state(),
             }
             for family in shard.families
         },
     }
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    return _pack(SHARD_FORMAT, {family.NAME: family.VERSION for family in shard.families}, body)
 
 
 def load_shard(
@@ -70,7 +68,7 @@ def load_shard(
     upgrade: Upgrade,
 ) -> Shard:
     """A shard restored from its snapshot (upgraded first if it is older)."""
-    saved = _formatted(data, SHARD_FORMAT, upgrade)
+    saved = _body(read(data, SHARD_FORMAT, {f.NAME: f.VERSION for f in families}, upgrade))
     runtime = saved["runtime"]
     shard = Shard(runtime["shard"], config, labels, families)
     labels.restore(saved["labels"])  # before any new label: series stay stable
@@ -81,7 +79,6 @@ def load_shard(
         entry = saved["families"].get(family.NAME)
         if entry is None:
             continue  # a family new since the snapshot starts empty
-        check("family", family.NAME, entry["version"], family.VERSION)
         shard.ledger.series.update(entry["series"])
         family.restore_state(entry["state"])
     shard.attach(config, labels)  # rewire the families to the restored series
@@ -90,24 +87,46 @@ def load_shard(
 
 def dump_combine(stage: CombineStage) -> bytes:
     """The combine stage's snapshot."""
-    state = {"format": COMBINE_FORMAT, "version": VERSION, "stage": stage.export()}
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    versions = {name: combiner.VERSION for name, combiner in stage.combiners.items()}
+    return _pack(COMBINE_FORMAT, versions, stage.export())
 
 
 def load_combine(data: bytes, stage: CombineStage, upgrade: Upgrade) -> CombineStage:
     """Restore `stage` (new, for this layout) from its snapshot."""
-    saved = _formatted(data, COMBINE_FORMAT, upgrade)
-    stage.restore(saved["stage"], check)
+    versions = {name: combiner.VERSION for name, combiner in stage.combiners.items()}
+    stage.restore(_body(read(data, COMBINE_FORMAT, versions, upgrade)))
     return stage
 
 
-def _formatted(data: bytes, expected: str, upgrade: Upgrade) -> dict[str, Any]:
+def _pack(kind: str, versions: dict[str, int], body: Any) -> bytes:
+    """A header that says what the snapshot holds, at which versions, and the body
+    pickled apart, so that reading the header costs little (`read`)."""
+    header = {
+        "format": kind,
+        "version": VERSION,
+        "versions": versions,
+        "body": pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL),
+    }
+    return pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read(data: bytes, expected: str, ours: dict[str, int], upgrade: Upgrade) -> dict[str, Any]:
+    """A snapshot's header, refused in one line unless this build reads it: the
+    runtime's version, and each part's (family or combine step) it has too."""
     saved = upgrade(data)
     kind = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
     if kind != expected:
         raise SnapshotError(f"the recovery state holds {kind!r}, not {expected!r} state")
     check("the runtime", expected, saved.get("version"), VERSION)
+    for name, version in saved["versions"].items():
+        if name in ours:  # a part this build no longer has is dropped
+            check("part", name, version, ours[name])
     return saved
+
+
+def _body(header: dict[str, Any]) -> dict[str, Any]:
+    body = header["body"]
+    return pickle.loads(body) if isinstance(body, bytes) else body  # type: ignore[no-any-return]
 
 
 def _reslot(timers: list[Any], saved_order: list[str], shard: Shard) -> list[Any]:

@@ -46,7 +46,7 @@ from tests.kafka_broker import broker, create_topic, free_port, keyed, unique
 
 PARTITIONS = 3  # the issue's topic
 BALANCED_PARTITIONS = 4  # and one that splits evenly over two processes
-PER_WORKER_TARGET = 0.35  # of the floor, per worker (issue 6)
+PER_WORKER_TARGET = 0.30  # of the floor, per worker (issue 15)
 SPEED_UP_TARGET = 1.8  # what "near-linear" from a second process is taken to mean
 LATENCY_P99_TARGET = 1.0  # seconds
 FALLBACK_LOAD_RATE = 25_000.0  # background events/s when the throughput was not measured

@@ -1,0 +1,96 @@
+"""The two builds: every module with a compiled build was compiled from the
+sources here (not older ones), the constants each build computes with agree, and
+OPSCOCKPIT_PURE_PYTHON=1 runs every one of them interpreted."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows import build
+from flows.runtime import consts, core
+
+SCRIPT = """
+import importlib, json
+from flows import build
+from flows.runtime import core
+names = build.compiled_modules()[len(build.C_MODULES):]
+modules = [importlib.import_module(name) for name in names]
+constants = {
+    module.__name__: {k: v for k, v in vars(module).items() if k.isupper() and type(v) is int}
+    for module in modules
+}
+compiled = [module.__name__ for module in modules if build.is_compiled(module)]
+print(json.dumps({"constants": constants, "compiled": compiled, "core": core.constants()}))
+"""
+
+
+def constants_of(pure: bool) -> dict[str, object]:
+    env = {**os.environ}
+    env.pop(build.PURE_ENV, None)
+    if pure:
+        env[build.PURE_ENV] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def compiled_here() -> list[str]:
+    """The modules this process loads compiled."""
+    here = []
+    for name in build.compiled_modules():
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # a C module not built, or not used in the interpreted run
+            continue
+        if build.is_compiled(module):
+            here.append(name)
+    return here
+
+
+def test_every_module_with_a_compiled_build_runs_compiled() -> None:
+    if build.PURE_ENV in os.environ:
+        pytest.skip("this run is the interpreted build's")
+    missing = sorted(set(build.compiled_modules()) - set(compiled_here()))
+    if missing:
+        pytest.skip(f"not compiled here (no C compiler at install?): {', '.join(missing)}")
+
+
+def test_the_compiled_modules_are_no_older_than_their_sources() -> None:
+    """A .py or .pxd changed after its module was compiled: the compiled build
+    would run the old code (`make` rebuilds it)."""
+    stale = []
+    for name in compiled_here():
+        module = importlib.import_module(name)
+        built = Path(str(module.__file__)).stat().st_mtime
+        source = build.PACKAGE.parent / Path(*name.split("."))
+        paths = (source.with_suffix(suffix) for suffix in (".py", ".pxd", ".c"))
+        stale += [str(path) for path in paths if path.exists() and path.stat().st_mtime > built]
+    assert not stale, f"changed since compiled (run `make install`): {', '.join(stale)}"
+
+
+def test_both_builds_compute_with_the_same_constants() -> None:
+    """core.pxd and the .pxd enums repeat constants of the .py files for C (the
+    compiled build shows those; the others are C globals of one source line)."""
+    interpreted, compiled = constants_of(pure=True), constants_of(pure=False)
+    assert interpreted["compiled"] == []
+    shown: dict[str, dict[str, int]] = compiled["constants"]  # type: ignore[assignment]
+    assert {"PLACED", "EXPIRED", "STAGE_PACKED"} <= shown["flows.entities.orders"].keys()
+    for module, values in shown.items():
+        assert values.items() <= interpreted["constants"][module].items(), module  # type: ignore[index]
+    expected = {name: getattr(consts, name) for name in interpreted["core"]}  # type: ignore[union-attr]
+    assert interpreted["core"] == compiled["core"] == expected
+    assert core.constants() == expected
+
+
+def test_the_compiled_sources_are_found_by_their_directive() -> None:
+    names = build.compiled_modules()
+    assert {"flows.runtime.core", "flows.entities.orders", "flows.kpis.orders"} <= set(names)
+    assert "flows.kpis.upgrade" not in names  # plain Python: runs once per restore

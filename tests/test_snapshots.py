@@ -1,0 +1,262 @@
+"""Snapshots survive an upgrade: the last release's restore into today's families
+and go on as if never stopped; a version this build cannot read is refused in one
+line; families added, removed or reordered since a snapshot restore cleanly."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from flows.dataflow import CombineLogic, ShardLogic, check_recovery, single
+from flows.decode import decode_all
+from flows.entities.orders import OrderBook
+from flows.exposition import render
+from flows.kpis import FAMILIES
+from flows.kpis.deliveries import Deliveries
+from flows.kpis.orders import Orders
+from flows.kpis.receipts import Receipts
+from flows.kpis.stock import Stock
+from flows.kpis.storefront import Storefront
+from flows.kpis.upgrade import upgrade
+from flows.labels import LabelCap
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
+from flows.runtime.snapshot import SnapshotError, dump_shard, load_shard
+from flows.settings import EngineConfig, Runtime, Settings
+from flows.simulator import Profile, stream
+from tests.builds import state
+from tests.kafka_broker import free_port
+from tests.processes import metrics_text, wait_for
+from tests.reference import parse_exposition
+
+RELEASE = Path(__file__).parent / "fixtures" / "release-3862025"
+SPLIT, BATCH = 4000, 500  # as make_fixture.py fed that release
+SETTINGS = Settings(recovery=True, retention=48 * 3600 * 10**6)
+RECORD_KIND = {DeadLetter: "dlq", Alert: "alert", KpiRecord: "kpi"}
+
+
+def feed(shard: ShardLogic, combine: CombineLogic, lines: list[bytes]) -> list[Any]:
+    """Lines through both steps as the dataflow wires them; their records."""
+    records = []
+    for start in range(0, len(lines), BATCH):
+        items, _ = decode_all(lines[start : start + BATCH])
+        records += route(shard.on_batch([("events", "0", "input", items)])[0], combine)
+    return records
+
+
+def route(outputs: list[Any], combine: CombineLogic) -> list[Any]:
+    partials = [output for output in outputs if type(output) is Partials]
+    records = [output for output in outputs if type(output) is not Partials]
+    return records + (combine.on_batch(partials)[0] if partials else [])
+
+
+def as_lines(records: list[Any]) -> list[list[Any]]:
+    return [
+        orjson.loads(
+            orjson.dumps([RECORD_KIND[type(r)], r.key, r.record], option=orjson.OPT_SORT_KEYS)
+        )
+        for r in records
+    ]
+
+
+def without_state_size(exposition: bytes) -> dict[str, Any]:
+    samples = parse_exposition(exposition.decode())
+    return {name: series for name, series in samples.items() if "state_entries" not in name}
+
+
+def test_the_last_release_snapshot_restores_and_goes_on_as_if_never_stopped() -> None:
+    """That release's snapshot after 4,000 lines, restored, then the other 2,000:
+    the same exposition and records as that release, and as today's engine
+    uninterrupted."""
+    lines = (RELEASE / "events.jsonl").read_bytes().splitlines()
+    layout = single("input")
+    runtime = Runtime(SETTINGS)
+    shard = ShardLogic(runtime, layout, (RELEASE / "shards.snapshot").read_bytes())
+    combine = CombineLogic(runtime, layout, (RELEASE / "windows.snapshot").read_bytes())
+    restored = feed(shard, combine, lines[SPLIT:]) + route(shard.on_eof()[0], combine)
+
+    whole_runtime = Runtime(SETTINGS)
+    whole_shard = ShardLogic(whole_runtime, layout, None)
+    whole_combine = CombineLogic(whole_runtime, layout, None)
+    whole = feed(whole_shard, whole_combine, lines)
+    whole += route(whole_shard.on_eof()[0], whole_combine)
+
+    release = [orjson.loads(line) for line in (RELEASE / "expected-outputs.jsonl").open("rb")]
+    assert as_lines(whole) == release
+    assert as_lines(restored) == release[len(release) - len(restored) :]
+    assert len(restored) > 50
+    expected = without_state_size((RELEASE / "expected.prom").read_bytes())
+    assert without_state_size(render(runtime.board)) == expected
+    assert without_state_size(render(whole_runtime.board)) == expected
+
+
+def test_the_upgraded_state_holds_what_that_release_held() -> None:
+    data = (RELEASE / "shards.snapshot").read_bytes()
+    saved = upgrade(data)
+    legacy_timers = len(saved["body"]["runtime"]["timers"])
+    shard = load_shard(data, EngineConfig(), LabelCap(1000), FAMILIES, upgrade)
+    book = shard.family("orders_entity")
+    assert saved["format"] == "opscockpit.shard" and len(book.orders) > 100
+    assert len(book.orphans) > 0 and len(shard.family("receipts").receipts) > 0
+    assert len(shard.timers) == legacy_timers
+    awaiting = sum(shard.ledger.series["cockpit_orders_awaiting_shipment"].values())
+    assert awaiting == sum(order.stage() != 0 for order in book.orders.values())
+    # That release set an order's retention timer only once both its promises had
+    # passed; today's sets it when the order is placed: each upgraded order gets one.
+    retained = load_shard(
+        data, EngineConfig(retention=3600 * 10**6), LabelCap(1000), FAMILIES, upgrade
+    )
+    assert len(retained.timers) == legacy_timers + len(book.orders)
+
+
+def restored_series(data: bytes) -> dict[str, Any]:
+    shard = load_shard(data, EngineConfig(), LabelCap(1000), FAMILIES, upgrade)
+    return shard.ledger.series  # type: ignore[no-any-return]
+
+
+def test_the_last_release_recovery_directory_resumes_with_its_counters(tmp_path: Path) -> None:
+    """A recovery directory `opscockpit run` of that release wrote: today's
+    `opscockpit run` resumes from it, counters where the snapshot left them."""
+    directory = tmp_path / "recovery"
+    shutil.copytree(RELEASE / "recovery", directory)
+    with sqlite3.connect(directory / "part-0.sqlite3") as db:
+        (blob,) = db.execute(
+            "SELECT ser_change FROM snaps WHERE step_id = 'opscockpit.shards' "
+            "ORDER BY snap_epoch DESC LIMIT 1"
+        ).fetchone()
+    snapshot_events = restored_series(pickle.loads(blob))["cockpit_events_total"]
+    assert sum(snapshot_events.values()) > 10_000
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "flows", "run", "--recovery-dir", str(directory)),
+        *("--backfill", "3h", "--scale", "0.05", "--seed", "5"),
+        *("--metrics-port", str(port), "--snapshot-interval", "1s"),
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        text = wait_for(lambda: scrape(port), 60, "a scrape of the resumed run")
+        events = parse_exposition(text)["cockpit_events_total"]
+        for labels, count in snapshot_events.items():
+            assert events[(("type", labels),)] >= count, labels
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+
+
+def scrape(port: int) -> str | None:
+    """/metrics once served and ready (503 before), else None."""
+    try:
+        return metrics_text(port)
+    except OSError:
+        return None
+
+
+def tampered(directory: Path, version: int) -> None:
+    """The shard snapshots of a recovery directory, claiming another runtime version."""
+    with sqlite3.connect(directory / "part-0.sqlite3") as db:
+        data = pickle.dumps({"format": "opscockpit.shard", "version": version, "versions": {}})
+        db.execute(
+            "UPDATE snaps SET ser_change = ? WHERE step_id = 'opscockpit.shards'",
+            (pickle.dumps(data),),
+        )
+
+
+def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path: Path) -> None:
+    directory = tmp_path / "recovery"
+    shutil.copytree(RELEASE / "recovery", directory)
+    tampered(directory, 99)
+    with pytest.raises(SnapshotError, match="version 99, and this opscockpit reads version 1"):
+        check_recovery(directory)
+    result = subprocess.run(
+        [sys.executable, "-m", "flows", "run", "--recovery-dir", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert re.match(
+        rf"opscockpit: error: cannot resume from {re.escape(str(directory))}: the recovery "
+        "state of the runtime 'opscockpit.shard' is at version 99, and this opscockpit "
+        "reads version 1",
+        result.stderr,
+    )
+
+
+def test_a_family_at_another_version_is_refused_naming_it() -> None:
+    run_shard = shard_of(FAMILIES)
+    header = pickle.loads(dump_shard(run_shard))
+    header["versions"]["deliveries"] = 7
+    with pytest.raises(SnapshotError, match="part 'deliveries' is at version 7, and this"):
+        load_shard(pickle.dumps(header), EngineConfig(), LabelCap(1000), FAMILIES, upgrade)
+
+
+START = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
+CONFIG = EngineConfig(retention=6 * 3600 * 10**6)
+
+
+def steps(count: int, seed: int = 4) -> list[list[Any]]:
+    profile = Profile(orders_per_hour=40, sessions_per_hour=10, receipts_per_hour=4, skus=50)
+    lines = [payload for _a, _k, payload in islice(stream(seed, START, profile), count)]
+    return [decode_all(lines[i : i + 400])[0] for i in range(0, len(lines), 400)]
+
+
+def shard_of(families: tuple[Any, ...], batches: list[list[Any]] | None = None) -> Any:
+    from flows.runtime.core import Shard
+
+    shard = Shard("0", CONFIG, LabelCap(1000), families)
+    for items in batches or []:
+        shard.process("input", items)
+    return shard
+
+
+REORDERED = (Storefront, Stock, Receipts, Deliveries, OrderBook, Orders)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(FAMILIES, REORDERED), (REORDERED, FAMILIES)],
+    ids=["reordered", "back"],
+)
+def test_families_in_another_order_restore_their_timers_and_order_flags(before, after) -> None:
+    """Timers name their family by its place, and orders keep each watcher's
+    flags at an offset: both move to where the restoring build keeps them."""
+    batches = steps(6000)
+    first, rest = batches[:8], batches[8:]
+    restored = load_shard(
+        dump_shard(shard_of(before, first)), CONFIG, LabelCap(1000), after, upgrade
+    )
+    for items in rest:
+        restored.process("input", items)
+    restored.finish()
+    whole = shard_of(after, batches)
+    whole.finish()
+    assert state(restored) == state(whole)
+
+
+def test_a_family_new_since_the_snapshot_starts_empty_and_a_gone_one_is_dropped() -> None:
+    without_storefront = tuple(f for f in FAMILIES if f is not Storefront)
+    batches = steps(3000)
+    saved = dump_shard(shard_of(without_storefront, batches[:4]))
+    restored = load_shard(saved, CONFIG, LabelCap(1000), FAMILIES, upgrade)
+    assert restored.ledger.series["cockpit_page_load_seconds"] == {}
+    for items in batches[4:]:
+        restored.process("input", items)
+    assert restored.ledger.series["cockpit_page_load_seconds"]
+    back = load_shard(dump_shard(restored), CONFIG, LabelCap(1000), without_storefront, upgrade)
+    assert "cockpit_page_load_seconds" not in back.ledger.series
+    assert (
+        back.ledger.series["cockpit_events_total"] == restored.ledger.series["cockpit_events_total"]
+    )
