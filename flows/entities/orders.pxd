@@ -26,10 +26,11 @@ cdef class OrderBook(core.Family):
     cdef public dict orders, orphans
     cdef public list watchers
     cdef public long long needs, retention, orphan_horizon
-    cdef public dict fcs, regions, orphan_counts, expired
-    cdef place(self, object event)
-    cdef order_event(self, object event)
-    cdef apply(self, str order_id, Order order, object event)
+    cdef public dict fcs, regions
+    cdef public core.Counts orphan_counts, expired
+    cdef place(self, long long ts, object event)
+    cdef order_event(self, str kind, long long ts, object event)
+    cdef apply(self, str order_id, Order order, str kind, long long ts, object event)
     cdef notify(self, long long change, str order_id, Order order, int before)
     cpdef release(self, str order_id, Order order, long long need)
     cdef expire(self, str order_id, Order order)

@@ -219,8 +219,8 @@ class OrderBook(core.Family):
     orphan_horizon: cython.longlong
     fcs: dict  # type: ignore[type-arg]
     regions: dict  # type: ignore[type-arg]
-    orphan_counts: dict  # type: ignore[type-arg]
-    expired: dict  # type: ignore[type-arg]
+    orphan_counts: core.Counts
+    expired: core.Counts
 
     def __init__(self) -> None:
         self.orders = {}
@@ -232,8 +232,8 @@ class OrderBook(core.Family):
         self.orphan_horizon = shard.config.orphan_horizon
         self.fcs = shard.known_values("fc")
         self.regions = shard.known_values("region")
-        self.orphan_counts = shard.series(ORPHAN_EVENTS)
-        self.expired = shard.series(STATE_EXPIRED)
+        self.orphan_counts = shard.counts(ORPHAN_EVENTS)
+        self.expired = shard.counts(STATE_EXPIRED)
         self.watchers = [f for f in shard.families if isinstance(f, OrderWatcher)]
         self.needs = 0
         shift = 0
@@ -253,14 +253,14 @@ class OrderBook(core.Family):
         return {w.NAME: (w.need, w.flag_shift, type(w).FLAG_BITS) for w in self.watchers}
 
     @cython.cfunc
-    def on_event(self, kind: str, event: object) -> None:
+    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
         if kind == "order.placed":
-            self.place(event)
-        elif kind != "delivery.updated" or event.status == "delivered":  # type: ignore[attr-defined]
-            self.order_event(event)
+            self.place(ts, event)
+        elif kind != "delivery.updated" or event.status == "delivered":
+            self.order_event(kind, ts, event)
 
     @cython.cfunc
-    def place(self, event: Any) -> None:
+    def place(self, ts: cython.longlong, event: Any) -> None:
         order_id = event.order_id
         if order_id in self.orders:
             return  # the first order.placed of an order defines it
@@ -273,7 +273,7 @@ class OrderBook(core.Family):
         ship_by: cython.longlong = event.promised_ship_by
         deliver_by: cython.longlong = event.promised_delivery_by
         order = Order()
-        order.fc, order.region, order.placed = fc, region, event.ts
+        order.fc, order.region, order.placed = fc, region, ts
         order.ship_by, order.deliver_by, order.units = ship_by, deliver_by, units
         order.pending = self.needs
         self.orders[order_id] = order
@@ -282,18 +282,17 @@ class OrderBook(core.Family):
             self.at(max(ship_by, deliver_by) + self.retention, T_RETENTION, order_id, order)
         held = self.orphans.pop(order_id, None)
         if held is not None:
-            for _ts, early in held:
-                self.apply(order_id, order, early)
+            for early_ts, early in held:
+                self.apply(order_id, order, early.kind, early_ts, early)
 
     @cython.cfunc
-    def order_event(self, event: Any) -> None:
+    def order_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
         order_id = event.order_id
         order = self.orders.get(order_id)
         if order is not None:
-            self.apply(order_id, order, event)
+            self.apply(order_id, order, kind, ts, event)
             return
         held = self.orphans.get(order_id)
-        ts: cython.longlong = event.ts
         if held is None:
             self.orphans[order_id] = [(ts, event)]
             self.at(ts + self.orphan_horizon + 1, T_ORPHANS, order_id)
@@ -301,10 +300,10 @@ class OrderBook(core.Family):
             held.append((ts, event))
 
     @cython.cfunc
-    def apply(self, order_id: str, order: Order, event: Any) -> None:
+    def apply(
+        self, order_id: str, order: Order, kind: str, ts: cython.longlong, event: Any
+    ) -> None:
         """An event of a placed order: only an earlier time than known changes a fact."""
-        kind = event.kind
-        ts: cython.longlong = event.ts
         before: cython.int = order.stage()
         change: cython.longlong
         if kind == "inventory.picked":
@@ -367,7 +366,7 @@ class OrderBook(core.Family):
             order = self.orders.get(order_id)  # a timer restored without its order
         if order is None or order.gone:
             return
-        core.add(self.expired, "order")
+        self.expired.add("order")
         self.notify(EXPIRED, order_id, order, order.stage())
         order.gone = True
         del self.orders[order_id]
@@ -382,7 +381,7 @@ class OrderBook(core.Family):
         watermark: cython.longlong = self.shard.watermark
         for ts, event in held:
             if ts + self.orphan_horizon + 1 <= watermark:
-                core.add(self.orphan_counts, event.kind)
+                self.orphan_counts.add(event.kind)
             else:
                 keep.append((ts, event))
         if keep:

@@ -77,19 +77,19 @@ class Deliveries(entity.OrderWatcher):
     HOLDS = True
     WATCHES = entity.PLACED | entity.FIRST_CANCELLATION | entity.DELIVERED | entity.EXPIRED
 
-    deliveries: dict  # type: ignore[type-arg]
-    late: dict  # type: ignore[type-arg]
-    past_promise: dict  # type: ignore[type-arg]
-    updates: dict  # type: ignore[type-arg]
+    deliveries: core.Counts
+    late: core.Counts
+    past_promise: core.Counts
+    updates: core.Counts
 
     def attach(self) -> None:
-        series = self.shard.series
-        self.deliveries, self.late = series(DELIVERIES), series(LATE_DELIVERIES)
-        self.past_promise, self.updates = series(PAST_PROMISE), series(UPDATES)
+        counts = self.shard.counts
+        self.deliveries, self.late = counts(DELIVERIES), counts(LATE_DELIVERIES)
+        self.past_promise, self.updates = counts(PAST_PROMISE), counts(UPDATES)
 
     @cython.cfunc
-    def on_event(self, kind: str, event: object) -> None:
-        core.add(self.updates, event.status)  # type: ignore[attr-defined]
+    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
+        self.updates.add(event.status)
 
     @cython.cfunc
     def on_order(
@@ -116,7 +116,7 @@ class Deliveries(entity.OrderWatcher):
         self.set(order, DECIDED)
         deliver_by: cython.longlong = order.deliver_by
         if order.delivered > deliver_by and order.cancelled > deliver_by:
-            core.add(self.late, order.region)
+            self.late.add(order.region)
             late = self.alert(
                 "late_delivery", key, order, deliver_by, "delivered_ts", order.delivered
             )
@@ -125,19 +125,19 @@ class Deliveries(entity.OrderWatcher):
             self.count(order, False)
         if order.delivered == core.NEVER and order.cancelled == core.NEVER:
             self.set(order, PAST)
-            core.add(self.past_promise, order.region)
+            self.past_promise.add(order.region)
         self.settle(key, order)
 
     @cython.cfunc
     def count(self, order: entity.Order, on_time: cython.bint) -> None:
         self.set(order, COUNTED)
-        core.add(self.deliveries, (order.region, "true" if on_time else "false"))
+        self.deliveries.add((order.region, "true" if on_time else "false"))
 
     @cython.cfunc
     def leave_past_promise(self, order: entity.Order) -> None:
         if self.has(order, PAST):
             self.clear(order, PAST)
-            core.add(self.past_promise, order.region, -1)
+            self.past_promise.add(order.region, -1)
 
     @cython.cfunc
     def settle(self, order_id: str, order: entity.Order) -> None:

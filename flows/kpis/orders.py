@@ -115,37 +115,39 @@ class Orders(entity.OrderWatcher):
         | entity.EXPIRED
     )
 
-    units_ordered: dict  # type: ignore[type-arg]
-    shipped: dict  # type: ignore[type-arg]
-    breaches: dict  # type: ignore[type-arg]
-    awaiting: dict  # type: ignore[type-arg]
-    past_promise: dict  # type: ignore[type-arg]
-    cancelled: dict  # type: ignore[type-arg]
-    in_stage: dict  # type: ignore[type-arg]
+    units_ordered: core.Counts
+    shipped: core.Counts
+    breaches: core.Counts
+    awaiting: core.Counts
+    past_promise: core.Counts
+    cancelled: core.Counts
+    in_stage: core.Counts
     cycle: dict  # type: ignore[type-arg]
     cycle_buckets: tuple  # type: ignore[type-arg]
+    stage_cells: dict  # type: ignore[type-arg]
 
     def attach(self) -> None:
-        series = self.shard.series
-        self.units_ordered, self.shipped = series(UNITS_ORDERED), series(SHIPPED)
-        self.breaches, self.awaiting = series(BREACHES), series(AWAITING)
-        self.past_promise, self.cancelled = series(PAST_PROMISE), series(CANCELLED)
-        self.in_stage, self.cycle = series(IN_STAGE), series(CYCLE)
-        self.cycle_buckets = CYCLE.buckets
+        counts = self.shard.counts
+        self.units_ordered, self.shipped = counts(UNITS_ORDERED), counts(SHIPPED)
+        self.breaches, self.awaiting = counts(BREACHES), counts(AWAITING)
+        self.past_promise, self.cancelled = counts(PAST_PROMISE), counts(CANCELLED)
+        self.in_stage = counts(IN_STAGE)
+        self.cycle, self.cycle_buckets = self.shard.series(CYCLE), CYCLE.buckets
+        self.stage_cells = {}  # fc -> (its cell of `awaiting`, its cells of `in_stage`...)
 
     @cython.cfunc
     def on_order(
         self, change: cython.longlong, order_id: str, order: entity.Order, before: cython.int
     ) -> None:
         if change & entity.PLACED:
-            core.add(self.units_ordered, order.fc, order.units)
+            self.units_ordered.add(order.fc, order.units)
             self.at(order.ship_by + 1, T_DEADLINE, order_id, order)
         elif change & entity.SHIPPED:
             if not self.has(order, COUNTED):
                 # Final once W reaches it: no earlier shipment can arrive after that.
                 self.at(order.shipped, T_SHIPMENT, order_id, order)
         elif change & entity.FIRST_CANCELLATION:
-            core.add(self.cancelled, order.fc)
+            self.cancelled.add(order.fc)
         after: cython.int = entity.NO_STAGE if change & entity.EXPIRED else order.stage()
         if after != before:
             self.restage(order, before, after)
@@ -156,17 +158,21 @@ class Orders(entity.OrderWatcher):
     def restage(self, order: entity.Order, before: cython.int, after: cython.int) -> None:
         """Move the order between stages; awaiting shipment is any stage."""
         fc = order.fc
+        cells: tuple | None = self.stage_cells.get(fc)  # type: ignore[type-arg]
+        if cells is None:
+            stages = [self.in_stage.cell((fc, name)) for name in STAGE_NAMES[1:]]
+            cells = self.stage_cells[fc] = (self.awaiting.cell(fc), *stages)  # by stage
         if before != entity.NO_STAGE:
-            core.add(self.in_stage, (fc, STAGE_NAMES[before]), -1)
+            self.in_stage.bump(cells[before], -1)
         if after != entity.NO_STAGE:
-            core.add(self.in_stage, (fc, STAGE_NAMES[after]))
+            self.in_stage.bump(cells[after], 1)
         if before == entity.NO_STAGE:
-            core.add(self.awaiting, fc)
+            self.awaiting.bump(cells[0], 1)
         elif after == entity.NO_STAGE:
-            core.add(self.awaiting, fc, -1)
+            self.awaiting.bump(cells[0], -1)
             if self.has(order, PAST):
                 self.clear(order, PAST)
-                core.add(self.past_promise, fc, -1)
+                self.past_promise.add(fc, -1)
 
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
@@ -185,21 +191,21 @@ class Orders(entity.OrderWatcher):
         self.set(order, DECIDED)
         ship_by: cython.longlong = order.ship_by
         if order.shipped > ship_by and order.cancelled > ship_by:
-            core.add(self.breaches, order.fc)
+            self.breaches.add(order.fc)
             breach = self.alert(
                 "ship_sla_breach", order_id, order, ship_by, "shipped_ts", order.shipped
             )
             self.shard.emit(breach)
         if order.shipped == core.NEVER and order.cancelled == core.NEVER:
             self.set(order, PAST)
-            core.add(self.past_promise, order.fc)
+            self.past_promise.add(order.fc)
         self.settle(order_id, order)
 
     @cython.cfunc
     def count_shipment(self, order: entity.Order) -> None:
         self.set(order, COUNTED)
         on_time = "true" if order.shipped <= order.ship_by else "false"
-        core.add(self.shipped, (order.ship_fc, on_time))
+        self.shipped.add((order.ship_fc, on_time))
         seconds: cython.double = (order.shipped - order.placed) / US_PER_SECOND
         core.observe(self.cycle, self.cycle_buckets, order.fc, seconds)
 

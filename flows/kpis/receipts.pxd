@@ -10,8 +10,9 @@ cdef class Receipt:
 cdef class Receipts(core.Family):
     cdef public dict receipts
     cdef public long long retention, orphan_horizon
-    cdef public dict fcs, dock_to_stock, awaiting, units_received, orphans, expired
-    cdef received(self, object event)
-    cdef stowed(self, object event)
+    cdef public dict fcs, dock_to_stock
+    cdef public core.Counts awaiting, units_received, orphans, expired
+    cdef received(self, long long ts, object event)
+    cdef stowed(self, long long ts, object event)
     cdef complete(self, object receipt_id, Receipt receipt)
     cdef expire_orphan(self, object receipt_id, Receipt receipt)

@@ -111,10 +111,10 @@ class Receipts(core.Family):
     orphan_horizon: cython.longlong
     fcs: dict  # type: ignore[type-arg]
     dock_to_stock: dict  # type: ignore[type-arg]
-    awaiting: dict  # type: ignore[type-arg]
-    units_received: dict  # type: ignore[type-arg]
-    orphans: dict  # type: ignore[type-arg]
-    expired: dict  # type: ignore[type-arg]
+    awaiting: core.Counts
+    units_received: core.Counts
+    orphans: core.Counts
+    expired: core.Counts
 
     def __init__(self) -> None:
         self.receipts = {}
@@ -124,22 +124,22 @@ class Receipts(core.Family):
         self.retention = shard.config.retention
         self.orphan_horizon = shard.config.orphan_horizon
         self.fcs = shard.known_values("fc")
-        self.dock_to_stock, self.awaiting = shard.series(DOCK_TO_STOCK), shard.series(AWAITING_STOW)
-        self.units_received = shard.series(UNITS_RECEIVED)
-        self.orphans, self.expired = shard.series(ORPHAN_EVENTS), shard.series(STATE_EXPIRED)
+        self.dock_to_stock, self.awaiting = shard.series(DOCK_TO_STOCK), shard.counts(AWAITING_STOW)
+        self.units_received = shard.counts(UNITS_RECEIVED)
+        self.orphans, self.expired = shard.counts(ORPHAN_EVENTS), shard.counts(STATE_EXPIRED)
 
     @cython.cfunc
-    def on_event(self, kind: str, event: object) -> None:
+    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
         if kind == "inventory.stowed":
-            self.stowed(event)
+            self.stowed(ts, event)
         else:
-            self.received(event)
+            self.received(ts, event)
 
     @cython.cfunc
-    def received(self, event: Any) -> None:
+    def received(self, ts: cython.longlong, event: Any) -> None:
         fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
         qty: cython.longlong = event.qty
-        core.add(self.units_received, fc, qty)
+        self.units_received.add(fc, qty)
         receipt_id = event.receipt_id
         receipt: Receipt | None = self.receipts.get(receipt_id)
         if receipt is None:
@@ -147,19 +147,18 @@ class Receipts(core.Family):
             self.receipts[receipt_id] = receipt
         elif receipt.received != core.NEVER:
             return  # the first dock scan of a receipt defines it
-        receipt.fc, receipt.received, receipt.qty = fc, event.ts, qty
+        receipt.fc, receipt.received, receipt.qty = fc, ts, qty
         if self.retention:
             self.at(receipt.received + self.retention, T_RETENTION, receipt_id)
         if receipt.stowed < qty:
             receipt.awaiting = True
-            core.add(self.awaiting, fc)
+            self.awaiting.add(fc)
         else:
             self.at(receipt.completed_at(), T_COMPLETE, receipt_id)
 
     @cython.cfunc
-    def stowed(self, event: Any) -> None:
+    def stowed(self, ts: cython.longlong, event: Any) -> None:
         qty: cython.longlong = event.qty
-        ts: cython.longlong = event.ts
         receipt_id = event.receipt_id
         receipt: Receipt | None = self.receipts.get(receipt_id)
         if receipt is None:
@@ -171,7 +170,7 @@ class Receipts(core.Family):
         if receipt.received != core.NEVER and receipt.stowed >= receipt.qty:
             if receipt.awaiting:
                 receipt.awaiting = False
-                core.add(self.awaiting, receipt.fc, -1)
+                self.awaiting.add(receipt.fc, -1)
             # Final once W >= completion: no stow with an earlier ts can arrive.
             self.at(receipt.completed_at(), T_COMPLETE, receipt_id)
 
@@ -186,8 +185,8 @@ class Receipts(core.Family):
             self.expire_orphan(key, receipt)
         elif receipt.awaiting:  # T_RETENTION
             del self.receipts[key]
-            core.add(self.awaiting, receipt.fc, -1)
-            core.add(self.expired, "receipt")
+            self.awaiting.add(receipt.fc, -1)
+            self.expired.add("receipt")
 
     @cython.cfunc
     def complete(self, receipt_id: object, receipt: Receipt) -> None:
@@ -209,7 +208,7 @@ class Receipts(core.Family):
         watermark: cython.longlong = self.shard.watermark
         for ts, qty in receipt.stows:
             if ts + self.orphan_horizon + 1 <= watermark:
-                core.add(self.orphans, "inventory.stowed")
+                self.orphans.add("inventory.stowed")
             else:
                 keep.append((ts, qty))
         if keep:

@@ -89,10 +89,20 @@ COVER = metric(
 )
 
 DAY = 86400 * US_PER_SECOND
-# A window's partial per fc: [units ordered, units stowed, on-hand change].
-ORDERED = cython.declare(cython.Py_ssize_t, 0)
-STOWED = cython.declare(cython.Py_ssize_t, 1)
-CHANGE = cython.declare(cython.Py_ssize_t, 2)
+
+
+@cython.final
+@cython.no_gc  # three ints
+@cython.cclass
+class Part:
+    """A shard's share of one window and fc."""
+
+    ordered: cython.longlong
+    stowed: cython.longlong
+    change: cython.longlong  # of on hand
+
+    def __init__(self, ordered: int = 0, stowed: int = 0, change: int = 0) -> None:
+        self.ordered, self.stowed, self.change = ordered, stowed, change
 
 
 @cython.cclass
@@ -104,79 +114,104 @@ class Stock(entity.OrderWatcher):
     METRICS = (UNITS_STOWED, UNITS_PICKED, ON_HAND, RETURNED, ADJUSTED)
     WATCHES = entity.PLACED
 
-    window_parts: dict  # type: ignore[type-arg]
+    windows: dict  # type: ignore[type-arg]
+    current_start: cython.longlong
+    current: dict  # type: ignore[type-arg]
     window: cython.longlong
     fcs: dict  # type: ignore[type-arg]
-    stowed: dict  # type: ignore[type-arg]
-    picked: dict  # type: ignore[type-arg]
-    on_hand: dict  # type: ignore[type-arg]
-    returned: dict  # type: ignore[type-arg]
-    adjusted: dict  # type: ignore[type-arg]
+    stowed: core.Counts
+    picked: core.Counts
+    on_hand: core.Counts
+    returned: core.Counts
+    adjusted: core.Counts
 
     def __init__(self) -> None:
-        self.window_parts = {}  # (window start, fc) -> [ordered, stowed, change]
+        self.windows = {}  # window start -> fc -> Part
 
     def attach(self) -> None:
         shard = self.shard
         self.window = shard.window
+        self.current_start, self.current = core.MIN_TS, {}  # the window of the last event
         self.fcs = shard.known_values("fc")
-        self.stowed, self.picked = shard.series(UNITS_STOWED), shard.series(UNITS_PICKED)
-        self.on_hand, self.returned = shard.series(ON_HAND), shard.series(RETURNED)
-        self.adjusted = shard.series(ADJUSTED)
+        self.stowed, self.picked = shard.counts(UNITS_STOWED), shard.counts(UNITS_PICKED)
+        self.on_hand, self.returned = shard.counts(ON_HAND), shard.counts(RETURNED)
+        self.adjusted = shard.counts(ADJUSTED)
 
     @cython.cfunc
-    def on_event(self, kind: str, event: object) -> None:
-        fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)  # type: ignore[attr-defined]
-        ts: cython.longlong = event.ts  # type: ignore[attr-defined]
+    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
+        fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
         qty: cython.longlong
+        part: Part
         if kind == "inventory.picked":
-            qty = event.qty  # type: ignore[attr-defined]
-            core.add(self.picked, fc, qty)
-            core.add(self.on_hand, fc, -qty)
-            self.part(ts, fc)[CHANGE] -= qty
+            qty = event.qty
+            self.picked.add(fc, qty)
+            self.on_hand.add(fc, -qty)
+            part = self.part(ts, fc)
+            part.change -= qty
         elif kind == "inventory.stowed":
-            qty = event.qty  # type: ignore[attr-defined]
-            core.add(self.stowed, fc, qty)
-            core.add(self.on_hand, fc, qty)
-            part: list = self.part(ts, fc)  # type: ignore[type-arg]
-            part[STOWED] += qty
-            part[CHANGE] += qty
+            qty = event.qty
+            self.stowed.add(fc, qty)
+            self.on_hand.add(fc, qty)
+            part = self.part(ts, fc)
+            part.stowed += qty
+            part.change += qty
         elif kind == "inventory.adjusted":
-            qty = event.delta  # type: ignore[attr-defined]
-            core.add(self.on_hand, fc, qty)
-            self.part(ts, fc)[CHANGE] += qty
+            qty = event.delta
+            self.on_hand.add(fc, qty)
+            part = self.part(ts, fc)
+            part.change += qty
             if qty:
-                core.add(self.adjusted, (fc, "up" if qty > 0 else "down"), abs(qty))
+                self.adjusted.add((fc, "up" if qty > 0 else "down"), abs(qty))
         else:  # return.received: returns do not restock
-            core.add(self.returned, fc, event.qty)  # type: ignore[attr-defined]
+            self.returned.add(fc, event.qty)
 
     @cython.cfunc
     def on_order(
         self, change: cython.longlong, order_id: str, order: entity.Order, before: cython.int
     ) -> None:
-        self.part(order.placed, order.fc)[ORDERED] += order.units
+        part: Part = self.part(order.placed, order.fc)
+        part.ordered += order.units
 
     @cython.cfunc
-    def part(self, ts: cython.longlong, fc: str) -> list:  # type: ignore[type-arg]
-        key = (ts - ts % self.window, fc)
-        part: list | None = self.window_parts.get(key)  # type: ignore[type-arg]
+    def part(self, ts: cython.longlong, fc: str) -> Part:
+        start: cython.longlong = ts - ts % self.window
+        if start != self.current_start:
+            current: dict | None = self.windows.get(start)  # type: ignore[type-arg]
+            if current is None:
+                current = self.windows[start] = {}
+            self.current_start, self.current = start, current
+        part: Part | None = self.current.get(fc)
         if part is None:
-            part = [0, 0, 0]
-            self.window_parts[key] = part
+            part = self.current[fc] = Part()
         return part
 
     @cython.cfunc
     def on_close(self, end: cython.longlong) -> object:
         """Partials of the windows ending at or before `end`: (start, fc, ordered,
         stowed, on-hand change), in window and fc order."""
-        closed = sorted([key for key in self.window_parts if key[0] + self.window <= end])
-        return [(start, fc, *self.window_parts.pop((start, fc))) for start, fc in closed]
+        self.current_start = core.MIN_TS
+        rows = []
+        part: Part
+        for start in sorted([start for start in self.windows if start + self.window <= end]):
+            parts = self.windows.pop(start)
+            for fc in sorted(parts):
+                part = parts[fc]
+                rows.append((start, fc, part.ordered, part.stowed, part.change))
+        return rows
 
     def export_state(self) -> Any:
-        return self.window_parts
+        """{(window start, fc): [ordered, stowed, change]}"""
+        state = {}
+        part: Part
+        for start, parts in self.windows.items():
+            for fc, part in parts.items():
+                state[start, fc] = [part.ordered, part.stowed, part.change]
+        return state
 
     def restore_state(self, state: Any) -> None:
-        self.window_parts = state
+        self.windows = {}
+        for (start, fc), counts in state.items():
+            self.windows.setdefault(start, {})[fc] = Part(*counts)
 
 
 class SellThrough:

@@ -79,32 +79,32 @@ class Storefront(core.Family):
     widgets: dict  # type: ignore[type-arg]
     page_load: dict  # type: ignore[type-arg]
     search_latency: dict  # type: ignore[type-arg]
-    zero_results: dict  # type: ignore[type-arg]
-    cart_units: dict  # type: ignore[type-arg]
-    shown: dict  # type: ignore[type-arg]
-    clicked: dict  # type: ignore[type-arg]
+    zero_results: core.Counts
+    cart_units: core.Counts
+    shown: core.Counts
+    clicked: core.Counts
     buckets: tuple  # type: ignore[type-arg]
 
     def attach(self) -> None:
         shard = self.shard
         self.pages, self.widgets = shard.known_values("page"), shard.known_values("widget")
         self.page_load, self.search_latency = shard.series(PAGE_LOAD), shard.series(SEARCH_LATENCY)
-        self.zero_results, self.cart_units = shard.series(ZERO_RESULTS), shard.series(CART_UNITS)
-        self.shown, self.clicked = shard.series(SHOWN), shard.series(CLICKED)
+        self.zero_results, self.cart_units = shard.counts(ZERO_RESULTS), shard.counts(CART_UNITS)
+        self.shown, self.clicked = shard.counts(SHOWN), shard.counts(CLICKED)
         self.buckets = WEB_LATENCY_BUCKETS
 
     @cython.cfunc
-    def on_event(self, kind: str, event: object) -> None:
+    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
         if kind == "page.viewed":
             self.page_viewed(event)
         elif kind == "recommendation.shown":
-            core.add(self.shown, self.widget(event))
+            self.shown.add(self.widget(event))
         elif kind == "search.performed":
             self.search_performed(event)
         elif kind == "cart.added":
-            core.add(self.cart_units, (), event.qty)  # type: ignore[attr-defined]
+            self.cart_units.add((), event.qty)
         else:  # recommendation.clicked
-            core.add(self.clicked, self.widget(event))
+            self.clicked.add(self.widget(event))
 
     @cython.cfunc
     def page_viewed(self, event: Any) -> None:
@@ -115,7 +115,7 @@ class Storefront(core.Family):
     def search_performed(self, event: Any) -> None:
         core.observe(self.search_latency, self.buckets, (), event.latency_ms / 1000)
         if event.results == 0:
-            core.add(self.zero_results, ())
+            self.zero_results.add(())
 
     @cython.cfunc
     def widget(self, event: Any) -> str:

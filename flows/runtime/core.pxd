@@ -23,18 +23,31 @@ cpdef observe(dict series, tuple buckets, object key, double value)
 
 cdef class Shard
 
+cdef class Cell:
+    cdef public object key
+    cdef public long long delta
+
+cdef class Counts:
+    cdef public dict series, cells
+    cdef public list touched
+    cpdef Cell cell(self, object key)
+    cpdef add(self, object key, long long amount=*)
+    cpdef bump(self, Cell cell, long long amount)
+    cpdef flush(self)
+
 cdef class Timer:
     cdef public long long when, slot
     cdef public object key, ref
 
 cdef class Timers:
-    cdef public list near
+    cdef public list ready, late
     cdef public long long near_end
     cdef public dict far
     cdef public list far_buckets
     cdef public Py_ssize_t size
     cpdef push(self, Timer timer)
     cpdef Timer due(self, long long watermark)
+    cdef Timer first(self)
     cpdef long long due_from(self)
 
 cdef class Kind:
@@ -44,7 +57,7 @@ cdef class Kind:
 cdef class Family:
     cdef public Shard shard
     cdef public long long slot
-    cdef on_event(self, str kind, object event)
+    cdef on_event(self, str kind, long long ts, object event)
     cdef on_timer(self, long long tag, object key, object ref)
     cdef object on_close(self, long long end)
     cdef at(self, long long when, long long tag, object key, object ref=*)
@@ -60,6 +73,7 @@ cdef class Shard:
     cdef public Timers timers
     cdef public list families, out
     cdef public dict kinds, known, events, duplicate, late, rejected, overflow
+    cdef public list counters
     cdef public object ledger
     cdef public object labels
     cpdef str label(self, str name, str value)
