@@ -9,6 +9,7 @@ cdef class Order:
     cdef public long long cancelled, delivered, picked, packed, flags, pending
     cdef public bint gone
     cpdef int stage(self)
+    cdef clear(self)
 
 cdef class OrderBook(core.Family)
 

@@ -106,6 +106,11 @@ class Order:
     gone: cython.bint  # left state: timers that still name it do nothing
 
     def __init__(self) -> None:
+        self.clear()
+
+    @cython.cfunc
+    def clear(self) -> None:
+        """No fact known yet."""
         self.fc = self.region = ""
         self.placed = self.ship_by = self.deliver_by = self.units = 0
         self.shipped = self.cancelled = self.delivered = core.NEVER
@@ -272,7 +277,8 @@ class OrderBook(core.Family):
             units += line.qty
         ship_by: cython.longlong = event.promised_ship_by
         deliver_by: cython.longlong = event.promised_delivery_by
-        order = Order()
+        order: Order = Order.__new__(Order)  # no call of __init__ through Python
+        order.clear()
         order.fc, order.region, order.placed = fc, region, ts
         order.ship_by, order.deliver_by, order.units = ship_by, deliver_by, units
         order.pending = self.needs

@@ -51,6 +51,7 @@ cdef class Timers:
     cpdef long long due_from(self)
 
 cdef class Kind:
+    cdef public str name
     cdef public tuple handlers
     cdef public long long accepted, duplicate, late
 
@@ -79,7 +80,7 @@ cdef class Shard:
     cpdef str label(self, str name, str value)
     cpdef emit(self, object output)
     cpdef process(self, str source, list items)
-    cdef Kind kind(self, str kind)
+    cdef Kind kind(self, object event)
     cdef count_kinds(self)
     cdef reject(self, object reject)
     cdef long long others_min(self, str source)

@@ -267,15 +267,17 @@ class Timers:
 @cython.final
 @cython.cclass
 class Kind:
-    """An event kind in a shard: the families handling it, and the batch's counts."""
+    """A type of event in a shard: its kind, the families handling it, and the
+    batch's counts."""
 
+    name: str
     handlers: tuple  # type: ignore[type-arg]
     accepted: cython.longlong
     duplicate: cython.longlong
     late: cython.longlong
 
-    def __init__(self, handlers: tuple[Family, ...]) -> None:
-        self.handlers = handlers
+    def __init__(self, name: str, handlers: tuple[Family, ...]) -> None:
+        self.name, self.handlers = name, handlers
         self.accepted = self.duplicate = self.late = 0
 
 
@@ -404,7 +406,7 @@ class Shard:
         self.rejected = series[pipeline.REJECTED.name]
         self.overflow = series[pipeline.LABEL_OVERFLOW.name]
         self.known = {}
-        self.kinds = {}  # event kind -> Kind, made on its first event
+        self.kinds = {}  # type of event -> Kind, made on its first event
         self.counters = []  # every family's Counts, flushed at the end of a batch
         family: Family
         for index, family in enumerate(self.families):
@@ -504,7 +506,11 @@ class Shard:
             if type(item) is Reject:
                 self.reject(item)
                 continue
-            kind = item.kind
+            # The kind by the event's type: a lookup by address, not an attribute
+            # read through the type's MRO for every event.
+            slot = kinds.get(type(item))
+            if slot is None:
+                slot = self.kind(item)
             ts = item.ts
             if not (bucket_start <= ts < bucket_end):  # cheaper than dividing every ts
                 hour = ts // HOUR
@@ -513,9 +519,6 @@ class Shard:
                 bucket_end = bucket_start + HOUR
                 bucket = None  # type: ignore[assignment]
             event_id = ids[index]
-            slot = kinds.get(kind)
-            if slot is None:
-                slot = self.kind(kind)
             if seen.remember(event_id, hour_id, since_id):  # type: ignore[attr-defined]
                 slot.duplicate += 1
                 continue
@@ -545,30 +548,32 @@ class Shard:
                     late_below = watermark
             slot.accepted += 1
             for family in slot.handlers:
-                family.on_event(kind, ts, item)
+                family.on_event(slot.name, ts, item)
         self.count_kinds()
         self.max_ts[source] = own_max
         self.idle.discard(source)
         self.advance(watermark)
 
     @cython.cfunc
-    def kind(self, kind: str) -> Kind:
-        """The slot of an event kind not seen before: its handlers in family order."""
-        slot = Kind(tuple(family for family in self.families if kind in family.KINDS))
-        self.kinds[kind] = slot
+    def kind(self, event: Any) -> Kind:
+        """The slot of a type of event not seen before: its kind, and the families
+        handling that kind in their order."""
+        kind = event.kind
+        slot = Kind(kind, tuple(family for family in self.families if kind in family.KINDS))
+        self.kinds[type(event)] = slot
         return slot
 
     @cython.cfunc
     def count_kinds(self) -> None:
         """Add the batch's counts per kind to the pipeline's series."""
-        slot: Kind | None
-        for kind, slot in self.kinds.items():
+        slot: Kind
+        for slot in self.kinds.values():
             if slot.accepted:
-                add(self.events, kind, slot.accepted)
+                add(self.events, slot.name, slot.accepted)
             if slot.duplicate:
-                add(self.duplicate, kind, slot.duplicate)
+                add(self.duplicate, slot.name, slot.duplicate)
             if slot.late:
-                add(self.late, kind, slot.late)
+                add(self.late, slot.name, slot.late)
             slot.accepted = slot.duplicate = slot.late = 0
 
     @cython.cfunc
