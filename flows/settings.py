@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from flows.exposition import Board
+from flows.kpisettings import KpiSettings
 from flows.labels import LabelCap
 from flows.timeutil import US_PER_SECOND
 
@@ -25,6 +26,7 @@ class EngineConfig:
     orphan_horizon: int = 24 * HOUR
     retention: int = 0  # 0 keeps open entities until they complete
     sources: tuple[str, ...] = ("input",)  # every source partition that feeds W
+    kpi: KpiSettings = field(default_factory=KpiSettings)  # what the KPI families read
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Settings:
     max_event_bytes: int = 1 << 20
     batch_size: int = 1000
     recovery: bool = False
+    kpi: KpiSettings = field(default_factory=KpiSettings)
 
     def engine(self, sources: tuple[str, ...]) -> EngineConfig:
         """The engine configuration for a shard fed by these source partitions."""
@@ -51,6 +54,7 @@ class Settings:
             orphan_horizon=self.orphan_horizon,
             retention=self.retention,
             sources=sources,
+            kpi=self.kpi,
         )
 
     def with_(self, **changes: object) -> Settings:

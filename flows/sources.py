@@ -139,6 +139,7 @@ def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
 
 
 SimResume = tuple[int, int]  # (start of the simulation, emissions released so far)
+STOP_CHECK = US_PER_SECOND // 2
 
 
 def stop_if_asked(stop: threading.Event) -> None:
@@ -175,10 +176,13 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
         return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
 
     def next_awake(self) -> datetime | None:
+        """At the next arrival, or sooner: a stop request (Ctrl-C) is seen within
+        STOP_CHECK even when the next simulated event is minutes away."""
         arrival = self.pending[0]
-        if arrival <= self.clock():
+        now = self.clock()
+        if arrival <= now:
             return None
-        return datetime.fromtimestamp(arrival / US_PER_SECOND, UTC)
+        return datetime.fromtimestamp(min(arrival, now + STOP_CHECK) / US_PER_SECOND, UTC)
 
     def snapshot(self) -> SimResume:
         return (self.start, self.emitted)
