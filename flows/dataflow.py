@@ -110,7 +110,10 @@ class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
 
     def __init__(self, runtime: Runtime, layout: Layout, resume: bytes | None) -> None:
         self.runtime = runtime
-        self.stage = CombineStage(layout.shards, runtime.settings.window, COMBINERS)
+        settings = runtime.settings
+        self.stage = CombineStage(
+            layout.shards, settings.window, COMBINERS, runtime.labels, settings.kpi
+        )
         if resume is not None:
             snapshot.load_combine(resume, self.stage, upgrade)
         runtime.board.publish("windows", self.stage.ledger)

@@ -103,7 +103,9 @@ class Run:
 
     def __post_init__(self) -> None:
         self.shard = Shard("0", self.config, LabelCap(self.max_label_values), FAMILIES)
-        self.combine = CombineStage(("0",), self.config.window, COMBINERS)
+        self.combine = CombineStage(
+            ("0",), self.config.window, COMBINERS, self.shard.labels, self.config.kpi
+        )
         self.outputs: list[tuple[str, str, Any]] = []
 
     def feed(self, *lines: bytes) -> Run:

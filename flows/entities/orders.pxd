@@ -16,7 +16,7 @@ cdef class OrderBook(core.Family)
 cdef class OrderWatcher(core.Family):
     cdef public OrderBook book
     cdef public long long flag_shift, need, watches
-    cdef on_order(self, long long change, str order_id, Order order, int before)
+    cdef on_order(self, long long change, str order_id, Order order, int before, object event)
     cdef release(self, str order_id, Order order)
     cdef Order order_of(self, object order_id, object ref)
     cdef bint has(self, Order order, long long flag)
@@ -32,7 +32,7 @@ cdef class OrderBook(core.Family):
     cdef place(self, long long ts, object event)
     cdef order_event(self, str kind, long long ts, object event)
     cdef apply(self, str order_id, Order order, str kind, long long ts, object event)
-    cdef notify(self, long long change, str order_id, Order order, int before)
+    cdef notify(self, long long change, str order_id, Order order, int before, object event)
     cpdef release(self, str order_id, Order order, long long need)
     cdef expire(self, str order_id, Order order)
     cdef expire_orphans(self, str order_id)

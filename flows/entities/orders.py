@@ -160,9 +160,10 @@ class OrderWatcher(core.Family):
 
     @cython.cfunc
     def on_order(
-        self, change: cython.longlong, order_id: str, order: Order, before: cython.int
+        self, change: cython.longlong, order_id: str, order: Order, before: cython.int, event: Any
     ) -> None:
-        """`change` happened to `order`, which was in stage `before`."""
+        """`change` happened to `order`, which was in stage `before`, by `event`
+        (None when W passing a time made it)."""
 
     @cython.cfunc
     def release(self, order_id: str, order: Order) -> None:
@@ -283,7 +284,7 @@ class OrderBook(core.Family):
         order.ship_by, order.deliver_by, order.units = ship_by, deliver_by, units
         order.pending = self.needs
         self.orders[order_id] = order
-        self.notify(PLACED, order_id, order, NO_STAGE)
+        self.notify(PLACED, order_id, order, NO_STAGE, event)
         if self.retention:
             self.at(max(ship_by, deliver_by) + self.retention, T_RETENTION, order_id, order)
         held = self.orphans.pop(order_id, None)
@@ -338,16 +339,16 @@ class OrderBook(core.Family):
                 return
             change = CANCELLED | (FIRST_CANCELLATION if order.cancelled == core.NEVER else 0)
             order.cancelled = ts
-        self.notify(change, order_id, order, before)
+        self.notify(change, order_id, order, before, event)
 
     @cython.cfunc
     def notify(
-        self, change: cython.longlong, order_id: str, order: Order, before: cython.int
+        self, change: cython.longlong, order_id: str, order: Order, before: cython.int, event: Any
     ) -> None:
         watcher: OrderWatcher
         for watcher in self.watchers:
             if watcher.watches & change:
-                watcher.on_order(change, order_id, order, before)
+                watcher.on_order(change, order_id, order, before, event)
 
     @cython.ccall
     def release(self, order_id: str, order: Order, need: cython.longlong) -> None:
@@ -373,7 +374,7 @@ class OrderBook(core.Family):
         if order is None or order.gone:
             return
         self.expired.add("order")
-        self.notify(EXPIRED, order_id, order, order.stage())
+        self.notify(EXPIRED, order_id, order, order.stage(), None)
         order.gone = True
         del self.orders[order_id]
 

@@ -93,7 +93,12 @@ class Deliveries(entity.OrderWatcher):
 
     @cython.cfunc
     def on_order(
-        self, change: cython.longlong, order_id: str, order: entity.Order, before: cython.int
+        self,
+        change: cython.longlong,
+        order_id: str,
+        order: entity.Order,
+        before: cython.int,
+        event: Any,
     ) -> None:
         if change & entity.PLACED:
             self.at(order.deliver_by + 1, T_DEADLINE, order_id, order)

@@ -137,7 +137,12 @@ class Orders(entity.OrderWatcher):
 
     @cython.cfunc
     def on_order(
-        self, change: cython.longlong, order_id: str, order: entity.Order, before: cython.int
+        self,
+        change: cython.longlong,
+        order_id: str,
+        order: entity.Order,
+        before: cython.int,
+        event: Any,
     ) -> None:
         if change & entity.PLACED:
             self.units_ordered.add(order.fc, order.units)

@@ -21,6 +21,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
     from flows import _cython as cython  # type: ignore[no-redef]
 
 from flows.declare import COUNTER, GAUGE, Metric, metric
+from flows.runtime.combine import CombineContext
 from flows.runtime.outputs import KpiRecord
 from flows.timeutil import US_PER_SECOND, format_time
 
@@ -167,7 +168,12 @@ class Stock(entity.OrderWatcher):
 
     @cython.cfunc
     def on_order(
-        self, change: cython.longlong, order_id: str, order: entity.Order, before: cython.int
+        self,
+        change: cython.longlong,
+        order_id: str,
+        order: entity.Order,
+        before: cython.int,
+        event: Any,
     ) -> None:
         part: Part = self.part(order.placed, order.fc)
         part.ordered += order.units
@@ -223,9 +229,9 @@ class SellThrough:
     VERSION: ClassVar[int] = 1
     METRICS: ClassVar[tuple[Metric, ...]] = (SELL_THROUGH, COVER)
 
-    def __init__(self, window: int, series: dict[str, dict[Any, Any]]) -> None:
-        self.window = window
-        self.series = series
+    def __init__(self, context: CombineContext) -> None:
+        self.window = context.window
+        self.series = context.series
         self.pending: dict[int, dict[str, list[int]]] = {}
         self.on_hand: dict[str, int] = {}  # from every window combined so far
         self.latest: dict[str, tuple[int, float | None, float | None]] = {}

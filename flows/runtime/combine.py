@@ -9,12 +9,42 @@ number of shards. Plain Python: it runs once per window close, not per event.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from flows.declare import Metric
+from flows.kpisettings import KpiSettings
+from flows.labels import OTHER, LabelCap
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
 from flows.runtime.outputs import Output, Partials
+from flows.runtime.pipeline import LABEL_OVERFLOW
+from flows.timeutil import format_time
+
+
+@dataclass
+class CombineContext:
+    """What a combine step uses: the window size, its metric series, labels, the
+    KPI settings, and W (the least of the shards' when they last closed)."""
+
+    window: int
+    series: dict[str, dict[Any, Any]]
+    labels: LabelCap
+    kpi: KpiSettings
+    watermark: int = MIN_TS
+
+    def label(self, name: str, value: str) -> str:
+        """A label value as metrics may use it: admitted, or `other` beyond the cap."""
+        admitted = self.labels.admit(name, value)
+        if admitted is None:
+            overflow = self.series[LABEL_OVERFLOW.name]
+            overflow[name] = overflow.get(name, 0) + 1
+            return OTHER
+        return admitted
+
+    def decided(self) -> str:
+        """W as RFC 3339, the `decided_ts` of records made now."""
+        return format_time(self.watermark)
 
 
 class Combiner(Protocol):
@@ -24,7 +54,7 @@ class Combiner(Protocol):
     VERSION: ClassVar[int]
     METRICS: ClassVar[tuple[Metric, ...]]
 
-    def __init__(self, window: int, series: dict[str, dict[Any, Any]]) -> None: ...
+    def __init__(self, context: CombineContext) -> None: ...
     def add(self, rows: Any) -> None: ...
     def close(self, closed: int, out: list[Any]) -> None: ...
     def export_state(self) -> Any: ...
@@ -35,25 +65,33 @@ class CombineStage:
     """Every combine step, fed by every shard. Picklable through `export`."""
 
     def __init__(
-        self, shards: tuple[str, ...], window: int, combiners: tuple[type[Combiner], ...]
+        self,
+        shards: tuple[str, ...],
+        window: int,
+        combiners: tuple[type[Combiner], ...],
+        labels: LabelCap,
+        kpi: KpiSettings,
     ) -> None:
         self.progress: dict[str, int] = dict.fromkeys(shards, MIN_TS)
+        self.watermarks: dict[str, int] = dict.fromkeys(shards, MIN_TS)
         self.combined_through = MIN_TS
-        self.ledger = Ledger(m for kind in combiners for m in kind.METRICS)
-        self.combiners: dict[str, Combiner] = {
-            kind.NAME: kind(window, self.ledger.series) for kind in combiners
-        }
+        metrics = (LABEL_OVERFLOW, *(m for kind in combiners for m in kind.METRICS))
+        self.ledger = Ledger(metrics)
+        self.context = CombineContext(window, self.ledger.series, labels, kpi)
+        self.combiners: dict[str, Combiner] = {kind.NAME: kind(self.context) for kind in combiners}
         self.out: list[Output] = []
 
     def add(self, partials: Partials) -> None:
         """One shard's partials; windows every shard has closed are combined."""
         for name, rows in partials.rows.items():
             self.combiners[name].add(rows)
-        if partials.closed_through > self.progress.get(partials.shard, MIN_TS):
-            self.progress[partials.shard] = partials.closed_through
+        shard = partials.shard
+        self.progress[shard] = max(self.progress.get(shard, MIN_TS), partials.closed_through)
+        self.watermarks[shard] = max(self.watermarks.get(shard, MIN_TS), partials.watermark)
         closed = min(self.progress.values())
         if closed <= self.combined_through:
             return
+        self.context.watermark = min(self.watermarks.values())
         for combiner in self.combiners.values():
             combiner.close(closed, self.out)
         self.combined_through = closed
@@ -67,6 +105,7 @@ class CombineStage:
         """Plain data for a snapshot (`flows.runtime.snapshot` adds the versions)."""
         return {
             "progress": dict(self.progress),
+            "watermarks": dict(self.watermarks),
             "combined_through": self.combined_through,
             "combiners": {
                 name: {
@@ -80,6 +119,7 @@ class CombineStage:
     def restore(self, state: dict[str, Any]) -> None:
         """Take back what `export` gave."""
         self.progress.update(state["progress"])
+        self.watermarks.update(state.get("watermarks", state["progress"]))
         self.combined_through = state["combined_through"]
         for name, saved in state["combiners"].items():
             combiner = self.combiners.get(name)

@@ -663,7 +663,7 @@ class Shard:
             if closed:
                 rows[family.NAME] = closed  # type: ignore[assignment]
         self.closed_through = end
-        self.out.append(Partials(self.shard, end, rows))
+        self.out.append(Partials(self.shard, end, self.watermark, rows))
 
     @cython.cfunc
     def expire_seen(self, watermark: cython.longlong) -> None:

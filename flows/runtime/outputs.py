@@ -41,6 +41,7 @@ class Partials:
 
     shard: str
     closed_through: int
+    watermark: int  # the shard's W when it closed them
     rows: dict[str, list[Any]]
 
 
