@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from flows.build import PURE_ENV
-from flows.kpis import FAMILIES
+from flows.kpis import COMBINERS, FAMILIES
 from flows.labels import LabelCap
+from flows.runtime.combine import CombineStage
 from flows.runtime.core import Shard
-from flows.runtime.snapshot import dump_shard
+from flows.runtime.outputs import Partials
+from flows.runtime.snapshot import dump_combine, dump_shard
 from flows.settings import EngineConfig
 
 Step = tuple[str, Any]  # ("process", (source, items)) or ("mark", (source, max ts, idle))
@@ -39,17 +41,29 @@ class _PlainRecords(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def state(shard: Shard) -> dict[str, Any]:
-    """Everything a shard holds, as plain data (the id table as a sorted list)."""
-    header = pickle.loads(dump_shard(shard))
-    saved: dict[str, Any] = _PlainRecords(io.BytesIO(header["body"])).load()
+def plain(snapshot: bytes) -> dict[str, Any]:
+    """A snapshot's body as plain data."""
+    header = pickle.loads(snapshot)
+    return _PlainRecords(io.BytesIO(header["body"])).load()  # type: ignore[no-any-return]
+
+
+def state(shard: Shard, stage: CombineStage | None = None) -> dict[str, Any]:
+    """Everything a shard (and the combine stage) holds, as plain data (the id
+    table as a sorted list)."""
+    saved = plain(dump_shard(shard))
     saved["runtime"]["seen"] = sorted(dict(saved["runtime"]["seen"]).items())
+    if stage is not None:
+        saved["combine"] = plain(dump_combine(stage))
+        saved["combine_series"] = stage.ledger.series
     return saved
 
 
 def run_steps(steps: list[Step], config: EngineConfig, max_labels: int) -> list[Any]:
-    """The outputs of each step, then the end of input; the state at checkpoints."""
-    shard = Shard("0", config, LabelCap(max_labels), FAMILIES)
+    """The outputs of each step (the combine stage's too), then the end of input;
+    the state at checkpoints."""
+    labels = LabelCap(max_labels)
+    shard = Shard("0", config, labels, FAMILIES)
+    stage = CombineStage(("0",), config.window, COMBINERS, labels, config.kpi)
     every = max(1, len(steps) // CHECKPOINTS)
     results = []
     for index, (step, args) in enumerate(steps):
@@ -57,11 +71,22 @@ def run_steps(steps: list[Step], config: EngineConfig, max_labels: int) -> list[
             shard.process(*args)
         else:
             shard.mark(*args)
-        checkpoint = state(shard) if index % every == 0 else None
-        results.append((checkpoint, shard.drain()))
+        checkpoint = state(shard, stage) if index % every == 0 else None
+        results.append((checkpoint, combined(shard, stage)))
     shard.finish()
-    results.append((state(shard), shard.drain()))
+    outputs = combined(shard, stage)
+    results.append((state(shard, stage), outputs))
     return results
+
+
+def combined(shard: Shard, stage: CombineStage) -> list[Any]:
+    """A step's outputs: the shard's, its partials through the combine stage, and
+    the combine stage's."""
+    outputs = shard.drain()
+    for output in outputs:
+        if type(output) is Partials:
+            stage.add(output)
+    return outputs + stage.drain()
 
 
 class Interpreted:

@@ -19,9 +19,11 @@ from flows.settings import EngineConfig
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
 
-def at(minutes: float = 0, *, seconds: float = 0, ms: int = 0) -> str:
-    """An RFC 3339 time `minutes` (and seconds, ms) after 08:00 on 2026-11-21."""
-    moment = T0 + timedelta(minutes=minutes, seconds=seconds, milliseconds=ms)
+def at(minutes: float = 0, *, seconds: float = 0, ms: int = 0, days: float = 0, us: int = 0) -> str:
+    """An RFC 3339 time `minutes` (and seconds, ms, days, µs) after 08:00 on 2026-11-21."""
+    moment = T0 + timedelta(
+        days=days, minutes=minutes, seconds=seconds, milliseconds=ms, microseconds=us
+    )
     return moment.isoformat().replace("+00:00", "Z")
 
 
@@ -51,6 +53,8 @@ class Events:
         fc: str = "FC1",
         region: str = "east",
         qty: int = 1,
+        sku: str = "S1",
+        lines: list[tuple[str, int]] | None = None,
         event_id: str | None = None,
     ) -> bytes:
         return self(
@@ -60,7 +64,7 @@ class Events:
             order_id=order,
             fc=fc,
             region=region,
-            lines=[{"sku": "S1", "qty": qty}],
+            lines=[{"sku": s, "qty": q} for s, q in (lines or [(sku, qty)])],
             promised_ship_by=ship_by,
             promised_delivery_by=deliver_by,
         )
@@ -77,14 +81,16 @@ class Events:
     def received(self, receipt: str, ts: str, qty: int, *, fc: str = "FC1") -> bytes:
         return self("inventory.received", ts, receipt_id=receipt, fc=fc, sku="S1", qty=qty)
 
-    def stowed(self, receipt: str, ts: str, qty: int, *, fc: str = "FC1") -> bytes:
-        return self("inventory.stowed", ts, receipt_id=receipt, fc=fc, sku="S1", qty=qty)
+    def stowed(self, receipt: str, ts: str, qty: int, *, fc: str = "FC1", sku: str = "S1") -> bytes:
+        return self("inventory.stowed", ts, receipt_id=receipt, fc=fc, sku=sku, qty=qty)
 
-    def picked(self, order: str, ts: str, qty: int = 1, *, fc: str = "FC1") -> bytes:
-        return self("inventory.picked", ts, order_id=order, fc=fc, sku="S1", qty=qty)
+    def picked(
+        self, order: str, ts: str, qty: int = 1, *, fc: str = "FC1", sku: str = "S1"
+    ) -> bytes:
+        return self("inventory.picked", ts, order_id=order, fc=fc, sku=sku, qty=qty)
 
-    def adjusted(self, ts: str, delta: int, *, fc: str = "FC1") -> bytes:
-        return self("inventory.adjusted", ts, fc=fc, sku="S1", delta=delta)
+    def adjusted(self, ts: str, delta: int, *, fc: str = "FC1", sku: str = "S1") -> bytes:
+        return self("inventory.adjusted", ts, fc=fc, sku=sku, delta=delta)
 
     def tick(self, ts: str) -> bytes:
         """An unrelated event that only moves the watermark."""
@@ -124,7 +130,8 @@ class Run:
                 self.combine.add(output)
             else:
                 self.outputs.append((KIND_OF[type(output)], output.key, output.record))
-        self.outputs.extend(("kpi", out.key, out.record) for out in self.combine.drain())
+        for out in self.combine.drain():
+            self.outputs.append((KIND_OF[type(out)], out.key, out.record))
 
     def value(self, metric: str, key: Any = ()) -> Any:
         """A series value from the shard or the combine stage (0 when absent)."""
@@ -147,7 +154,12 @@ class Run:
         return self.shard.family("orders_entity").orphans  # type: ignore[no-any-return]
 
     def alerts(self) -> set[tuple[str, str]]:
-        return {(r["alert"], r["order_id"]) for kind, _key, r in self.outputs if kind == "alert"}
+        """(alert, order id) of the per-order alerts."""
+        return {
+            (r["alert"], r["order_id"])
+            for kind, _key, r in self.outputs
+            if kind == "alert" and "order_id" in r
+        }
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         return [record for k, _key, record in self.outputs if k == kind]

@@ -60,11 +60,18 @@ def outcome(lines: list[bytes], batch_sizes: list[int]) -> dict[str, Any]:
     }
     return {
         "metrics": ledgers,
-        "alerts": run.alerts(),
-        "kpis": sorted(
-            (r["kpi"], r["fc"], r["window_start"], r["value"]) for r in run.records("kpi")
-        ),
+        "alerts": keyed(run, "alert"),
+        "kpis": keyed(run, "kpi"),
     }
+
+
+def keyed(run: Run, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """Records of a kind by their message key; `decided_ts` depends on arrival."""
+    return sorted(
+        (key, {field: value for field, value in record.items() if field != "decided_ts"})
+        for k, key, record in run.outputs
+        if k == kind
+    )
 
 
 def reorder(lines: list[bytes], rng: random.Random, max_delay: int) -> list[bytes]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from flows.entities.orders import OrderBook
 from flows.kpis.deliveries import Deliveries
+from flows.kpis.inventory import Inventory, ItemHealth
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
 from flows.kpis.stock import SellThrough, Stock
 from flows.kpis.storefront import Storefront
 
-FAMILIES = (OrderBook, Orders, Deliveries, Receipts, Stock, Storefront)
-COMBINERS = (SellThrough,)
+FAMILIES = (OrderBook, Orders, Deliveries, Receipts, Stock, Inventory, Storefront)
+COMBINERS = (SellThrough, ItemHealth)

@@ -1,0 +1,705 @@
+# cython: language_level=3
+"""Inventory health per item (fc, sku): contract §3.2, and §3.5's stockout and
+demand spike.
+
+An item's events come from every shard (picks travel with their order, stows
+with their receipt, adjustments by item), so shards only collect them: per
+window, the units ordered per item (the first `order.placed` of each order) and
+the stock moves with their ts and event id. The combine step (`ItemHealth`)
+owns the items: it applies each closed window's moves in (ts, event_id) order
+(FIFO lots for aging), keeps the demand history an item needs, and evaluates an
+item at a close only when something changed it: its own events, or a time
+(demand leaving the trailing window, a lot reaching the next age band, a spike
+to reset, 90 quiet days at 0 on hand) kept as an event-time timer. At each
+day's close every item is evaluated, since its sigma changes with the day and it
+gets a `sku_health` record.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from fractions import Fraction
+from statistics import NormalDist
+from typing import Any, ClassVar
+
+try:
+    import cython
+except ModuleNotFoundError:  # Cython is needed only to compile this module
+    from flows import _cython as cython  # type: ignore[no-redef]
+
+from flows.declare import COUNTER, GAUGE, Metric, metric
+from flows.runtime.combine import CombineContext
+from flows.runtime.outputs import Alert, KpiRecord
+from flows.timeutil import US_PER_SECOND, format_time
+
+if cython.compiled:
+    from cython.cimports.flows.entities import orders as entity
+    from cython.cimports.flows.runtime import core
+else:
+    from flows.entities import orders as entity
+    from flows.runtime import core
+
+TRACKED = metric(
+    "cockpit_skus_tracked",
+    GAUGE,
+    "Items (fc, sku) tracked at the latest close.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+OUT_OF_STOCK = metric(
+    "cockpit_skus_out_of_stock",
+    GAUGE,
+    "Items out of stock (on hand <= 0 with demand) at the latest close.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+AT_RISK = metric(
+    "cockpit_skus_at_risk",
+    GAUGE,
+    "Items whose days of cover are below the lead time at the latest close.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+EXCESS = metric(
+    "cockpit_skus_excess",
+    GAUGE,
+    "Items with stock and no demand, or cover beyond the excess days, at the latest close.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+BELOW_SAFETY = metric(
+    "cockpit_skus_below_safety_stock",
+    GAUGE,
+    "Items with on hand below their safety stock at the latest close.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+BY_AGE = metric(
+    "cockpit_units_on_hand_by_age",
+    GAUGE,
+    "Units on hand by FIFO age band (days) at the latest close.",
+    ("fc", "age"),
+    group="inventory",
+    contract=True,
+)
+STOCKOUTS = metric(
+    "cockpit_stockouts_total",
+    COUNTER,
+    "Stockout alerts: items that went out of stock.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+SPIKES = metric(
+    "cockpit_demand_spikes_total",
+    COUNTER,
+    "Demand spike alerts.",
+    ("fc",),
+    group="inventory",
+    contract=True,
+)
+
+Key = tuple[str, str]  # an item: (fc, sku)
+DAY = 86400 * US_PER_SECOND
+QUIET = 90 * DAY  # an item at 0 on hand with no activity this long leaves
+BANDS = ("0-90", "91-180", "181-270", "271-365", "365+")
+BAND_STARTS = (91, 181, 271, 366)  # the age in days at which a unit enters the next band
+# State bits, and their names in records, in sorted order.
+STATE_NAMES = ("at_risk", "below_safety_stock", "excess", "out_of_stock")
+AT_RISK_BIT = cython.declare(cython.int, 1)
+BELOW_BIT = cython.declare(cython.int, 2)
+EXCESS_BIT = cython.declare(cython.int, 4)
+OUT_BIT = cython.declare(cython.int, 8)
+STATE_BITS = (AT_RISK, BELOW_SAFETY, EXCESS, OUT_OF_STOCK)  # gauges, in bit order
+
+
+@cython.final
+@cython.cclass
+class Pending:
+    """A shard's rows of one window: units ordered per item, and stock moves."""
+
+    lines: dict  # type: ignore[type-arg]
+    moves: list  # type: ignore[type-arg]
+
+    def __init__(self) -> None:
+        self.lines, self.moves = {}, []  # (fc, sku) -> units; [(fc, sku, ts, id, qty)]
+
+
+@cython.cclass
+class Inventory(entity.OrderWatcher):
+    """The shard side: collects each window's order lines and stock moves."""
+
+    NAME = "inventory"
+    KINDS = ("inventory.stowed", "inventory.picked", "inventory.adjusted")
+    WATCHES = entity.PLACED
+
+    windows: dict  # type: ignore[type-arg]
+    current_start: cython.longlong
+    current: Pending
+    window: cython.longlong
+
+    def __init__(self) -> None:
+        self.windows = {}  # window start -> Pending
+
+    def attach(self) -> None:
+        self.window = self.shard.window
+        self.current_start, self.current = core.MIN_TS, Pending()
+
+    @cython.cfunc
+    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
+        if kind == "inventory.adjusted":
+            qty = event.delta
+        elif kind == "inventory.picked":
+            qty = -event.qty
+        else:
+            qty = event.qty
+        self.pending(ts).moves.append((event.fc, event.sku, ts, event.event_id, qty))
+
+    @cython.cfunc
+    def on_order(
+        self,
+        change: cython.longlong,
+        order_id: str,
+        order: entity.Order,
+        before: cython.int,
+        event: Any,
+    ) -> None:
+        lines: dict = self.pending(order.placed).lines  # type: ignore[type-arg]
+        fc = event.fc  # the item's own fc, not the label the order's metrics use
+        for line in event.lines:
+            key = (fc, line.sku)
+            lines[key] = lines.get(key, 0) + line.qty
+
+    @cython.cfunc
+    def pending(self, ts: cython.longlong) -> Pending:
+        start: cython.longlong = ts - ts % self.window
+        if start != self.current_start:
+            found: Pending | None = self.windows.get(start)
+            if found is None:
+                found = self.windows[start] = Pending()
+            self.current_start, self.current = start, found
+        return self.current
+
+    @cython.cfunc
+    def on_close(self, end: cython.longlong) -> object:
+        """(window start, [((fc, sku), units)], [(fc, sku, ts, id, qty)]) per closed window."""
+        self.current_start = core.MIN_TS
+        rows = []
+        pending: Pending
+        for start in sorted([start for start in self.windows if start + self.window <= end]):
+            pending = self.windows.pop(start)
+            rows.append((start, list(pending.lines.items()), pending.moves))
+        return rows
+
+    def export_state(self) -> Any:
+        state = {}
+        pending: Pending
+        for start, pending in self.windows.items():
+            state[start] = (dict(pending.lines), list(pending.moves))
+        return state
+
+    def restore_state(self, state: Any) -> None:
+        self.windows = {}
+        for start, (lines, moves) in state.items():
+            pending = self.windows[start] = Pending()
+            pending.lines, pending.moves = lines, moves
+
+
+@cython.final
+@cython.no_gc  # two ints
+@cython.cclass
+class Lot:
+    """Units that came in at one time and are still on hand (FIFO)."""
+
+    ts: cython.longlong
+    qty: cython.longlong
+
+    def __init__(self, ts: int, qty: int) -> None:
+        self.ts, self.qty = ts, qty
+
+
+ITEM_FIELDS = (
+    "fc",
+    "sku",
+    "label",
+    "created",
+    "active",
+    "on_hand",
+    "shortfall",
+    "lots",
+    "demand",
+    "days",
+    "states",
+    "spiking",
+    "bands",
+    "check",
+)
+
+
+@cython.final
+@cython.cclass
+class Item:
+    """One (fc, sku) as the combine step keeps it."""
+
+    fc: str
+    sku: str
+    label: str  # the fc as metrics show it (capped)
+    created: cython.longlong  # start of the window of its first event
+    active: cython.longlong  # start of the window of its latest event
+    on_hand: cython.longlong
+    shortfall: cython.longlong  # what picks took beyond the lots, for later stows to fill
+    lots: list  # type: ignore[type-arg]
+    demand: object  # array('q'): window start, units ordered, ... (oldest first)
+    days: object  # array('q'): day start, units ordered, ...
+    states: cython.int  # state bits at its latest evaluation
+    spiking: cython.bint
+    bands: list  # type: ignore[type-arg]
+    check: cython.longlong  # when its timer is set for (0: none)
+
+    def __init__(self, fc: str, sku: str, label: str, created: int) -> None:
+        self.fc, self.sku, self.label = fc, sku, label
+        self.created = self.active = created
+        self.on_hand = self.shortfall = 0
+        self.lots = []
+        self.demand, self.days = array("q"), array("q")
+        self.states, self.spiking = 0, False
+        self.bands = [0] * len(BANDS)
+        self.check = 0
+
+    def __reduce__(self) -> Any:
+        lots = [(lot.ts, lot.qty) for lot in self.lots]
+        values = [getattr(self, name) for name in ITEM_FIELDS]
+        values[ITEM_FIELDS.index("lots")] = lots
+        return (restore_item, tuple(values))
+
+
+def restore_item(*values: Any) -> Item:
+    """An item from its ITEM_FIELDS (snapshots; both builds read the same pickle)."""
+    fields = dict(zip(ITEM_FIELDS, values, strict=True))
+    item = Item(fields["fc"], fields["sku"], fields["label"], fields["created"])
+    for name, value in fields.items():
+        setattr(item, name, [Lot(*lot) for lot in value] if name == "lots" else value)
+    return item
+
+
+@cython.cclass
+class ItemHealth:
+    """The combine step: every item, its FIFO lots and demand history; gauges,
+    records and alerts at each close."""
+
+    NAME: ClassVar[str] = Inventory.NAME
+    VERSION: ClassVar[int] = 1
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        TRACKED,
+        OUT_OF_STOCK,
+        AT_RISK,
+        EXCESS,
+        BELOW_SAFETY,
+        BY_AGE,
+        STOCKOUTS,
+        SPIKES,
+    )
+
+    context: CombineContext
+    window: cython.longlong
+    items: dict  # type: ignore[type-arg]
+    pending: dict  # type: ignore[type-arg]
+    timers: core.Timers
+    closed: cython.longlong  # every window ending at or before this is applied
+    demand_span: cython.longlong  # demand_days, in µs
+    keep_windows: cython.longlong  # how far back window demand is kept
+    z: cython.double
+
+    def __init__(self, context: CombineContext) -> None:
+        self.context = context
+        self.window = context.window
+        self.items = {}  # (fc, sku) -> Item
+        self.pending = {}  # window start -> [order lines, stock moves] of every shard
+        self.timers = core.Timers()
+        self.closed = core.MIN_TS
+        kpi = context.kpi
+        self.demand_span = kpi.demand_days * DAY
+        self.keep_windows = max(self.demand_span, kpi.spike_days * DAY + self.window)
+        self.z = NormalDist().inv_cdf(float(kpi.service_level))
+
+    def add(self, rows: list[Any]) -> None:
+        """One shard's rows."""
+        for start, lines, moves in rows:
+            pending = self.pending.setdefault(start, [{}, []])
+            merged: dict[Any, int] = pending[0]
+            for key, units in lines:
+                merged[key] = merged.get(key, 0) + units
+            pending[1] += moves
+
+    def close(self, closed: int, out: list[Any]) -> None:
+        """Every shard closed every window ending at or before `closed`: each close
+        in turn, as W passed it, those no shard had rows for too (timers and day
+        closes happen there)."""
+        if self.closed == core.MIN_TS:  # nothing before the first window with rows
+            if not self.pending:
+                return
+            self.closed = min(self.pending)
+        while self.closed + self.window <= closed:
+            self.close_window(self.closed + self.window, out)
+            self.closed += self.window
+
+    @cython.cfunc
+    def close_window(self, end: cython.longlong, out: list[Any]) -> None:
+        start: cython.longlong = end - self.window
+        changed: dict = {}  # type: ignore[type-arg]
+        item: Item
+        timer: core.Timer | None
+        while True:
+            timer = self.timers.due(end)
+            if timer is None:
+                break
+            item = cython.cast(Item, timer.ref)
+            if item.check == timer.when and self.items.get(timer.key) is item:
+                item.check = 0
+                changed[timer.key] = item
+        rows = self.pending.pop(start, None)
+        if rows is not None:
+            self.apply(start, rows[0], rows[1], changed)
+        day_close = end % DAY == 0
+        keys = sorted(self.items) if day_close else sorted(changed)
+        for key in keys:
+            item = self.items[key]
+            self.evaluate(key, item, end, day_close, out)
+
+    @cython.cfunc
+    def apply(self, start: cython.longlong, lines: dict, moves: list, changed: dict) -> None:  # type: ignore[type-arg]
+        """A closed window's order lines and moves, moves in (ts, event_id) order."""
+        item: Item
+        for key, units in lines.items():
+            item = self.item(key, start)
+            add_entry(item.demand, start, units)
+            add_entry(item.days, start - start % DAY, units)
+            item.active = start
+            changed[key] = item
+        moves.sort()
+        for fc, sku, ts, _event_id, qty in moves:
+            key = (fc, sku)
+            item = self.item(key, start)
+            take(item, ts, qty)
+            item.active = start
+            changed[key] = item
+
+    @cython.cfunc
+    def item(self, key: Key, start: cython.longlong) -> Item:
+        item: Item | None = self.items.get(key)
+        if item is None:
+            fc, sku = key
+            item = self.items[key] = Item(fc, sku, self.context.label("fc", fc), start)
+            self.count(TRACKED, item.label, 1)
+        return item
+
+    @cython.cfunc
+    def evaluate(
+        self,
+        key: Key,
+        item: Item,
+        end: cython.longlong,
+        day_close: cython.bint,
+        out: list,  # type: ignore[type-arg]
+    ) -> None:
+        """The item's states at the close `end`: gauges, alerts, records, next timer."""
+        kpi = self.context.kpi
+        window: cython.longlong = self.window
+        if item.on_hand == 0 and item.active + window + QUIET <= end:
+            self.leave(key, item)
+            return
+        prune(item.demand, end - self.keep_windows)
+        day: cython.longlong = end - end % DAY
+        prune(item.days, day - kpi.safety_days * DAY)
+        ordered = units_since(item.demand, end - self.demand_span)  # in [end - D, end)
+        on_hand: cython.longlong = item.on_hand
+        lead = kpi.lead_time(item.fc)
+        states: cython.int = 0
+        if ordered > 0 and on_hand <= 0:
+            states |= OUT_BIT
+        # cover = on_hand / (ordered / demand_days), compared as fractions (§2)
+        if on_hand > 0 and ordered > 0 and on_hand * kpi.demand_days < lead * ordered:
+            states |= AT_RISK_BIT
+        if on_hand > 0 and (ordered == 0 or on_hand * kpi.demand_days > kpi.excess_days * ordered):
+            states |= EXCESS_BIT
+        safety = self.safety_stock(item, day, lead)
+        if safety > 0 and on_hand < safety:
+            states |= BELOW_BIT
+        self.restate(item, states)
+        if states & OUT_BIT and not item.states & OUT_BIT:
+            self.count(STOCKOUTS, item.label, 1)
+            out.append(stockout(item, end, ordered, kpi.demand_days, self.context.decided()))
+        item.states = states
+        self.spike(item, end, out)
+        bands = self.age_bands(item, end)
+        for band in range(len(BANDS)):
+            if bands[band] != item.bands[band]:
+                self.count(BY_AGE, (item.label, BANDS[band]), bands[band] - item.bands[band])
+        item.bands = bands
+        if day_close and (on_hand != 0 or ordered > 0):
+            out.append(health(item, end, ordered, kpi.demand_days, safety, bands))
+        self.schedule(key, item, end)
+
+    @cython.cfunc
+    def spike(self, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
+        """u, the window just closed, against the mean of the same window on each of
+        the spike_days days before (exactly: u * days >= factor * their sum)."""
+        kpi = self.context.kpi
+        start: cython.longlong = end - self.window
+        units = units_at(item.demand, start)
+        spiking = False
+        if units >= kpi.spike_min_units and item.created < start - kpi.spike_days * DAY:
+            before = sum(
+                units_at(item.demand, start - k * DAY) for k in range(1, kpi.spike_days + 1)
+            )
+            spiking = units * kpi.spike_days >= kpi.spike_factor * before
+            if spiking and not item.spiking:
+                self.count(SPIKES, item.label, 1)
+                baseline = before / kpi.spike_days
+                out.append(spike(item, start, end, units, baseline, self.context.decided()))
+        item.spiking = spiking
+
+    @cython.cfunc
+    def safety_stock(self, item: Item, day: cython.longlong, lead: Fraction) -> cython.double:
+        """z * sigma * sqrt(lead time); sigma over the safety_days whole days before `day`."""
+        count = self.context.kpi.safety_days
+        totals = [units_at(item.days, day - k * DAY) for k in range(1, count + 1)]
+        mean = sum(totals) / count
+        sigma = math.sqrt(sum((x - mean) ** 2 for x in totals) / count)
+        return self.z * sigma * math.sqrt(lead)
+
+    @cython.cfunc
+    def age_bands(self, item: Item, end: cython.longlong) -> list:  # type: ignore[type-arg]
+        bands = [0] * len(BANDS)
+        lot: Lot
+        for lot in item.lots:
+            bands[band_of((end - lot.ts) // DAY)] += lot.qty
+        return bands
+
+    @cython.cfunc
+    def restate(self, item: Item, states: cython.int) -> None:
+        bit: cython.int
+        for index, gauge in enumerate(STATE_BITS):
+            bit = 1 << index
+            if states & bit and not item.states & bit:
+                self.count(gauge, item.label, 1)
+            elif item.states & bit and not states & bit:
+                self.count(gauge, item.label, -1)
+
+    @cython.cfunc
+    def schedule(self, key: Key, item: Item, end: cython.longlong) -> None:
+        """The next close at which time alone changes the item, as a timer."""
+        window: cython.longlong = self.window
+        soonest: cython.longlong = core.MAX_TS
+        if item.spiking:
+            soonest = end + window  # the next close resets it, unless it spikes again
+        oldest = first_since(item.demand, end - self.demand_span)
+        if oldest != core.MAX_TS:  # then it leaves [b - D, b)
+            soonest = min(soonest, oldest + self.demand_span + window)
+        lot: Lot
+        for lot in item.lots:  # the next lot to reach a new age band
+            soonest = min(soonest, next_band(lot.ts, end))
+        if item.on_hand == 0:
+            soonest = min(soonest, item.active + window + QUIET)
+        if soonest == core.MAX_TS:
+            return
+        soonest = soonest + (-soonest) % window  # a close
+        if item.check == 0 or soonest < item.check:
+            item.check = soonest
+            timer = core.Timer(soonest, 0, key, item)
+            self.timers.push(timer)
+
+    @cython.cfunc
+    def leave(self, key: Key, item: Item) -> None:
+        """On hand 0 and 90 quiet days: no longer tracked (a later event makes it anew)."""
+        self.restate(item, 0)
+        self.count(TRACKED, item.label, -1)
+        for band in range(len(BANDS)):
+            if item.bands[band]:
+                self.count(BY_AGE, (item.label, BANDS[band]), -item.bands[band])
+        del self.items[key]
+
+    @cython.cfunc
+    def count(self, metric: Metric, key: object, amount: cython.longlong) -> None:
+        series: dict = self.context.series[metric.name]  # type: ignore[type-arg]
+        series[key] = series.get(key, 0) + amount
+
+    def export_state(self) -> Any:
+        return {
+            "items": self.items,
+            "pending": self.pending,
+            "closed": self.closed,
+            "timers": [(t.when, t.key) for t in self.timers.export()],
+        }
+
+    def restore_state(self, state: Any) -> None:
+        self.items, self.pending, self.closed = state["items"], state["pending"], state["closed"]
+        self.timers = core.Timers(
+            core.Timer(when, 0, key, self.items[key])
+            for when, key in state["timers"]
+            if key in self.items
+        )
+
+
+# --- an item's history and lots
+
+
+@cython.cfunc
+def add_entry(entries: Any, start: cython.longlong, units: cython.longlong) -> None:
+    """Add units to the entry of `start` (entries come in time order)."""
+    if len(entries) >= 2 and entries[len(entries) - 2] == start:
+        entries[len(entries) - 1] += units
+    else:
+        entries.extend((start, units))
+
+
+@cython.cfunc
+def prune(entries: Any, since: cython.longlong) -> None:
+    """Drop entries before `since`."""
+    drop: cython.Py_ssize_t = 0
+    while drop < len(entries) and entries[drop] < since:
+        drop += 2
+    if drop:
+        del entries[:drop]
+
+
+@cython.cfunc
+def units_since(entries: Any, since: cython.longlong) -> cython.longlong:
+    total: cython.longlong = 0
+    index: cython.Py_ssize_t
+    for index in range(0, len(entries), 2):
+        if entries[index] >= since:
+            total += entries[index + 1]
+    return total
+
+
+@cython.cfunc
+def units_at(entries: Any, start: cython.longlong) -> cython.longlong:
+    index: cython.Py_ssize_t
+    for index in range(0, len(entries), 2):
+        if entries[index] == start:
+            return entries[index + 1]  # type: ignore[no-any-return]
+    return 0
+
+
+@cython.cfunc
+def first_since(entries: Any, since: cython.longlong) -> cython.longlong:
+    index: cython.Py_ssize_t
+    for index in range(0, len(entries), 2):
+        if entries[index] >= since:
+            return entries[index]  # type: ignore[no-any-return]
+    return core.MAX_TS
+
+
+@cython.cfunc
+def take(item: Item, ts: cython.longlong, qty: cython.longlong) -> None:
+    """A stock move, FIFO (§3.2): a positive quantity first fills the shortfall,
+    then adds a lot dated ts; a negative one takes from the oldest lots, and what
+    they cannot cover becomes shortfall. The lots hold max(on hand, 0)."""
+    item.on_hand += qty
+    lot: Lot
+    if qty > 0:
+        filled = min(qty, item.shortfall)
+        item.shortfall -= filled
+        if qty > filled:
+            item.lots.append(Lot(ts, qty - filled))
+        return
+    need: cython.longlong = -qty
+    while need > 0 and item.lots:
+        lot = item.lots[0]
+        if lot.qty > need:
+            lot.qty -= need
+            return
+        need -= lot.qty
+        del item.lots[0]
+    item.shortfall += need
+
+
+@cython.cfunc
+def band_of(age: cython.longlong) -> cython.int:
+    band: cython.int = 0
+    while band < len(BAND_STARTS) and age >= BAND_STARTS[band]:
+        band += 1
+    return band
+
+
+@cython.cfunc
+def next_band(ts: cython.longlong, end: cython.longlong) -> cython.longlong:
+    """When a unit dated ts reaches its next age band after `end` (MAX_TS: never)."""
+    age: cython.longlong = (end - ts) // DAY
+    for days in BAND_STARTS:
+        if days > age:
+            return ts + days * DAY
+    return core.MAX_TS
+
+
+# --- records
+
+
+def health(
+    item: Item, end: int, ordered: int, demand_days: int, safety: float, bands: list[int]
+) -> KpiRecord:
+    """The `sku_health` record of an item at a day's close (contract §5)."""
+    window_end = format_time(end)
+    per_day = ordered / demand_days
+    return KpiRecord(
+        f"sku_health|{item.fc}|{item.sku}|{window_end}",
+        {
+            "kpi": "sku_health",
+            "fc": item.fc,
+            "sku": item.sku,
+            "window_start": format_time(end - DAY),
+            "window_end": window_end,
+            "on_hand": item.on_hand,
+            "demand_per_day": per_day,
+            "cover_days": item.on_hand / per_day if ordered else None,
+            "safety_stock": safety,
+            "states": [
+                name
+                for bit, name in zip((1, 2, 4, 8), STATE_NAMES, strict=True)
+                if item.states & bit
+            ],
+            "units_by_age": dict(zip(BANDS, bands, strict=True)),
+        },
+    )
+
+
+def stockout(item: Item, end: int, ordered: int, demand_days: int, decided: str) -> Alert:
+    """A `stockout` alert (contract §5)."""
+    window_end = format_time(end)
+    return Alert(
+        f"stockout|{item.fc}|{item.sku}|{window_end}",
+        {
+            "alert": "stockout",
+            "fc": item.fc,
+            "sku": item.sku,
+            "window_end": window_end,
+            "on_hand": item.on_hand,
+            "demand_per_day": ordered / demand_days,
+            "decided_ts": decided,
+        },
+    )
+
+
+def spike(item: Item, start: int, end: int, units: int, baseline: float, decided: str) -> Alert:
+    """A `demand_spike` alert (contract §5)."""
+    window_end = format_time(end)
+    return Alert(
+        f"demand_spike|{item.fc}|{item.sku}|{window_end}",
+        {
+            "alert": "demand_spike",
+            "fc": item.fc,
+            "sku": item.sku,
+            "window_start": format_time(start),
+            "window_end": window_end,
+            "units": units,
+            "baseline": baseline,
+            "decided_ts": decided,
+        },
+    )

@@ -1,0 +1,256 @@
+"""The inventory-health family (contract §3.2, §3.5 stockout and demand spike):
+table tests through one shard and the combine stage, values computed by hand.
+
+Times are given as (day, hour) of the days from 2026-11-21 (day 0) on; windows
+are hours, lateness 60 s, so a tick one minute after b closes [a, b)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from fractions import Fraction
+from statistics import NormalDist
+from typing import Any
+
+import pytest
+
+from flows.decode import decode
+from flows.kpisettings import KpiSettings
+from flows.settings import EngineConfig
+from tests.scenario import Events, Run, at
+
+MIDNIGHT = -8 * 60  # minutes from 2026-11-21 08:00 back to its midnight
+
+
+def on(day: float, hour: float = 0, minute: float = 0) -> str:
+    return at(MIDNIGHT + hour * 60 + minute, days=day)
+
+
+def after(day: float, hour: float = 0) -> str:
+    """A minute past (day, hour): W then reaches (day, hour)."""
+    return on(day, hour, 1.5)
+
+
+def order(e: Events, name: str, ts: str, sku: str, qty: int, fc: str = "FC1") -> bytes:
+    """An order far from its promises (they play no part here)."""
+    return e.placed(name, ts, on(400), on(401), fc=fc, sku=sku, qty=qty)
+
+
+def gauges(run: Run, fc: str = "FC1") -> dict[str, Any]:
+    names = ("tracked", "out_of_stock", "at_risk", "excess", "below_safety_stock")
+    return {name: run.value(f"cockpit_skus_{name}", fc) for name in names}
+
+
+def health(run: Run, sku: str, end: str) -> dict[str, Any]:
+    (record,) = [
+        r
+        for r in run.records("kpi")
+        if r["kpi"] == "sku_health" and (r["sku"], r["window_end"]) == (sku, end)
+    ]
+    return record
+
+
+def alerts(run: Run, kind: str) -> list[tuple[str, str]]:
+    return [(r["sku"], r["window_end"]) for r in run.records("alert") if r["alert"] == kind]
+
+
+def test_cover_at_the_lead_time_boundary_is_not_at_risk() -> None:
+    """cover = on hand / (units / 7 days) against 7 days: A has 10 on hand for 10
+    ordered (cover exactly 7: not at risk), B 9 (cover 6.3: at risk)."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 10, sku="A"),
+        e.stowed("R2", on(0, 1), 9, sku="B"),
+        order(e, "O1", on(0, 2), "A", 10),
+        order(e, "O2", on(0, 2), "B", 10),
+        e.tick(after(0, 3)),
+    )
+    assert gauges(run) == {
+        "tracked": 2,
+        "out_of_stock": 0,
+        "at_risk": 1,
+        "excess": 0,
+        "below_safety_stock": 0,
+    }
+
+
+def test_out_of_stock_needs_demand_and_alerts_once_while_it_holds() -> None:
+    """C: picked without stock and never ordered: on hand -5, no demand, no state.
+    D: ordered without stock: out of stock (and alerting) at its first close; still
+    at the next (no second alert); stocked, then emptied again: a second alert."""
+    e = Events()
+    run = Run().feed(
+        e.picked("X1", on(0, 1), 5, sku="C"),
+        order(e, "O1", on(0, 1), "D", 3),
+        e.tick(after(0, 3)),
+    )
+    assert gauges(run) == {
+        "tracked": 2,
+        "out_of_stock": 1,
+        "at_risk": 0,
+        "excess": 0,
+        "below_safety_stock": 0,
+    }
+    assert alerts(run, "stockout") == [("D", on(0, 2))]
+    (alert,) = run.records("alert")
+    assert (alert["fc"], alert["on_hand"], alert["demand_per_day"]) == ("FC1", 0, 3 / 7)
+    run.feed(e.stowed("R1", on(0, 3, 30), 10, sku="D"), e.tick(after(0, 4)))
+    assert gauges(run)["out_of_stock"] == 0  # cover 10 / (3/7) = 23.3 days: no state
+    run.feed(e.picked("O1", on(0, 4, 30), 10, sku="D"), e.tick(after(0, 5)))
+    assert alerts(run, "stockout") == [("D", on(0, 2)), ("D", on(0, 5))]
+    assert run.value("cockpit_stockouts_total", "FC1") == 2
+
+
+def test_excess_without_demand_or_beyond_the_excess_days() -> None:
+    """E: stock and no demand. F: 1,000 on hand for 7 ordered a week: cover 1,000
+    days > 90. G: 90 ordered, 1,000 on hand: cover 77.8 days: no state."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 5, sku="E"),
+        e.stowed("R2", on(0, 1), 1000, sku="F"),
+        e.stowed("R3", on(0, 1), 1000, sku="G"),
+        order(e, "O1", on(0, 1), "F", 7),
+        order(e, "O2", on(0, 1), "G", 90),
+        e.tick(after(0, 2)),
+    )
+    assert gauges(run)["excess"] == 2
+
+
+# 28 units on one day, none on the other 27 of the 28 days before day 0:
+# mean 1, population variance (27^2 + 27 * 1^2) / 28 = 27.
+SIGMA = math.sqrt(27)
+
+
+@pytest.mark.parametrize(
+    ("service_level", "z"),
+    [(Fraction(95, 100), 1.6448536269514722), (Fraction(99, 100), 2.3263478740408408)],
+)
+def test_safety_stock_from_sigma_over_days_without_orders(
+    service_level: Fraction, z: float
+) -> None:
+    """Safety stock = z * sigma * sqrt(7) = 22.61 (z 1.645) or 31.98 (z 2.326):
+    20 on hand is below it. d = 28 / 7 = 4 a day, cover 5 days: at risk too."""
+    config = replace(EngineConfig(), kpi=KpiSettings(service_level=service_level))
+    assert NormalDist().inv_cdf(float(service_level)) == pytest.approx(z)
+    e = Events()
+    run = Run(config).feed(
+        e.stowed("R1", on(-1, 9), 48, sku="H"),
+        order(e, "O1", on(-1, 10), "H", 28),
+        e.picked("O1", on(-1, 11), 28, sku="H"),
+        e.tick(after(0, 0)),  # the close at midnight of day 0: day -1 is in sigma
+    )
+    record = health(run, "H", on(0))
+    assert record["safety_stock"] == pytest.approx(z * SIGMA * math.sqrt(7))
+    assert (record["on_hand"], record["demand_per_day"], record["cover_days"]) == (20, 4.0, 5.0)
+    assert record["states"] == ["at_risk", "below_safety_stock"]
+    assert gauges(run)["below_safety_stock"] == 1
+
+
+def test_safety_stock_is_zero_without_orders_in_the_28_days() -> None:
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(-40, 9), 48, sku="H"),
+        order(e, "O1", on(-29, 10), "H", 28),  # the day before the 28 days
+        e.tick(after(0, 0)),
+    )
+    record = health(run, "H", on(0))
+    assert record["safety_stock"] == 0 and record["demand_per_day"] == 0
+    assert record["states"] == ["excess"]
+
+
+def test_fifo_ages_across_every_band_boundary() -> None:
+    """Lots 366, 365, 91 and 90 days old at the close of midnight, day 0: the
+    bands are inclusive day counts, 365+ from 366 days on. A pick of 20 just
+    before takes the oldest first: all 17 of 366 days and 3 of 365."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(-366), 17, sku="J"),
+        e.stowed("R2", on(-365), 13, sku="J"),
+        e.stowed("R3", on(-91), 11, sku="J"),
+        e.stowed("R4", on(-90), 7, sku="J"),
+        e.tick(on(-1, 22)),
+    )
+    run.feed(e.picked("X1", on(-1, 23), 20, sku="J"), e.tick(after(0, 0)))
+    expected = {"0-90": 7, "91-180": 11, "181-270": 0, "271-365": 10, "365+": 0}
+    assert health(run, "J", on(0))["units_by_age"] == expected
+    assert {
+        age: run.value("cockpit_units_on_hand_by_age", ("FC1", age)) for age in expected
+    } == expected
+    run.feed(e.tick(after(1, 0)))  # a day on, every lot a day older
+    assert health(run, "J", on(1))["units_by_age"] == {
+        "0-90": 0,
+        "91-180": 18,
+        "181-270": 0,
+        "271-365": 0,
+        "365+": 10,
+    }
+
+
+def test_picks_beyond_the_lots_leave_a_shortfall_that_stows_fill_first() -> None:
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(-10), 5, sku="K"),
+        e.picked("X1", on(-9), 8, sku="K"),  # 5 from the lot, 3 short
+        e.stowed("R2", on(-2), 10, sku="K"),  # 3 fill the shortfall, 7 make a lot
+        e.tick(after(0, 0)),
+    )
+    record = health(run, "K", on(0))
+    assert record["on_hand"] == 7
+    assert record["units_by_age"] == {"0-90": 7, "91-180": 0, "181-270": 0, "271-365": 0, "365+": 0}
+
+
+def spike_history(e: Events, sku: str, now: int) -> list[bytes]:
+    """An item that exists from day -8, ordered 4 units at 10:00-11:00 on each of
+    the 7 days before (baseline 4: a spike from 3 * 4 = 12 units), then `now`."""
+    lines = [e.adjusted(on(-8, 9), 0, sku=sku)]
+    lines += [order(e, f"{sku}-{day}", on(-day, 10, 10), sku, 4) for day in range(7, 0, -1)]
+    return [*lines, order(e, f"{sku}-now", on(0, 10, 10), sku, now)]
+
+
+def in_time_order(*lines: bytes) -> list[bytes]:
+    return sorted(lines, key=lambda line: decode(line).ts)
+
+
+def test_a_spike_exactly_at_the_factor_and_just_below() -> None:
+    e = Events()
+    history = in_time_order(*spike_history(e, "L", 12), *spike_history(e, "M", 11))
+    run = Run().feed(*history, e.tick(after(0, 11)))
+    assert alerts(run, "demand_spike") == [("L", on(0, 11))]
+    (record,) = [r for r in run.records("alert") if r["alert"] == "demand_spike"]
+    assert (record["window_start"], record["units"], record["baseline"]) == (on(0, 10), 12, 4.0)
+    assert run.value("cockpit_demand_spikes_total", "FC1") == 1
+
+
+def test_an_item_new_within_the_spike_days_does_not_spike() -> None:
+    """First seen at 10:10 seven days before: not strictly before a - 7 days."""
+    e = Events()
+    run = Run().feed(
+        order(e, "N-7", on(-7, 10, 10), "N", 1),
+        order(e, "N-now", on(0, 10, 10), "N", 50),
+        e.tick(after(0, 11)),
+    )
+    assert alerts(run, "demand_spike") == []
+
+
+def test_a_spike_alerts_again_only_after_a_close_without_it() -> None:
+    e = Events()
+    lines = spike_history(e, "P", 30)
+    lines += [order(e, "P-next", on(0, 11, 10), "P", 30), e.tick(after(0, 12))]  # holds
+    lines += [e.tick(after(0, 13)), order(e, "P-later", on(0, 13, 10), "P", 30)]  # a pause
+    run = Run().feed(*lines, e.tick(after(0, 14)))
+    assert alerts(run, "demand_spike") == [("P", on(0, 11)), ("P", on(0, 14))]
+
+
+def test_an_item_leaves_after_90_quiet_days_at_zero_and_comes_back_new() -> None:
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 5, sku="Q"),
+        e.picked("X1", on(0, 2), 5, sku="Q"),  # at 0 from the window of 02:00
+        e.tick(after(90, 2)),  # 90 days after: [b - 90 d, b) still holds 02:xx
+    )
+    assert gauges(run)["tracked"] == 1
+    run.feed(e.tick(after(90, 3)))
+    assert gauges(run)["tracked"] == 0
+    run.feed(e.adjusted(on(90, 4), 2, sku="Q"), e.tick(after(91, 0)))
+    assert gauges(run)["tracked"] == 1
+    assert health(run, "Q", on(91))["on_hand"] == 2  # only its new life's events
