@@ -23,7 +23,9 @@ cdef class Item:
     cdef public int states
     cdef public bint spiking
     cdef public list bands
-    cdef public long long check
+    cdef public long long check, ordered
+    cdef public double safety
+    cdef public bint gone
 
 cdef class ItemHealth:
     cdef public object context
@@ -32,12 +34,13 @@ cdef class ItemHealth:
     cdef public core.Timers timers
     cdef public long long closed, demand_span, keep_windows
     cdef public double z
+    cdef public dict leads
     cdef close_window(self, long long end, list out)
     cdef apply(self, long long start, dict lines, list moves, dict changed)
     cdef Item item(self, object key, long long start)
-    cdef evaluate(self, object key, Item item, long long end, bint day_close, list out)
+    cdef evaluate(self, object key, Item item, long long end, list out)
+    cdef tuple lead(self, str fc)
     cdef spike(self, Item item, long long end, list out)
-    cdef double safety_stock(self, Item item, long long day, object lead)
     cdef list age_bands(self, Item item, long long end)
     cdef restate(self, Item item, int states)
     cdef schedule(self, object key, Item item, long long end)
@@ -49,6 +52,7 @@ cdef prune(object entries, long long since)
 cdef long long units_since(object entries, long long since)
 cdef long long units_at(object entries, long long start)
 cdef long long first_since(object entries, long long since)
+cdef double sigma(object days, long long day, long long count)
 cdef take(Item item, long long ts, long long qty)
 cdef int band_of(long long age)
 cdef long long next_band(long long ts, long long end)

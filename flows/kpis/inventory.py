@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from fractions import Fraction
 from statistics import NormalDist
 from typing import Any, ClassVar
 
@@ -239,6 +238,9 @@ ITEM_FIELDS = (
     "spiking",
     "bands",
     "check",
+    "ordered",
+    "safety",
+    "gone",
 )
 
 
@@ -255,12 +257,15 @@ class Item:
     on_hand: cython.longlong
     shortfall: cython.longlong  # what picks took beyond the lots, for later stows to fill
     lots: list  # type: ignore[type-arg]
-    demand: object  # array('q'): window start, units ordered, ... (oldest first)
-    days: object  # array('q'): day start, units ordered, ...
+    demand: Any  # array('q'): window start, units ordered, ... (oldest first)
+    days: Any  # array('q'): day start, units ordered, ...
     states: cython.int  # state bits at its latest evaluation
     spiking: cython.bint
     bands: list  # type: ignore[type-arg]
     check: cython.longlong  # when its timer is set for (0: none)
+    ordered: cython.longlong  # units ordered in [b - demand_days, b) at its latest evaluation
+    safety: cython.double  # its safety stock then
+    gone: cython.bint  # left (a later event makes a new item)
 
     def __init__(self, fc: str, sku: str, label: str, created: int) -> None:
         self.fc, self.sku, self.label = fc, sku, label
@@ -270,7 +275,9 @@ class Item:
         self.demand, self.days = array("q"), array("q")
         self.states, self.spiking = 0, False
         self.bands = [0] * len(BANDS)
-        self.check = 0
+        self.check = self.ordered = 0
+        self.safety = 0.0
+        self.gone = False
 
     def __reduce__(self) -> Any:
         lots = [(lot.ts, lot.qty) for lot in self.lots]
@@ -315,6 +322,7 @@ class ItemHealth:
     demand_span: cython.longlong  # demand_days, in µs
     keep_windows: cython.longlong  # how far back window demand is kept
     z: cython.double
+    leads: dict  # type: ignore[type-arg]
 
     def __init__(self, context: CombineContext) -> None:
         self.context = context
@@ -327,6 +335,7 @@ class ItemHealth:
         self.demand_span = kpi.demand_days * DAY
         self.keep_windows = max(self.demand_span, kpi.spike_days * DAY + self.window)
         self.z = NormalDist().inv_cdf(float(kpi.service_level))
+        self.leads = {}  # fc -> (lead time days as numerator, denominator, its square root)
 
     def add(self, rows: list[Any]) -> None:
         """One shard's rows."""
@@ -366,11 +375,21 @@ class ItemHealth:
         rows = self.pending.pop(start, None)
         if rows is not None:
             self.apply(start, rows[0], rows[1], changed)
-        day_close = end % DAY == 0
-        keys = sorted(self.items) if day_close else sorted(changed)
-        for key in keys:
+        if end % DAY:
+            for key in sorted(changed):
+                self.evaluate(key, changed[key], end, out)
+            return
+        # A day's close: sigma moves on for items ordered in the last safety_days,
+        # and every item with stock or demand gets its `sku_health` record.
+        day = (format_time(end - DAY), format_time(end))
+        for key in sorted(self.items):
             item = self.items[key]
-            self.evaluate(key, item, end, day_close, out)
+            if key in changed or len(item.days):
+                self.evaluate(key, item, end, out)
+                if item.gone:
+                    continue
+            if item.on_hand != 0 or item.ordered > 0:
+                out.append(health(item, day, self.context.kpi.demand_days))
 
     @cython.cfunc
     def apply(self, start: cython.longlong, lines: dict, moves: list, changed: dict) -> None:  # type: ignore[type-arg]
@@ -400,51 +419,54 @@ class ItemHealth:
         return item
 
     @cython.cfunc
-    def evaluate(
-        self,
-        key: Key,
-        item: Item,
-        end: cython.longlong,
-        day_close: cython.bint,
-        out: list,  # type: ignore[type-arg]
-    ) -> None:
-        """The item's states at the close `end`: gauges, alerts, records, next timer."""
+    def evaluate(self, key: Key, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
+        """The item's states at the close `end`: gauges, alerts, next timer."""
         kpi = self.context.kpi
-        window: cython.longlong = self.window
-        if item.on_hand == 0 and item.active + window + QUIET <= end:
+        if item.on_hand == 0 and item.active + self.window + QUIET <= end:
             self.leave(key, item)
             return
         prune(item.demand, end - self.keep_windows)
         day: cython.longlong = end - end % DAY
         prune(item.days, day - kpi.safety_days * DAY)
-        ordered = units_since(item.demand, end - self.demand_span)  # in [end - D, end)
+        ordered: cython.longlong = units_since(item.demand, end - self.demand_span)
         on_hand: cython.longlong = item.on_hand
-        lead = kpi.lead_time(item.fc)
+        lead_num, lead_den, lead_root = self.lead(item.fc)
         states: cython.int = 0
         if ordered > 0 and on_hand <= 0:
             states |= OUT_BIT
-        # cover = on_hand / (ordered / demand_days), compared as fractions (§2)
-        if on_hand > 0 and ordered > 0 and on_hand * kpi.demand_days < lead * ordered:
+        # cover = on_hand / (ordered / demand_days) against days, as fractions (§2)
+        cover = on_hand * kpi.demand_days
+        if on_hand > 0 and ordered > 0 and cover * lead_den < lead_num * ordered:
             states |= AT_RISK_BIT
-        if on_hand > 0 and (ordered == 0 or on_hand * kpi.demand_days > kpi.excess_days * ordered):
+        excess = kpi.excess_days
+        if on_hand > 0 and (
+            ordered == 0 or cover * excess.denominator > excess.numerator * ordered
+        ):
             states |= EXCESS_BIT
-        safety = self.safety_stock(item, day, lead)
-        if safety > 0 and on_hand < safety:
+        item.safety = self.z * sigma(item.days, day, kpi.safety_days) * lead_root
+        if item.safety > 0 and on_hand < item.safety:
             states |= BELOW_BIT
         self.restate(item, states)
         if states & OUT_BIT and not item.states & OUT_BIT:
             self.count(STOCKOUTS, item.label, 1)
             out.append(stockout(item, end, ordered, kpi.demand_days, self.context.decided()))
-        item.states = states
+        item.states, item.ordered = states, ordered
         self.spike(item, end, out)
         bands = self.age_bands(item, end)
         for band in range(len(BANDS)):
             if bands[band] != item.bands[band]:
                 self.count(BY_AGE, (item.label, BANDS[band]), bands[band] - item.bands[band])
         item.bands = bands
-        if day_close and (on_hand != 0 or ordered > 0):
-            out.append(health(item, end, ordered, kpi.demand_days, safety, bands))
         self.schedule(key, item, end)
+
+    @cython.cfunc
+    def lead(self, fc: str) -> tuple:  # type: ignore[type-arg]
+        """The fc's lead time in days: numerator, denominator, square root."""
+        known: tuple | None = self.leads.get(fc)  # type: ignore[type-arg]
+        if known is None:
+            days = self.context.kpi.lead_time(fc)
+            known = self.leads[fc] = (days.numerator, days.denominator, math.sqrt(days))
+        return known
 
     @cython.cfunc
     def spike(self, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
@@ -455,24 +477,16 @@ class ItemHealth:
         units = units_at(item.demand, start)
         spiking = False
         if units >= kpi.spike_min_units and item.created < start - kpi.spike_days * DAY:
-            before = sum(
-                units_at(item.demand, start - k * DAY) for k in range(1, kpi.spike_days + 1)
-            )
-            spiking = units * kpi.spike_days >= kpi.spike_factor * before
+            before: cython.longlong = 0
+            for days_back in range(1, kpi.spike_days + 1):
+                before += units_at(item.demand, start - days_back * DAY)
+            factor = kpi.spike_factor
+            spiking = units * kpi.spike_days * factor.denominator >= factor.numerator * before
             if spiking and not item.spiking:
                 self.count(SPIKES, item.label, 1)
                 baseline = before / kpi.spike_days
                 out.append(spike(item, start, end, units, baseline, self.context.decided()))
         item.spiking = spiking
-
-    @cython.cfunc
-    def safety_stock(self, item: Item, day: cython.longlong, lead: Fraction) -> cython.double:
-        """z * sigma * sqrt(lead time); sigma over the safety_days whole days before `day`."""
-        count = self.context.kpi.safety_days
-        totals = [units_at(item.days, day - k * DAY) for k in range(1, count + 1)]
-        mean = sum(totals) / count
-        sigma = math.sqrt(sum((x - mean) ** 2 for x in totals) / count)
-        return self.z * sigma * math.sqrt(lead)
 
     @cython.cfunc
     def age_bands(self, item: Item, end: cython.longlong) -> list:  # type: ignore[type-arg]
@@ -523,6 +537,7 @@ class ItemHealth:
         for band in range(len(BANDS)):
             if item.bands[band]:
                 self.count(BY_AGE, (item.label, BANDS[band]), -item.bands[band])
+        item.gone = True
         del self.items[key]
 
     @cython.cfunc
@@ -598,6 +613,20 @@ def first_since(entries: Any, since: cython.longlong) -> cython.longlong:
 
 
 @cython.cfunc
+def sigma(days: Any, day: cython.longlong, count: cython.longlong) -> cython.double:
+    """Population standard deviation of units ordered per day over the `count`
+    whole days before `day` (days without orders count as 0): the variance in
+    exact integers, (n * sum(x^2) - sum(x)^2) / n^2, then one square root."""
+    total = squares = 0  # Python ints: exact however large
+    index: cython.Py_ssize_t
+    for index in range(0, len(days), 2):
+        if day - count * DAY <= days[index] < day:
+            total += days[index + 1]
+            squares += days[index + 1] * days[index + 1]
+    return math.sqrt(count * squares - total * total) / count
+
+
+@cython.cfunc
 def take(item: Item, ts: cython.longlong, qty: cython.longlong) -> None:
     """A stock move, FIFO (§3.2): a positive quantity first fills the shortfall,
     then adds a lot dated ts; a negative one takes from the oldest lots, and what
@@ -642,30 +671,25 @@ def next_band(ts: cython.longlong, end: cython.longlong) -> cython.longlong:
 # --- records
 
 
-def health(
-    item: Item, end: int, ordered: int, demand_days: int, safety: float, bands: list[int]
-) -> KpiRecord:
-    """The `sku_health` record of an item at a day's close (contract §5)."""
-    window_end = format_time(end)
-    per_day = ordered / demand_days
+def health(item: Item, day: tuple[str, str], demand_days: int) -> KpiRecord:
+    """The `sku_health` record of an item at a day's close (contract §5), from its
+    evaluation at that close (or before, when nothing changed it since)."""
+    window_start, window_end = day
+    per_day = item.ordered / demand_days
     return KpiRecord(
         f"sku_health|{item.fc}|{item.sku}|{window_end}",
         {
             "kpi": "sku_health",
             "fc": item.fc,
             "sku": item.sku,
-            "window_start": format_time(end - DAY),
+            "window_start": window_start,
             "window_end": window_end,
             "on_hand": item.on_hand,
             "demand_per_day": per_day,
-            "cover_days": item.on_hand / per_day if ordered else None,
-            "safety_stock": safety,
-            "states": [
-                name
-                for bit, name in zip((1, 2, 4, 8), STATE_NAMES, strict=True)
-                if item.states & bit
-            ],
-            "units_by_age": dict(zip(BANDS, bands, strict=True)),
+            "cover_days": item.on_hand / per_day if item.ordered else None,
+            "safety_stock": item.safety,
+            "states": [name for bit, name in enumerate(STATE_NAMES) if item.states & 1 << bit],
+            "units_by_age": dict(zip(BANDS, item.bands, strict=True)),
         },
     )
 
