@@ -3,6 +3,7 @@ over it, defaults where neither says, and a one-line error for every bad value."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -349,3 +350,13 @@ def test_a_replay_runs_with_the_settings_of_its_file(tmp_path):
     assert 'cockpit_label_overflow_total{label="fc"}' in metrics, "at most 2 fcs, from the file"
     sizes, _ = windows("--window", "20m")
     assert sizes == {20 * MINUTE}, "the command line over the file"
+
+
+def test_the_readme_example_is_a_valid_file(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    kpi = load_config(config_file(tmp_path, example)).kpi
+    assert kpi.lead_time("FC-BER1") == Fraction(7, 2)
+    assert kpi.calendar("FC-BER1") == ("Europe/Berlin", (("day", "06:00"), ("evening", "14:30")))
+    assert kpi.calendar("FC-ATL1") == ("UTC", DEFAULT_SHIFTS)
+    assert dataclasses.replace(kpi, fcs=()) == KpiSettings(), "the rest are the defaults"
