@@ -17,6 +17,14 @@ from typing import Any
 
 from flows.cockpit.cli import add_grafana_command
 from flows.commands import EXIT_FAILURE, EXIT_USAGE, CliError, Parser
+from flows.config import (
+    OPTIONS,
+    Config,
+    check_count,
+    check_duration,
+    check_window,
+    load_config,
+)
 from flows.olist import add_import_command
 from flows.timeutil import US_PER_SECOND, parse_duration, parse_time
 
@@ -26,9 +34,17 @@ DEFAULT_METRICS_PORT = 9108
 def duration(text: str) -> int:
     """An argparse type: '60s', '1h', '30d' -> microseconds."""
     try:
-        return parse_duration(text)
+        return check_duration(parse_duration(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def window(text: str) -> int:
+    """An argparse type: a window size, which divides 24 h."""
+    try:
+        return check_window(duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: {text!r}") from None
 
 
 def positive_int(text: str) -> int:
@@ -37,9 +53,10 @@ def positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
+    try:
+        return check_count(value, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def moment(text: str) -> int:
@@ -51,57 +68,60 @@ def moment(text: str) -> int:
 
 
 def add_event_time_options(parser: argparse.ArgumentParser, retention: str) -> None:
-    """Options of the engine, shared by run and replay."""
-    group = parser.add_argument_group("event time")
+    """Options of the engine, shared by run and replay; a --config file may set each
+    (OPTIONS). Their defaults are None, so that `settings_from` knows which were given."""
+    group = parser.add_argument_group("event time and KPI settings")
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help="KPI settings, shift calendars and the options below from a TOML file; "
+        "an option given here overrides the file",
+    )
     group.add_argument(
         "--lateness",
         type=duration,
-        default="60s",
         help="allowed lateness L: W = max ts - L (default 60s)",
     )
     group.add_argument(
         "--window",
-        type=duration,
-        default="1h",
-        help="tumbling window size for sell-through (default 1h)",
+        type=window,
+        help="tumbling window size, which divides 24h (default 1h)",
     )
     group.add_argument(
         "--retention",
         type=duration,
-        default=retention,
         help=f"drop open orders/receipts this long after their last promise; "
         f"0 keeps them (default {retention})",
     )
     group.add_argument(
         "--max-label-values",
         type=positive_int,
-        default=1000,
-        help="distinct values kept per label before folding into 'other'",
+        help="distinct values kept per label before folding into 'other' (default 1000)",
     )
     group.add_argument(
         "--max-event-bytes",
         type=positive_int,
-        default=1 << 20,
         help="larger payloads are dead-lettered as too_large (default 1 MiB)",
     )
     group.add_argument(
-        "--batch-size", type=positive_int, default=1000, help="events read per batch (default 1000)"
+        "--batch-size", type=positive_int, help="events read per batch (default 1000)"
     )
+    parser.set_defaults(default_retention=duration(retention))
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Any:
-    """Settings from parsed options."""
+    """Settings from parsed options over the --config file over the defaults."""
     from flows.settings import Settings
 
-    return Settings(
-        lateness=args.lateness,
-        window=args.window,
-        retention=args.retention,
-        max_label_values=args.max_label_values,
-        max_event_bytes=args.max_event_bytes,
-        batch_size=args.batch_size,
-        **extra,
-    )
+    config = Config() if args.config is None else load_config(args.config)
+    given = {name: getattr(args, name) for name in OPTIONS}
+    options = {
+        "retention": args.default_retention,
+        **config.options,
+        **{name: value for name, value in given.items() if value is not None},
+    }
+    return Settings(**options, kpi=config.kpi, **extra)
 
 
 def build_parser() -> Parser:
