@@ -50,6 +50,7 @@ bench: $(STAMP)
 
 generate: $(STAMP)
 	$(BIN)/python -m flows.schemas schemas
+	$(BIN)/python -m flows.metrics README.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,9 @@ metric by hand without a test checking it against this table.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from flows.declare import (
     CAPPED_LABELS,
     COUNTER,
@@ -61,3 +64,17 @@ def markdown_table() -> str:
         )
         rows.append(f"| `{metric.name}` | {metric.kind} | {labels} | {metric.help}{buckets} |")
     return "\n".join(rows)
+
+
+START, END = "<!-- metrics:start -->\n", "<!-- metrics:end -->"
+
+
+def with_table(readme: str) -> str:
+    """`readme` with the text between its metric-table markers replaced by the table."""
+    head, rest = readme.split(START, 1)
+    return f"{head}{START}{markdown_table()}\n{END}{rest.split(END, 1)[1]}"
+
+
+if __name__ == "__main__":
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme.write_text(with_table(readme.read_text()))
