@@ -45,7 +45,7 @@ import math
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,18 +289,18 @@ def classify(obj: dict[str, Any] | None) -> str | None:
     return None if VALIDATORS[type_].is_valid(obj) else "invalid_event"
 
 
-def run(
+def admit(
     lines: Iterable[bytes],
     *,
     lateness_s: float = 60,
-    window_s: float = 3600,
-    max_label_values: int = 1000,
     max_event_bytes: int = 1 << 20,
-) -> Result:
-    """Process `lines` (one event each, no newline) and derive every number."""
+    counts: dict[str, Counter[Labels]] | None = None,
+) -> tuple[list[Event], list[tuple[int, str]], float]:
+    """The acceptance pass (§2), in arrival order: (accepted events, dead letters,
+    max accepted ts, -inf when none). Counts accepted, rejected, duplicate and late
+    events in `counts` when given. Also used by `tests/reference_health.py`."""
     lateness = round(lateness_s * US)
-    window = round(window_s * US)
-    c: dict[str, Counter[Labels]] = defaultdict(Counter)
+    c: dict[str, Counter[Labels]] = defaultdict(Counter) if counts is None else counts
     dead: list[tuple[int, str]] = []
     accepted: list[Event] = []
     remembered: dict[str, float] = {}  # event_id -> W at which it is forgotten
@@ -328,6 +328,23 @@ def run(
         max_ts = max(max_ts, ts)
         w = max(w, max_ts - lateness)
         accepted.append(Event(type_, ts, w, obj, {}))
+    return accepted, dead, max_ts
+
+
+def run(
+    lines: Iterable[bytes],
+    *,
+    lateness_s: float = 60,
+    window_s: float = 3600,
+    max_label_values: int = 1000,
+    max_event_bytes: int = 1 << 20,
+) -> Result:
+    """Process `lines` (one event each, no newline) and derive every number."""
+    window = round(window_s * US)
+    c: dict[str, Counter[Labels]] = defaultdict(Counter)
+    accepted, dead, max_ts = admit(
+        lines, lateness_s=lateness_s, max_event_bytes=max_event_bytes, counts=c
+    )
 
     orders, receipts = _apply(accepted, max_ts, max_label_values, c)
     hist: dict[str, dict[Labels, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -561,10 +578,17 @@ def _web(
             c[f"cockpit_recommendations_{name}_total"][(("widget", e.labels["widget"]),)] += 1
 
 
-def _histogram(metrics: Samples, name: str, key: Labels, values: list[float]) -> None:
-    """Add the _bucket, _count and _sum samples of one histogram series."""
+def _histogram(
+    metrics: Samples,
+    name: str,
+    key: Labels,
+    values: list[float],
+    bounds: Iterable[float] | None = None,
+) -> None:
+    """Add the _bucket, _count and _sum samples of one histogram series (`bounds`:
+    the upper bounds, by default those declared in `flows.metrics`)."""
     buckets = metrics.setdefault(f"{name}_bucket", {})
-    for le in (*BY_NAME[name].buckets, math.inf):
+    for le in (*(BY_NAME[name].buckets if bounds is None else bounds), math.inf):
         labels = tuple(sorted((*key, ("le", floatToGoString(le)))))  # type: ignore[no-untyped-call]
         buckets[labels] = float(sum(v <= le for v in values))
     metrics.setdefault(f"{name}_count", {})[key] = float(len(values))
@@ -609,8 +633,8 @@ def parse_exposition(text: str) -> Samples:
     return dict(samples)
 
 
-def _sample_names(metric: str) -> list[str]:
-    if BY_NAME[metric].kind == HISTOGRAM:
+def _sample_names(metric: str, histograms: Collection[str] = ()) -> list[str]:
+    if metric in histograms or (metric in BY_NAME and BY_NAME[metric].kind == HISTOGRAM):
         return [f"{metric}_bucket", f"{metric}_count", f"{metric}_sum"]
     return [metric]
 
@@ -622,6 +646,8 @@ def compare(
     metrics: Iterable[str] | None = None,
     rel_tol: float = 1e-9,
     abs_tol: float = 1e-9,
+    histograms: Collection[str] = (),
+    presence_matters: Collection[str] = (),
 ) -> list[str]:
     """Differences between two sample sets, one readable line each; [] when equal.
 
@@ -630,14 +656,17 @@ def compare(
     PRESENCE_MATTERS (sell-through, days of cover), which are "not set" when
     undefined: there a series present on one side only is a difference even at 0.
     Counters therefore may or may not be emitted at 0, and so may the other gauges.
+    `histograms` and `presence_matters` name further metrics of those kinds (for
+    metrics not declared in `flows.metrics` yet, as `tests/reference_health.py` uses).
     """
     diffs = []
+    presence = PRESENCE_MATTERS | set(presence_matters)
     for metric in COMPUTED if metrics is None else metrics:
-        for name in _sample_names(metric):
+        for name in _sample_names(metric, histograms):
             exp, act = expected.get(name, {}), actual.get(name, {})
             for key in sorted(exp.keys() | act.keys()):
                 series = name + "{" + ",".join(f'{k}="{v}"' for k, v in key) + "}"
-                if metric in PRESENCE_MATTERS and (key in exp) != (key in act):
+                if metric in presence and (key in exp) != (key in act):
                     side = "expected" if key in exp else "actual"
                     value = exp.get(key, act.get(key))
                     diffs.append(f"{series}: only in {side} (value {value})")
