@@ -30,7 +30,7 @@ from flows.kpis.upgrade import upgrade
 from flows.runtime import snapshot
 from flows.runtime.combine import CombineStage
 from flows.runtime.core import Shard
-from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Output, Partials
+from flows.runtime.outputs import Alert, DeadLetter, Output, Partials
 from flows.settings import Runtime, Settings
 from flows.sources import REPLAY_SHARD, LinesSource, file_lines
 
@@ -150,6 +150,10 @@ def _is(kind: type) -> Any:
     return lambda output: type(output) is kind
 
 
+def _value(keyed: tuple[str, Output]) -> Output:
+    return keyed[1]
+
+
 def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sinks) -> Dataflow:
     """The opscockpit dataflow over any source of decoded batches."""
     flow = Dataflow(FLOW)
@@ -157,19 +161,19 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
     results = op.stateful_batch(
         SHARD_STEP, batches, lambda resume: ShardLogic(runtime, layout, resume)
     )
-    outputs = op.map("unkey", results, lambda keyed: keyed[1])
-    dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))
-    alerts = op.branch("alerts", dead_letters.falses, _is(Alert))
-    partials = op.branch("window_partials", alerts.falses, _is(Partials))
+    shard_outputs = op.map("unkey", results, _value)
+    partials = op.branch("window_partials", shard_outputs, _is(Partials))
     keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
     combined = op.stateful_batch(
         COMBINE_STEP, keyed, lambda resume: CombineLogic(runtime, layout, resume)
     )
-    kpis = op.merge("kpis", partials.falses, op.map("kpi_records", combined, lambda kv: kv[1]))
+    outputs = op.merge("outputs", partials.falses, op.map("unkey_combined", combined, _value))
+    dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))
+    alerts = op.branch("alerts", dead_letters.falses, _is(Alert))
     streams: dict[str, Stream[Any]] = {
         "dead_letters": dead_letters.trues,
         "alerts": alerts.trues,
-        "kpis": op.filter("kpi_only", kpis, _is(KpiRecord)),
+        "kpis": alerts.falses,
     }
     wired = False
     for name, stream in streams.items():

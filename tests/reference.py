@@ -108,7 +108,35 @@ NOT_COMPUTED = {
     "cockpit_kafka_up",
     "cockpit_kafka_consumer_lag",
 }
-COMPUTED = [name for name in BY_NAME if name not in NOT_COMPUTED]
+# Metrics of contract §3.2-§3.5, computed by `tests/reference_health.py`.
+HEALTH_METRICS = [
+    "cockpit_skus_tracked",
+    "cockpit_skus_out_of_stock",
+    "cockpit_skus_at_risk",
+    "cockpit_skus_excess",
+    "cockpit_skus_below_safety_stock",
+    "cockpit_units_on_hand_by_age",
+    "cockpit_stockouts_total",
+    "cockpit_demand_spikes_total",
+    "cockpit_pick_wait_seconds",
+    "cockpit_pick_to_pack_seconds",
+    "cockpit_pack_to_ship_seconds",
+    "cockpit_stage_backlog",
+    "cockpit_bottleneck",
+    "cockpit_bottlenecks_total",
+    "cockpit_shift_units_picked",
+    "cockpit_shift_orders_shipped",
+    "cockpit_shift_units_picked_per_hour",
+    "cockpit_cancellation_ratio",
+    "cockpit_recommendation_click_through_ratio",
+    "cockpit_return_ratio",
+    "cockpit_recommendations_conversions_total",
+    "cockpit_orders_placed_total",
+    "cockpit_units_shipped_total",
+    "cockpit_orders_cancelled_total",
+    "cockpit_units_returned_total",
+]
+COMPUTED = [name for name in BY_NAME if name not in NOT_COMPUTED and name not in HEALTH_METRICS]
 # Gauges that are "not set" when undefined: absent and 0 differ.
 PRESENCE_MATTERS = {"cockpit_sell_through_ratio", "cockpit_stock_cover_seconds"}
 

@@ -118,10 +118,10 @@ Customer experience (§3.4)
     W - c > conversion_minutes, at the end W = max accepted ts.
 
 Labels and settings
-25. The new metrics and records use the raw `fc`, `widget` and `reason` values:
-    the label cap (`--max-label-values`) is not applied to them, so they match
-    the engine only while no label folds. `reason` is `unknown` when absent or
-    null, and kept as it is otherwise (even ""). Records carry raw values too.
+25. The new metrics fold `fc` and `widget` as the events that carried them were
+    folded (`tests/reference.py`: a value is folded for good or never); `reason`
+    is not folded here. `reason` is `unknown` when absent or null, and kept as
+    it is otherwise (even ""). Records carry raw values.
 26. Decimal settings are exact: a float setting is read as the decimal it
     prints as (0.95 is 19/20), like a TOML value written in decimal.
 """
@@ -164,29 +164,7 @@ PRESENCE_MATTERS = {
     "cockpit_return_ratio",
     "cockpit_recommendation_click_through_ratio",
 }
-METRICS = [
-    "cockpit_skus_tracked",
-    "cockpit_skus_out_of_stock",
-    "cockpit_skus_at_risk",
-    "cockpit_skus_excess",
-    "cockpit_skus_below_safety_stock",
-    "cockpit_units_on_hand_by_age",
-    "cockpit_stockouts_total",
-    "cockpit_demand_spikes_total",
-    *HISTOGRAMS,
-    "cockpit_stage_backlog",
-    "cockpit_bottleneck",
-    "cockpit_bottlenecks_total",
-    "cockpit_shift_units_picked",
-    "cockpit_shift_orders_shipped",
-    "cockpit_shift_units_picked_per_hour",
-    *sorted(PRESENCE_MATTERS),
-    "cockpit_recommendations_conversions_total",
-    "cockpit_orders_placed_total",
-    "cockpit_units_shipped_total",
-    "cockpit_orders_cancelled_total",
-    "cockpit_units_returned_total",
-]
+METRICS = reference.HEALTH_METRICS
 RECORD_KINDS = {
     "sku_health",
     "shift",
@@ -317,6 +295,16 @@ class Facts:
     receipts: list[Receipt]
     w: int  # final watermark: the largest accepted ts
     closes: range  # every window close from the first accepted event up to W
+
+    def __post_init__(self) -> None:
+        self.folded: dict[str, dict[str, str]] = defaultdict(dict)
+        for e in self.accepted:
+            for name, label in e.labels.items():
+                self.folded[name][e.body[name]] = label
+
+    def labels(self, **pairs: str) -> Labels:
+        """Metric labels of event values as the label cap folds them (§4)."""
+        return labels(**{name: self.folded[name].get(v, v) for name, v in pairs.items()})
 
     @property
     def latest(self) -> int | None:
@@ -531,7 +519,7 @@ def _inventory_health(facts: Facts, out: Result) -> None:
     stockouts: Counter[Labels] = Counter()
     spikes: Counter[Labels] = Counter()
     for item in _items(facts):
-        fc = labels(fc=item.fc)
+        fc = facts.labels(fc=item.fc)
         end = facts.w if item.left_at is None else item.left_at - 1  # not evaluated when it leaves
         # §3.2: an item's first close counts as one where no state held before
         was_out = was_spike = False
@@ -593,7 +581,7 @@ def _inventory_health(facts: Facts, out: Result) -> None:
             for state in STATES:
                 gauges[f"cockpit_skus_{state}"][fc] += state in h.states
             for band, units in h.by_age.items():
-                gauges["cockpit_units_on_hand_by_age"][labels(fc=item.fc, age=band)] += units
+                gauges["cockpit_units_on_hand_by_age"][facts.labels(fc=item.fc, age=band)] += units
     for name, series in gauges.items():
         out.samples[name] = {key: float(v) for key, v in series.items()}
     out.samples["cockpit_stockouts_total"] = {k: float(v) for k, v in stockouts.items()}
@@ -612,7 +600,7 @@ def _stage_times(facts: Facts, out: Result) -> None:
     data says so; observed once W reaches the later time (always, at the end)."""
     values: dict[str, dict[Labels, list[float]]] = defaultdict(lambda: defaultdict(list))
     for order in facts.orders:
-        fc = labels(fc=order.opener.body["fc"])
+        fc = facts.labels(fc=order.opener.body["fc"])
         p = order.opener.ts
         k1, k2 = order.first("inventory.picked"), order.first("inventory.packed")
         s = order.first("order.shipped")
@@ -673,7 +661,7 @@ def _backlog_and_bottlenecks(facts: Facts, out: Result) -> None:
     config, latest = facts.config, facts.latest
     gauge, flag, alerts = {}, {}, Counter[Labels]()
     for (fc, stage), series in sorted(backlogs(facts).items()):
-        key = labels(fc=fc, stage=stage)
+        key = facts.labels(fc=fc, stage=stage)
         for b in facts.closes:
             now, samples = bottleneck(series, b, config)
             before, _ = bottleneck(series, b - config.window, config)
@@ -791,7 +779,7 @@ def _shifts(facts: Facts, out: Result) -> None:
                     "value": units / hours,
                 }
             )
-            key = labels(fc=fc, shift=shift.name)  # the latest closed instance of each shift
+            key = facts.labels(fc=fc, shift=shift.name)  # the latest closed instance of each shift
             gauges["cockpit_shift_units_picked"][key] = float(units)
             gauges["cockpit_shift_orders_shipped"][key] = float(orders)
             gauges["cockpit_shift_units_picked_per_hour"][key] = units / hours
@@ -830,14 +818,14 @@ def _customer(facts: Facts, out: Result) -> None:
         p = order.opener
         fc = p.body["fc"]
         units = sum(line["qty"] for line in p.body["lines"])
-        counters["cockpit_orders_placed_total"][labels(fc=fc)] += 1
+        counters["cockpit_orders_placed_total"][facts.labels(fc=fc)] += 1
         placed[start_of(p.ts), fc] += 1
         s, c = order.first("order.shipped"), order.first("order.cancelled")
         if s:  # units of the order at its first shipment, that shipment's fc
-            counters["cockpit_units_shipped_total"][labels(fc=s.body["fc"])] += units
+            counters["cockpit_units_shipped_total"][facts.labels(fc=s.body["fc"])] += units
             shipped_units[start_of(max(s.ts, p.ts)), s.body["fc"]] += units
         if c:
-            counters["cockpit_orders_cancelled_total"][labels(fc=fc, reason=_reason(c))] += 1
+            counters["cockpit_orders_cancelled_total"][facts.labels(fc=fc, reason=_reason(c))] += 1
             if c.ts < _ts(s):  # cancelled before shipping, placed by the later of c and p
                 cancelled[start_of(max(c.ts, p.ts)), fc] += 1
 
@@ -846,7 +834,7 @@ def _customer(facts: Facts, out: Result) -> None:
     for e in facts.accepted:
         b = e.body
         if e.type == "return.received":  # every accepted return, its own ts and fc
-            key = labels(fc=b["fc"], reason=_reason(e))
+            key = facts.labels(fc=b["fc"], reason=_reason(e))
             counters["cockpit_units_returned_total"][key] += b["qty"]
             returned[start_of(e.ts), b["fc"]] += b["qty"]
         elif e.type == "recommendation.shown":
@@ -866,7 +854,7 @@ def _customer(facts: Facts, out: Result) -> None:
         if facts.w - c > horizon and any(
             0 <= ts - c <= horizon for ts in carts[b["session_id"], b["sku"]]
         ):
-            conversions[labels(widget=b["widget"])] += 1
+            conversions[facts.labels(widget=b["widget"])] += 1
     counters["cockpit_recommendations_conversions_total"] = conversions
 
     for name, series in counters.items():
@@ -902,7 +890,7 @@ def _customer(facts: Facts, out: Result) -> None:
                 }
             )
             if a == latest_start:
-                out.samples[gauge][labels(**{label: name})] = value
+                out.samples[gauge][facts.labels(**{label: name})] = value
 
 
 # --- comparing -------------------------------------------------------------------

@@ -18,7 +18,6 @@ from flows.labels import OTHER, LabelCap
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
 from flows.runtime.outputs import Output, Partials
-from flows.runtime.pipeline import LABEL_OVERFLOW
 from flows.timeutil import format_time
 
 
@@ -34,13 +33,10 @@ class CombineContext:
     watermark: int = MIN_TS
 
     def label(self, name: str, value: str) -> str:
-        """A label value as metrics may use it: admitted, or `other` beyond the cap."""
-        admitted = self.labels.admit(name, value)
-        if admitted is None:
-            overflow = self.series[LABEL_OVERFLOW.name]
-            overflow[name] = overflow.get(name, 0) + 1
-            return OTHER
-        return admitted
+        """A label value as metrics may use it: admitted, or `other` beyond the cap.
+        Not counted in `cockpit_label_overflow_total`: the events that carried the
+        value counted their uses on the shards."""
+        return self.labels.admit(name, value) or OTHER
 
     def decided(self) -> str:
         """W as RFC 3339, the `decided_ts` of records made now."""
@@ -75,8 +71,7 @@ class CombineStage:
         self.progress: dict[str, int] = dict.fromkeys(shards, MIN_TS)
         self.watermarks: dict[str, int] = dict.fromkeys(shards, MIN_TS)
         self.combined_through = MIN_TS
-        metrics = (LABEL_OVERFLOW, *(m for kind in combiners for m in kind.METRICS))
-        self.ledger = Ledger(metrics)
+        self.ledger = Ledger(tuple(m for kind in combiners for m in kind.METRICS))
         self.context = CombineContext(window, self.ledger.series, labels, kpi)
         self.combiners: dict[str, Combiner] = {kind.NAME: kind(self.context) for kind in combiners}
         self.out: list[Output] = []
