@@ -139,7 +139,8 @@ def build_parser() -> Parser:
     run.add_argument(
         "--metrics-host",
         default="127.0.0.1",
-        help="address to serve /metrics on (default 127.0.0.1; 0.0.0.0 for all)",
+        help="address to serve /metrics, the cockpit page and its API on "
+        "(default 127.0.0.1; 0.0.0.0 for all)",
     )
     run.add_argument(
         "--metrics-port",
@@ -147,6 +148,13 @@ def build_parser() -> Parser:
         default=DEFAULT_METRICS_PORT,
         help=f"port to serve /metrics on; process i of a cluster adds i "
         f"(default {DEFAULT_METRICS_PORT})",
+    )
+    run.add_argument(
+        "--web-config",
+        type=Path,
+        metavar="FILE",
+        help="TLS and basic auth for every endpoint of the metrics port, in the "
+        "Prometheus exporter-toolkit format (tls_server_config, basic_auth_users)",
     )
     sim = run.add_argument_group("embedded simulator (without --kafka)")
     sim.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
@@ -356,15 +364,28 @@ def command_run(args: argparse.Namespace) -> int:
         if value and not args.kafka:
             raise CliError(f"{option} needs --kafka", EXIT_USAGE)
     settings = settings_from(args, idle_timeout=args.idle_timeout)  # bad values fail here
+    web = web_config(args.web_config)
     if args.processes > 1 and args.process_id is None:
         return _run_local_cluster(args)
     from flows.live import RunError, run
 
     try:
-        run(settings, args)
+        run(settings, args, web)
     except RunError as exc:
         raise CliError(str(exc)) from None
     return 0
+
+
+def web_config(path: Path | None) -> Any:
+    """The checked --web-config file (plain HTTP without one)."""
+    from flows.web.config import WebConfig, WebConfigError, load
+
+    if path is None:
+        return WebConfig()
+    try:
+        return load(path)
+    except WebConfigError as exc:
+        raise CliError(f"--web-config: {exc}") from None
 
 
 def _run_local_cluster(args: argparse.Namespace) -> int:

@@ -170,6 +170,12 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
     outputs = op.merge("outputs", partials.falses, op.map("unkey_combined", combined, _value))
     dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))
     alerts = op.branch("alerts", dead_letters.falses, _is(Alert))
+    # The web API's recent alerts, whatever sink the records go to.
+    op.inspect(
+        "alerts_on_board",
+        alerts.trues,
+        lambda _step, alert: runtime.board.alerts.add(alert.key, alert.record),
+    )
     streams: dict[str, Stream[Any]] = {
         "dead_letters": dead_letters.trues,
         "alerts": alerts.trues,

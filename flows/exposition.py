@@ -7,26 +7,23 @@ pass over the series, whatever the event rate.
 
 from __future__ import annotations
 
-import gzip
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client.exposition import (
-    CONTENT_TYPE_PLAIN_0_0_4,
-    ThreadingWSGIServer,
-    gzip_accepted,
-)
 from prometheus_client.utils import floatToGoString
 
 from flows.ledger import Ledger, SeriesKey, label_tuple, merge_into
 from flows.metrics import HISTOGRAM, METRICS, Metric
+from flows.published import Item, ItemSource, RecentAlerts
+
+ALERTS_KEPT = 500  # alert records kept for the web API and page
 
 
 class Board:
-    """The ledgers of this process, by owner (a shard, the window stage, a source).
+    """The ledgers of this process, by owner (a shard, the window stage, a source),
+    with the items and recent alerts the web API shows.
 
     Not `ready` until the dataflow has restored its state and processed input, so
     that a scrape right after a restart never shows counters at zero.
@@ -34,14 +31,28 @@ class Board:
 
     def __init__(self) -> None:
         self._ledgers: dict[str, Ledger] = {}
+        self._items: dict[str, ItemSource] = {}
         self._lock = threading.Lock()
         self.ready = threading.Event()
         self.exposition = Exposition()
+        self.alerts = RecentAlerts(ALERTS_KEPT)
 
     def publish(self, owner: str, ledger: Ledger) -> None:
         """Show this ledger under `owner`, replacing an earlier one (after a restore)."""
         with self._lock:
             self._ledgers[owner] = ledger
+
+    def publish_items(self, owner: str, source: ItemSource) -> None:
+        """Show the items `source` returns under `owner`, replacing an earlier source.
+        Each item is published by one owner only."""
+        with self._lock:
+            self._items[owner] = source
+
+    def items(self) -> list[Item]:
+        """Every published item of this process, in no particular order."""
+        with self._lock:
+            sources = list(self._items.values())
+        return [item for source in sources for item in source()]
 
     def totals(self) -> dict[str, dict[Any, Any]]:
         """Every series summed over the ledgers of this process."""
@@ -132,35 +143,3 @@ def write_metrics_file(board: Board, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(render(board))
     tmp.replace(path)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes are not worth a log line each."""
-
-
-def serve(board: Board, host: str, port: int) -> WSGIServer:
-    """Serve /metrics for this board on host:port in a daemon thread.
-
-    Until the board is ready the answer is 503: Prometheus records a failed scrape
-    instead of counters that look reset while state is being restored.
-    """
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        if not board.ready.is_set():
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"opscockpit is restoring its state\n"]
-        if environ["REQUEST_METHOD"] != "GET":
-            start_response("405 Method Not Allowed", [("Allow", "GET")])
-            return [b"use GET\n"]
-        body = render(board)
-        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
-        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
-            headers.append(("Content-Encoding", "gzip"))
-        start_response("200 OK", headers)
-        return [body]
-
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server

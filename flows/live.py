@@ -25,7 +25,6 @@ from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, join_in_order
 from flows.dataflow import Layout, Sinks, build_flow, check_recovery, single
-from flows.exposition import serve
 from flows.kafka import (
     KafkaSettings,
     KafkaSetupError,
@@ -43,6 +42,8 @@ from flows.runtime.snapshot import SnapshotError
 from flows.settings import Runtime, Settings
 from flows.sources import SimulatorSource
 from flows.timeutil import US_PER_SECOND
+from flows.web.config import WebConfig
+from flows.web.server import serve
 
 log = logging.getLogger("opscockpit")
 SIMULATOR = "simulator"
@@ -151,7 +152,7 @@ def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | No
     return RecoveryConfig(directory)
 
 
-def run(settings: Settings, args: argparse.Namespace) -> None:
+def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     """The main job in this process (one of a cluster with --process-id)."""
     runtime = Runtime(settings.with_(recovery=args.recovery_dir is not None))
     try:
@@ -168,13 +169,14 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     process = args.process_id or 0
     port = args.metrics_port + process
     try:
-        serve(runtime.board, args.metrics_host, port)
+        serve(runtime.board, args.metrics_host, port, settings=runtime.settings, config=web)
     except OSError as exc:
         raise RunError(
             f"cannot serve /metrics on {args.metrics_host}:{port}: {exc.strerror}"
         ) from None
+    base = f"{'https' if web.tls else 'http'}://{args.metrics_host}:{port}"
     print(
-        f"opscockpit: serving metrics on http://{args.metrics_host}:{port}/metrics",
+        f"opscockpit: serving metrics on {base}/metrics and the cockpit on {base}/",
         file=sys.stderr,
         flush=True,
     )

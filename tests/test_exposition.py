@@ -22,11 +22,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from flows.exposition import Board, render, serve
+from flows.exposition import Board, render
 from flows.ledger import Ledger, label_tuple
 from flows.metrics import BY_NAME, COUNTER, GAUGE, METRICS
 from flows.replay import replay
 from flows.settings import Settings
+from flows.web.server import serve
 from tests.kafka_broker import free_port
 from tests.processes import opscockpit
 

@@ -260,6 +260,14 @@ class Limit:
     def condition(self, value: str, level: float) -> str:
         return f"{value} >= {level:g}" if self.higher_is_worse else f"{value} < {level:g}"
 
+    def severity(self, value: float) -> str:
+        """The alert severity `value` meets, as `condition` compares: "critical",
+        "warning", or "ok" (the web page's colours)."""
+        for name, level in (("critical", self.critical), ("warning", self.warning)):
+            if value >= level if self.higher_is_worse else value < level:
+                return name
+        return "ok"
+
 
 @dataclass(frozen=True)
 class Alert:

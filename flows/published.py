@@ -1,0 +1,69 @@
+"""What a process shows beside its metrics, for the web API (contract §7): the
+per-item detail that Prometheus must not hold, and the latest alert records.
+
+The inventory family publishes its items through `Board.publish_items`; the
+dataflow passes every alert record to `RecentAlerts.add`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Worst first: the order in which `/api/v1/items` sorts and the page lists items.
+ITEM_STATES = ("out_of_stock", "at_risk", "below_safety_stock", "excess")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """An item (fc, sku) at its latest close, with the fields of a `sku_health`
+    record (contract §5); `as_of` is that close, in microseconds."""
+
+    fc: str
+    sku: str
+    on_hand: int
+    demand_per_day: float
+    cover_days: float | None  # None when demand_per_day is 0
+    safety_stock: float
+    states: tuple[str, ...]  # a sorted subset of ITEM_STATES
+    as_of: int
+    units_by_age: Mapping[str, int] = field(default_factory=dict)
+
+    def severity(self) -> tuple[int, float, float, str, str]:
+        """Sort key, worst first: the worst state, then the least cover (an item
+        out of stock has none or less), then the highest demand."""
+        rank = min((ITEM_STATES.index(s) for s in self.states), default=len(ITEM_STATES))
+        cover = float("inf") if self.cover_days is None else self.cover_days
+        return (rank, cover, -self.demand_per_day, self.fc, self.sku)
+
+
+# Called from the HTTP server's threads: it must return a snapshot (a new list),
+# never a view the dataflow goes on changing.
+ItemSource = Callable[[], Iterable[Item]]
+
+
+class RecentAlerts:
+    """The latest alert records of this process, newest last, at most `size`.
+
+    Keyed by the record's message key, so an alert written again after a restore
+    (outputs are at-least-once) is kept once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._records: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.pop(key, None)
+            self._records[key] = record
+            if len(self._records) > self.size:
+                self._records.popitem(last=False)
+
+    def newest_first(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(reversed(self._records.values()))

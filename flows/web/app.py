@@ -1,0 +1,148 @@
+"""The WSGI application of the metrics port (contract §7): /metrics, the wall
+display at /, its JSON API under /api/v1/, and the probes /-/healthy and
+/-/ready; with basic auth on every one of them when users are configured."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, gzip_accepted
+
+from flows.exposition import GZIP_LEVEL, Board, render
+from flows.web.api import Api, ApiError
+from flows.web.config import Users
+
+STATIC = Path(__file__).parent / "static"
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+# The page loads nothing but its own files, and no script inline.
+PAGE_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'"),
+    ("Referrer-Policy", "no-referrer"),
+]
+REALM = 'Basic realm="opscockpit", charset="UTF-8"'
+
+StartResponse = Callable[..., Any]
+Headers = list[tuple[str, str]]
+
+
+def _assets() -> dict[str, tuple[str, bytes]]:
+    """The page's files by URL path, read once: small, and fixed for a release."""
+    files = {f"/static/{p.name}": p for p in STATIC.iterdir() if p.suffix in TYPES}
+    files["/"] = STATIC / "index.html"
+    return {url: (TYPES[path.suffix], path.read_bytes()) for url, path in files.items()}
+
+
+class App:
+    """Routes a request; `__call__` is the WSGI entry point."""
+
+    def __init__(
+        self, board: Board, api: Api, users: Users | None, headers: Iterable[tuple[str, str]]
+    ) -> None:
+        self.board, self.api, self.users = board, api, users
+        self.headers = [("X-Content-Type-Options", "nosniff"), *headers]
+        self.assets = _assets()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        status, headers, body = self.route(environ, path)
+        start_response(status, [*headers, *self.headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    def route(self, environ: dict[str, Any], path: str) -> tuple[str, Headers, bytes]:
+        if self.users is not None and not self._authorized(environ):
+            return _error(path, 401, "unauthorized", "unauthorized", [("WWW-Authenticate", REALM)])
+        if environ["REQUEST_METHOD"] != "GET":
+            return _error(path, 405, "bad_data", "use GET", [("Allow", "GET")])
+        if path == "/metrics":
+            return self.metrics(environ)
+        if path == "/-/healthy":
+            return "200 OK", _text(), b"opscockpit is healthy\n"
+        if path == "/-/ready":
+            return self.readiness()
+        if path.startswith("/api/v1/"):
+            return self.json(path.removeprefix("/api/v1/"), environ.get("QUERY_STRING", ""))
+        asset = self.assets.get(path)
+        if asset is None:
+            return _error(path, 404, "not_found", f"nothing at {path}")
+        content_type, body = asset
+        headers = [("Content-Type", content_type), ("Cache-Control", "no-cache")]
+        return "200 OK", headers + (PAGE_HEADERS if path == "/" else []), body
+
+    def _authorized(self, environ: dict[str, Any]) -> bool:
+        """Basic credentials that match a user; which part is wrong is never told."""
+        assert self.users is not None
+        scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return bool(colon) and self.users.check(user, password)
+
+    def metrics(self, environ: dict[str, Any]) -> tuple[str, Headers, bytes]:
+        """The exposition; 503 until ready, so Prometheus records a failed scrape
+        instead of counters that look reset while state is being restored."""
+        if not self.board.ready.is_set():
+            return "503 Service Unavailable", _text(), b"opscockpit is restoring its state\n"
+        body = render(self.board)
+        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        return "200 OK", headers, body
+
+    def readiness(self) -> tuple[str, Headers, bytes]:
+        """Ready once state is restored and input processed, while Kafka (if read) answers."""
+        if not self.board.ready.is_set():
+            return "503 Service Unavailable", _text(), b"opscockpit is restoring its state\n"
+        up = self.board.totals().get("cockpit_kafka_up", {})
+        if up and min(up.values()) < 1:
+            return "503 Service Unavailable", _text(), b"Kafka is unreachable\n"
+        return "200 OK", _text(), b"opscockpit is ready\n"
+
+    def json(self, endpoint: str, query: str) -> tuple[str, Headers, bytes]:
+        try:
+            data = self.api.answer(endpoint, query)
+        except ApiError as exc:
+            return _error("/api/", exc.status, exc.kind, str(exc))
+        return "200 OK", _json_headers(), orjson.dumps({"status": "success", "data": data})
+
+
+REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
+
+
+def _text() -> Headers:
+    return [("Content-Type", "text/plain; charset=utf-8")]
+
+
+def _json_headers() -> Headers:
+    return [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+
+
+def _error(
+    path: str, code: int, kind: str, message: str, extra: Headers | None = None
+) -> tuple[str, Headers, bytes]:
+    """An error in JSON under /api/, in plain text elsewhere."""
+    status = f"{code} {REASONS[code]}"
+    if path.startswith("/api/"):
+        body = orjson.dumps({"status": "error", "errorType": kind, "error": message})
+        return status, _json_headers() + (extra or []), body
+    return status, _text() + (extra or []), f"{message}\n".encode()

@@ -1,0 +1,194 @@
+"""`--web-config FILE`: TLS and basic auth in the Prometheus exporter-toolkit format.
+
+    tls_server_config:
+      cert_file: server.crt      # paths relative to this file
+      key_file: server.key
+      min_version: TLS12         # TLS10 .. TLS13 (default TLS12)
+      client_auth_type: RequireAndVerifyClientCert   # with client_ca_file
+      client_ca_file: clients.pem
+    basic_auth_users:
+      prometheus: $2y$10$...     # bcrypt hashes
+    http_server_config:
+      headers: {Strict-Transport-Security: max-age=31536000}
+
+The same file a node_exporter takes works here, except for the settings named
+in UNSUPPORTED (refused, so that nothing is silently weaker than asked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import yaml
+
+VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+TOP_KEYS = {"tls_server_config", "basic_auth_users", "http_server_config"}
+TLS_KEYS = {"cert_file", "key_file", "min_version", "max_version"}
+TLS_KEYS |= {"client_auth_type", "client_ca_file"}
+UNSUPPORTED = {
+    "cert",
+    "key",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
+    "client_allowed_sans",
+    "http2",
+    "rate_limit",
+}
+# A hash no password matches, checked for unknown users so that a wrong user
+# name takes as long as a wrong password.
+_DECOY = bcrypt.hashpw(b"opscockpit decoy", bcrypt.gensalt(rounds=10))
+_CACHE_SIZE = 256
+
+
+class WebConfigError(Exception):
+    """A bad --web-config file, in one line."""
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the file asks for: a TLS context (None: plain HTTP), users, headers."""
+
+    tls: ssl.SSLContext | None = None
+    users: dict[str, bytes] = field(default_factory=dict)
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def load(path: Path) -> WebConfig:
+    """Read and check a web-config file; every problem is a WebConfigError."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise WebConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise WebConfigError(f"{path} is not YAML: {' '.join(str(exc).split())}") from None
+    data = {} if data is None else data
+    top = _table(path, data, "the file", TOP_KEYS)
+    where = path.parent
+    tls = top.get("tls_server_config")
+    http = _table(path, top.get("http_server_config") or {}, "http_server_config", {"headers"})
+    headers = _table(path, http.get("headers") or {}, "headers", None)
+    return WebConfig(
+        tls=None if tls is None else _tls(path, where, tls),
+        users=_users(path, top.get("basic_auth_users") or {}),
+        headers=tuple((str(k), str(v)) for k, v in headers.items()),
+    )
+
+
+def _table(path: Path, data: Any, what: str, keys: set[str] | None) -> dict[str, Any]:
+    """A mapping with only `keys` (any with None), or a one-line error naming the key."""
+    if not isinstance(data, dict):
+        raise WebConfigError(f"{path}: {what} must be a mapping")
+    for key in data:
+        if key in UNSUPPORTED:
+            raise WebConfigError(f"{path}: {key} is not supported by opscockpit")
+        if keys is not None and key not in keys:
+            raise WebConfigError(f"{path}: unknown key {key!r} in {what}")
+    return data
+
+
+def _tls(path: Path, where: Path, data: Any) -> ssl.SSLContext:
+    tls = _table(path, data, "tls_server_config", TLS_KEYS)
+    if not tls.get("cert_file") or not tls.get("key_file"):
+        raise WebConfigError(f"{path}: tls_server_config needs cert_file and key_file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = _version(path, tls, "min_version", "TLS12")
+    if "max_version" in tls:
+        context.maximum_version = _version(path, tls, "max_version", "TLS13")
+    cert, key = (where / str(tls[name]) for name in ("cert_file", "key_file"))
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise WebConfigError(f"{path}: cannot load {cert} and {key}: {_reason(exc)}") from None
+    auth = str(tls.get("client_auth_type", "NoClientCert"))
+    if auth not in CLIENT_AUTH:
+        raise WebConfigError(
+            f"{path}: client_auth_type {auth!r} is not one of {', '.join(CLIENT_AUTH)}"
+        )
+    context.verify_mode = CLIENT_AUTH[auth]
+    if context.verify_mode != ssl.CERT_NONE:
+        if not tls.get("client_ca_file"):
+            raise WebConfigError(f"{path}: client_auth_type {auth} needs client_ca_file")
+        ca = where / str(tls["client_ca_file"])
+        try:
+            context.load_verify_locations(ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise WebConfigError(f"{path}: cannot load {ca}: {_reason(exc)}") from None
+    return context
+
+
+def _version(path: Path, tls: dict[str, Any], key: str, default: str) -> ssl.TLSVersion:
+    name = str(tls.get(key, default))
+    if name not in VERSIONS:
+        raise WebConfigError(f"{path}: {key} {name!r} is not one of {', '.join(VERSIONS)}")
+    return VERSIONS[name]
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc)
+
+
+def _users(path: Path, data: Any) -> dict[str, bytes]:
+    users = _table(path, data, "basic_auth_users", None)
+    out = {}
+    for user, hashed in users.items():
+        text = str(hashed or "").encode()
+        try:
+            bcrypt.checkpw(b"", text)
+        except ValueError:
+            raise WebConfigError(
+                f"{path}: the password of user {user!r} is not a bcrypt hash"
+            ) from None
+        out[str(user)] = text
+    return out
+
+
+class Users:
+    """Checks basic-auth credentials against bcrypt hashes.
+
+    A bcrypt check costs ~50 ms by design; a page polling every few seconds and
+    Prometheus scraping every 5 s would pay it each time, so the digests of
+    credentials that passed are kept (as exporter-toolkit does), a bounded few.
+    """
+
+    def __init__(self, users: dict[str, bytes]) -> None:
+        self.users = users
+        self._passed: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, user: str, password: str) -> bool:
+        hashed = self.users.get(user)
+        secret = password.encode()
+        key = hashlib.sha256(b"\0".join((user.encode(), secret, hashed or b""))).digest()
+        with self._lock:
+            if key in self._passed:
+                self._passed.move_to_end(key)
+                return True
+        try:
+            matches = bcrypt.checkpw(secret, hashed or _DECOY)
+        except ValueError:  # longer than bcrypt's 72 bytes
+            return False
+        if not matches or hashed is None:
+            return False
+        with self._lock:
+            self._passed[key] = None
+            if len(self._passed) > _CACHE_SIZE:
+                self._passed.popitem(last=False)
+        return True

@@ -1,0 +1,86 @@
+"""The HTTP(S) server of the metrics port, in daemon threads (standard library only).
+
+With TLS, each connection's handshake runs in that connection's own thread, so a
+slow or hostile client never holds up the others.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from flows.exposition import Board
+from flows.settings import Settings
+from flows.web.api import Api
+from flows.web.app import App
+from flows.web.config import Users, WebConfig
+from flows.web.history import History
+
+TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and page polls are not worth a log line each."""
+
+
+class Server(ThreadingWSGIServer):
+    """prometheus_client's threading WSGI server, with TLS when given a context."""
+
+    tls: ssl.SSLContext | None = None
+    history_stop: threading.Event
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(TIMEOUT_S)
+        try:
+            secure = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # no handshake: nothing can be answered
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            self.shutdown_request(secure)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that goes away or times out (an OSError) is no error of the server's."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def shutdown(self) -> None:
+        self.history_stop.set()
+        super().shutdown()
+
+
+def serve(
+    board: Board,
+    host: str,
+    port: int,
+    *,
+    settings: Settings | None = None,
+    config: WebConfig | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Server:
+    """Serve the board's metrics, page and API on host:port in daemon threads."""
+    config = config or WebConfig()
+    history = History(board, clock)
+    web = {"tls": config.tls is not None, "basic_auth": bool(config.users)}
+    api = Api(board, history, settings or Settings(), web)
+    app = App(board, api, Users(config.users) if config.users else None, config.headers)
+    server = make_server(host, port, app, Server, handler_class=_QuietHandler)
+    assert isinstance(server, Server)
+    server.tls, server.history_stop = config.tls, threading.Event()
+    history.start(server.history_stop)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,337 @@
+// opscockpit wall display: polls /api/v1/ and redraws in place. No library, no
+// build step. Everything it keeps is bounded (one hour of trend), so a screen
+// can stay open for days; a failed poll marks the page stale and polls again.
+"use strict";
+
+const POLL_MS = 2000;
+const TIMEOUT_MS = 10000;
+const STALE_MS = 10000;
+const TREND_S = 3600;
+const ROWS = 6;
+const ITEMS = "/api/v1/items?state=out_of_stock&state=at_risk&limit=6";
+const ALERTS = "/api/v1/alerts?limit=8";
+const STAGES = ["placed", "picked", "packed", "pick", "pack", "ship", "stow"];
+const RANK = { critical: 0, warning: 1, ok: 2, none: 3 };
+
+const state = { trend: [], step: 5, layout: "", boxes: [], lastOk: 0 };
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function number(value, digits) {
+  return value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function duration(seconds) {
+  const size = Math.abs(seconds);
+  if (size < 1) return `${number(seconds, 2)} s`;
+  if (size < 60) return `${number(seconds, 1)} s`;
+  if (size < 3600) return `${number(seconds / 60, 1)} min`;
+  if (size < 172800) return `${number(seconds / 3600, 1)} h`;
+  return `${number(seconds / 86400, 1)} d`;
+}
+
+function clockTime(seconds, withDate) {
+  const text = new Date(seconds * 1000).toISOString();
+  return withDate ? `${text.slice(0, 10)} ${text.slice(11, 19)} UTC` : text.slice(11, 16);
+}
+
+function format(unit, value) {
+  if (value === null || value === undefined) return "no data yet";
+  switch (unit) {
+    case "ratio": return `${number(value * 100, 1)}%`;
+    case "seconds": return duration(value);
+    case "days": return `${number(value / 86400, 1)} d`;
+    case "timestamp": return clockTime(value, true);
+    default: return number(value, Number.isInteger(value) ? 0 : 1);
+  }
+}
+
+function windowText(figure) {
+  if (!figure.window) return "";
+  if (figure.since === null) return "since start";
+  const amount = parseInt(figure.window, 10);
+  const unit = { m: "min", h: "h", d: "d" }[figure.window.slice(-1)];
+  return amount === 1 && unit === "h" ? "last hour" : `last ${amount} ${unit}`;
+}
+
+// A value with what the page shows and what it was made from (for tests and tooltips).
+function valueNode(tag, cls, figure, value, status, key) {
+  const node = el(tag, cls, format(figure.unit, value));
+  node.classList.add(value === null ? "nodata" : status);
+  node.dataset.figure = figure.id;
+  node.dataset.key = key ? key.join("|") : "";
+  node.dataset.value = value === null ? "" : String(value);
+  node.dataset.status = status;
+  return node;
+}
+
+// A figure over everything; one that has none (a ratio per fc) shows its range.
+function totalNode(tag, cls, figure) {
+  const node = valueNode(tag, cls, figure, figure.value, figure.status);
+  const values = figure.by.map((row) => row.value);
+  if (figure.value === null && values.length) {
+    const low = format(figure.unit, Math.min(...values));
+    const high = format(figure.unit, Math.max(...values));
+    node.textContent = low === high ? low : `${low} – ${high}`;
+    node.classList.replace("nodata", "range");
+  }
+  return node;
+}
+
+function sparkline(figure) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "trend");
+  svg.setAttribute("viewBox", "0 0 100 40");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const points = state.trend.map((p) => [p.t, p.values[figure.id]]);
+  const values = points.map((p) => p[1]).filter((v) => v !== null && v !== undefined);
+  if (values.length < 2) return svg;
+  const levels = figure.limit ? [["warning", figure.limit.warning], ["critical", figure.limit.critical]] : [];
+  const all = values.concat(levels.map((l) => l[1]));
+  let low = Math.min(...all);
+  let high = Math.max(...all);
+  if (high === low) { high += 1; low -= 1; }
+  const first = points[0][0];
+  const span = Math.max(points[points.length - 1][0] - first, 1);
+  const x = (t) => ((t - first) / span) * 100;
+  const y = (v) => 38 - ((v - low) / (high - low)) * 36;
+  let d = "";
+  let pen = "M";
+  for (const [t, v] of points) {
+    if (v === null || v === undefined) { pen = "M"; continue; }
+    d += `${pen}${x(t).toFixed(2)},${y(v).toFixed(2)}`;
+    pen = "L";
+  }
+  for (const [name, level] of levels) {
+    const line = document.createElementNS(ns, "line");
+    line.setAttribute("class", name);
+    line.setAttribute("x1", "0");
+    line.setAttribute("x2", "100");
+    line.setAttribute("y1", y(level).toFixed(2));
+    line.setAttribute("y2", y(level).toFixed(2));
+    svg.append(line);
+  }
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("class", "line");
+  path.setAttribute("d", d);
+  svg.append(path);
+  return svg;
+}
+
+function worstFirst(figure) {
+  const rows = figure.by.slice();
+  if (!figure.limit) return rows;
+  const sign = figure.limit.higher_is_worse ? -1 : 1;
+  return rows.sort((a, b) => RANK[a.status] - RANK[b.status] || sign * (a.value - b.value));
+}
+
+function breakdown(figure) {
+  const table = el("table");
+  const rows = worstFirst(figure);
+  for (const row of rows.slice(0, ROWS)) {
+    const tr = el("tr");
+    tr.append(el("td", "", row.key.join(" · ")));
+    tr.append(valueNode("td", "", figure, row.value, row.status, row.key));
+    table.append(tr);
+  }
+  if (rows.length > ROWS) {
+    const tr = el("tr");
+    tr.append(el("td", "more", `and ${rows.length - ROWS} more`));
+    table.append(tr);
+  }
+  return table;
+}
+
+function headline(figure) {
+  const box = el("div", "headline");
+  const left = el("div");
+  left.append(totalNode("div", "big", figure));
+  const when = windowText(figure);
+  left.append(el("div", "caption", when ? `${figure.title} · ${when}` : figure.title));
+  left.title = figure.description;
+  left.append(sparkline(figure));
+  box.append(left, breakdown(figure));
+  return box;
+}
+
+function stats(figures) {
+  const box = el("div", "stats");
+  for (const figure of figures) {
+    const stat = el("div", "stat");
+    stat.title = figure.description;
+    const when = windowText(figure);
+    stat.append(el("div", "label", when ? `${figure.title} (${when})` : figure.title));
+    stat.append(totalNode("div", "value", figure));
+    box.append(stat);
+  }
+  return box;
+}
+
+function stageTable(backlog, marks) {
+  const marked = new Set((marks.by || []).filter((r) => r.value >= 1).map((r) => r.key.join("|")));
+  const stages = [...new Set(backlog.by.map((r) => r.key[1]))].sort(
+    (a, b) => (STAGES.indexOf(a) + 99) % 99 - (STAGES.indexOf(b) + 99) % 99 || a.localeCompare(b));
+  const fcs = [...new Set(backlog.by.map((r) => r.key[0]))];
+  const cell = new Map(backlog.by.map((r) => [r.key.join("|"), r]));
+  const total = (fc) => stages.reduce((sum, s) => sum + (cell.get(`${fc}|${s}`) || { value: 0 }).value, 0);
+  fcs.sort((a, b) => total(b) - total(a) || a.localeCompare(b));
+  const table = el("table");
+  const head = el("tr");
+  head.append(el("th", "", backlog.labels[0]));
+  for (const stage of stages) head.append(el("th", "", stage));
+  table.append(head);
+  for (const fc of fcs.slice(0, ROWS)) {
+    const tr = el("tr");
+    tr.append(el("td", "", fc));
+    for (const stage of stages) {
+      const row = cell.get(`${fc}|${stage}`);
+      const td = valueNode("td", "", backlog, row ? row.value : null, "none", [fc, stage]);
+      if (marked.has(`${fc}|${stage}`)) {
+        td.classList.add("mark");
+        td.textContent += " ▲";
+      }
+      tr.append(td);
+    }
+    table.append(tr);
+  }
+  if (fcs.length > ROWS) table.append(el("caption", "more", `and ${fcs.length - ROWS} more`));
+  return [table, marked.size];
+}
+
+function stagesTile(box, figures) {
+  const [backlog, orders, marks] = figures;
+  const shown = backlog.by.length ? backlog : orders;
+  if (!shown.by.length) {
+    box.append(el("div", "big nodata", "no data yet"));
+    return "none";
+  }
+  const [table, bottlenecks] = stageTable(shown, marks);
+  box.append(el("div", "caption", `${shown.title}: ${shown.description}`), table);
+  box.append(el("div", "caption", bottlenecks ? `▲ bottleneck (${bottlenecks})` : "no bottleneck"));
+  return bottlenecks ? "critical" : "none";
+}
+
+function itemList(items) {
+  const list = el("ul", "list");
+  for (const item of items.items) {
+    const li = el("li");
+    li.dataset.sku = item.sku;
+    li.append(el("span", "kind", item.states.join(", ").replace(/_/g, " ")));
+    const cover = item.cover_days === null ? "no demand" : `${number(item.cover_days, 1)} d cover`;
+    li.append(`${item.fc} · ${item.sku} · ${number(item.on_hand, 0)} on hand · ${cover}`);
+    list.append(li);
+  }
+  if (!items.items.length) list.append(el("li", "muted", "no item out of stock or at risk"));
+  return list;
+}
+
+function alertList(alerts) {
+  const list = el("ul", "list");
+  for (const alert of alerts.alerts) {
+    const li = el("li");
+    li.dataset.alert = alert.alert;
+    li.append(el("span", "kind", String(alert.alert).replace(/_/g, " ")));
+    const what = [alert.fc || alert.region, alert.order_id || alert.sku || alert.stage]
+      .filter(Boolean).join(" · ");
+    const when = String(alert.decided_ts || "").slice(0, 16).replace("T", " ");
+    li.append(when ? `${what} · ${when}` : what);
+    list.append(li);
+  }
+  if (!alerts.alerts.length) list.append(el("li", "muted", "no alert yet"));
+  return list;
+}
+
+function drawTile(box, tile, byId, alerts, items) {
+  const figures = tile.figures.map((id) => byId[id]).filter(Boolean);
+  const content = [el("h2", "", tile.title)];
+  box.replaceChildren(...content);
+  let status = figures.length ? figures[0].status : "none";
+  if (tile.kind === "stages") status = stagesTile(box, figures);
+  else if (tile.kind === "alerts") box.append(alertList(alerts));
+  else {
+    box.append(headline(figures[0]));
+    if (tile.kind === "items") box.append(itemList(items));
+    if (figures.length > 1) box.append(stats(figures.slice(1)));
+  }
+  box.className = `tile ${status}`;
+}
+
+async function getJson(url) {
+  const control = new AbortController();
+  const timer = setTimeout(() => control.abort(), TIMEOUT_MS);
+  try {
+    const answer = await fetch(url, { signal: control.signal, cache: "no-store" });
+    const body = await answer.json();
+    if (!answer.ok) throw new Error(body.error || answer.statusText);
+    return body.data;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function updateTrend(summary) {
+  const sample = summary.sample;
+  const last = state.trend.length ? state.trend[state.trend.length - 1].t : null;
+  if (last === null || (sample && sample.t < last)) {
+    const history = await getJson("/api/v1/history");
+    state.step = history.step;
+    state.trend = history.points;
+  } else if (sample && sample.t > last + 1.5 * state.step) {
+    const history = await getJson(`/api/v1/history?since=${last}`);
+    state.trend = state.trend.concat(history.points);
+  } else if (sample && sample.t > last) {
+    state.trend.push(sample);
+  }
+  const cutoff = summary.now - TREND_S;
+  while (state.trend.length && state.trend[0].t < cutoff) state.trend.shift();
+}
+
+function drawHeader(summary) {
+  const mark = summary.watermark;
+  const node = document.getElementById("watermark");
+  node.dataset.value = mark.timestamp === null ? "" : String(mark.timestamp);
+  node.replaceChildren("Event time: ");
+  if (mark.timestamp === null) node.append(el("span", "muted", "no data yet"));
+  else node.append(el("strong", "", clockTime(mark.timestamp, true)), ` · trails the clock by ${duration(mark.lag_seconds)}`);
+}
+
+function connection(text, stateName) {
+  const node = document.getElementById("connection");
+  node.textContent = text;
+  node.dataset.state = stateName;
+}
+
+function draw(summary, alerts, items) {
+  const byId = Object.fromEntries(summary.figures.map((f) => [f.id, f]));
+  const layout = JSON.stringify(summary.tiles);
+  if (layout !== state.layout) {
+    state.boxes = summary.tiles.map(() => el("section", "tile"));
+    document.getElementById("tiles").replaceChildren(...state.boxes);
+    state.layout = layout;
+  }
+  summary.tiles.forEach((tile, i) => drawTile(state.boxes[i], tile, byId, alerts, items));
+  drawHeader(summary);
+  document.body.dataset.now = String(summary.now);
+}
+
+async function poll() {
+  try {
+    const [summary, alerts, items] = await Promise.all([getJson("/api/v1/summary"), getJson(ALERTS), getJson(ITEMS)]);
+    await updateTrend(summary);
+    draw(summary, alerts, items);
+    state.lastOk = Date.now();
+    connection(`live · updated ${clockTime(summary.now, true)}`, "live");
+  } catch (error) {
+    if (Date.now() - state.lastOk > STALE_MS) connection(`stale: ${error.message}; retrying`, "stale");
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+poll();
