@@ -1,4 +1,5 @@
-"""JSON Schemas for the input events and the output records, generated from code.
+"""JSON Schemas for the input events, the output records and the web API's answers,
+generated from code.
 
 `python -m flows.schemas` writes them under `schemas/`; a test fails when the
 committed files differ from what this module generates.
@@ -26,6 +27,7 @@ from flows.events import (
     EventType,
 )
 from flows.timeutil import MAX_EPOCH_MS, RFC3339_PATTERN
+from flows.web.schemas import api_schemas
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE = "https://opscockpit.dev/schemas"
@@ -163,6 +165,7 @@ def all_schemas() -> dict[str, dict[str, Any]]:
     """Every schema by its path under `schemas/`."""
     files = {f"events/{name}.json": event_schema(spec) for name, spec in EVENT_TYPES.items()}
     files.update({f"outputs/{name}.json": schema for name, schema in output_schemas().items()})
+    files.update({f"api/{name}.json": schema for name, schema in api_schemas().items()})
     return files
 
 

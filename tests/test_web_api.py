@@ -1,0 +1,295 @@
+"""The JSON API under /api/v1/ and the probes, served in-process on the board of a
+replayed simulated day: every endpoint against its JSON Schema, the figures
+against the exposition, items paging and filters, bad parameters, thresholds."""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from flows.cockpit import rules
+from flows.exposition import Board, render
+from flows.kpisettings import KpiSettings
+from flows.ledger import Ledger
+from flows.metrics import BY_NAME
+from flows.published import ITEM_STATES, Item
+from flows.replay import replay
+from flows.runtime.pipeline import SOURCE_METRICS
+from flows.settings import Settings
+from flows.web.figures import BY_ID, TILES
+from flows.web.schemas import api_schemas
+from flows.web.server import serve
+from tests.kafka_broker import free_port
+from tests.processes import opscockpit
+from tests.reference import parse_exposition
+from tests.web import api, expected_figures, fetch, figure_differences
+
+NOW = 1_800_000_000.0
+SETTINGS = Settings(kpi=KpiSettings(service_level=Fraction(9, 10)))
+# Metrics of contract §4 the lead's families will declare; the page reads them by name.
+EXPECTED = {
+    "cockpit_stage_backlog",
+    "cockpit_bottleneck",
+    "cockpit_skus_out_of_stock",
+    "cockpit_skus_at_risk",
+    "cockpit_cancellation_ratio",
+    "cockpit_return_ratio",
+    "cockpit_recommendation_click_through_ratio",
+    "cockpit_recommendations_conversions_total",
+}
+
+
+def item(fc: str, sku: str, on_hand: int, demand: float, *states: str) -> Item:
+    cover = on_hand / demand if demand else None
+    return Item(fc, sku, on_hand, demand, cover, 3.0, tuple(sorted(states)), 0, {"0-90": on_hand})
+
+
+ITEMS = [
+    item("FC-A", "excess-1", 500, 0.0, "excess"),
+    item("FC-A", "risk-slow", 6, 1.0, "at_risk"),
+    item("FC-B", "oos-high", 0, 9.0, "out_of_stock", "below_safety_stock"),
+    item("FC-B", "risk-fast", 2, 1.0, "at_risk", "below_safety_stock"),
+    item("FC-A", "oos-low", -1, 2.0, "out_of_stock"),
+    item("FC-B", "healthy", 50, 1.0),
+    item("FC-A", "oos-zero", 0, 2.0, "out_of_stock"),
+]
+# Worst first: out of stock by least cover, then most demand; then at risk by cover; ...
+WORST_FIRST = ["oos-low", "oos-high", "oos-zero", "risk-fast", "risk-slow", "excess-1", "healthy"]
+
+
+@dataclass
+class Served:
+    board: Board
+    base: str
+    alerts_file: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A replayed simulated day on a board served in-process, its clock stopped."""
+    directory = tmp_path_factory.mktemp("web-api")
+    events, alerts = directory / "day.jsonl", directory / "alerts.jsonl"
+    opscockpit("simulate", "--out", str(events), "--hours", "30", "--seed", "3")
+    board = replay(Settings(), str(events), alerts=alerts)
+    board.publish_items("test", lambda: list(ITEMS))
+    port = free_port()
+    server = serve(board, "127.0.0.1", port, settings=SETTINGS, clock=lambda: NOW)
+    yield Served(board, f"http://127.0.0.1:{port}", alerts)
+    server.shutdown()
+
+
+def validate(name: str, answer: object) -> None:
+    Draft202012Validator(api_schemas()[name]).validate(answer)
+
+
+@pytest.mark.parametrize(
+    "path", ["summary", "history", "items", "alerts", "settings", "history?since=0"]
+)
+def test_every_endpoint_answers_by_its_schema(served, path):
+    status, headers, body = fetch(f"{served.base}/api/v1/{path}")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    validate(path.split("?")[0], json.loads(body))
+
+
+def test_the_summary_is_the_exposition(served):
+    summary = api(served.base, "summary")
+    samples = parse_exposition(render(served.board).decode())
+    assert figure_differences(summary, samples) == []
+    compared = {f["id"] for f in summary["figures"] if f["since"] is None}
+    assert compared >= set(expected_figures(samples)), "the clock stands still: nothing started"
+    by_id = {f["id"]: f for f in summary["figures"]}
+    assert by_id["ship_sla_compliance"]["value"] is not None
+    assert by_id["dock_to_stock_p90"]["by"], "a day has completed receipts"
+    assert summary["watermark"]["lag_seconds"] == NOW - summary["watermark"]["timestamp"]
+
+
+def test_figures_not_declared_yet_say_no_data_and_every_name_is_known(served):
+    summary = api(served.base, "summary")
+    for figure in summary["figures"]:
+        declared = all(name in BY_NAME for name in figure["metrics"])
+        assert declared or set(figure["metrics"]) & EXPECTED, figure["metrics"]
+        if not declared:
+            assert figure["value"] is None and figure["by"] == [] and figure["status"] == "none"
+    assert {f for t in TILES for f in t.figures} <= set(BY_ID)
+
+
+def test_every_threshold_is_the_one_of_the_alert_rules(served):
+    """The page colours by the `Limit` of the generated alert rule: same numbers,
+    same comparison (>= for higher-is-worse, < otherwise) at the very levels."""
+    summary = api(served.base, "summary")
+    by_alert = {alert.name: alert for alert in rules.ALERTS}
+    limited = [f for f in summary["figures"] if f["limit"] is not None]
+    assert {f["limit"]["alert"] for f in limited} >= {
+        "ShipSlaBreachRateHigh",
+        "LateDeliveryRateHigh",
+        "DockToStockSlow",
+        "OrdersPastShipPromise",
+    }
+    for figure in limited:
+        limit = by_alert[figure["limit"]["alert"]].limit
+        assert limit is not None and BY_ID[figure["id"]].alert is by_alert[figure["limit"]["alert"]]
+        assert (figure["limit"]["warning"], figure["limit"]["critical"]) == (
+            limit.warning,
+            limit.critical,
+        )
+        assert figure["limit"]["higher_is_worse"] == limit.higher_is_worse
+        for row in [{"value": figure["value"], "status": figure["status"]}, *figure["by"]]:
+            if row["value"] is not None:
+                assert row["status"] == limit.severity(row["value"])
+        for value in (limit.warning, limit.critical):
+            for near in (value - 1e-9, value, value + 1e-9):
+                assert limit.severity(near) == rule_severity(limit, near)
+
+
+def rule_severity(limit: rules.Limit, value: float) -> str:
+    """The severity whose generated PromQL condition (`v >= 25`, `v < 0.95`) holds."""
+    compare = {">=": operator.ge, "<": operator.lt}
+    for severity, level in (("critical", limit.critical), ("warning", limit.warning)):
+        _value, op, _level = limit.condition("v", level).split()
+        if compare[op](value, level):
+            return severity
+    return "ok"
+
+
+def test_recent_alerts_are_the_replay_s_alert_records_newest_first(served):
+    written = [json.loads(line) for line in served.alerts_file.read_text().splitlines()]
+    assert len(written) > 10
+    data = api(served.base, "alerts?limit=500")
+    assert data["total"] == min(len(written), 500)
+    assert data["alerts"] == written[::-1][:500]
+    late = api(served.base, "alerts?alert=late_delivery&limit=3")
+    assert [a["alert"] for a in late["alerts"]] == ["late_delivery"] * 3
+    fc = written[-1]["fc"]
+    at_fc = api(served.base, f"alerts?fc={fc}")
+    assert at_fc["alerts"] and {a["fc"] for a in at_fc["alerts"]} == {fc}
+
+
+def test_items_are_paged_worst_first(served):
+    everything = api(served.base, "items")
+    assert everything["total"] == len(ITEMS)
+    assert [i["sku"] for i in everything["items"]] == WORST_FIRST
+    pages = [api(served.base, f"items?limit=3&offset={o}") for o in (0, 3, 6, 9)]
+    assert [i["sku"] for p in pages for i in p["items"]] == WORST_FIRST
+    assert [len(p["items"]) for p in pages] == [3, 3, 1, 0]
+    assert all(p["total"] == len(ITEMS) and p["limit"] == 3 for p in pages)
+    oos_at_b = api(served.base, "items?fc=FC-B&state=out_of_stock&state=at_risk")
+    assert [i["sku"] for i in oos_at_b["items"]] == ["oos-high", "risk-fast"]
+    first = everything["items"][0]
+    assert first == {
+        "fc": "FC-A",
+        "sku": "oos-low",
+        "on_hand": -1,
+        "demand_per_day": 2.0,
+        "cover_days": -0.5,
+        "safety_stock": 3.0,
+        "states": ["out_of_stock"],
+        "units_by_age": {"0-90": -1},
+        "as_of": "1970-01-01T00:00:00Z",
+    }
+    assert set(ITEM_STATES) == {s for i in ITEMS for s in i.states}
+
+
+def test_no_published_items_is_an_empty_page():
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    try:
+        data = api(f"http://127.0.0.1:{port}", "items?state=at_risk")
+        assert data == {"total": 0, "offset": 0, "limit": 100, "items": []}
+        summary = api(f"http://127.0.0.1:{port}", "summary")
+        assert all(f["value"] is None and f["by"] == [] for f in summary["figures"])
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("items?limit=0", 400),
+        ("items?limit=1001", 400),
+        ("items?limit=ten", 400),
+        ("items?limit=-1", 400),
+        ("items?offset=-1", 400),
+        ("items?offset=1.5", 400),
+        ("items?limit=1&limit=2", 400),
+        ("items?state=sold_out", 400),
+        ("items?colour=red", 400),
+        ("items?&&=", 400),
+        ("alerts?limit=0", 400),
+        ("alerts?limit=501", 400),
+        ("history?since=yesterday", 400),
+        ("history?since=nan", 400),
+        ("history?since=inf", 400),
+        ("summary?verbose=1", 400),
+        ("settings?x", 400),
+        ("nothing", 404),
+        ("", 404),
+    ],
+)
+def test_bad_requests_get_a_json_error(served, path, status):
+    code, headers, body = fetch(f"{served.base}/api/v1/{path}")
+    assert code == status and headers["Content-Type"] == "application/json"
+    answer = json.loads(body)
+    validate("error", answer)
+    assert answer["errorType"] == ("bad_data" if status == 400 else "not_found")
+
+
+def test_other_methods_are_refused(served):
+    for path in ("/", "/metrics", "/api/v1/summary"):
+        code, headers, _body = fetch(served.base + path, method="POST")
+        assert code == 405 and headers["Allow"] == "GET"
+
+
+def test_settings_in_force(served):
+    data = api(served.base, "settings")
+    settings = data["settings"]
+    assert settings["lateness_seconds"] == 60 and settings["window_seconds"] == 3600
+    assert "lateness" not in settings and settings["max_label_values"] == 1000
+    assert settings["kpi"]["service_level"] == 0.9
+    assert settings["kpi"]["shifts"] == {"early": "06:00", "late": "14:00", "night": "22:00"}
+    assert data["web"] == {"tls": False, "basic_auth": False}
+
+
+def test_the_page_and_its_files_are_served_with_a_strict_policy(served):
+    status, headers, body = fetch(served.base + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert b"/static/cockpit.js" in body and b"<script>" not in body  # no inline script
+    for name, kind in (("cockpit.js", "text/javascript"), ("cockpit.css", "text/css")):
+        status, headers, body = fetch(f"{served.base}/static/{name}")
+        assert status == 200 and headers["Content-Type"].startswith(kind) and body
+    status, _headers, body = fetch(served.base + "/static/../app.py")
+    assert status == 404
+
+
+def test_probes_and_pages_before_and_after_ready():
+    board = Board()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert fetch(base + "/-/healthy")[0] == 200
+        assert fetch(base + "/-/ready")[0] == 503
+        assert fetch(base + "/metrics")[0] == 503
+        code, _headers, body = fetch(base + "/api/v1/summary")
+        assert code == 503 and json.loads(body)["errorType"] == "unavailable"
+        assert fetch(base + "/")[0] == 200  # the page says it is restoring
+        board.ready.set()
+        assert fetch(base + "/-/ready")[0] == 200
+        kafka = Ledger(SOURCE_METRICS)
+        kafka["cockpit_kafka_up"][()] = 0
+        board.publish("kafka:t:0", kafka)
+        code, _headers, body = fetch(base + "/-/ready")
+        assert code == 503 and b"Kafka" in body
+        kafka["cockpit_kafka_up"][()] = 1
+        assert fetch(base + "/-/ready")[0] == 200
+    finally:
+        server.shutdown()
