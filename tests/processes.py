@@ -62,8 +62,10 @@ def cockpit(
     port: int | None = None,
     env: dict[str, str] | None = None,
     ready_timeout: float = 60,
+    probe: Callable[[int], object] = metrics_text,
 ) -> Iterator[Cockpit]:
-    """Start `opscockpit run ARGS` serving metrics on a free port; stop it with SIGTERM."""
+    """Start `opscockpit run ARGS` serving metrics on a free port; stop it with SIGTERM.
+    It has started once `probe(port)` answers (by default a plain /metrics scrape)."""
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", "--metrics-port", str(port), *args],
@@ -73,7 +75,7 @@ def cockpit(
     )
     running = Cockpit(process, port)
     try:
-        wait_for(lambda: _scrapeable(running), ready_timeout, "metrics endpoint")
+        wait_for(lambda: _scrapeable(running, probe), ready_timeout, "metrics endpoint")
         yield running
     finally:
         if process.poll() is None:
@@ -85,12 +87,12 @@ def cockpit(
                 process.wait()
 
 
-def _scrapeable(running: Cockpit) -> bool:
+def _scrapeable(running: Cockpit, probe: Callable[[int], object]) -> bool:
     if not running.alive():
         stderr = running.process.stderr.read().decode() if running.process.stderr else ""
         raise AssertionError(f"opscockpit exited with {running.process.returncode}: {stderr}")
     try:
-        running.text()
+        probe(running.port)
     except OSError:
         return False
     return True

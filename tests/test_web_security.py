@@ -1,0 +1,306 @@
+"""`--web-config`: TLS and basic auth on every endpoint of the metrics port, in the
+Prometheus exporter-toolkit format, with certificates from trustme; and a real
+Prometheus scraping a running cockpit over TLS with basic auth, as the compose
+stack's docker/prometheus/prometheus.secure.yml does."""
+
+from __future__ import annotations
+
+import copy
+import json
+import ssl
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+import trustme
+import yaml
+
+from flows.cli import build_parser
+from flows.exposition import Board
+from flows.ledger import Ledger
+from flows.metrics import METRICS
+from flows.web.config import Users, WebConfigError, load
+from flows.web.server import serve
+from tests.kafka_broker import free_port
+from tests.processes import cockpit, opscockpit, wait_for
+from tests.test_cockpit_generated import DOCKER, compose, run, tool
+from tests.test_cockpit_live import api as prometheus_api
+from tests.test_cockpit_live import daemon
+from tests.test_security import one_line_error
+from tests.web import fetch
+
+USER, PASSWORD = "prometheus", "correct horse battery staple"
+PATHS = [
+    "/",
+    "/metrics",
+    "/api/v1/summary",
+    "/api/v1/items?limit=x",
+    "/-/healthy",
+    "/-/ready",
+    "/static/cockpit.js",
+    "/nowhere",
+]
+
+
+@dataclass
+class Certs:
+    directory: Path
+    ca: trustme.CA
+    client: trustme.LeafCert
+
+    def trusting(self, **versions: ssl.TLSVersion) -> ssl.SSLContext:
+        """A client context that trusts the test CA, within TLS `versions` if given."""
+        context = ssl.create_default_context(cafile=self.directory / "ca.pem")
+        for name, version in versions.items():
+            setattr(context, name, version)
+        return context
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    directory = tmp_path_factory.mktemp("certs")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost", "opscockpit")
+    server.private_key_pem.write_to_path(str(directory / "key.pem"))
+    server.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    return Certs(directory, ca, ca.issue_cert("client.example"))
+
+
+def web_config(directory: Path, rounds: int = 4, **tls: str) -> Path:
+    """A web-config with the test certificate, `tls` settings and the test user."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=rounds)).decode()
+    config = {
+        "tls_server_config": {"cert_file": "cert.pem", "key_file": "key.pem", **tls},
+        "basic_auth_users": {USER: hashed},
+        "http_server_config": {"headers": {"Strict-Transport-Security": "max-age=31536000"}},
+    }
+    path = directory / f"web-{len(tls)}-{'-'.join(tls.values())}.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextmanager
+def secured(certs: Certs, **tls: str) -> Iterator[str]:
+    """A board served in-process with `web_config(**tls)`; yields its https base URL."""
+    board = Board()
+    ledger = Ledger(METRICS)
+    ledger["cockpit_units_on_hand"]["FC1"] = 5
+    board.publish("test", ledger)
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port, config=load(web_config(certs.directory, **tls)))
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+
+
+def test_nothing_answers_without_the_right_password(certs):
+    with secured(certs) as base:
+        context = certs.trusting()
+        for path in PATHS:
+            refusals = [
+                fetch(base + path, context=context),
+                fetch(base + path, USER, "wrong", context=context),
+                fetch(base + path, "intruder", PASSWORD, context=context),
+                fetch(base + path, USER, PASSWORD + "x" * 80, context=context),  # > 72 bytes
+            ]
+            for status, headers, _body in refusals:
+                assert status == 401, path
+                assert headers["WWW-Authenticate"].startswith('Basic realm="opscockpit"')
+                assert headers["Strict-Transport-Security"] == "max-age=31536000"
+            assert len({body for _status, _headers, body in refusals}) == 1, "says nothing more"
+            status, headers, body = fetch(base + path, USER, PASSWORD, context=context)
+            expected = {"/nowhere": 404, "/api/v1/items?limit=x": 400}.get(path, 200)
+            assert status == expected, (path, body)
+            assert headers["Strict-Transport-Security"] == "max-age=31536000"
+        _status, _headers, body = fetch(base + "/api/v1/summary", context=context)
+        assert json.loads(body) == {
+            "status": "error",
+            "errorType": "unauthorized",
+            "error": "unauthorized",
+        }
+        data = json.loads(fetch(base + "/api/v1/settings", USER, PASSWORD, context=context)[2])
+        assert data["data"]["web"] == {"tls": True, "basic_auth": True}
+
+
+def test_a_client_below_the_minimum_tls_version_is_refused(certs):
+    with secured(certs, min_version="TLS13") as base:
+        old = certs.trusting(maximum_version=ssl.TLSVersion.TLSv1_2)
+        with pytest.raises(OSError):
+            fetch(base + "/-/healthy", USER, PASSWORD, context=old)
+        assert fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())[0] == 200
+
+
+def test_plain_http_gets_no_answer_and_the_server_goes_on(certs):
+    with secured(certs) as base:
+        plain = base.replace("https://", "http://")
+        with pytest.raises(OSError):
+            fetch(plain + "/metrics", USER, PASSWORD)
+        assert fetch(base + "/metrics", USER, PASSWORD, context=certs.trusting())[0] == 200
+
+
+def test_client_certificates_when_the_config_requires_them(certs):
+    certs.ca.cert_pem.write_to_path(str(certs.directory / "clients.pem"))
+    with secured(
+        certs, client_auth_type="RequireAndVerifyClientCert", client_ca_file="clients.pem"
+    ) as base:
+        with pytest.raises(OSError):
+            fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())
+        context = certs.trusting()
+        certs.client.configure_cert(context)
+        assert fetch(base + "/-/healthy", USER, PASSWORD, context=context)[0] == 200
+
+
+def test_users_are_checked_against_bcrypt_hashes():
+    users = Users({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))})
+    assert users.check(USER, PASSWORD) and users.check(USER, PASSWORD)  # the second from cache
+    assert not users.check(USER, PASSWORD.upper())
+    assert not users.check("nobody", PASSWORD)
+    assert not users.check(USER, "é" * 80)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tls_server_config: [", "is not YAML"),
+        ("- a list", "the file must be a mapping"),
+        ("basic_auth: {}", "unknown key 'basic_auth' in the file"),
+        ("basic_auth_users: {u: secret}", "the password of user 'u' is not a bcrypt hash"),
+        ("tls_server_config: {cert_file: cert.pem}", "needs cert_file and key_file"),
+        ("tls_server_config: {cert_file: no.pem, key_file: key.pem}", "cannot load"),
+        (
+            "tls_server_config: {cert_file: cert.pem, key_file: key.pem, min_version: SSL3}",
+            "min_version 'SSL3' is not one of TLS10, TLS11, TLS12, TLS13",
+        ),
+        (
+            "tls_server_config: {cert_file: cert.pem, key_file: key.pem, cipher_suites: []}",
+            "cipher_suites is not supported",
+        ),
+        (
+            "tls_server_config: {cert_file: cert.pem, key_file: key.pem, "
+            "client_auth_type: RequireAndVerifyClientCert}",
+            "needs client_ca_file",
+        ),
+        (
+            "tls_server_config: {cert_file: cert.pem, key_file: key.pem, "
+            "client_auth_type: RequireAnyClientCert}",
+            "is not one of NoClientCert",
+        ),
+        ("http_server_config: {http2: true}", "http2 is not supported"),
+    ],
+)
+def test_a_bad_web_config_says_what_is_wrong(certs, text, message):
+    path = certs.directory / "bad.yml"
+    path.write_text(text)
+    with pytest.raises(WebConfigError, match="^" + str(path)) as error:
+        load(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_bad_web_config_is_a_one_line_error_at_start(tmp_path):
+    for path in (tmp_path / "missing.yml", tmp_path / "bad.yml"):
+        (tmp_path / "bad.yml").write_text("basic_auth_users: {u: plain}")
+        line = one_line_error(opscockpit("run", "--web-config", str(path), check=False))
+        assert line.startswith("opscockpit: error: --web-config: ") and str(path) in line
+
+
+# --- a running cockpit, scraped by a real Prometheus
+
+
+def prometheus_config(directory: Path, port: int, certs: Certs) -> dict[str, Any]:
+    """The compose stack's secure scrape job aimed at this cockpit, and the same job
+    without the password."""
+    shipped = yaml.safe_load((DOCKER / "prometheus" / "prometheus.secure.yml").read_text())
+    job = next(j for j in shipped["scrape_configs"] if j["job_name"] == "opscockpit")
+    password = directory / "prometheus.password"
+    password.write_text(PASSWORD)
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    job["tls_config"]["ca_file"] = str(certs.directory / "ca.pem")
+    job["basic_auth"]["password_file"] = str(password)
+    job["scrape_interval"] = "1s"
+    anonymous = copy.deepcopy(job)
+    anonymous["job_name"] = "without-password"
+    del anonymous["basic_auth"]
+    return {"global": {"scrape_interval": "1s"}, "scrape_configs": [job, anonymous]}
+
+
+@pytest.mark.prom
+def test_prometheus_scrapes_over_tls_with_basic_auth_and_not_without(certs, tmp_path):
+    context = certs.trusting()
+
+    def probe(port: int) -> object:
+        status = fetch(f"https://127.0.0.1:{port}/-/ready", USER, PASSWORD, context=context)[0]
+        return status == 200 or None
+
+    config = web_config(certs.directory, rounds=10)
+    with cockpit("--backfill", "2h", "--web-config", str(config), probe=probe) as running:
+        base = f"https://127.0.0.1:{running.port}"
+        config_file = tmp_path / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(prometheus_config(tmp_path, running.port, certs)))
+        address = f"127.0.0.1:{free_port()}"
+        command = [
+            tool("prometheus"),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address={address}",
+        ]
+        with daemon(command, f"http://{address}/-/ready", tmp_path / "prometheus.log"):
+            prom = f"http://{address}"
+
+            def up(job: str) -> list[str]:
+                result = prometheus_api(prom, "query", query=f'up{{job="{job}"}}')["result"]
+                return [sample["value"][1] for sample in result]
+
+            wait_for(lambda: up("opscockpit") == ["1"], 60, "a scrape over TLS with the password")
+            wait_for(lambda: up("without-password") == ["0"], 60, "a refused scrape")
+            events = 'sum(cockpit_events_total{job="opscockpit"})'
+            assert float(prometheus_api(prom, "query", query=events)["result"][0]["value"][1]) > 0
+            targets = prometheus_api(prom, "targets")["activeTargets"]
+            refused = next(t for t in targets if t["labels"]["job"] == "without-password")
+            assert "401" in refused["lastError"]
+        for path in ("/", "/api/v1/summary", "/metrics", "/-/ready"):
+            assert fetch(base + path, context=context)[0] == 401
+            assert fetch(base + path, USER, PASSWORD, context=context)[0] == 200
+        status, _headers, body = fetch(base + "/api/v1/alerts", USER, PASSWORD, context=context)
+        assert status == 200 and "alerts" in json.loads(body)["data"]
+
+
+def test_the_secure_prometheus_config_is_the_plain_one_with_tls_and_auth():
+    path = DOCKER / "prometheus" / "prometheus.secure.yml"
+    plain = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    secure = yaml.safe_load(path.read_text())
+    job = next(j for j in secure["scrape_configs"] if j["job_name"] == "opscockpit")
+    assert job.pop("scheme") == "https"
+    assert set(job.pop("tls_config")) == {"ca_file", "server_name"}
+    assert job.pop("basic_auth")["password_file"].startswith("/etc/opscockpit/")
+    assert secure == plain
+    # Its files exist only in the container: check everything else.
+    run(tool("promtool"), "check", "config", "--syntax-only", str(path))
+
+
+def test_the_secure_compose_overlay_adds_the_web_config_and_nothing_else():
+    overlay_path = DOCKER / "compose.secure.yaml"
+    run(
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(overlay_path),
+    )
+    base, overlay = compose()["services"], yaml.safe_load(overlay_path.read_text())["services"]
+    web = "--web-config=/etc/opscockpit/web-config.yml"
+    assert overlay["opscockpit"]["command"] == [*base["opscockpit"]["command"], web]
+    assert build_parser().parse_args(overlay["opscockpit"]["command"]).web_config
+    config = "--config.file=/etc/prometheus/prometheus.secure.yml"
+    plain = [config if c.startswith("--config.file=") else c for c in base["prometheus"]["command"]]
+    assert overlay["prometheus"]["command"] == plain
+    for service in ("opscockpit", "prometheus"):
+        assert overlay[service]["volumes"] == ["./secure:/etc/opscockpit:ro"]
