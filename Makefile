@@ -11,7 +11,7 @@ COMPILED := setup.py flows/_fastdecode.c flows/_idtable.c \
 INTERPRETED_TESTS := tests/families tests/test_runtime.py tests/test_properties.py \
 	tests/test_snapshots.py tests/test_reference.py
 
-.PHONY: run test lint typecheck unit unit-interpreted bench generate check-generated install system-deps clean
+.PHONY: run test lint typecheck unit unit-interpreted bench generate check-generated install system-deps screenshot clean
 
 run: $(STAMP)
 	$(BIN)/opscockpit run
@@ -29,8 +29,9 @@ $(STAMP): pyproject.toml $(COMPILED)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Prometheus for the rule and scrape tests; Chromium and its driver for the wall display's.
 system-deps:
-	@sh .ci/system-packages prometheus prometheus-alertmanager
+	@sh .ci/system-packages prometheus prometheus-alertmanager chromium chromium-driver
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows tests
@@ -47,6 +48,10 @@ unit-interpreted: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
+# The README's picture of the wall display, from a live `opscockpit run` in headless Chromium.
+screenshot: $(STAMP) system-deps
+	$(BIN)/python -m tests.browser grafana/screenshots/wall-display.png
 
 generate: $(STAMP)
 	$(BIN)/python -m flows.schemas schemas

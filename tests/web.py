@@ -108,6 +108,11 @@ def _gauge(samples: Samples, name: str, label: str, total: bool = True) -> Any:
     return (_total(samples, name) if total else None), by
 
 
+def _count(by: dict[str, float]) -> Any:
+    """A counter's total and values; no data without a series, as Prometheus has none."""
+    return (sum(by.values()) if by else None), {(k,): v for k, v in by.items()}
+
+
 def expected_figures(samples: Samples) -> Expected:
     """The figures of a process younger than every window (values since the start)."""
     on_time = _by(samples, "cockpit_orders_shipped_total", "fc", on_time="true")
@@ -123,11 +128,11 @@ def expected_figures(samples: Samples) -> Expected:
     watermark = samples.get("cockpit_watermark_timestamp_seconds", {}).get(())
     return {
         "ship_sla_compliance": _ratio(on_time, breaches),
-        "ship_sla_breaches": (sum(breaches.values()), {(k,): v for k, v in breaches.items()}),
+        "ship_sla_breaches": _count(breaches),
         "orders_past_ship_promise": _gauge(samples, "cockpit_orders_past_ship_promise", "fc"),
         "orders_awaiting_shipment": _gauge(samples, "cockpit_orders_awaiting_shipment", "fc"),
         "late_deliveries": _ratio(late, delivered),
-        "late_delivery_count": (sum(late.values()), {(k,): v for k, v in late.items()}),
+        "late_delivery_count": _count(late),
         "orders_past_delivery_promise": _gauge(
             samples, "cockpit_orders_past_delivery_promise", "region"
         ),

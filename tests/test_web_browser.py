@@ -1,0 +1,238 @@
+"""The wall display in a real browser (headless Chromium) on `opscockpit run`: it
+shows the live cockpit within 30 s, its figures are the ones /metrics and the API
+give, they change as events arrive, nothing goes wrong in the console, and it fits
+a 1920x1080 wall screen and a phone."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from selenium import webdriver
+
+from tests.browser import PHONE, WALL, chromium, has_data, missing, page_time, shown, viewport
+from tests.kafka_broker import unique
+from tests.processes import cockpit, opscockpit, wait_for
+from tests.reference import parse_exposition
+from tests.test_web_security import PASSWORD, USER, certs, web_config  # noqa: F401 (fixture)
+from tests.web import api, expected_figures, fetch, figure_differences
+
+# Figures with a value at once on the simulator (the lead's families come later).
+LIVE = ("ship_sla_compliance", "orders_past_ship_promise", "late_deliveries", "dock_to_stock_p90")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    problem = missing()
+    if problem:
+        pytest.skip(problem)
+    with chromium(tmp_path / "profile") as driver:
+        yield driver
+
+
+def console_errors(driver: webdriver.Chrome) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def differences(page: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
+    """Where the page's figures differ from the summary's: number, colour and text."""
+    figures = {f["id"]: f for f in summary["figures"]}
+    out = []
+    for value in page:
+        figure = figures[value["figure"]]
+        rows = {"": figure} | {"|".join(row["key"]): row for row in figure["by"]}
+        row = rows.get(value["key"])
+        if row is None:  # a cell of a table with no series
+            if value["value"] != "":
+                out.append(f"{value}: no such series")
+            continue
+        number = None if value["value"] == "" else float(value["value"])
+        if number != row["value"] and not ("range" in value["classes"] and row["value"] is None):
+            out.append(f"{value['figure']} {value['key']!r}: page {number} != api {row['value']}")
+        if number is not None and value["status"] != row["status"]:
+            out.append(f"{value['figure']} {value['key']!r}: colour {value['status']}")
+        if number is not None and value["status"] != "none":
+            assert value["status"] in value["classes"], value
+        out.extend(text_differences(value, figure["unit"], number))
+    return out
+
+
+def text_differences(value: dict[str, Any], unit: str, number: float | None) -> list[str]:
+    """The shown text of a ratio or a count is the number, rounded as the page says."""
+    if number is None:
+        return [] if value["text"] == "no data yet" or "range" in value["classes"] else [str(value)]
+    text = value["text"].removesuffix(" ▲")
+    if unit == "ratio" and text != f"{number * 100:,.1f}%":
+        return [f"{value['figure']}: {text} for {number}"]
+    if unit == "count" and number == int(number) and text != f"{number:,.0f}":
+        return [f"{value['figure']}: {text} for {number}"]
+    return []
+
+
+def layout_problems(driver: webdriver.Chrome, size: tuple[int, int]) -> list[str]:
+    """Text cut off or overflowing, tiles overlapping, a page wider than the screen."""
+    viewport(driver, size)
+    wait_for(lambda: driver.execute_script("return window.innerWidth") == size[0], 10, "resize")
+    problems = driver.execute_script(
+        """const out = [];
+        const root = document.documentElement;
+        if (root.scrollWidth > innerWidth) out.push(`page ${root.scrollWidth}px wide`);
+        const tiles = [...document.querySelectorAll('.tile')].map(t => t.getBoundingClientRect());
+        tiles.forEach((a, i) => tiles.slice(i + 1).forEach(b => {
+          if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)
+            out.push(`tiles ${i} and another overlap`); }));
+        for (const tile of document.querySelectorAll('.tile'))
+          if (tile.scrollHeight > tile.clientHeight + 1)
+            out.push(`${tile.querySelector('h2').textContent}: content cut off below`);
+        for (const e of document.querySelectorAll('[data-figure], h2, .caption, .label'))
+          if (e.scrollWidth > e.clientWidth + 1) out.push(`cut off: ${e.textContent}`);
+        return out;"""
+    )
+    if size == WALL:
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        if height > size[1]:
+            problems.append(f"the wall display needs scrolling: {height}px high")
+    return list(problems)
+
+
+def test_the_cockpit_is_live_in_the_browser_within_30_seconds(browser, tmp_path):
+    """`make run`: the embedded simulator, a browser at /, live figures in 30 s that are
+    those of /metrics (each compared while its inputs stood still), changing live."""
+    started = time.monotonic()
+    with cockpit(ready_timeout=30) as running:
+        base = f"http://127.0.0.1:{running.port}"
+        browser.get(base + "/")
+
+        def live() -> dict[str, Any] | None:
+            page = {v["figure"]: v for v in shown(browser) if v["key"] == ""}
+            return page if page and all(page[name]["value"] for name in LIVE) else None
+
+        page = wait_for(live, 30 - (time.monotonic() - started), f"{LIVE} on the page")
+        assert time.monotonic() - started < 30
+        checked: set[str] = set()
+        deadline = time.monotonic() + 90
+        while len(checked) < 12 and time.monotonic() < deadline:
+            checked |= compare_while_still(browser, base)
+        assert len(checked) >= 12, f"only {sorted(checked)} stood still long enough"
+        events = page["events"]["value"]
+        wait_for(
+            lambda: next(v for v in shown(browser) if v["figure"] == "events")["value"] != events,
+            30,
+            "the page to count live events",
+        )
+        for size in (WALL, PHONE):
+            assert layout_problems(browser, size) == [], size
+            browser.save_screenshot(str(tmp_path / f"page-{size[0]}x{size[1]}.png"))
+        assert console_errors(browser) == []
+
+
+def compare_while_still(driver: webdriver.Chrome, base: str) -> set[str]:
+    """Compare the page's figures with two scrapes around its update; only figures
+    whose inputs did not change between the scrapes can be held to one of them."""
+    before = parse_exposition(fetch(base + "/metrics")[2].decode())
+    asked = time.time()
+    wait_for(lambda: page_time(driver) > asked, 30, "the next update of the page")
+    page = shown(driver)
+    after = parse_exposition(fetch(base + "/metrics")[2].decode())
+    first, second = expected_figures(before), expected_figures(after)
+    still = {name for name in first if first[name] == second[name] and name != "watermark"}
+    for value in page:
+        if value["figure"] in still and value["key"] == "":
+            expected = first[value["figure"]][0]
+            number = None if value["value"] == "" else float(value["value"])
+            assert number == expected or (
+                number is not None and expected is not None and math.isclose(number, expected)
+            ), (value, expected)
+    return still
+
+
+@pytest.mark.kafka
+def test_every_figure_on_the_page_is_the_api_s_and_the_metrics(kafka, browser, tmp_path):
+    """From Kafka, once the input is drained nothing moves: the page, the API and
+    /metrics must agree on every figure; new events move all three."""
+    topic = unique("web")
+    admin = AdminClient({"bootstrap.servers": kafka})
+    for future in admin.create_topics([NewTopic(topic, 2, 1)]).values():
+        future.result(30)
+
+    def produce(start: str, hours: str, seed: str) -> int:
+        args = ("--kafka", kafka, "--topic", topic, "--start", start, "--seed", seed)
+        result = opscockpit("simulate", *args, "--hours", hours)
+        return int(
+            re.search(r"produced ([\d,]+) events", result.stderr.decode())[1].replace(",", "")
+        )
+
+    produced = produce("2026-11-20T00:00:00Z", "8", "7")
+    with cockpit("--kafka", kafka, "--topic", topic, "--idle-timeout", "1s") as running:
+        base = f"http://127.0.0.1:{running.port}"
+        browser.get(base + "/")
+        for round_ in range(2):
+            summary = settle(running.port, produced)
+            wait_for(lambda s=summary: page_time(browser) > s["now"], 30, "the page to update")
+            page = shown(browser)
+            assert differences(page, summary) == []
+            samples = parse_exposition(fetch(base + "/metrics")[2].decode())
+            assert figure_differences(summary, samples) == []
+            assert {v["figure"] for v in page} >= {"ship_sla_compliance", "orders_in_stage"}
+            if round_ == 0:
+                events = summary_value(summary, "events")
+                produced += produce("2026-11-20T08:00:00Z", "1", "8")
+        assert summary_value(summary, "events") > events
+        assert console_errors(browser) == []
+
+
+def summary_value(summary: dict[str, Any], name: str) -> Any:
+    return next(f["value"] for f in summary["figures"] if f["id"] == name)
+
+
+def settle(port: int, produced: int) -> dict[str, Any]:
+    """The summary once every produced event is counted and two in a row are equal."""
+    base = f"http://127.0.0.1:{port}"
+
+    def counted() -> bool:
+        samples = parse_exposition(fetch(base + "/metrics")[2].decode())
+        kinds = ("", "_rejected", "_duplicate", "_late")
+        return produced == sum(
+            sum(samples.get(f"cockpit_events{k}_total", {}).values()) for k in kinds
+        )
+
+    wait_for(counted, 120, f"all {produced} events counted")
+    last: list[Any] = [None]
+
+    def unchanged() -> Any:
+        summary = api(base, "summary")
+        figures = summary["figures"]
+        same = figures == last[0]
+        last[0] = figures
+        return summary if same else None
+
+    return wait_for(unchanged, 60, "the figures to settle", every=2)
+
+
+def test_the_page_works_over_tls_with_basic_auth(browser, certs):  # noqa: F811
+    config = web_config(certs.directory)
+    context = certs.trusting()
+
+    def probe(port: int) -> object:
+        return fetch(f"https://127.0.0.1:{port}/-/ready", USER, PASSWORD, context=context)[0] == 200
+
+    with cockpit("--backfill", "6h", "--web-config", str(config), probe=probe) as running:
+        base = f"https://127.0.0.1:{running.port}"
+        browser.get(base + "/")
+        assert 'id="tiles"' not in browser.page_source  # a password prompt, no page
+        # What the browser sends once a person has answered its password prompt.
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        browser.execute_cdp_cmd("Network.enable", {})
+        headers = {"headers": {"Authorization": f"Basic {token}"}}
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", headers)
+        browser.get(base + "/")
+        wait_for(lambda: has_data(browser), 60, "data on the page over TLS")
+        summary = api(base, "summary", user=USER, password=PASSWORD, context=context)
+        assert summary["figures"]
