@@ -18,7 +18,7 @@ from flows.ledger import Ledger, SeriesKey, label_tuple, merge_into
 from flows.metrics import HISTOGRAM, METRICS, Metric
 from flows.published import Item, ItemSource, RecentAlerts
 
-ALERTS_KEPT = 500  # alert records kept for the web API and page
+ALERTS_KEPT = 200  # alert records of each kind kept for the web API and page
 
 
 class Board:

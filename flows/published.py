@@ -46,24 +46,29 @@ ItemSource = Callable[[], Iterable[Item]]
 
 
 class RecentAlerts:
-    """The latest alert records of this process, newest last, at most `size`.
+    """The latest alert records of this process, at most `per_kind` of each kind
+    (so that a day close's thousands of stockouts do not push out the orders' few).
 
     Keyed by the record's message key, so an alert written again after a restore
     (outputs are at-least-once) is kept once.
     """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._records: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    def __init__(self, per_kind: int) -> None:
+        self.per_kind = per_kind
+        self._kinds: dict[str, OrderedDict[str, tuple[int, dict[str, Any]]]] = {}
+        self._added = 0
         self._lock = threading.Lock()
 
     def add(self, key: str, record: dict[str, Any]) -> None:
         with self._lock:
-            self._records.pop(key, None)
-            self._records[key] = record
-            if len(self._records) > self.size:
-                self._records.popitem(last=False)
+            kept = self._kinds.setdefault(str(record.get("alert")), OrderedDict())
+            kept.pop(key, None)
+            self._added += 1
+            kept[key] = (self._added, record)
+            if len(kept) > self.per_kind:
+                kept.popitem(last=False)
 
     def newest_first(self) -> list[dict[str, Any]]:
         with self._lock:
-            return list(reversed(self._records.values()))
+            kept = [entry for kind in self._kinds.values() for entry in kind.values()]
+        return [record for _added, record in sorted(kept, key=lambda e: e[0], reverse=True)]

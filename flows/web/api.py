@@ -189,7 +189,7 @@ class Api:
         """The latest alert records of this process, newest first."""
         names = set(query.many("alert"))
         fcs = set(query.many("fc"))
-        limit = query.integer("limit", 50, 1, self.board.alerts.size)
+        limit = query.integer("limit", 50, 1, MAX_LIMIT)
         chosen = [
             record
             for record in self.board.alerts.newest_first()
