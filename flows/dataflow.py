@@ -117,6 +117,8 @@ class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
         if resume is not None:
             snapshot.load_combine(resume, self.stage, upgrade)
         runtime.board.publish("windows", self.stage.ledger)
+        for name, source in self.stage.item_sources().items():
+            runtime.board.publish_items(name, source)
 
     def on_batch(self, values: list[Partials]) -> tuple[list[Output], bool]:
         self.runtime.board.ready.set()
@@ -181,7 +183,6 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
         "alerts": alerts.trues,
         "kpis": alerts.falses,
     }
-    wired = False
     for name, stream in streams.items():
         sink = getattr(sinks, name)
         if sink is not None:
@@ -189,9 +190,6 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
                 f"{name}_records", stream, lambda output: (output.key, (output.key, output.record))
             )
             op.output(f"{name}_out", records, sink)
-            wired = True
-    if not wired:
-        op.inspect("discard", streams["kpis"], lambda _step, _item: None)
     return flow
 
 

@@ -1,8 +1,9 @@
 """What a process shows beside its metrics, for the web API (contract §7): the
 per-item detail that Prometheus must not hold, and the latest alert records.
 
-The inventory family publishes its items through `Board.publish_items`; the
-dataflow passes every alert record to `RecentAlerts.add`.
+A combine step with per-item detail (inventory health) publishes it through its
+`published` method (`Board.publish_items`); the dataflow passes every alert
+record to `RecentAlerts.add`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from flows.replay import replay
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Settings
 from flows.web.figures import BY_ID, TILES
+from flows.web.api import MAX_LIMIT
 from flows.web.schemas import api_schemas
 from flows.web.server import serve
 from tests.kafka_broker import free_port
@@ -79,7 +80,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     events, alerts = directory / "day.jsonl", directory / "alerts.jsonl"
     opscockpit("simulate", "--out", str(events), "--hours", "30", "--seed", "3")
     board = replay(Settings(), str(events), alerts=alerts)
-    board.publish_items("test", lambda: list(ITEMS))
     port = free_port()
     server = serve(board, "127.0.0.1", port, settings=SETTINGS, clock=lambda: NOW)
     yield Served(board, f"http://127.0.0.1:{port}", alerts)
@@ -192,15 +192,50 @@ def test_an_alert_written_again_is_kept_once():
     assert [r["key"] for r in alerts.newest_first()] == ["a|3", "a|1", "b|1"]
 
 
-def test_items_are_paged_worst_first(served):
-    everything = api(served.base, "items")
+@pytest.fixture(scope="module")
+def items_only() -> Iterator[str]:
+    """A board with the hand-made ITEMS alone."""
+    board = Board()
+    board.ready.set()
+    board.publish_items("test", lambda: list(ITEMS))
+    port = free_port()
+    server = serve(board, "127.0.0.1", port, settings=SETTINGS, clock=lambda: NOW)
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+def test_the_replayed_items_are_the_sku_gauges(served):
+    """Items the inventory family publishes: one per tracked item, states as counted."""
+    samples = parse_exposition(render(served.board).decode())
+    total = api(served.base, "items?limit=1")["total"]
+    assert total == sum(samples["cockpit_skus_tracked"].values()) > 0
+    shown = [
+        item
+        for offset in range(0, total, MAX_LIMIT)
+        for item in api(served.base, f"items?limit={MAX_LIMIT}&offset={offset}")["items"]
+    ]
+    assert len({(i["fc"], i["sku"]) for i in shown}) == total
+    for state in ITEM_STATES:
+        by_fc: dict[tuple[tuple[str, str], ...], int] = {}
+        for i in shown:
+            if state in i["states"]:
+                key = (("fc", i["fc"]),)
+                by_fc[key] = by_fc.get(key, 0) + 1
+        gauge = samples[f"cockpit_skus_{state}"]
+        assert by_fc == {k: v for k, v in gauge.items() if v}, state
+    assert sum(i["states"] == ["out_of_stock"] for i in shown) > 0
+
+
+def test_items_are_paged_worst_first(items_only):
+    base = items_only
+    everything = api(base, "items")
     assert everything["total"] == len(ITEMS)
     assert [i["sku"] for i in everything["items"]] == WORST_FIRST
-    pages = [api(served.base, f"items?limit=3&offset={o}") for o in (0, 3, 6, 9)]
+    pages = [api(base, f"items?limit=3&offset={o}") for o in (0, 3, 6, 9)]
     assert [i["sku"] for p in pages for i in p["items"]] == WORST_FIRST
     assert [len(p["items"]) for p in pages] == [3, 3, 1, 0]
     assert all(p["total"] == len(ITEMS) and p["limit"] == 3 for p in pages)
-    oos_at_b = api(served.base, "items?fc=FC-B&state=out_of_stock&state=at_risk")
+    oos_at_b = api(base, "items?fc=FC-B&state=out_of_stock&state=at_risk")
     assert [i["sku"] for i in oos_at_b["items"]] == ["oos-high", "risk-fast"]
     first = everything["items"][0]
     assert first == {

@@ -27,6 +27,7 @@ try:
 except ModuleNotFoundError:  # Cython is needed only to compile this module
     from flows import _cython as cython  # type: ignore[no-redef]
 
+from flows import published
 from flows.declare import COUNTER, GAUGE, Metric, metric
 from flows.runtime.combine import CombineContext
 from flows.runtime.outputs import Alert, KpiRecord
@@ -358,6 +359,19 @@ class ItemHealth:
             self.close_window(self.closed + self.window, out)
             self.closed += self.window
 
+    def published(self) -> list[published.Item]:
+        """Every tracked item at its latest evaluation, for the web API. Called from
+        the HTTP server's threads: it copies the items first."""
+        demand_days = self.context.kpi.demand_days
+        shown = []
+        item: Item
+        for item in list(self.items.values()):
+            if not item.gone:
+                values = figures(item, demand_days)
+                values["states"] = tuple(values["states"])
+                shown.append(published.Item(item.fc, item.sku, as_of=self.closed, **values))
+        return shown
+
     @cython.cfunc
     def close_window(self, end: cython.longlong, out: list[Any]) -> None:
         start: cython.longlong = end - self.window
@@ -671,11 +685,24 @@ def next_band(ts: cython.longlong, end: cython.longlong) -> cython.longlong:
 # --- records
 
 
+def figures(item: Item, demand_days: int) -> dict[str, Any]:
+    """An item's figures at its latest evaluation, as `sku_health` records and the
+    web API show them (contract §5)."""
+    per_day = item.ordered / demand_days
+    return {
+        "on_hand": item.on_hand,
+        "demand_per_day": per_day,
+        "cover_days": item.on_hand / per_day if item.ordered else None,
+        "safety_stock": item.safety,
+        "states": [name for bit, name in enumerate(STATE_NAMES) if item.states & 1 << bit],
+        "units_by_age": dict(zip(BANDS, item.bands, strict=True)),
+    }
+
+
 def health(item: Item, day: tuple[str, str], demand_days: int) -> KpiRecord:
     """The `sku_health` record of an item at a day's close (contract §5), from its
     evaluation at that close (or before, when nothing changed it since)."""
     window_start, window_end = day
-    per_day = item.ordered / demand_days
     return KpiRecord(
         f"sku_health|{item.fc}|{item.sku}|{window_end}",
         {
@@ -684,12 +711,7 @@ def health(item: Item, day: tuple[str, str], demand_days: int) -> KpiRecord:
             "sku": item.sku,
             "window_start": window_start,
             "window_end": window_end,
-            "on_hand": item.on_hand,
-            "demand_per_day": per_day,
-            "cover_days": item.on_hand / per_day if item.ordered else None,
-            "safety_stock": item.safety,
-            "states": [name for bit, name in enumerate(STATE_NAMES) if item.states & 1 << bit],
-            "units_by_age": dict(zip(BANDS, item.bands, strict=True)),
+            **figures(item, demand_days),
         },
     )
 

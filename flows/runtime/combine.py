@@ -16,6 +16,7 @@ from flows.declare import Metric
 from flows.kpisettings import KpiSettings
 from flows.labels import OTHER, LabelCap
 from flows.ledger import Ledger
+from flows.published import ItemSource
 from flows.runtime.consts import MIN_TS
 from flows.runtime.outputs import Output, Partials
 from flows.timeutil import format_time
@@ -90,6 +91,14 @@ class CombineStage:
         for combiner in self.combiners.values():
             combiner.close(closed, self.out)
         self.combined_through = closed
+
+    def item_sources(self) -> dict[str, ItemSource]:
+        """The combine steps that publish per-item detail for the web API, by name."""
+        return {
+            name: source
+            for name, combiner in self.combiners.items()
+            if (source := getattr(combiner, "published", None)) is not None
+        }
 
     def drain(self) -> list[Output]:
         """Take the records produced so far."""
