@@ -49,7 +49,6 @@ CANCELLED = metric(
     "Orders cancelled.",
     ("fc", "reason"),
     group="fulfilment",
-    contract=True,
 )
 RETURNED = metric(
     "cockpit_units_returned_total",
@@ -57,7 +56,6 @@ RETURNED = metric(
     "Units returned by customers.",
     ("fc", "reason"),
     group="inventory",
-    contract=True,
 )
 CANCELLATION_RATIO = metric(
     "cockpit_cancellation_ratio",

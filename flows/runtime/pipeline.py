@@ -59,7 +59,7 @@ LABEL_OVERFLOW = metric(
 STATE_ENTRIES = metric(
     "cockpit_state_entries",
     GAUGE,
-    "Entries held in state: orders, receipts, orphans, sessions, dedup ids, timers.",
+    "Entries held in state: orders, receipts, orphans, dedup ids, timers.",
     ("kind",),
 )
 KAFKA_UP = metric(
