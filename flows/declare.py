@@ -13,7 +13,7 @@ COUNTER = "counter"
 GAUGE = "gauge"
 HISTOGRAM = "histogram"
 
-CAPPED_LABELS = ("fc", "region", "page", "widget")  # label values taken from events
+CAPPED_LABELS = ("fc", "region", "page", "widget", "reason")  # label values taken from events
 DOCK_TO_STOCK_BUCKETS = (900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800)
 CYCLE_BUCKETS = (3600, 7200, 14400, 28800, 43200, 86400, 172800, 345600)
 WEB_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)

@@ -39,6 +39,12 @@ class LabelCap:
             known[value] = value
             return value
 
+    def fold(self, label: str, value: str) -> str:
+        """A value as metrics show it, counting no use: admitted, or `other` beyond
+        the cap. For a value whose use its event already counted elsewhere (a
+        combine step, a second family reading the same field)."""
+        return self.admit(label, value) or OTHER
+
     def export(self) -> dict[str, list[str]]:
         """The admitted values per label, for a snapshot."""
         with self._lock:

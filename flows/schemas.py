@@ -99,6 +99,7 @@ def _record(
 
 
 TEXT_TIME = {"type": "string", "pattern": RFC3339_PATTERN, "format": "date-time"}
+FC_RATIOS = ["sell_through", "days_of_cover", "cancellation_ratio", "return_ratio"]
 LABEL = {"type": "string"}
 
 
@@ -144,12 +145,13 @@ def output_schemas() -> dict[str, dict[str, Any]]:
         ),
         "kpi": _record(
             "kpi",
-            "One record per KPI, fc and closed window (topic `cockpit.kpis`). Key: "
-            "`<kpi>|<fc>|<window_start>`.",
-            ["kpi", "fc", "window_start", "window_end", "value", "numerator", "divisor"],
+            "One record per ratio KPI, fc (a widget for `click_through_ratio`) and closed "
+            "window (topic `cockpit.kpis`). Key: `<kpi>|<fc or widget>|<window_start>`.",
+            ["kpi", "window_start", "window_end", "value", "numerator", "divisor"],
             {
-                "kpi": {"enum": ["sell_through", "days_of_cover"]},
+                "kpi": {"enum": [*FC_RATIOS, "click_through_ratio"]},
                 "fc": LABEL,
+                "widget": LABEL,
                 "window_start": TEXT_TIME,
                 "window_end": TEXT_TIME,
                 "value": {"type": "number"},
@@ -157,6 +159,11 @@ def output_schemas() -> dict[str, dict[str, Any]]:
                 "divisor": {"type": "number", "not": {"const": 0}},
             },
             additionalProperties=False,
+            oneOf=[
+                {"properties": {"kpi": {"enum": FC_RATIOS}}, "required": ["fc"]},
+                {"properties": {"kpi": {"const": "click_through_ratio"}}, "required": ["widget"]},
+            ],
+            dependentSchemas={"fc": {"not": {"required": ["widget"]}}},
         ),
     }
 

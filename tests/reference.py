@@ -10,8 +10,10 @@ final watermark W = max accepted ts.
 
 Choices the README leaves open (it should pin them down):
 - Counters of units and updates count every accepted event at once, whether or
-  not its order or receipt is known: units picked, stowed, returned and received
-  (every scan), delivery updates, on hand and the window inputs.
+  not its order or receipt is known: units picked, stowed and received (every
+  scan), delivery updates, on hand and the window inputs. (Cancelled orders and
+  returned units, by reason, are `tests/reference_health.py`'s; the labels they
+  use are taken here.)
 - Held (waiting for their order or receipt, then orphans) are only the events
   whose order or receipt state needs them: shipments, cancellations, `delivered`
   updates, picks and packs of an order; stows of a receipt. Returns and other
@@ -24,9 +26,11 @@ Choices the README leaves open (it should pin them down):
   and W has reached the completing stow's ts. Later events of either are held
   again, and a new `order.placed` / `inventory.received` starts a new one.
 - A label value takes a slot when an event carrying it is applied: storefront,
-  inventory and return events at arrival, a new order's `order.placed` when it
-  arrives, a shipment when attached to its order unless one with an earlier or
-  equal ts already is. Ignored, held-then-orphaned events and fields no metric
+  inventory and return events at arrival (a return's `fc` and `reason`), a new
+  order's `order.placed` when it arrives, a shipment's `fc` and a cancellation's
+  `reason` when attached to its order unless one of that type with an earlier or
+  equal ts already is. A `reason` that is absent or null is `unknown` (§2).
+  Ignored, held-then-orphaned events and fields no metric
   reads (the fc of `inventory.packed`, of later shipments) take none.
   Each folded field of an event counts once in `cockpit_label_overflow_total`.
 - fc labels: order metrics (units ordered, awaiting, stages, breaches,
@@ -85,7 +89,6 @@ UNITS = {
     "inventory.received": "received",
     "inventory.stowed": "stowed",
     "inventory.picked": "picked",
-    "return.received": "returned",
 }
 FOLD_AT_ARRIVAL = {
     "page.viewed": ["page"],
@@ -95,8 +98,10 @@ FOLD_AT_ARRIVAL = {
     "inventory.stowed": ["fc"],
     "inventory.picked": ["fc"],
     "inventory.adjusted": ["fc"],
-    "return.received": ["fc"],
+    "return.received": ["fc", "reason"],
 }
+# Labels of the event that is its order's earliest of its type (the others' are never used).
+FOLD_EARLIEST = {"order.shipped": ["fc"], "order.cancelled": ["reason"]}
 TIME_RE = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))", re.ASCII
 )
@@ -220,6 +225,13 @@ def to_us(value: str | float) -> int:
         offset = (int(m[9]) * 60 + int(m[10])) * (1 if m[8] == "+" else -1)
     seconds = days * 86400 + hour * 3600 + (minute - offset) * 60 + second
     return seconds * US + int((m[7] or "").ljust(6, "0")[:6])
+
+
+def label_value(body: dict[str, Any], name: str) -> str:
+    """The label value of an event's field: an optional string that is absent or
+    null (a `reason`) is `unknown` (§2)."""
+    value = body.get(name)
+    return "unknown" if value is None else str(value)
 
 
 def read_lines(path: str | Path) -> list[bytes]:
@@ -406,7 +418,7 @@ def _apply(
 
     def fold(e: Event, names: Iterable[str]) -> None:
         for name in names:
-            value = e.body[name]
+            value = label_value(e.body, name)
             if value not in kept[name] and len(kept[name]) >= max_label_values:
                 value = "other"
                 c["cockpit_label_overflow_total"][(("label", name),)] += 1
@@ -414,10 +426,10 @@ def _apply(
             e.labels[name] = value
 
     def attach(entity: Order | Receipt, e: Event) -> None:
-        if e.type == "order.shipped" and not any(
+        if e.type in FOLD_EARLIEST and not any(
             s.type == e.type and s.ts <= e.ts for s in entity.events
-        ):  # only the earliest shipment's fc is ever used
-            fold(e, ["fc"])
+        ):  # only the earliest shipment's fc (cancellation's reason) is ever used
+            fold(e, FOLD_EARLIEST[e.type])
         entity.events.append(e)
 
     def orphan(e: Event) -> None:
@@ -485,8 +497,6 @@ def _orders(
         if min(s, cancel) > ship_by and w > ship_by:
             c["cockpit_ship_sla_breaches_total"][fc] += 1
             alerts.add(("ship_sla_breach", p.body["order_id"]))
-        if cancelled:
-            c["cockpit_orders_cancelled_total"][fc] += 1
         if delivered:
             on_time = "true" if d <= deliver_by else "false"
             c["cockpit_deliveries_total"][(*region, ("on_time", on_time))] += 1

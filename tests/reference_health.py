@@ -105,23 +105,27 @@ Customer experience (§3.4)
     and fc (or widget) whose divisor is not 0, also when the numerator is 0;
     the gauge shows the latest closed window and is absent (not kept from an
     earlier window) when its divisor there is 0. A cancellation placed into a
-    window without placed orders is in no ratio.
+    window without placed orders is in no ratio. Their records carry the fc (or
+    widget) as the gauges do, folded by the label cap (as `sell_through` records
+    do), so that a record and its gauge agree.
 22. The return ratio's numerator and `cockpit_units_returned_total` count every
     accepted return (even of an order never placed), by its own ts and fc; the
     divisor the line units of existing orders by their earliest shipment (later
     of its ts and the placed ts), that shipment's fc.
 23. `cockpit_orders_cancelled_total{fc, reason}`: one per existing order with a
     cancellation (shipped or not), fc of the order, reason of its earliest
-    cancellation (ties: the first to arrive).
+    cancellation (ties: the first to arrive, as for the earliest shipment's fc).
 24. Recommendation conversion: clicks and carts need no order; the cart must
     have the click's `session_id` and `sku` (any widget); a click is decided when
     W - c > conversion_minutes, at the end W = max accepted ts.
 
 Labels and settings
-25. The new metrics fold `fc` and `widget` as the events that carried them were
-    folded (`tests/reference.py`: a value is folded for good or never); `reason`
-    is not folded here. `reason` is `unknown` when absent or null, and kept as
-    it is otherwise (even ""). Records carry raw values.
+25. The new metrics fold `fc`, `widget` and `reason` as the events that carried
+    them were folded (`tests/reference.py`: a value is folded for good or never;
+    a return's reason at its arrival, a cancellation's when it is attached as its
+    order's earliest). `reason` is `unknown` when absent or null, and kept as it
+    is otherwise (even ""). The other records (`sku_health`, `shift`, alerts)
+    carry raw values.
 26. Decimal settings are exact: a float setting is read as the decimal it
     prints as (0.95 is 19/20), like a TOML value written in decimal.
 """
@@ -300,7 +304,7 @@ class Facts:
         self.folded: dict[str, dict[str, str]] = defaultdict(dict)
         for e in self.accepted:
             for name, label in e.labels.items():
-                self.folded[name][e.body[name]] = label
+                self.folded[name][reference.label_value(e.body, name)] = label
 
     def labels(self, **pairs: str) -> Labels:
         """Metric labels of event values as the label cap folds them (§4)."""
@@ -794,12 +798,6 @@ def _shifts(facts: Facts, out: Result) -> None:
 # --- §3.4 customer experience -----------------------------------------------------
 
 
-def _reason(event: Event) -> str:
-    """§2: a label taken from an optional string is `unknown` when absent or null."""
-    reason = event.body.get("reason")
-    return "unknown" if reason is None else reason
-
-
 def _customer(facts: Facts, out: Result) -> None:
     config, window = facts.config, facts.config.window
     counters: dict[str, Counter[Labels]] = defaultdict(Counter)
@@ -814,18 +812,21 @@ def _customer(facts: Facts, out: Result) -> None:
     def start_of(ts: int) -> int:
         return ts // window * window
 
+    # Ratios and their records per fc (widget) as the metrics fold it (`Event.labels`).
     for order in facts.orders:
         p = order.opener
-        fc = p.body["fc"]
+        fc = p.labels["fc"]
         units = sum(line["qty"] for line in p.body["lines"])
-        counters["cockpit_orders_placed_total"][facts.labels(fc=fc)] += 1
+        counters["cockpit_orders_placed_total"][labels(fc=fc)] += 1
         placed[start_of(p.ts), fc] += 1
         s, c = order.first("order.shipped"), order.first("order.cancelled")
         if s:  # units of the order at its first shipment, that shipment's fc
-            counters["cockpit_units_shipped_total"][facts.labels(fc=s.body["fc"])] += units
-            shipped_units[start_of(max(s.ts, p.ts)), s.body["fc"]] += units
-        if c:
-            counters["cockpit_orders_cancelled_total"][facts.labels(fc=fc, reason=_reason(c))] += 1
+            counters["cockpit_units_shipped_total"][labels(fc=s.labels["fc"])] += units
+            shipped_units[start_of(max(s.ts, p.ts)), s.labels["fc"]] += units
+        if c:  # the reason of its earliest cancellation
+            counters["cockpit_orders_cancelled_total"][
+                labels(fc=fc, reason=c.labels["reason"])
+            ] += 1
             if c.ts < _ts(s):  # cancelled before shipping, placed by the later of c and p
                 cancelled[start_of(max(c.ts, p.ts)), fc] += 1
 
@@ -834,13 +835,13 @@ def _customer(facts: Facts, out: Result) -> None:
     for e in facts.accepted:
         b = e.body
         if e.type == "return.received":  # every accepted return, its own ts and fc
-            key = facts.labels(fc=b["fc"], reason=_reason(e))
+            key = labels(fc=e.labels["fc"], reason=e.labels["reason"])
             counters["cockpit_units_returned_total"][key] += b["qty"]
-            returned[start_of(e.ts), b["fc"]] += b["qty"]
+            returned[start_of(e.ts), e.labels["fc"]] += b["qty"]
         elif e.type == "recommendation.shown":
-            shown[start_of(e.ts), b["widget"]] += 1
+            shown[start_of(e.ts), e.labels["widget"]] += 1
         elif e.type == "recommendation.clicked":
-            clicked[start_of(e.ts), b["widget"]] += 1
+            clicked[start_of(e.ts), e.labels["widget"]] += 1
             clicks.append(e)
         elif e.type == "cart.added":
             carts[b["session_id"], b["sku"]].append(e.ts)
@@ -854,7 +855,7 @@ def _customer(facts: Facts, out: Result) -> None:
         if facts.w - c > horizon and any(
             0 <= ts - c <= horizon for ts in carts[b["session_id"], b["sku"]]
         ):
-            conversions[facts.labels(widget=b["widget"])] += 1
+            conversions[labels(widget=click.labels["widget"])] += 1
     counters["cockpit_recommendations_conversions_total"] = conversions
 
     for name, series in counters.items():
@@ -890,7 +891,7 @@ def _customer(facts: Facts, out: Result) -> None:
                 }
             )
             if a == latest_start:
-                out.samples[gauge][facts.labels(**{label: name})] = value
+                out.samples[gauge][labels(**{label: name})] = value
 
 
 # --- comparing -------------------------------------------------------------------

@@ -72,8 +72,24 @@ class Events:
     def shipped(self, order: str, ts: str, *, fc: str = "FC1") -> bytes:
         return self("order.shipped", ts, order_id=order, fc=fc)
 
-    def cancelled(self, order: str, ts: str) -> bytes:
-        return self("order.cancelled", ts, order_id=order)
+    def cancelled(self, order: str, ts: str, **reason: str | None) -> bytes:
+        return self("order.cancelled", ts, order_id=order, **reason)
+
+    def returned(
+        self, order: str, ts: str, qty: int, *, fc: str = "FC1", **reason: str | None
+    ) -> bytes:
+        return self("return.received", ts, order_id=order, fc=fc, sku="S1", qty=qty, **reason)
+
+    def shown(self, ts: str, widget: str = "w1", *, session: str = "s1", sku: str = "S1") -> bytes:
+        return self("recommendation.shown", ts, session_id=session, widget=widget, sku=sku)
+
+    def clicked(
+        self, ts: str, widget: str = "w1", *, session: str = "s1", sku: str = "S1"
+    ) -> bytes:
+        return self("recommendation.clicked", ts, session_id=session, widget=widget, sku=sku)
+
+    def cart(self, ts: str, sku: str = "S1", *, session: str = "s1") -> bytes:
+        return self("cart.added", ts, session_id=session, sku=sku, qty=1)
 
     def delivered(self, order: str, ts: str, status: str = "delivered") -> bytes:
         return self("delivery.updated", ts, order_id=order, status=status)

@@ -226,7 +226,7 @@ def test_every_way_an_order_ends_leaves_the_same_state_in_both_builds(
     deliveries = {("west", "false"): 1, ("north", "true"): 1, ("east", "true"): 1}
     assert series["cockpit_deliveries_total"] == {**deliveries, ("south", "false"): 1}
     assert series["cockpit_orders_past_delivery_promise"]["south"] == 0
-    assert series["cockpit_orders_cancelled_total"] == {"FC1": 1}
+    assert series["cockpit_orders_cancelled_total"] == {("FC1", "unknown"): 1}
     assert series["cockpit_units_adjusted_total"] == {("FC1", "up"): 5, ("FC1", "down"): 3}
     if retention_hours:  # o1 and o5 are never delivered
         assert series["cockpit_state_expired_total"]["order"] == 2

@@ -16,11 +16,15 @@ from tests.processes import opscockpit
 from tests.reference import compare, expected_dead_letters, parse_exposition, run
 
 # The §3.2-3.5 metrics and records the engine has so far (the reference has all).
-REASON_LABEL_TO_COME = {"cockpit_orders_cancelled_total", "cockpit_units_returned_total"}
-BUILT_HEALTH_METRICS = [
-    m for m in reference_health.METRICS if m in BY_NAME and m not in REASON_LABEL_TO_COME
-]
-BUILT_RECORD_KINDS = {"sku_health", "stockout", "demand_spike"}
+BUILT_HEALTH_METRICS = [m for m in reference_health.METRICS if m in BY_NAME]
+BUILT_RECORD_KINDS = {
+    "sku_health",
+    "stockout",
+    "demand_spike",
+    "cancellation_ratio",
+    "return_ratio",
+    "click_through_ratio",
+}
 
 
 def replay(events: Path, *options: str) -> dict[str, Any]:
@@ -87,6 +91,9 @@ def test_a_simulated_day_matches_the_reference_on_every_metric(simulated_day, op
         "cockpit_dock_to_stock_seconds_count",
     ):
         assert sum(expected.metrics[name].values()) > 0, name
+    for name in ("cockpit_orders_cancelled_total", "cockpit_recommendations_conversions_total"):
+        assert sum(health.samples[name].values()) > 0, name
+    assert {r["kpi"] for r in health.records} >= BUILT_RECORD_KINDS - {"stockout", "demand_spike"}
     assert [(r["line"], r["reason"]) for r in got["dlq"]] == expected.dead_letters
     alerts = [(r["alert"], r["order_id"]) for r in got["alerts"] if "order_id" in r]
     assert len(alerts) == len(set(alerts))  # one per breached order and late delivery

@@ -8,6 +8,7 @@ from dataclasses import replace
 from itertools import islice
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +41,49 @@ def simulated(seed: int, hours: float) -> list[bytes]:
         if arrival >= end:
             break
         lines.append(payload)
-    return lines
+    return with_customer_events(lines, random.Random(seed))
+
+
+HORIZON_MS = 30 * 60_000  # conversion_minutes
+
+
+def with_customer_events(lines: list[bytes], rng: random.Random) -> list[bytes]:
+    """The lines, in ts order, with what the simulator makes rarely or only after
+    days: after most clicks a cart add of the clicked sku in the click's session
+    (just before it, at it, within the conversion horizon, exactly at it or just
+    beyond), and returns, with or without a reason, hours after some shipments;
+    none after the last line."""
+    timed = [(decode(line).ts, line) for line in lines]
+    last = max(ts for ts, _line in timed)
+    for ts, line in list(timed):
+        event = orjson.loads(line)
+        if event["type"] == "recommendation.clicked":
+            offset = rng.choice([-1, 0, 60_000, HORIZON_MS, HORIZON_MS + 1, None])
+            if offset is None:
+                continue
+            added = {
+                "type": "cart.added",
+                "session_id": event["session_id"],
+                "sku": event["sku"],
+                "qty": 1,
+            }
+        elif event["type"] == "order.shipped" and rng.random() < 0.2:
+            offset = rng.randint(3_600_000, 36_000_000)
+            added = {
+                "type": "return.received",
+                "order_id": event["order_id"],
+                "fc": event["fc"],
+                "sku": "returned",
+                "qty": rng.randint(1, 3),
+                "reason": rng.choice(["damaged", "did_not_fit", None]),
+            }
+        else:
+            continue
+        if ts + offset * 1000 <= last:
+            added |= {"event_id": f"added-{event['event_id']}", "ts": ts // 1000 + offset}
+            timed.append((ts + offset * 1000, orjson.dumps(added)))
+    timed.sort(key=lambda pair: pair[0])
+    return [line for _ts, line in timed]
 
 
 def outcome(lines: list[bytes], batch_sizes: list[int]) -> dict[str, Any]:
@@ -133,6 +176,15 @@ def test_the_scenario_exercises_every_kpi():
         "cockpit_sell_through_ratio",
         "cockpit_orders_past_ship_promise",
         "cockpit_receipts_awaiting_stow",
+        "cockpit_cancellation_ratio",
+        "cockpit_return_ratio",
+        "cockpit_recommendation_click_through_ratio",
     ):
         assert name in metrics, name
+    for name in (
+        "cockpit_orders_cancelled_total",
+        "cockpit_units_returned_total",
+        "cockpit_recommendations_conversions_total",
+    ):
+        assert sum(metrics[name].values()) > 0, name
     assert expected["alerts"] and expected["kpis"]

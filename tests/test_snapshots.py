@@ -23,12 +23,14 @@ from flows.decode import decode_all
 from flows.entities.orders import OrderBook
 from flows.exposition import render
 from flows.kpis import FAMILIES
+from flows.kpis.conversions import Conversions
+from flows.kpis.customer import Customer
 from flows.kpis.deliveries import Deliveries
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
 from flows.kpis.stock import Stock
 from flows.kpis.storefront import Storefront
-from flows.kpis.upgrade import upgrade
+from flows.kpis.upgrade import REASON_ADDED, upgrade
 from flows.labels import LabelCap
 from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
 from flows.runtime.snapshot import SnapshotError, dump_shard, load_shard
@@ -71,13 +73,23 @@ def as_lines(records: list[Any]) -> list[list[Any]]:
 
 def as_that_release(exposition: bytes, names: set[str] | None = None) -> dict[str, Any]:
     """The samples of the metrics that release had (`names`: those in its
-    exposition), without the state size, which counts entries another way."""
+    exposition), without the state size, which counts entries another way, and
+    summed over the `reason` label where that release had none (nor a cap on it)."""
     samples = parse_exposition(exposition.decode())
+    samples["cockpit_label_overflow_total"].pop((("label", "reason"),), None)
     return {
-        name: series
+        name: without_reason(series) if name in REASON_ADDED else series
         for name, series in samples.items()
         if "state_entries" not in name and (names is None or name in names)
     }
+
+
+def without_reason(series: dict[Any, float]) -> dict[Any, float]:
+    summed: dict[Any, float] = {}
+    for labels, value in series.items():
+        key = tuple(pair for pair in labels if pair[0] != "reason")
+        summed[key] = summed.get(key, 0) + value
+    return summed
 
 
 def of_that_release(lines: list[list[Any]]) -> list[list[Any]]:
@@ -242,7 +254,7 @@ def shard_of(families: tuple[Any, ...], batches: list[list[Any]] | None = None) 
     return shard
 
 
-REORDERED = (Storefront, Stock, Receipts, Deliveries, OrderBook, Orders)
+REORDERED = (Conversions, Storefront, Stock, Customer, Receipts, Deliveries, OrderBook, Orders)
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ from flows.published import ITEM_STATES, Item, RecentAlerts
 from flows.replay import replay
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Settings
-from flows.web.figures import BY_ID, TILES
 from flows.web.api import MAX_LIMIT
+from flows.web.figures import BY_ID, TILES
 from flows.web.schemas import api_schemas
 from flows.web.server import serve
 from tests.kafka_broker import free_port

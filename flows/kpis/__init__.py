@@ -9,6 +9,8 @@ declarations, and one table test under `tests/families/`.
 from __future__ import annotations
 
 from flows.entities.orders import OrderBook
+from flows.kpis.conversions import Conversions
+from flows.kpis.customer import Customer, CustomerRatios
 from flows.kpis.deliveries import Deliveries
 from flows.kpis.inventory import Inventory, ItemHealth
 from flows.kpis.orders import Orders
@@ -16,5 +18,15 @@ from flows.kpis.receipts import Receipts
 from flows.kpis.stock import SellThrough, Stock
 from flows.kpis.storefront import Storefront
 
-FAMILIES = (OrderBook, Orders, Deliveries, Receipts, Stock, Inventory, Storefront)
-COMBINERS = (SellThrough, ItemHealth)
+FAMILIES = (
+    OrderBook,
+    Orders,
+    Deliveries,
+    Receipts,
+    Stock,
+    Inventory,
+    Storefront,
+    Customer,
+    Conversions,
+)
+COMBINERS = (SellThrough, ItemHealth, CustomerRatios)

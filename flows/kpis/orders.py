@@ -70,9 +70,6 @@ PAST_PROMISE = metric(
     group="fulfilment",
     contract=True,
 )
-CANCELLED = metric(
-    "cockpit_orders_cancelled_total", COUNTER, "Orders cancelled.", ("fc",), group="fulfilment"
-)
 IN_STAGE = metric(
     "cockpit_orders_in_stage",
     GAUGE,
@@ -103,7 +100,7 @@ class Orders(entity.OrderWatcher):
     """Units ordered, shipments, breaches and the backlog by stage."""
 
     NAME = "orders"
-    METRICS = (UNITS_ORDERED, SHIPPED, BREACHES, AWAITING, PAST_PROMISE, CANCELLED, IN_STAGE, CYCLE)
+    METRICS = (UNITS_ORDERED, SHIPPED, BREACHES, AWAITING, PAST_PROMISE, IN_STAGE, CYCLE)
     FLAG_BITS = 3
     HOLDS = True
     WATCHES = (
@@ -120,7 +117,6 @@ class Orders(entity.OrderWatcher):
     breaches: core.Counts
     awaiting: core.Counts
     past_promise: core.Counts
-    cancelled: core.Counts
     in_stage: core.Counts
     cycle: dict  # type: ignore[type-arg]
     cycle_buckets: tuple  # type: ignore[type-arg]
@@ -130,8 +126,7 @@ class Orders(entity.OrderWatcher):
         counts = self.shard.counts
         self.units_ordered, self.shipped = counts(UNITS_ORDERED), counts(SHIPPED)
         self.breaches, self.awaiting = counts(BREACHES), counts(AWAITING)
-        self.past_promise, self.cancelled = counts(PAST_PROMISE), counts(CANCELLED)
-        self.in_stage = counts(IN_STAGE)
+        self.past_promise, self.in_stage = counts(PAST_PROMISE), counts(IN_STAGE)
         self.cycle, self.cycle_buckets = self.shard.series(CYCLE), CYCLE.buckets
         self.stage_cells = {}  # fc -> (its cell of `awaiting`, its cells of `in_stage`...)
 
@@ -147,12 +142,9 @@ class Orders(entity.OrderWatcher):
         if change & entity.PLACED:
             self.units_ordered.add(order.fc, order.units)
             self.at(order.ship_by + 1, T_DEADLINE, order_id, order)
-        elif change & entity.SHIPPED:
-            if not self.has(order, COUNTED):
-                # Final once W reaches it: no earlier shipment can arrive after that.
-                self.at(order.shipped, T_SHIPMENT, order_id, order)
-        elif change & entity.FIRST_CANCELLATION:
-            self.cancelled.add(order.fc)
+        elif change & entity.SHIPPED and not self.has(order, COUNTED):
+            # Final once W reaches it: no earlier shipment can arrive after that.
+            self.at(order.shipped, T_SHIPMENT, order_id, order)
         after: cython.int = entity.NO_STAGE if change & entity.EXPIRED else order.stage()
         if after != before:
             self.restage(order, before, after)

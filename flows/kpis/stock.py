@@ -65,13 +65,6 @@ SELL_THROUGH = metric(
     group="inventory",
     contract=True,
 )
-RETURNED = metric(
-    "cockpit_units_returned_total",
-    COUNTER,
-    "Units returned by customers.",
-    ("fc",),
-    group="inventory",
-)
 ADJUSTED = metric(
     "cockpit_units_adjusted_total",
     COUNTER,
@@ -111,8 +104,8 @@ class Stock(entity.OrderWatcher):
     """Unit counters, on hand, and each window's partials for sell-through."""
 
     NAME = "stock"
-    KINDS = ("inventory.stowed", "inventory.picked", "inventory.adjusted", "return.received")
-    METRICS = (UNITS_STOWED, UNITS_PICKED, ON_HAND, RETURNED, ADJUSTED)
+    KINDS = ("inventory.stowed", "inventory.picked", "inventory.adjusted")
+    METRICS = (UNITS_STOWED, UNITS_PICKED, ON_HAND, ADJUSTED)
     WATCHES = entity.PLACED
 
     windows: dict  # type: ignore[type-arg]
@@ -123,7 +116,6 @@ class Stock(entity.OrderWatcher):
     stowed: core.Counts
     picked: core.Counts
     on_hand: core.Counts
-    returned: core.Counts
     adjusted: core.Counts
 
     def __init__(self) -> None:
@@ -135,8 +127,7 @@ class Stock(entity.OrderWatcher):
         self.current_start, self.current = core.MIN_TS, {}  # the window of the last event
         self.fcs = shard.known_values("fc")
         self.stowed, self.picked = shard.counts(UNITS_STOWED), shard.counts(UNITS_PICKED)
-        self.on_hand, self.returned = shard.counts(ON_HAND), shard.counts(RETURNED)
-        self.adjusted = shard.counts(ADJUSTED)
+        self.on_hand, self.adjusted = shard.counts(ON_HAND), shard.counts(ADJUSTED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
@@ -156,15 +147,13 @@ class Stock(entity.OrderWatcher):
             part = self.part(ts, fc)
             part.stowed += qty
             part.change += qty
-        elif kind == "inventory.adjusted":
+        else:  # inventory.adjusted
             qty = event.delta
             self.on_hand.add(fc, qty)
             part = self.part(ts, fc)
             part.change += qty
             if qty:
                 self.adjusted.add((fc, "up" if qty > 0 else "down"), abs(qty))
-        else:  # return.received: returns do not restock
-            self.returned.add(fc, event.qty)
 
     @cython.cfunc
     def on_order(
@@ -294,15 +283,23 @@ class SellThrough:
 
 
 def record(
-    kpi: str, fc: str, start: int, end: int, value: float, numerator: float, divisor: float
+    kpi: str,
+    owner: str,
+    start: int,
+    end: int,
+    value: float,
+    numerator: float,
+    divisor: float,
+    label: str = "fc",
 ) -> KpiRecord:
-    """A ratio KPI record (contract §5), keyed `kpi|fc|window_start`."""
+    """A ratio KPI record (contract §5) of an fc (or of what `label` names, such
+    as a widget), keyed `kpi|owner|window_start`."""
     window_start = format_time(start)
     return KpiRecord(
-        f"{kpi}|{fc}|{window_start}",
+        f"{kpi}|{owner}|{window_start}",
         {
             "kpi": kpi,
-            "fc": fc,
+            label: owner,
             "window_start": window_start,
             "window_end": format_time(end),
             "value": value,

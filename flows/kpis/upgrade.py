@@ -3,10 +3,11 @@ as lists indexed by constants) upgraded into today's families.
 
 That release pickled its `ShardEngine` and `WindowAggregator` objects. Their
 classes are gone, so their pickles are read into stand-ins here and their state
-is moved, fact by fact, into the families' records. Two facts that release did
+is moved, fact by fact, into the families' records. Facts that release did
 not keep are filled in: an order picked before the upgrade counts as picked at
 an unknown time (`UNKNOWN_TIME`), and its units as 0 (they were counted when it
-was placed). Everything else converts exactly (a test replays the rest of a
+was placed); and the cancelled orders and returned units it counted have
+reason `unknown`. Everything else converts exactly (a test replays the rest of a
 stream after a real snapshot of that release and compares).
 """
 
@@ -82,6 +83,9 @@ SERIES_OF = {
         "cockpit_recommendations_clicked_total",
     ),
 }
+# Series that have a `reason` label since: that release's counts are kept as
+# reason `unknown` (it did not keep the reasons).
+REASON_ADDED = ("cockpit_orders_cancelled_total", "cockpit_units_returned_total")
 RUNTIME_SERIES = (
     "cockpit_events_total",
     "cockpit_events_rejected_total",
@@ -137,7 +141,9 @@ def upgrade(data: bytes) -> Any:
 
 
 def _series(ledger: Any) -> dict[str, Any]:
-    series: dict[str, Any] = ledger.state["series"]
+    series: dict[str, Any] = dict(ledger.state["series"])
+    for name in REASON_ADDED:
+        series[name] = {(fc, "unknown"): count for fc, count in series.get(name, {}).items()}
     return series
 
 

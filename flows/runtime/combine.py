@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from flows.declare import Metric
 from flows.kpisettings import KpiSettings
-from flows.labels import OTHER, LabelCap
+from flows.labels import LabelCap
 from flows.ledger import Ledger
 from flows.published import ItemSource
 from flows.runtime.consts import MIN_TS
@@ -37,7 +37,7 @@ class CombineContext:
         """A label value as metrics may use it: admitted, or `other` beyond the cap.
         Not counted in `cockpit_label_overflow_total`: the events that carried the
         value counted their uses on the shards."""
-        return self.labels.admit(name, value) or OTHER
+        return self.labels.fold(name, value)
 
     def decided(self) -> str:
         """W as RFC 3339, the `decided_ts` of records made now."""

@@ -119,7 +119,6 @@ def test_stages_of_orders_awaiting_shipment():
     run.feed(e.shipped("O2", at(5)), e.cancelled("O1", at(6)))
     assert run.value("cockpit_orders_in_stage", ("FC1", "packed")) == 0
     assert run.value("cockpit_orders_in_stage", ("FC1", "placed")) == 0
-    assert run.value("cockpit_orders_cancelled_total", "FC1") == 1
 
 
 def test_retention_drops_open_orders_and_their_gauges():

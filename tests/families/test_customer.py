@@ -1,0 +1,193 @@
+"""The customer family (contract §3.4): cancellation, return and click-through
+ratios per closed window through the combine stage, and cancelled orders and
+returned units by reason. Values computed by hand; windows are 1 h from 08:00."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from flows.schemas import output_schemas
+from flows.settings import EngineConfig
+from tests.scenario import Events, Run, at, us
+
+HOUR = 3600 * 10**6
+LATER = (at(600), at(3000))  # ship and delivery promises no case reaches
+
+
+def ratios(run: Run, kpi: str) -> dict[tuple[str, str], tuple[int, int, float]]:
+    """{(fc or widget, window start): (numerator, divisor, value)} of one kind."""
+    owner = "widget" if kpi == "click_through_ratio" else "fc"
+    found = {}
+    for _kind, key, r in run.outputs:
+        if r.get("kpi") == kpi:
+            assert key == f"{kpi}|{r[owner]}|{r['window_start']}"
+            assert us(r["window_end"]) - us(r["window_start"]) == HOUR
+            found[r[owner], r["window_start"]] = (r["numerator"], r["divisor"], r["value"])
+    return found
+
+
+def gauge(run: Run, metric: str) -> dict[Any, Any]:
+    return dict(run.combine.ledger.series[metric])
+
+
+def nonzero(run: Run, metric: str) -> dict[Any, Any]:
+    return {key: value for key, value in run.series(metric).items() if value}
+
+
+def test_cancellation_ratio_and_cancelled_orders_by_reason():
+    e = Events()
+    run = Run().feed(
+        e.placed("O7", at(-30), *LATER, fc="FC3"),
+        e.placed("O1", at(0), *LATER),
+        e.placed("O6", at(5), *LATER, fc="FC2"),
+        e.shipped("O6", at(6), fc="FC2"),
+        e.cancelled("O6", at(6)),  # at its shipment's ts: not before it
+        e.placed("O2", at(10), *LATER),
+        e.cancelled("O7", at(15), reason="changed_mind"),  # into [08, 09): no FC3 order there
+        e.placed("O3", at(20), *LATER),
+        e.shipped("O2", at(20)),
+        e.cancelled("O1", at(30), reason="customer"),
+        e.cancelled("O2", at(40)),  # after its shipment: counted, but not in the ratio
+        e.cancelled("O4", at(50)),  # before its order.placed: held
+        e.placed("O5", at(65), *LATER),
+        e.cancelled("O3", at(70), reason=None),  # into [09, 10) by its own ts
+        e.placed("O4", at(80), *LATER),  # ... and O4's by the placed ts
+        e.tick(at(121)),  # W = 10:00
+    )
+    assert ratios(run, "cancellation_ratio") == {
+        ("FC3", at(-60)): (0, 1, 0.0),
+        ("FC1", at(0)): (1, 3, 1 / 3),
+        ("FC2", at(0)): (0, 1, 0.0),
+        ("FC1", at(60)): (2, 2, 1.0),
+    }
+    assert gauge(run, "cockpit_cancellation_ratio") == {"FC1": 1.0}  # FC2, FC3: not set
+    assert nonzero(run, "cockpit_orders_cancelled_total") == {
+        ("FC1", "customer"): 1,
+        ("FC1", "unknown"): 3,  # absent or null
+        ("FC2", "unknown"): 1,
+        ("FC3", "changed_mind"): 1,
+    }
+
+
+def test_a_cancellation_counts_once_w_passes_it_with_the_reason_of_the_earliest():
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), *LATER),
+        e.cancelled("O1", at(10), reason="late"),
+        e.cancelled("O1", at(9, seconds=30), reason="fraud"),  # earlier, arrives later
+        e.cancelled("O1", at(9, seconds=30), reason="again"),  # the same ts: the first decides
+        e.placed("O2", at(10), *LATER),
+        e.cancelled("O2", at(20)),
+        e.shipped("O2", at(19, seconds=30)),  # earlier than the cancellation, arrives later
+        e.tick(at(21)),  # W = 08:20: O2's cancellation not passed yet
+    )
+    assert nonzero(run, "cockpit_orders_cancelled_total") == {("FC1", "fraud"): 1}
+    run.feed(e.tick(at(21, us=1)))  # W passes 08:20
+    assert nonzero(run, "cockpit_orders_cancelled_total") == {
+        ("FC1", "fraud"): 1,
+        ("FC1", "unknown"): 1,
+    }
+    run.feed(e.tick(at(61)))
+    assert ratios(run, "cancellation_ratio") == {("FC1", at(0)): (1, 2, 0.5)}
+
+
+def test_return_ratio_follows_the_earliest_shipment_while_windows_are_open():
+    e = Events()
+    run = Run(EngineConfig(lateness=2 * HOUR)).feed(
+        e.placed("O1", at(0), *LATER, qty=4),
+        e.placed("O2", at(5), *LATER, lines=[("S1", 1), ("S2", 1)]),
+        e.shipped("O1", at(40)),
+        e.returned("O1", at(50), 2, reason="damaged"),
+        e.returned("GHOST", at(55), 1),  # an order never placed: returns never wait
+        e.shipped("O2", at(70)),  # into [09, 10) from FC1, until ...
+        e.shipped("O2", at(50), fc="FC2"),  # ... an earlier shipment arrives: [08, 09), FC2
+        e.shipped("O3", at(115)),  # before its order: held
+        e.returned("O9", at(90), 1, fc="FC3", reason=None),  # nothing shipped from FC3
+        e.placed("O3", at(125), *LATER, qty=3),  # shipped into [10, 11) by the placed ts
+        e.tick(at(300)),  # W = 11:00
+    )
+    assert ratios(run, "return_ratio") == {
+        ("FC1", at(0)): (3, 4, 0.75),
+        ("FC2", at(0)): (0, 2, 0.0),
+        ("FC1", at(120)): (0, 3, 0.0),
+    }
+    assert gauge(run, "cockpit_return_ratio") == {"FC1": 0.0}
+    assert nonzero(run, "cockpit_units_returned_total") == {
+        ("FC1", "damaged"): 2,
+        ("FC1", "unknown"): 1,
+        ("FC3", "unknown"): 1,
+    }
+
+
+def test_click_through_ratio_per_widget_and_gauges_of_the_latest_window_only():
+    e = Events()
+    run = Run().feed(
+        e.shown(at(0)),
+        e.shown(at(1)),
+        e.shown(at(2), "w2"),
+        e.clicked(at(3)),
+        e.clicked(at(4), "w3"),  # no impressions of w3: not set
+        e.shown(at(70)),
+        e.clicked(at(71)),
+        e.clicked(at(72)),  # clicks of impressions seen before the window
+        e.tick(at(121)),
+    )
+    assert ratios(run, "click_through_ratio") == {
+        ("w1", at(0)): (1, 2, 0.5),
+        ("w2", at(0)): (0, 1, 0.0),
+        ("w1", at(60)): (2, 1, 2.0),
+    }
+    assert all("fc" not in r for r in run.records("kpi"))
+    assert gauge(run, "cockpit_recommendation_click_through_ratio") == {"w1": 2.0}
+    run.feed(e.tick(at(181)))  # [10, 11) closes without an impression
+    assert gauge(run, "cockpit_recommendation_click_through_ratio") == {}
+
+
+def test_ratios_with_a_zero_divisor_are_not_set():
+    e = Events()
+    run = Run().feed(
+        e.cancelled("GHOST", at(0)),
+        e.returned("O1", at(10), 1),  # nothing shipped
+        e.clicked(at(20)),  # no impressions
+        e.tick(at(61)),
+    )
+    assert run.records("kpi") == []
+    for metric in ("cancellation_ratio", "return_ratio", "recommendation_click_through_ratio"):
+        assert gauge(run, f"cockpit_{metric}") == {}
+
+
+def test_reasons_are_capped_like_every_label_taken_from_events():
+    e = Events()
+    run = Run(max_label_values=2).feed(
+        e.placed("O1", at(0), *LATER),
+        e.placed("O2", at(1), *LATER),
+        e.cancelled("O1", at(2), reason="a"),
+        e.cancelled("O2", at(3), reason="b"),
+        e.returned("O1", at(4), 5, reason="c"),  # a third reason: folded
+        e.tick(at(10)),
+    )
+    assert nonzero(run, "cockpit_orders_cancelled_total") == {("FC1", "a"): 1, ("FC1", "b"): 1}
+    assert nonzero(run, "cockpit_units_returned_total") == {("FC1", "other"): 5}
+    assert run.value("cockpit_label_overflow_total", "reason") == 1
+
+
+def test_ratio_records_follow_their_schema():
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), *LATER),
+        e.shipped("O1", at(1)),
+        e.returned("O1", at(2), 1),
+        e.shown(at(3)),
+        e.tick(at(61)),
+    )
+    validator = Draft202012Validator(output_schemas()["kpi"])
+    records = run.records("kpi")
+    kinds = {r["kpi"] for r in records}
+    assert {"cancellation_ratio", "return_ratio", "click_through_ratio"} <= kinds
+    for record in records:
+        assert list(validator.iter_errors(record)) == [], record
+    clicks = next(r for r in records if r["kpi"] == "click_through_ratio")
+    assert not validator.is_valid({**clicks, "fc": "FC1"})  # a widget's record has no fc
+    assert not validator.is_valid({k: v for k, v in clicks.items() if k != "widget"})
