@@ -100,6 +100,52 @@ TEXT_TIME = {"type": "string", "pattern": RFC3339_PATTERN, "format": "date-time"
 LABEL = {"type": "string"}
 
 
+RATIO_RECORD: dict[str, Any] = {
+    "description": "A ratio per fc and closed window.",
+    "type": "object",
+    "required": ["kpi", "fc", "window_start", "window_end", "value", "numerator", "divisor"],
+    "properties": {
+        "kpi": {"enum": ["sell_through", "days_of_cover"]},
+        "fc": LABEL,
+        "window_start": TEXT_TIME,
+        "window_end": TEXT_TIME,
+        "value": {"type": "number"},
+        "numerator": {"type": "number"},
+        "divisor": {"type": "number", "not": {"const": 0}},
+    },
+    "additionalProperties": False,
+}
+SHIFT_RECORD: dict[str, Any] = {
+    "description": "Throughput per fc and closed shift instance (contract §3.3): "
+    "[window_start, window_end) is the instance, `hours` its real length, `value` the "
+    "units picked per hour of it.",
+    "type": "object",
+    "required": [
+        "kpi",
+        "fc",
+        "shift",
+        "window_start",
+        "window_end",
+        "hours",
+        "units_picked",
+        "orders_shipped",
+        "value",
+    ],
+    "properties": {
+        "kpi": {"const": "shift"},
+        "fc": LABEL,
+        "shift": {"type": "string", "description": "The shift's name in the fc's calendar."},
+        "window_start": TEXT_TIME,
+        "window_end": TEXT_TIME,
+        "hours": {"type": "number", "exclusiveMinimum": 0},
+        "units_picked": {"type": "integer", "minimum": 0},
+        "orders_shipped": {"type": "integer", "minimum": 0},
+        "value": {"type": "number", "minimum": 0},
+    },
+    "additionalProperties": False,
+}
+
+
 def output_schemas() -> dict[str, dict[str, Any]]:
     """Schemas of the records opscockpit writes (dead letters, alerts, KPIs)."""
     return {
@@ -142,19 +188,11 @@ def output_schemas() -> dict[str, dict[str, Any]]:
         ),
         "kpi": _record(
             "kpi",
-            "One record per KPI, fc and closed window (topic `cockpit.kpis`). Key: "
+            "KPI records (topic `cockpit.kpis`), one of the kinds below. Key: "
             "`<kpi>|<fc>|<window_start>`.",
-            ["kpi", "fc", "window_start", "window_end", "value", "numerator", "divisor"],
-            {
-                "kpi": {"enum": ["sell_through", "days_of_cover"]},
-                "fc": LABEL,
-                "window_start": TEXT_TIME,
-                "window_end": TEXT_TIME,
-                "value": {"type": "number"},
-                "numerator": {"type": "number"},
-                "divisor": {"type": "number", "not": {"const": 0}},
-            },
-            additionalProperties=False,
+            ["kpi", "fc", "window_start", "window_end", "value"],
+            {},
+            oneOf=[RATIO_RECORD, SHIFT_RECORD],
         ),
     }
 

@@ -133,6 +133,8 @@ def test_the_scenario_exercises_every_kpi():
         "cockpit_sell_through_ratio",
         "cockpit_orders_past_ship_promise",
         "cockpit_receipts_awaiting_stow",
+        "cockpit_shift_units_picked",
+        "cockpit_shift_orders_shipped",
     ):
         assert name in metrics, name
     assert expected["alerts"] and expected["kpis"]

@@ -13,8 +13,9 @@ from flows.kpis.deliveries import Deliveries
 from flows.kpis.inventory import Inventory, ItemHealth
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
+from flows.kpis.shifts import Shifts, ShiftThroughput
 from flows.kpis.stock import SellThrough, Stock
 from flows.kpis.storefront import Storefront
 
-FAMILIES = (OrderBook, Orders, Deliveries, Receipts, Stock, Inventory, Storefront)
-COMBINERS = (SellThrough, ItemHealth)
+FAMILIES = (OrderBook, Orders, Deliveries, Receipts, Stock, Inventory, Storefront, Shifts)
+COMBINERS = (SellThrough, ItemHealth, ShiftThroughput)
