@@ -26,6 +26,8 @@ from flows.events import (
     TIME,
     EventType,
 )
+from flows.kpis.inventory import BANDS as AGE_BANDS
+from flows.kpis.inventory import STATE_NAMES as ITEM_STATE_NAMES
 from flows.timeutil import MAX_EPOCH_MS, RFC3339_PATTERN
 from flows.web.schemas import api_schemas
 
@@ -103,6 +105,162 @@ FC_RATIOS = ["sell_through", "days_of_cover", "cancellation_ratio", "return_rati
 LABEL = {"type": "string"}
 
 
+def _ratio_record(kpis: list[str], owner: str) -> dict[str, Any]:
+    return {
+        "description": f"A ratio per {owner} and closed window, not set (no record) when "
+        "its divisor is 0.",
+        "type": "object",
+        "required": ["kpi", owner, "window_start", "window_end", "value", "numerator", "divisor"],
+        "properties": {
+            "kpi": {"enum": kpis},
+            owner: LABEL,
+            "window_start": TEXT_TIME,
+            "window_end": TEXT_TIME,
+            "value": {"type": "number"},
+            "numerator": {"type": "number"},
+            "divisor": {"type": "number", "not": {"const": 0}},
+        },
+        "additionalProperties": False,
+    }
+
+
+FC_RATIO_RECORD = _ratio_record(FC_RATIOS, "fc")
+WIDGET_RATIO_RECORD = _ratio_record(["click_through_ratio"], "widget")
+SHIFT_RECORD: dict[str, Any] = {
+    "description": "Throughput per fc and closed shift instance (contract §3.3): "
+    "[window_start, window_end) is the instance, `hours` its real length, `value` the "
+    "units picked per hour of it.",
+    "type": "object",
+    "required": [
+        "kpi",
+        "fc",
+        "shift",
+        "window_start",
+        "window_end",
+        "hours",
+        "units_picked",
+        "orders_shipped",
+        "value",
+    ],
+    "properties": {
+        "kpi": {"const": "shift"},
+        "fc": LABEL,
+        "shift": {"type": "string", "description": "The shift's name in the fc's calendar."},
+        "window_start": TEXT_TIME,
+        "window_end": TEXT_TIME,
+        "hours": {"type": "number", "exclusiveMinimum": 0},
+        "units_picked": {"type": "integer", "minimum": 0},
+        "orders_shipped": {"type": "integer", "minimum": 0},
+        "value": {"type": "number", "minimum": 0},
+    },
+    "additionalProperties": False,
+}
+
+
+SKU_HEALTH_RECORD: dict[str, Any] = {
+    "description": "An item (fc, sku) at a day's close, for every item with on hand or "
+    "demand (contract §3.2): `window_start` is the day, `window_end` its close.",
+    "type": "object",
+    "required": [
+        "kpi",
+        "fc",
+        "sku",
+        "window_start",
+        "window_end",
+        "on_hand",
+        "demand_per_day",
+        "cover_days",
+        "safety_stock",
+        "states",
+        "units_by_age",
+    ],
+    "properties": {
+        "kpi": {"const": "sku_health"},
+        "fc": LABEL,
+        "sku": {"type": "string"},
+        "window_start": TEXT_TIME,
+        "window_end": TEXT_TIME,
+        "on_hand": {"type": "integer"},
+        "demand_per_day": {"type": "number", "minimum": 0},
+        "cover_days": {"type": ["number", "null"], "description": "null when no demand"},
+        "safety_stock": {"type": "number"},
+        "states": {
+            "type": "array",
+            "items": {"enum": list(ITEM_STATE_NAMES)},
+            "uniqueItems": True,
+            "description": "Sorted.",
+        },
+        "units_by_age": {
+            "type": "object",
+            "required": list(AGE_BANDS),
+            "properties": {band: {"type": "integer", "minimum": 0} for band in AGE_BANDS},
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+DECIDED = {**TEXT_TIME, "description": "The watermark when it became known."}
+ORDER_ALERT: dict[str, Any] = {
+    "description": "A breached order as the breach becomes known. Key: `<alert>|<order_id>`.",
+    "type": "object",
+    "required": ["alert", "order_id", "fc", "region", "deadline", "decided_ts"],
+    "properties": {
+        "alert": {"enum": ["ship_sla_breach", "late_delivery"]},
+        "order_id": {"type": "string"},
+        "fc": LABEL,
+        "region": LABEL,
+        "deadline": TEXT_TIME,
+        "decided_ts": DECIDED,
+        "shipped_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
+        "delivered_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
+    },
+    "additionalProperties": False,
+}
+STOCKOUT_ALERT: dict[str, Any] = {
+    "description": "An item out of stock at a close where it was not at the one before "
+    "(contract §3.5). Key: `stockout|<fc>|<sku>|<window_end>`.",
+    "type": "object",
+    "required": ["alert", "fc", "sku", "window_end", "on_hand", "demand_per_day", "decided_ts"],
+    "properties": {
+        "alert": {"const": "stockout"},
+        "fc": LABEL,
+        "sku": {"type": "string"},
+        "window_end": TEXT_TIME,
+        "on_hand": {"type": "integer", "maximum": 0},
+        "demand_per_day": {"type": "number", "exclusiveMinimum": 0},
+        "decided_ts": DECIDED,
+    },
+    "additionalProperties": False,
+}
+DEMAND_SPIKE_ALERT: dict[str, Any] = {
+    "description": "An item's units ordered in the window just closed against the mean of "
+    "the same window on the days before (contract §3.5). Key: "
+    "`demand_spike|<fc>|<sku>|<window_end>`.",
+    "type": "object",
+    "required": [
+        "alert",
+        "fc",
+        "sku",
+        "window_start",
+        "window_end",
+        "units",
+        "baseline",
+        "decided_ts",
+    ],
+    "properties": {
+        "alert": {"const": "demand_spike"},
+        "fc": LABEL,
+        "sku": {"type": "string"},
+        "window_start": TEXT_TIME,
+        "window_end": TEXT_TIME,
+        "units": {"type": "integer", "minimum": 1},
+        "baseline": {"type": "number", "minimum": 0},
+        "decided_ts": DECIDED,
+    },
+    "additionalProperties": False,
+}
+
+
 def output_schemas() -> dict[str, dict[str, Any]]:
     """Schemas of the records opscockpit writes (dead letters, alerts, KPIs)."""
     return {
@@ -128,42 +286,19 @@ def output_schemas() -> dict[str, dict[str, Any]]:
         ),
         "alert": _record(
             "alert",
-            "One record per breached order as the breach becomes known (topic "
-            "`cockpit.alerts`). Key: `<alert>|<order_id>`.",
-            ["alert", "order_id", "fc", "region", "deadline", "decided_ts"],
-            {
-                "alert": {"enum": ["ship_sla_breach", "late_delivery"]},
-                "order_id": {"type": "string"},
-                "fc": LABEL,
-                "region": LABEL,
-                "deadline": TEXT_TIME,
-                "decided_ts": {**TEXT_TIME, "description": "The watermark when it became known."},
-                "shipped_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
-                "delivered_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
-            },
-            additionalProperties=False,
+            "Alert records (topic `cockpit.alerts`), one of the kinds below, keyed by "
+            "`<alert>|...` as each kind says.",
+            ["alert", "decided_ts"],
+            {},
+            oneOf=[ORDER_ALERT, STOCKOUT_ALERT, DEMAND_SPIKE_ALERT],
         ),
         "kpi": _record(
             "kpi",
-            "One record per ratio KPI, fc (a widget for `click_through_ratio`) and closed "
-            "window (topic `cockpit.kpis`). Key: `<kpi>|<fc or widget>|<window_start>`.",
-            ["kpi", "window_start", "window_end", "value", "numerator", "divisor"],
-            {
-                "kpi": {"enum": [*FC_RATIOS, "click_through_ratio"]},
-                "fc": LABEL,
-                "widget": LABEL,
-                "window_start": TEXT_TIME,
-                "window_end": TEXT_TIME,
-                "value": {"type": "number"},
-                "numerator": {"type": "number"},
-                "divisor": {"type": "number", "not": {"const": 0}},
-            },
-            additionalProperties=False,
-            oneOf=[
-                {"properties": {"kpi": {"enum": FC_RATIOS}}, "required": ["fc"]},
-                {"properties": {"kpi": {"const": "click_through_ratio"}}, "required": ["widget"]},
-            ],
-            dependentSchemas={"fc": {"not": {"required": ["widget"]}}},
+            "KPI records (topic `cockpit.kpis`), one of the kinds below. Key: "
+            "`<kpi>|<fc or widget>|<window_start>`; `sku_health|<fc>|<sku>|<window_end>`.",
+            ["kpi", "window_start", "window_end"],
+            {},
+            oneOf=[FC_RATIO_RECORD, WIDGET_RATIO_RECORD, SHIFT_RECORD, SKU_HEALTH_RECORD],
         ),
     }
 

@@ -661,6 +661,15 @@ def expected_alerts(lines: Iterable[bytes], **options: Any) -> set[tuple[str, st
     return run(lines, **options).alerts
 
 
+def alert_key(record: dict[str, Any]) -> str:
+    """The message key of an alert record (contract §5), from its fields."""
+    kind = record["alert"]
+    if "order_id" in record:
+        return f"{kind}|{record['order_id']}"
+    owner = record["sku"] if "sku" in record else record["stage"]
+    return f"{kind}|{record['fc']}|{owner}|{record['window_end']}"
+
+
 def parse_exposition(text: str) -> Samples:
     """A Prometheus text exposition in the shape of `expected_metrics` (no `_created`)."""
     samples: Samples = defaultdict(dict)

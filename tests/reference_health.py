@@ -98,7 +98,8 @@ Flow (§3.3)
     shipment, placed by the later of its ts and the placed ts (§2), that
     shipment's fc. The fc's "first pick or shipment" is the earliest of those.
 20. Shift gauges show, per fc and shift name, the latest closed instance from
-    the fc's first one on; a name with no such instance has no series.
+    the fc's first one on; a name with no such instance has no series. fcs
+    folded into one label (`other`) add up, as in every other fc metric.
 
 Customer experience (§3.4)
 21. Ratios (cancellation, return, click-through): one record per closed window
@@ -757,7 +758,7 @@ def _shifts(facts: Facts, out: Result) -> None:
         s = order.first("order.shipped")
         if s:  # placed by the later of its ts and the placed ts (§2)
             ships[s.body["fc"]].append((max(s.ts, order.opener.ts), 1))
-    gauges: dict[str, dict[Labels, float]] = defaultdict(dict)
+    latest: dict[tuple[str, str], tuple[int, int, float]] = {}  # (fc, shift name) ->
     for fc in sorted(picks.keys() | ships.keys()):
         picked, shipped = Timeline(picks[fc]), Timeline(ships[fc])
         first = min(picked.times[:1] + shipped.times[:1])
@@ -783,16 +784,18 @@ def _shifts(facts: Facts, out: Result) -> None:
                     "value": units / hours,
                 }
             )
-            key = facts.labels(fc=fc, shift=shift.name)  # the latest closed instance of each shift
-            gauges["cockpit_shift_units_picked"][key] = float(units)
-            gauges["cockpit_shift_orders_shipped"][key] = float(orders)
-            gauges["cockpit_shift_units_picked_per_hour"][key] = units / hours
-    for name in (
+            latest[fc, shift.name] = (units, orders, units / hours)  # instances in order
+    names = (
         "cockpit_shift_units_picked",
         "cockpit_shift_orders_shipped",
         "cockpit_shift_units_picked_per_hour",
-    ):
-        out.samples[name] = gauges[name]
+    )
+    gauges: dict[str, dict[Labels, float]] = {name: {} for name in names}
+    for (fc, shift_name), values in sorted(latest.items()):  # fcs folded into one label add up
+        key = facts.labels(fc=fc, shift=shift_name)
+        for name, value in zip(names, values, strict=True):
+            gauges[name][key] = gauges[name].get(key, 0.0) + value
+    out.samples.update(gauges)
 
 
 # --- §3.4 customer experience -----------------------------------------------------

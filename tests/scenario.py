@@ -118,34 +118,42 @@ KIND_OF = {DeadLetter: "dlq", Alert: "alert", KpiRecord: "kpi"}
 
 @dataclass
 class Run:
-    """One shard (one source) plus the combine stage, fed batch by batch."""
+    """One shard (one source) plus the combine stage, fed batch by batch; or
+    several shards (`shards`), each fed its own lines and W, as entities split
+    over partitions."""
 
     config: EngineConfig = field(default_factory=EngineConfig)
     max_label_values: int = 1000
+    shards: tuple[str, ...] = ("0",)
 
     def __post_init__(self) -> None:
-        self.shard = Shard("0", self.config, LabelCap(self.max_label_values), FAMILIES)
+        labels = LabelCap(self.max_label_values)
+        self.every = {name: Shard(name, self.config, labels, FAMILIES) for name in self.shards}
+        self.shard = self.every[self.shards[0]]
         self.combine = CombineStage(
-            ("0",), self.config.window, COMBINERS, self.shard.labels, self.config.kpi
+            self.shards, self.config.window, COMBINERS, labels, self.config.kpi
         )
         self.outputs: list[tuple[str, str, Any]] = []
 
-    def feed(self, *lines: bytes) -> Run:
-        self.shard.process("input", [decode(line) for line in lines])
+    def feed(self, *lines: bytes, shard: str | None = None) -> Run:
+        """A batch for one shard (the first unless named)."""
+        self.every[shard or self.shards[0]].process("input", [decode(line) for line in lines])
         self._collect()
         return self
 
     def finish(self) -> Run:
-        self.shard.finish()
+        for shard in self.every.values():
+            shard.finish()
         self._collect()
         return self
 
     def _collect(self) -> None:
-        for output in self.shard.drain():
-            if type(output) is Partials:
-                self.combine.add(output)
-            else:
-                self.outputs.append((KIND_OF[type(output)], output.key, output.record))
+        for shard in self.every.values():
+            for output in shard.drain():
+                if type(output) is Partials:
+                    self.combine.add(output)
+                else:
+                    self.outputs.append((KIND_OF[type(output)], output.key, output.record))
         for out in self.combine.drain():
             self.outputs.append((KIND_OF[type(out)], out.key, out.record))
 

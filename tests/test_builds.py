@@ -244,7 +244,7 @@ def test_the_faulty_stream_exercises_what_it_should() -> None:
         for output in outputs
         if type(output) in (Alert, KpiRecord)
     }
-    assert {"sku_health", "stockout", "sell_through", "ship_sla_breach"} <= kinds
+    assert {"sku_health", "stockout", "sell_through", "shift", "ship_sla_breach"} <= kinds
     assert sum(type(output) is Partials for output in outputs) > 10
     final = results[-1][0]
     runtime = final["runtime"]["series"]

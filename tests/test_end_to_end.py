@@ -24,6 +24,7 @@ BUILT_RECORD_KINDS = {
     "cancellation_ratio",
     "return_ratio",
     "click_through_ratio",
+    "shift",
 }
 
 
@@ -98,6 +99,46 @@ def test_a_simulated_day_matches_the_reference_on_every_metric(simulated_day, op
     alerts = [(r["alert"], r["order_id"]) for r in got["alerts"] if "order_id" in r]
     assert len(alerts) == len(set(alerts))  # one per breached order and late delivery
     assert set(alerts) == expected.alerts
+
+
+# Three fcs in other time zones, one with its own shifts (starts that are no window
+# close); the others keep the default UTC calendar.
+ZONES = {
+    "FC-ATL1": {"time_zone": "Europe/Berlin"},
+    "FC-DAL1": {"time_zone": "America/New_York"},
+    "FC-RNO1": {"time_zone": "Asia/Kolkata", "shifts": {"day": "07:10", "swing": "15:45"}},
+}
+ZONES_TOML = """
+[fc."FC-ATL1"]
+time_zone = "Europe/Berlin"
+[fc."FC-DAL1"]
+time_zone = "America/New_York"
+[fc."FC-RNO1"]
+time_zone = "Asia/Kolkata"
+[fc."FC-RNO1".shifts]
+day = "07:10"
+swing = "15:45"
+"""
+SHIFT_METRICS = [m for m in BUILT_HEALTH_METRICS if m.startswith("cockpit_shift_")]
+
+
+def test_fcs_in_other_time_zones_match_the_reference(tmp_path):
+    """Through `replay --config`, over Berlin's fall back (a 9-hour night)."""
+    events = tmp_path / "autumn.jsonl"
+    start = ("--start", "2026-10-24T12:00:00Z")
+    opscockpit(
+        "simulate", "--out", str(events), "--hours", "24", "--seed", "12", "--scale", "0.3", *start
+    )
+    config = tmp_path / "zones.toml"
+    config.write_text(ZONES_TOML)
+    got = replay(events, "--config", str(config))
+    health = reference_health.compute(events.read_bytes().splitlines(), {"fc": ZONES})
+    assert reference_health.compare(health.samples, got["metrics"], metrics=SHIFT_METRICS) == []
+    shifts = {"kinds": {"shift"}}
+    assert reference_health.compare_records(health.records, got["kpis"], **shifts) == []
+    records = [r for r in got["kpis"] if r["kpi"] == "shift"]
+    assert {r["hours"] for r in records if r["fc"] == "FC-ATL1" and r["shift"] == "night"} == {9}
+    assert {r["shift"] for r in records if r["fc"] == "FC-RNO1"} == {"day", "swing"}
 
 
 def test_a_file_of_malformed_lines_finishes_and_dead_letters_every_one(tmp_path):

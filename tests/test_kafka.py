@@ -23,7 +23,14 @@ from flows.metrics import BY_NAME
 from flows.settings import Runtime, Settings
 from tests.kafka_broker import consume_all, create_topic, keyed, produce, unique
 from tests.processes import Cockpit, cockpit, opscockpit, wait_for
-from tests.reference import COMPUTED, HEALTH_METRICS, Samples, compare, parse_exposition
+from tests.reference import (
+    COMPUTED,
+    HEALTH_METRICS,
+    Samples,
+    alert_key,
+    compare,
+    parse_exposition,
+)
 from tests.reference_health import PRESENCE_MATTERS
 from tests.scenario import Events, at
 
@@ -135,10 +142,8 @@ def test_a_simulated_day_gives_the_replay_numbers_and_valid_output_topics(kafka,
     for key, value in alerts:
         record = orjson.loads(value)
         check.validate(record)
-        assert key.decode() == f"{record['alert']}|{record['order_id']}"
-    assert sorted(k for k, _ in alerts) == sorted(
-        f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"]
-    )
+        assert key.decode() == alert_key(record)
+    assert sorted(k for k, _ in alerts) == sorted(alert_key(r).encode() for r in day["alerts"])
 
     kpis = [orjson.loads(value) for _key, value in consume_all(kafka, names["kpis"])]
     check = validator("kpi")

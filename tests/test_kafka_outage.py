@@ -23,6 +23,7 @@ from tests.kafka_broker import (
     wait_until_ready,
 )
 from tests.processes import Cockpit, cockpit, wait_for
+from tests.reference import alert_key
 from tests.scenario import Events, at
 from tests.test_kafka import day, keyed, run_args, topics, wait_equal, wait_for_one_breach
 
@@ -142,9 +143,7 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
             )
             wait_equal(running, day["metrics"], timeout=180)
         alerts = consume_all(bootstrap, names["alerts"])
-        assert {k for k, _ in alerts} == {
-            f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"]
-        }
+        assert {k for k, _ in alerts} == {alert_key(r).encode() for r in day["alerts"]}
 
 
 def test_no_deadline_passes_while_the_broker_is_away():

@@ -179,6 +179,8 @@ def test_the_scenario_exercises_every_kpi():
         "cockpit_cancellation_ratio",
         "cockpit_return_ratio",
         "cockpit_recommendation_click_through_ratio",
+        "cockpit_shift_units_picked",
+        "cockpit_shift_orders_shipped",
     ):
         assert name in metrics, name
     for name in (

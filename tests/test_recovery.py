@@ -11,7 +11,7 @@ import pytest
 from flows.metrics import BY_NAME
 from tests.kafka_broker import consume_all, create_topic, free_port, produce
 from tests.processes import cockpit, metrics_text, wait_for
-from tests.reference import Samples, compare, parse_exposition
+from tests.reference import Samples, alert_key, compare, parse_exposition
 from tests.test_kafka import LIVE_METRICS, day, keyed, run_args, topics, wait_equal
 
 pytestmark = pytest.mark.kafka
@@ -52,9 +52,7 @@ def test_random_kills_change_no_final_metric(kafka, day, tmp_path):
     assert sum(restored.get("cockpit_events_total", {}).values()) > 0
     alerts = consume_all(kafka, names["alerts"])
     # At-least-once: records may repeat after a crash, but with the same keys.
-    assert {k for k, _ in alerts} == {
-        f"{r['alert']}|{r['order_id']}".encode() for r in day["alerts"]
-    }
+    assert {k for k, _ in alerts} == {alert_key(r).encode() for r in day["alerts"]}
 
 
 def summed(expositions: list[Samples]) -> Samples:

@@ -15,6 +15,7 @@ from flows.kpis.deliveries import Deliveries
 from flows.kpis.inventory import Inventory, ItemHealth
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
+from flows.kpis.shifts import Shifts, ShiftThroughput
 from flows.kpis.stock import SellThrough, Stock
 from flows.kpis.storefront import Storefront
 
@@ -28,5 +29,6 @@ FAMILIES = (
     Storefront,
     Customer,
     Conversions,
+    Shifts,
 )
-COMBINERS = (SellThrough, ItemHealth, CustomerRatios)
+COMBINERS = (SellThrough, ItemHealth, CustomerRatios, ShiftThroughput)

@@ -4,13 +4,16 @@ Shards report, at each window close, their families' partial rows and how far
 they have closed. A family's combine step (`Combiner`) gets every shard's rows,
 and is asked to close windows only once every shard has closed them, in window
 order, so a running total (on hand before a window) is exact whatever the
-number of shards. Plain Python: it runs once per window close, not per event.
+number of shards. A step that also follows W (`FollowsWatermark`: its rows are
+not per window) is told the least W of all shards whenever that moves: every
+shard has then reported every row up to it. Plain Python: it runs once per
+window close or report, not per event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from flows.declare import Metric
 from flows.kpisettings import KpiSettings
@@ -58,6 +61,14 @@ class Combiner(Protocol):
     def restore_state(self, state: Any) -> None: ...
 
 
+@runtime_checkable
+class FollowsWatermark(Protocol):
+    """A combine step that acts as W moves, not only as windows close."""
+
+    def follow(self, watermark: int, out: list[Any]) -> None:
+        """Every shard reported its rows up to `watermark`, the least of their W."""
+
+
 class CombineStage:
     """Every combine step, fed by every shard. Picklable through `export`."""
 
@@ -75,22 +86,29 @@ class CombineStage:
         self.ledger = Ledger(tuple(m for kind in combiners for m in kind.METRICS))
         self.context = CombineContext(window, self.ledger.series, labels, kpi)
         self.combiners: dict[str, Combiner] = {kind.NAME: kind(self.context) for kind in combiners}
+        self.followers = [c for c in self.combiners.values() if isinstance(c, FollowsWatermark)]
         self.out: list[Output] = []
 
     def add(self, partials: Partials) -> None:
-        """One shard's partials; windows every shard has closed are combined."""
+        """One shard's partials; windows every shard has closed are combined, and
+        steps that follow W learn how far every shard has reported."""
         for name, rows in partials.rows.items():
             self.combiners[name].add(rows)
         shard = partials.shard
+        reported = min(self.watermarks.values())
         self.progress[shard] = max(self.progress.get(shard, MIN_TS), partials.closed_through)
         self.watermarks[shard] = max(self.watermarks.get(shard, MIN_TS), partials.watermark)
+        watermark = min(self.watermarks.values())
         closed = min(self.progress.values())
-        if closed <= self.combined_through:
-            return
-        self.context.watermark = min(self.watermarks.values())
-        for combiner in self.combiners.values():
-            combiner.close(closed, self.out)
-        self.combined_through = closed
+        if closed > self.combined_through:
+            self.context.watermark = watermark
+            for combiner in self.combiners.values():
+                combiner.close(closed, self.out)
+            self.combined_through = closed
+        if watermark > reported:
+            self.context.watermark = watermark
+            for follower in self.followers:
+                follower.follow(watermark, self.out)
 
     def item_sources(self) -> dict[str, ItemSource]:
         """The combine steps that publish per-item detail for the web API, by name."""

@@ -57,7 +57,7 @@ cdef class Kind:
 
 cdef class Family:
     cdef public Shard shard
-    cdef public long long slot
+    cdef public long long slot, report_at
     cdef on_event(self, str kind, long long ts, object event)
     cdef on_timer(self, long long tag, object key, object ref)
     cdef object on_close(self, long long end)

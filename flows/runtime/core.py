@@ -289,6 +289,11 @@ class Family:
     kinds it handles) and METRICS (what it counts), and overrides what it needs
     of `attach`, `on_event`, `on_timer`, `on_close`, `entries`,
     `export_state` and `restore_state`. The runtime calls nothing else.
+
+    A family whose combine step follows W rather than windows sets `report_at`:
+    once W reaches it, the shard reports (`on_close`, then partials with its W)
+    at the end of the step even if no window closed. Not kept in snapshots: set
+    it again in `attach` (reporting early is harmless).
     """
 
     NAME: ClassVar[str] = ""
@@ -298,11 +303,13 @@ class Family:
 
     shard: Shard
     slot: cython.longlong
+    report_at: cython.longlong
 
     def bind(self, shard: Shard, index: int) -> None:
         """Join a shard as its family number `index`, then wire up."""
         self.shard = shard
         self.slot = index << TAG_BITS
+        self.report_at = MAX_TS
         self.attach()
 
     def attach(self) -> None:
@@ -318,8 +325,8 @@ class Family:
 
     @cython.cfunc
     def on_close(self, end: cython.longlong) -> object:
-        """Every window ending at or before `end` closed: partial rows for the
-        combine stage, or None."""
+        """Every window ending at or before `end` closed, or W reached a family's
+        `report_at`: partial rows for the combine stage, or None."""
         return None
 
     @cython.cfunc
@@ -651,13 +658,18 @@ class Shard:
 
     @cython.cfunc
     def close_windows(self, watermark: cython.longlong) -> None:
-        """Windows [a, b) with b <= W are closed: each family's partial rows go to
-        the combine stage, with how far this shard has closed."""
+        """Windows [a, b) with b <= W are closed, or W reached a family's
+        `report_at`: each family's partial rows go to the combine stage, with how
+        far this shard has closed and its W."""
         end: cython.longlong = watermark - watermark % self.window
-        if end <= self.closed_through:
-            return
-        rows: dict[str, list[Any]] = {}
         family: Family
+        if end <= self.closed_through:
+            for family in self.families:
+                if family.report_at <= watermark:
+                    break
+            else:
+                return
+        rows: dict[str, list[Any]] = {}
         for family in self.families:
             closed = family.on_close(end)
             if closed:

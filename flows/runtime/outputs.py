@@ -37,7 +37,8 @@ class KpiRecord:
 class Partials:
     """A shard's contribution to closed windows: the shard has closed every window
     ending at or before `closed_through`, and `rows` holds each family's partial
-    rows for them, for the combine stage that needs every shard."""
+    rows for them (and what a family reports as of `watermark`), for the combine
+    stage that needs every shard."""
 
     shard: str
     closed_through: int
