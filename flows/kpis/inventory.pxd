@@ -4,7 +4,7 @@ from flows.runtime cimport core
 
 cdef class Pending:
     cdef public dict lines
-    cdef public list moves
+    cdef public dict moves
 
 cdef class Inventory(entity.OrderWatcher):
     cdef public dict windows
@@ -25,6 +25,7 @@ cdef class Item:
     cdef public list bands
     cdef public long long check, ordered
     cdef public double safety
+    cdef public long long safety_day
     cdef public bint gone
 
 cdef class ItemHealth:
@@ -35,15 +36,17 @@ cdef class ItemHealth:
     cdef public long long closed, demand_span, keep_windows
     cdef public double z
     cdef public dict leads
+    cdef public long long demand_days, safety_days, spike_days, spike_min_units
+    cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
-    cdef apply(self, long long start, dict lines, list moves, dict changed)
+    cdef apply(self, long long start, dict lines, dict moves, dict changed)
     cdef Item item(self, object key, long long start)
     cdef evaluate(self, object key, Item item, long long end, list out)
     cdef tuple lead(self, str fc)
     cdef spike(self, Item item, long long end, list out)
-    cdef list age_bands(self, Item item, long long end)
+    cdef long long age_bands(self, Item item, long long end, list bands)
     cdef restate(self, Item item, int states)
-    cdef schedule(self, object key, Item item, long long end)
+    cdef schedule(self, object key, Item item, long long end, long long aging)
     cdef leave(self, object key, Item item)
     cdef count(self, object metric, object key, long long amount)
 
@@ -55,4 +58,5 @@ cdef long long first_since(object entries, long long since)
 cdef double sigma(object days, long long day, long long count)
 cdef take(Item item, long long ts, long long qty)
 cdef int band_of(long long age)
-cdef long long next_band(long long ts, long long end)
+cdef dict figures(Item item, long long demand_days)
+cdef health(Item item, tuple day, long long demand_days)

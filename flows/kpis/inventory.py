@@ -117,18 +117,23 @@ BELOW_BIT = cython.declare(cython.int, 2)
 EXCESS_BIT = cython.declare(cython.int, 4)
 OUT_BIT = cython.declare(cython.int, 8)
 STATE_BITS = (AT_RISK, BELOW_SAFETY, EXCESS, OUT_OF_STOCK)  # gauges, in bit order
+# The state names of each combination of state bits, sorted (records and the web API).
+STATE_SETS = tuple(
+    tuple(name for bit, name in enumerate(STATE_NAMES) if states & 1 << bit)
+    for states in range(1 << len(STATE_NAMES))
+)
 
 
 @cython.final
 @cython.cclass
 class Pending:
-    """A shard's rows of one window: units ordered per item, and stock moves."""
+    """A shard's rows of one window: units ordered and stock moves, per item."""
 
     lines: dict  # type: ignore[type-arg]
-    moves: list  # type: ignore[type-arg]
+    moves: dict  # type: ignore[type-arg]
 
     def __init__(self) -> None:
-        self.lines, self.moves = {}, []  # (fc, sku) -> units; [(fc, sku, ts, id, qty)]
+        self.lines, self.moves = {}, {}  # (fc, sku) -> units; (fc, sku) -> [(ts, id, qty)]
 
 
 @cython.cclass
@@ -136,6 +141,7 @@ class Inventory(entity.OrderWatcher):
     """The shard side: collects each window's order lines and stock moves."""
 
     NAME = "inventory"
+    VERSION = 2  # 1: moves of a window in one list
     KINDS = ("inventory.stowed", "inventory.picked", "inventory.adjusted")
     WATCHES = entity.PLACED
 
@@ -159,7 +165,14 @@ class Inventory(entity.OrderWatcher):
             qty = -event.qty
         else:
             qty = event.qty
-        self.pending(ts).moves.append((event.fc, event.sku, ts, event.event_id, qty))
+        moves: dict = self.pending(ts).moves  # type: ignore[type-arg]
+        key = (event.fc, event.sku)
+        move = (ts, event.event_id, qty)
+        found: list | None = moves.get(key)  # type: ignore[type-arg]
+        if found is None:
+            moves[key] = [move]
+        else:
+            found.append(move)
 
     @cython.cfunc
     def on_order(
@@ -188,20 +201,20 @@ class Inventory(entity.OrderWatcher):
 
     @cython.cfunc
     def on_close(self, end: cython.longlong) -> object:
-        """(window start, [((fc, sku), units)], [(fc, sku, ts, id, qty)]) per closed window."""
+        """(window start, {(fc, sku): units}, {(fc, sku): [(ts, id, qty)]}) per closed window."""
         self.current_start = core.MIN_TS
         rows = []
         pending: Pending
         for start in sorted([start for start in self.windows if start + self.window <= end]):
             pending = self.windows.pop(start)
-            rows.append((start, list(pending.lines.items()), pending.moves))
+            rows.append((start, pending.lines, pending.moves))
         return rows
 
     def export_state(self) -> Any:
         state = {}
         pending: Pending
         for start, pending in self.windows.items():
-            state[start] = (dict(pending.lines), list(pending.moves))
+            state[start] = (dict(pending.lines), {k: list(v) for k, v in pending.moves.items()})
         return state
 
     def restore_state(self, state: Any) -> None:
@@ -241,11 +254,13 @@ ITEM_FIELDS = (
     "check",
     "ordered",
     "safety",
+    "safety_day",
     "gone",
 )
 
 
 @cython.final
+@cython.no_gc  # strings, numbers, arrays and lists of lots: never in a cycle
 @cython.cclass
 class Item:
     """One (fc, sku) as the combine step keeps it."""
@@ -266,6 +281,7 @@ class Item:
     check: cython.longlong  # when its timer is set for (0: none)
     ordered: cython.longlong  # units ordered in [b - demand_days, b) at its latest evaluation
     safety: cython.double  # its safety stock then
+    safety_day: cython.longlong  # the day that safety stock is of
     gone: cython.bint  # left (a later event makes a new item)
 
     def __init__(self, fc: str, sku: str, label: str, created: int) -> None:
@@ -278,6 +294,7 @@ class Item:
         self.bands = [0] * len(BANDS)
         self.check = self.ordered = 0
         self.safety = 0.0
+        self.safety_day = core.MIN_TS
         self.gone = False
 
     def __reduce__(self) -> Any:
@@ -302,7 +319,7 @@ class ItemHealth:
     records and alerts at each close."""
 
     NAME: ClassVar[str] = Inventory.NAME
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 1: a window's moves pending in one list
     METRICS: ClassVar[tuple[Metric, ...]] = (
         TRACKED,
         OUT_OF_STOCK,
@@ -324,6 +341,15 @@ class ItemHealth:
     keep_windows: cython.longlong  # how far back window demand is kept
     z: cython.double
     leads: dict  # type: ignore[type-arg]
+    # The KPI settings this step reads, as C values and exact integer fractions.
+    demand_days: cython.longlong
+    safety_days: cython.longlong
+    spike_days: cython.longlong
+    spike_min_units: cython.longlong
+    excess_num: int
+    excess_den: int
+    spike_num: int
+    spike_den: int
 
     def __init__(self, context: CombineContext) -> None:
         self.context = context
@@ -337,15 +363,25 @@ class ItemHealth:
         self.keep_windows = max(self.demand_span, kpi.spike_days * DAY + self.window)
         self.z = NormalDist().inv_cdf(float(kpi.service_level))
         self.leads = {}  # fc -> (lead time days as numerator, denominator, its square root)
+        self.demand_days, self.safety_days = kpi.demand_days, kpi.safety_days
+        self.spike_days, self.spike_min_units = kpi.spike_days, kpi.spike_min_units
+        self.excess_num, self.excess_den = kpi.excess_days.numerator, kpi.excess_days.denominator
+        self.spike_num, self.spike_den = kpi.spike_factor.numerator, kpi.spike_factor.denominator
 
     def add(self, rows: list[Any]) -> None:
         """One shard's rows."""
         for start, lines, moves in rows:
-            pending = self.pending.setdefault(start, [{}, []])
+            pending = self.pending.setdefault(start, [{}, {}])
             merged: dict[Any, int] = pending[0]
-            for key, units in lines:
+            for key, units in lines.items():
                 merged[key] = merged.get(key, 0) + units
-            pending[1] += moves
+            merged_moves: dict[Any, list[Any]] = pending[1]
+            for key, item_moves in moves.items():
+                found = merged_moves.get(key)
+                if found is None:
+                    merged_moves[key] = item_moves
+                else:
+                    found += item_moves
 
     def close(self, closed: int, out: list[Any]) -> None:
         """Every shard closed every window ending at or before `closed`: each close
@@ -362,13 +398,12 @@ class ItemHealth:
     def published(self) -> list[published.Item]:
         """Every tracked item at its latest evaluation, for the web API. Called from
         the HTTP server's threads: it copies the items first."""
-        demand_days = self.context.kpi.demand_days
         shown = []
         item: Item
         for item in list(self.items.values()):
             if not item.gone:
-                values = figures(item, demand_days)
-                values["states"] = tuple(values["states"])
+                values = figures(item, self.demand_days)
+                values["states"] = STATE_SETS[item.states]
                 shown.append(published.Item(item.fc, item.sku, as_of=self.closed, **values))
         return shown
 
@@ -403,11 +438,11 @@ class ItemHealth:
                 if item.gone:
                     continue
             if item.on_hand != 0 or item.ordered > 0:
-                out.append(health(item, day, self.context.kpi.demand_days))
+                out.append(health(item, day, self.demand_days))
 
     @cython.cfunc
-    def apply(self, start: cython.longlong, lines: dict, moves: list, changed: dict) -> None:  # type: ignore[type-arg]
-        """A closed window's order lines and moves, moves in (ts, event_id) order."""
+    def apply(self, start: cython.longlong, lines: dict, moves: dict, changed: dict) -> None:  # type: ignore[type-arg]
+        """A closed window's order lines and moves, each item's in (ts, event_id) order."""
         item: Item
         for key, units in lines.items():
             item = self.item(key, start)
@@ -415,11 +450,13 @@ class ItemHealth:
             add_entry(item.days, start - start % DAY, units)
             item.active = start
             changed[key] = item
-        moves.sort()
-        for fc, sku, ts, _event_id, qty in moves:
-            key = (fc, sku)
+        item_moves: list  # type: ignore[type-arg]
+        for key, item_moves in moves.items():
             item = self.item(key, start)
-            take(item, ts, qty)
+            if len(item_moves) > 1:
+                item_moves.sort()
+            for ts, _event_id, qty in item_moves:
+                take(item, ts, qty)
             item.active = start
             changed[key] = item
 
@@ -435,13 +472,12 @@ class ItemHealth:
     @cython.cfunc
     def evaluate(self, key: Key, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
         """The item's states at the close `end`: gauges, alerts, next timer."""
-        kpi = self.context.kpi
         if item.on_hand == 0 and item.active + self.window + QUIET <= end:
             self.leave(key, item)
             return
         prune(item.demand, end - self.keep_windows)
         day: cython.longlong = end - end % DAY
-        prune(item.days, day - kpi.safety_days * DAY)
+        prune(item.days, day - self.safety_days * DAY)
         ordered: cython.longlong = units_since(item.demand, end - self.demand_span)
         on_hand: cython.longlong = item.on_hand
         lead_num, lead_den, lead_root = self.lead(item.fc)
@@ -449,29 +485,29 @@ class ItemHealth:
         if ordered > 0 and on_hand <= 0:
             states |= OUT_BIT
         # cover = on_hand / (ordered / demand_days) against days, as fractions (§2)
-        cover = on_hand * kpi.demand_days
+        cover = on_hand * self.demand_days  # a Python int: exact however large
         if on_hand > 0 and ordered > 0 and cover * lead_den < lead_num * ordered:
             states |= AT_RISK_BIT
-        excess = kpi.excess_days
-        if on_hand > 0 and (
-            ordered == 0 or cover * excess.denominator > excess.numerator * ordered
-        ):
+        if on_hand > 0 and (ordered == 0 or cover * self.excess_den > self.excess_num * ordered):
             states |= EXCESS_BIT
-        item.safety = self.z * sigma(item.days, day, kpi.safety_days) * lead_root
+        if item.safety_day != day:  # the days before `day` no longer change
+            item.safety = self.z * sigma(item.days, day, self.safety_days) * lead_root
+            item.safety_day = day
         if item.safety > 0 and on_hand < item.safety:
             states |= BELOW_BIT
         self.restate(item, states)
         if states & OUT_BIT and not item.states & OUT_BIT:
             self.count(STOCKOUTS, item.label, 1)
-            out.append(stockout(item, end, ordered, kpi.demand_days, self.context.decided()))
+            out.append(stockout(item, end, ordered, self.demand_days, self.context.decided()))
         item.states, item.ordered = states, ordered
         self.spike(item, end, out)
-        bands = self.age_bands(item, end)
+        bands = [0] * len(BANDS)
+        aging: cython.longlong = self.age_bands(item, end, bands)
         for band in range(len(BANDS)):
             if bands[band] != item.bands[band]:
                 self.count(BY_AGE, (item.label, BANDS[band]), bands[band] - item.bands[band])
         item.bands = bands
-        self.schedule(key, item, end)
+        self.schedule(key, item, end, aging)
 
     @cython.cfunc
     def lead(self, fc: str) -> tuple:  # type: ignore[type-arg]
@@ -486,29 +522,34 @@ class ItemHealth:
     def spike(self, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
         """u, the window just closed, against the mean of the same window on each of
         the spike_days days before (exactly: u * days >= factor * their sum)."""
-        kpi = self.context.kpi
         start: cython.longlong = end - self.window
-        units = units_at(item.demand, start)
+        units: cython.longlong = units_at(item.demand, start)
         spiking = False
-        if units >= kpi.spike_min_units and item.created < start - kpi.spike_days * DAY:
+        if units >= self.spike_min_units and item.created < start - self.spike_days * DAY:
             before: cython.longlong = 0
-            for days_back in range(1, kpi.spike_days + 1):
+            days_back: cython.longlong
+            for days_back in range(1, self.spike_days + 1):
                 before += units_at(item.demand, start - days_back * DAY)
-            factor = kpi.spike_factor
-            spiking = units * kpi.spike_days * factor.denominator >= factor.numerator * before
+            spiking = units * self.spike_days * self.spike_den >= self.spike_num * before
             if spiking and not item.spiking:
                 self.count(SPIKES, item.label, 1)
-                baseline = before / kpi.spike_days
+                baseline = before / self.spike_days
                 out.append(spike(item, start, end, units, baseline, self.context.decided()))
         item.spiking = spiking
 
     @cython.cfunc
-    def age_bands(self, item: Item, end: cython.longlong) -> list:  # type: ignore[type-arg]
-        bands = [0] * len(BANDS)
+    def age_bands(self, item: Item, end: cython.longlong, bands: list) -> cython.longlong:  # type: ignore[type-arg]
+        """Add the item's units at `end` to `bands`; return when a unit next enters a
+        new band (MAX_TS: never)."""
+        soonest: cython.longlong = core.MAX_TS
+        band: cython.int
         lot: Lot
         for lot in item.lots:
-            bands[band_of((end - lot.ts) // DAY)] += lot.qty
-        return bands
+            band = band_of((end - lot.ts) // DAY)
+            bands[band] += lot.qty
+            if band < len(BAND_STARTS):
+                soonest = min(soonest, lot.ts + BAND_STARTS[band] * DAY)
+        return soonest
 
     @cython.cfunc
     def restate(self, item: Item, states: cython.int) -> None:
@@ -521,18 +562,16 @@ class ItemHealth:
                 self.count(gauge, item.label, -1)
 
     @cython.cfunc
-    def schedule(self, key: Key, item: Item, end: cython.longlong) -> None:
-        """The next close at which time alone changes the item, as a timer."""
+    def schedule(self, key: Key, item: Item, end: cython.longlong, aging: cython.longlong) -> None:
+        """The next close at which time alone changes the item (`aging`: a unit
+        enters a new age band), as a timer."""
         window: cython.longlong = self.window
-        soonest: cython.longlong = core.MAX_TS
+        soonest: cython.longlong = aging
         if item.spiking:
             soonest = end + window  # the next close resets it, unless it spikes again
         oldest = first_since(item.demand, end - self.demand_span)
         if oldest != core.MAX_TS:  # then it leaves [b - D, b)
             soonest = min(soonest, oldest + self.demand_span + window)
-        lot: Lot
-        for lot in item.lots:  # the next lot to reach a new age band
-            soonest = min(soonest, next_band(lot.ts, end))
         if item.on_hand == 0:
             soonest = min(soonest, item.active + window + QUIET)
         if soonest == core.MAX_TS:
@@ -672,20 +711,11 @@ def band_of(age: cython.longlong) -> cython.int:
     return band
 
 
-@cython.cfunc
-def next_band(ts: cython.longlong, end: cython.longlong) -> cython.longlong:
-    """When a unit dated ts reaches its next age band after `end` (MAX_TS: never)."""
-    age: cython.longlong = (end - ts) // DAY
-    for days in BAND_STARTS:
-        if days > age:
-            return ts + days * DAY
-    return core.MAX_TS
-
-
 # --- records
 
 
-def figures(item: Item, demand_days: int) -> dict[str, Any]:
+@cython.cfunc
+def figures(item: Item, demand_days: cython.longlong) -> dict[str, Any]:
     """An item's figures at its latest evaluation, as `sku_health` records and the
     web API show them (contract §5)."""
     per_day = item.ordered / demand_days
@@ -694,12 +724,13 @@ def figures(item: Item, demand_days: int) -> dict[str, Any]:
         "demand_per_day": per_day,
         "cover_days": item.on_hand / per_day if item.ordered else None,
         "safety_stock": item.safety,
-        "states": [name for bit, name in enumerate(STATE_NAMES) if item.states & 1 << bit],
-        "units_by_age": dict(zip(BANDS, item.bands, strict=True)),
+        "states": list(STATE_SETS[item.states]),
+        "units_by_age": {BANDS[band]: item.bands[band] for band in range(len(BANDS))},
     }
 
 
-def health(item: Item, day: tuple[str, str], demand_days: int) -> KpiRecord:
+@cython.cfunc
+def health(item: Item, day: tuple, demand_days: cython.longlong) -> Any:  # type: ignore[type-arg]
     """The `sku_health` record of an item at a day's close (contract §5), from its
     evaluation at that close (or before, when nothing changed it since)."""
     window_start, window_end = day
