@@ -528,6 +528,7 @@ class _Network:
         return rfc3339(ts)
 
     def _event(self, ts: int, kind: str, fields: Fields) -> tuple[Fields, bytes]:
+        """An event with its id and time, and its JSON."""
         event: Fields = {
             "event_id": self.event_prefix + str(next(self.event_numbers)),
             "type": kind,
