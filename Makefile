@@ -14,7 +14,7 @@ INTERPRETED_TESTS := tests/families tests/test_runtime.py tests/test_properties.
 .PHONY: run test lint typecheck unit unit-interpreted bench generate check-generated install system-deps screenshot clean
 
 run: $(STAMP)
-	$(BIN)/opscockpit run
+	$(BIN)/opscockpit run --config docker/opscockpit.toml
 
 test: $(STAMP) system-deps lint typecheck unit unit-interpreted
 

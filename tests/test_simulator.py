@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import io
 import statistics
+import tomllib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from itertools import islice, takewhile
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import orjson
 import pytest
 
+from flows.config import load_config
 from flows.decode import INVALID_EVENT, INVALID_JSON, UNKNOWN_TYPE, Reject, decode
 from flows.events import EVENT_TYPES, entity_key
-from flows.simulator import Profile, stream, write_lines
+from flows.simulator import SITES, Profile, stream, write_lines
 from flows.timeutil import parse_time
+from tests import reference_health
+from tests.reference_health import AGE_BANDS
 
 START = parse_time("2026-11-20T00:00:00Z")
 SECOND = 1_000_000
 HOUR = 3600 * SECOND
 DAY = 24 * HOUR
 LATENESS = 60 * SECOND
+CONFIG = Path(__file__).parents[1] / "docker" / "opscockpit.toml"
 
 
 @dataclass
@@ -63,9 +71,11 @@ def day() -> list[Line]:
 
 @pytest.fixture(scope="module")
 def fulfilment() -> list[dict[str, Any]]:
-    """Eight days of orders and receipts only, without transport faults."""
+    """Eight days of orders and receipts only, without transport faults (nor demand
+    spikes: in a network this small, their orders would be a tenth of all)."""
     quiet = replace(
         Profile(sessions_per_hour=0, orders_per_hour=30, receipts_per_hour=8, skus=500),
+        spikes_per_day=0,
         duplicate_share=0,
         disorder_share=0,
         late_share=0,
@@ -90,16 +100,28 @@ def test_same_seed_gives_same_bytes() -> None:
 def test_arrivals_never_decrease_and_nothing_precedes_the_start(day: list[Line]) -> None:
     arrivals = [line.arrival for line in day]
     assert arrivals == sorted(arrivals)
-    assert min(event["ts"] for event in events(day)) >= START
+    assert arrivals[0] >= START
+    # Only the opening balances are dated before the start, and they come first,
+    # in time order: none of them is late.
+    valid = events(day)
+    opening = list(takewhile(lambda event: event.get("reason") == "opening_balance", valid))
+    assert [event["ts"] for event in opening] == sorted(event["ts"] for event in opening)
+    assert opening[-1]["ts"] < START
+    assert min(event["ts"] for event in valid[len(opening) :]) >= START
 
 
 def test_start_between_milliseconds_is_respected() -> None:
     start = START + 1
-    first = next(stream(1, start))
+    emissions = stream(1, start, Profile(skus=100))
+    first = next(emissions)
     assert first[0] >= start
-    event = decode(first[2])
-    assert not isinstance(event, Reject)
-    assert event.ts >= start
+    after_opening = next(
+        decoded
+        for _arrival, _key, payload in emissions
+        if not isinstance(decoded := decode(payload), Reject)
+        and getattr(decoded, "reason", None) != "opening_balance"
+    )
+    assert after_opening.ts >= start
 
 
 def test_valid_lines_decode_with_their_entity_key_and_malformed_ones_are_rejected(
@@ -145,6 +167,10 @@ def test_disorder_stays_within_the_lateness_and_late_events_are_far_beyond(
         seen.add(event.event_id)
         delay = line.arrival - event.ts
         is_late = event.ts < max_ts - LATENESS
+        if event.ts < START:  # an opening balance: delivered at the start, in time order
+            assert not is_late
+            max_ts = event.ts
+            continue
         assert delay >= 0
         assert is_late == (delay >= 2 * HOUR)
         assert delay < 45 * SECOND or delay >= 2 * HOUR
@@ -158,14 +184,13 @@ def test_disorder_stays_within_the_lateness_and_late_events_are_far_beyond(
 def test_a_network_of_many_places_and_products(day: list[Line]) -> None:
     valid = events(day)
     kinds = Counter(event["type"] for event in valid)
-    assert set(EVENT_TYPES) - set(kinds) == {"return.received"}  # returns take days
+    assert set(kinds) == set(EVENT_TYPES)
     assert kinds["page.viewed"] > kinds["order.placed"] > kinds["inventory.received"] > 0
-    assert len({event["fc"] for event in valid if "fc" in event}) == 5
-    assert len({event["region"] for event in valid if "region" in event}) == 6
+    assert {event["fc"] for event in valid if "fc" in event} == set(SITES)
+    assert len({event["region"] for event in valid if "region" in event}) == 7
     assert len({event["sku"] for event in valid if "sku" in event}) > 1000
     opening = [event for event in valid if event.get("reason") == "opening_balance"]
-    assert {event["ts"] for event in opening} == {START}
-    assert len(opening) == 5 * 3000
+    assert len({(event["fc"], event["sku"]) for event in opening}) >= 6 * 3000
     assert all(event["delta"] > 0 for event in opening)
     assert any(event.get("reason") in {"cycle_count", "damaged"} for event in valid)
 
@@ -182,7 +207,7 @@ def test_event_times_come_in_every_allowed_form(day: list[Line]) -> None:
 
 
 def test_traffic_at_full_scale_is_a_few_hundred_thousand_events_a_day(day: list[Line]) -> None:
-    opening = 5 * 3000
+    opening = sum(line.arrival == START for line in day)
     full_day = 4 * (len(day) - opening) + opening
     assert 300_000 < full_day < 500_000
 
@@ -210,14 +235,17 @@ def test_storefront_behaviour(day: list[Line]) -> None:
 class Order:
     """An order's lifecycle as its events tell it."""
 
+    fc: str = ""
     placed: int = 0
     ship_by: int = 0
     deliver_by: int = 0
     units: dict[str, int] = field(default_factory=dict)
     shipped: int | None = None
     cancelled: int | None = None
+    reason: str | None = None
     packed: int | None = None
     picks: list[int] = field(default_factory=list)
+    picked: list[tuple[str, int]] = field(default_factory=list)
     scans: list[tuple[int, str]] = field(default_factory=list)
     returns: list[tuple[int, str, int]] = field(default_factory=list)
 
@@ -233,15 +261,16 @@ def orders(valid: list[dict[str, Any]]) -> dict[str, Order]:
         order = found[event["order_id"]]
         kind, ts = event["type"], event["ts"]
         if kind == "order.placed":
-            order.placed, order.ship_by = ts, event["promised_ship_by"]
+            order.fc, order.placed, order.ship_by = event["fc"], ts, event["promised_ship_by"]
             order.deliver_by = event["promised_delivery_by"]
             order.units = {line["sku"]: line["qty"] for line in event["lines"]}
         elif kind == "order.shipped":
             order.shipped = ts
         elif kind == "order.cancelled":
-            order.cancelled = ts
+            order.cancelled, order.reason = ts, event["reason"]
         elif kind == "inventory.picked":
             order.picks.append(ts)
+            order.picked.append((event["sku"], event["qty"]))
         elif kind == "inventory.packed":
             order.packed = ts
         elif kind == "delivery.updated":
@@ -252,19 +281,23 @@ def orders(valid: list[dict[str, Any]]) -> dict[str, Order]:
 
 
 def ship_fate(order: Order) -> str:
+    if order.shipped is not None:  # some are cancelled after shipping (intercepted)
+        return "shipped late" if order.shipped > order.ship_by else "on time"
+    if order.reason == "out_of_stock":
+        return "out of stock"
     if order.cancelled is not None:
         return "cancelled early" if order.cancelled <= order.ship_by else "cancelled late"
-    if order.shipped is None:
-        return "never shipped"
-    return "shipped late" if order.shipped > order.ship_by else "on time"
+    return "never shipped"
 
 
 def test_orders_end_in_realistic_shares(fulfilment: list[dict[str, Any]]) -> None:
     # Orders of the first three days are long past their ship promise.
-    cohort = [order for order in orders(fulfilment).values() if order.placed < START + 3 * DAY]
+    placed = [order for order in orders(fulfilment).values() if order.placed]
+    cohort = [order for order in placed if order.placed < START + 3 * DAY]
     assert len(cohort) > 2000
     fates = Counter(ship_fate(order) for order in cohort)
     assert 0.03 < fates["shipped late"] / len(cohort) < 0.08
+    assert 0 < fates["out of stock"] / len(cohort) < 0.02
     assert 0.004 < fates["never shipped"] / len(cohort) < 0.02
     assert 0.01 < fates["cancelled early"] / len(cohort) < 0.03
     assert 0.002 < fates["cancelled late"] / len(cohort) < 0.015
@@ -276,15 +309,22 @@ def test_shipped_orders_are_picked_packed_and_mostly_delivered(
     fulfilment: list[dict[str, Any]],
 ) -> None:
     shipped = [order for order in orders(fulfilment).values() if order.shipped is not None]
+    intercepted = 0
     for order in shipped:
         shipped_at, packed_at = order.shipped, order.packed
-        assert shipped_at is not None and packed_at is not None and order.cancelled is None
-        assert len(order.picks) == len(order.units)
+        assert shipped_at is not None and packed_at is not None
+        assert sorted(order.picked) == sorted(order.units.items())  # one pick per line
         assert all(order.placed <= pick <= packed_at <= shipped_at for pick in order.picks)
         assert all(ts >= shipped_at for ts, _status in order.scans)
         assert not order.scans or min(order.scans)[1] == "out_for_delivery"
+        if order.cancelled is not None:  # after shipping: sent back, never delivered
+            assert order.cancelled > shipped_at and not order.scans
+            intercepted += 1
+    assert 0 < intercepted / len(shipped) < 0.01
     # Deliveries come at most two days after the promise: these are all decided.
-    decided = [order for order in shipped if order.deliver_by < START + 6 * DAY]
+    decided = [
+        order for order in shipped if order.deliver_by < START + 6 * DAY and order.cancelled is None
+    ]
     lost = sum(not order.deliveries() for order in decided)
     late = sum(order.deliveries()[0] > order.deliver_by for order in decided if order.deliveries())
     assert 0.002 < lost / len(decided) < 0.015
@@ -294,7 +334,7 @@ def test_shipped_orders_are_picked_packed_and_mostly_delivered(
 
 
 def test_some_deliveries_are_returned_days_later(fulfilment: list[dict[str, Any]]) -> None:
-    returned = [order for order in orders(fulfilment).values() if order.returns]
+    returned = [order for order in orders(fulfilment).values() if order.returns and order.placed]
     assert returned
     for order in returned:
         [(ts, sku, qty)] = order.returns
@@ -344,3 +384,84 @@ def test_write_lines_stops_before_the_end() -> None:
     assert written == len(lines) > 15_000
     within = takewhile(lambda emission: emission[0] < START + HOUR, stream(1, START, profile))
     assert lines == [payload for _arrival, _key, payload in within]
+
+
+def test_stage_times_vary_by_fc_and_hour_of_day(fulfilment: list[dict[str, Any]]) -> None:
+    """Pick waits differ between fcs, are longer with a night crew, and Berlin's
+    floor, closed at night, picks nothing between 23:00 and 06:00 local time."""
+    waits: dict[tuple[str, bool], list[int]] = defaultdict(list)
+    berlin_hours = set()
+    for order in orders(fulfilment).values():
+        if not order.picks or not order.placed:
+            continue
+        zone = ZoneInfo(SITES[order.fc].time_zone)
+        local = datetime.fromtimestamp(order.placed / SECOND, zone).hour
+        waits[order.fc, 6 <= local < 22].append(min(order.picks) - order.placed)
+        if order.fc == "FC-BER1":
+            berlin_hours |= {datetime.fromtimestamp(t / SECOND, zone).hour for t in order.picks}
+    by_day = {fc: statistics.median(waits[fc, True]) for fc in SITES}
+    assert max(by_day.values()) > 1.5 * min(by_day.values())
+    assert statistics.median(waits["FC-ATL1", False]) > 1.5 * by_day["FC-ATL1"]
+    assert berlin_hours and berlin_hours.isdisjoint({23, 0, 1, 2, 3, 4, 5})
+
+
+def test_opening_stock_has_lots_of_every_age_and_dead_stock(day: list[Line]) -> None:
+    opening = [event for event in events(day) if event.get("reason") == "opening_balance"]
+    ages = Counter()
+    for event in opening:
+        days = (START - event["ts"]) // DAY
+        ages[next(band for band, top in AGE_BANDS if top is None or days <= top)] += 1
+    assert set(ages) == {band for band, _top in AGE_BANDS}
+    assert ages["0-90"] > 0.95 * len(opening)  # old stock is the exception
+    ordered = {line["sku"] for event in events(day) if "lines" in event for line in event["lines"]}
+    assert {event["sku"] for event in opening} - ordered  # some items nobody orders
+
+
+def test_the_compose_and_make_run_config_gives_every_fc_its_time_zone() -> None:
+    config = load_config(CONFIG)
+    zones = {fc: settings.time_zone for fc, settings in config.kpi.fcs}
+    assert zones == {fc: site.time_zone for fc, site in SITES.items()}
+    assert len(set(zones.values())) >= 4
+
+
+@pytest.fixture(scope="module")
+def backfill() -> list[bytes]:
+    """What `make run` replays first: 48 h of the default network (seed 1), at a tenth
+    of its traffic so that the slow reference stays quick."""
+    start = parse_time("2026-11-18T09:37:00Z")  # make run starts on a whole minute
+    out = io.BytesIO()
+    write_lines(out, 1, start, start + 48 * HOUR, Profile().scaled(0.1))
+    return out.getvalue().splitlines()
+
+
+def test_the_backfill_of_make_run_shows_every_cockpit_kpi(backfill: list[bytes]) -> None:
+    """The independent reference (tests/reference_health.py) on the backfill, with
+    the fcs' time zones and shifts of docker/opscockpit.toml: every detector fires
+    and every new panel has something to show within the cockpit's first minutes."""
+    settings = tomllib.loads(CONFIG.read_text())
+    result = reference_health.compute(backfill, settings)
+    alerts = Counter((alert["alert"], alert.get("stage")) for alert in result.alerts)
+    assert alerts["stockout", None] >= 1
+    assert alerts["demand_spike", None] >= 1
+    assert alerts["bottleneck", "pack"] >= 1
+
+    def total(metric: str, label: str) -> Counter[str]:
+        summed: Counter[str] = Counter()
+        for labels, value in result.samples[metric].items():
+            summed[dict(labels)[label]] += value
+        return summed
+
+    by_age = total("cockpit_units_on_hand_by_age", "age")
+    assert all(by_age[band] > 0 for band, _top in AGE_BANDS), by_age
+    zones = {
+        settings["fc"][record["fc"]]["time_zone"]
+        for record in result.records
+        if record["kpi"] == "shift"
+    }
+    assert len(zones) >= 2
+    for metric in ("cockpit_orders_cancelled_total", "cockpit_units_returned_total"):
+        reasons = total(metric, "reason")
+        assert reasons["unknown"] > 0 and len(reasons) >= 4, (metric, reasons)
+    conversions = sum(result.samples["cockpit_recommendations_conversions_total"].values())
+    clicks = sum(b'"recommendation.clicked"' in line for line in backfill)
+    assert 0 < conversions < clicks
