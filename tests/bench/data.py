@@ -137,6 +137,61 @@ def open_receipts(count: int) -> Path:
     return _cached(f"open-receipts-{count}.jsonl", lambda path: _write(path, events()))
 
 
+def tracked_items(items: int, days: int = 28) -> Path:
+    """`items` inventory items (20 fcs) with `days` days of orders and three lots each:
+    every item's state at its fullest (a demand history over the safety days).
+    Each order takes 100 items of one fc and is cancelled at once, its promises an
+    hour later, so that orders leave state and items stay."""
+    fcs, per_order = 20, 100
+    skus = items // fcs
+
+    def item(n: int) -> tuple[str, str]:
+        return f"FC-{n % fcs:02d}", f"SKU-{n // fcs:06d}"
+
+    def events() -> Iterator[dict[str, object]]:
+        for day in range(days):
+            start = START_MS + day * DAY_MS
+            if day % 10 == 0:  # a lot on days 0, 10 and 20
+                for n in range(items):
+                    fc, sku = item(n)
+                    yield {
+                        "event_id": f"bench-lot-{day}-{n}",
+                        "type": "inventory.stowed",
+                        "ts": _stamp(start + n),
+                        "receipt_id": f"RCV-{day}-{n}",
+                        "fc": fc,
+                        "sku": sku,
+                        "qty": 100,
+                    }
+            for order in range(items // per_order):
+                ts = start + HOUR_MS + order * 10
+                fc, chunk = order % fcs, order // fcs  # 100 skus of one fc
+                placed = f"ORD-{day}-{order}"
+                yield {
+                    "event_id": f"bench-placed-{day}-{order}",
+                    "type": "order.placed",
+                    "ts": _stamp(ts),
+                    "order_id": placed,
+                    "fc": f"FC-{fc:02d}",
+                    "region": "region-0",
+                    "lines": [
+                        {"sku": f"SKU-{sku:06d}", "qty": 1 + (day + sku) % 3}
+                        for sku in range(chunk * per_order, (chunk + 1) * per_order)
+                    ],
+                    "promised_ship_by": _stamp(ts + HOUR_MS),
+                    "promised_delivery_by": _stamp(ts + HOUR_MS),
+                }
+                yield {
+                    "event_id": f"bench-cancelled-{day}-{order}",
+                    "type": "order.cancelled",
+                    "ts": _stamp(ts + 1),
+                    "order_id": placed,
+                }
+
+    assert skus * fcs == items and skus % per_order == 0
+    return _cached(f"tracked-items-{items}-{days}.jsonl", lambda path: _write(path, events()))
+
+
 def page_views(count: int) -> Path:
     """`count` page views at the same times: the stateless baseline of the state files."""
     pages = ("home", "search", "category", "product", "cart", "checkout", "account", "deals")
