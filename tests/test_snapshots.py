@@ -26,8 +26,10 @@ from flows.kpis import FAMILIES
 from flows.kpis.conversions import Conversions
 from flows.kpis.customer import Customer
 from flows.kpis.deliveries import Deliveries
+from flows.kpis.inventory import Inventory
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
+from flows.kpis.shifts import Shifts
 from flows.kpis.stock import Stock
 from flows.kpis.storefront import Storefront
 from flows.kpis.upgrade import REASON_ADDED, upgrade
@@ -254,7 +256,22 @@ def shard_of(families: tuple[Any, ...], batches: list[list[Any]] | None = None) 
     return shard
 
 
-REORDERED = (Conversions, Storefront, Stock, Customer, Receipts, Deliveries, OrderBook, Orders)
+REORDERED = (
+    Conversions,
+    Storefront,
+    Shifts,
+    Stock,
+    Inventory,
+    Customer,
+    Receipts,
+    Deliveries,
+    OrderBook,
+    Orders,
+)
+
+
+def test_the_reordered_families_are_every_family() -> None:
+    assert sorted(f.__name__ for f in REORDERED) == sorted(f.__name__ for f in FAMILIES)
 
 
 @pytest.mark.parametrize(

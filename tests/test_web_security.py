@@ -279,7 +279,7 @@ def test_the_secure_prometheus_config_is_the_plain_one_with_tls_and_auth():
     job = next(j for j in secure["scrape_configs"] if j["job_name"] == "opscockpit")
     assert job.pop("scheme") == "https"
     assert set(job.pop("tls_config")) == {"ca_file", "server_name"}
-    assert job.pop("basic_auth")["password_file"].startswith("/etc/opscockpit/")
+    assert job.pop("basic_auth")["password_file"].startswith("/etc/opscockpit/secure/")
     assert secure == plain
     # Its files exist only in the container: check everything else.
     run(tool("promtool"), "check", "config", "--syntax-only", str(path))
@@ -296,11 +296,11 @@ def test_the_secure_compose_overlay_adds_the_web_config_and_nothing_else():
         str(overlay_path),
     )
     base, overlay = compose()["services"], yaml.safe_load(overlay_path.read_text())["services"]
-    web = "--web-config=/etc/opscockpit/web-config.yml"
+    web = "--web-config=/etc/opscockpit/secure/web-config.yml"
     assert overlay["opscockpit"]["command"] == [*base["opscockpit"]["command"], web]
     assert build_parser().parse_args(overlay["opscockpit"]["command"]).web_config
     config = "--config.file=/etc/prometheus/prometheus.secure.yml"
     plain = [config if c.startswith("--config.file=") else c for c in base["prometheus"]["command"]]
     assert overlay["prometheus"]["command"] == plain
     for service in ("opscockpit", "prometheus"):
-        assert overlay[service]["volumes"] == ["./secure:/etc/opscockpit:ro"]
+        assert overlay[service]["volumes"] == ["./secure:/etc/opscockpit/secure:ro"]

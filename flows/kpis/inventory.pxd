@@ -32,6 +32,7 @@ cdef class ItemHealth:
     cdef public object context
     cdef public long long window
     cdef public dict items, pending
+    cdef public list ordered, added
     cdef public core.Timers timers
     cdef public long long closed, demand_span, keep_windows
     cdef public double z
@@ -40,6 +41,7 @@ cdef class ItemHealth:
     cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
     cdef apply(self, long long start, dict lines, dict moves, dict changed)
+    cdef list in_order(self)
     cdef Item item(self, object key, long long start)
     cdef evaluate(self, object key, Item item, long long end, list out)
     cdef tuple lead(self, str fc)
@@ -58,5 +60,5 @@ cdef long long first_since(object entries, long long since)
 cdef double sigma(object days, long long day, long long count)
 cdef take(Item item, long long ts, long long qty)
 cdef int band_of(long long age)
-cdef dict figures(Item item, long long demand_days)
+cdef dict figures(Item item, long long demand_days, dict into)
 cdef health(Item item, tuple day, long long demand_days)

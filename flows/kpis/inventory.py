@@ -334,6 +334,8 @@ class ItemHealth:
     context: CombineContext
     window: cython.longlong
     items: dict  # type: ignore[type-arg]
+    ordered: list  # type: ignore[type-arg]
+    added: list  # type: ignore[type-arg]
     pending: dict  # type: ignore[type-arg]
     timers: core.Timers
     closed: cython.longlong  # every window ending at or before this is applied
@@ -355,6 +357,7 @@ class ItemHealth:
         self.context = context
         self.window = context.window
         self.items = {}  # (fc, sku) -> Item
+        self.ordered, self.added = [], []  # keys in order as of a day's close; made since
         self.pending = {}  # window start -> [order lines, stock moves] of every shard
         self.timers = core.Timers()
         self.closed = core.MIN_TS
@@ -402,7 +405,7 @@ class ItemHealth:
         item: Item
         for item in list(self.items.values()):
             if not item.gone:
-                values = figures(item, self.demand_days)
+                values = figures(item, self.demand_days, {})
                 values["states"] = STATE_SETS[item.states]
                 shown.append(published.Item(item.fc, item.sku, as_of=self.closed, **values))
         return shown
@@ -431,7 +434,7 @@ class ItemHealth:
         # A day's close: sigma moves on for items ordered in the last safety_days,
         # and every item with stock or demand gets its `sku_health` record.
         day = (format_time(end - DAY), format_time(end))
-        for key in sorted(self.items):
+        for key in self.in_order():
             item = self.items[key]
             if key in changed or len(item.days):
                 self.evaluate(key, item, end, out)
@@ -461,11 +464,31 @@ class ItemHealth:
             changed[key] = item
 
     @cython.cfunc
+    def in_order(self) -> list:  # type: ignore[type-arg]
+        """Every item's key, sorted (records come in the same order however the input
+        was batched): the order of the last day's close with the items made since
+        merged in, which sorts a sorted run cheaply, and those gone dropped."""
+        ordered: list = self.ordered  # type: ignore[type-arg]
+        if self.added:
+            ordered += self.added
+            self.added = []
+            ordered.sort()
+        kept = []
+        last = None
+        for key in ordered:
+            if key != last and key in self.items:
+                kept.append(key)
+                last = key
+        self.ordered = kept
+        return kept
+
+    @cython.cfunc
     def item(self, key: Key, start: cython.longlong) -> Item:
         item: Item | None = self.items.get(key)
         if item is None:
             fc, sku = key
             item = self.items[key] = Item(fc, sku, self.context.label("fc", fc), start)
+            self.added.append(key)
             self.count(TRACKED, item.label, 1)
         return item
 
@@ -608,6 +631,7 @@ class ItemHealth:
 
     def restore_state(self, state: Any) -> None:
         self.items, self.pending, self.closed = state["items"], state["pending"], state["closed"]
+        self.ordered, self.added = sorted(self.items), []
         self.timers = core.Timers(
             core.Timer(when, 0, key, self.items[key])
             for when, key in state["timers"]
@@ -715,18 +739,17 @@ def band_of(age: cython.longlong) -> cython.int:
 
 
 @cython.cfunc
-def figures(item: Item, demand_days: cython.longlong) -> dict[str, Any]:
-    """An item's figures at its latest evaluation, as `sku_health` records and the
-    web API show them (contract §5)."""
-    per_day = item.ordered / demand_days
-    return {
-        "on_hand": item.on_hand,
-        "demand_per_day": per_day,
-        "cover_days": item.on_hand / per_day if item.ordered else None,
-        "safety_stock": item.safety,
-        "states": list(STATE_SETS[item.states]),
-        "units_by_age": {BANDS[band]: item.bands[band] for band in range(len(BANDS))},
-    }
+def figures(item: Item, demand_days: cython.longlong, into: dict[str, Any]) -> dict[str, Any]:
+    """`into` with an item's figures at its latest evaluation, as `sku_health`
+    records and the web API show them (contract §5)."""
+    per_day: cython.double = item.ordered / demand_days
+    into["on_hand"] = item.on_hand
+    into["demand_per_day"] = per_day
+    into["cover_days"] = item.on_hand / per_day if item.ordered else None
+    into["safety_stock"] = item.safety
+    into["states"] = list(STATE_SETS[item.states])
+    into["units_by_age"] = {BANDS[band]: item.bands[band] for band in range(len(BANDS))}
+    return into
 
 
 @cython.cfunc
@@ -734,16 +757,15 @@ def health(item: Item, day: tuple, demand_days: cython.longlong) -> Any:  # type
     """The `sku_health` record of an item at a day's close (contract §5), from its
     evaluation at that close (or before, when nothing changed it since)."""
     window_start, window_end = day
+    record = {
+        "kpi": "sku_health",
+        "fc": item.fc,
+        "sku": item.sku,
+        "window_start": window_start,
+        "window_end": window_end,
+    }
     return KpiRecord(
-        f"sku_health|{item.fc}|{item.sku}|{window_end}",
-        {
-            "kpi": "sku_health",
-            "fc": item.fc,
-            "sku": item.sku,
-            "window_start": window_start,
-            "window_end": window_end,
-            **figures(item, demand_days),
-        },
+        f"sku_health|{item.fc}|{item.sku}|{window_end}", figures(item, demand_days, record)
     )
 
 
