@@ -135,17 +135,42 @@ function breakdown(figure) {
   const table = el("table");
   const rows = worstFirst(figure);
   for (const row of rows.slice(0, ROWS)) {
-    const tr = el("tr");
+    const tr = el("tr", "row");
     tr.append(el("td", "", row.key.join(" · ")));
     tr.append(valueNode("td", "", figure, row.value, row.status, row.key));
     table.append(tr);
   }
-  if (rows.length > ROWS) {
-    const tr = el("tr");
-    tr.append(el("td", "more", `and ${rows.length - ROWS} more`));
-    table.append(tr);
+  return counted(table, rows.length);
+}
+
+// A table or list of rows, of `total` in all: the rows it lacks are "and N more".
+function counted(container, total) {
+  container.dataset.total = String(total);
+  const shown = container.querySelectorAll(".row").length;
+  let note = container.querySelector(".more");
+  if (shown >= total) {
+    if (note) note.remove();
+    return container;
   }
-  return table;
+  if (!note) {
+    note = el(container.tagName === "TABLE" ? "caption" : "li", "more");
+    container.append(note);
+  }
+  note.textContent = `and ${total - shown} more`;
+  return container;
+}
+
+// A wall display never scrolls: while a tile's content is cut off, its longest
+// table or list gives up its last row to the "and N more".
+function fit(box) {
+  while (box.scrollHeight > box.clientHeight + 1) {
+    const lists = [...box.querySelectorAll("[data-total]")].filter((c) => c.querySelector(".row"));
+    if (!lists.length) return;
+    const longest = lists.reduce((a, b) => (b.querySelectorAll(".row").length >= a.querySelectorAll(".row").length ? b : a));
+    const rows = longest.querySelectorAll(".row");
+    rows[rows.length - 1].remove();
+    counted(longest, Number(longest.dataset.total));
+  }
 }
 
 function headline(figure) {
@@ -187,7 +212,7 @@ function stageTable(backlog, marks) {
   for (const stage of stages) head.append(el("th", "", stage));
   table.append(head);
   for (const fc of fcs.slice(0, ROWS)) {
-    const tr = el("tr");
+    const tr = el("tr", "row");
     tr.append(el("td", "", fc));
     for (const stage of stages) {
       const row = cell.get(`${fc}|${stage}`);
@@ -200,8 +225,7 @@ function stageTable(backlog, marks) {
     }
     table.append(tr);
   }
-  if (fcs.length > ROWS) table.append(el("caption", "more", `and ${fcs.length - ROWS} more`));
-  return [table, marked.size];
+  return [counted(table, fcs.length), marked.size];
 }
 
 function stagesTile(box, figures) {
@@ -220,20 +244,20 @@ function stagesTile(box, figures) {
 function itemList(items) {
   const list = el("ul", "list");
   for (const item of items.items) {
-    const li = el("li");
+    const li = el("li", "row");
     li.dataset.sku = item.sku;
     li.append(el("span", "kind", item.states.join(", ").replace(/_/g, " ")));
     const cover = item.cover_days === null ? "no demand" : `${number(item.cover_days, 1)} d cover`;
     li.append(`${item.fc} · ${item.sku} · ${number(item.on_hand, 0)} on hand · ${cover}`);
     list.append(li);
   }
-  return list;  // empty until the inventory family publishes its items
+  return counted(list, items.total);  // empty until the inventory family publishes its items
 }
 
 function alertList(alerts) {
   const list = el("ul", "list");
   for (const alert of alerts.alerts) {
-    const li = el("li");
+    const li = el("li", "row");
     li.dataset.alert = alert.alert;
     li.append(el("span", "kind", String(alert.alert).replace(/_/g, " ")));
     const what = [alert.fc || alert.region, alert.order_id || alert.sku || alert.stage]
@@ -243,7 +267,7 @@ function alertList(alerts) {
     list.append(li);
   }
   if (!alerts.alerts.length) list.append(el("li", "muted", "no alert yet"));
-  return list;
+  return counted(list, alerts.total);
 }
 
 function drawTile(box, tile, byId, alerts, items) {
@@ -259,6 +283,7 @@ function drawTile(box, tile, byId, alerts, items) {
     if (figures.length > 1) box.append(stats(figures.slice(1)));
   }
   box.className = `tile ${status}`;
+  fit(box);
 }
 
 async function getJson(url) {
