@@ -212,6 +212,20 @@ def counts_per_hour(
     return Panel("timeseries", title, description, unit(counts[0][0]), queries)
 
 
+def fc_tiles(
+    title: str,
+    description: str,
+    unit_id: str,
+    expr: str,
+    drilldown: str,
+    alert: rules.Alert | None = None,
+    **size: Any,
+) -> Panel:
+    """A wall-display stat with one tile per fc, drilling down into `drilldown`."""
+    query = Query(expr, "{{fc}}")
+    return Panel("stat", title, description, unit_id, (query,), alert, drilldown=drilldown, **size)
+
+
 # --- the dashboards
 
 
@@ -258,18 +272,16 @@ def cockpit() -> Board:
         ),
     )
     per_fc = (
-        Panel(
-            "stat",
+        fc_tiles(
             "Orders past ship promise",
             about("cockpit_orders_past_ship_promise", "One tile per fc."),
             unit("cockpit_orders_past_ship_promise"),
-            (Query(rules.PAST_PROMISE_ALERT.value, "{{fc}}"),),
+            rules.PAST_PROMISE_ALERT.value,
+            FULFILMENT_UID,
             rules.PAST_PROMISE_ALERT,
-            drilldown=FULFILMENT_UID,
             **wide,
         ),
-        Panel(
-            "stat",
+        fc_tiles(
             "Receipts awaiting stow",
             about(
                 "cockpit_receipts_awaiting_stow",
@@ -277,41 +289,38 @@ def cockpit() -> Board:
                 "the last hour.",
             ),
             unit("cockpit_receipts_awaiting_stow"),
-            (Query(rules.BACKLOG_ALERT.value, "{{fc}}"),),
+            rules.BACKLOG_ALERT.value,
+            INVENTORY_UID,
             rules.BACKLOG_ALERT,
-            drilldown=INVENTORY_UID,
             **wide,
         ),
-        Panel(
-            "stat",
+        fc_tiles(
             "Sell-through",
             about(sell, "One tile per fc; informational, no alert."),
             unit(sell),
-            (Query(current(sell, "fc"), "{{fc}}"),),
-            drilldown=INVENTORY_UID,
+            current(sell, "fc"),
+            INVENTORY_UID,
             **wide,
         ),
     )
     half: dict[str, Any] = {"width": 12, "height": 6}
     stock_and_customers = (
-        Panel(
-            "stat",
+        fc_tiles(
             "Out-of-stock share",
             "Items out of stock / items tracked, latest window close. One tile per fc.",
             "percentunit",
-            (Query(rules.OUT_OF_STOCK_SHARE.by_level, "{{fc}}"),),
+            rules.OUT_OF_STOCK_SHARE.by_level,
+            INVENTORY_UID,
             rules.OUT_OF_STOCK_ALERT,
-            drilldown=INVENTORY_UID,
             **half,
         ),
-        Panel(
-            "stat",
+        fc_tiles(
             "Cancellations",
             about("cockpit_cancellation_ratio", "One tile per fc."),
             unit("cockpit_cancellation_ratio"),
-            (Query(rules.CANCELLATION_ALERT.value, "{{fc}}"),),
+            rules.CANCELLATION_ALERT.value,
+            CUSTOMER_UID,
             rules.CANCELLATION_ALERT,
-            drilldown=CUSTOMER_UID,
             **half,
         ),
     )

@@ -25,6 +25,7 @@ INBOUND_WINDOW = "6h"  # dock-to-stock: a few receipts an hour per fc need a lon
 WEB_WINDOW = "5m"  # storefront latencies: thousands of samples a minute
 PIPELINE_WINDOW = "15m"  # window of the pipeline's own health ratios
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+PROCESS = "cockpit_watermark_timestamp_seconds"  # a series every opscockpit process serves
 UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -142,8 +143,25 @@ class Ratio:
         ]
 
 
+class PerLevel:
+    """A recorded value per `level` label and network-wide, named by `_recorded`."""
+
+    level: str
+
+    def _recorded(self, level: str) -> str:
+        raise NotImplementedError
+
+    @property
+    def by_level(self) -> str:
+        return self._recorded(self.level)
+
+    @property
+    def network(self) -> str:
+        return self._recorded(NETWORK)
+
+
 @dataclass(frozen=True)
-class Quantile:
+class Quantile(PerLevel):
     """A quantile of a histogram over a window, per `level` label and network-wide."""
 
     name: str
@@ -153,14 +171,6 @@ class Quantile:
 
     def _recorded(self, level: str) -> str:
         return recorded(level, self.name, f"p{round(self.q * 100)}_{self.window}")
-
-    @property
-    def by_level(self) -> str:
-        return self._recorded(self.level)
-
-    @property
-    def network(self) -> str:
-        return self._recorded(NETWORK)
 
     def _expr(self, by: tuple[str, ...]) -> str:
         rate = f"rate({select(self.name + '_bucket')}[{self.window}])"
@@ -192,7 +202,12 @@ class Total:
 @dataclass(frozen=True)
 class Increase:
     """A counter's increase over a window per level: how many alert records (stockouts,
-    spikes) a window produced, for a panel and an alert to read the same series."""
+    spikes) a window produced, for a panel and an alert to read the same series.
+
+    Such a counter's series appears at its first count (an fc's label is not known
+    before its first alert), where `increase` alone sees no rise: a series absent a
+    window ago, of a process scraped then (`PROCESS`), counts from 0.
+    """
 
     count: Count
     level: str
@@ -203,11 +218,18 @@ class Increase:
         return recorded(self.level, self.count.stem, f"increase{self.window}")
 
     def records(self) -> list[dict[str, str]]:
-        return [{"record": self.by_level, "expr": self.count.increase(self.level, self.window)}]
+        series, window = select(self.count.name, self.count.matchers), self.window
+        new = (
+            f"({series} unless {series} offset {window}) "
+            f"and on (instance, job) ({select(PROCESS)} offset {window})"
+        )
+        inner = f"({new}) or increase({series}[{window}])"
+        expr = aggregate(self.count.name, inner, grouping(self.level))
+        return [{"record": self.by_level, "expr": expr}]
 
 
 @dataclass(frozen=True)
-class Share:
+class Share(PerLevel):
     """A gauge as a share of another gauge (items in a state / items tracked), per
     `level` label and network-wide; no value where the whole is 0."""
 
@@ -217,14 +239,6 @@ class Share:
 
     def _recorded(self, level: str) -> str:
         return recorded(level, self.part, "share")
-
-    @property
-    def by_level(self) -> str:
-        return self._recorded(self.level)
-
-    @property
-    def network(self) -> str:
-        return self._recorded(NETWORK)
 
     def over(self, by: tuple[str, ...], matchers: str = "") -> str:
         """The share aggregated `by` labels, over the series `matchers` select."""
