@@ -493,7 +493,14 @@ def stock_age() -> tuple[Panel, ...]:
     aged = BANDS[2:]  # older than 180 days: long-term storage fees, write-off risk
     young = "|".join(BANDS[: -len(aged)])
     return (
-        gauge_by(by_age, "age", "fc", "Selected fcs, stacked.", stack="normal"),
+        gauge_per(
+            by_age,
+            ("age",),
+            matcher("fc"),
+            "Units on hand by age band",
+            "Selected fcs, stacked.",
+            stack="normal",
+        ),
         Panel(
             "timeseries",
             "Age mix of units on hand",
