@@ -56,6 +56,8 @@ screenshot: $(STAMP) system-deps
 generate: $(STAMP)
 	$(BIN)/python -m flows.schemas schemas
 	$(BIN)/python -m flows.metrics README.md
+	$(BIN)/python -m flows.cockpit.rules README.md
+	$(BIN)/opscockpit grafana generate
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

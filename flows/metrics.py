@@ -66,13 +66,17 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-START, END = "<!-- metrics:start -->\n", "<!-- metrics:end -->"
+def between_markers(readme: str, name: str, body: str) -> str:
+    """`readme` with the text between its `<!-- name:start -->` and `<!-- name:end -->`
+    markers replaced by `body`."""
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    head, rest = readme.split(start, 1)
+    return f"{head}{start}{body}\n{end}{rest.split(end, 1)[1]}"
 
 
 def with_table(readme: str) -> str:
     """`readme` with the text between its metric-table markers replaced by the table."""
-    head, rest = readme.split(START, 1)
-    return f"{head}{START}{markdown_table()}\n{END}{rest.split(END, 1)[1]}"
+    return between_markers(readme, "metrics", markdown_table())
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ def series_names(expr: str) -> set[str]:
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
     expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\boffset\s+\w+", "", expr)  # offsets
     expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     names = set()
     for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?=\s*(\()?)", expr):

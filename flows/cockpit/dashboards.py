@@ -26,6 +26,7 @@ from grafana_foundation_sdk.models import prometheus as prom_model
 
 from flows.cockpit import rules
 from flows.cockpit.rules import Limit, aggregate, grouping, metric, select
+from flows.kpis.inventory import BANDS
 
 TAG = "opscockpit"
 DATASOURCE_UID = "opscockpit-prometheus"
@@ -62,7 +63,7 @@ class Panel:
     width: int = 12
     height: int = 8
     drilldown: str = ""  # uid of the dashboard that explains this panel
-    stacked: bool = False
+    stack: str = ""  # a time series' stacking: "" (none), "normal" or "percent"
     axis_unit: str = ""  # a heatmap's bucket unit
 
     @property
@@ -152,22 +153,55 @@ def by_label(series: str, label: str) -> tuple[Query, ...]:
     return (Query(filtered(series, label), "{{" + label + "}}"),)
 
 
+def gauge_per(
+    name: str, by: tuple[str, ...], narrow: str, title: str, how: str, **options: Any
+) -> Panel:
+    """A time series of a gauge per `by` labels, over the series `narrow` selects."""
+    legend = " ".join("{{" + label + "}}" for label in by)
+    query = Query(aggregate(name, select(name, narrow), by), legend)
+    return Panel("timeseries", title, about(name, how), unit(name), (query,), **options)
+
+
 def gauge_by(name: str, label: str, narrow_to: str, how: str, **options: Any) -> Panel:
     """A time series of a gauge per `label`, narrowed to the variable of `narrow_to`."""
-    query = Query(current(name, label, matcher(narrow_to)), "{{" + label + "}}")
-    return Panel(
-        "timeseries",
-        f"{_title(name)} by {label}",
-        about(name, how),
-        unit(name),
-        (query,),
-        **options,
-    )
+    title = f"{_title(name)} by {label}"
+    return gauge_per(name, (label,), matcher(narrow_to), title, how, **options)
 
 
 def _title(name: str) -> str:
     words = name.removeprefix("cockpit_").removesuffix("_total").replace("_", " ")
+    words = words.replace("skus", "SKUs")
     return words[0].upper() + words[1:]
+
+
+def quantile_by(
+    quantile: rules.Quantile, title: str, counted: str, alert: rules.Alert | None = None
+) -> Panel:
+    """A recorded quantile per its level label: '<title> p90 by fc'."""
+    percent = round(quantile.q * 100)
+    which = "Median" if percent == 50 else f"{percent}th percentile"
+    how = f"{which} per {quantile.level}, {counted} in {rules.span(quantile.window)}."
+    return Panel(
+        "timeseries",
+        f"{title} p{percent} by {quantile.level}",
+        about(quantile.name, how),
+        unit(quantile.name),
+        by_label(quantile.by_level, quantile.level),
+        alert,
+    )
+
+
+def alerts_per_window(increase: rules.Increase, how: str) -> Panel:
+    """A recorded increase of alert records per its level label."""
+    name = increase.count.name
+    return Panel(
+        "timeseries",
+        f"{_title(name)} per {rules.span(increase.window).removeprefix('the last ')} by "
+        f"{increase.level}",
+        about(name, f"Increase over {rules.span(increase.window)}, per {increase.level}. {how}"),
+        unit(name),
+        by_label(increase.by_level, increase.level),
+    )
 
 
 def counts_per_hour(
@@ -176,6 +210,20 @@ def counts_per_hour(
     """Last-hour increases of several counters over the selected `label` values."""
     queries = tuple(Query(last_hour(name, (), matcher(label)), legend) for name, legend in counts)
     return Panel("timeseries", title, description, unit(counts[0][0]), queries)
+
+
+def fc_tiles(
+    title: str,
+    description: str,
+    unit_id: str,
+    expr: str,
+    drilldown: str,
+    alert: rules.Alert | None = None,
+    **size: Any,
+) -> Panel:
+    """A wall-display stat with one tile per fc, drilling down into `drilldown`."""
+    query = Query(expr, "{{fc}}")
+    return Panel("stat", title, description, unit_id, (query,), alert, drilldown=drilldown, **size)
 
 
 # --- the dashboards
@@ -224,18 +272,16 @@ def cockpit() -> Board:
         ),
     )
     per_fc = (
-        Panel(
-            "stat",
+        fc_tiles(
             "Orders past ship promise",
             about("cockpit_orders_past_ship_promise", "One tile per fc."),
             unit("cockpit_orders_past_ship_promise"),
-            (Query(rules.PAST_PROMISE_ALERT.value, "{{fc}}"),),
+            rules.PAST_PROMISE_ALERT.value,
+            FULFILMENT_UID,
             rules.PAST_PROMISE_ALERT,
-            drilldown=FULFILMENT_UID,
             **wide,
         ),
-        Panel(
-            "stat",
+        fc_tiles(
             "Receipts awaiting stow",
             about(
                 "cockpit_receipts_awaiting_stow",
@@ -243,26 +289,50 @@ def cockpit() -> Board:
                 "the last hour.",
             ),
             unit("cockpit_receipts_awaiting_stow"),
-            (Query(rules.BACKLOG_ALERT.value, "{{fc}}"),),
+            rules.BACKLOG_ALERT.value,
+            INVENTORY_UID,
             rules.BACKLOG_ALERT,
-            drilldown=INVENTORY_UID,
             **wide,
         ),
-        Panel(
-            "stat",
+        fc_tiles(
             "Sell-through",
             about(sell, "One tile per fc; informational, no alert."),
             unit(sell),
-            (Query(current(sell, "fc"), "{{fc}}"),),
-            drilldown=INVENTORY_UID,
+            current(sell, "fc"),
+            INVENTORY_UID,
             **wide,
+        ),
+    )
+    half: dict[str, Any] = {"width": 12, "height": 6}
+    stock_and_customers = (
+        fc_tiles(
+            "Out-of-stock share",
+            "Items out of stock / items tracked, latest window close. One tile per fc.",
+            "percentunit",
+            rules.OUT_OF_STOCK_SHARE.by_level,
+            INVENTORY_UID,
+            rules.OUT_OF_STOCK_ALERT,
+            **half,
+        ),
+        fc_tiles(
+            "Cancellations",
+            about("cockpit_cancellation_ratio", "One tile per fc."),
+            unit("cockpit_cancellation_ratio"),
+            rules.CANCELLATION_ALERT.value,
+            CUSTOMER_UID,
+            rules.CANCELLATION_ALERT,
+            **half,
         ),
     )
     return Board(
         COCKPIT_UID,
         "Operations cockpit",
         "The wall display: fulfilment KPIs at a glance, coloured by the alert levels.",
-        (("Network", network), ("By fulfilment centre", per_fc)),
+        (
+            ("Network", network),
+            ("By fulfilment centre", per_fc),
+            ("Stock and customers by fulfilment centre", stock_and_customers),
+        ),
         refresh="10s",
         kiosk=True,
     )
@@ -273,21 +343,13 @@ def inventory() -> Board:
     d2s = "cockpit_dock_to_stock_seconds"
     buckets = f"increase({select(d2s + '_bucket', matcher('fc'))}[$__rate_interval])"
     inbound = (
-        Panel(
-            "timeseries",
-            "Dock-to-stock p90 by fc",
-            about(d2s, f"90th percentile per fc, receipts completed in {INBOUND}."),
-            unit(d2s),
-            by_label(rules.DOCK_TO_STOCK_P90.by_level, "fc"),
+        quantile_by(
+            rules.DOCK_TO_STOCK_P90,
+            "Dock-to-stock",
+            "receipts completed",
             rules.DOCK_TO_STOCK_ALERT,
         ),
-        Panel(
-            "timeseries",
-            "Dock-to-stock p50 by fc",
-            about(d2s, f"Median per fc, receipts completed in {INBOUND}."),
-            unit(d2s),
-            by_label(rules.DOCK_TO_STOCK_P50.by_level, "fc"),
-        ),
+        quantile_by(rules.DOCK_TO_STOCK_P50, "Dock-to-stock", "receipts completed"),
         Panel(
             "heatmap",
             "Dock-to-stock distribution",
@@ -349,10 +411,113 @@ def inventory() -> Board:
     return Board(
         INVENTORY_UID,
         "Inventory health",
-        "Inbound (dock-to-stock, stow backlog) and stock (on hand, sell-through, "
-        "cover) per fulfilment centre.",
-        (("Inbound", inbound), ("Stock", stock)),
+        "Inbound (dock-to-stock, stow backlog), stock (on hand, sell-through, cover), "
+        "SKU health (out of stock, at risk, excess, below safety stock), stock age, "
+        "stockouts and demand spikes per fulfilment centre.",
+        (
+            ("Inbound", inbound),
+            ("Stock", stock),
+            ("SKU health", sku_health()),
+            ("Stockouts and demand spikes", sku_alerts()),
+            ("Stock age", stock_age()),
+        ),
         variables=(("fc", "cockpit_units_on_hand"),),
+    )
+
+
+SKU_STATE_HOW = "Per fc, latest window close."
+
+
+def sku_health() -> tuple[Panel, ...]:
+    """Items per state of §3.2, in numbers and as shares of the items tracked."""
+    share = rules.OUT_OF_STOCK_SHARE
+    third: dict[str, Any] = {"width": 8}
+    return (
+        Panel(
+            "timeseries",
+            "Out-of-stock share by fc",
+            f"Items out of stock (on hand <= 0 with demand) / items tracked, per fc, latest "
+            f"window close. Alert {rules.OUT_OF_STOCK_ALERT.name} also raises per-item "
+            "stockout records on cockpit.alerts.",
+            "percentunit",
+            by_label(share.by_level, "fc"),
+            rules.OUT_OF_STOCK_ALERT,
+        ),
+        Panel(
+            "timeseries",
+            "SKU states, share of tracked",
+            "Items in each state / items tracked, selected fcs, latest window close. An item "
+            "can be at risk and below safety stock at once; excess is stock with no demand "
+            "or cover beyond excess_days.",
+            "percentunit",
+            tuple(
+                Query(state.over((), matcher("fc")), name)
+                for name, state in rules.SKU_STATES.items()
+            ),
+        ),
+        gauge_by("cockpit_skus_tracked", "fc", "fc", SKU_STATE_HOW, **third),
+        *(
+            gauge_by(state.part, "fc", "fc", SKU_STATE_HOW, **third)
+            for state in rules.SKU_STATES.values()
+        ),
+        Panel(
+            "timeseries",
+            "Cover below lead time, share by fc",
+            "Items at risk (days of cover below the lead time) / items tracked, per fc, "
+            "latest window close: the stockouts to come if nothing is received.",
+            "percentunit",
+            by_label(rules.SKU_STATES["at risk"].by_level, "fc"),
+            **third,
+        ),
+    )
+
+
+def sku_alerts() -> tuple[Panel, ...]:
+    """Stockout and demand spike alert records per window."""
+    return (
+        alerts_per_window(
+            rules.STOCKOUTS,
+            "Per-item records (fc, sku, on hand, demand) are on cockpit.alerts.",
+        ),
+        alerts_per_window(
+            rules.DEMAND_SPIKES,
+            f"Alert {rules.DEMAND_SPIKE_ALERT.name} fires while this is above 0; per-item "
+            "records (sku, units, baseline) are on cockpit.alerts.",
+        ),
+    )
+
+
+def stock_age() -> tuple[Panel, ...]:
+    """FIFO units by age band: how much stock is old."""
+    by_age = "cockpit_units_on_hand_by_age"
+    aged = BANDS[2:]  # older than 180 days: long-term storage fees, write-off risk
+    young = "|".join(BANDS[: -len(aged)])
+    return (
+        gauge_per(
+            by_age,
+            ("age",),
+            matcher("fc"),
+            "Units on hand by age band",
+            "Selected fcs, stacked.",
+            stack="normal",
+        ),
+        Panel(
+            "timeseries",
+            "Age mix of units on hand",
+            about(by_age, "Share of each age band, selected fcs."),
+            "percentunit",
+            (Query(current(by_age, "age", matcher("fc")), "{{age}}"),),
+            stack="percent",
+        ),
+        gauge_per(
+            by_age,
+            ("fc",),
+            f'{matcher("fc")},age!~"{young}"',
+            f"Units older than {young.rpartition('-')[2]} days by fc",
+            f"Bands {', '.join(aged)}, per fc: stock that ages into long-term storage fees "
+            "and write-offs.",
+            width=24,
+        ),
     )
 
 
@@ -378,7 +543,7 @@ def fulfilment() -> Board:
                 Query(f"sum({filtered(sla.part_series, 'fc')})", "on time"),
                 Query(f"sum({filtered(sla.rest_series, 'fc')})", "breached"),
             ),
-            stacked=True,
+            stack="normal",
         ),
         gauge_by(
             "cockpit_orders_past_ship_promise",
@@ -387,18 +552,12 @@ def fulfilment() -> Board:
             "Per fc.",
             alert=rules.PAST_PROMISE_ALERT,
         ),
-        gauge_by("cockpit_orders_in_stage", "stage", "fc", "Selected fcs, stacked.", stacked=True),
+        gauge_by(
+            "cockpit_orders_in_stage", "stage", "fc", "Selected fcs, stacked.", stack="normal"
+        ),
     )
     flow = (
-        Panel(
-            "timeseries",
-            "Order cycle time p90 by fc",
-            about(
-                "cockpit_order_cycle_seconds", f"90th percentile per fc, orders shipped in {KPI}."
-            ),
-            unit("cockpit_order_cycle_seconds"),
-            by_label(rules.ORDER_CYCLE_P90.by_level, "fc"),
-        ),
+        quantile_by(rules.ORDER_CYCLE_P90, "Order cycle time", "orders shipped"),
         counts_per_hour(
             "Units ordered and picked per hour",
             "Units ordered and units picked, last hour, selected fcs.",
@@ -417,10 +576,26 @@ def fulfilment() -> Board:
     return Board(
         FULFILMENT_UID,
         "Fulfilment and supply chain",
-        "Orders from placement to shipment: ship SLA, orders past promise, stages "
-        "and flow per fulfilment centre.",
-        (("Ship SLA", ship), ("Flow", flow)),
+        "Orders from placement to shipment: ship SLA, orders past promise, stages, "
+        "flow and shift throughput per fulfilment centre.",
+        (("Ship SLA", ship), ("Flow", flow), ("Shift throughput", shift_throughput())),
         variables=(("fc", "cockpit_orders_awaiting_shipment"),),
+    )
+
+
+SHIFT_HOW = "Per fc and named shift (its latest closed instance), selected fcs."
+
+
+def shift_throughput() -> tuple[Panel, ...]:
+    """Per fc and named shift, the latest closed instance (§3.3)."""
+    third: dict[str, Any] = {"width": 8}
+    return tuple(
+        gauge_per(name, ("fc", "shift"), matcher("fc"), title, SHIFT_HOW, **third)
+        for name, title in (
+            ("cockpit_shift_units_picked_per_hour", "Units picked per hour by shift"),
+            ("cockpit_shift_units_picked", "Units picked per shift"),
+            ("cockpit_shift_orders_shipped", "Orders shipped per shift"),
+        )
     )
 
 
@@ -448,7 +623,7 @@ def customer() -> Board:
                 Query(f"sum({filtered(late.rest_series, 'region')})", "on time"),
                 Query(f"sum({filtered(late.part_series, 'region')})", "late"),
             ),
-            stacked=True,
+            stack="normal",
         ),
         gauge_by("cockpit_orders_past_delivery_promise", "region", "region", "Per region."),
         Panel(
@@ -483,27 +658,90 @@ def customer() -> Board:
         ),
         Panel(
             "timeseries",
-            "Recommendation click-through by widget",
-            f"Recommendation clicks / impressions, {KPI}, per widget.",
-            "percentunit",
-            (Query(rules.RECOMMENDATION_CTR.by_level, "{{widget}}"),),
-        ),
-        Panel(
-            "timeseries",
             "Units added to carts per hour",
             about("cockpit_cart_units_added_total", "Last hour."),
             unit("cockpit_cart_units_added_total"),
             (Query(last_hour("cockpit_cart_units_added_total"), "units"),),
-            width=24,
         ),
     )
     return Board(
         CUSTOMER_UID,
         "Customer experience",
-        "Delivery promises kept per region, and the storefront: page load, search, "
-        "recommendations, carts.",
-        (("Deliveries", delivery), ("Storefront", storefront)),
-        variables=(("region", "cockpit_deliveries_total"),),
+        "Delivery promises kept per region, cancellations and returns per fc, and the "
+        "storefront: page load, search, recommendations, carts.",
+        (
+            ("Deliveries", delivery),
+            ("Cancellations and returns", cancellations_and_returns()),
+            ("Storefront", storefront),
+            ("Recommendations", recommendations()),
+        ),
+        variables=(
+            ("region", "cockpit_deliveries_total"),
+            ("fc", "cockpit_orders_awaiting_shipment"),
+        ),
+    )
+
+
+def cancellations_and_returns() -> tuple[Panel, ...]:
+    """Per fc: the ratios of the latest closed window, and the counts by reason."""
+    return (
+        gauge_by(
+            "cockpit_cancellation_ratio", "fc", "fc", "Per fc.", alert=rules.CANCELLATION_ALERT
+        ),
+        gauge_by("cockpit_return_ratio", "fc", "fc", "Per fc."),
+        *(
+            Panel(
+                "timeseries",
+                f"{_title(name)} per hour by reason",
+                about(name, "Last hour, selected fcs, by reason ('unknown' when none given)."),
+                unit(name),
+                (Query(last_hour(name, ("reason",), matcher("fc")), "{{reason}}"),),
+            )
+            for name in ("cockpit_orders_cancelled_total", "cockpit_units_returned_total")
+        ),
+    )
+
+
+def recommendations() -> tuple[Panel, ...]:
+    """Recommendation widgets: click-through, conversion and their counts."""
+    ctr, conversion = "cockpit_recommendation_click_through_ratio", rules.RECOMMENDATION_CONVERSION
+    return (
+        Panel(
+            "timeseries",
+            "Recommendation click-through by widget",
+            f"Recommendation clicks / impressions, {KPI}, per widget.",
+            "percentunit",
+            (Query(rules.RECOMMENDATION_CTR.by_level, "{{widget}}"),),
+        ),
+        gauge_per(
+            ctr,
+            ("widget",),
+            "",
+            "Click-through by widget, closed windows",
+            "Per widget: the exact ratio of each closed window, stepping at window closes.",
+        ),
+        Panel(
+            "timeseries",
+            "Recommendation conversion by widget",
+            f"Clicks followed by a cart add of the same sku in the same session within "
+            f"conversion_minutes / clicks decided, {KPI}, per widget.",
+            "percentunit",
+            (Query(conversion.by_level, "{{widget}}"),),
+        ),
+        Panel(
+            "timeseries",
+            "Recommendations per hour",
+            "Impressions, clicks and converted clicks, last hour, all widgets.",
+            unit(conversion.part.name),
+            tuple(
+                Query(last_hour(name), legend)
+                for name, legend in (
+                    ("cockpit_recommendations_shown_total", "shown"),
+                    ("cockpit_recommendations_clicked_total", "clicked"),
+                    ("cockpit_recommendations_conversions_total", "converted"),
+                )
+            ),
+        ),
     )
 
 
@@ -664,11 +902,11 @@ def _visual(panel: Panel) -> Any:
     series = (
         timeseries.Panel()
         .legend(legend)
-        .fill_opacity(60 if panel.stacked else 10)
+        .fill_opacity(60 if panel.stack else 10)
         .thresholds_style(common_builders.GraphThresholdsStyleConfig().mode(lines))
     )
-    if panel.stacked:
-        series.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+    if panel.stack:
+        series.stacking(common_builders.StackingConfig().mode(common.StackingMode(panel.stack)))
     return series
 
 

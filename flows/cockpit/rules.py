@@ -10,12 +10,14 @@ several opscockpit processes scraped together add up correctly.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from flows.metrics import BY_NAME, HISTOGRAM, Metric
+from flows.metrics import BY_NAME, HISTOGRAM, Metric, between_markers
 
 NETWORK = "network"
 KPI_WINDOW = "1h"  # window of the KPI ratios and quantiles: an operations hour
@@ -23,6 +25,7 @@ INBOUND_WINDOW = "6h"  # dock-to-stock: a few receipts an hour per fc need a lon
 WEB_WINDOW = "5m"  # storefront latencies: thousands of samples a minute
 PIPELINE_WINDOW = "15m"  # window of the pipeline's own health ratios
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+PROCESS = "cockpit_watermark_timestamp_seconds"  # a series every opscockpit process serves
 UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -140,8 +143,25 @@ class Ratio:
         ]
 
 
+class PerLevel:
+    """A recorded value per `level` label and network-wide, named by `_recorded`."""
+
+    level: str
+
+    def _recorded(self, level: str) -> str:
+        raise NotImplementedError
+
+    @property
+    def by_level(self) -> str:
+        return self._recorded(self.level)
+
+    @property
+    def network(self) -> str:
+        return self._recorded(NETWORK)
+
+
 @dataclass(frozen=True)
-class Quantile:
+class Quantile(PerLevel):
     """A quantile of a histogram over a window, per `level` label and network-wide."""
 
     name: str
@@ -151,14 +171,6 @@ class Quantile:
 
     def _recorded(self, level: str) -> str:
         return recorded(level, self.name, f"p{round(self.q * 100)}_{self.window}")
-
-    @property
-    def by_level(self) -> str:
-        return self._recorded(self.level)
-
-    @property
-    def network(self) -> str:
-        return self._recorded(NETWORK)
 
     def _expr(self, by: tuple[str, ...]) -> str:
         rate = f"rate({select(self.name + '_bucket')}[{self.window}])"
@@ -185,6 +197,60 @@ class Total:
     def records(self) -> list[dict[str, str]]:
         expr = aggregate(self.name, self.name, grouping(self.level))
         return [{"record": self.by_level, "expr": expr}]
+
+
+@dataclass(frozen=True)
+class Increase:
+    """A counter's increase over a window per level: how many alert records (stockouts,
+    spikes) a window produced, for a panel and an alert to read the same series.
+
+    Such a counter's series appears at its first count (an fc's label is not known
+    before its first alert), where `increase` alone sees no rise: a series absent a
+    window ago, of a process scraped then (`PROCESS`), counts from 0.
+    """
+
+    count: Count
+    level: str
+    window: str = KPI_WINDOW
+
+    @property
+    def by_level(self) -> str:
+        return recorded(self.level, self.count.stem, f"increase{self.window}")
+
+    def records(self) -> list[dict[str, str]]:
+        series, window = select(self.count.name, self.count.matchers), self.window
+        new = (
+            f"({series} unless {series} offset {window}) "
+            f"and on (instance, job) ({select(PROCESS)} offset {window})"
+        )
+        inner = f"({new}) or increase({series}[{window}])"
+        expr = aggregate(self.count.name, inner, grouping(self.level))
+        return [{"record": self.by_level, "expr": expr}]
+
+
+@dataclass(frozen=True)
+class Share(PerLevel):
+    """A gauge as a share of another gauge (items in a state / items tracked), per
+    `level` label and network-wide; no value where the whole is 0."""
+
+    part: str
+    whole: str
+    level: str
+
+    def _recorded(self, level: str) -> str:
+        return recorded(level, self.part, "share")
+
+    def over(self, by: tuple[str, ...], matchers: str = "") -> str:
+        """The share aggregated `by` labels, over the series `matchers` select."""
+        part = aggregate(self.part, select(self.part, matchers), by)
+        whole = aggregate(self.whole, select(self.whole, matchers), by)
+        return f"{part} / ({whole} > 0)"
+
+    def records(self) -> list[dict[str, str]]:
+        return [
+            {"record": self.by_level, "expr": self.over(grouping(self.level))},
+            {"record": self.network, "expr": self.over(())},
+        ]
 
 
 # --- the ratios, quantiles and totals the dashboards and alerts use
@@ -214,6 +280,14 @@ RECOMMENDATION_CTR = Ratio(
     Count("cockpit_recommendations_shown_total"),
     rest_is_total=True,
 )
+RECOMMENDATION_CONVERSION = Ratio(
+    "cockpit_recommendation_conversion",
+    "widget",
+    Count("cockpit_recommendations_conversions_total"),
+    # named apart from the click-through's clicks, whose `or` side differs
+    Count("cockpit_recommendations_clicked_total", record_as="cockpit_recommendation_clicks"),
+    rest_is_total=True,
+)
 DEAD_LETTERS = Ratio(
     "cockpit_dead_letter",
     NETWORK,
@@ -228,12 +302,21 @@ PAGE_LOAD_P90 = Quantile("cockpit_page_load_seconds", 0.9, "page", WEB_WINDOW)
 SEARCH_LATENCY_P90 = Quantile("cockpit_search_latency_seconds", 0.9, NETWORK, WEB_WINDOW)
 RECEIPTS_AWAITING = Total("cockpit_receipts_awaiting_stow", "fc")
 WATERMARK = Total("cockpit_watermark_timestamp_seconds", NETWORK)
+STOCKOUTS = Increase(Count("cockpit_stockouts_total"), "fc")
+DEMAND_SPIKES = Increase(Count("cockpit_demand_spikes_total"), "fc")
+# Items in each state of §3.2 as a share of the items tracked, per fc.
+SKU_STATES = {
+    state: Share(f"cockpit_skus_{state.replace(' ', '_')}", "cockpit_skus_tracked", "fc")
+    for state in ("out of stock", "at risk", "excess", "below safety stock")
+}
+OUT_OF_STOCK_SHARE = SKU_STATES["out of stock"]
 
-RECORDED: tuple[Ratio | Quantile | Total, ...] = (
+RECORDED: tuple[Ratio | Quantile | Total | Increase | Share, ...] = (
     SHIP_SLA,
     LATE_DELIVERY,
     ZERO_RESULT_SEARCHES,
     RECOMMENDATION_CTR,
+    RECOMMENDATION_CONVERSION,
     DEAD_LETTERS,
     DOCK_TO_STOCK_P50,
     DOCK_TO_STOCK_P90,
@@ -242,6 +325,9 @@ RECORDED: tuple[Ratio | Quantile | Total, ...] = (
     SEARCH_LATENCY_P90,
     RECEIPTS_AWAITING,
     WATERMARK,
+    STOCKOUTS,
+    DEMAND_SPIKES,
+    *SKU_STATES.values(),
 )
 
 
@@ -282,6 +368,7 @@ class Alert:
     severity: str = "critical"  # of a plain condition (no limit)
     guard: str = ""  # a further condition joined with `and`
     for_: str = "10m"
+    why: str = ""  # why these levels (the README's alert table)
 
     def conditions(self) -> list[tuple[str, str]]:
         """(severity, PromQL condition) pairs."""
@@ -318,17 +405,24 @@ class Alert:
 
 
 HOUR = 3600
+LATE_SHIPMENTS = Limit(warning=1 - 0.03, critical=1 - 0.04, higher_is_worse=False)
 SHIP_SLA_ALERT = Alert(
     "ShipSlaBreachRateHigh",
     SHIP_SLA.by_level,
-    summary="Ship-SLA compliance at {{ $labels.fc }} is {{ $value | humanizePercentage }}",
+    summary="Ship-SLA compliance at {{ $labels.fc }} is {{ $value | humanizePercentage }} "
+    f"(marketplaces allow under {1 - LATE_SHIPMENTS.critical:.0%} late shipments)",
     description=f"Share of the orders of {{{{ $labels.fc }}}} due in {span(KPI_WINDOW)} that "
     "were shipped by their promised ship-by time (the others were neither shipped "
-    "nor cancelled in time).",
+    f"nor cancelled in time). Marketplaces allow under {1 - LATE_SHIPMENTS.critical:.0%} "
+    "late shipments: critical from there, a warning one point earlier.",
     runbook="Open 'Fulfilment and supply chain' for this fc: find the stage where orders "
     "wait (placed, picked, packed), add pick/pack labour or re-promise, and tell the "
     "carrier desk about late shipments.",
-    limit=Limit(warning=0.95, critical=0.90, higher_is_worse=False),
+    limit=LATE_SHIPMENTS,
+    why=f"Marketplaces hold sellers to under {1 - LATE_SHIPMENTS.critical:.0%} late "
+    "shipments (Amazon's late shipment rate): critical when more of the orders due "
+    "were late (compliance below that), a warning one point earlier. This is the "
+    "late-shipment alert: compliance and late share are one ratio.",
 )
 LATE_DELIVERY_ALERT = Alert(
     "LateDeliveryRateHigh",
@@ -412,6 +506,61 @@ LABEL_OVERFLOW_ALERT = Alert(
     for_="5m",
 )
 
+OUT_OF_STOCK = Limit(warning=0.05, critical=0.10)
+OUT_OF_STOCK_ALERT = Alert(
+    "SkusOutOfStockHigh",
+    OUT_OF_STOCK_SHARE.by_level,
+    summary="{{ $value | humanizePercentage }} of the SKUs tracked at {{ $labels.fc }} are "
+    "out of stock",
+    description="Items of {{ $labels.fc }} with demand in the last demand_days and nothing on "
+    "hand, as a share of the items tracked, at the latest window close: orders for "
+    "them are cancelled or wait.",
+    runbook="Open 'Inventory health' for this fc: find the out-of-stock items (the web "
+    "cockpit's SKUs tile, or the stockout records on cockpit.alerts), expedite their "
+    "receipts and stows, transfer stock from another fc, and reorder the at-risk items "
+    "before they follow.",
+    limit=OUT_OF_STOCK,
+    why=f"E-commerce aims for an in-stock rate of {1 - OUT_OF_STOCK.warning:.0%} or better "
+    f"(a warning from {OUT_OF_STOCK.warning:.0%} of the items out of stock); retail "
+    f"shelves miss about 8 % of their items on average, so from {OUT_OF_STOCK.critical:.0%} "
+    "an fc does worse than a typical shop (critical).",
+)
+DEMAND_SPIKE_ALERT = Alert(
+    "DemandSpike",
+    f"{DEMAND_SPIKES.by_level} > 0",
+    summary='Demand spike at {{ $labels.fc }}: {{ printf "%.0f" $value }} item(s) in '
+    f"{span(KPI_WINDOW)}",
+    description="Items of {{ $labels.fc }} whose units ordered in the window just closed "
+    "reached spike_factor times their usual demand in that window (the mean of the "
+    "previous spike_days) and at least spike_min_units.",
+    runbook="Read the demand_spike records of this fc on cockpit.alerts (sku, units, "
+    "baseline): check the items' cover on 'Inventory health', reserve or transfer stock, "
+    "expedite their receipts, and ask marketing whether a promotion or listing error "
+    "explains it.",
+    severity="warning",
+    for_="0m",
+    why="Any spike: each is worth a look, and the spike rule (spike_factor, "
+    "spike_min_units, spike_days) already filters the noise. It warns for an hour.",
+)
+CANCELLATIONS = Limit(warning=0.02, critical=0.025)
+CANCELLATION_ALERT = Alert(
+    "CancellationRateHigh",
+    aggregate("cockpit_cancellation_ratio", "cockpit_cancellation_ratio", ("fc",)),
+    summary="{{ $value | humanizePercentage }} of the orders placed at {{ $labels.fc }} were "
+    "cancelled before shipping",
+    description="Orders of {{ $labels.fc }} cancelled before their first shipment / orders "
+    f"placed, latest closed window. Marketplaces hold sellers to under "
+    f"{CANCELLATIONS.critical:.1%}.",
+    runbook="Open 'Customer experience' for this fc and read cancellations by reason: "
+    "out_of_stock -> 'Inventory health' (stop selling what is not on hand); delayed -> "
+    "the fulfilment stages and ship promises; payment_failed or address_invalid -> the "
+    "checkout team.",
+    limit=CANCELLATIONS,
+    why=f"Marketplaces hold sellers to a pre-fulfilment cancel rate under "
+    f"{CANCELLATIONS.critical:.1%} (Amazon's): critical from there, a warning from "
+    f"{CANCELLATIONS.warning:.0%}.",
+)
+
 ALERTS: tuple[Alert, ...] = (
     SHIP_SLA_ALERT,
     LATE_DELIVERY_ALERT,
@@ -421,6 +570,9 @@ ALERTS: tuple[Alert, ...] = (
     PIPELINE_STALLED_ALERT,
     DEAD_LETTER_ALERT,
     LABEL_OVERFLOW_ALERT,
+    OUT_OF_STOCK_ALERT,
+    DEMAND_SPIKE_ALERT,
+    CANCELLATION_ALERT,
 )
 
 
@@ -431,6 +583,9 @@ def rule_groups() -> dict[str, Any]:
     same evaluation.
     """
     records = [rule for item in RECORDED for rule in item.records()]
+    names = [rule["record"] for rule in records]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    assert not repeated, f"recorded twice: {repeated}"
     alerts = [rule for alert in ALERTS for rule in alert.rules()]
     return {"groups": [{"name": "opscockpit", "rules": records + alerts}]}
 
@@ -439,3 +594,26 @@ def rules_yaml() -> str:
     """The rules file as YAML text (the generated docker/prometheus/rules.yml)."""
     header = "# Generated by `opscockpit grafana generate` from flows/cockpit/rules.py.\n"
     return header + yaml.safe_dump(rule_groups(), sort_keys=False, width=1000)
+
+
+def alerts_table() -> str:
+    """The README's alert table: each alert's conditions, delay and runbook."""
+    rows = ["| alert | severity: fires when | for | what to do |", "|---|---|---|---|"]
+    for alert in ALERTS:
+        when = "<br>".join(
+            f"{severity}: `{condition}`".replace("|", "\\|")
+            for severity, condition in alert.conditions()
+        )
+        why = f" *Levels:* {alert.why}" if alert.why else ""
+        rows.append(f"| `{alert.name}` | {when} | {alert.for_} | {alert.runbook}{why} |")
+    return "\n".join(rows)
+
+
+def with_alerts_table(readme: str) -> str:
+    """`readme` with the text between its alert-table markers replaced by the table."""
+    return between_markers(readme, "alerts", alerts_table())
+
+
+if __name__ == "__main__":
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme.write_text(with_alerts_table(readme.read_text()))

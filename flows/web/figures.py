@@ -316,13 +316,6 @@ def _windowed(figures: Iterable[Figure]) -> dict[str, set[str]]:
 
 FC, REGION = ("fc",), ("region",)
 KPI_SPAN = rules.span(rules.KPI_WINDOW)
-CONVERSION = rules.Ratio(
-    "cockpit_recommendation_conversion",
-    "widget",
-    Count("cockpit_recommendations_conversions_total"),
-    Count("cockpit_recommendations_clicked_total"),
-    rest_is_total=True,
-)
 
 FIGURES: tuple[Figure, ...] = (
     Figure(
@@ -463,6 +456,7 @@ FIGURES: tuple[Figure, ...] = (
         "ratio",
         Gauge("cockpit_cancellation_ratio", FC, total=False),
         "Orders cancelled before shipping / orders placed, latest closed window.",
+        rules.CANCELLATION_ALERT,
     ),
     Figure(
         "return_ratio",
@@ -482,7 +476,7 @@ FIGURES: tuple[Figure, ...] = (
         "conversion",
         "Conversions",
         "ratio",
-        Ratio(CONVERSION),
+        Ratio(rules.RECOMMENDATION_CONVERSION),
         f"Recommendation clicks followed by a cart add / clicks, {KPI_SPAN}.",
     ),
     Figure(
