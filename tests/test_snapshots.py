@@ -26,6 +26,7 @@ from flows.kpis import FAMILIES
 from flows.kpis.conversions import Conversions
 from flows.kpis.customer import Customer
 from flows.kpis.deliveries import Deliveries
+from flows.kpis.flow import Flow
 from flows.kpis.inventory import Inventory
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
@@ -263,6 +264,7 @@ REORDERED = (
     Stock,
     Inventory,
     Customer,
+    Flow,
     Receipts,
     Deliveries,
     OrderBook,
