@@ -210,9 +210,13 @@ class Flow(entity.OrderWatcher):
     pick_wait: dict  # type: ignore[type-arg]
     pick_to_pack: dict  # type: ignore[type-arg]
     pack_to_ship: dict  # type: ignore[type-arg]
+    seeded: cython.bint
+    floor: cython.longlong
 
     def __init__(self) -> None:
         self.windows = {}  # window start -> {fc: Steps}
+        self.seeded = False  # holds every open order's and receipt's steps
+        self.floor = core.MIN_TS  # steps before it go to its window (seeding)
 
     def attach(self) -> None:
         shard = self.shard
@@ -227,6 +231,36 @@ class Flow(entity.OrderWatcher):
         if families.index(receipts) < families.index(self):
             raise ValueError("the flow family reads receipts before the receipts family")
         self.receiving = receipts
+        if not self.seeded and (self.book.orders or self.receiving.receipts):
+            self.seed()
+
+    def seed(self) -> None:
+        """Restored from a snapshot taken without this family: the steps of every
+        order and receipt in state, those before W in W's window (they count at
+        every close from the next on), and the stage times not yet observed."""
+        self.floor = self.shard.watermark
+        order: entity.Order
+        for order_id, order in self.book.orders.items():
+            end = earlier(order.shipped, order.cancelled)
+            self.order_steps(
+                order.fc, order.placed, order.picked, order.packed, end, 1, core.MIN_TS
+            )
+            if order.picked != core.NEVER:
+                self.decide(T_WAIT, order_id, order, later(order.placed, order.picked), WAITED)
+                if order.packed != core.NEVER:
+                    when = later(order.picked, order.packed)
+                    self.decide(T_PICK_PACK, order_id, order, when, PICK_PACKED)
+            when = later(order.packed, order.shipped)  # NEVER unless both are known
+            if when != core.NEVER:
+                self.decide(T_PACK_SHIP, order_id, order, when, PACK_SHIPPED)
+        receipt: inbound.Receipt
+        for receipt_id, receipt in self.receiving.receipts.items():
+            if receipt.received != core.NEVER:
+                done = completion(receipt, receipt.qty, 0, 0)
+                self.receipt_steps(receipt.fc, receipt.received, done, 1, core.MIN_TS)
+                if self.retention and receipt.awaiting:
+                    self.at(receipt.received + self.retention, T_RECEIPT, receipt_id)
+        self.floor, self.seeded = core.MIN_TS, True
 
     # --- orders
 
@@ -322,6 +356,8 @@ class Flow(entity.OrderWatcher):
         sign: cython.longlong,
     ) -> None:
         """From stage `before` to `after` (either NONE) at ts: for closes b > ts."""
+        if ts < self.floor:
+            ts = self.floor
         start: cython.longlong = ts - ts % self.window
         if start != self.current_start:
             steps_of: dict | None = self.windows.get(start)  # type: ignore[type-arg]
@@ -454,6 +490,7 @@ class Flow(entity.OrderWatcher):
         }
 
     def restore_state(self, state: Any) -> None:
+        self.seeded = True
         self.windows = {
             start: {fc: Steps(*values) for fc, values in by_fc.items()}
             for start, by_fc in state.items()

@@ -16,9 +16,12 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from flows.decode import decode
 from flows.kpis import FAMILIES
 from flows.kpis.upgrade import upgrade
 from flows.kpisettings import KpiSettings
+from flows.labels import LabelCap
+from flows.runtime.core import Shard
 from flows.runtime.snapshot import dump_combine, dump_shard, load_combine, load_shard
 from flows.settings import EngineConfig
 from tests.scenario import Events, Run
@@ -321,3 +324,34 @@ def test_steps_runs_of_rises_and_stage_timers_survive_a_snapshot() -> None:
         assert histogram(resumed, name) == histogram(whole, name)
     assert histogram(whole, "cockpit_pick_wait_seconds")[-1] == 5400.0 + 300.0
     assert histogram(whole, "cockpit_pick_to_pack_seconds") == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 300.0]
+
+
+def test_a_snapshot_taken_without_the_flow_family_restores_every_open_backlog() -> None:
+    """The family is new since the snapshot: it takes the steps of the orders and
+    receipts in state then, and goes on as if it had always run."""
+    e = Events()
+    before = [
+        order(e, "o1", "10:00"),
+        order(e, "o2", "10:05"),
+        e.picked("o2", on("10:10")),
+        order(e, "o3", "10:20"),
+        packed(e, "o3", "10:30"),
+        e.received("r1", on("10:40"), 4),
+        e.stowed("r1", on("10:50"), 1),
+        e.tick(on("11:30")),
+    ]
+    after = [e.picked("o1", on("11:40")), e.shipped("o3", on("11:45")), e.tick(on("12:01"))]
+    whole = Run().feed(*before).feed(*after)
+    without = tuple(family for family in FAMILIES if family.NAME != "flow")
+    old = Shard("0", EngineConfig(), LabelCap(1000), without)
+    old.process("input", [decode(line) for line in before])
+    resumed = Run()
+    resumed.shard = resumed.every["0"] = load_shard(
+        dump_shard(old), EngineConfig(), resumed.shard.labels, FAMILIES, upgrade
+    )
+    resumed.feed(*after)
+    expected = {("FC1", "pack"): 2, ("FC1", "stow"): 1}
+    assert backlog(resumed) == backlog(whole) == expected
+    assert histogram(resumed, "cockpit_pick_wait_seconds") == histogram(
+        whole, "cockpit_pick_wait_seconds"
+    )
