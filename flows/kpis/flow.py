@@ -113,6 +113,8 @@ T_WAIT = cython.declare(cython.longlong, 0)
 T_PICK_PACK = cython.declare(cython.longlong, 1)
 T_PACK_SHIP = cython.declare(cython.longlong, 2)
 T_RECEIPT = cython.declare(cython.longlong, 3)  # a receipt's retention
+# A step an upgraded snapshot knew had happened, not when (flows/kpis/upgrade.py).
+UNKNOWN_TIME = cython.declare(cython.longlong, core.MIN_TS)
 
 
 @cython.final
@@ -231,28 +233,32 @@ class Flow(entity.OrderWatcher):
         if families.index(receipts) < families.index(self):
             raise ValueError("the flow family reads receipts before the receipts family")
         self.receiving = receipts
-        if not self.seeded and (self.book.orders or self.receiving.receipts):
-            self.seed()
+        book: Any = shard.family(entity.OrderBook.NAME)  # restored, maybe not wired yet
+        if not self.seeded and (book.orders or self.receiving.receipts):
+            self.seed(book.orders)
 
-    def seed(self) -> None:
+    def seed(self, orders: dict[str, Any]) -> None:
         """Restored from a snapshot taken without this family: the steps of every
         order and receipt in state, those before W in W's window (they count at
-        every close from the next on), and the stage times not yet observed."""
+        every close from the next on), and the stage times not yet observed
+        (not those with a time an upgrade did not keep)."""
         self.floor = self.shard.watermark
         order: entity.Order
-        for order_id, order in self.book.orders.items():
-            end = earlier(order.shipped, order.cancelled)
-            self.order_steps(
-                order.fc, order.placed, order.picked, order.packed, end, 1, core.MIN_TS
-            )
-            if order.picked != core.NEVER:
-                self.decide(T_WAIT, order_id, order, later(order.placed, order.picked), WAITED)
-                if order.packed != core.NEVER:
-                    when = later(order.picked, order.packed)
-                    self.decide(T_PICK_PACK, order_id, order, when, PICK_PACKED)
-            when = later(order.packed, order.shipped)  # NEVER unless both are known
-            if when != core.NEVER:
-                self.decide(T_PACK_SHIP, order_id, order, when, PACK_SHIPPED)
+        p: cython.longlong
+        k1: cython.longlong
+        k2: cython.longlong
+        s: cython.longlong
+        for order_id, order in orders.items():
+            p, k1, k2, s = order.placed, order.picked, order.packed, order.shipped
+            self.order_steps(order.fc, p, k1, k2, earlier(s, order.cancelled), 1, core.MIN_TS)
+            picked: cython.bint = UNKNOWN_TIME < k1 < core.NEVER
+            packed: cython.bint = UNKNOWN_TIME < k2 < core.NEVER
+            if picked:
+                self.decide(T_WAIT, order_id, order, later(p, k1), WAITED)
+            if picked and packed:
+                self.decide(T_PICK_PACK, order_id, order, later(k1, k2), PICK_PACKED)
+            if packed and s != core.NEVER:
+                self.decide(T_PACK_SHIP, order_id, order, later(k2, s), PACK_SHIPPED)
         receipt: inbound.Receipt
         for receipt_id, receipt in self.receiving.receipts.items():
             if receipt.received != core.NEVER:
@@ -410,6 +416,8 @@ class Flow(entity.OrderWatcher):
         if self.has(order, flag):
             return  # a timer of an earlier time observed it
         self.set(order, flag)
+        if earlier(first, second) == UNKNOWN_TIME:
+            return  # picked or packed before an upgrade, at a time not kept
         seconds: cython.double = (second - first) / US_PER_SECOND
         core.observe(series, self.buckets, order.fc, seconds)
 
