@@ -259,6 +259,28 @@ DEMAND_SPIKE_ALERT: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
+BOTTLENECK_ALERT: dict[str, Any] = {
+    "description": "A stage whose backlog rose strictly at each of the last "
+    "bottleneck_windows closes to at least bottleneck_min, at the first close where that "
+    "holds after not holding (contract §3.5). Key: `bottleneck|<fc>|<stage>|<window_end>`.",
+    "type": "object",
+    "required": ["alert", "fc", "stage", "window_end", "backlog", "samples", "decided_ts"],
+    "properties": {
+        "alert": {"const": "bottleneck"},
+        "fc": LABEL,
+        "stage": {"enum": ["pick", "pack", "ship", "stow"]},
+        "window_end": TEXT_TIME,
+        "backlog": {"type": "integer", "minimum": 0},
+        "samples": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0},
+            "minItems": 1,
+            "description": "The backlogs that rose, oldest first; the last is `backlog`.",
+        },
+        "decided_ts": DECIDED,
+    },
+    "additionalProperties": False,
+}
 
 
 def output_schemas() -> dict[str, dict[str, Any]]:
@@ -290,7 +312,7 @@ def output_schemas() -> dict[str, dict[str, Any]]:
             "`<alert>|...` as each kind says.",
             ["alert", "decided_ts"],
             {},
-            oneOf=[ORDER_ALERT, STOCKOUT_ALERT, DEMAND_SPIKE_ALERT],
+            oneOf=[ORDER_ALERT, STOCKOUT_ALERT, DEMAND_SPIKE_ALERT, BOTTLENECK_ALERT],
         ),
         "kpi": _record(
             "kpi",

@@ -84,7 +84,10 @@ Flow (§3.3)
     counts again in `cockpit_orders_placed_total`). Receipts likewise for
     `stow`, with the fc of `inventory.received`.
 16. Stage backlog gauges and bottleneck flags for every fc with an order or a
-    receipt, all four stages (0 when empty).
+    receipt, all four stages (0 when empty). Backlogs, bottlenecks and their
+    records are per fc as the label cap folds it (the fc of the order's or
+    receipt's metrics): fcs folded into `other` add up into one backlog, which
+    has its own bottleneck, as `cancellation_ratio` records do (choice 21).
 17. Stage times carry the fc of `order.placed`; an order missing either time of
     a pair observes nothing for it; at the end of the input every pair of an
     existing order is observed (W = max accepted ts reaches every ts).
@@ -635,12 +638,13 @@ def stage_as_of(order: Order, b: int) -> str | None:
 def backlogs(facts: Facts) -> dict[tuple[str, str], Counter[int]]:
     """§3.3 stage backlog per (fc, stage) as of each close (missing closes: 0)."""
     window = facts.config.window
-    fcs = {o.opener.body["fc"] for o in facts.orders} | {
-        r.opener.body["fc"] for r in facts.receipts
+    # Per fc as the label cap folds it (choice 16): fcs folded into `other` add up.
+    fcs = {o.opener.labels["fc"] for o in facts.orders} | {
+        r.opener.labels["fc"] for r in facts.receipts
     }
     backlog = {(fc, stage): Counter[int]() for fc in fcs for stage in STAGES}
     for order in facts.orders:  # in a backlog from its placed ts to its shipment or cancellation
-        fc = order.opener.body["fc"]
+        fc = order.opener.labels["fc"]
         done = min(_ts(order.first("order.shipped")), _ts(order.first("order.cancelled")))
         for b in closes_in(order.opener.ts, min(done, facts.w), window):
             stage = stage_as_of(order, b)
@@ -649,7 +653,7 @@ def backlogs(facts: Facts) -> dict[tuple[str, str], Counter[int]]:
     for receipt in facts.receipts:  # received before b, not completed as of b (§3.1)
         done = _ts(receipt.completed_by())
         for b in closes_in(receipt.opener.ts, min(done, facts.w), window):
-            backlog[receipt.opener.body["fc"], "stow"][b] += 1
+            backlog[receipt.opener.labels["fc"], "stow"][b] += 1
     return backlog
 
 
@@ -666,7 +670,7 @@ def _backlog_and_bottlenecks(facts: Facts, out: Result) -> None:
     config, latest = facts.config, facts.latest
     gauge, flag, alerts = {}, {}, Counter[Labels]()
     for (fc, stage), series in sorted(backlogs(facts).items()):
-        key = facts.labels(fc=fc, stage=stage)
+        key = labels(fc=fc, stage=stage)
         for b in facts.closes:
             now, samples = bottleneck(series, b, config)
             before, _ = bottleneck(series, b - config.window, config)

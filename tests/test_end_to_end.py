@@ -15,7 +15,7 @@ from tests import reference_health
 from tests.processes import opscockpit
 from tests.reference import compare, expected_dead_letters, parse_exposition, run
 
-# The §3.2-3.5 metrics and records the engine has so far (the reference has all).
+# The §3.2-3.5 metrics and records the engine has (the reference has them all).
 BUILT_HEALTH_METRICS = [m for m in reference_health.METRICS if m in BY_NAME]
 BUILT_RECORD_KINDS = {
     "sku_health",
@@ -25,6 +25,7 @@ BUILT_RECORD_KINDS = {
     "return_ratio",
     "click_through_ratio",
     "shift",
+    "bottleneck",
 }
 
 
@@ -94,7 +95,10 @@ def test_a_simulated_day_matches_the_reference_on_every_metric(simulated_day, op
         assert sum(expected.metrics[name].values()) > 0, name
     for name in ("cockpit_orders_cancelled_total", "cockpit_recommendations_conversions_total"):
         assert sum(health.samples[name].values()) > 0, name
-    assert {r["kpi"] for r in health.records} >= BUILT_RECORD_KINDS - {"stockout", "demand_spike"}
+    alert_kinds = {"stockout", "demand_spike", "bottleneck"}
+    assert {r["kpi"] for r in health.records} >= BUILT_RECORD_KINDS - alert_kinds
+    assert {r["alert"] for r in got["alerts"]} >= {"bottleneck"}  # the simulated slow packing
+    assert sum(health.samples["cockpit_pack_to_ship_seconds_count"].values()) > 0
     assert [(r["line"], r["reason"]) for r in got["dlq"]] == expected.dead_letters
     alerts = [(r["alert"], r["order_id"]) for r in got["alerts"] if "order_id" in r]
     assert len(alerts) == len(set(alerts))  # one per breached order and late delivery

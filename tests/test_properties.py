@@ -181,12 +181,21 @@ def test_the_scenario_exercises_every_kpi():
         "cockpit_recommendation_click_through_ratio",
         "cockpit_shift_units_picked",
         "cockpit_shift_orders_shipped",
+        "cockpit_pick_wait_seconds",
+        "cockpit_pick_to_pack_seconds",
+        "cockpit_pack_to_ship_seconds",
+        "cockpit_stage_backlog",
+        "cockpit_bottleneck",
     ):
         assert name in metrics, name
     for name in (
         "cockpit_orders_cancelled_total",
         "cockpit_units_returned_total",
         "cockpit_recommendations_conversions_total",
+        "cockpit_orders_placed_total",
+        "cockpit_units_shipped_total",
+        "cockpit_bottlenecks_total",
     ):
         assert sum(metrics[name].values()) > 0, name
     assert expected["alerts"] and expected["kpis"]
+    assert {key.split("|")[2] for key, _ in expected["alerts"] if key.startswith("bottleneck|")}

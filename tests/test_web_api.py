@@ -181,7 +181,7 @@ def alert_counts(served: Served) -> list[float]:
     """Alerts of each kind, as the board's counters have them."""
     samples = parse_exposition(render(served.board).decode())
     names = ["cockpit_ship_sla_breaches_total", "cockpit_late_deliveries_total"]
-    names += ["cockpit_stockouts_total", "cockpit_demand_spikes_total"]
+    names += ["cockpit_stockouts_total", "cockpit_demand_spikes_total", "cockpit_bottlenecks_total"]
     return [sum(samples.get(name, {}).values()) for name in names]
 
 

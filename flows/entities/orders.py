@@ -9,9 +9,10 @@ it when it is placed; held events still unclaimed when W passes their ts + the
 orphan horizon are dropped and counted.
 
 Families watching orders (`OrderWatcher`) are told what changed, with the stage
-the order was in before. Each claims bits of `Order.flags` for what it decided,
-and a bit of `Order.pending` it clears once no event can change its outcomes;
-the order leaves state when every watcher has let it go, or when W passes its
+the order was in before (and, in `Order.previous`, the time the changed fact had
+before). Each claims bits of `Order.flags` for what it decided, and a bit of
+`Order.pending` it clears once no event can change its outcomes; the order
+leaves state when every watcher has let it go, or when W passes its
 later promise plus the retention (`--retention`).
 
 Runs interpreted, and compiled by Cython from this same source (`orders.pxd`).
@@ -104,6 +105,7 @@ class Order:
     flags: cython.longlong
     pending: cython.longlong
     gone: cython.bint  # left state: timers that still name it do nothing
+    previous: cython.longlong  # while watchers hear of a change: the time it replaced
 
     def __init__(self) -> None:
         self.clear()
@@ -118,6 +120,7 @@ class Order:
         self.ship_fc = None
         self.flags = self.pending = 0
         self.gone = False
+        self.previous = core.NEVER
 
     @cython.ccall
     def stage(self) -> cython.int:
@@ -317,28 +320,28 @@ class OrderBook(core.Family):
             if ts >= order.picked:
                 return
             change = PICKED
-            order.picked = ts
+            order.previous, order.picked = order.picked, ts
         elif kind == "order.shipped":
             if ts >= order.shipped:
                 return
             change = SHIPPED | (FIRST_SHIPMENT if order.shipped == core.NEVER else 0)
-            order.shipped = ts
+            order.previous, order.shipped = order.shipped, ts
             order.ship_fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
         elif kind == "inventory.packed":
             if ts >= order.packed:
                 return
             change = PACKED
-            order.packed = ts
+            order.previous, order.packed = order.packed, ts
         elif kind == "delivery.updated":
             if ts >= order.delivered:
                 return
             change = DELIVERED | (FIRST_DELIVERY if order.delivered == core.NEVER else 0)
-            order.delivered = ts
+            order.previous, order.delivered = order.delivered, ts
         else:  # order.cancelled
             if ts >= order.cancelled:
                 return
             change = CANCELLED | (FIRST_CANCELLATION if order.cancelled == core.NEVER else 0)
-            order.cancelled = ts
+            order.previous, order.cancelled = order.cancelled, ts
         self.notify(change, order_id, order, before, event)
 
     @cython.cfunc

@@ -12,6 +12,7 @@ from flows.entities.orders import OrderBook
 from flows.kpis.conversions import Conversions
 from flows.kpis.customer import Customer, CustomerRatios
 from flows.kpis.deliveries import Deliveries
+from flows.kpis.flow import Flow, FlowBacklog
 from flows.kpis.inventory import Inventory, ItemHealth
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
@@ -23,6 +24,7 @@ FAMILIES = (
     OrderBook,
     Orders,
     Deliveries,
+    Flow,  # before Receipts: it reads a receipt before the event changes it
     Receipts,
     Stock,
     Inventory,
@@ -31,4 +33,4 @@ FAMILIES = (
     Conversions,
     Shifts,
 )
-COMBINERS = (SellThrough, ItemHealth, CustomerRatios, ShiftThroughput)
+COMBINERS = (SellThrough, ItemHealth, CustomerRatios, ShiftThroughput, FlowBacklog)

@@ -6,7 +6,8 @@ is breached if it was neither shipped nor cancelled at ts <= S and W has passed
 S, or it shipped late: decided once W > S (every event with ts <= S has
 arrived), counted once, with a `ship_sla_breach` alert. A shipment is counted
 in `cockpit_orders_shipped_total` once W reaches it (no earlier shipment can
-come after that), with the order's cycle time. Orders awaiting shipment are
+come after that), with the order's cycle time and its line units in
+`cockpit_units_shipped_total` (both by the fc of that shipment). Orders awaiting shipment are
 counted by stage as events arrive.
 """
 
@@ -34,6 +35,22 @@ UNITS_ORDERED = metric(
     "cockpit_units_ordered_total",
     COUNTER,
     "Units ordered.",
+    ("fc",),
+    group="fulfilment",
+    contract=True,
+)
+ORDERS_PLACED = metric(
+    "cockpit_orders_placed_total",
+    COUNTER,
+    "Orders placed (first order.placed of an order).",
+    ("fc",),
+    group="fulfilment",
+    contract=True,
+)
+UNITS_SHIPPED = metric(
+    "cockpit_units_shipped_total",
+    COUNTER,
+    "Line units of orders at their first shipment, by the fc of that shipment.",
     ("fc",),
     group="fulfilment",
     contract=True,
@@ -100,7 +117,17 @@ class Orders(entity.OrderWatcher):
     """Units ordered, shipments, breaches and the backlog by stage."""
 
     NAME = "orders"
-    METRICS = (UNITS_ORDERED, SHIPPED, BREACHES, AWAITING, PAST_PROMISE, IN_STAGE, CYCLE)
+    METRICS = (
+        UNITS_ORDERED,
+        ORDERS_PLACED,
+        SHIPPED,
+        UNITS_SHIPPED,
+        BREACHES,
+        AWAITING,
+        PAST_PROMISE,
+        IN_STAGE,
+        CYCLE,
+    )
     FLAG_BITS = 3
     HOLDS = True
     WATCHES = (
@@ -113,7 +140,9 @@ class Orders(entity.OrderWatcher):
     )
 
     units_ordered: core.Counts
+    placed: core.Counts
     shipped: core.Counts
+    units_shipped: core.Counts
     breaches: core.Counts
     awaiting: core.Counts
     past_promise: core.Counts
@@ -125,6 +154,7 @@ class Orders(entity.OrderWatcher):
     def attach(self) -> None:
         counts = self.shard.counts
         self.units_ordered, self.shipped = counts(UNITS_ORDERED), counts(SHIPPED)
+        self.placed, self.units_shipped = counts(ORDERS_PLACED), counts(UNITS_SHIPPED)
         self.breaches, self.awaiting = counts(BREACHES), counts(AWAITING)
         self.past_promise, self.in_stage = counts(PAST_PROMISE), counts(IN_STAGE)
         self.cycle, self.cycle_buckets = self.shard.series(CYCLE), CYCLE.buckets
@@ -141,6 +171,7 @@ class Orders(entity.OrderWatcher):
     ) -> None:
         if change & entity.PLACED:
             self.units_ordered.add(order.fc, order.units)
+            self.placed.add(order.fc)
             self.at(order.ship_by + 1, T_DEADLINE, order_id, order)
         elif change & entity.SHIPPED and not self.has(order, COUNTED):
             # Final once W reaches it: no earlier shipment can arrive after that.
@@ -203,6 +234,7 @@ class Orders(entity.OrderWatcher):
         self.set(order, COUNTED)
         on_time = "true" if order.shipped <= order.ship_by else "false"
         self.shipped.add((order.ship_fc, on_time))
+        self.units_shipped.add(order.ship_fc, order.units)
         seconds: cython.double = (order.shipped - order.placed) / US_PER_SECOND
         core.observe(self.cycle, self.cycle_buckets, order.fc, seconds)
 

@@ -1,0 +1,357 @@
+"""The fulfilment flow (contract §3.3, §3.5): stage times, stage backlog and
+bottlenecks, table tests through the shards and the combine stage, values
+computed by hand.
+
+Day 0 is Saturday 2026-11-21 (UTC). Settings are the defaults unless a case
+says otherwise: lateness 60 s, 1 h windows, bottleneck_windows 3, bottleneck_min
+25. A tick a minute after a close makes W pass it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from flows.decode import decode
+from flows.kpis import FAMILIES
+from flows.kpis.upgrade import upgrade
+from flows.kpisettings import KpiSettings
+from flows.labels import LabelCap
+from flows.runtime.core import Shard
+from flows.runtime.snapshot import dump_combine, dump_shard, load_combine, load_shard
+from flows.settings import EngineConfig
+from tests.scenario import Events, Run
+
+ALERT_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "outputs" / "alert.json"
+DAY0 = datetime(2026, 11, 21, tzinfo=UTC)
+FAR = "2027-06-01T00:00:00Z"  # promises no case reaches
+HOUR = 3600 * 10**6
+
+
+def on(clock: str, day: int = 0) -> str:
+    """RFC 3339 of day `day` at "HH:MM", "HH:MM:SS" or "HH:MM:SS.ffffff" UTC."""
+    hours, minutes, *seconds = clock.split(":")
+    moment = DAY0 + timedelta(
+        days=day,
+        hours=int(hours),
+        minutes=int(minutes),
+        seconds=float(seconds[0] if seconds else 0),
+    )
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def order(e: Events, name: str, clock: str, fc: str = "FC1", promise: str = FAR) -> bytes:
+    return e.placed(name, on(clock), promise, promise, fc=fc)
+
+
+def packed(e: Events, name: str, clock: str) -> bytes:
+    return e("inventory.packed", on(clock), order_id=name, fc="FC1")
+
+
+def histogram(run: Run, name: str) -> list[Any]:
+    """FC1's buckets (not cumulated), +Inf, and sum of a stage-time histogram."""
+    return run.series(name).get("FC1", [])  # type: ignore[no-any-return]
+
+
+def backlog(run: Run) -> dict[tuple[str, str], int]:
+    """The stage backlog gauges that are not 0."""
+    return {k: v for k, v in run.combine.ledger.series["cockpit_stage_backlog"].items() if v}
+
+
+def bottlenecks(run: Run) -> list[tuple[str, str, str, int, list[int]]]:
+    """(fc, stage, window_end, backlog, samples) of each bottleneck alert, as written."""
+    return [
+        (r["fc"], r["stage"], r["window_end"], r["backlog"], r["samples"])
+        for r in run.records("alert")
+        if r["alert"] == "bottleneck"
+    ]
+
+
+def flags(run: Run) -> dict[tuple[str, str], int]:
+    return {k: v for k, v in run.combine.ledger.series["cockpit_bottleneck"].items() if v}
+
+
+def orders_per_window(e: Events, fc: str, per_window: dict[str, int]) -> list[bytes]:
+    """`n` orders placed (never picked) at the start of each window "HH:MM"."""
+    return [
+        order(e, f"{fc}-{start}-{i}", start, fc=fc)
+        for start, n in per_window.items()
+        for i in range(n)
+    ]
+
+
+def in_time_order(lines: list[bytes]) -> list[bytes]:
+    return sorted(lines, key=lambda line: str(json.loads(line)["ts"]))
+
+
+def test_stage_times_out_of_order_within_the_lateness_and_with_a_missing_stage() -> None:
+    """o1's later pick, pack and shipment arrive first; o2 is never packed (no
+    pick to pack, no pack to ship); o3 is packed without a pick; o4's pick comes
+    before it is placed (-30 s). Each is observed once W reaches its later time."""
+    e = Events()
+    run = Run().feed(
+        e.picked("o4", on("07:59:30")),  # held until o4 is placed
+        order(e, "o4", "08:00"),
+        order(e, "o1", "08:00"),
+        order(e, "o2", "08:00"),
+        order(e, "o3", "08:00"),
+        packed(e, "o3", "08:02"),
+        e.picked("o2", on("08:05")),
+        e.picked("o1", on("08:10:30")),
+        e.picked("o1", on("08:10")),  # W is 08:09:30: not late, and the earliest
+        e.tick(on("08:10:59")),
+    )
+    # W = 08:09:59: o4 (-30 s) and o2 (300 s) are decided, o1 waits for W >= 08:10
+    assert histogram(run, "cockpit_pick_wait_seconds") == [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 270.0]
+    run.feed(e.tick(on("08:11")))
+    assert histogram(run, "cockpit_pick_wait_seconds") == [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 870.0]
+    run.feed(
+        e.shipped("o3", on("08:12")),
+        packed(e, "o1", "08:20"),
+        packed(e, "o1", "08:19:30"),  # k2 = 08:19:30: pick to pack 570 s
+        e.shipped("o2", on("08:25")),
+        e.shipped("o1", on("08:30")),
+        e.tick(on("08:30:59")),
+    )
+    assert histogram(run, "cockpit_pick_to_pack_seconds") == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 570.0]
+    # o3: 600 s; o1 (08:19:30 -> 08:30) not before W reaches 08:30
+    assert histogram(run, "cockpit_pack_to_ship_seconds") == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 600.0]
+    run.feed(e.tick(on("09:00")))
+    assert histogram(run, "cockpit_pack_to_ship_seconds") == [0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1230.0]
+    assert histogram(run, "cockpit_pick_wait_seconds")[-2:] == [0, 870.0]  # each once
+    assert sum(histogram(run, "cockpit_pick_to_pack_seconds")[:-1]) == 1  # none of o2, o3
+
+
+def test_stage_backlog_across_a_window_boundary() -> None:
+    """As of b counts facts with ts < b: a pick, stow or order at 11:00 exactly
+    counts only at the 12:00 close. o2, packed without a pick, waits to ship."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o2", "10:10"),
+        order(e, "o3", "10:15"),
+        packed(e, "o2", "10:20"),
+        e.received("r1", on("10:30"), 5),
+        e.stowed("r1", on("10:45"), 2),
+        order(e, "o1", "10:59:59"),
+        e.picked("o1", on("11:00")),
+        e.stowed("r1", on("11:00"), 3),  # completes r1, not as of 11:00
+        order(e, "o4", "11:00"),
+        e.tick(on("11:01")),
+    )
+    assert backlog(run) == {("FC1", "pick"): 2, ("FC1", "ship"): 1, ("FC1", "stow"): 1}
+    run.feed(
+        e.cancelled("o3", on("11:30")),
+        e.received("r2", on("11:59:59.999999"), 1, fc="FC2"),
+        e.shipped("o2", on("12:00")),  # shipped as of 13:00, not as of 12:00
+        e.tick(on("12:01")),
+    )
+    assert backlog(run) == {
+        ("FC1", "pick"): 1,  # o4
+        ("FC1", "pack"): 1,  # o1
+        ("FC1", "ship"): 1,  # o2
+        ("FC2", "stow"): 1,  # r2
+    }
+    run.feed(e.tick(on("13:01")))
+    assert backlog(run) == {("FC1", "pick"): 1, ("FC1", "pack"): 1, ("FC2", "stow"): 1}
+    assert run.combine.ledger.series["cockpit_stage_backlog"]["FC2", "pick"] == 0
+
+
+def test_earlier_facts_arriving_later_move_orders_and_receipts_back_across_a_close() -> None:
+    """Within the lateness: o1's earlier pick puts it in `pack` as of 11:00, o2's
+    earlier shipment takes it out; r1's earlier stows complete it before 11:00."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o1", "10:00"),
+        order(e, "o2", "10:00"),
+        e.received("r1", on("10:00"), 4),
+        e.picked("o1", on("11:00:20")),
+        e.shipped("o2", on("11:00:10")),
+        e.stowed("r1", on("11:00:30"), 2),  # W = 10:59:30 from here on
+        e.stowed("r1", on("10:59:45"), 2),  # completes r1 at 11:00:30 still
+        e.tick(on("11:00:31")),
+    )
+    run.feed(e.picked("o1", on("10:59:40")), e.shipped("o2", on("10:59:50")))
+    assert backlog(run) == {}  # 11:00 not closed yet
+    run.feed(e.stowed("r1", on("10:59:50"), 2), e.tick(on("11:01")))  # completes at 10:59:50
+    assert backlog(run) == {("FC1", "pack"): 1}
+
+
+def test_a_bottleneck_exactly_at_the_minimum() -> None:
+    """FC1's pick backlog rises 5, 15, 25 over the closes 11:00-13:00 (from 0 at
+    10:00): a bottleneck at 25; FC2's stops at 24."""
+    e = Events()
+    placed = [
+        *orders_per_window(e, "FC1", {"10:00": 5, "11:00": 10, "12:00": 10}),
+        *orders_per_window(e, "FC2", {"10:00": 5, "11:00": 10, "12:00": 9}),
+    ]
+    run = Run().feed(*in_time_order(placed), e.tick(on("12:01")))
+    assert bottlenecks(run) == []  # two rises so far
+    run.feed(e.tick(on("13:30")))
+    assert bottlenecks(run) == [("FC1", "pick", on("13:00"), 25, [5, 15, 25])]
+    assert flags(run) == {("FC1", "pick"): 1}
+    assert run.value("cockpit_bottleneck", ("FC2", "pick")) == 0
+    assert run.value("cockpit_bottlenecks_total", ("FC1", "pick")) == 1
+    assert backlog(run) == {("FC1", "pick"): 25, ("FC2", "pick"): 24}
+    schema = Draft202012Validator(
+        json.loads(ALERT_SCHEMA.read_text()), format_checker=FormatChecker()
+    )
+    for kind, key, record in run.outputs:
+        if kind == "alert" and record["alert"] == "bottleneck":
+            schema.validate(record)
+            assert key == f"bottleneck|FC1|pick|{record['window_end']}"
+            assert record["decided_ts"] == on("13:29")
+    run.feed(e.tick(on("14:01")))  # holds still at 14:00: no longer a bottleneck
+    assert flags(run) == {} and len(bottlenecks(run)) == 1
+
+
+def test_a_bottleneck_whose_rise_pauses_for_a_window() -> None:
+    """Backlog 10, 20, 20 (pause), 30, 40, 50, 60 at 11:00 .. 17:00: the run of
+    rises starts again after the pause, a bottleneck at 16:00 that still holds at
+    17:00 (no second alert); 30 orders ship, and 40, 50, 60 at 19:00-21:00 make
+    a second one."""
+    e = Events()
+    placed = orders_per_window(
+        e, "FC1", {"10:00": 10, "11:00": 10, "13:00": 10, "14:00": 10, "15:00": 10, "16:00": 10}
+    )
+    run = Run().feed(*placed, e.tick(on("17:01")))
+    assert bottlenecks(run) == [("FC1", "pick", on("16:00"), 50, [30, 40, 50])]
+    assert flags(run) == {("FC1", "pick"): 1}  # 60 at 17:00: still rising
+    names = [json.loads(line)["order_id"] for line in placed[:30]]
+    run.feed(*(e.shipped(name, on("17:30")) for name in names), e.tick(on("18:01")))
+    assert flags(run) == {} and backlog(run) == {("FC1", "pick"): 30}
+    more = orders_per_window(e, "FC1", {"18:00": 10, "19:00": 10, "20:00": 10})
+    run.feed(*more, e.tick(on("21:01")))
+    assert [(end, samples) for *_, end, _b, samples in bottlenecks(run)] == [
+        (on("16:00"), [30, 40, 50]),
+        (on("21:00"), [40, 50, 60]),
+    ]
+    assert run.value("cockpit_bottlenecks_total", ("FC1", "pick")) == 2
+    two = replace(EngineConfig(), kpi=KpiSettings(bottleneck_windows=2))
+    shorter = Run(two).feed(*placed[:50], e.tick(on("15:01")))
+    assert [(end, samples) for *_, end, _b, samples in bottlenecks(shorter)] == [
+        (on("15:00"), [30, 40])
+    ]
+
+
+def test_a_stow_backlog_bottleneck_and_quiet_windows() -> None:
+    """Receipts received 10 an hour and never stowed: stow rises 10 .. 30; a
+    receipt completes. Quiet hours after that change nothing, and a jump of W
+    over days takes no time."""
+    e = Events()
+    received = [
+        e.received(f"r{hour}-{i}", on(f"{hour}:00"), 2) for hour in (10, 11, 12) for i in range(10)
+    ]
+    run = Run(replace(EngineConfig(), kpi=KpiSettings(bottleneck_min=30)))
+    run.feed(*received, e.tick(on("13:01")))
+    assert bottlenecks(run) == [("FC1", "stow", on("13:00"), 30, [10, 20, 30])]
+    run.feed(e.stowed("r10-0", on("13:30"), 2), e.tick(on("14:01")))
+    assert backlog(run) == {("FC1", "stow"): 29} and flags(run) == {}
+    run.feed(e.tick(on("14:01", day=400)))
+    assert backlog(run) == {("FC1", "stow"): 29} and len(bottlenecks(run)) == 1
+
+
+def test_the_retention_takes_open_orders_and_receipts_out_at_their_deadline() -> None:
+    """With a 1 h retention, an order promised for 10:00 and a receipt received at
+    10:00 leave state at 11:00: in the 11:00 backlog, not in the 12:00 one."""
+    e = Events()
+    run = Run(replace(EngineConfig(), retention=HOUR)).feed(
+        order(e, "o1", "09:30", promise=on("10:00")),
+        e.received("r1", on("10:00"), 5),
+        e.tick(on("11:01")),
+    )
+    assert backlog(run) == {("FC1", "pick"): 1, ("FC1", "stow"): 1}
+    run.feed(e.tick(on("12:01")))
+    assert backlog(run) == {}
+
+
+def test_shards_add_up_and_a_close_is_final_once_every_shard_passed_it() -> None:
+    e = Events()
+    run = Run(shards=("a", "b"))
+    run.feed(order(e, "o1", "10:00"), e.tick(on("11:01")), shard="a")
+    assert backlog(run) == {}  # shard b has not reached 11:00
+    run.feed(order(e, "o2", "10:30"), e.picked("o2", on("10:40")), e.tick(on("11:01")), shard="b")
+    assert backlog(run) == {("FC1", "pick"): 1, ("FC1", "pack"): 1}
+
+
+def test_fcs_folded_into_other_share_one_backlog() -> None:
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        order(e, "o1", "10:00", fc="FC1"),
+        order(e, "o2", "10:00", fc="FC2"),
+        order(e, "o3", "10:00", fc="FC3"),
+        e.tick(on("11:01")),
+    )
+    assert backlog(run) == {("FC1", "pick"): 1, ("other", "pick"): 2}
+
+
+def restored(run: Run) -> Run:
+    """The run from a snapshot of its shard and combine stage."""
+    again = Run(run.config)
+    again.shard = again.every["0"] = load_shard(
+        dump_shard(run.shard), run.config, again.shard.labels, FAMILIES, upgrade
+    )
+    load_combine(dump_combine(run.combine), again.combine, upgrade)
+    again.outputs = list(run.outputs)
+    return again
+
+
+def test_steps_runs_of_rises_and_stage_timers_survive_a_snapshot() -> None:
+    e = Events()
+    before = [
+        *orders_per_window(e, "FC1", {"10:00": 10, "11:00": 10}),
+        e.picked("FC1-10:00-0", on("11:30")),
+        e.tick(on("12:01")),
+        order(e, "late", "12:10"),
+        e.picked("late", on("12:15")),  # its pick wait is observed after the snapshot
+    ]
+    after = [
+        e.picked("FC1-10:00-0", on("11:29")),  # W is 12:09: late, ignored
+        packed(e, "late", "12:20"),
+        *orders_per_window(e, "FC1", {"12:30": 10}),
+        e.tick(on("13:01")),
+    ]
+    whole = Run().feed(*before).feed(*after)
+    resumed = restored(Run().feed(*before)).feed(*after)
+    assert bottlenecks(whole) == [("FC1", "pick", on("13:00"), 29, [10, 19, 29])]
+    assert bottlenecks(resumed) == bottlenecks(whole)
+    assert backlog(resumed) == backlog(whole)
+    assert backlog(whole) == {("FC1", "pick"): 29, ("FC1", "pack"): 1, ("FC1", "ship"): 1}
+    for name in ("cockpit_pick_wait_seconds", "cockpit_pick_to_pack_seconds"):
+        assert histogram(resumed, name) == histogram(whole, name)
+    assert histogram(whole, "cockpit_pick_wait_seconds")[-1] == 5400.0 + 300.0
+    assert histogram(whole, "cockpit_pick_to_pack_seconds") == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 300.0]
+
+
+def test_a_snapshot_taken_without_the_flow_family_restores_every_open_backlog() -> None:
+    """The family is new since the snapshot: it takes the steps of the orders and
+    receipts in state then, and goes on as if it had always run."""
+    e = Events()
+    before = [
+        order(e, "o1", "10:00"),
+        order(e, "o2", "10:05"),
+        e.picked("o2", on("10:10")),
+        order(e, "o3", "10:20"),
+        packed(e, "o3", "10:30"),
+        e.received("r1", on("10:40"), 4),
+        e.stowed("r1", on("10:50"), 1),
+        e.tick(on("11:30")),
+    ]
+    after = [e.picked("o1", on("11:40")), e.shipped("o3", on("11:45")), e.tick(on("12:01"))]
+    whole = Run().feed(*before).feed(*after)
+    without = tuple(family for family in FAMILIES if family.NAME != "flow")
+    old = Shard("0", EngineConfig(), LabelCap(1000), without)
+    old.process("input", [decode(line) for line in before])
+    resumed = Run()
+    resumed.shard = resumed.every["0"] = load_shard(
+        dump_shard(old), EngineConfig(), resumed.shard.labels, FAMILIES, upgrade
+    )
+    resumed.feed(*after)
+    expected = {("FC1", "pack"): 2, ("FC1", "stow"): 1}
+    assert backlog(resumed) == backlog(whole) == expected
+    assert histogram(resumed, "cockpit_pick_wait_seconds") == histogram(
+        whole, "cockpit_pick_wait_seconds"
+    )
