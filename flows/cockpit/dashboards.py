@@ -175,7 +175,11 @@ def _title(name: str) -> str:
 
 
 def quantile_by(
-    quantile: rules.Quantile, title: str, counted: str, alert: rules.Alert | None = None
+    quantile: rules.Quantile,
+    title: str,
+    counted: str,
+    alert: rules.Alert | None = None,
+    **options: Any,
 ) -> Panel:
     """A recorded quantile per its level label: '<title> p90 by fc'."""
     percent = round(quantile.q * 100)
@@ -188,10 +192,11 @@ def quantile_by(
         unit(quantile.name),
         by_label(quantile.by_level, quantile.level),
         alert,
+        **options,
     )
 
 
-def alerts_per_window(increase: rules.Increase, how: str) -> Panel:
+def alerts_per_window(increase: rules.Increase, how: str, **options: Any) -> Panel:
     """A recorded increase of alert records per its level label."""
     name = increase.count.name
     return Panel(
@@ -201,6 +206,7 @@ def alerts_per_window(increase: rules.Increase, how: str) -> Panel:
         about(name, f"Increase over {rules.span(increase.window)}, per {increase.level}. {how}"),
         unit(name),
         by_label(increase.by_level, increase.level),
+        **options,
     )
 
 
@@ -556,8 +562,50 @@ def fulfilment() -> Board:
             "cockpit_orders_in_stage", "stage", "fc", "Selected fcs, stacked.", stack="normal"
         ),
     )
+    stages = (
+        *(
+            quantile_by(quantile, title, f"orders that {did}", width=8)
+            for quantile, title, did in zip(
+                rules.STAGE_TIMES_P90,
+                ("Pick wait", "Pick to pack", "Pack to ship"),
+                ("were picked", "were packed", "shipped"),
+                strict=True,
+            )
+        ),
+        gauge_by(
+            "cockpit_stage_backlog",
+            "stage",
+            "fc",
+            "Selected fcs, stacked; as of each window close.",
+            stack="normal",
+            width=8,
+        ),
+        gauge_per(
+            "cockpit_bottleneck",
+            ("fc", "stage"),
+            matcher("fc"),
+            "Bottlenecks by fc and stage",
+            f"Alert {rules.BOTTLENECK_ALERT.name} fires while one is 1.",
+            alert=rules.BOTTLENECK_ALERT,
+            width=8,
+        ),
+        alerts_per_window(
+            rules.BOTTLENECKS,
+            "Records (fc, stage, the backlogs that rose) are on cockpit.alerts.",
+            width=8,
+        ),
+    )
     flow = (
         quantile_by(rules.ORDER_CYCLE_P90, "Order cycle time", "orders shipped"),
+        counts_per_hour(
+            "Orders placed and units shipped per hour",
+            "Orders placed and line units of the orders first shipped, last hour, selected fcs.",
+            "fc",
+            (
+                ("cockpit_orders_placed_total", "orders placed"),
+                ("cockpit_units_shipped_total", "units shipped"),
+            ),
+        ),
         counts_per_hour(
             "Units ordered and picked per hour",
             "Units ordered and units picked, last hour, selected fcs.",
@@ -578,7 +626,12 @@ def fulfilment() -> Board:
         "Fulfilment and supply chain",
         "Orders from placement to shipment: ship SLA, orders past promise, stages, "
         "flow and shift throughput per fulfilment centre.",
-        (("Ship SLA", ship), ("Flow", flow), ("Shift throughput", shift_throughput())),
+        (
+            ("Ship SLA", ship),
+            ("Stages and bottlenecks", stages),
+            ("Flow", flow),
+            ("Shift throughput", shift_throughput()),
+        ),
         variables=(("fc", "cockpit_orders_awaiting_shipment"),),
     )
 

@@ -298,12 +298,18 @@ DEAD_LETTERS = Ratio(
 DOCK_TO_STOCK_P50 = Quantile("cockpit_dock_to_stock_seconds", 0.5, "fc", INBOUND_WINDOW)
 DOCK_TO_STOCK_P90 = Quantile("cockpit_dock_to_stock_seconds", 0.9, "fc", INBOUND_WINDOW)
 ORDER_CYCLE_P90 = Quantile("cockpit_order_cycle_seconds", 0.9, "fc")
+# The stage times of §3.3, each observed once its later time is known.
+STAGE_TIMES_P90 = tuple(
+    Quantile(f"cockpit_{stage}_seconds", 0.9, "fc")
+    for stage in ("pick_wait", "pick_to_pack", "pack_to_ship")
+)
 PAGE_LOAD_P90 = Quantile("cockpit_page_load_seconds", 0.9, "page", WEB_WINDOW)
 SEARCH_LATENCY_P90 = Quantile("cockpit_search_latency_seconds", 0.9, NETWORK, WEB_WINDOW)
 RECEIPTS_AWAITING = Total("cockpit_receipts_awaiting_stow", "fc")
 WATERMARK = Total("cockpit_watermark_timestamp_seconds", NETWORK)
 STOCKOUTS = Increase(Count("cockpit_stockouts_total"), "fc")
 DEMAND_SPIKES = Increase(Count("cockpit_demand_spikes_total"), "fc")
+BOTTLENECKS = Increase(Count("cockpit_bottlenecks_total"), "fc")
 # Items in each state of §3.2 as a share of the items tracked, per fc.
 SKU_STATES = {
     state: Share(f"cockpit_skus_{state.replace(' ', '_')}", "cockpit_skus_tracked", "fc")
@@ -321,12 +327,14 @@ RECORDED: tuple[Ratio | Quantile | Total | Increase | Share, ...] = (
     DOCK_TO_STOCK_P50,
     DOCK_TO_STOCK_P90,
     ORDER_CYCLE_P90,
+    *STAGE_TIMES_P90,
     PAGE_LOAD_P90,
     SEARCH_LATENCY_P90,
     RECEIPTS_AWAITING,
     WATERMARK,
     STOCKOUTS,
     DEMAND_SPIKES,
+    BOTTLENECKS,
     *SKU_STATES.values(),
 )
 
@@ -560,6 +568,22 @@ CANCELLATION_ALERT = Alert(
     f"{CANCELLATIONS.critical:.1%} (Amazon's): critical from there, a warning from "
     f"{CANCELLATIONS.warning:.0%}.",
 )
+BOTTLENECK_ALERT = Alert(
+    "StageBottleneck",
+    aggregate("cockpit_bottleneck", "cockpit_bottleneck", ("fc", "stage")) + " > 0",
+    summary="The {{ $labels.stage }} stage of {{ $labels.fc }} is a bottleneck",
+    description="The {{ $labels.stage }} backlog of {{ $labels.fc }} (orders awaiting pick, "
+    "pack or ship, or receipts awaiting stow) rose at each of the last bottleneck_windows "
+    "window closes and is at least bottleneck_min at the latest one.",
+    runbook="Open 'Fulfilment and supply chain' for this fc: compare the stage backlog and "
+    "stage times with the shift throughput, move labour to this stage, and re-promise "
+    "the orders that cannot leave in time. The bottleneck records on cockpit.alerts "
+    "carry the backlogs that rose.",
+    severity="warning",
+    for_="0m",
+    why="While the latest close finds a bottleneck: the rule itself (bottleneck_windows "
+    "strict rises, at least bottleneck_min) already asks for a sustained, sizeable rise.",
+)
 
 ALERTS: tuple[Alert, ...] = (
     SHIP_SLA_ALERT,
@@ -573,6 +597,7 @@ ALERTS: tuple[Alert, ...] = (
     OUT_OF_STOCK_ALERT,
     DEMAND_SPIKE_ALERT,
     CANCELLATION_ALERT,
+    BOTTLENECK_ALERT,
 )
 
 
