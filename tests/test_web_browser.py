@@ -180,7 +180,7 @@ def test_every_figure_on_the_page_is_the_api_s_and_the_metrics(kafka, browser, t
             assert differences(page, summary) == []
             samples = parse_exposition(fetch(base + "/metrics")[2].decode())
             assert figure_differences(summary, samples) == []
-            assert {v["figure"] for v in page} >= {"ship_sla_compliance", "orders_in_stage"}
+            assert {v["figure"] for v in page} >= {"ship_sla_compliance", "stage_backlog"}
             if round_ == 0:
                 events = summary_value(summary, "events")
                 produced += produce("2026-11-20T08:00:00Z", "1", "8")
