@@ -10,10 +10,12 @@ import orjson
 
 from flows.decode import decode
 from flows.kpis import COMBINERS, FAMILIES
+from flows.kpis.upgrade import upgrade
 from flows.labels import LabelCap
 from flows.runtime.combine import CombineStage
 from flows.runtime.core import Shard
 from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
+from flows.runtime.snapshot import dump_combine, dump_shard, load_combine, load_shard
 from flows.settings import EngineConfig
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -134,6 +136,16 @@ class Run:
             self.shards, self.config.window, COMBINERS, labels, self.config.kpi
         )
         self.outputs: list[tuple[str, str, Any]] = []
+
+    def restored(self) -> Run:
+        """This run from a snapshot of its first shard and its combine stage."""
+        again = Run(self.config)
+        again.shard = again.every[again.shards[0]] = load_shard(
+            dump_shard(self.shard), self.config, again.shard.labels, FAMILIES, upgrade
+        )
+        load_combine(dump_combine(self.combine), again.combine, upgrade)
+        again.outputs = list(self.outputs)
+        return again
 
     def feed(self, *lines: bytes, shard: str | None = None) -> Run:
         """A batch for one shard (the first unless named)."""

@@ -22,7 +22,7 @@ from flows.kpis.upgrade import upgrade
 from flows.kpisettings import KpiSettings
 from flows.labels import LabelCap
 from flows.runtime.core import Shard
-from flows.runtime.snapshot import dump_combine, dump_shard, load_combine, load_shard
+from flows.runtime.snapshot import dump_shard, load_shard
 from flows.settings import EngineConfig
 from tests.scenario import Events, Run
 
@@ -288,17 +288,6 @@ def test_fcs_folded_into_other_share_one_backlog() -> None:
     assert backlog(run) == {("FC1", "pick"): 1, ("other", "pick"): 2}
 
 
-def restored(run: Run) -> Run:
-    """The run from a snapshot of its shard and combine stage."""
-    again = Run(run.config)
-    again.shard = again.every["0"] = load_shard(
-        dump_shard(run.shard), run.config, again.shard.labels, FAMILIES, upgrade
-    )
-    load_combine(dump_combine(run.combine), again.combine, upgrade)
-    again.outputs = list(run.outputs)
-    return again
-
-
 def test_steps_runs_of_rises_and_stage_timers_survive_a_snapshot() -> None:
     e = Events()
     before = [
@@ -315,7 +304,7 @@ def test_steps_runs_of_rises_and_stage_timers_survive_a_snapshot() -> None:
         e.tick(on("13:01")),
     ]
     whole = Run().feed(*before).feed(*after)
-    resumed = restored(Run().feed(*before)).feed(*after)
+    resumed = Run().feed(*before).restored().feed(*after)
     assert bottlenecks(whole) == [("FC1", "pick", on("13:00"), 29, [10, 19, 29])]
     assert bottlenecks(resumed) == bottlenecks(whole)
     assert backlog(resumed) == backlog(whole)

@@ -16,10 +16,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from flows.kpis import FAMILIES
-from flows.kpis.upgrade import upgrade
 from flows.kpisettings import FcSettings, KpiSettings
-from flows.runtime.snapshot import dump_combine, dump_shard, load_combine, load_shard
 from flows.settings import EngineConfig
 from tests.scenario import Events, Run
 
@@ -292,17 +289,6 @@ def test_a_shard_without_shift_events_reports_at_every_instance_end() -> None:
     assert shifts(run) == [("K", "early", on(0, "00:30"), on(0, "08:30"), 8.0, 4, 0, 0.5)]
 
 
-def restored(run: Run) -> Run:
-    """The run from a snapshot of its shard and combine stage."""
-    again = Run(run.config)
-    again.shard = again.every["0"] = load_shard(
-        dump_shard(run.shard), run.config, again.shard.labels, FAMILIES, upgrade
-    )
-    load_combine(dump_combine(run.combine), again.combine, upgrade)
-    again.outputs = list(run.outputs)
-    return again
-
-
 def test_counts_and_where_each_shipment_counts_survive_a_snapshot() -> None:
     e = Events()
     before = [
@@ -313,7 +299,7 @@ def test_counts_and_where_each_shipment_counts_survive_a_snapshot() -> None:
     ]
     after = [e.shipped("o1", on(0, "13:59:50")), e.tick(on(0, "22:01"))]
     whole = Run().feed(*before).feed(*after)
-    resumed = restored(Run().feed(*before)).feed(*after)
+    resumed = Run().feed(*before).restored().feed(*after)
     assert shifts(whole) == [
         ("FC1", "early", on(0, "06:00"), on(0, "14:00"), 8.0, 3, 1, 0.375),
         ("FC1", "late", on(0, "14:00"), on(0, "22:00"), 8.0, 0, 0, 0.0),
