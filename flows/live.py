@@ -224,7 +224,7 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
     With an end, as fast as the broker takes them; without, released in wall-clock
     time from `start` on (a live feed for demos and load).
     """
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaError, Producer
 
     from flows.simulator import Profile, stream
 
@@ -233,7 +233,13 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
         partitions_of(kafka, [args.topic])
     except KafkaSetupError as exc:
         raise RunError(str(exc)) from None
-    producer = Producer(kafka.producer())
+    undelivered: list[str] = []
+
+    def delivered(error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            undelivered.append(error.str())
+
+    producer = Producer(kafka.producer(on_delivery=delivered))
     count = 0
     emissions = stream(args.seed, start, Profile().scaled(args.scale))
     try:
@@ -250,5 +256,11 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
     except KeyboardInterrupt:
         pass
     finally:
-        producer.flush(30)
+        while producer.flush(1.0):
+            producer.poll(0)
+    if undelivered:
+        raise RunError(
+            f"{len(undelivered)} of {count} events were not delivered to {args.topic}: "
+            f"{undelivered[0]}"
+        )
     return count
