@@ -33,7 +33,9 @@ cdef class ItemHealth:
     cdef public long long window
     cdef public dict items, pending
     cdef public list ordered, added
-    cdef public core.Timers timers
+    cdef public bint dropped
+    cdef public dict fc_labels
+    cdef public dict checks
     cdef public long long closed, demand_span, keep_windows
     cdef public double z
     cdef public dict leads
@@ -44,6 +46,7 @@ cdef class ItemHealth:
     cdef list in_order(self)
     cdef Item item(self, object key, long long start)
     cdef evaluate(self, object key, Item item, long long end, list out)
+    cdef resafe(self, Item item, long long end)
     cdef tuple lead(self, str fc)
     cdef spike(self, Item item, long long end, list out)
     cdef long long age_bands(self, Item item, long long end, list bands)

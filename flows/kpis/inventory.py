@@ -336,8 +336,10 @@ class ItemHealth:
     items: dict  # type: ignore[type-arg]
     ordered: list  # type: ignore[type-arg]
     added: list  # type: ignore[type-arg]
+    dropped: cython.bint  # an item left since `ordered` was made
+    fc_labels: dict  # type: ignore[type-arg]
     pending: dict  # type: ignore[type-arg]
-    timers: core.Timers
+    checks: dict  # type: ignore[type-arg]
     closed: cython.longlong  # every window ending at or before this is applied
     demand_span: cython.longlong  # demand_days, in µs
     keep_windows: cython.longlong  # how far back window demand is kept
@@ -358,8 +360,12 @@ class ItemHealth:
         self.window = context.window
         self.items = {}  # (fc, sku) -> Item
         self.ordered, self.added = [], []  # keys in order as of a day's close; made since
+        self.dropped = False
+        self.fc_labels = {}  # fc -> its label (an admitted value stays admitted)
         self.pending = {}  # window start -> [order lines, stock moves] of every shard
-        self.timers = core.Timers()
+        # close -> [(key, item)] to evaluate then: every time an item waits for is a
+        # window close, and closes come one by one, so no ordered timers are needed.
+        self.checks = {}
         self.closed = core.MIN_TS
         kpi = context.kpi
         self.demand_span = kpi.demand_days * DAY
@@ -415,31 +421,34 @@ class ItemHealth:
         start: cython.longlong = end - self.window
         changed: dict = {}  # type: ignore[type-arg]
         item: Item
-        timer: core.Timer | None
-        while True:
-            timer = self.timers.due(end)
-            if timer is None:
-                break
-            item = cython.cast(Item, timer.ref)
-            if item.check == timer.when and self.items.get(timer.key) is item:
+        for key, item in self.checks.pop(end, ()):
+            if item.check == end and self.items.get(key) is item:
                 item.check = 0
-                changed[timer.key] = item
+                changed[key] = item
         rows = self.pending.pop(start, None)
         if rows is not None:
             self.apply(start, rows[0], rows[1], changed)
         if end % DAY:
-            for key in sorted(changed):
-                self.evaluate(key, changed[key], end, out)
+            # Items in any order (their figures do not depend on it), their alerts
+            # in item order (stable: an item's stockout before its spike).
+            alerts: list = []  # type: ignore[type-arg]
+            for key, item in changed.items():
+                self.evaluate(key, item, end, alerts)
+            if len(alerts) > 1:
+                alerts.sort(key=item_order)
+            out += alerts
             return
         # A day's close: sigma moves on for items ordered in the last safety_days,
         # and every item with stock or demand gets its `sku_health` record.
         day = (format_time(end - DAY), format_time(end))
         for key in self.in_order():
             item = self.items[key]
-            if key in changed or len(item.days):
+            if key in changed:
                 self.evaluate(key, item, end, out)
                 if item.gone:
                     continue
+            elif len(item.days):
+                self.resafe(item, end)
             if item.on_hand != 0 or item.ordered > 0:
                 out.append(health(item, day, self.demand_days))
 
@@ -469,6 +478,9 @@ class ItemHealth:
         was batched): the order of the last day's close with the items made since
         merged in, which sorts a sorted run cheaply, and those gone dropped."""
         ordered: list = self.ordered  # type: ignore[type-arg]
+        if not self.added and not self.dropped:
+            return ordered
+        self.dropped = False
         if self.added:
             ordered += self.added
             self.added = []
@@ -487,7 +499,10 @@ class ItemHealth:
         item: Item | None = self.items.get(key)
         if item is None:
             fc, sku = key
-            item = self.items[key] = Item(fc, sku, self.context.label("fc", fc), start)
+            label: str | None = self.fc_labels.get(fc)
+            if label is None:
+                label = self.fc_labels[fc] = self.context.label("fc", fc)
+            item = self.items[key] = Item(fc, sku, label, start)
             self.added.append(key)
             self.count(TRACKED, item.label, 1)
         return item
@@ -533,6 +548,21 @@ class ItemHealth:
         self.schedule(key, item, end, aging)
 
     @cython.cfunc
+    def resafe(self, item: Item, end: cython.longlong) -> None:
+        """A day's close for an item nothing changed since its latest evaluation:
+        of its figures only the safety stock moves on with the day (a change in its
+        demand window, age bands, spike or quiet days comes with a timer)."""
+        day: cython.longlong = end - end % DAY
+        prune(item.days, day - self.safety_days * DAY)
+        item.safety = self.z * sigma(item.days, day, self.safety_days) * self.lead(item.fc)[2]
+        item.safety_day = day
+        states: cython.int = item.states & ~BELOW_BIT
+        if item.safety > 0 and item.on_hand < item.safety:
+            states |= BELOW_BIT
+        self.restate(item, states)
+        item.states = states
+
+    @cython.cfunc
     def lead(self, fc: str) -> tuple:  # type: ignore[type-arg]
         """The fc's lead time in days: numerator, denominator, square root."""
         known: tuple | None = self.leads.get(fc)  # type: ignore[type-arg]
@@ -576,6 +606,9 @@ class ItemHealth:
 
     @cython.cfunc
     def restate(self, item: Item, states: cython.int) -> None:
+        """The state gauges, from the item's states to `states`."""
+        if states == item.states:
+            return
         bit: cython.int
         for index, gauge in enumerate(STATE_BITS):
             bit = 1 << index
@@ -602,8 +635,11 @@ class ItemHealth:
         soonest = soonest + (-soonest) % window  # a close
         if item.check == 0 or soonest < item.check:
             item.check = soonest
-            timer = core.Timer(soonest, 0, key, item)
-            self.timers.push(timer)
+            waiting: list | None = self.checks.get(soonest)  # type: ignore[type-arg]
+            if waiting is None:
+                self.checks[soonest] = [(key, item)]
+            else:
+                waiting.append((key, item))
 
     @cython.cfunc
     def leave(self, key: Key, item: Item) -> None:
@@ -615,6 +651,7 @@ class ItemHealth:
                 self.count(BY_AGE, (item.label, BANDS[band]), -item.bands[band])
         item.gone = True
         del self.items[key]
+        self.dropped = True
 
     @cython.cfunc
     def count(self, metric: Metric, key: object, amount: cython.longlong) -> None:
@@ -626,17 +663,22 @@ class ItemHealth:
             "items": self.items,
             "pending": self.pending,
             "closed": self.closed,
-            "timers": [(t.when, t.key) for t in self.timers.export()],
+            "timers": sorted(
+                (when, key)
+                for when, waiting in self.checks.items()
+                for key, item in waiting
+                if item.check == when and self.items.get(key) is item
+            ),
         }
 
     def restore_state(self, state: Any) -> None:
         self.items, self.pending, self.closed = state["items"], state["pending"], state["closed"]
-        self.ordered, self.added = sorted(self.items), []
-        self.timers = core.Timers(
-            core.Timer(when, 0, key, self.items[key])
-            for when, key in state["timers"]
-            if key in self.items
-        )
+        self.ordered, self.added, self.dropped = sorted(self.items), [], False
+        self.checks = {}
+        for when, key in state["timers"]:
+            item = self.items.get(key)
+            if item is not None:
+                self.checks.setdefault(when, []).append((key, item))
 
 
 # --- an item's history and lots
@@ -736,6 +778,11 @@ def band_of(age: cython.longlong) -> cython.int:
 
 
 # --- records
+
+
+def item_order(alert: Alert) -> tuple[str, str]:
+    """An alert's item, (fc, sku): alerts of one close come in this order."""
+    return alert.record["fc"], alert.record["sku"]
 
 
 @cython.cfunc

@@ -1,40 +1,42 @@
 """What a shard and the combine stage emit, as types: the dataflow splits them
-with `branch` by type, and each sink takes `(message key, record)`."""
+with `branch` by type, and each sink takes `(message key, record)`.
+
+msgspec Structs, not dataclasses: they are built in C (a frozen dataclass runs
+Python code per instance, a twentieth of a replay's instructions when a day's
+close makes a `sku_health` record per item), and they hold no reference back,
+so the collector need not track them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 Record = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(msgspec.Struct, frozen=True, gc=False):
     """A rejected input (contract §2), keyed `topic|partition|offset` or `file|line`."""
 
     key: str
     record: Record
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(msgspec.Struct, frozen=True, gc=False):
     """A detection record for `cockpit.alerts` (contract §5)."""
 
     key: str
     record: Record
 
 
-@dataclass(frozen=True, slots=True)
-class KpiRecord:
+class KpiRecord(msgspec.Struct, frozen=True, gc=False):
     """A KPI record for `cockpit.kpis` (contract §5)."""
 
     key: str
     record: Record
 
 
-@dataclass(frozen=True, slots=True)
-class Partials:
+class Partials(msgspec.Struct, frozen=True, gc=False):
     """A shard's contribution to closed windows: the shard has closed every window
     ending at or before `closed_through`, and `rows` holds each family's partial
     rows for them (and what a family reports as of `watermark`), for the combine
