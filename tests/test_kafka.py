@@ -21,7 +21,7 @@ from flows.events import entity_key
 from flows.kafka import KafkaSettings, TpsKafkaSource, part_name
 from flows.metrics import BY_NAME
 from flows.settings import Runtime, Settings
-from tests.kafka_broker import consume_all, create_topic, keyed, produce, unique
+from tests.kafka_broker import consume_all, create_topic, produce, unique
 from tests.processes import Cockpit, cockpit, opscockpit, wait_for
 from tests.reference import (
     COMPUTED,
@@ -29,7 +29,6 @@ from tests.reference import (
     Samples,
     alert_key,
     compare,
-    parse_exposition,
 )
 from tests.reference_health import PRESENCE_MATTERS
 from tests.scenario import Events, at
@@ -47,31 +46,6 @@ LIVE_METRICS = [
 def validator(name: str) -> Draft202012Validator:
     schema = json.loads((SCHEMAS / f"{name}.json").read_text())
     return Draft202012Validator(schema, format_checker=FormatChecker())
-
-
-@pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A simulated day, its replay (metrics, dead letters, alerts, KPIs), as the oracle."""
-    root = tmp_path_factory.mktemp("day")
-    events = root / "day.jsonl"
-    opscockpit("simulate", "--out", str(events), "--hours", "24", "--seed", "7")
-    outputs = {name: root / f"{name}.jsonl" for name in ("dlq", "alerts", "kpis")}
-    opscockpit(
-        "replay",
-        str(events),
-        "--metrics-file",
-        str(root / "replay.prom"),
-        *(arg for name, path in outputs.items() for arg in (f"--{name}", str(path))),
-    )
-    lines = events.read_bytes().splitlines()
-    return {
-        "lines": lines,
-        "metrics": parse_exposition((root / "replay.prom").read_text()),
-        **{
-            name: [json.loads(x) for x in path.read_text().splitlines()]
-            for name, path in outputs.items()
-        },
-    }
 
 
 def topics() -> dict[str, str]:
@@ -128,7 +102,7 @@ def wait_equal(running: Any, expected: Samples, timeout: float) -> None:
 def test_a_simulated_day_gives_the_replay_numbers_and_valid_output_topics(kafka, day):
     names = topics()
     create_topic(kafka, names["input"], PARTITIONS)
-    produce(kafka, names["input"], [keyed(line) for line in day["lines"]])
+    produce(kafka, names["input"], day["messages"])
     with cockpit(*run_args(kafka, names, "--idle-timeout", "2s")) as running:
         wait_equal(running, day["metrics"], timeout=120)
         samples = running.samples()
@@ -167,7 +141,7 @@ def _sort_key(record: dict[str, Any]) -> bytes:
 def test_a_partition_read_far_ahead_makes_nothing_late(kafka, day):
     names = topics()
     create_topic(kafka, names["input"], PARTITIONS)
-    messages = [keyed(line) for line in day["lines"]]
+    messages = day["messages"]
     produce(kafka, names["input"], [m for m in messages if m[0] == 0])
     with cockpit(*run_args(kafka, names, "--idle-timeout", "15s")) as running:
         # Partition 0 is read to its end while 1 and 2 are still empty.

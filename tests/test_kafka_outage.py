@@ -25,10 +25,9 @@ from tests.kafka_broker import (
 from tests.processes import Cockpit, cockpit, wait_for
 from tests.reference import alert_key
 from tests.scenario import Events, at
-from tests.test_kafka import day, keyed, run_args, topics, wait_equal, wait_for_one_breach
+from tests.test_kafka import run_args, topics, wait_equal, wait_for_one_breach
 
 pytestmark = pytest.mark.kafka
-__all__ = ["day"]
 
 
 class Proxy:
@@ -116,7 +115,7 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
     """Cut off mid-backlog: the job waits, says so, then goes on; no event turns late
     (a partition with unread messages is not idle while the broker is away). A small
     fetch size keeps the backlog on the broker rather than in the client's queue."""
-    lines = [keyed(line) for line in day["lines"]]
+    lines = day["messages"]
     config = tmp_path / "small-fetches.properties"
     config.write_text(
         "fetch.max.bytes=1000000\nmessage.max.bytes=1000000\nqueued.max.messages.kbytes=64\n"

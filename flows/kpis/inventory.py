@@ -106,8 +106,8 @@ SPIKES = metric(
 )
 
 Key = tuple[str, str]  # an item: (fc, sku)
-DAY = 86400 * US_PER_SECOND
-QUIET = 90 * DAY  # an item at 0 on hand with no activity this long leaves
+DAY = cython.declare(cython.longlong, 86400 * US_PER_SECOND)
+QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this long: it leaves
 BANDS = ("0-90", "91-180", "181-270", "271-365", "365+")
 BAND_STARTS = (91, 181, 271, 366)  # the age in days at which a unit enters the next band
 # State bits, and their names in records, in sorted order.
