@@ -253,14 +253,16 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
             count += 1
             if count % 10000 == 0:
                 producer.poll(0)
+            if undelivered:
+                break  # say so now, rather than after producing the rest
     except KeyboardInterrupt:
         pass
     finally:
         while producer.flush(1.0):
-            producer.poll(0)
+            pass
     if undelivered:
         raise RunError(
-            f"{len(undelivered)} of {count} events were not delivered to {args.topic}: "
+            f"{len(undelivered):,} of {count:,} events were not delivered to {args.topic}: "
             f"{undelivered[0]}"
         )
     return count

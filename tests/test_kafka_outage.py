@@ -7,12 +7,16 @@ proxy's address), so the test can cut the network and restore it.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from tests.kafka_broker import (
     consume_all,
@@ -172,3 +176,43 @@ def test_no_deadline_passes_while_the_broker_is_away():
             wait_for_one_breach(
                 running, "the breach once the broker is back and the partition idles", 60
             )
+
+
+def test_simulate_stops_and_says_so_when_the_broker_loses_its_events(tmp_path):
+    """`simulate --kafka` counts what the broker acknowledged: cut off, its events
+    time out (2 s here), and it ends in one line naming how many were not delivered,
+    instead of reporting them produced."""
+    config = tmp_path / "short-timeout.properties"
+    config.write_text("message.timeout.ms=2000\n")
+    with broker_behind_proxy() as (bootstrap, proxy):
+        topic = topics()["input"]
+        create_topic(bootstrap, topic, 3)
+        command = ["simulate", "--kafka", bootstrap, "--topic", topic, "--hours", "2000"]
+        simulate = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *command, "--kafka-config", str(config)],
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(lambda: stored(bootstrap, topic) > 0, 60, "the first events")
+            proxy.cut()
+            _out, err = simulate.communicate(timeout=120)
+        finally:
+            simulate.kill()
+    lines = err.decode().splitlines()
+    assert simulate.returncode != 0
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        r"opscockpit: error: [\d,]+ of [\d,]+ events were not delivered to \S+: .+", lines[0]
+    )
+
+
+def stored(bootstrap: str, topic: str) -> int:
+    """How many messages the broker says it holds (about: Tansu's count trails)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    try:
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            for partition in range(3)
+        )
+    finally:
+        consumer.close()
