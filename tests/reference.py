@@ -329,6 +329,21 @@ def classify(obj: dict[str, Any] | None) -> str | None:
     return None if VALIDATORS[type_].is_valid(obj) else "invalid_event"
 
 
+REASONS: dict[bytes, str | None] = {}  # by line, see remembered_reason
+REASONS_KEPT = 1 << 18
+
+
+def remembered_reason(line: bytes, obj: dict[str, Any] | None) -> str | None:
+    """classify(obj) for obj = decode(line), remembered by line: schema validation is
+    most of the reference's time, and tests check one file under several settings
+    (each with `run` and `reference_health.compute`)."""
+    if line not in REASONS:
+        if len(REASONS) >= REASONS_KEPT:
+            REASONS.clear()
+        REASONS[line] = classify(obj)
+    return REASONS[line]
+
+
 def admit(
     lines: Iterable[bytes],
     *,
@@ -350,7 +365,7 @@ def admit(
     for number, raw in enumerate(lines, start=1):
         line = raw.removesuffix(b"\n")
         obj = None if len(line) > max_event_bytes else decode(line)
-        reason = "too_large" if len(line) > max_event_bytes else classify(obj)
+        reason = "too_large" if len(line) > max_event_bytes else remembered_reason(line, obj)
         if reason:
             dead.append((number, reason))
             c["cockpit_events_rejected_total"][(("reason", reason),)] += 1
