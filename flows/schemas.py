@@ -100,18 +100,28 @@ def _record(
     }
 
 
+def closed_record(
+    description: str, properties: dict[str, Any], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """An output record of exactly these properties, each required but the optional."""
+    return {
+        "description": description,
+        "type": "object",
+        "required": [name for name in properties if name not in optional],
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
 TEXT_TIME = {"type": "string", "pattern": RFC3339_PATTERN, "format": "date-time"}
 FC_RATIOS = ["sell_through", "days_of_cover", "cancellation_ratio", "return_ratio"]
 LABEL = {"type": "string"}
 
 
 def _ratio_record(kpis: list[str], owner: str) -> dict[str, Any]:
-    return {
-        "description": f"A ratio per {owner} and closed window, not set (no record) when "
-        "its divisor is 0.",
-        "type": "object",
-        "required": ["kpi", owner, "window_start", "window_end", "value", "numerator", "divisor"],
-        "properties": {
+    return closed_record(
+        f"A ratio per {owner} and closed window, not set (no record) when its divisor is 0.",
+        {
             "kpi": {"enum": kpis},
             owner: LABEL,
             "window_start": TEXT_TIME,
@@ -120,29 +130,16 @@ def _ratio_record(kpis: list[str], owner: str) -> dict[str, Any]:
             "numerator": {"type": "number"},
             "divisor": {"type": "number", "not": {"const": 0}},
         },
-        "additionalProperties": False,
-    }
+    )
 
 
 FC_RATIO_RECORD = _ratio_record(FC_RATIOS, "fc")
 WIDGET_RATIO_RECORD = _ratio_record(["click_through_ratio"], "widget")
-SHIFT_RECORD: dict[str, Any] = {
-    "description": "Throughput per fc and closed shift instance (contract §3.3): "
+SHIFT_RECORD = closed_record(
+    "Throughput per fc and closed shift instance (contract §3.3): "
     "[window_start, window_end) is the instance, `hours` its real length, `value` the "
     "units picked per hour of it.",
-    "type": "object",
-    "required": [
-        "kpi",
-        "fc",
-        "shift",
-        "window_start",
-        "window_end",
-        "hours",
-        "units_picked",
-        "orders_shipped",
-        "value",
-    ],
-    "properties": {
+    {
         "kpi": {"const": "shift"},
         "fc": LABEL,
         "shift": {"type": "string", "description": "The shift's name in the fc's calendar."},
@@ -153,28 +150,13 @@ SHIFT_RECORD: dict[str, Any] = {
         "orders_shipped": {"type": "integer", "minimum": 0},
         "value": {"type": "number", "minimum": 0},
     },
-    "additionalProperties": False,
-}
+)
 
 
-SKU_HEALTH_RECORD: dict[str, Any] = {
-    "description": "An item (fc, sku) at a day's close, for every item with on hand or "
+SKU_HEALTH_RECORD = closed_record(
+    "An item (fc, sku) at a day's close, for every item with on hand or "
     "demand (contract §3.2): `window_start` is the day, `window_end` its close.",
-    "type": "object",
-    "required": [
-        "kpi",
-        "fc",
-        "sku",
-        "window_start",
-        "window_end",
-        "on_hand",
-        "demand_per_day",
-        "cover_days",
-        "safety_stock",
-        "states",
-        "units_by_age",
-    ],
-    "properties": {
+    {
         "kpi": {"const": "sku_health"},
         "fc": LABEL,
         "sku": {"type": "string"},
@@ -197,14 +179,11 @@ SKU_HEALTH_RECORD: dict[str, Any] = {
             "additionalProperties": False,
         },
     },
-    "additionalProperties": False,
-}
+)
 DECIDED = {**TEXT_TIME, "description": "The watermark when it became known."}
-ORDER_ALERT: dict[str, Any] = {
-    "description": "A breached order as the breach becomes known. Key: `<alert>|<order_id>`.",
-    "type": "object",
-    "required": ["alert", "order_id", "fc", "region", "deadline", "decided_ts"],
-    "properties": {
+ORDER_ALERT = closed_record(
+    "A breached order as the breach becomes known. Key: `<alert>|<order_id>`.",
+    {
         "alert": {"enum": ["ship_sla_breach", "late_delivery"]},
         "order_id": {"type": "string"},
         "fc": LABEL,
@@ -214,14 +193,12 @@ ORDER_ALERT: dict[str, Any] = {
         "shipped_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
         "delivered_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
     },
-    "additionalProperties": False,
-}
-STOCKOUT_ALERT: dict[str, Any] = {
-    "description": "An item out of stock at a close where it was not at the one before "
+    optional=("shipped_ts", "delivered_ts"),
+)
+STOCKOUT_ALERT = closed_record(
+    "An item out of stock at a close where it was not at the one before "
     "(contract §3.5). Key: `stockout|<fc>|<sku>|<window_end>`.",
-    "type": "object",
-    "required": ["alert", "fc", "sku", "window_end", "on_hand", "demand_per_day", "decided_ts"],
-    "properties": {
+    {
         "alert": {"const": "stockout"},
         "fc": LABEL,
         "sku": {"type": "string"},
@@ -230,24 +207,12 @@ STOCKOUT_ALERT: dict[str, Any] = {
         "demand_per_day": {"type": "number", "exclusiveMinimum": 0},
         "decided_ts": DECIDED,
     },
-    "additionalProperties": False,
-}
-DEMAND_SPIKE_ALERT: dict[str, Any] = {
-    "description": "An item's units ordered in the window just closed against the mean of "
+)
+DEMAND_SPIKE_ALERT = closed_record(
+    "An item's units ordered in the window just closed against the mean of "
     "the same window on the days before (contract §3.5). Key: "
     "`demand_spike|<fc>|<sku>|<window_end>`.",
-    "type": "object",
-    "required": [
-        "alert",
-        "fc",
-        "sku",
-        "window_start",
-        "window_end",
-        "units",
-        "baseline",
-        "decided_ts",
-    ],
-    "properties": {
+    {
         "alert": {"const": "demand_spike"},
         "fc": LABEL,
         "sku": {"type": "string"},
@@ -257,15 +222,12 @@ DEMAND_SPIKE_ALERT: dict[str, Any] = {
         "baseline": {"type": "number", "minimum": 0},
         "decided_ts": DECIDED,
     },
-    "additionalProperties": False,
-}
-BOTTLENECK_ALERT: dict[str, Any] = {
-    "description": "A stage whose backlog rose strictly at each of the last "
+)
+BOTTLENECK_ALERT = closed_record(
+    "A stage whose backlog rose strictly at each of the last "
     "bottleneck_windows closes to at least bottleneck_min, at the first close where that "
     "holds after not holding (contract §3.5). Key: `bottleneck|<fc>|<stage>|<window_end>`.",
-    "type": "object",
-    "required": ["alert", "fc", "stage", "window_end", "backlog", "samples", "decided_ts"],
-    "properties": {
+    {
         "alert": {"const": "bottleneck"},
         "fc": LABEL,
         "stage": {"enum": ["pick", "pack", "ship", "stow"]},
@@ -279,8 +241,7 @@ BOTTLENECK_ALERT: dict[str, Any] = {
         },
         "decided_ts": DECIDED,
     },
-    "additionalProperties": False,
-}
+)
 
 
 def output_schemas() -> dict[str, dict[str, Any]]:
