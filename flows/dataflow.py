@@ -187,7 +187,7 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
         sink = getattr(sinks, name)
         if sink is not None:
             records = op.map(
-                f"{name}_records", stream, lambda output: (output.key, (output.key, output.record))
+                f"{name}_records", stream, lambda output: (output.key, (output.key, output))
             )
             op.output(f"{name}_out", records, sink)
     return flow

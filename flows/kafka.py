@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
+from flows.runtime.outputs import Written
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Runtime
 from flows.sources import Message, decode_batch, stop_if_asked
@@ -355,7 +356,7 @@ class TpsKafkaSource(FixedPartitionedSource[Message, int]):
         return _PartitionReader(self, topic, int(partition), offset)
 
 
-Record = tuple[str, dict[str, Any]]
+Record = tuple[str, Written]  # (message key, output): its record is made as it is written
 
 
 def produce(
@@ -388,7 +389,8 @@ class _TopicWriter(StatefulSinkPartition[Record, None]):
         )
 
     def write_batch(self, values: list[Record]) -> None:
-        for key, record in values:
+        for key, output in values:
+            record = output.record
             produce(self.producer, self.topic_for(record), orjson.dumps(record), key.encode())
         self.producer.poll(0)
 

@@ -26,8 +26,8 @@ from flows.events import (
     TIME,
     EventType,
 )
-from flows.kpis.inventory import BANDS as AGE_BANDS
 from flows.kpis.inventory import STATE_NAMES as ITEM_STATE_NAMES
+from flows.kpis.sku_health import BANDS as AGE_BANDS
 from flows.timeutil import MAX_EPOCH_MS, RFC3339_PATTERN
 from flows.web.schemas import api_schemas
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-Record = tuple[str, dict[str, Any]]  # (message key, record)
+from flows.runtime.outputs import Written
+
+Record = tuple[str, Written]  # (message key, output): its record is made here, one at a time
 
 
 class _JsonLinesPartition(StatefulSinkPartition[Record, int]):
@@ -20,7 +21,7 @@ class _JsonLinesPartition(StatefulSinkPartition[Record, int]):
         self.handle.truncate()
 
     def write_batch(self, values: list[Record]) -> None:
-        self.handle.write(b"".join(orjson.dumps(record) + b"\n" for _key, record in values))
+        self.handle.write(b"".join(orjson.dumps(out.record) + b"\n" for _key, out in values))
         self.handle.flush()
 
     def snapshot(self) -> int:

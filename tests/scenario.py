@@ -10,6 +10,7 @@ import orjson
 
 from flows.decode import decode
 from flows.kpis import COMBINERS, FAMILIES
+from flows.kpis.sku_health import SkuHealth
 from flows.kpis.upgrade import upgrade
 from flows.labels import LabelCap
 from flows.runtime.combine import CombineStage
@@ -115,7 +116,7 @@ class Events:
         return self("page.viewed", ts, session_id="s", page="home", load_ms=100)
 
 
-KIND_OF = {DeadLetter: "dlq", Alert: "alert", KpiRecord: "kpi"}
+KIND_OF = {DeadLetter: "dlq", Alert: "alert", KpiRecord: "kpi", SkuHealth: "kpi"}
 
 
 @dataclass

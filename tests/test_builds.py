@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from flows.build import compiled_modules, is_compiled
 from flows.decode import STRUCTS, Line, decode_all
+from flows.kpis.sku_health import SkuHealth
 from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
 from flows.settings import EngineConfig
 from flows.simulator import Profile, stream
@@ -238,11 +239,12 @@ def test_the_faulty_stream_exercises_what_it_should() -> None:
     steps = batches(payloads(1, 6000), [500], ["a", "b"])
     results = run_steps(steps, CONFIG, 4)
     outputs = [output for _state, drained in results for output in drained]
-    assert {type(output) for output in outputs} == {Alert, DeadLetter, KpiRecord, Partials}
+    records = (Alert, KpiRecord, SkuHealth)
+    assert {type(output) for output in outputs} == {DeadLetter, Partials, *records}
     kinds = {
         output.record.get("kpi") or output.record.get("alert")
         for output in outputs
-        if type(output) in (Alert, KpiRecord)
+        if type(output) in records
     }
     assert {"sku_health", "stockout", "sell_through", "shift", "ship_sla_breach"} <= kinds
     assert sum(type(output) is Partials for output in outputs) > 10

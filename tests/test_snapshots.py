@@ -31,6 +31,7 @@ from flows.kpis.inventory import Inventory
 from flows.kpis.orders import Orders
 from flows.kpis.receipts import Receipts
 from flows.kpis.shifts import Shifts
+from flows.kpis.sku_health import SkuHealth
 from flows.kpis.stock import Stock
 from flows.kpis.storefront import Storefront
 from flows.kpis.upgrade import REASON_ADDED, upgrade
@@ -47,7 +48,7 @@ from tests.reference import parse_exposition
 RELEASE = Path(__file__).parent / "fixtures" / "release-3862025"
 SPLIT, BATCH = 4000, 500  # as make_fixture.py fed that release
 SETTINGS = Settings(recovery=True, retention=48 * 3600 * 10**6)
-RECORD_KIND = {DeadLetter: "dlq", Alert: "alert", KpiRecord: "kpi"}
+RECORD_KIND = {DeadLetter: "dlq", Alert: "alert", KpiRecord: "kpi", SkuHealth: "kpi"}
 
 
 def feed(shard: ShardLogic, combine: CombineLogic, lines: list[bytes]) -> list[Any]:

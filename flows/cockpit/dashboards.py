@@ -26,7 +26,7 @@ from grafana_foundation_sdk.models import prometheus as prom_model
 
 from flows.cockpit import rules
 from flows.cockpit.rules import Limit, aggregate, grouping, metric, select
-from flows.kpis.inventory import BANDS
+from flows.kpis.sku_health import BANDS
 
 TAG = "opscockpit"
 DATASOURCE_UID = "opscockpit-prometheus"

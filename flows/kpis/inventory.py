@@ -29,8 +29,9 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
 
 from flows import published
 from flows.declare import COUNTER, GAUGE, Metric, metric
+from flows.kpis.sku_health import BANDS, SkuHealth
 from flows.runtime.combine import CombineContext
-from flows.runtime.outputs import Alert, KpiRecord
+from flows.runtime.outputs import Alert
 from flows.timeutil import US_PER_SECOND, format_time
 
 if cython.compiled:
@@ -108,7 +109,6 @@ SPIKES = metric(
 Key = tuple[str, str]  # an item: (fc, sku)
 DAY = cython.declare(cython.longlong, 86400 * US_PER_SECOND)
 QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this long: it leaves
-BANDS = ("0-90", "91-180", "181-270", "271-365", "365+")
 BAND_STARTS = (91, 181, 271, 366)  # the age in days at which a unit enters the next band
 # State bits, and their names in records, in sorted order.
 STATE_NAMES = ("at_risk", "below_safety_stock", "excess", "out_of_stock")
@@ -411,9 +411,20 @@ class ItemHealth:
         item: Item
         for item in list(self.items.values()):
             if not item.gone:
-                values = figures(item, self.demand_days, {})
-                values["states"] = STATE_SETS[item.states]
-                shown.append(published.Item(item.fc, item.sku, as_of=self.closed, **values))
+                now = health(item, "", "", self.demand_days)  # as of its latest close
+                shown.append(
+                    published.Item(
+                        now.fc,
+                        now.sku,
+                        now.on_hand,
+                        now.demand_per_day,
+                        now.cover_days,
+                        now.safety_stock,
+                        now.states,
+                        self.closed,
+                        now.units_by_age(),
+                    )
+                )
         return shown
 
     @cython.cfunc
@@ -440,7 +451,7 @@ class ItemHealth:
             return
         # A day's close: sigma moves on for items ordered in the last safety_days,
         # and every item with stock or demand gets its `sku_health` record.
-        day = (format_time(end - DAY), format_time(end))
+        day_start, day_end = format_time(end - DAY), format_time(end)
         for key in self.in_order():
             item = self.items[key]
             if key in changed:
@@ -450,7 +461,7 @@ class ItemHealth:
             elif len(item.days):
                 self.resafe(item, end)
             if item.on_hand != 0 or item.ordered > 0:
-                out.append(health(item, day, self.demand_days))
+                out.append(health(item, day_start, day_end, self.demand_days))
 
     @cython.cfunc
     def apply(self, start: cython.longlong, lines: dict, moves: dict, changed: dict) -> None:  # type: ignore[type-arg]
@@ -786,33 +797,20 @@ def item_order(alert: Alert) -> tuple[str, str]:
 
 
 @cython.cfunc
-def figures(item: Item, demand_days: cython.longlong, into: dict[str, Any]) -> dict[str, Any]:
-    """`into` with an item's figures at its latest evaluation, as `sku_health`
-    records and the web API show them (contract §5)."""
+def health(item: Item, window_start: str, window_end: str, demand_days: cython.longlong) -> Any:
+    """The item's `sku_health` figures at its latest evaluation (contract §5)."""
     per_day: cython.double = item.ordered / demand_days
-    into["on_hand"] = item.on_hand
-    into["demand_per_day"] = per_day
-    into["cover_days"] = item.on_hand / per_day if item.ordered else None
-    into["safety_stock"] = item.safety
-    into["states"] = list(STATE_SETS[item.states])
-    into["units_by_age"] = {BANDS[band]: item.bands[band] for band in range(len(BANDS))}
-    return into
-
-
-@cython.cfunc
-def health(item: Item, day: tuple, demand_days: cython.longlong) -> Any:  # type: ignore[type-arg]
-    """The `sku_health` record of an item at a day's close (contract §5), from its
-    evaluation at that close (or before, when nothing changed it since)."""
-    window_start, window_end = day
-    record = {
-        "kpi": "sku_health",
-        "fc": item.fc,
-        "sku": item.sku,
-        "window_start": window_start,
-        "window_end": window_end,
-    }
-    return KpiRecord(
-        f"sku_health|{item.fc}|{item.sku}|{window_end}", figures(item, demand_days, record)
+    return SkuHealth(
+        item.fc,
+        item.sku,
+        window_start,
+        window_end,
+        item.on_hand,
+        per_day,
+        item.on_hand / per_day if item.ordered else None,
+        item.safety,
+        STATE_SETS[item.states],
+        tuple(item.bands),
     )
 
 

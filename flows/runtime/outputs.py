@@ -8,7 +8,7 @@ so the collector need not track them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -49,3 +49,14 @@ class Partials(msgspec.Struct, frozen=True, gc=False):
 
 
 Output = DeadLetter | Alert | KpiRecord | Partials
+
+
+class Written(Protocol):
+    """What a sink writes: a message key and a record. The outputs above, and a
+    family's own record types (made into their record only where written)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def record(self) -> Record: ...

@@ -1,0 +1,52 @@
+"""The `sku_health` record (contract §5) as the inventory family emits it: an
+item's figures at a day's close, small, made into the record's JSON object only
+where it is written. A day's close makes one per item at once, so a record as a
+dict held every item's twice over (2.6 KB a record at the close's peak), and
+most replays write none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+BANDS = ("0-90", "91-180", "181-270", "271-365", "365+")  # FIFO age bands, in days
+
+
+class SkuHealth(msgspec.Struct, frozen=True, gc=False):
+    """An item (fc, sku) at a close: what its record and the web API show."""
+
+    fc: str
+    sku: str
+    window_start: str
+    window_end: str
+    on_hand: int
+    demand_per_day: float
+    cover_days: float | None  # None when demand_per_day is 0
+    safety_stock: float
+    states: tuple[str, ...]  # sorted
+    bands: tuple[int, ...]  # units per age band, in the order of BANDS
+
+    @property
+    def key(self) -> str:
+        """The record's message key (compaction keeps one per item and day)."""
+        return f"sku_health|{self.fc}|{self.sku}|{self.window_end}"
+
+    def units_by_age(self) -> dict[str, int]:
+        return dict(zip(BANDS, self.bands, strict=True))
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return {
+            "kpi": "sku_health",
+            "fc": self.fc,
+            "sku": self.sku,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "on_hand": self.on_hand,
+            "demand_per_day": self.demand_per_day,
+            "cover_days": self.cover_days,
+            "safety_stock": self.safety_stock,
+            "states": list(self.states),
+            "units_by_age": self.units_by_age(),
+        }
