@@ -48,6 +48,24 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FormatChecker())
 
 
+def validators_by_kind(name: str, field: str) -> dict[str, Draft202012Validator]:
+    """A `oneOf` schema as one check per kind (`field`'s value): the schema's top level
+    and the one branch that admits the kind. The same verdict as the whole schema,
+    since no two branches admit a kind (asserted), at a quarter of the cost: a
+    simulated day has 40k `sku_health` records."""
+    schema = json.loads((SCHEMAS / f"{name}.json").read_text())
+    top = {key: value for key, value in schema.items() if key != "oneOf"}
+    checks: dict[str, Draft202012Validator] = {}
+    for branch in schema["oneOf"]:
+        admitted = branch["properties"][field]
+        for kind in admitted.get("enum", [admitted.get("const")]):
+            assert kind not in checks, f"two branches of {name}.json admit {kind}"
+            checks[kind] = Draft202012Validator(
+                {**top, "allOf": [branch]}, format_checker=FormatChecker()
+            )
+    return checks
+
+
 def topics() -> dict[str, str]:
     return {"input": unique("tps"), "kpis": unique("kpis"), "alerts": unique("alerts")}
 
@@ -127,9 +145,9 @@ def test_a_simulated_day_gives_the_replay_numbers_and_valid_output_topics(kafka,
     assert sorted(k for k, _ in alerts) == sorted(alert_key(r).encode() for r in day["alerts"])
 
     kpis = [orjson.loads(value) for _key, value in consume_all(kafka, names["kpis"])]
-    check = validator("kpi")
+    checks = validators_by_kind("kpi", "kpi")
     for record in kpis:
-        check.validate(record)
+        checks[record["kpi"]].validate(record)
     assert sorted(kpis, key=_sort_key) == sorted(day["kpis"], key=_sort_key)
 
 
