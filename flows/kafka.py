@@ -34,7 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
-from flows.runtime.outputs import Written
+from flows.runtime.outputs import Keyed
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Runtime
 from flows.sources import Message, decode_batch, stop_if_asked
@@ -356,9 +356,6 @@ class TpsKafkaSource(FixedPartitionedSource[Message, int]):
         return _PartitionReader(self, topic, int(partition), offset)
 
 
-Record = tuple[str, Written]  # (message key, output): its record is made as it is written
-
-
 def produce(
     producer: Producer,
     topic: str,
@@ -376,7 +373,7 @@ def produce(
             producer.poll(wait_s)
 
 
-class _TopicWriter(StatefulSinkPartition[Record, None]):
+class _TopicWriter(StatefulSinkPartition[Keyed, None]):
     def __init__(self, kafka: KafkaSettings, topic_for: Callable[[dict[str, Any]], str]) -> None:
         self.topic_for = topic_for
         self.producer = Producer(
@@ -388,7 +385,7 @@ class _TopicWriter(StatefulSinkPartition[Record, None]):
             )
         )
 
-    def write_batch(self, values: list[Record]) -> None:
+    def write_batch(self, values: list[Keyed]) -> None:
         for key, output in values:
             record = output.record
             produce(self.producer, self.topic_for(record), orjson.dumps(record), key.encode())
@@ -403,7 +400,7 @@ class _TopicWriter(StatefulSinkPartition[Record, None]):
         self.snapshot()
 
 
-class TopicSink(FixedPartitionedSink[Record, None]):
+class TopicSink(FixedPartitionedSink[Keyed, None]):
     """Records to a Kafka topic, keyed for compaction; at-least-once with recovery."""
 
     def __init__(

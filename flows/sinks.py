@@ -8,19 +8,17 @@ from pathlib import Path
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows.runtime.outputs import Written
-
-Record = tuple[str, Written]  # (message key, output): its record is made here, one at a time
+from flows.runtime.outputs import Keyed
 
 
-class _JsonLinesPartition(StatefulSinkPartition[Record, int]):
+class _JsonLinesPartition(StatefulSinkPartition[Keyed, int]):
     def __init__(self, path: Path, resume_state: int | None) -> None:
         self.handle = path.open("ab")
         # On resume, drop what was written after the snapshot: it is written again.
         self.handle.seek(resume_state or 0)
         self.handle.truncate()
 
-    def write_batch(self, values: list[Record]) -> None:
+    def write_batch(self, values: list[Keyed]) -> None:
         self.handle.write(b"".join(orjson.dumps(out.record) + b"\n" for _key, out in values))
         self.handle.flush()
 
@@ -32,7 +30,7 @@ class _JsonLinesPartition(StatefulSinkPartition[Record, int]):
         self.handle.close()
 
 
-class JsonLinesSink(FixedPartitionedSink[Record, int]):
+class JsonLinesSink(FixedPartitionedSink[Keyed, int]):
     """Records as JSON Lines in one file, written by one worker."""
 
     def __init__(self, path: Path) -> None:

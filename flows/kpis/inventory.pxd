@@ -47,6 +47,7 @@ cdef class ItemHealth:
     cdef Item item(self, object key, long long start)
     cdef evaluate(self, object key, Item item, long long end, list out)
     cdef resafe(self, Item item, long long end)
+    cdef int safety_state(self, Item item, long long day)
     cdef tuple lead(self, str fc)
     cdef spike(self, Item item, long long end, list out)
     cdef long long age_bands(self, Item item, long long end, list bands)

@@ -526,10 +526,9 @@ class ItemHealth:
             return
         prune(item.demand, end - self.keep_windows)
         day: cython.longlong = end - end % DAY
-        prune(item.days, day - self.safety_days * DAY)
         ordered: cython.longlong = units_since(item.demand, end - self.demand_span)
         on_hand: cython.longlong = item.on_hand
-        lead_num, lead_den, lead_root = self.lead(item.fc)
+        lead_num, lead_den, _lead_root = self.lead(item.fc)
         states: cython.int = 0
         if ordered > 0 and on_hand <= 0:
             states |= OUT_BIT
@@ -539,11 +538,7 @@ class ItemHealth:
             states |= AT_RISK_BIT
         if on_hand > 0 and (ordered == 0 or cover * self.excess_den > self.excess_num * ordered):
             states |= EXCESS_BIT
-        if item.safety_day != day:  # the days before `day` no longer change
-            item.safety = self.z * sigma(item.days, day, self.safety_days) * lead_root
-            item.safety_day = day
-        if item.safety > 0 and on_hand < item.safety:
-            states |= BELOW_BIT
+        states |= self.safety_state(item, day)
         self.restate(item, states)
         if states & OUT_BIT and not item.states & OUT_BIT:
             self.count(STOCKOUTS, item.label, 1)
@@ -563,15 +558,19 @@ class ItemHealth:
         """A day's close for an item nothing changed since its latest evaluation:
         of its figures only the safety stock moves on with the day (a change in its
         demand window, age bands, spike or quiet days comes with a timer)."""
-        day: cython.longlong = end - end % DAY
-        prune(item.days, day - self.safety_days * DAY)
-        item.safety = self.z * sigma(item.days, day, self.safety_days) * self.lead(item.fc)[2]
-        item.safety_day = day
-        states: cython.int = item.states & ~BELOW_BIT
-        if item.safety > 0 and item.on_hand < item.safety:
-            states |= BELOW_BIT
+        states: cython.int = item.states & ~BELOW_BIT | self.safety_state(item, end - end % DAY)
         self.restate(item, states)
         item.states = states
+
+    @cython.cfunc
+    def safety_state(self, item: Item, day: cython.longlong) -> cython.int:
+        """The item's safety stock as of the day starting at `day` (the days before
+        it no longer change, so once a day), and BELOW_BIT if on hand is below it."""
+        prune(item.days, day - self.safety_days * DAY)
+        if item.safety_day != day:
+            item.safety = self.z * sigma(item.days, day, self.safety_days) * self.lead(item.fc)[2]
+            item.safety_day = day
+        return BELOW_BIT if item.safety > 0 and item.on_hand < item.safety else 0
 
     @cython.cfunc
     def lead(self, fc: str) -> tuple:  # type: ignore[type-arg]

@@ -60,3 +60,6 @@ class Written(Protocol):
 
     @property
     def record(self) -> Record: ...
+
+
+Keyed = tuple[str, Written]  # what a sink takes: (message key, output), its record made there
