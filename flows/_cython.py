@@ -11,7 +11,15 @@ _T = TypeVar("_T")
 
 compiled = False
 int = int  # noqa: PLW0127 (Cython's names)
-longlong = int
+
+
+class longlong(int):
+    """`cython.longlong`; `longlong[n]`, a C array in the compiled build, is a list."""
+
+    def __class_getitem__(cls, size: int) -> type[list[Any]]:
+        return list
+
+
 Py_ssize_t = int
 double = float
 bint = bool

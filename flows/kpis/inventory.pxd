@@ -19,14 +19,18 @@ cdef class Item:
     cdef public str fc, sku, label
     cdef public long long created, active, on_hand, shortfall
     cdef public list lots
-    cdef public object demand, days
+    cdef public object demand, daily
+    cdef public long long first_day
     cdef public int states
     cdef public bint spiking
-    cdef public list bands
+    cdef public tuple bands
     cdef public long long check, ordered
     cdef public double safety
     cdef public long long safety_day
     cdef public bint gone
+
+cdef class Demand:
+    cdef public long long ordered, oldest, units, before
 
 cdef class ItemHealth:
     cdef public object context
@@ -34,34 +38,36 @@ cdef class ItemHealth:
     cdef public dict items, pending
     cdef public list ordered, added
     cdef public bint dropped
-    cdef public dict fc_labels
+    cdef public dict fc_labels, age_keys
     cdef public dict checks
+    cdef public Demand demand
     cdef public long long closed, demand_span, keep_windows
     cdef public double z
     cdef public dict leads
+    cdef public dict tracked, by_age, stockouts, spikes
+    cdef public tuple state_series
     cdef public long long demand_days, safety_days, spike_days, spike_min_units
     cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
     cdef apply(self, long long start, dict lines, dict moves, dict changed)
     cdef list in_order(self)
     cdef Item item(self, object key, long long start)
-    cdef evaluate(self, object key, Item item, long long end, list out)
+    cdef evaluate(self, Item item, long long end, list out)
+    cdef scan(self, object entries, long long end)
     cdef resafe(self, Item item, long long end)
     cdef int safety_state(self, Item item, long long day)
     cdef tuple lead(self, str fc)
     cdef spike(self, Item item, long long end, list out)
-    cdef long long age_bands(self, Item item, long long end, list bands)
+    cdef long long rebands(self, Item item, long long end)
     cdef restate(self, Item item, int states)
-    cdef schedule(self, object key, Item item, long long end, long long aging)
-    cdef leave(self, object key, Item item)
-    cdef count(self, object metric, object key, long long amount)
+    cdef schedule(self, Item item, long long end, long long aging)
+    cdef leave(self, Item item)
 
+cdef count(dict series, object key, long long amount)
 cdef add_entry(object entries, long long start, long long units)
 cdef prune(object entries, long long since)
-cdef long long units_since(object entries, long long since)
-cdef long long units_at(object entries, long long start)
-cdef long long first_since(object entries, long long since)
-cdef double sigma(object days, long long day, long long count)
+cdef add_day(Item item, long long day, long long units)
+cdef prune_days(Item item, long long since)
+cdef double sigma(Item item, long long day, long long count)
 cdef take(Item item, long long ts, long long qty)
-cdef int band_of(long long age)
 cdef health(Item item, str window_start, str window_end, long long demand_days)

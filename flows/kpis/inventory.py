@@ -109,14 +109,17 @@ SPIKES = metric(
 Key = tuple[str, str]  # an item: (fc, sku)
 DAY = cython.declare(cython.longlong, 86400 * US_PER_SECOND)
 QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this long: it leaves
-BAND_STARTS = (91, 181, 271, 366)  # the age in days at which a unit enters the next band
+# The age in days at which a unit enters the next band: AGED bands have an end.
+BAND_STARTS = cython.declare(cython.longlong[4], [91, 181, 271, 366])  # type: ignore[misc, valid-type]
+AGED = cython.declare(cython.int, len(BANDS) - 1)
+NO_UNITS = (0,) * len(BANDS)
 # State bits, and their names in records, in sorted order.
 STATE_NAMES = ("at_risk", "below_safety_stock", "excess", "out_of_stock")
 AT_RISK_BIT = cython.declare(cython.int, 1)
 BELOW_BIT = cython.declare(cython.int, 2)
 EXCESS_BIT = cython.declare(cython.int, 4)
 OUT_BIT = cython.declare(cython.int, 8)
-STATE_BITS = (AT_RISK, BELOW_SAFETY, EXCESS, OUT_OF_STOCK)  # gauges, in bit order
+STATE_GAUGES = (AT_RISK, BELOW_SAFETY, EXCESS, OUT_OF_STOCK)  # in bit order
 # The state names of each combination of state bits, sorted (records and the web API).
 STATE_SETS = tuple(
     tuple(name for bit, name in enumerate(STATE_NAMES) if states & 1 << bit)
@@ -247,7 +250,8 @@ ITEM_FIELDS = (
     "shortfall",
     "lots",
     "demand",
-    "days",
+    "daily",
+    "first_day",
     "states",
     "spiking",
     "bands",
@@ -274,10 +278,11 @@ class Item:
     shortfall: cython.longlong  # what picks took beyond the lots, for later stows to fill
     lots: list  # type: ignore[type-arg]
     demand: Any  # array('q'): window start, units ordered, ... (oldest first)
-    days: Any  # array('q'): day start, units ordered, ...
+    daily: Any  # array('q'): units ordered on each day from first_day on
+    first_day: cython.longlong
     states: cython.int  # state bits at its latest evaluation
     spiking: cython.bint
-    bands: list  # type: ignore[type-arg]
+    bands: tuple  # type: ignore[type-arg]  # units per age band then (records share it)
     check: cython.longlong  # when its timer is set for (0: none)
     ordered: cython.longlong  # units ordered in [b - demand_days, b) at its latest evaluation
     safety: cython.double  # its safety stock then
@@ -289,9 +294,10 @@ class Item:
         self.created = self.active = created
         self.on_hand = self.shortfall = 0
         self.lots = []
-        self.demand, self.days = array("q"), array("q")
+        self.demand, self.daily = array("q"), array("q")
+        self.first_day = 0
         self.states, self.spiking = 0, False
-        self.bands = [0] * len(BANDS)
+        self.bands = NO_UNITS
         self.check = self.ordered = 0
         self.safety = 0.0
         self.safety_day = core.MIN_TS
@@ -313,13 +319,24 @@ def restore_item(*values: Any) -> Item:
     return item
 
 
+@cython.final
+@cython.cclass
+class Demand:
+    """An item's demand figures at a close, taken in one pass over its entries."""
+
+    ordered: cython.longlong  # units ordered in [b - demand_days, b)
+    oldest: cython.longlong  # the oldest window start in it (MAX_TS: none)
+    units: cython.longlong  # units ordered in the window just closed
+    before: cython.longlong  # in the same window on each of the spike_days days before
+
+
 @cython.cclass
 class ItemHealth:
     """The combine step: every item, its FIFO lots and demand history; gauges,
     records and alerts at each close."""
 
     NAME: ClassVar[str] = Inventory.NAME
-    VERSION: ClassVar[int] = 2  # 1: a window's moves pending in one list
+    VERSION: ClassVar[int] = 3  # 2: (key, item) checks, day entries, bands in a list
     METRICS: ClassVar[tuple[Metric, ...]] = (
         TRACKED,
         OUT_OF_STOCK,
@@ -338,13 +355,21 @@ class ItemHealth:
     added: list  # type: ignore[type-arg]
     dropped: cython.bint  # an item left since `ordered` was made
     fc_labels: dict  # type: ignore[type-arg]
+    age_keys: dict  # type: ignore[type-arg]
     pending: dict  # type: ignore[type-arg]
     checks: dict  # type: ignore[type-arg]
+    demand: Demand
     closed: cython.longlong  # every window ending at or before this is applied
     demand_span: cython.longlong  # demand_days, in µs
     keep_windows: cython.longlong  # how far back window demand is kept
     z: cython.double
     leads: dict  # type: ignore[type-arg]
+    # The metric series this step counts in (bound again when a snapshot restores them).
+    tracked: dict  # type: ignore[type-arg]
+    by_age: dict  # type: ignore[type-arg]
+    stockouts: dict  # type: ignore[type-arg]
+    spikes: dict  # type: ignore[type-arg]
+    state_series: tuple  # type: ignore[type-arg]
     # The KPI settings this step reads, as C values and exact integer fractions.
     demand_days: cython.longlong
     safety_days: cython.longlong
@@ -362,10 +387,12 @@ class ItemHealth:
         self.ordered, self.added = [], []  # keys in order as of a day's close; made since
         self.dropped = False
         self.fc_labels = {}  # fc -> its label (an admitted value stays admitted)
+        self.age_keys = {}  # fc label -> the BY_AGE series key of each band
         self.pending = {}  # window start -> [order lines, stock moves] of every shard
-        # close -> [(key, item)] to evaluate then: every time an item waits for is a
-        # window close, and closes come one by one, so no ordered timers are needed.
+        # close -> [item] to evaluate then: every time an item waits for is a window
+        # close, and closes come one by one, so no ordered timers are needed.
         self.checks = {}
+        self.demand = Demand()
         self.closed = core.MIN_TS
         kpi = context.kpi
         self.demand_span = kpi.demand_days * DAY
@@ -376,6 +403,14 @@ class ItemHealth:
         self.spike_days, self.spike_min_units = kpi.spike_days, kpi.spike_min_units
         self.excess_num, self.excess_den = kpi.excess_days.numerator, kpi.excess_days.denominator
         self.spike_num, self.spike_den = kpi.spike_factor.numerator, kpi.spike_factor.denominator
+        self.bind()
+
+    def bind(self) -> None:
+        """Take the metric series from the context (a restore replaces them)."""
+        series = self.context.series
+        self.tracked, self.by_age = series[TRACKED.name], series[BY_AGE.name]
+        self.stockouts, self.spikes = series[STOCKOUTS.name], series[SPIKES.name]
+        self.state_series = tuple(series[gauge.name] for gauge in STATE_GAUGES)
 
     def add(self, rows: list[Any]) -> None:
         """One shard's rows."""
@@ -430,12 +465,12 @@ class ItemHealth:
     @cython.cfunc
     def close_window(self, end: cython.longlong, out: list[Any]) -> None:
         start: cython.longlong = end - self.window
-        changed: dict = {}  # type: ignore[type-arg]
+        changed: dict = {}  # type: ignore[type-arg]  # item -> None, in the order found
         item: Item
-        for key, item in self.checks.pop(end, ()):
-            if item.check == end and self.items.get(key) is item:
+        for item in self.checks.pop(end, ()):
+            if item.check == end and not item.gone:
                 item.check = 0
-                changed[key] = item
+                changed[item] = None
         rows = self.pending.pop(start, None)
         if rows is not None:
             self.apply(start, rows[0], rows[1], changed)
@@ -443,8 +478,8 @@ class ItemHealth:
             # Items in any order (their figures do not depend on it), their alerts
             # in item order (stable: an item's stockout before its spike).
             alerts: list = []  # type: ignore[type-arg]
-            for key, item in changed.items():
-                self.evaluate(key, item, end, alerts)
+            for item in changed:
+                self.evaluate(item, end, alerts)
             if len(alerts) > 1:
                 alerts.sort(key=item_order)
             out += alerts
@@ -454,11 +489,11 @@ class ItemHealth:
         day_start, day_end = format_time(end - DAY), format_time(end)
         for key in self.in_order():
             item = self.items[key]
-            if key in changed:
-                self.evaluate(key, item, end, out)
+            if item in changed:
+                self.evaluate(item, end, out)
                 if item.gone:
                     continue
-            elif len(item.days):
+            elif len(item.daily):
                 self.resafe(item, end)
             if item.on_hand != 0 or item.ordered > 0:
                 out.append(health(item, day_start, day_end, self.demand_days))
@@ -467,12 +502,14 @@ class ItemHealth:
     def apply(self, start: cython.longlong, lines: dict, moves: dict, changed: dict) -> None:  # type: ignore[type-arg]
         """A closed window's order lines and moves, each item's in (ts, event_id) order."""
         item: Item
+        day: cython.longlong = start - start % DAY
         for key, units in lines.items():
             item = self.item(key, start)
             add_entry(item.demand, start, units)
-            add_entry(item.days, start - start % DAY, units)
+            prune_days(item, day - self.safety_days * DAY)
+            add_day(item, day, units)
             item.active = start
-            changed[key] = item
+            changed[item] = None
         item_moves: list  # type: ignore[type-arg]
         for key, item_moves in moves.items():
             item = self.item(key, start)
@@ -481,7 +518,7 @@ class ItemHealth:
             for ts, _event_id, qty in item_moves:
                 take(item, ts, qty)
             item.active = start
-            changed[key] = item
+            changed[item] = None
 
     @cython.cfunc
     def in_order(self) -> list:  # type: ignore[type-arg]
@@ -489,13 +526,13 @@ class ItemHealth:
         was batched): the order of the last day's close with the items made since
         merged in, which sorts a sorted run cheaply, and those gone dropped."""
         ordered: list = self.ordered  # type: ignore[type-arg]
-        if not self.added and not self.dropped:
-            return ordered
-        self.dropped = False
         if self.added:
             ordered += self.added
             self.added = []
             ordered.sort()
+        if not self.dropped:  # then every key is an item's, and once
+            return ordered
+        self.dropped = False
         kept = []
         last = None
         for key in ordered:
@@ -513,20 +550,23 @@ class ItemHealth:
             label: str | None = self.fc_labels.get(fc)
             if label is None:
                 label = self.fc_labels[fc] = self.context.label("fc", fc)
+                self.age_keys.setdefault(label, tuple((label, band) for band in BANDS))
             item = self.items[key] = Item(fc, sku, label, start)
             self.added.append(key)
-            self.count(TRACKED, item.label, 1)
+            count(self.tracked, item.label, 1)
         return item
 
     @cython.cfunc
-    def evaluate(self, key: Key, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
+    def evaluate(self, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
         """The item's states at the close `end`: gauges, alerts, next timer."""
         if item.on_hand == 0 and item.active + self.window + QUIET <= end:
-            self.leave(key, item)
+            self.leave(item)
             return
         prune(item.demand, end - self.keep_windows)
+        demand: Demand = self.demand
+        self.scan(item.demand, end)
         day: cython.longlong = end - end % DAY
-        ordered: cython.longlong = units_since(item.demand, end - self.demand_span)
+        ordered: cython.longlong = demand.ordered
         on_hand: cython.longlong = item.on_hand
         lead_num, lead_den, _lead_root = self.lead(item.fc)
         states: cython.int = 0
@@ -541,17 +581,34 @@ class ItemHealth:
         states |= self.safety_state(item, day)
         self.restate(item, states)
         if states & OUT_BIT and not item.states & OUT_BIT:
-            self.count(STOCKOUTS, item.label, 1)
+            count(self.stockouts, item.label, 1)
             out.append(stockout(item, end, ordered, self.demand_days, self.context.decided()))
         item.states, item.ordered = states, ordered
         self.spike(item, end, out)
-        bands = [0] * len(BANDS)
-        aging: cython.longlong = self.age_bands(item, end, bands)
-        for band in range(len(BANDS)):
-            if bands[band] != item.bands[band]:
-                self.count(BY_AGE, (item.label, BANDS[band]), bands[band] - item.bands[band])
-        item.bands = bands
-        self.schedule(key, item, end, aging)
+        aging: cython.longlong = self.rebands(item, end)
+        self.schedule(item, end, aging)
+
+    @cython.cfunc
+    def scan(self, entries: Any, end: cython.longlong) -> None:
+        """The item's Demand at the close `end`, from its window entries."""
+        demand: Demand = self.demand
+        since: cython.longlong = end - self.demand_span
+        start: cython.longlong = end - self.window
+        first_back: cython.longlong = start - self.spike_days * DAY
+        demand.ordered = demand.units = demand.before = 0
+        demand.oldest = core.MAX_TS
+        index: cython.Py_ssize_t
+        at: cython.longlong
+        units: cython.longlong
+        for index in range(0, len(entries), 2):
+            at, units = entries[index], entries[index + 1]
+            if at >= since:
+                demand.ordered += units
+                demand.oldest = min(demand.oldest, at)
+            if at == start:
+                demand.units = units
+            elif first_back <= at < start and (start - at) % DAY == 0:
+                demand.before += units
 
     @cython.cfunc
     def resafe(self, item: Item, end: cython.longlong) -> None:
@@ -566,9 +623,9 @@ class ItemHealth:
     def safety_state(self, item: Item, day: cython.longlong) -> cython.int:
         """The item's safety stock as of the day starting at `day` (the days before
         it no longer change, so once a day), and BELOW_BIT if on hand is below it."""
-        prune(item.days, day - self.safety_days * DAY)
         if item.safety_day != day:
-            item.safety = self.z * sigma(item.days, day, self.safety_days) * self.lead(item.fc)[2]
+            prune_days(item, day - self.safety_days * DAY)
+            item.safety = self.z * sigma(item, day, self.safety_days) * self.lead(item.fc)[2]
             item.safety_day = day
         return BELOW_BIT if item.safety > 0 and item.on_hand < item.safety else 0
 
@@ -586,32 +643,45 @@ class ItemHealth:
         """u, the window just closed, against the mean of the same window on each of
         the spike_days days before (exactly: u * days >= factor * their sum)."""
         start: cython.longlong = end - self.window
-        units: cython.longlong = units_at(item.demand, start)
+        units: cython.longlong = self.demand.units
+        before: cython.longlong = self.demand.before
         spiking = False
         if units >= self.spike_min_units and item.created < start - self.spike_days * DAY:
-            before: cython.longlong = 0
-            days_back: cython.longlong
-            for days_back in range(1, self.spike_days + 1):
-                before += units_at(item.demand, start - days_back * DAY)
             spiking = units * self.spike_days * self.spike_den >= self.spike_num * before
             if spiking and not item.spiking:
-                self.count(SPIKES, item.label, 1)
+                count(self.spikes, item.label, 1)
                 baseline = before / self.spike_days
                 out.append(spike(item, start, end, units, baseline, self.context.decided()))
         item.spiking = spiking
 
     @cython.cfunc
-    def age_bands(self, item: Item, end: cython.longlong, bands: list) -> cython.longlong:  # type: ignore[type-arg]
-        """Add the item's units at `end` to `bands`; return when a unit next enters a
-        new band (MAX_TS: never)."""
+    @cython.locals(units=cython.longlong[5])  # type: ignore[misc, valid-type]  # C array: per band
+    def rebands(self, item: Item, end: cython.longlong) -> cython.longlong:
+        """The item's units per age band at `end`, and their gauges; return when a
+        unit next enters a new band (MAX_TS: never)."""
+        units = [0, 0, 0, 0, 0]
         soonest: cython.longlong = core.MAX_TS
         band: cython.int
+        age: cython.longlong
         lot: Lot
         for lot in item.lots:
-            band = band_of((end - lot.ts) // DAY)
-            bands[band] += lot.qty
-            if band < len(BAND_STARTS):
+            age = (end - lot.ts) // DAY
+            band = 0
+            while band < AGED and age >= BAND_STARTS[band]:
+                band += 1
+            units[band] += lot.qty
+            if band < AGED:
                 soonest = min(soonest, lot.ts + BAND_STARTS[band] * DAY)
+        was: tuple = item.bands  # type: ignore[type-arg]
+        moved: cython.bint = False
+        before: cython.longlong
+        for band in range(AGED + 1):
+            before = was[band]
+            if units[band] != before:
+                count(self.by_age, self.age_keys[item.label][band], units[band] - before)
+                moved = True
+        if moved:
+            item.bands = tuple(units)
         return soonest
 
     @cython.cfunc
@@ -620,53 +690,49 @@ class ItemHealth:
         if states == item.states:
             return
         bit: cython.int
-        for index, gauge in enumerate(STATE_BITS):
+        index: cython.int
+        for index in range(len(STATE_GAUGES)):
             bit = 1 << index
             if states & bit and not item.states & bit:
-                self.count(gauge, item.label, 1)
+                count(self.state_series[index], item.label, 1)
             elif item.states & bit and not states & bit:
-                self.count(gauge, item.label, -1)
+                count(self.state_series[index], item.label, -1)
 
     @cython.cfunc
-    def schedule(self, key: Key, item: Item, end: cython.longlong, aging: cython.longlong) -> None:
+    def schedule(self, item: Item, end: cython.longlong, aging: cython.longlong) -> None:
         """The next close at which time alone changes the item (`aging`: a unit
         enters a new age band), as a timer."""
         window: cython.longlong = self.window
         soonest: cython.longlong = aging
         if item.spiking:
             soonest = end + window  # the next close resets it, unless it spikes again
-        oldest = first_since(item.demand, end - self.demand_span)
+        oldest: cython.longlong = self.demand.oldest
         if oldest != core.MAX_TS:  # then it leaves [b - D, b)
             soonest = min(soonest, oldest + self.demand_span + window)
         if item.on_hand == 0:
             soonest = min(soonest, item.active + window + QUIET)
         if soonest == core.MAX_TS:
             return
-        soonest = soonest + (-soonest) % window  # a close
+        soonest = soonest + (window - soonest % window) % window  # a close
         if item.check == 0 or soonest < item.check:
             item.check = soonest
             waiting: list | None = self.checks.get(soonest)  # type: ignore[type-arg]
             if waiting is None:
-                self.checks[soonest] = [(key, item)]
+                self.checks[soonest] = [item]
             else:
-                waiting.append((key, item))
+                waiting.append(item)
 
     @cython.cfunc
-    def leave(self, key: Key, item: Item) -> None:
+    def leave(self, item: Item) -> None:
         """On hand 0 and 90 quiet days: no longer tracked (a later event makes it anew)."""
         self.restate(item, 0)
-        self.count(TRACKED, item.label, -1)
-        for band in range(len(BANDS)):
+        count(self.tracked, item.label, -1)
+        for band in range(AGED + 1):
             if item.bands[band]:
-                self.count(BY_AGE, (item.label, BANDS[band]), -item.bands[band])
+                count(self.by_age, self.age_keys[item.label][band], -item.bands[band])
         item.gone = True
-        del self.items[key]
+        del self.items[item.fc, item.sku]
         self.dropped = True
-
-    @cython.cfunc
-    def count(self, metric: Metric, key: object, amount: cython.longlong) -> None:
-        series: dict = self.context.series[metric.name]  # type: ignore[type-arg]
-        series[key] = series.get(key, 0) + amount
 
     def export_state(self) -> Any:
         return {
@@ -674,24 +740,33 @@ class ItemHealth:
             "pending": self.pending,
             "closed": self.closed,
             "timers": sorted(
-                (when, key)
+                (when, (item.fc, item.sku))
                 for when, waiting in self.checks.items()
-                for key, item in waiting
-                if item.check == when and self.items.get(key) is item
+                for item in waiting
+                if item.check == when and not item.gone
             ),
         }
 
     def restore_state(self, state: Any) -> None:
+        self.bind()
         self.items, self.pending, self.closed = state["items"], state["pending"], state["closed"]
         self.ordered, self.added, self.dropped = sorted(self.items), [], False
         self.checks = {}
+        item: Item
+        for item in self.items.values():
+            self.age_keys.setdefault(item.label, tuple((item.label, band) for band in BANDS))
         for when, key in state["timers"]:
-            item = self.items.get(key)
-            if item is not None:
-                self.checks.setdefault(when, []).append((key, item))
+            found = self.items.get(key)
+            if found is not None:
+                self.checks.setdefault(when, []).append(found)
 
 
 # --- an item's history and lots
+
+
+@cython.cfunc
+def count(series: dict, key: object, amount: cython.longlong) -> None:  # type: ignore[type-arg]
+    series[key] = series.get(key, 0) + amount
 
 
 @cython.cfunc
@@ -714,44 +789,43 @@ def prune(entries: Any, since: cython.longlong) -> None:
 
 
 @cython.cfunc
-def units_since(entries: Any, since: cython.longlong) -> cython.longlong:
-    total: cython.longlong = 0
-    index: cython.Py_ssize_t
-    for index in range(0, len(entries), 2):
-        if entries[index] >= since:
-            total += entries[index + 1]
-    return total
+def add_day(item: Item, day: cython.longlong, units: cython.longlong) -> None:
+    """Add units to the item's day starting at `day` (days come in time order; the
+    days between count 0)."""
+    daily = item.daily
+    if not len(daily):
+        item.first_day = day
+    index: cython.Py_ssize_t = (day - item.first_day) // DAY
+    while len(daily) <= index:
+        daily.append(0)
+    daily[index] += units
 
 
 @cython.cfunc
-def units_at(entries: Any, start: cython.longlong) -> cython.longlong:
-    index: cython.Py_ssize_t
-    for index in range(0, len(entries), 2):
-        if entries[index] == start:
-            return entries[index + 1]  # type: ignore[no-any-return]
-    return 0
+def prune_days(item: Item, since: cython.longlong) -> None:
+    """Drop the item's days before `since`, and the days without orders that then
+    lead (no days left: nothing ordered since)."""
+    daily = item.daily
+    drop: cython.Py_ssize_t = 0
+    while drop < len(daily) and (item.first_day + drop * DAY < since or daily[drop] == 0):
+        drop += 1
+    if drop:
+        del daily[:drop]
+        item.first_day += drop * DAY
 
 
 @cython.cfunc
-def first_since(entries: Any, since: cython.longlong) -> cython.longlong:
-    index: cython.Py_ssize_t
-    for index in range(0, len(entries), 2):
-        if entries[index] >= since:
-            return entries[index]  # type: ignore[no-any-return]
-    return core.MAX_TS
-
-
-@cython.cfunc
-def sigma(days: Any, day: cython.longlong, count: cython.longlong) -> cython.double:
+def sigma(item: Item, day: cython.longlong, count: cython.longlong) -> cython.double:
     """Population standard deviation of units ordered per day over the `count`
     whole days before `day` (days without orders count as 0): the variance in
     exact integers, (n * sum(x^2) - sum(x)^2) / n^2, then one square root."""
     total = squares = 0  # Python ints: exact however large
+    daily = item.daily
     index: cython.Py_ssize_t
-    for index in range(0, len(days), 2):
-        if day - count * DAY <= days[index] < day:
-            total += days[index + 1]
-            squares += days[index + 1] * days[index + 1]
+    for index in range(len(daily)):
+        if day - count * DAY <= item.first_day + index * DAY < day:
+            total += daily[index]
+            squares += daily[index] * daily[index]
     return math.sqrt(count * squares - total * total) / count
 
 
@@ -779,14 +853,6 @@ def take(item: Item, ts: cython.longlong, qty: cython.longlong) -> None:
     item.shortfall += need
 
 
-@cython.cfunc
-def band_of(age: cython.longlong) -> cython.int:
-    band: cython.int = 0
-    while band < len(BAND_STARTS) and age >= BAND_STARTS[band]:
-        band += 1
-    return band
-
-
 # --- records
 
 
@@ -798,18 +864,17 @@ def item_order(alert: Alert) -> tuple[str, str]:
 @cython.cfunc
 def health(item: Item, window_start: str, window_end: str, demand_days: cython.longlong) -> Any:
     """The item's `sku_health` figures at its latest evaluation (contract §5)."""
-    per_day: cython.double = item.ordered / demand_days
     return SkuHealth(
         item.fc,
         item.sku,
         window_start,
         window_end,
         item.on_hand,
-        per_day,
-        item.on_hand / per_day if item.ordered else None,
+        item.ordered,
+        demand_days,
         item.safety,
         STATE_SETS[item.states],
-        tuple(item.bands),
+        item.bands,
     )
 
 

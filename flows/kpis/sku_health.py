@@ -2,7 +2,7 @@
 item's figures at a day's close, small, made into the record's JSON object only
 where it is written. A day's close makes one per item at once, so a record as a
 dict held every item's twice over (2.6 KB a record at the close's peak), and
-most replays write none."""
+most replays write none. Its floats are made only there too."""
 
 from __future__ import annotations
 
@@ -21,11 +21,20 @@ class SkuHealth(msgspec.Struct, frozen=True, gc=False):
     window_start: str
     window_end: str
     on_hand: int
-    demand_per_day: float
-    cover_days: float | None  # None when demand_per_day is 0
+    ordered: int  # units ordered in the demand_days before window_end
+    demand_days: int
     safety_stock: float
     states: tuple[str, ...]  # sorted
     bands: tuple[int, ...]  # units per age band, in the order of BANDS
+
+    @property
+    def demand_per_day(self) -> float:
+        return self.ordered / self.demand_days
+
+    @property
+    def cover_days(self) -> float | None:
+        """None when nothing was ordered."""
+        return self.on_hand / self.demand_per_day if self.ordered else None
 
     @property
     def key(self) -> str:

@@ -293,7 +293,8 @@ def record(
     label: str = "fc",
 ) -> KpiRecord:
     """A ratio KPI record (contract §5) of an fc (or of what `label` names, such
-    as a widget), keyed `kpi|owner|window_start`."""
+    as a widget), keyed `kpi|owner|window_start`. Its figures are floats in both
+    builds (the compiled one takes them as C doubles)."""
     window_start = format_time(start)
     return KpiRecord(
         f"{kpi}|{owner}|{window_start}",
@@ -303,7 +304,7 @@ def record(
             "window_start": window_start,
             "window_end": format_time(end),
             "value": value,
-            "numerator": numerator,
-            "divisor": divisor,
+            "numerator": float(numerator),
+            "divisor": float(divisor),
         },
     )
