@@ -9,6 +9,7 @@ from dataclasses import replace
 from itertools import islice
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -82,12 +83,18 @@ def assert_same_runs(
     ):
         where = f"after step {index} of {len(steps)}"
         assert outputs == other_outputs, where
+        assert written(outputs) == written(other_outputs), where
         assert state == other_state, where
     final = compiled[-1][0]
     series: dict[str, Any] = {}
     for family in final["families"].values():
         series.update(family["series"])
     return {**final, "series": series}
+
+
+def written(outputs: list[Any]) -> list[bytes]:
+    """The records as a sink writes them: JSON, where 0 and 0.0 differ."""
+    return [orjson.dumps(output.record) for output in outputs if hasattr(output, "record")]
 
 
 def batches(lines: list[bytes], sizes: list[int], sources: list[str]) -> list[Step]:
