@@ -30,7 +30,7 @@ from flows.kpis.upgrade import upgrade
 from flows.runtime import snapshot
 from flows.runtime.combine import CombineStage
 from flows.runtime.core import Shard
-from flows.runtime.outputs import Alert, DeadLetter, Keyed, Output, Partials, Written
+from flows.runtime.outputs import Alert, DeadLetter, Keyed, Output, Partials, records_of
 from flows.settings import Runtime, Settings
 from flows.sources import REPLAY_SHARD, LinesSource, file_lines
 
@@ -156,11 +156,15 @@ def _value(keyed: tuple[str, Output]) -> Output:
     return keyed[1]
 
 
-def _keyed(output: Written) -> tuple[str, Keyed]:
-    """Keyed for a sink, which makes the record as it writes it (a family's own
-    record type makes its key on each access, so it is taken once)."""
-    key = output.key
-    return key, (key, output)
+def _keyed(output: Any) -> list[tuple[str, Keyed]]:
+    """Each record of an output keyed for a sink, which makes the record as it
+    writes it (a family's own record type makes its key on each access, so it is
+    taken once)."""
+    keyed = []
+    for written in records_of(output):
+        key = written.key
+        keyed.append((key, (key, written)))
+    return keyed
 
 
 def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sinks) -> Dataflow:
@@ -193,7 +197,7 @@ def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sin
     for name, stream in streams.items():
         sink = getattr(sinks, name)
         if sink is not None:
-            records = op.map(f"{name}_records", stream, _keyed)
+            records = op.flat_map(f"{name}_records", stream, _keyed)
             op.output(f"{name}_out", records, sink)
     return flow
 

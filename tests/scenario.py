@@ -15,7 +15,7 @@ from flows.kpis.upgrade import upgrade
 from flows.labels import LabelCap
 from flows.runtime.combine import CombineStage
 from flows.runtime.core import Shard
-from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials, records_of
 from flows.runtime.snapshot import dump_combine, dump_shard, load_combine, load_shard
 from flows.settings import EngineConfig
 
@@ -168,7 +168,8 @@ class Run:
                 else:
                     self.outputs.append((KIND_OF[type(output)], output.key, output.record))
         for out in self.combine.drain():
-            self.outputs.append((KIND_OF[type(out)], out.key, out.record))
+            for written in records_of(out):
+                self.outputs.append((KIND_OF[type(written)], written.key, written.record))
 
     def value(self, metric: str, key: Any = ()) -> Any:
         """A series value from the shard or the combine stage (0 when absent)."""

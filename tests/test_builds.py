@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from flows.build import compiled_modules, is_compiled
 from flows.decode import STRUCTS, Line, decode_all
 from flows.kpis.sku_health import SkuHealth
-from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, KpiRecords, Partials, records_of
 from flows.settings import EngineConfig
 from flows.simulator import Profile, stream
 from flows.timeutil import US_PER_SECOND
@@ -94,7 +94,12 @@ def assert_same_runs(
 
 def written(outputs: list[Any]) -> list[bytes]:
     """The records as a sink writes them: JSON, where 0 and 0.0 differ."""
-    return [orjson.dumps(output.record) for output in outputs if hasattr(output, "record")]
+    return [
+        orjson.dumps(written.record)
+        for output in outputs
+        for written in records_of(output)
+        if hasattr(written, "record")
+    ]
 
 
 def batches(lines: list[bytes], sizes: list[int], sources: list[str]) -> list[Step]:
@@ -246,8 +251,15 @@ def test_the_faulty_stream_exercises_what_it_should() -> None:
     steps = batches(payloads(1, 6000), [500], ["a", "b"])
     results = run_steps(steps, CONFIG, 4)
     outputs = [output for _state, drained in results for output in drained]
+    assert {type(output) for output in outputs} == {
+        DeadLetter,
+        Partials,
+        Alert,
+        KpiRecord,
+        KpiRecords,
+    }
+    outputs = [written for output in outputs for written in records_of(output)]
     records = (Alert, KpiRecord, SkuHealth)
-    assert {type(output) for output in outputs} == {DeadLetter, Partials, *records}
     kinds = {
         output.record.get("kpi") or output.record.get("alert")
         for output in outputs

@@ -36,7 +36,7 @@ from flows.kpis.stock import Stock
 from flows.kpis.storefront import Storefront
 from flows.kpis.upgrade import REASON_ADDED, upgrade
 from flows.labels import LabelCap
-from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials, records_of
 from flows.runtime.snapshot import SnapshotError, dump_shard, load_shard
 from flows.settings import EngineConfig, Runtime, Settings
 from flows.simulator import Profile, stream
@@ -63,7 +63,8 @@ def feed(shard: ShardLogic, combine: CombineLogic, lines: list[bytes]) -> list[A
 def route(outputs: list[Any], combine: CombineLogic) -> list[Any]:
     partials = [output for output in outputs if type(output) is Partials]
     records = [output for output in outputs if type(output) is not Partials]
-    return records + (combine.on_batch(partials)[0] if partials else [])
+    combined = combine.on_batch(partials)[0] if partials else []
+    return records + [written for output in combined for written in records_of(output)]
 
 
 def as_lines(records: list[Any]) -> list[list[Any]]:

@@ -31,7 +31,7 @@ from flows import published
 from flows.declare import COUNTER, GAUGE, Metric, metric
 from flows.kpis.sku_health import BANDS, SkuHealth
 from flows.runtime.combine import CombineContext
-from flows.runtime.outputs import Alert
+from flows.runtime.outputs import Alert, KpiRecords
 from flows.timeutil import US_PER_SECOND, format_time
 
 if cython.compiled:
@@ -487,6 +487,7 @@ class ItemHealth:
         # A day's close: sigma moves on for items ordered in the last safety_days,
         # and every item with stock or demand gets its `sku_health` record.
         day_start, day_end = format_time(end - DAY), format_time(end)
+        records: list = []  # type: ignore[type-arg]
         for key in self.in_order():
             item = self.items[key]
             if item in changed:
@@ -496,7 +497,9 @@ class ItemHealth:
             elif len(item.daily):
                 self.resafe(item, end)
             if item.on_hand != 0 or item.ordered > 0:
-                out.append(health(item, day_start, day_end, self.demand_days))
+                records.append(health(item, day_start, day_end, self.demand_days))
+        if records:
+            out.append(KpiRecords(records))
 
     @cython.cfunc
     def apply(self, start: cython.longlong, lines: dict, moves: dict, changed: dict) -> None:  # type: ignore[type-arg]

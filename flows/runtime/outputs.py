@@ -36,6 +36,14 @@ class KpiRecord(msgspec.Struct, frozen=True, gc=False):
     record: Record
 
 
+class KpiRecords(msgspec.Struct, frozen=True, gc=False):
+    """KPI records made together (every item's `sku_health` at a day's close): one
+    output through the dataflow instead of one per record, taken apart only for a
+    sink (`records_of`)."""
+
+    records: list[Any]  # each a KPI record (Written), in order
+
+
 class Partials(msgspec.Struct, frozen=True, gc=False):
     """A shard's contribution to closed windows: the shard has closed every window
     ending at or before `closed_through`, and `rows` holds each family's partial
@@ -48,7 +56,7 @@ class Partials(msgspec.Struct, frozen=True, gc=False):
     rows: dict[str, list[Any]]
 
 
-Output = DeadLetter | Alert | KpiRecord | Partials
+Output = DeadLetter | Alert | KpiRecord | KpiRecords | Partials
 
 
 class Written(Protocol):
@@ -63,3 +71,8 @@ class Written(Protocol):
 
 
 Keyed = tuple[str, Written]  # what a sink takes: (message key, output), its record made there
+
+
+def records_of(output: Any) -> list[Any]:
+    """The records an output carries, in order: a KpiRecords' own, else itself."""
+    return output.records if type(output) is KpiRecords else [output]
