@@ -63,6 +63,7 @@ cdef class ItemHealth:
     cdef schedule(self, Item item, long long end, long long aging)
     cdef leave(self, Item item)
 
+cdef Item new_item(str fc, str sku, str label, long long created)
 cdef count(dict series, object key, long long amount)
 cdef add_entry(object entries, long long start, long long units)
 cdef prune(object entries, long long since)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left
 from statistics import NormalDist
 from typing import Any, ClassVar
 
@@ -289,20 +290,6 @@ class Item:
     safety_day: cython.longlong  # the day that safety stock is of
     gone: cython.bint  # left (a later event makes a new item)
 
-    def __init__(self, fc: str, sku: str, label: str, created: int) -> None:
-        self.fc, self.sku, self.label = fc, sku, label
-        self.created = self.active = created
-        self.on_hand = self.shortfall = 0
-        self.lots = []
-        self.demand, self.daily = array("q"), array("q")
-        self.first_day = 0
-        self.states, self.spiking = 0, False
-        self.bands = NO_UNITS
-        self.check = self.ordered = 0
-        self.safety = 0.0
-        self.safety_day = core.MIN_TS
-        self.gone = False
-
     def __reduce__(self) -> Any:
         lots = [(lot.ts, lot.qty) for lot in self.lots]
         values = [getattr(self, name) for name in ITEM_FIELDS]
@@ -310,10 +297,30 @@ class Item:
         return (restore_item, tuple(values))
 
 
+@cython.cfunc
+def new_item(fc: str, sku: str, label: str, created: cython.longlong) -> Item:
+    """An item with nothing yet (made without Python's call of __init__: the
+    combine step makes every item it sees, tens of thousands at a time)."""
+    item: Item = Item.__new__(Item)
+    item.fc, item.sku, item.label = fc, sku, label
+    item.created = item.active = created
+    item.on_hand = item.shortfall = 0
+    item.lots = []
+    item.demand, item.daily = array("q"), array("q")
+    item.first_day = 0
+    item.states, item.spiking = 0, False
+    item.bands = NO_UNITS
+    item.check = item.ordered = 0
+    item.safety = 0.0
+    item.safety_day = core.MIN_TS
+    item.gone = False
+    return item
+
+
 def restore_item(*values: Any) -> Item:
     """An item from its ITEM_FIELDS (snapshots; both builds read the same pickle)."""
     fields = dict(zip(ITEM_FIELDS, values, strict=True))
-    item = Item(fields["fc"], fields["sku"], fields["label"], fields["created"])
+    item = new_item(fields["fc"], fields["sku"], fields["label"], fields["created"])
     for name, value in fields.items():
         setattr(item, name, [Lot(*lot) for lot in value] if name == "lots" else value)
     return item
@@ -527,12 +534,21 @@ class ItemHealth:
     def in_order(self) -> list:  # type: ignore[type-arg]
         """Every item's key, sorted (records come in the same order however the input
         was batched): the order of the last day's close with the items made since
-        merged in, which sorts a sorted run cheaply, and those gone dropped."""
+        put in place by bisection (sorting it all again compares every key, each
+        day), and those gone dropped."""
         ordered: list = self.ordered  # type: ignore[type-arg]
         if self.added:
-            ordered += self.added
+            merged: list = []  # type: ignore[type-arg]
+            taken: cython.Py_ssize_t = 0
+            place: cython.Py_ssize_t
+            for key in sorted(self.added):
+                place = bisect_left(ordered, key, taken)
+                merged += ordered[taken:place]
+                merged.append(key)
+                taken = place
+            merged += ordered[taken:]
+            ordered = self.ordered = merged
             self.added = []
-            ordered.sort()
         if not self.dropped:  # then every key is an item's, and once
             return ordered
         self.dropped = False
@@ -554,7 +570,7 @@ class ItemHealth:
             if label is None:
                 label = self.fc_labels[fc] = self.context.label("fc", fc)
                 self.age_keys.setdefault(label, tuple((label, band) for band in BANDS))
-            item = self.items[key] = Item(fc, sku, label, start)
+            item = self.items[key] = new_item(fc, sku, label, start)
             self.added.append(key)
             count(self.tracked, item.label, 1)
         return item
