@@ -36,7 +36,8 @@ cdef class ItemHealth:
     cdef public object context
     cdef public long long window
     cdef public dict items, pending
-    cdef public list ordered, added
+    cdef public dict by_fc
+    cdef public list added
     cdef public bint dropped
     cdef public dict fc_labels, age_keys
     cdef public dict checks

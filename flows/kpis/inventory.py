@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
+from operator import attrgetter
 from statistics import NormalDist
 from typing import Any, ClassVar
 
@@ -114,6 +115,7 @@ QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this lo
 BAND_STARTS = cython.declare(cython.longlong[4], [91, 181, 271, 366])  # type: ignore[misc, valid-type]
 AGED = cython.declare(cython.int, len(BANDS) - 1)
 NO_UNITS = (0,) * len(BANDS)
+NO_ENTRIES = array("q")
 # State bits, and their names in records, in sorted order.
 STATE_NAMES = ("at_risk", "below_safety_stock", "excess", "out_of_stock")
 AT_RISK_BIT = cython.declare(cython.int, 1)
@@ -306,7 +308,7 @@ def new_item(fc: str, sku: str, label: str, created: cython.longlong) -> Item:
     item.created = item.active = created
     item.on_hand = item.shortfall = 0
     item.lots = []
-    item.demand, item.daily = array("q"), array("q")
+    item.demand, item.daily = NO_ENTRIES[:], NO_ENTRIES[:]  # a copy: half the cost of array()
     item.first_day = 0
     item.states, item.spiking = 0, False
     item.bands = NO_UNITS
@@ -358,7 +360,7 @@ class ItemHealth:
     context: CombineContext
     window: cython.longlong
     items: dict  # type: ignore[type-arg]
-    ordered: list  # type: ignore[type-arg]
+    by_fc: dict  # type: ignore[type-arg]
     added: list  # type: ignore[type-arg]
     dropped: cython.bint  # an item left since `ordered` was made
     fc_labels: dict  # type: ignore[type-arg]
@@ -391,7 +393,8 @@ class ItemHealth:
         self.context = context
         self.window = context.window
         self.items = {}  # (fc, sku) -> Item
-        self.ordered, self.added = [], []  # keys in order as of a day's close; made since
+        self.by_fc = {}  # fc -> its items by sku, as of the latest day's close
+        self.added = []  # items made since
         self.dropped = False
         self.fc_labels = {}  # fc -> its label (an admitted value stays admitted)
         self.age_keys = {}  # fc label -> the BY_AGE series key of each band
@@ -495,16 +498,17 @@ class ItemHealth:
         # and every item with stock or demand gets its `sku_health` record.
         day_start, day_end = format_time(end - DAY), format_time(end)
         records: list = []  # type: ignore[type-arg]
-        for key in self.in_order():
-            item = self.items[key]
-            if item in changed:
-                self.evaluate(item, end, out)
-                if item.gone:
-                    continue
-            elif len(item.daily):
-                self.resafe(item, end)
-            if item.on_hand != 0 or item.ordered > 0:
-                records.append(health(item, day_start, day_end, self.demand_days))
+        fc_items: list  # type: ignore[type-arg]
+        for fc_items in self.in_order():
+            for item in fc_items:
+                if item in changed:
+                    self.evaluate(item, end, out)
+                    if item.gone:
+                        continue
+                elif len(item.daily):
+                    self.resafe(item, end)
+                if item.on_hand != 0 or item.ordered > 0:
+                    records.append(health(item, day_start, day_end, self.demand_days))
         if records:
             out.append(KpiRecords(records))
 
@@ -532,34 +536,25 @@ class ItemHealth:
 
     @cython.cfunc
     def in_order(self) -> list:  # type: ignore[type-arg]
-        """Every item's key, sorted (records come in the same order however the input
-        was batched): the order of the last day's close with the items made since
-        put in place by bisection (sorting it all again compares every key, each
-        day), and those gone dropped."""
-        ordered: list = self.ordered  # type: ignore[type-arg]
+        """Every item in (fc, sku) order (records come in the same order however the
+        input was batched), as each fc's items by sku: those of the latest day's
+        close with the items made since put in place by bisection, and those gone
+        dropped. Skus are compared as strings: (fc, sku) tuples cost several times
+        more to compare, and most items are made at once."""
+        item: Item
         if self.added:
-            merged: list = []  # type: ignore[type-arg]
-            taken: cython.Py_ssize_t = 0
-            place: cython.Py_ssize_t
-            for key in sorted(self.added):
-                place = bisect_left(ordered, key, taken)
-                merged += ordered[taken:place]
-                merged.append(key)
-                taken = place
-            merged += ordered[taken:]
-            ordered = self.ordered = merged
+            made: dict = {}  # type: ignore[type-arg]  # fc -> its new items
+            for item in self.added:
+                made.setdefault(item.fc, []).append(item)
             self.added = []
-        if not self.dropped:  # then every key is an item's, and once
-            return ordered
-        self.dropped = False
-        kept = []
-        last = None
-        for key in ordered:
-            if key != last and key in self.items:
-                kept.append(key)
-                last = key
-        self.ordered = kept
-        return kept
+            for fc, new in made.items():
+                new.sort(key=SKU_OF)
+                self.by_fc[fc] = merged(self.by_fc.get(fc, []), new)
+        if self.dropped:
+            self.dropped = False
+            for fc, fc_items in self.by_fc.items():
+                self.by_fc[fc] = [item for item in fc_items if not item.gone]
+        return [self.by_fc[fc] for fc in sorted(self.by_fc)]
 
     @cython.cfunc
     def item(self, key: Key, start: cython.longlong) -> Item:
@@ -571,7 +566,7 @@ class ItemHealth:
                 label = self.fc_labels[fc] = self.context.label("fc", fc)
                 self.age_keys.setdefault(label, tuple((label, band) for band in BANDS))
             item = self.items[key] = new_item(fc, sku, label, start)
-            self.added.append(key)
+            self.added.append(item)
             count(self.tracked, item.label, 1)
         return item
 
@@ -769,7 +764,7 @@ class ItemHealth:
     def restore_state(self, state: Any) -> None:
         self.bind()
         self.items, self.pending, self.closed = state["items"], state["pending"], state["closed"]
-        self.ordered, self.added, self.dropped = sorted(self.items), [], False
+        self.by_fc, self.added, self.dropped = {}, list(self.items.values()), False
         self.checks = {}
         item: Item
         for item in self.items.values():
@@ -781,6 +776,25 @@ class ItemHealth:
 
 
 # --- an item's history and lots
+
+
+SKU_OF = attrgetter("sku")
+
+
+def merged(items: list[Item], new: list[Item]) -> list[Item]:
+    """Items sorted by sku, with `new` (sorted too) put in their places."""
+    if not items:
+        return new
+    result: list[Item] = []
+    taken: cython.Py_ssize_t = 0
+    place: cython.Py_ssize_t
+    for item in new:
+        place = bisect_left(items, item.sku, taken, key=SKU_OF)
+        result += items[taken:place]
+        result.append(item)
+        taken = place
+    result += items[taken:]
+    return result
 
 
 @cython.cfunc
