@@ -80,11 +80,7 @@ def observe(series: dict, buckets: tuple, key: object, value: cython.double) -> 
         series[key] = counts
     index: cython.Py_ssize_t = 0
     size: cython.Py_ssize_t = len(buckets)
-    bound: cython.double
-    while index < size:
-        bound = buckets[index]  # compared as C doubles (not value made a float each time)
-        if not bound < value:
-            break
+    while index < size and buckets[index] < value:
         index += 1
     counts[index] += 1
     counts[size + 1] += value
