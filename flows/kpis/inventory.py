@@ -22,6 +22,7 @@ from array import array
 from bisect import bisect_left
 from operator import attrgetter
 from statistics import NormalDist
+from sys import intern
 from typing import Any, ClassVar
 
 try:
@@ -392,7 +393,7 @@ class ItemHealth:
     def __init__(self, context: CombineContext) -> None:
         self.context = context
         self.window = context.window
-        self.items = {}  # (fc, sku) -> Item
+        self.items = {}  # fc -> sku -> Item (no (fc, sku) key held per item)
         self.by_fc = {}  # fc -> its items by sku, as of the latest day's close
         self.added = []  # items made since
         self.dropped = False
@@ -454,8 +455,10 @@ class ItemHealth:
         the HTTP server's threads: it copies the items first."""
         shown = []
         item: Item
-        for item in list(self.items.values()):
-            if not item.gone:
+        for skus in list(self.items.values()):
+            for item in list(skus.values()):
+                if item.gone:
+                    continue
                 now = health(item, "", "", self.demand_days)  # as of its latest close
                 shown.append(
                     published.Item(
@@ -558,14 +561,18 @@ class ItemHealth:
 
     @cython.cfunc
     def item(self, key: Key, start: cython.longlong) -> Item:
-        item: Item | None = self.items.get(key)
+        fc, sku = key
+        skus: dict | None = self.items.get(fc)  # type: ignore[type-arg]
+        if skus is None:
+            skus = self.items[fc] = {}
+        item: Item | None = skus.get(sku)
         if item is None:
-            fc, sku = key
             label: str | None = self.fc_labels.get(fc)
             if label is None:
                 label = self.fc_labels[fc] = self.context.label("fc", fc)
                 self.age_keys.setdefault(label, tuple((label, band) for band in BANDS))
-            item = self.items[key] = new_item(fc, sku, label, start)
+            # One fc string for all the fc's items (each event brings its own copy).
+            item = skus[sku] = new_item(intern(fc), sku, label, start)
             self.added.append(item)
             count(self.tracked, item.label, 1)
         return item
@@ -745,12 +752,14 @@ class ItemHealth:
             if item.bands[band]:
                 count(self.by_age, self.age_keys[item.label][band], -item.bands[band])
         item.gone = True
-        del self.items[item.fc, item.sku]
+        del self.items[item.fc][item.sku]
         self.dropped = True
 
     def export_state(self) -> Any:
         return {
-            "items": self.items,
+            "items": {
+                (item.fc, item.sku): item for skus in self.items.values() for item in skus.values()
+            },
             "pending": self.pending,
             "closed": self.closed,
             "timers": sorted(
@@ -763,14 +772,15 @@ class ItemHealth:
 
     def restore_state(self, state: Any) -> None:
         self.bind()
-        self.items, self.pending, self.closed = state["items"], state["pending"], state["closed"]
-        self.by_fc, self.added, self.dropped = {}, list(self.items.values()), False
-        self.checks = {}
+        self.pending, self.closed = state["pending"], state["closed"]
+        self.items, self.checks = {}, {}
         item: Item
-        for item in self.items.values():
+        for item in state["items"].values():
+            self.items.setdefault(item.fc, {})[item.sku] = item
             self.age_keys.setdefault(item.label, tuple((item.label, band) for band in BANDS))
-        for when, key in state["timers"]:
-            found = self.items.get(key)
+        self.by_fc, self.added, self.dropped = {}, list(state["items"].values()), False
+        for when, (fc, sku) in state["timers"]:
+            found = self.items.get(fc, {}).get(sku)
             if found is not None:
                 self.checks.setdefault(when, []).append(found)
 
