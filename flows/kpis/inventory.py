@@ -32,9 +32,9 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
 
 from flows import published
 from flows.declare import COUNTER, GAUGE, Metric, metric
-from flows.kpis.sku_health import BANDS, SkuHealth
+from flows.kpis.sku_health import BANDS, SkuHealth, SkuHealthDay
 from flows.runtime.combine import CombineContext
-from flows.runtime.outputs import Alert, KpiRecords
+from flows.runtime.outputs import Alert
 from flows.timeutil import US_PER_SECOND, format_time
 
 if cython.compiled:
@@ -499,8 +499,11 @@ class ItemHealth:
             return
         # A day's close: sigma moves on for items ordered in the last safety_days,
         # and every item with stock or demand gets its `sku_health` record.
-        day_start, day_end = format_time(end - DAY), format_time(end)
-        records: list = []  # type: ignore[type-arg]
+        day = SkuHealthDay(format_time(end - DAY), format_time(end), self.demand_days)
+        fcs: list = day.fcs  # type: ignore[type-arg]
+        skus: list = day.skus  # type: ignore[type-arg]
+        states: list = day.states  # type: ignore[type-arg]
+        bands: list = day.bands  # type: ignore[type-arg]
         fc_items: list  # type: ignore[type-arg]
         for fc_items in self.in_order():
             for item in fc_items:
@@ -511,9 +514,15 @@ class ItemHealth:
                 elif len(item.daily):
                     self.resafe(item, end)
                 if item.on_hand != 0 or item.ordered > 0:
-                    records.append(health(item, day_start, day_end, self.demand_days))
-        if records:
-            out.append(KpiRecords(records))
+                    fcs.append(item.fc)
+                    skus.append(item.sku)
+                    day.units.append(item.on_hand)
+                    day.units.append(item.ordered)
+                    day.safety.append(item.safety)
+                    states.append(STATE_SETS[item.states])
+                    bands.append(item.bands)
+        if fcs:
+            out.append(day)
 
     @cython.cfunc
     def apply(self, start: cython.longlong, lines: dict, moves: dict, changed: dict) -> None:  # type: ignore[type-arg]

@@ -6,6 +6,7 @@ most replays write none. Its floats are made only there too."""
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import msgspec
@@ -59,3 +60,39 @@ class SkuHealth(msgspec.Struct, frozen=True, gc=False):
             "states": list(self.states),
             "units_by_age": self.units_by_age(),
         }
+
+
+class SkuHealthDay(msgspec.Struct, frozen=True, gc=False):
+    """Every item's `sku_health` figures at one day's close, in columns (~56 B an
+    item, where a SkuHealth is ~120 B): the records of the two or three day closes
+    an input batch can span are alive at once. A Batch: made into SkuHealth
+    records only for a sink."""
+
+    window_start: str
+    window_end: str
+    demand_days: int
+    fcs: list[str] = msgspec.field(default_factory=list)
+    skus: list[str] = msgspec.field(default_factory=list)
+    units: Any = msgspec.field(default_factory=lambda: array("q"))  # on hand, ordered, ...
+    safety: Any = msgspec.field(default_factory=lambda: array("d"))
+    states: list[tuple[str, ...]] = msgspec.field(default_factory=list)
+    bands: list[tuple[int, ...]] = msgspec.field(default_factory=list)
+
+    @property
+    def records(self) -> list[SkuHealth]:
+        units = self.units
+        return [
+            SkuHealth(
+                fc,
+                sku,
+                self.window_start,
+                self.window_end,
+                units[2 * index],
+                units[2 * index + 1],
+                self.demand_days,
+                self.safety[index],
+                self.states[index],
+                self.bands[index],
+            )
+            for index, (fc, sku) in enumerate(zip(self.fcs, self.skus, strict=True))
+        ]

@@ -8,7 +8,7 @@ so the collector need not track them."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -36,14 +36,6 @@ class KpiRecord(msgspec.Struct, frozen=True, gc=False):
     record: Record
 
 
-class KpiRecords(msgspec.Struct, frozen=True, gc=False):
-    """KPI records made together (every item's `sku_health` at a day's close): one
-    output through the dataflow instead of one per record, taken apart only for a
-    sink (`records_of`)."""
-
-    records: list[Any]  # each a KPI record (Written), in order
-
-
 class Partials(msgspec.Struct, frozen=True, gc=False):
     """A shard's contribution to closed windows: the shard has closed every window
     ending at or before `closed_through`, and `rows` holds each family's partial
@@ -56,7 +48,17 @@ class Partials(msgspec.Struct, frozen=True, gc=False):
     rows: dict[str, list[Any]]
 
 
-Output = DeadLetter | Alert | KpiRecord | KpiRecords | Partials
+@runtime_checkable
+class Batch(Protocol):
+    """Many records made together, as a family's own output type (every item's
+    `sku_health` at a day's close): one output through the dataflow instead of
+    one per record, made into its records only for a sink (`records_of`)."""
+
+    @property
+    def records(self) -> list[Any]: ...  # each Written, in order
+
+
+Output = DeadLetter | Alert | KpiRecord | Batch | Partials
 
 
 class Written(Protocol):
@@ -74,5 +76,5 @@ Keyed = tuple[str, Written]  # what a sink takes: (message key, output), its rec
 
 
 def records_of(output: Any) -> list[Any]:
-    """The records an output carries, in order: a KpiRecords' own, else itself."""
-    return output.records if type(output) is KpiRecords else [output]
+    """The records an output carries, in order: a Batch's, else itself."""
+    return output.records if isinstance(output, Batch) else [output]
