@@ -499,13 +499,19 @@ class ItemHealth:
             return
         # A day's close: sigma moves on for items ordered in the last safety_days,
         # and every item with stock or demand gets its `sku_health` record.
-        day = SkuHealthDay(format_time(end - DAY), format_time(end), self.demand_days)
-        fcs: list = day.fcs  # type: ignore[type-arg]
-        skus: list = day.skus  # type: ignore[type-arg]
-        states: list = day.states  # type: ignore[type-arg]
-        bands: list = day.bands  # type: ignore[type-arg]
+        walk: list = self.in_order()  # type: ignore[type-arg]
+        most: cython.Py_ssize_t = 0
         fc_items: list  # type: ignore[type-arg]
-        for fc_items in self.in_order():
+        for fc_items in walk:
+            most += len(fc_items)
+        # Columns filled in place (an array's append is a method call per value).
+        units, safety = array("q", bytes(16 * most)), array("d", bytes(8 * most))
+        fcs: list = []  # type: ignore[type-arg]
+        skus: list = []  # type: ignore[type-arg]
+        states: list = []  # type: ignore[type-arg]
+        bands: list = []  # type: ignore[type-arg]
+        made: cython.Py_ssize_t = 0
+        for fc_items in walk:
             for item in fc_items:
                 if item in changed:
                     self.evaluate(item, end, out)
@@ -516,13 +522,26 @@ class ItemHealth:
                 if item.on_hand != 0 or item.ordered > 0:
                     fcs.append(item.fc)
                     skus.append(item.sku)
-                    day.units.append(item.on_hand)
-                    day.units.append(item.ordered)
-                    day.safety.append(item.safety)
+                    units[2 * made], units[2 * made + 1] = item.on_hand, item.ordered
+                    safety[made] = item.safety
                     states.append(STATE_SETS[item.states])
                     bands.append(item.bands)
-        if fcs:
-            out.append(day)
+                    made += 1
+        if made:
+            del units[2 * made :], safety[made:]
+            out.append(
+                SkuHealthDay(
+                    format_time(end - DAY),
+                    format_time(end),
+                    self.demand_days,
+                    fcs,
+                    skus,
+                    units,
+                    safety,
+                    states,
+                    bands,
+                )
+            )
 
     @cython.cfunc
     def apply(self, start: cython.longlong, lines: dict, moves: dict, changed: dict) -> None:  # type: ignore[type-arg]

@@ -6,7 +6,6 @@ most replays write none. Its floats are made only there too."""
 
 from __future__ import annotations
 
-from array import array
 from typing import Any
 
 import msgspec
@@ -71,12 +70,12 @@ class SkuHealthDay(msgspec.Struct, frozen=True, gc=False):
     window_start: str
     window_end: str
     demand_days: int
-    fcs: list[str] = msgspec.field(default_factory=list)
-    skus: list[str] = msgspec.field(default_factory=list)
-    units: Any = msgspec.field(default_factory=lambda: array("q"))  # on hand, ordered, ...
-    safety: Any = msgspec.field(default_factory=lambda: array("d"))
-    states: list[tuple[str, ...]] = msgspec.field(default_factory=list)
-    bands: list[tuple[int, ...]] = msgspec.field(default_factory=list)
+    fcs: list[str]
+    skus: list[str]
+    units: Any  # array('q'): on hand, units ordered, ... per item
+    safety: Any  # array('d'): safety stock per item
+    states: list[tuple[str, ...]]
+    bands: list[tuple[int, ...]]
 
     @property
     def records(self) -> list[SkuHealth]:
