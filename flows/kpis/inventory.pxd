@@ -62,6 +62,7 @@ cdef class ItemHealth:
     cdef long long rebands(self, Item item, long long end)
     cdef restate(self, Item item, int states)
     cdef schedule(self, Item item, long long end, long long aging)
+    cdef tuple age_keys_of(self, str label)
     cdef leave(self, Item item)
 
 cdef Item new_item(str fc, str sku, str label, long long created)

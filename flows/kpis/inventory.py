@@ -363,7 +363,7 @@ class ItemHealth:
     items: dict  # type: ignore[type-arg]
     by_fc: dict  # type: ignore[type-arg]
     added: list  # type: ignore[type-arg]
-    dropped: cython.bint  # an item left since `ordered` was made
+    dropped: cython.bint  # an item left since the latest in_order()
     fc_labels: dict  # type: ignore[type-arg]
     age_keys: dict  # type: ignore[type-arg]
     pending: dict  # type: ignore[type-arg]
@@ -598,7 +598,6 @@ class ItemHealth:
             label: str | None = self.fc_labels.get(fc)
             if label is None:
                 label = self.fc_labels[fc] = self.context.label("fc", fc)
-                self.age_keys.setdefault(label, tuple((label, band) for band in BANDS))
             # One fc string for all the fc's items (each event brings its own copy).
             item = skus[sku] = new_item(intern(fc), sku, label, start)
             self.added.append(item)
@@ -727,7 +726,7 @@ class ItemHealth:
         for band in range(AGED + 1):
             before = was[band]
             if units[band] != before:
-                count(self.by_age, self.age_keys[item.label][band], units[band] - before)
+                count(self.by_age, self.age_keys_of(item.label)[band], units[band] - before)
                 moved = True
         if moved:
             item.bands = tuple(units)
@@ -772,13 +771,21 @@ class ItemHealth:
                 waiting.append(item)
 
     @cython.cfunc
+    def age_keys_of(self, label: str) -> tuple:  # type: ignore[type-arg]
+        """The BY_AGE series key of each band for an fc label (made once a label)."""
+        keys: tuple | None = self.age_keys.get(label)  # type: ignore[type-arg]
+        if keys is None:
+            keys = self.age_keys[label] = tuple((label, band) for band in BANDS)
+        return keys
+
+    @cython.cfunc
     def leave(self, item: Item) -> None:
         """On hand 0 and 90 quiet days: no longer tracked (a later event makes it anew)."""
         self.restate(item, 0)
         count(self.tracked, item.label, -1)
         for band in range(AGED + 1):
             if item.bands[band]:
-                count(self.by_age, self.age_keys[item.label][band], -item.bands[band])
+                count(self.by_age, self.age_keys_of(item.label)[band], -item.bands[band])
         item.gone = True
         del self.items[item.fc][item.sku]
         self.dropped = True
@@ -805,7 +812,6 @@ class ItemHealth:
         item: Item
         for item in state["items"].values():
             self.items.setdefault(item.fc, {})[item.sku] = item
-            self.age_keys.setdefault(item.label, tuple((item.label, band) for band in BANDS))
         self.by_fc, self.added, self.dropped = {}, list(state["items"].values()), False
         for when, (fc, sku) in state["timers"]:
             found = self.items.get(fc, {}).get(sku)

@@ -1,8 +1,8 @@
 """The `sku_health` record (contract §5) as the inventory family emits it: an
-item's figures at a day's close, small, made into the record's JSON object only
-where it is written. A day's close makes one per item at once, so a record as a
-dict held every item's twice over (2.6 KB a record at the close's peak), and
-most replays write none. Its floats are made only there too."""
+item's figures at a day's close, made into the record's JSON object only where
+it is written. A day's close emits every item's figures at once, as one
+SkuHealthDay in columns; its SkuHealth records, their floats and JSON objects
+are made only for a sink, one day at a time (most replays write none)."""
 
 from __future__ import annotations
 
