@@ -25,7 +25,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from flows.kpis import COMBINERS, FAMILIES
+from flows.kpis import ALL_FAMILIES, COMBINERS, FAMILIES, Families
 from flows.kpis.upgrade import upgrade
 from flows.runtime import snapshot
 from flows.runtime.combine import CombineStage
@@ -67,13 +67,15 @@ def single(name: str) -> Layout:
 class ShardLogic(StatefulBatchLogic[Any, Output, bytes | None]):
     """Feeds one shard's runtime; it is created on the shard's first batch."""
 
-    def __init__(self, runtime: Runtime, layout: Layout, resume: bytes | None) -> None:
-        self.runtime, self.layout = runtime, layout
+    def __init__(
+        self, runtime: Runtime, layout: Layout, families: tuple[Any, ...], resume: bytes | None
+    ) -> None:
+        self.runtime, self.layout, self.families = runtime, layout, families  # and entities
         self.config = runtime.settings.engine(layout.partitions)
         self.shard: Shard | None = None
         if resume is not None:
             self._publish(
-                snapshot.load_shard(resume, self.config, runtime.labels, FAMILIES, upgrade)
+                snapshot.load_shard(resume, self.config, runtime.labels, families, upgrade)
             )
 
     def _publish(self, shard: Shard) -> Shard:
@@ -85,7 +87,7 @@ class ShardLogic(StatefulBatchLogic[Any, Output, bytes | None]):
         shard = self.shard
         for kind, name, source, *rest in values:
             if shard is None:
-                shard = self._publish(Shard(name, self.config, self.runtime.labels, FAMILIES))
+                shard = self._publish(Shard(name, self.config, self.runtime.labels, self.families))
             if kind == "events":
                 shard.process(source, rest[0])
             else:
@@ -108,11 +110,13 @@ class ShardLogic(StatefulBatchLogic[Any, Output, bytes | None]):
 class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
     """Feeds the single combine stage with the window partials of every shard."""
 
-    def __init__(self, runtime: Runtime, layout: Layout, resume: bytes | None) -> None:
+    def __init__(
+        self, runtime: Runtime, layout: Layout, combiners: tuple[Any, ...], resume: bytes | None
+    ) -> None:
         self.runtime = runtime
         settings = runtime.settings
         self.stage = CombineStage(
-            layout.shards, settings.window, COMBINERS, runtime.labels, settings.kpi
+            layout.shards, settings.window, combiners, runtime.labels, settings.kpi
         )
         if resume is not None:
             snapshot.load_combine(resume, self.stage, upgrade)
@@ -167,18 +171,25 @@ def _keyed(output: Any) -> list[tuple[str, Keyed]]:
     return keyed
 
 
-def build_flow(runtime: Runtime, source: Source[Any], layout: Layout, sinks: Sinks) -> Dataflow:
-    """The opscockpit dataflow over any source of decoded batches."""
+def build_flow(
+    runtime: Runtime,
+    source: Source[Any],
+    layout: Layout,
+    sinks: Sinks,
+    families: Families = ALL_FAMILIES,
+) -> Dataflow:
+    """The opscockpit dataflow over any source of decoded batches; `families` chooses
+    which run (all of them but where a benchmark leaves some out)."""
     flow = Dataflow(FLOW)
     batches = op.input("input", flow, source)
     results = op.stateful_batch(
-        SHARD_STEP, batches, lambda resume: ShardLogic(runtime, layout, resume)
+        SHARD_STEP, batches, lambda resume: ShardLogic(runtime, layout, families.shard, resume)
     )
     shard_outputs = op.map("unkey", results, _value)
     partials = op.branch("window_partials", shard_outputs, _is(Partials))
     keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
     combined = op.stateful_batch(
-        COMBINE_STEP, keyed, lambda resume: CombineLogic(runtime, layout, resume)
+        COMBINE_STEP, keyed, lambda resume: CombineLogic(runtime, layout, families.combine, resume)
     )
     outputs = op.merge("outputs", partials.falses, op.map("unkey_combined", combined, _value))
     dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))

@@ -9,6 +9,7 @@ from bytewax.run import cli_main
 
 from flows.dataflow import Sinks, build_flow, single
 from flows.exposition import Board, write_metrics_file
+from flows.kpis import ALL_FAMILIES, Families
 from flows.settings import Runtime, Settings
 from flows.sinks import JsonLinesSink
 from flows.sources import LinesSource, Progress, file_lines
@@ -25,8 +26,10 @@ def replay(
     alerts: Path | None = None,
     kpis: Path | None = None,
     progress: bool = False,
+    families: Families = ALL_FAMILIES,
 ) -> Board:
-    """Process every line of `path` (or stdin for `-`); return the final metrics board."""
+    """Process every line of `path` (or stdin for `-`) with `families`;
+    return the final metrics board."""
     for output in (dlq, alerts, kpis):
         if output is not None:
             output.write_bytes(b"")  # exists, and empty, even when nothing is written
@@ -44,7 +47,7 @@ def replay(
         alerts=JsonLinesSink(alerts) if alerts else None,
         kpis=JsonLinesSink(kpis) if kpis else None,
     )
-    flow = build_flow(runtime, source, single(SOURCE_NAME), sinks)
+    flow = build_flow(runtime, source, single(SOURCE_NAME), sinks, families)
     # A replay keeps no recovery state, so epochs only pace snapshots: make them rare.
     cli_main(flow, workers_per_process=1, epoch_interval=timedelta(hours=1))
     runtime.board.ready.set()  # all input processed, even if there was none

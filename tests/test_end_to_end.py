@@ -13,7 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
+from flows.kpis import ALL_FAMILIES
+from flows.kpis.inventory import Inventory, ItemHealth
 from flows.metrics import BY_NAME
+from flows.replay import replay as replay_in_process
+from flows.settings import Settings
 from flows.simulator import Profile, write_lines
 from tests import reference_health
 from tests.processes import opscockpit
@@ -261,3 +265,36 @@ def test_an_unseen_three_week_scenario_with_its_config_matches_the_reference(tmp
         "one",
         "two",
     }
+
+
+def test_a_replay_without_a_family_writes_everything_else_the_same(simulated_day, tmp_path):
+    """Families are independent: `make bench` measures what inventory health costs
+    by leaving it out, so the rest must not change when it does."""
+    written: dict[str, dict[str, Any]] = {}
+    for name, families in {"all": ALL_FAMILIES, "bare": ALL_FAMILIES.without("inventory")}.items():
+        out = tmp_path / name
+        out.mkdir()
+        files = {kind: out / f"{kind}.jsonl" for kind in ("dlq", "alerts", "kpis")}
+        replay_in_process(
+            Settings(), str(simulated_day), metrics_file=out / "m.prom", families=families, **files
+        )
+        written[name] = {
+            "metrics": parse_exposition((out / "m.prom").read_text()),
+            **{
+                kind: [json.loads(x) for x in path.read_text().splitlines()]
+                for kind, path in files.items()
+            },
+        }
+    own = {m.name for m in (*Inventory.METRICS, *ItemHealth.METRICS)}
+    assert own == set(written["all"]["metrics"]) - set(written["bare"]["metrics"])
+    assert written["bare"]["metrics"] == {
+        name: samples for name, samples in written["all"]["metrics"].items() if name not in own
+    }
+    own_records = {"sku_health", "stockout", "demand_spike"}
+    for kind in ("dlq", "alerts", "kpis"):
+        others = [
+            r for r in written["all"][kind] if r.get("kpi", r.get("alert")) not in own_records
+        ]
+        assert written["bare"][kind] == others
+    assert len(written["all"]["kpis"]) > len(written["bare"]["kpis"])
+    assert {r["alert"] for r in written["all"]["alerts"]} >= {"stockout", "demand_spike"}

@@ -8,6 +8,8 @@ declarations, and one table test under `tests/families/`.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from flows.entities.orders import OrderBook
 from flows.kpis.conversions import Conversions
 from flows.kpis.customer import Customer, CustomerRatios
@@ -34,3 +36,22 @@ FAMILIES = (
     Shifts,
 )
 COMBINERS = (SellThrough, ItemHealth, CustomerRatios, ShiftThroughput, FlowBacklog)
+
+
+class Families(NamedTuple):
+    """The families a dataflow runs: its shards' families and entities, and the
+    steps that combine their window partials."""
+
+    shard: tuple[Any, ...]
+    combine: tuple[Any, ...]
+
+    def without(self, name: str) -> Families:
+        """These without the family `name` and its combine step (benchmarks measure
+        what a family costs this way)."""
+        return Families(
+            tuple(family for family in self.shard if name != family.NAME),
+            tuple(combiner for combiner in self.combine if name != combiner.NAME),
+        )
+
+
+ALL_FAMILIES = Families(FAMILIES, COMBINERS)

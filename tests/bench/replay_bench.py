@@ -43,6 +43,8 @@ FLOOR_TARGETS = {"default": 0.55, "order-heavy": 0.45}
 FLOOR_DONE = {"default": 0.40, "order-heavy": 0.40}
 OPEN_ORDER_TARGET = KIB  # bytes per open order (issue 5)
 ITEM_TARGET = 2 * KIB  # bytes per inventory item with 28 days of history (issue 16)
+# Inventory health may cost the order-heavy replay at most a tenth of its ratio (issue 16).
+INVENTORY_DROP = 0.10
 FLAT_TOLERANCE = 0.10  # flat: the later half never exceeds the earlier half's peak by more
 
 
@@ -61,14 +63,17 @@ def floor_pass(path: Path) -> tuple[int, float]:
     return lines, time.perf_counter() - started
 
 
-def replay_pass(path: Path, lines: int) -> float:
-    """flows.replay.replay(Settings(), path) in this process: seconds; checks the counts."""
+def replay_pass(path: Path, lines: int, without: str | None = None) -> float:
+    """flows.replay.replay(Settings(), path) in this process, with every family or
+    `without` one: seconds; checks the counts."""
+    from flows.kpis import ALL_FAMILIES
     from flows.replay import replay
     from flows.settings import Settings
 
+    families = ALL_FAMILIES if without is None else ALL_FAMILIES.without(without)
     gc.collect()
     started = time.perf_counter()
-    board = replay(Settings(), str(path))
+    board = replay(Settings(), str(path), families=families)
     elapsed = time.perf_counter() - started
     seen = board_events_seen(board.totals())
     if seen != lines:
@@ -114,7 +119,7 @@ def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
     for mix, path in mixes(ctx).items():
         lines = data.line_count(path)
         floor_passes(path, 1)  # warm the page cache
-        floors, replays = [], []
+        floors, replays, bare = [], [], []  # bare: without inventory health (order-heavy)
         for run in range(runs):
             counted, seconds = floor_pass(path)
             if counted != lines:
@@ -123,6 +128,8 @@ def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
             seconds = replay_pass(path, lines)
             replays.append(lines / seconds)
             log(f"{mix}: floor {rate(floors[-1])}, replay {rate(replays[-1])} ({run + 1}/{runs})")
+            if mix == "order-heavy":
+                bare.append(lines / replay_pass(path, lines, without="inventory"))
         floor, replay = Spread(floors), Spread(replays)
         ratio = replay.best / floor.best
         ratios = [r / f for r, f in zip(replays, floors, strict=True)]
@@ -135,6 +142,7 @@ def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
             "replay_events_per_s": replay.raw(),
             "ratio_of_bests": ratio,
             "ratio_per_run": ratios,
+            "replay_without_inventory_events_per_s": bare,
             "replay_subprocess_wall_s": finished.wall_s,
             "replay_subprocess_peak_rss_bytes": finished.peak_rss,
         }
@@ -159,6 +167,7 @@ def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
                 f">= {pct(done)}",
                 "met" if ratio >= done else "not met",
             ),
+            *inventory_cost(bench, floor, bare, ratio),
             Figure(
                 bench,
                 "replay peak RSS (subprocess)",
@@ -168,6 +177,27 @@ def bench_floor(ctx: dict[str, Any]) -> list[Figure]:
         ]
     ctx["floor_rate"] = ctx["floor_rates"]["default"]
     return figures
+
+
+def inventory_cost(bench: str, floor: Spread, bare: list[float], ratio: float) -> list[Figure]:
+    """Replay / floor without the inventory health family, and how much of that
+    ratio the family takes (issue 16: at most a tenth)."""
+    if not bare:
+        return []
+    without = Spread(bare).best / floor.best
+    drop = 1 - ratio / without
+    status, distance = at_most(drop, INVENTORY_DROP, pct)
+    return [
+        Figure(bench, "replay / floor without inventory health (bests)", pct(without)),
+        Figure(
+            bench,
+            "inventory health's drop of replay / floor",
+            f"{pct(drop)} ({pct(without)} -> {pct(ratio)})",
+            f"<= {pct(INVENTORY_DROP)}",
+            status,
+            distance,
+        ),
+    ]
 
 
 # What the floor and a replay execute, for counting their instructions (run from the
