@@ -13,15 +13,23 @@ compiled = False
 int = int  # noqa: PLW0127 (Cython's names)
 
 
-class longlong(int):
-    """`cython.longlong`; `longlong[n]`, a C array in the compiled build, is a list."""
+class _Subscripted:
+    """`T[n]` (a C array) and `T[:]` (a typed memoryview) of the compiled build
+    are lists here."""
 
-    def __class_getitem__(cls, size: int) -> type[list[Any]]:
+    def __class_getitem__(cls, size: int | slice) -> type[list[Any]]:
         return list
 
 
+class longlong(_Subscripted, int):
+    """`cython.longlong`."""
+
+
+class double(_Subscripted, float):
+    """`cython.double`."""
+
+
 Py_ssize_t = int
-double = float
 bint = bool
 
 
@@ -34,6 +42,11 @@ cclass = cfunc = ccall = inline = final = no_gc = _same
 
 def declare(_type: Any, value: _T) -> _T:
     """A C global in the compiled build; the value itself here."""
+    return value
+
+
+def cast(_type: Any, value: _T) -> _T:
+    """A C cast in the compiled build; the value itself here."""
     return value
 
 

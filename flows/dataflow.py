@@ -68,7 +68,11 @@ class ShardLogic(StatefulBatchLogic[Any, Output, bytes | None]):
     """Feeds one shard's runtime; it is created on the shard's first batch."""
 
     def __init__(
-        self, runtime: Runtime, layout: Layout, families: tuple[Any, ...], resume: bytes | None
+        self,
+        runtime: Runtime,
+        layout: Layout,
+        resume: bytes | None,
+        families: tuple[Any, ...] = FAMILIES,
     ) -> None:
         self.runtime, self.layout, self.families = runtime, layout, families  # and entities
         self.config = runtime.settings.engine(layout.partitions)
@@ -111,7 +115,11 @@ class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
     """Feeds the single combine stage with the window partials of every shard."""
 
     def __init__(
-        self, runtime: Runtime, layout: Layout, combiners: tuple[Any, ...], resume: bytes | None
+        self,
+        runtime: Runtime,
+        layout: Layout,
+        resume: bytes | None,
+        combiners: tuple[Any, ...] = COMBINERS,
     ) -> None:
         self.runtime = runtime
         settings = runtime.settings
@@ -183,13 +191,13 @@ def build_flow(
     flow = Dataflow(FLOW)
     batches = op.input("input", flow, source)
     results = op.stateful_batch(
-        SHARD_STEP, batches, lambda resume: ShardLogic(runtime, layout, families.shard, resume)
+        SHARD_STEP, batches, lambda resume: ShardLogic(runtime, layout, resume, families.shard)
     )
     shard_outputs = op.map("unkey", results, _value)
     partials = op.branch("window_partials", shard_outputs, _is(Partials))
     keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
     combined = op.stateful_batch(
-        COMBINE_STEP, keyed, lambda resume: CombineLogic(runtime, layout, families.combine, resume)
+        COMBINE_STEP, keyed, lambda resume: CombineLogic(runtime, layout, resume, families.combine)
     )
     outputs = op.merge("outputs", partials.falses, op.map("unkey_combined", combined, _value))
     dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))

@@ -215,6 +215,7 @@ def _struct(spec: EventType) -> type[msgspec.Struct]:
         tag_field="type",
         tag=spec.name,
         module=__name__,
+        gc=False,  # strings, numbers and lines: never in a cycle, so never tracked
         namespace={"kind": spec.name},
     )
     setattr(sys.modules[__name__], name, cls)

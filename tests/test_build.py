@@ -94,3 +94,36 @@ def test_the_compiled_sources_are_found_by_their_directive() -> None:
     names = build.compiled_modules()
     assert {"flows.runtime.core", "flows.entities.orders", "flows.kpis.orders"} <= set(names)
     assert "flows.kpis.upgrade" not in names  # plain Python: runs once per restore
+
+
+WITHOUT_CYTHON = """
+import sys
+sys.modules["cython"] = None  # not installed: flows/_cython.py stands in for it
+from flows.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_install_without_cython_replays_the_same(tmp_path: Path) -> None:
+    """Cython is needed only to compile: where it is not installed the modules run
+    interpreted on flows/_cython.py, which must have all they use of Cython."""
+    events = tmp_path / "events.jsonl"
+    simulate = ["-m", "flows.cli", "simulate", "--out", str(events), "--hours", "26"]
+    subprocess.run([sys.executable, *simulate, "--scale", "0.05"], check=True)
+    written = {}
+    for name, command in {"usual": ["-m", "flows.cli"], "bare": ["-c", WITHOUT_CYTHON]}.items():
+        out = tmp_path / name
+        out.mkdir()
+        env = {**os.environ, build.PURE_ENV: "1"} if name == "bare" else os.environ
+        files = [
+            *("--metrics-file", str(out / "metrics.prom")),
+            *(f for kind in ("kpis", "alerts", "dlq") for f in (f"--{kind}", str(out / kind))),
+        ]
+        subprocess.run(
+            [sys.executable, *command, "replay", str(events), "--quiet", *files],
+            check=True,
+            env=env,
+        )
+        written[name] = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert written["bare"] == written["usual"]
+    assert b"sku_health" in written["usual"]["kpis"]

@@ -29,6 +29,9 @@ cdef class Item:
     cdef public long long safety_day
     cdef public bint gone
 
+cdef class Shelf:
+    cdef public list items, skus
+
 cdef class Demand:
     cdef public long long ordered, oldest, units, before
 
@@ -67,7 +70,7 @@ cdef class ItemHealth:
 
 cdef Item new_item(str fc, str sku, str label, long long created)
 cdef count(dict series, object key, long long amount)
-cdef add_entry(object entries, long long start, long long units)
+cdef add_entry(Item item, long long start, long long units)
 cdef prune(object entries, long long since)
 cdef add_day(Item item, long long day, long long units)
 cdef prune_days(Item item, long long since)

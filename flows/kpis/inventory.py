@@ -22,7 +22,6 @@ from array import array
 from bisect import bisect_left
 from operator import attrgetter
 from statistics import NormalDist
-from sys import intern
 from typing import Any, ClassVar
 
 try:
@@ -116,7 +115,7 @@ QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this lo
 BAND_STARTS = cython.declare(cython.longlong[4], [91, 181, 271, 366])  # type: ignore[misc, valid-type]
 AGED = cython.declare(cython.int, len(BANDS) - 1)
 NO_UNITS = (0,) * len(BANDS)
-NO_ENTRIES = array("q")
+NO_ENTRIES = array("q")  # an item's demand and days until its first order: never changed
 # State bits, and their names in records, in sorted order.
 STATE_NAMES = ("at_risk", "below_safety_stock", "excess", "out_of_stock")
 AT_RISK_BIT = cython.declare(cython.int, 1)
@@ -309,7 +308,7 @@ def new_item(fc: str, sku: str, label: str, created: cython.longlong) -> Item:
     item.created = item.active = created
     item.on_hand = item.shortfall = 0
     item.lots = []
-    item.demand, item.daily = NO_ENTRIES[:], NO_ENTRIES[:]  # a copy: half the cost of array()
+    item.demand = item.daily = NO_ENTRIES  # shared until its first order (many have none)
     item.first_day = 0
     item.states, item.spiking = 0, False
     item.bands = NO_UNITS
@@ -325,7 +324,13 @@ def restore_item(*values: Any) -> Item:
     fields = dict(zip(ITEM_FIELDS, values, strict=True))
     item = new_item(fields["fc"], fields["sku"], fields["label"], fields["created"])
     for name, value in fields.items():
-        setattr(item, name, [Lot(*lot) for lot in value] if name == "lots" else value)
+        setattr(item, name, value)
+    item.lots = [Lot(*lot) for lot in fields["lots"]]
+    # A pickle makes one array of the items' shared empty one: share ours again.
+    if not fields["demand"]:
+        item.demand = NO_ENTRIES
+    if not fields["daily"]:
+        item.daily = NO_ENTRIES
     return item
 
 
@@ -394,10 +399,12 @@ class ItemHealth:
         self.context = context
         self.window = context.window
         self.items = {}  # fc -> sku -> Item (no (fc, sku) key held per item)
-        self.by_fc = {}  # fc -> its items by sku, as of the latest day's close
+        self.by_fc = {}  # fc -> its Shelf, as of the latest day's close
         self.added = []  # items made since
         self.dropped = False
-        self.fc_labels = {}  # fc -> its label (an admitted value stays admitted)
+        # fc -> (one fc string for all its items: each event brings its own copy,
+        # its label: an admitted value stays admitted)
+        self.fc_labels = {}
         self.age_keys = {}  # fc label -> the BY_AGE series key of each band
         self.pending = {}  # window start -> [order lines, stock moves] of every shard
         # close -> [item] to evaluate then: every time an item waits for is a window
@@ -426,7 +433,10 @@ class ItemHealth:
     def add(self, rows: list[Any]) -> None:
         """One shard's rows."""
         for start, lines, moves in rows:
-            pending = self.pending.setdefault(start, [{}, {}])
+            pending = self.pending.get(start)
+            if pending is None:  # the first shard's rows of the window, taken as they are
+                self.pending[start] = [lines, moves]
+                continue
             merged: dict[Any, int] = pending[0]
             for key, units in lines.items():
                 merged[key] = merged.get(key, 0) + units
@@ -476,6 +486,8 @@ class ItemHealth:
         return shown
 
     @cython.cfunc
+    # The day's columns, written as C values.
+    @cython.locals(unit_cells=cython.longlong[:], safety_cells=cython.double[:])  # type: ignore[misc]
     def close_window(self, end: cython.longlong, out: list[Any]) -> None:
         start: cython.longlong = end - self.window
         changed: dict = {}  # type: ignore[type-arg]  # item -> None, in the order found
@@ -506,6 +518,7 @@ class ItemHealth:
             most += len(fc_items)
         # Columns filled in place (an array's append is a method call per value).
         units, safety = array("q", bytes(16 * most)), array("d", bytes(8 * most))
+        unit_cells, safety_cells = units, safety
         fcs: list = []  # type: ignore[type-arg]
         skus: list = []  # type: ignore[type-arg]
         states: list = []  # type: ignore[type-arg]
@@ -522,13 +535,15 @@ class ItemHealth:
                 if item.on_hand != 0 or item.ordered > 0:
                     fcs.append(item.fc)
                     skus.append(item.sku)
-                    units[2 * made], units[2 * made + 1] = item.on_hand, item.ordered
-                    safety[made] = item.safety
+                    unit_cells[2 * made] = item.on_hand
+                    unit_cells[2 * made + 1] = item.ordered
+                    safety_cells[made] = item.safety
                     states.append(STATE_SETS[item.states])
                     bands.append(item.bands)
                     made += 1
         if made:
-            del units[2 * made :], safety[made:]
+            if made < most:  # a copy: the cells hold the arrays' buffers
+                units, safety = units[: 2 * made], safety[:made]
             out.append(
                 SkuHealthDay(
                     format_time(end - DAY),
@@ -550,7 +565,7 @@ class ItemHealth:
         day: cython.longlong = start - start % DAY
         for key, units in lines.items():
             item = self.item(key, start)
-            add_entry(item.demand, start, units)
+            add_entry(item, start, units)
             prune_days(item, day - self.safety_days * DAY)
             add_day(item, day, units)
             item.active = start
@@ -569,23 +584,31 @@ class ItemHealth:
     def in_order(self) -> list:  # type: ignore[type-arg]
         """Every item in (fc, sku) order (records come in the same order however the
         input was batched), as each fc's items by sku: those of the latest day's
-        close with the items made since put in place by bisection, and those gone
+        close with the items made since put in their places, and those gone
         dropped. Skus are compared as strings: (fc, sku) tuples cost several times
-        more to compare, and most items are made at once."""
+        more to compare."""
         item: Item
+        shelf: Shelf
         if self.added:
             made: dict = {}  # type: ignore[type-arg]  # fc -> its new items
             for item in self.added:
                 made.setdefault(item.fc, []).append(item)
             self.added = []
             for fc, new in made.items():
-                new.sort(key=SKU_OF)
-                self.by_fc[fc] = merged(self.by_fc.get(fc, []), new)
+                found: Shelf | None = self.by_fc.get(fc)
+                if found is None:
+                    found = self.by_fc[fc] = Shelf()
+                found.place(new)
         if self.dropped:
             self.dropped = False
-            for fc, fc_items in self.by_fc.items():
-                self.by_fc[fc] = [item for item in fc_items if not item.gone]
-        return [self.by_fc[fc] for fc in sorted(self.by_fc)]
+            for shelf in self.by_fc.values():
+                shelf.items = [item for item in shelf.items if not item.gone]
+                shelf.skus = [item.sku for item in shelf.items]
+        walk = []
+        for fc in sorted(self.by_fc):
+            shelf = self.by_fc[fc]
+            walk.append(shelf.items)
+        return walk
 
     @cython.cfunc
     def item(self, key: Key, start: cython.longlong) -> Item:
@@ -595,11 +618,10 @@ class ItemHealth:
             skus = self.items[fc] = {}
         item: Item | None = skus.get(sku)
         if item is None:
-            label: str | None = self.fc_labels.get(fc)
-            if label is None:
-                label = self.fc_labels[fc] = self.context.label("fc", fc)
-            # One fc string for all the fc's items (each event brings its own copy).
-            item = skus[sku] = new_item(intern(fc), sku, label, start)
+            named: tuple | None = self.fc_labels.get(fc)  # type: ignore[type-arg]
+            if named is None:
+                named = self.fc_labels[fc] = (fc, self.context.label("fc", fc))
+            item = skus[sku] = new_item(named[0], sku, named[1], start)
             self.added.append(item)
             count(self.tracked, item.label, 1)
         return item
@@ -823,22 +845,38 @@ class ItemHealth:
 
 
 SKU_OF = attrgetter("sku")
+# Inserting an item moves the pointers after it, a sort compares them all: inserting
+# costs less up to about a sixteenth of the shelf.
+INSERTS_PER_SORT = 16
 
 
-def merged(items: list[Item], new: list[Item]) -> list[Item]:
-    """Items sorted by sku, with `new` (sorted too) put in their places."""
-    if not items:
-        return new
-    result: list[Item] = []
-    taken: cython.Py_ssize_t = 0
-    place: cython.Py_ssize_t
-    for item in new:
-        place = bisect_left(items, item.sku, taken, key=SKU_OF)
-        result += items[taken:place]
-        result.append(item)
-        taken = place
-    result += items[taken:]
-    return result
+@cython.final
+@cython.cclass
+class Shelf:
+    """An fc's items in sku order, with their skus beside them (bisected as strings,
+    without a key function's call per probe)."""
+
+    items: list  # type: ignore[type-arg]
+    skus: list  # type: ignore[type-arg]
+
+    def __init__(self) -> None:
+        self.items, self.skus = [], []
+
+    def place(self, new: list[Item]) -> None:
+        """Put new items (in any order) in their places: a few each by bisection and
+        an insert (a move of the pointers after it), more by sorting the shelf once
+        (the sort takes its sorted part as one run)."""
+        place: cython.Py_ssize_t
+        item: Item
+        if len(new) * INSERTS_PER_SORT < len(self.items):
+            for item in new:
+                place = bisect_left(self.skus, item.sku)
+                self.items.insert(place, item)
+                self.skus.insert(place, item.sku)
+            return
+        self.items += new
+        self.items.sort(key=SKU_OF)
+        self.skus = [item.sku for item in self.items]
 
 
 @cython.cfunc
@@ -847,8 +885,11 @@ def count(series: dict, key: object, amount: cython.longlong) -> None:  # type: 
 
 
 @cython.cfunc
-def add_entry(entries: Any, start: cython.longlong, units: cython.longlong) -> None:
-    """Add units to the entry of `start` (entries come in time order)."""
+def add_entry(item: Item, start: cython.longlong, units: cython.longlong) -> None:
+    """Add units to the item's entry of `start` (entries come in time order)."""
+    entries = item.demand
+    if entries is NO_ENTRIES:
+        entries = item.demand = array("q")
     if len(entries) >= 2 and entries[len(entries) - 2] == start:
         entries[len(entries) - 1] += units
     else:
@@ -870,6 +911,8 @@ def add_day(item: Item, day: cython.longlong, units: cython.longlong) -> None:
     """Add units to the item's day starting at `day` (days come in time order; the
     days between count 0)."""
     daily = item.daily
+    if daily is NO_ENTRIES:
+        daily = item.daily = array("q")
     if not len(daily):
         item.first_day = day
     index: cython.Py_ssize_t = (day - item.first_day) // DAY
