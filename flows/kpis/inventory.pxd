@@ -32,6 +32,10 @@ cdef class Item:
 cdef class Shelf:
     cdef public list items, skus
 
+cdef class LabelCells:
+    cdef public core.Cell tracked, stockouts, spikes
+    cdef public tuple states, by_age
+
 cdef class Demand:
     cdef public long long ordered, oldest, units, before
 
@@ -42,14 +46,14 @@ cdef class ItemHealth:
     cdef public dict by_fc
     cdef public list added
     cdef public bint dropped
-    cdef public dict fc_labels, age_keys
+    cdef public dict fc_labels, label_cells
     cdef public dict checks
     cdef public Demand demand
     cdef public long long closed, demand_span, keep_windows
     cdef public double z
     cdef public dict leads
-    cdef public dict tracked, by_age, stockouts, spikes
-    cdef public tuple state_series
+    cdef public core.Counts tracked, by_age, stockouts, spikes
+    cdef public tuple states
     cdef public long long demand_days, safety_days, spike_days, spike_min_units
     cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
@@ -61,15 +65,15 @@ cdef class ItemHealth:
     cdef resafe(self, Item item, long long end)
     cdef int safety_state(self, Item item, long long day)
     cdef tuple lead(self, str fc)
-    cdef spike(self, Item item, long long end, list out)
-    cdef long long rebands(self, Item item, long long end)
-    cdef restate(self, Item item, int states)
+    cdef spike(self, Item item, long long end, list out, LabelCells cells)
+    cdef long long rebands(self, Item item, long long end, LabelCells cells)
+    cdef restate(self, Item item, int states, LabelCells cells)
     cdef schedule(self, Item item, long long end, long long aging)
-    cdef tuple age_keys_of(self, str label)
+    cdef LabelCells cells_of(self, str label)
+    cdef flush(self)
     cdef leave(self, Item item)
 
 cdef Item new_item(str fc, str sku, str label, long long created)
-cdef count(dict series, object key, long long amount)
 cdef add_entry(Item item, long long start, long long units)
 cdef prune(object entries, long long since)
 cdef add_day(Item item, long long day, long long units)

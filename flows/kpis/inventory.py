@@ -336,6 +336,19 @@ def restore_item(*values: Any) -> Item:
 
 @cython.final
 @cython.cclass
+class LabelCells:
+    """An fc label's cells in the metrics this step counts in (found once an
+    evaluation, not once a change)."""
+
+    tracked: core.Cell
+    stockouts: core.Cell
+    spikes: core.Cell
+    states: tuple  # type: ignore[type-arg]  # a Cell per STATE_GAUGES
+    by_age: tuple  # type: ignore[type-arg]  # a Cell per band
+
+
+@cython.final
+@cython.cclass
 class Demand:
     """An item's demand figures at a close, taken in one pass over its entries."""
 
@@ -370,7 +383,7 @@ class ItemHealth:
     added: list  # type: ignore[type-arg]
     dropped: cython.bint  # an item left since the latest in_order()
     fc_labels: dict  # type: ignore[type-arg]
-    age_keys: dict  # type: ignore[type-arg]
+    label_cells: dict  # type: ignore[type-arg]
     pending: dict  # type: ignore[type-arg]
     checks: dict  # type: ignore[type-arg]
     demand: Demand
@@ -379,12 +392,13 @@ class ItemHealth:
     keep_windows: cython.longlong  # how far back window demand is kept
     z: cython.double
     leads: dict  # type: ignore[type-arg]
-    # The metric series this step counts in (bound again when a snapshot restores them).
-    tracked: dict  # type: ignore[type-arg]
-    by_age: dict  # type: ignore[type-arg]
-    stockouts: dict  # type: ignore[type-arg]
-    spikes: dict  # type: ignore[type-arg]
-    state_series: tuple  # type: ignore[type-arg]
+    # The metrics this step counts in, with their series (bound again when a snapshot
+    # restores those); changes reach the series at the end of each close.
+    tracked: core.Counts
+    by_age: core.Counts
+    stockouts: core.Counts
+    spikes: core.Counts
+    states: tuple  # type: ignore[type-arg]  # a Counts per STATE_GAUGES
     # The KPI settings this step reads, as C values and exact integer fractions.
     demand_days: cython.longlong
     safety_days: cython.longlong
@@ -405,7 +419,6 @@ class ItemHealth:
         # fc -> (one fc string for all its items: each event brings its own copy,
         # its label: an admitted value stays admitted)
         self.fc_labels = {}
-        self.age_keys = {}  # fc label -> the BY_AGE series key of each band
         self.pending = {}  # window start -> [order lines, stock moves] of every shard
         # close -> [item] to evaluate then: every time an item waits for is a window
         # close, and closes come one by one, so no ordered timers are needed.
@@ -424,11 +437,35 @@ class ItemHealth:
         self.bind()
 
     def bind(self) -> None:
-        """Take the metric series from the context (a restore replaces them)."""
+        """Count in the context's metric series (a restore replaces them)."""
         series = self.context.series
-        self.tracked, self.by_age = series[TRACKED.name], series[BY_AGE.name]
-        self.stockouts, self.spikes = series[STOCKOUTS.name], series[SPIKES.name]
-        self.state_series = tuple(series[gauge.name] for gauge in STATE_GAUGES)
+        self.tracked, self.by_age = (
+            core.Counts(series[TRACKED.name]),
+            core.Counts(series[BY_AGE.name]),
+        )
+        self.stockouts = core.Counts(series[STOCKOUTS.name])
+        self.spikes = core.Counts(series[SPIKES.name])
+        self.states = tuple(core.Counts(series[gauge.name]) for gauge in STATE_GAUGES)
+        self.label_cells = {}  # fc label -> its LabelCells
+
+    @cython.cfunc
+    def cells_of(self, label: str) -> LabelCells:
+        """An fc label's cells in each metric (made on its first use)."""
+        cells: LabelCells | None = self.label_cells.get(label)
+        if cells is None:
+            cells = self.label_cells[label] = LabelCells()
+            cells.tracked = self.tracked.cell(label)
+            cells.stockouts, cells.spikes = self.stockouts.cell(label), self.spikes.cell(label)
+            cells.states = tuple(counts.cell(label) for counts in self.states)
+            cells.by_age = tuple(self.by_age.cell((label, band)) for band in BANDS)
+        return cells
+
+    @cython.cfunc
+    def flush(self) -> None:
+        """The close's changes to the metric series."""
+        counts: core.Counts
+        for counts in (self.tracked, self.by_age, self.stockouts, self.spikes, *self.states):
+            counts.flush()
 
     def add(self, rows: list[Any]) -> None:
         """One shard's rows."""
@@ -459,6 +496,7 @@ class ItemHealth:
         while self.closed + self.window <= closed:
             self.close_window(self.closed + self.window, out)
             self.closed += self.window
+        self.flush()
 
     def published(self) -> list[published.Item]:
         """Every tracked item at its latest evaluation, for the web API. Called from
@@ -623,7 +661,7 @@ class ItemHealth:
                 named = self.fc_labels[fc] = (fc, self.context.label("fc", fc))
             item = skus[sku] = new_item(named[0], sku, named[1], start)
             self.added.append(item)
-            count(self.tracked, item.label, 1)
+            self.tracked.bump(self.cells_of(item.label).tracked, 1)
         return item
 
     @cython.cfunc
@@ -649,13 +687,14 @@ class ItemHealth:
         if on_hand > 0 and (ordered == 0 or cover * self.excess_den > self.excess_num * ordered):
             states |= EXCESS_BIT
         states |= self.safety_state(item, day)
-        self.restate(item, states)
+        cells: LabelCells = self.cells_of(item.label)
+        self.restate(item, states, cells)
         if states & OUT_BIT and not item.states & OUT_BIT:
-            count(self.stockouts, item.label, 1)
+            self.stockouts.bump(cells.stockouts, 1)
             out.append(stockout(item, end, ordered, self.demand_days, self.context.decided()))
         item.states, item.ordered = states, ordered
-        self.spike(item, end, out)
-        aging: cython.longlong = self.rebands(item, end)
+        self.spike(item, end, out, cells)
+        aging: cython.longlong = self.rebands(item, end, cells)
         self.schedule(item, end, aging)
 
     @cython.cfunc
@@ -686,7 +725,7 @@ class ItemHealth:
         of its figures only the safety stock moves on with the day (a change in its
         demand window, age bands, spike or quiet days comes with a timer)."""
         states: cython.int = item.states & ~BELOW_BIT | self.safety_state(item, end - end % DAY)
-        self.restate(item, states)
+        self.restate(item, states, self.cells_of(item.label))
         item.states = states
 
     @cython.cfunc
@@ -709,7 +748,7 @@ class ItemHealth:
         return known
 
     @cython.cfunc
-    def spike(self, item: Item, end: cython.longlong, out: list) -> None:  # type: ignore[type-arg]
+    def spike(self, item: Item, end: cython.longlong, out: list, cells: LabelCells) -> None:  # type: ignore[type-arg]
         """u, the window just closed, against the mean of the same window on each of
         the spike_days days before (exactly: u * days >= factor * their sum)."""
         start: cython.longlong = end - self.window
@@ -719,14 +758,14 @@ class ItemHealth:
         if units >= self.spike_min_units and item.created < start - self.spike_days * DAY:
             spiking = units * self.spike_days * self.spike_den >= self.spike_num * before
             if spiking and not item.spiking:
-                count(self.spikes, item.label, 1)
+                self.spikes.bump(cells.spikes, 1)
                 baseline = before / self.spike_days
                 out.append(spike(item, start, end, units, baseline, self.context.decided()))
         item.spiking = spiking
 
     @cython.cfunc
     @cython.locals(units=cython.longlong[5])  # type: ignore[misc, valid-type]  # C array: per band
-    def rebands(self, item: Item, end: cython.longlong) -> cython.longlong:
+    def rebands(self, item: Item, end: cython.longlong, cells: LabelCells) -> cython.longlong:
         """The item's units per age band at `end`, and their gauges; return when a
         unit next enters a new band (MAX_TS: never)."""
         units = [0, 0, 0, 0, 0]
@@ -748,25 +787,28 @@ class ItemHealth:
         for band in range(AGED + 1):
             before = was[band]
             if units[band] != before:
-                count(self.by_age, self.age_keys_of(item.label)[band], units[band] - before)
+                self.by_age.bump(cells.by_age[band], units[band] - before)
                 moved = True
         if moved:
             item.bands = tuple(units)
         return soonest
 
     @cython.cfunc
-    def restate(self, item: Item, states: cython.int) -> None:
+    def restate(self, item: Item, states: cython.int, cells: LabelCells) -> None:
         """The state gauges, from the item's states to `states`."""
         if states == item.states:
             return
         bit: cython.int
         index: cython.int
+        counts: core.Counts
         for index in range(len(STATE_GAUGES)):
             bit = 1 << index
             if states & bit and not item.states & bit:
-                count(self.state_series[index], item.label, 1)
+                counts = self.states[index]
+                counts.bump(cells.states[index], 1)
             elif item.states & bit and not states & bit:
-                count(self.state_series[index], item.label, -1)
+                counts = self.states[index]
+                counts.bump(cells.states[index], -1)
 
     @cython.cfunc
     def schedule(self, item: Item, end: cython.longlong, aging: cython.longlong) -> None:
@@ -793,21 +835,14 @@ class ItemHealth:
                 waiting.append(item)
 
     @cython.cfunc
-    def age_keys_of(self, label: str) -> tuple:  # type: ignore[type-arg]
-        """The BY_AGE series key of each band for an fc label (made once a label)."""
-        keys: tuple | None = self.age_keys.get(label)  # type: ignore[type-arg]
-        if keys is None:
-            keys = self.age_keys[label] = tuple((label, band) for band in BANDS)
-        return keys
-
-    @cython.cfunc
     def leave(self, item: Item) -> None:
         """On hand 0 and 90 quiet days: no longer tracked (a later event makes it anew)."""
-        self.restate(item, 0)
-        count(self.tracked, item.label, -1)
+        cells: LabelCells = self.cells_of(item.label)
+        self.restate(item, 0, cells)
+        self.tracked.bump(cells.tracked, -1)
         for band in range(AGED + 1):
             if item.bands[band]:
-                count(self.by_age, self.age_keys_of(item.label)[band], -item.bands[band])
+                self.by_age.bump(cells.by_age[band], -item.bands[band])
         item.gone = True
         del self.items[item.fc][item.sku]
         self.dropped = True
@@ -877,11 +912,6 @@ class Shelf:
         self.items += new
         self.items.sort(key=SKU_OF)
         self.skus = [item.sku for item in self.items]
-
-
-@cython.cfunc
-def count(series: dict, key: object, amount: cython.longlong) -> None:  # type: ignore[type-arg]
-    series[key] = series.get(key, 0) + amount
 
 
 @cython.cfunc
