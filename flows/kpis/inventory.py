@@ -108,7 +108,6 @@ SPIKES = metric(
     contract=True,
 )
 
-Key = tuple[str, str]  # an item: (fc, sku)
 DAY = cython.declare(cython.longlong, 86400 * US_PER_SECOND)
 QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this long: it leaves
 # The age in days at which a unit enters the next band: AGED bands have an end.
@@ -133,13 +132,15 @@ STATE_SETS = tuple(
 @cython.final
 @cython.cclass
 class Pending:
-    """A shard's rows of one window: units ordered and stock moves, per item."""
+    """A shard's rows of one window, as they came: order lines (fc, sku, units) and
+    stock moves (ts, event id, qty, fc, sku). Collecting them per item cost a
+    lookup and a store per event; the combine step finds each row's item anyway."""
 
-    lines: dict  # type: ignore[type-arg]
-    moves: dict  # type: ignore[type-arg]
+    lines: list  # type: ignore[type-arg]
+    moves: list  # type: ignore[type-arg]
 
     def __init__(self) -> None:
-        self.lines, self.moves = {}, {}  # (fc, sku) -> units; (fc, sku) -> [(ts, id, qty)]
+        self.lines, self.moves = [], []
 
 
 @cython.cclass
@@ -171,14 +172,7 @@ class Inventory(entity.OrderWatcher):
             qty = -event.qty
         else:
             qty = event.qty
-        moves: dict = self.pending(ts).moves  # type: ignore[type-arg]
-        key = (event.fc, event.sku)
-        move = (ts, event.event_id, qty)
-        found: list | None = moves.get(key)  # type: ignore[type-arg]
-        if found is None:
-            moves[key] = [move]
-        else:
-            found.append(move)
+        self.pending(ts).moves.append((ts, event.event_id, qty, event.fc, event.sku))
 
     @cython.cfunc
     def on_order(
@@ -189,11 +183,9 @@ class Inventory(entity.OrderWatcher):
         before: cython.int,
         event: Any,
     ) -> None:
-        lines: dict = self.pending(order.placed).lines  # type: ignore[type-arg]
+        lines: list = self.pending(order.placed).lines  # type: ignore[type-arg]
         fc = event.fc  # the item's own fc, not the label the order's metrics use
-        for line in event.lines:
-            key = (fc, line.sku)
-            lines[key] = lines.get(key, 0) + line.qty
+        lines.extend([(fc, line.sku, line.qty) for line in event.lines])
 
     @cython.cfunc
     def pending(self, ts: cython.longlong) -> Pending:
@@ -207,7 +199,7 @@ class Inventory(entity.OrderWatcher):
 
     @cython.cfunc
     def on_close(self, end: cython.longlong) -> object:
-        """(window start, {(fc, sku): units}, {(fc, sku): [(ts, id, qty)]}) per closed window."""
+        """(window start, order lines, stock moves) per closed window."""
         self.current_start = core.MIN_TS
         rows = []
         pending: Pending
@@ -217,17 +209,35 @@ class Inventory(entity.OrderWatcher):
         return rows
 
     def export_state(self) -> Any:
-        state = {}
-        pending: Pending
-        for start, pending in self.windows.items():
-            state[start] = (dict(pending.lines), {k: list(v) for k, v in pending.moves.items()})
-        return state
+        return {
+            start: rows_by_item(pending.lines, pending.moves)
+            for start, pending in self.windows.items()
+        }
 
     def restore_state(self, state: Any) -> None:
         self.windows = {}
-        for start, (lines, moves) in state.items():
+        for start, by_item in state.items():
             pending = self.windows[start] = Pending()
-            pending.lines, pending.moves = lines, moves
+            pending.lines, pending.moves = rows_of(*by_item)
+
+
+def rows_by_item(lines: list[Any], moves: list[Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """A window's rows as snapshots keep them (so that those of earlier builds
+    restore): units ordered per (fc, sku), and (ts, event id, qty) moves per (fc, sku)."""
+    units: dict[Any, int] = {}
+    for fc, sku, qty in lines:
+        units[fc, sku] = units.get((fc, sku), 0) + qty
+    moved: dict[Any, list[Any]] = {}
+    for ts, event_id, qty, fc, sku in moves:
+        moved.setdefault((fc, sku), []).append((ts, event_id, qty))
+    return units, moved
+
+
+def rows_of(units: dict[Any, int], moved: dict[Any, list[Any]]) -> tuple[list[Any], list[Any]]:
+    """A window's rows from `rows_by_item`."""
+    lines = [(fc, sku, qty) for (fc, sku), qty in units.items()]
+    moves = [(*move, fc, sku) for (fc, sku), item_moves in moved.items() for move in item_moves]
+    return lines, moves
 
 
 @cython.final
@@ -473,17 +483,9 @@ class ItemHealth:
             pending = self.pending.get(start)
             if pending is None:  # the first shard's rows of the window, taken as they are
                 self.pending[start] = [lines, moves]
-                continue
-            merged: dict[Any, int] = pending[0]
-            for key, units in lines.items():
-                merged[key] = merged.get(key, 0) + units
-            merged_moves: dict[Any, list[Any]] = pending[1]
-            for key, item_moves in moves.items():
-                found = merged_moves.get(key)
-                if found is None:
-                    merged_moves[key] = item_moves
-                else:
-                    found += item_moves
+            else:
+                pending[0] += lines
+                pending[1] += moves
 
     def close(self, closed: int, out: list[Any]) -> None:
         """Every shard closed every window ending at or before `closed`: each close
@@ -597,24 +599,22 @@ class ItemHealth:
             )
 
     @cython.cfunc
-    def apply(self, start: cython.longlong, lines: dict, moves: dict, changed: dict) -> None:  # type: ignore[type-arg]
-        """A closed window's order lines and moves, each item's in (ts, event_id) order."""
+    def apply(self, start: cython.longlong, lines: list, moves: list, changed: dict) -> None:  # type: ignore[type-arg]
+        """A closed window's order lines, and its moves in (ts, event_id) order (so
+        each item's are: FIFO)."""
         item: Item
         day: cython.longlong = start - start % DAY
-        for key, units in lines.items():
-            item = self.item(key, start)
+        for fc, sku, units in lines:
+            item = self.item(fc, sku, start)
             add_entry(item, start, units)
             prune_days(item, day - self.safety_days * DAY)
             add_day(item, day, units)
             item.active = start
             changed[item] = None
-        item_moves: list  # type: ignore[type-arg]
-        for key, item_moves in moves.items():
-            item = self.item(key, start)
-            if len(item_moves) > 1:
-                item_moves.sort()
-            for ts, _event_id, qty in item_moves:
-                take(item, ts, qty)
+        moves.sort()  # mostly in order already: a pass
+        for ts, _event_id, qty, fc, sku in moves:
+            item = self.item(fc, sku, start)
+            take(item, ts, qty)
             item.active = start
             changed[item] = None
 
@@ -649,8 +649,7 @@ class ItemHealth:
         return walk
 
     @cython.cfunc
-    def item(self, key: Key, start: cython.longlong) -> Item:
-        fc, sku = key
+    def item(self, fc: str, sku: str, start: cython.longlong) -> Item:
         skus: dict | None = self.items.get(fc)  # type: ignore[type-arg]
         if skus is None:
             skus = self.items[fc] = {}
@@ -852,7 +851,7 @@ class ItemHealth:
             "items": {
                 (item.fc, item.sku): item for skus in self.items.values() for item in skus.values()
             },
-            "pending": self.pending,
+            "pending": {start: list(rows_by_item(*rows)) for start, rows in self.pending.items()},
             "closed": self.closed,
             "timers": sorted(
                 (when, (item.fc, item.sku))
@@ -864,7 +863,8 @@ class ItemHealth:
 
     def restore_state(self, state: Any) -> None:
         self.bind()
-        self.pending, self.closed = state["pending"], state["closed"]
+        self.pending = {start: list(rows_of(*rows)) for start, rows in state["pending"].items()}
+        self.closed = state["closed"]
         self.items, self.checks = {}, {}
         item: Item
         for item in state["items"].values():
