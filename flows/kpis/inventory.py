@@ -923,7 +923,8 @@ def add_entry(item: Item, start: cython.longlong, units: cython.longlong) -> Non
     if len(entries) >= 2 and entries[len(entries) - 2] == start:
         entries[len(entries) - 1] += units
     else:
-        entries.extend((start, units))
+        entries.append(start)  # two appends: an extend goes through an iterator
+        entries.append(units)
 
 
 @cython.cfunc
