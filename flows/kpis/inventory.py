@@ -132,15 +132,16 @@ STATE_SETS = tuple(
 @cython.final
 @cython.cclass
 class Pending:
-    """A shard's rows of one window, as they came: order lines (fc, sku, units) and
-    stock moves (ts, event id, qty, fc, sku). Collecting them per item cost a
-    lookup and a store per event; the combine step finds each row's item anyway."""
+    """A shard's rows of one window: units ordered per (fc, sku) (summed: every
+    open order's lines would be held till the close otherwise), and the stock moves
+    (ts, event id, qty, fc, sku) as they came (collecting them per item cost a
+    lookup and a store per event; the combine step finds each move's item anyway)."""
 
-    lines: list  # type: ignore[type-arg]
+    lines: dict  # type: ignore[type-arg]
     moves: list  # type: ignore[type-arg]
 
     def __init__(self) -> None:
-        self.lines, self.moves = [], []
+        self.lines, self.moves = {}, []
 
 
 @cython.cclass
@@ -183,9 +184,11 @@ class Inventory(entity.OrderWatcher):
         before: cython.int,
         event: Any,
     ) -> None:
-        lines: list = self.pending(order.placed).lines  # type: ignore[type-arg]
+        lines: dict = self.pending(order.placed).lines  # type: ignore[type-arg]
         fc = event.fc  # the item's own fc, not the label the order's metrics use
-        lines.extend([(fc, line.sku, line.qty) for line in event.lines])
+        for line in event.lines:
+            key = (fc, line.sku)
+            lines[key] = lines.get(key, 0) + line.qty
 
     @cython.cfunc
     def pending(self, ts: cython.longlong) -> Pending:
@@ -210,34 +213,29 @@ class Inventory(entity.OrderWatcher):
 
     def export_state(self) -> Any:
         return {
-            start: rows_by_item(pending.lines, pending.moves)
+            start: (dict(pending.lines), moves_by_item(pending.moves))
             for start, pending in self.windows.items()
         }
 
     def restore_state(self, state: Any) -> None:
         self.windows = {}
-        for start, by_item in state.items():
+        for start, (lines, moved) in state.items():
             pending = self.windows[start] = Pending()
-            pending.lines, pending.moves = rows_of(*by_item)
+            pending.lines, pending.moves = lines, moves_of(moved)
 
 
-def rows_by_item(lines: list[Any], moves: list[Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
-    """A window's rows as snapshots keep them (so that those of earlier builds
-    restore): units ordered per (fc, sku), and (ts, event id, qty) moves per (fc, sku)."""
-    units: dict[Any, int] = {}
-    for fc, sku, qty in lines:
-        units[fc, sku] = units.get((fc, sku), 0) + qty
+def moves_by_item(moves: list[Any]) -> dict[Any, list[Any]]:
+    """A window's moves as snapshots keep them (so that those of earlier builds
+    restore): (ts, event id, qty) per (fc, sku)."""
     moved: dict[Any, list[Any]] = {}
     for ts, event_id, qty, fc, sku in moves:
         moved.setdefault((fc, sku), []).append((ts, event_id, qty))
-    return units, moved
+    return moved
 
 
-def rows_of(units: dict[Any, int], moved: dict[Any, list[Any]]) -> tuple[list[Any], list[Any]]:
-    """A window's rows from `rows_by_item`."""
-    lines = [(fc, sku, qty) for (fc, sku), qty in units.items()]
-    moves = [(*move, fc, sku) for (fc, sku), item_moves in moved.items() for move in item_moves]
-    return lines, moves
+def moves_of(moved: dict[Any, list[Any]]) -> list[Any]:
+    """A window's moves from `moves_by_item`."""
+    return [(*move, fc, sku) for (fc, sku), item_moves in moved.items() for move in item_moves]
 
 
 @cython.final
@@ -483,9 +481,11 @@ class ItemHealth:
             pending = self.pending.get(start)
             if pending is None:  # the first shard's rows of the window, taken as they are
                 self.pending[start] = [lines, moves]
-            else:
-                pending[0] += lines
-                pending[1] += moves
+                continue
+            merged: dict[Any, int] = pending[0]
+            for key, units in lines.items():
+                merged[key] = merged.get(key, 0) + units
+            pending[1] += moves
 
     def close(self, closed: int, out: list[Any]) -> None:
         """Every shard closed every window ending at or before `closed`: each close
@@ -599,12 +599,12 @@ class ItemHealth:
             )
 
     @cython.cfunc
-    def apply(self, start: cython.longlong, lines: list, moves: list, changed: dict) -> None:  # type: ignore[type-arg]
+    def apply(self, start: cython.longlong, lines: dict, moves: list, changed: dict) -> None:  # type: ignore[type-arg]
         """A closed window's order lines, and its moves in (ts, event_id) order (so
         each item's are: FIFO)."""
         item: Item
         day: cython.longlong = start - start % DAY
-        for fc, sku, units in lines:
+        for (fc, sku), units in lines.items():
             item = self.item(fc, sku, start)
             add_entry(item, start, units)
             prune_days(item, day - self.safety_days * DAY)
@@ -851,7 +851,10 @@ class ItemHealth:
             "items": {
                 (item.fc, item.sku): item for skus in self.items.values() for item in skus.values()
             },
-            "pending": {start: list(rows_by_item(*rows)) for start, rows in self.pending.items()},
+            "pending": {
+                start: [lines, moves_by_item(moves)]
+                for start, (lines, moves) in self.pending.items()
+            },
             "closed": self.closed,
             "timers": sorted(
                 (when, (item.fc, item.sku))
@@ -863,7 +866,9 @@ class ItemHealth:
 
     def restore_state(self, state: Any) -> None:
         self.bind()
-        self.pending = {start: list(rows_of(*rows)) for start, rows in state["pending"].items()}
+        self.pending = {
+            start: [lines, moves_of(moved)] for start, (lines, moved) in state["pending"].items()
+        }
         self.closed = state["closed"]
         self.items, self.checks = {}, {}
         item: Item
