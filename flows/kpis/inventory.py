@@ -885,8 +885,10 @@ class ItemHealth:
 
 
 SKU_OF = attrgetter("sku")
-# Inserting an item moves the pointers after it, a sort compares them all: inserting
-# costs less up to about a sixteenth of the shelf.
+# An insert moves half the shelf's pointers on average (a memmove), a sort calls the
+# key of every item and compares: inserting should cost less for new items up to
+# about a sixteenth of the shelf (an estimate; the opening stock's days make a few
+# items a day, and the day the stream starts makes most at once).
 INSERTS_PER_SORT = 16
 
 
