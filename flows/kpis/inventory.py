@@ -330,7 +330,7 @@ def new_item(fc: str, sku: str, label: str, created: cython.longlong) -> Item:
 def restore_item(*values: Any) -> Item:
     """An item from its ITEM_FIELDS (snapshots; both builds read the same pickle)."""
     fields = dict(zip(ITEM_FIELDS, values, strict=True))
-    item = new_item(fields["fc"], fields["sku"], fields["label"], fields["created"])
+    item: Item = Item.__new__(Item)
     for name, value in fields.items():
         setattr(item, name, value)
     item.lots = [Lot(*lot) for lot in fields["lots"]]
@@ -447,10 +447,8 @@ class ItemHealth:
     def bind(self) -> None:
         """Count in the context's metric series (a restore replaces them)."""
         series = self.context.series
-        self.tracked, self.by_age = (
-            core.Counts(series[TRACKED.name]),
-            core.Counts(series[BY_AGE.name]),
-        )
+        self.tracked = core.Counts(series[TRACKED.name])
+        self.by_age = core.Counts(series[BY_AGE.name])
         self.stockouts = core.Counts(series[STOCKOUTS.name])
         self.spikes = core.Counts(series[SPIKES.name])
         self.states = tuple(core.Counts(series[gauge.name]) for gauge in STATE_GAUGES)
@@ -640,8 +638,7 @@ class ItemHealth:
         if self.dropped:
             self.dropped = False
             for shelf in self.by_fc.values():
-                shelf.items = [item for item in shelf.items if not item.gone]
-                shelf.skus = [item.sku for item in shelf.items]
+                shelf.drop_gone()
         walk = []
         for fc in sorted(self.by_fc):
             shelf = self.by_fc[fc]
@@ -918,6 +915,11 @@ class Shelf:
             return
         self.items += new
         self.items.sort(key=SKU_OF)
+        self.skus = [item.sku for item in self.items]
+
+    def drop_gone(self) -> None:
+        """Take off the items that left."""
+        self.items = [item for item in self.items if not item.gone]
         self.skus = [item.sku for item in self.items]
 
 
