@@ -15,11 +15,21 @@ cdef class Inventory(entity.OrderWatcher):
 cdef class Lot:
     cdef public long long ts, qty
 
+cdef class LabelCells:
+    cdef public core.Cell tracked, stockouts, spikes
+    cdef public tuple states, by_age
+
+cdef class Place:
+    cdef public str fc, label
+    cdef public LabelCells cells
+    cdef public object lead_num, lead_den
+    cdef public double lead_root
+
 cdef class Item:
     cdef public str fc, sku, label
     cdef public long long created, active, on_hand, shortfall
     cdef public list lots
-    cdef public object demand, daily
+    cdef public list demand, daily
     cdef public long long first_day
     cdef public int states
     cdef public bint spiking
@@ -28,13 +38,10 @@ cdef class Item:
     cdef public double safety
     cdef public long long safety_day
     cdef public bint gone
+    cdef public Place place
 
 cdef class Shelf:
     cdef public list items, skus
-
-cdef class LabelCells:
-    cdef public core.Cell tracked, stockouts, spikes
-    cdef public tuple states, by_age
 
 cdef class Demand:
     cdef public long long ordered, oldest, units, before
@@ -46,12 +53,11 @@ cdef class ItemHealth:
     cdef public dict by_fc
     cdef public list added
     cdef public bint dropped
-    cdef public dict fc_labels, label_cells
+    cdef public dict places, label_cells
     cdef public dict checks
     cdef public Demand demand
     cdef public long long closed, demand_span, keep_windows
     cdef public double z
-    cdef public dict leads
     cdef public core.Counts tracked, by_age, stockouts, spikes
     cdef public tuple states
     cdef public long long demand_days, safety_days, spike_days, spike_min_units
@@ -61,10 +67,10 @@ cdef class ItemHealth:
     cdef list in_order(self)
     cdef Item item(self, str fc, str sku, long long start)
     cdef evaluate(self, Item item, long long end, list out)
-    cdef scan(self, object entries, long long end)
+    cdef scan(self, list entries, long long end)
     cdef resafe(self, Item item, long long end)
     cdef int safety_state(self, Item item, long long day)
-    cdef tuple lead(self, str fc)
+    cdef Place new_place(self, str fc, str label)
     cdef spike(self, Item item, long long end, list out, LabelCells cells)
     cdef long long rebands(self, Item item, long long end, LabelCells cells)
     cdef restate(self, Item item, int states, LabelCells cells)
@@ -73,9 +79,9 @@ cdef class ItemHealth:
     cdef flush(self)
     cdef leave(self, Item item)
 
-cdef Item new_item(str fc, str sku, str label, long long created)
-cdef add_entry(Item item, long long start, long long units)
-cdef prune(object entries, long long since)
+cdef Item new_item(Place place, str sku, long long created)
+cdef add_entry(Item item, object start, long long units)
+cdef prune(list entries, long long since)
 cdef add_day(Item item, long long day, long long units)
 cdef prune_days(Item item, long long since)
 cdef double sigma(Item item, long long day, long long count)

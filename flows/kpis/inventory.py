@@ -114,7 +114,7 @@ QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this lo
 BAND_STARTS = cython.declare(cython.longlong[4], [91, 181, 271, 366])  # type: ignore[misc, valid-type]
 AGED = cython.declare(cython.int, len(BANDS) - 1)
 NO_UNITS = (0,) * len(BANDS)
-NO_ENTRIES = array("q")  # an item's demand and days until its first order: never changed
+NO_ENTRIES: list[int] = []  # an item's demand and days until its first order: never changed
 # State bits, and their names in records, in sorted order.
 STATE_NAMES = ("at_risk", "below_safety_stock", "excess", "out_of_stock")
 AT_RISK_BIT = cython.declare(cython.int, 1)
@@ -251,6 +251,21 @@ class Lot:
         self.ts, self.qty = ts, qty
 
 
+@cython.final
+@cython.cclass
+class Place:
+    """An fc as the combine step keeps it, found once per item, not per evaluation:
+    one fc string for all its items (each event brings its own copy), its label (an
+    admitted value stays admitted) and that label's cells, its lead time in days."""
+
+    fc: str
+    label: str
+    cells: LabelCells
+    lead_num: int  # the lead time as an exact fraction
+    lead_den: int
+    lead_root: cython.double  # its square root
+
+
 ITEM_FIELDS = (
     "fc",
     "sku",
@@ -275,7 +290,7 @@ ITEM_FIELDS = (
 
 
 @cython.final
-@cython.no_gc  # strings, numbers, arrays and lists of lots: never in a cycle
+@cython.no_gc  # strings, numbers, lists of ints and of lots: never in a cycle
 @cython.cclass
 class Item:
     """One (fc, sku) as the combine step keeps it."""
@@ -288,8 +303,10 @@ class Item:
     on_hand: cython.longlong
     shortfall: cython.longlong  # what picks took beyond the lots, for later stows to fill
     lots: list  # type: ignore[type-arg]
-    demand: Any  # array('q'): window start, units ordered, ... (oldest first)
-    daily: Any  # array('q'): units ordered on each day from first_day on
+    # Lists of ints, not arrays: a list's item is read and appended in C (an array's
+    # through a method call and a new int), and the window starts are shared ints.
+    demand: list  # type: ignore[type-arg]  # window start, units ordered, ... (oldest first)
+    daily: list  # type: ignore[type-arg]  # units ordered on each day from first_day on
     first_day: cython.longlong
     states: cython.int  # state bits at its latest evaluation
     spiking: cython.bint
@@ -299,6 +316,7 @@ class Item:
     safety: cython.double  # its safety stock then
     safety_day: cython.longlong  # the day that safety stock is of
     gone: cython.bint  # left (a later event makes a new item)
+    place: Place  # its fc (not in snapshots: a restore finds it again)
 
     def __reduce__(self) -> Any:
         lots = [(lot.ts, lot.qty) for lot in self.lots]
@@ -308,11 +326,11 @@ class Item:
 
 
 @cython.cfunc
-def new_item(fc: str, sku: str, label: str, created: cython.longlong) -> Item:
+def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     """An item with nothing yet (made without Python's call of __init__: the
     combine step makes every item it sees, tens of thousands at a time)."""
     item: Item = Item.__new__(Item)
-    item.fc, item.sku, item.label = fc, sku, label
+    item.place, item.fc, item.sku, item.label = place, place.fc, sku, place.label
     item.created = item.active = created
     item.on_hand = item.shortfall = 0
     item.lots = []
@@ -334,11 +352,10 @@ def restore_item(*values: Any) -> Item:
     for name, value in fields.items():
         setattr(item, name, value)
     item.lots = [Lot(*lot) for lot in fields["lots"]]
-    # A pickle makes one array of the items' shared empty one: share ours again.
-    if not fields["demand"]:
-        item.demand = NO_ENTRIES
-    if not fields["daily"]:
-        item.daily = NO_ENTRIES
+    # A pickle makes one list of the items' shared empty one: share ours again (and
+    # earlier builds kept arrays).
+    item.demand = list(fields["demand"]) if fields["demand"] else NO_ENTRIES
+    item.daily = list(fields["daily"]) if fields["daily"] else NO_ENTRIES
     return item
 
 
@@ -390,7 +407,7 @@ class ItemHealth:
     by_fc: dict  # type: ignore[type-arg]
     added: list  # type: ignore[type-arg]
     dropped: cython.bint  # an item left since the latest in_order()
-    fc_labels: dict  # type: ignore[type-arg]
+    places: dict  # type: ignore[type-arg]
     label_cells: dict  # type: ignore[type-arg]
     pending: dict  # type: ignore[type-arg]
     checks: dict  # type: ignore[type-arg]
@@ -399,7 +416,6 @@ class ItemHealth:
     demand_span: cython.longlong  # demand_days, in µs
     keep_windows: cython.longlong  # how far back window demand is kept
     z: cython.double
-    leads: dict  # type: ignore[type-arg]
     # The metrics this step counts in, with their series (bound again when a snapshot
     # restores those); changes reach the series at the end of each close.
     tracked: core.Counts
@@ -424,9 +440,7 @@ class ItemHealth:
         self.by_fc = {}  # fc -> its Shelf, as of the latest day's close
         self.added = []  # items made since
         self.dropped = False
-        # fc -> (one fc string for all its items: each event brings its own copy,
-        # its label: an admitted value stays admitted)
-        self.fc_labels = {}
+        self.places = {}  # fc -> Place
         self.pending = {}  # window start -> [order lines, stock moves] of every shard
         # close -> [item] to evaluate then: every time an item waits for is a window
         # close, and closes come one by one, so no ordered timers are needed.
@@ -437,7 +451,6 @@ class ItemHealth:
         self.demand_span = kpi.demand_days * DAY
         self.keep_windows = max(self.demand_span, kpi.spike_days * DAY + self.window)
         self.z = NormalDist().inv_cdf(float(kpi.service_level))
-        self.leads = {}  # fc -> (lead time days as numerator, denominator, its square root)
         self.demand_days, self.safety_days = kpi.demand_days, kpi.safety_days
         self.spike_days, self.spike_min_units = kpi.spike_days, kpi.spike_min_units
         self.excess_num, self.excess_den = kpi.excess_days.numerator, kpi.excess_days.denominator
@@ -602,9 +615,10 @@ class ItemHealth:
         each item's are: FIFO)."""
         item: Item
         day: cython.longlong = start - start % DAY
+        start_int: object = start  # one int for every item's entry
         for (fc, sku), units in lines.items():
             item = self.item(fc, sku, start)
-            add_entry(item, start, units)
+            add_entry(item, start_int, units)
             prune_days(item, day - self.safety_days * DAY)
             add_day(item, day, units)
             item.active = start
@@ -652,12 +666,12 @@ class ItemHealth:
             skus = self.items[fc] = {}
         item: Item | None = skus.get(sku)
         if item is None:
-            named: tuple | None = self.fc_labels.get(fc)  # type: ignore[type-arg]
-            if named is None:
-                named = self.fc_labels[fc] = (fc, self.context.label("fc", fc))
-            item = skus[sku] = new_item(named[0], sku, named[1], start)
+            place: Place | None = self.places.get(fc)
+            if place is None:
+                place = self.places[fc] = self.new_place(fc, self.context.label("fc", fc))
+            item = skus[sku] = new_item(place, sku, start)
             self.added.append(item)
-            self.tracked.bump(self.cells_of(item.label).tracked, 1)
+            self.tracked.bump(place.cells.tracked, 1)
         return item
 
     @cython.cfunc
@@ -672,18 +686,18 @@ class ItemHealth:
         day: cython.longlong = end - end % DAY
         ordered: cython.longlong = demand.ordered
         on_hand: cython.longlong = item.on_hand
-        lead_num, lead_den, _lead_root = self.lead(item.fc)
+        place: Place = item.place
         states: cython.int = 0
         if ordered > 0 and on_hand <= 0:
             states |= OUT_BIT
         # cover = on_hand / (ordered / demand_days) against days, as fractions (§2)
         cover = on_hand * self.demand_days  # a Python int: exact however large
-        if on_hand > 0 and ordered > 0 and cover * lead_den < lead_num * ordered:
+        if on_hand > 0 and ordered > 0 and cover * place.lead_den < place.lead_num * ordered:
             states |= AT_RISK_BIT
         if on_hand > 0 and (ordered == 0 or cover * self.excess_den > self.excess_num * ordered):
             states |= EXCESS_BIT
         states |= self.safety_state(item, day)
-        cells: LabelCells = self.cells_of(item.label)
+        cells: LabelCells = place.cells
         self.restate(item, states, cells)
         if states & OUT_BIT and not item.states & OUT_BIT:
             self.stockouts.bump(cells.stockouts, 1)
@@ -694,7 +708,7 @@ class ItemHealth:
         self.schedule(item, end, aging)
 
     @cython.cfunc
-    def scan(self, entries: Any, end: cython.longlong) -> None:
+    def scan(self, entries: list, end: cython.longlong) -> None:  # type: ignore[type-arg]
         """The item's Demand at the close `end`, from its window entries."""
         demand: Demand = self.demand
         since: cython.longlong = end - self.demand_span
@@ -721,7 +735,7 @@ class ItemHealth:
         of its figures only the safety stock moves on with the day (a change in its
         demand window, age bands, spike or quiet days comes with a timer)."""
         states: cython.int = item.states & ~BELOW_BIT | self.safety_state(item, end - end % DAY)
-        self.restate(item, states, self.cells_of(item.label))
+        self.restate(item, states, item.place.cells)
         item.states = states
 
     @cython.cfunc
@@ -730,18 +744,20 @@ class ItemHealth:
         it no longer change, so once a day), and BELOW_BIT if on hand is below it."""
         if item.safety_day != day:
             prune_days(item, day - self.safety_days * DAY)
-            item.safety = self.z * sigma(item, day, self.safety_days) * self.lead(item.fc)[2]
+            item.safety = self.z * sigma(item, day, self.safety_days) * item.place.lead_root
             item.safety_day = day
         return BELOW_BIT if item.safety > 0 and item.on_hand < item.safety else 0
 
     @cython.cfunc
-    def lead(self, fc: str) -> tuple:  # type: ignore[type-arg]
-        """The fc's lead time in days: numerator, denominator, square root."""
-        known: tuple | None = self.leads.get(fc)  # type: ignore[type-arg]
-        if known is None:
-            days = self.context.kpi.lead_time(fc)
-            known = self.leads[fc] = (days.numerator, days.denominator, math.sqrt(days))
-        return known
+    def new_place(self, fc: str, label: str) -> Place:
+        """An fc seen for the first time (since the start or a restore)."""
+        place: Place = Place()
+        place.fc, place.label = fc, label
+        place.cells = self.cells_of(place.label)
+        days = self.context.kpi.lead_time(fc)
+        place.lead_num, place.lead_den = days.numerator, days.denominator
+        place.lead_root = math.sqrt(days)
+        return place
 
     @cython.cfunc
     def spike(self, item: Item, end: cython.longlong, out: list, cells: LabelCells) -> None:  # type: ignore[type-arg]
@@ -785,8 +801,8 @@ class ItemHealth:
             if units[band] != before:
                 self.by_age.bump(cells.by_age[band], units[band] - before)
                 moved = True
-        if moved:
-            item.bands = tuple(units)
+        if moved:  # made from the C array directly (tuple() goes through a list)
+            item.bands = (units[0], units[1], units[2], units[3], units[4])
         return soonest
 
     @cython.cfunc
@@ -833,7 +849,7 @@ class ItemHealth:
     @cython.cfunc
     def leave(self, item: Item) -> None:
         """On hand 0 and 90 quiet days: no longer tracked (a later event makes it anew)."""
-        cells: LabelCells = self.cells_of(item.label)
+        cells: LabelCells = item.place.cells
         self.restate(item, 0, cells)
         self.tracked.bump(cells.tracked, -1)
         for band in range(AGED + 1):
@@ -868,9 +884,14 @@ class ItemHealth:
         }
         self.closed = state["closed"]
         self.items, self.checks = {}, {}
+        self.places = {}
         item: Item
         for item in state["items"].values():
             self.items.setdefault(item.fc, {})[item.sku] = item
+            place: Place | None = self.places.get(item.fc)
+            if place is None:
+                place = self.places[item.fc] = self.new_place(item.fc, item.label)
+            item.place = place
         self.by_fc, self.added, self.dropped = {}, list(state["items"].values()), False
         for when, (fc, sku) in state["timers"]:
             found = self.items.get(fc, {}).get(sku)
@@ -924,23 +945,28 @@ class Shelf:
 
 
 @cython.cfunc
-def add_entry(item: Item, start: cython.longlong, units: cython.longlong) -> None:
+def add_entry(item: Item, start: object, units: cython.longlong) -> None:
     """Add units to the item's entry of `start` (entries come in time order)."""
-    entries = item.demand
+    entries: list = item.demand  # type: ignore[type-arg]
     if entries is NO_ENTRIES:
-        entries = item.demand = array("q")
-    if len(entries) >= 2 and entries[len(entries) - 2] == start:
-        entries[len(entries) - 1] += units
+        entries = item.demand = []
+    last: cython.Py_ssize_t = len(entries) - 2
+    if last >= 0 and entries[last] == start:
+        entries[last + 1] = cython.cast(cython.longlong, entries[last + 1]) + units
     else:
-        entries.append(start)  # two appends: an extend goes through an iterator
+        entries.append(start)
         entries.append(units)
 
 
 @cython.cfunc
-def prune(entries: Any, since: cython.longlong) -> None:
+def prune(entries: list, since: cython.longlong) -> None:  # type: ignore[type-arg]
     """Drop entries before `since`."""
     drop: cython.Py_ssize_t = 0
-    while drop < len(entries) and entries[drop] < since:
+    at: cython.longlong
+    while drop < len(entries):
+        at = entries[drop]
+        if at >= since:
+            break
         drop += 2
     if drop:
         del entries[:drop]
@@ -950,22 +976,22 @@ def prune(entries: Any, since: cython.longlong) -> None:
 def add_day(item: Item, day: cython.longlong, units: cython.longlong) -> None:
     """Add units to the item's day starting at `day` (days come in time order; the
     days between count 0)."""
-    daily = item.daily
+    daily: list = item.daily  # type: ignore[type-arg]
     if daily is NO_ENTRIES:
-        daily = item.daily = array("q")
-    if not len(daily):
+        daily = item.daily = []
+    if not daily:
         item.first_day = day
     index: cython.Py_ssize_t = (day - item.first_day) // DAY
     while len(daily) <= index:
         daily.append(0)
-    daily[index] += units
+    daily[index] = cython.cast(cython.longlong, daily[index]) + units
 
 
 @cython.cfunc
 def prune_days(item: Item, since: cython.longlong) -> None:
     """Drop the item's days before `since`, and the days without orders that then
     lead (no days left: nothing ordered since)."""
-    daily = item.daily
+    daily: list = item.daily  # type: ignore[type-arg]
     drop: cython.Py_ssize_t = 0
     while drop < len(daily) and (item.first_day + drop * DAY < since or daily[drop] == 0):
         drop += 1
@@ -980,12 +1006,13 @@ def sigma(item: Item, day: cython.longlong, count: cython.longlong) -> cython.do
     whole days before `day` (days without orders count as 0): the variance in
     exact integers, (n * sum(x^2) - sum(x)^2) / n^2, then one square root."""
     total = squares = 0  # Python ints: exact however large
-    daily = item.daily
+    daily: list = item.daily  # type: ignore[type-arg]
     index: cython.Py_ssize_t
     for index in range(len(daily)):
         if day - count * DAY <= item.first_day + index * DAY < day:
-            total += daily[index]
-            squares += daily[index] * daily[index]
+            units = daily[index]
+            total += units
+            squares += units * units
     return math.sqrt(count * squares - total * total) / count
 
 
