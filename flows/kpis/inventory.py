@@ -348,14 +348,14 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
 def restore_item(*values: Any) -> Item:
     """An item from its ITEM_FIELDS (snapshots; both builds read the same pickle)."""
     fields = dict(zip(ITEM_FIELDS, values, strict=True))
+    fields["lots"] = [Lot(*lot) for lot in fields["lots"]]
+    # A pickle makes one list of the items' shared empty one: share ours again (and
+    # builds before 4557f84 kept arrays).
+    for name in ("demand", "daily"):
+        fields[name] = list(fields[name]) if fields[name] else NO_ENTRIES
     item: Item = Item.__new__(Item)
     for name, value in fields.items():
         setattr(item, name, value)
-    item.lots = [Lot(*lot) for lot in fields["lots"]]
-    # A pickle makes one list of the items' shared empty one: share ours again (and
-    # earlier builds kept arrays).
-    item.demand = list(fields["demand"]) if fields["demand"] else NO_ENTRIES
-    item.daily = list(fields["daily"]) if fields["daily"] else NO_ENTRIES
     return item
 
 

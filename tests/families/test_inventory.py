@@ -7,6 +7,7 @@ are hours, lateness 60 s, so a tick one minute after b closes [a, b)."""
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import replace
 from fractions import Fraction
 from statistics import NormalDist
@@ -15,8 +16,10 @@ from typing import Any
 import pytest
 
 from flows.decode import decode
+from flows.kpis.inventory import ITEM_FIELDS
 from flows.kpisettings import KpiSettings
 from flows.settings import EngineConfig
+from flows.timeutil import parse_time
 from tests.scenario import Events, Run, at
 
 MIDNIGHT = -8 * 60  # minutes from 2026-11-21 08:00 back to its midnight
@@ -254,3 +257,25 @@ def test_an_item_leaves_after_90_quiet_days_at_zero_and_comes_back_new() -> None
     run.feed(e.adjusted(on(90, 4), 2, sku="Q"), e.tick(after(91, 0)))
     assert gauges(run)["tracked"] == 1
     assert health(run, "Q", on(91))["on_hand"] == 2  # only its new life's events
+
+
+def test_an_item_an_earlier_build_saved_restores_its_history() -> None:
+    """Builds before 4557f84 kept an item's demand and day history as arrays in
+    snapshots: they restore as the lists this build keeps, with the same values."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 9, sku="Q"),
+        order(e, "O1", on(0, 2), "Q", 3),
+        order(e, "O2", on(1, 5), "Q", 2),
+        e.tick(after(1, 6)),
+    )
+    item = run.combine.combiners["inventory"].items["FC1"]["Q"]
+    restore, values = item.__reduce__()
+    saved = list(values)
+    for name in ("demand", "daily"):
+        saved[ITEM_FIELDS.index(name)] = array("q", getattr(item, name))
+    restored = restore(*saved)
+    assert (type(restored.demand), type(restored.daily)) == (list, list)
+    assert restored.demand == item.demand == [parse_time(on(0, 2)), 3, parse_time(on(1, 5)), 2]
+    assert restored.daily == item.daily == [3, 2]
+    assert restore(*values).__reduce__() == (restore, values)
