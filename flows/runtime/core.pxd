@@ -52,7 +52,7 @@ cdef class Timers:
 
 cdef class Kind:
     cdef public str name
-    cdef public tuple handlers
+    cdef public tuple handlers, names
     cdef public long long accepted, duplicate, late
 
 cdef class Family:
