@@ -24,7 +24,7 @@ from flows.cli import build_parser
 from flows.exposition import Board
 from flows.ledger import Ledger
 from flows.metrics import METRICS
-from flows.web.config import Users, WebConfigError, load
+from flows.web.config import _DECOY, Users, WebConfigError, load
 from flows.web.server import serve
 from tests.kafka_broker import free_port
 from tests.processes import cockpit, opscockpit, wait_for
@@ -164,6 +164,13 @@ def test_users_are_checked_against_bcrypt_hashes():
     assert not users.check(USER, PASSWORD.upper())
     assert not users.check("nobody", PASSWORD)
     assert not users.check(USER, "é" * 80)
+
+
+def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
+    """The decoy an unknown user is checked against is a well-formed hash at the cost
+    of real ones (a malformed one would fail at once, telling user names apart)."""
+    assert bcrypt.checkpw(b"opscockpit decoy", _DECOY)
+    assert _DECOY.split(b"$")[2] == b"10"
 
 
 @pytest.mark.parametrize(
