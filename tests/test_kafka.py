@@ -275,6 +275,35 @@ def test_a_partition_reader_without_an_answer_leaves_the_start_to_librdkafka():
         reader.close()
 
 
+def test_a_tombstone_among_events_is_dead_lettered_where_it_stands(kafka):
+    """A message without a value (a tombstone) is an empty payload: rejected with its
+    offset, between the events around it, which decode as usual."""
+    topic = unique("tps")
+    create_topic(kafka, topic, 1)
+    event = b'{"event_id":"e%d","type":"page.viewed","ts":1000,"session_id":"s",'
+    event += b'"page":"home","load_ms":5}'
+    produce(kafka, topic, [(0, b"k", event % 1), (0, b"k", None), (0, b"k", event % 2)])
+    source = TpsKafkaSource(
+        KafkaSettings(kafka), {topic: 1}, {0: "0"}, start="earliest", runtime=Runtime(Settings())
+    )
+    reader = source.build_part("input", part_name(topic, 0), None)
+    items: list[Any] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(items) < 3 and time.monotonic() < deadline:
+            for _shard, message in reader.next_batch():
+                if message[0] == "events":
+                    items += message[3]
+    finally:
+        reader.close()
+    assert [type(item).__name__ for item in items] == ["PageViewed", "Reject", "PageViewed"]
+    assert (items[1].reason, items[1].payload, items[1].origin["offset"]) == (
+        "invalid_json",
+        b"",
+        1,
+    )
+
+
 def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit():
     started = time.monotonic()
     result = opscockpit(
