@@ -30,7 +30,7 @@ from flows.kpis.upgrade import upgrade
 from flows.runtime import snapshot
 from flows.runtime.combine import CombineStage
 from flows.runtime.core import Shard
-from flows.runtime.outputs import Alert, DeadLetter, Keyed, Output, Partials, records_of
+from flows.runtime.outputs import SINK_KEY, Alert, DeadLetter, Output, Partials, Routed
 from flows.settings import Runtime, Settings
 from flows.sources import REPLAY_SHARD, LinesSource, file_lines
 
@@ -168,15 +168,9 @@ def _value(keyed: tuple[str, Output]) -> Output:
     return keyed[1]
 
 
-def _keyed(output: Any) -> list[tuple[str, Keyed]]:
-    """Each record of an output keyed for a sink, which makes the record as it
-    writes it (a family's own record type makes its key on each access, so it is
-    taken once)."""
-    keyed = []
-    for written in records_of(output):
-        key = written.key
-        keyed.append((key, (key, written)))
-    return keyed
+def _routed(output: Output) -> Routed:
+    """An output for a sink, whole (the sink makes its records)."""
+    return (SINK_KEY, output)
 
 
 def build_flow(
@@ -216,8 +210,7 @@ def build_flow(
     for name, stream in streams.items():
         sink = getattr(sinks, name)
         if sink is not None:
-            records = op.flat_map(f"{name}_records", stream, _keyed)
-            op.output(f"{name}_out", records, sink)
+            op.output(f"{name}_out", op.map(f"{name}_routed", stream, _routed), sink)
     return flow
 
 

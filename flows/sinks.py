@@ -8,18 +8,18 @@ from pathlib import Path
 import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows.runtime.outputs import Keyed
+from flows.runtime.outputs import Output, written
 
 
-class _JsonLinesPartition(StatefulSinkPartition[Keyed, int]):
+class _JsonLinesPartition(StatefulSinkPartition[Output, int]):
     def __init__(self, path: Path, resume_state: int | None) -> None:
         self.handle = path.open("ab")
         # On resume, drop what was written after the snapshot: it is written again.
         self.handle.seek(resume_state or 0)
         self.handle.truncate()
 
-    def write_batch(self, values: list[Keyed]) -> None:
-        self.handle.write(b"".join(orjson.dumps(out.record) + b"\n" for _key, out in values))
+    def write_batch(self, values: list[Output]) -> None:
+        self.handle.write(b"".join(orjson.dumps(out.record) + b"\n" for out in written(values)))
         self.handle.flush()
 
     def snapshot(self) -> int:
@@ -30,7 +30,7 @@ class _JsonLinesPartition(StatefulSinkPartition[Keyed, int]):
         self.handle.close()
 
 
-class JsonLinesSink(FixedPartitionedSink[Keyed, int]):
+class JsonLinesSink(FixedPartitionedSink[Output, int]):
     """Records as JSON Lines in one file, written by one worker."""
 
     def __init__(self, path: Path) -> None:
