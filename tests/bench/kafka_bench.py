@@ -181,7 +181,6 @@ def bench_kafka(ctx: dict[str, Any]) -> list[Figure]:
     path = data.simulated(hours)
     lines = path.read_bytes().splitlines()
     count = len(lines)
-    floor = ctx.get("floor_rate") or floor_passes(path, 3)
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     balanced: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     with broker() as bootstrap:
@@ -193,12 +192,18 @@ def bench_kafka(ctx: dict[str, Any]) -> list[Figure]:
             log(f"produced {count:,} events to {partitions} partitions in {produced_s:.1f} s")
         del lines
         tansu = find_broker()
+        # Floor passes before each round of runs, the best of them and of the floor
+        # benchmark's counting: one pass in a slow spell of this shared host must not
+        # make the runs look faster than they are.
+        floors = [ctx.get("floor_rate", 0.0)]
         for _ in range(reps):
+            floors.append(floor_passes(path, 2))
             for processes in (1, 2):
                 for partitions, results in ((PARTITIONS, runs), (BALANCED_PARTITIONS, balanced)):
                     results[processes].append(
                         consume_run(bootstrap, topics[partitions], count, processes, tansu)
                     )
+    floor = max(floors)
     one = Spread([run["events_per_s"] for run in runs[1]])
     two = Spread([run["events_per_s"] for run in runs[2]])
     one_steady = Spread([run["events_per_s_after_first_count"] for run in runs[1]])
