@@ -21,6 +21,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
     from flows import _cython as cython  # type: ignore[no-redef]
 
 from flows.declare import COUNTER, GAUGE, Metric, metric
+from flows.labels import OTHER
 from flows.runtime.combine import CombineContext
 from flows.runtime.outputs import KpiRecord
 from flows.timeutil import US_PER_SECOND, format_time
@@ -99,6 +100,23 @@ class Part:
         self.ordered, self.stowed, self.change = ordered, stowed, change
 
 
+@cython.final
+@cython.cclass
+class Place:
+    """An fc as this family counts its events: its label's cells, and its part of
+    the window of its latest event. Found once per event (a lookup per metric and
+    per part cost more than the rest of the event)."""
+
+    label: str
+    picked: core.Cell
+    stowed: core.Cell
+    on_hand: core.Cell
+    up: core.Cell
+    down: core.Cell
+    start: cython.longlong  # the window `part` is of (MIN_TS: none)
+    part: Part
+
+
 @cython.cclass
 class Stock(entity.OrderWatcher):
     """Unit counters, on hand, and each window's partials for sell-through."""
@@ -112,7 +130,8 @@ class Stock(entity.OrderWatcher):
     current_start: cython.longlong
     current: dict  # type: ignore[type-arg]
     window: cython.longlong
-    fcs: dict  # type: ignore[type-arg]
+    places: dict  # type: ignore[type-arg]
+    folded: Place | None
     stowed: core.Counts
     picked: core.Counts
     on_hand: core.Counts
@@ -125,35 +144,63 @@ class Stock(entity.OrderWatcher):
         shard = self.shard
         self.window = shard.window
         self.current_start, self.current = core.MIN_TS, {}  # the window of the last event
-        self.fcs = shard.known_values("fc")
+        self.places = {}  # admitted fc -> Place
+        self.folded = None  # the Place of fcs beyond the label cap
         self.stowed, self.picked = shard.counts(UNITS_STOWED), shard.counts(UNITS_PICKED)
         self.on_hand, self.adjusted = shard.counts(ON_HAND), shard.counts(ADJUSTED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
-        fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
+        place: Place | None = self.places.get(event.fc)
+        if place is None:
+            place = self.place(event.fc)
         qty: cython.longlong
-        part: Part
+        part: Part = self.place_part(place, ts)
         if kind == "inventory.picked":
             qty = event.qty
-            self.picked.add(fc, qty)
-            self.on_hand.add(fc, -qty)
-            part = self.part(ts, fc)
+            self.picked.bump(place.picked, qty)
+            self.on_hand.bump(place.on_hand, -qty)
             part.change -= qty
         elif kind == "inventory.stowed":
             qty = event.qty
-            self.stowed.add(fc, qty)
-            self.on_hand.add(fc, qty)
-            part = self.part(ts, fc)
+            self.stowed.bump(place.stowed, qty)
+            self.on_hand.bump(place.on_hand, qty)
             part.stowed += qty
             part.change += qty
         else:  # inventory.adjusted
             qty = event.delta
-            self.on_hand.add(fc, qty)
-            part = self.part(ts, fc)
+            self.on_hand.bump(place.on_hand, qty)
             part.change += qty
             if qty:
-                self.adjusted.add((fc, "up" if qty > 0 else "down"), abs(qty))
+                self.adjusted.bump(place.up if qty > 0 else place.down, abs(qty))
+
+    @cython.cfunc
+    def place(self, fc: str) -> Place:
+        """The Place of an fc not met yet, or of one beyond the label cap (its label
+        is asked again for each event, which counts the fold)."""
+        label = self.shard.label("fc", fc)
+        if label == OTHER and self.folded is not None:
+            return self.folded
+        place: Place = Place()
+        place.label, place.start = label, core.MIN_TS
+        place.picked, place.stowed = self.picked.cell(label), self.stowed.cell(label)
+        place.on_hand = self.on_hand.cell(label)
+        place.up, place.down = (
+            self.adjusted.cell((label, "up")),
+            self.adjusted.cell((label, "down")),
+        )
+        if label == OTHER:
+            self.folded = place
+        else:
+            self.places[fc] = place
+        return place
+
+    @cython.cfunc
+    def place_part(self, place: Place, ts: cython.longlong) -> Part:
+        start: cython.longlong = ts - ts % self.window
+        if place.start != start:
+            place.part, place.start = self.part(ts, place.label), start
+        return place.part
 
     @cython.cfunc
     def on_order(
@@ -185,6 +232,9 @@ class Stock(entity.OrderWatcher):
         """Partials of the windows ending at or before `end`: (start, fc, ordered,
         stowed, on-hand change), in window and fc order."""
         self.current_start = core.MIN_TS
+        place: Place
+        for place in [*self.places.values(), *([self.folded] if self.folded else [])]:
+            place.start = core.MIN_TS  # its part left with its window
         rows = []
         part: Part
         for start in sorted([start for start in self.windows if start + self.window <= end]):

@@ -40,3 +40,24 @@ def test_sell_through_is_not_set_when_the_divisor_is_zero():
     assert "FC1" not in run.combine.ledger.series["cockpit_sell_through_ratio"]
     ours = [r["kpi"] for r in run.records("kpi") if r["kpi"] in {"sell_through", "days_of_cover"}]
     assert ours == ["days_of_cover"]
+
+
+def test_fcs_beyond_the_label_cap_fold_into_other_and_each_event_counts_the_fold():
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        e.stowed("R1", at(0), 20, fc="FC1"),
+        e.stowed("R2", at(1), 7, fc="FC2"),  # a second fc: folded into other
+        e.picked("O1", at(2), 3, fc="FC3"),  # a third: folded too
+        e.adjusted(at(3), -2, fc="FC2"),
+        e.adjusted(at(4), 5, fc="FC1"),
+        e.picked("O2", at(5), 4, fc="FC1"),
+    )
+    assert run.value("cockpit_units_on_hand", "FC1") == 20 + 5 - 4
+    assert run.value("cockpit_units_on_hand", "other") == 7 - 3 - 2
+    assert run.value("cockpit_units_stowed_total", "other") == 7
+    assert run.value("cockpit_units_picked_total", "other") == 3
+    assert run.value("cockpit_units_adjusted_total", ("other", "down")) == 2
+    assert run.value("cockpit_units_adjusted_total", ("FC1", "up")) == 5
+    # every family reading an event's fc counts its fold (stock, inventory health
+    # per shard event: here the stock family alone asks for the label of stock events)
+    assert run.value("cockpit_label_overflow_total", "fc") == 3
