@@ -122,3 +122,54 @@ def test_record_times_are_the_rfc3339_text_datetime_gives(us: int) -> None:
     """format_time keeps each minute's text: the same text as datetime's, with the
     fraction only where there is one."""
     assert format_time(us) == (EPOCH + timedelta(microseconds=us)).isoformat()[:-6] + "Z"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            # a timer: (slot, minutes ahead of W, µs within the minute)
+            st.tuples(st.integers(0, 40), st.integers(-3, 30), st.integers(0, 59_999_999)),
+            st.integers(0, 25),  # W moves on by this many minutes and due timers fire
+        ),
+        max_size=120,
+    )
+)
+def test_timers_come_out_in_when_slot_key_order_however_they_were_set(steps) -> None:
+    """The timer wheel (buckets, late heap, the bucket each slot used last) against
+    a plain sorted list: the same timers, in the same order, at the same W."""
+    from flows.runtime.consts import TIMER_BUCKET
+    from flows.runtime.core import Timer, Timers
+
+    timers, pending, fired, expected = Timers(), [], [], []
+    watermark = 10 * TIMER_BUCKET
+    for number, step in enumerate(steps):
+        if isinstance(step, tuple):
+            slot, ahead, within = step
+            when = watermark + ahead * TIMER_BUCKET + within
+            timers.push(Timer(when, slot, f"k{number:04d}"))
+            pending.append((when, slot, f"k{number:04d}"))
+            continue
+        watermark += step * TIMER_BUCKET
+        while (timer := timers.due(watermark)) is not None:
+            fired.append((timer.when, timer.slot, timer.key))
+        due = sorted(t for t in pending if t[0] <= watermark)
+        pending = [t for t in pending if t[0] > watermark]
+        expected += due
+        assert fired == expected
+    assert len(timers) == len(pending)
+    assert sorted((t.when, t.slot, t.key) for t in timers.export()) == sorted(pending)
+
+
+def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact_sum() -> None:
+    """Bounds are compared as doubles: a value equal to a bound is in its bucket
+    (`le`), one above every bound only in +Inf; the sum adds in order."""
+    from flows.runtime.core import Histogram
+
+    series: dict[object, list[float]] = {}
+    histogram = Histogram(series, (60, 300, 900))
+    for value in (60.0, 60.000001, 0.1, 900.0, 1e9, 0.2):
+        histogram.observe("FC1", value)
+    histogram.observe(("FC2", "x"), 301)
+    assert series["FC1"] == [3, 1, 1, 1, 60.0 + 60.000001 + 0.1 + 900.0 + 1e9 + 0.2]
+    assert series[("FC2", "x")] == [0, 0, 1, 0, 301.0]

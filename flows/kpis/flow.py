@@ -208,10 +208,9 @@ class Flow(entity.OrderWatcher):
     current: dict  # type: ignore[type-arg]
     receiving: inbound.Receipts
     fcs: dict  # type: ignore[type-arg]
-    buckets: tuple  # type: ignore[type-arg]
-    pick_wait: dict  # type: ignore[type-arg]
-    pick_to_pack: dict  # type: ignore[type-arg]
-    pack_to_ship: dict  # type: ignore[type-arg]
+    pick_wait: core.Histogram
+    pick_to_pack: core.Histogram
+    pack_to_ship: core.Histogram
     seeded: cython.bint
     floor: cython.longlong
 
@@ -225,9 +224,9 @@ class Flow(entity.OrderWatcher):
         self.window, self.retention = shard.window, shard.config.retention
         self.current_start, self.current = core.MIN_TS, {}
         self.fcs = shard.known_values("fc")
-        self.buckets = STAGE_BUCKETS
-        self.pick_wait, self.pick_to_pack = shard.series(PICK_WAIT), shard.series(PICK_TO_PACK)
-        self.pack_to_ship = shard.series(PACK_TO_SHIP)
+        self.pick_wait = shard.histogram(PICK_WAIT)
+        self.pick_to_pack = shard.histogram(PICK_TO_PACK)
+        self.pack_to_ship = shard.histogram(PACK_TO_SHIP)
         families = shard.families
         receipts: Any = shard.family(inbound.Receipts.NAME)
         if families.index(receipts) < families.index(self):
@@ -400,14 +399,15 @@ class Flow(entity.OrderWatcher):
         order: entity.Order = ref
         first: cython.longlong
         second: cython.longlong
-        series: dict  # type: ignore[type-arg]
+        histogram: core.Histogram
         flag: cython.longlong
         if tag == T_WAIT:
-            first, second, series, flag = order.placed, order.picked, self.pick_wait, WAITED
+            first, second, histogram, flag = order.placed, order.picked, self.pick_wait, WAITED
         elif tag == T_PICK_PACK:
-            first, second, series, flag = order.picked, order.packed, self.pick_to_pack, PICK_PACKED
+            first, second, histogram = order.picked, order.packed, self.pick_to_pack
+            flag = PICK_PACKED
         else:
-            first, second, series, flag = (
+            first, second, histogram, flag = (
                 order.packed,
                 order.shipped,
                 self.pack_to_ship,
@@ -419,7 +419,7 @@ class Flow(entity.OrderWatcher):
         if earlier(first, second) == UNKNOWN_TIME:
             return  # picked or packed before an upgrade, at a time not kept
         seconds: cython.double = (second - first) / US_PER_SECOND
-        core.observe(series, self.buckets, order.fc, seconds)
+        histogram.observe(order.fc, seconds)
 
     # --- receipts (`stow`), read before the receipts family applies the event
 

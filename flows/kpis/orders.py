@@ -147,8 +147,7 @@ class Orders(entity.OrderWatcher):
     awaiting: core.Counts
     past_promise: core.Counts
     in_stage: core.Counts
-    cycle: dict  # type: ignore[type-arg]
-    cycle_buckets: tuple  # type: ignore[type-arg]
+    cycle: core.Histogram
     stage_cells: dict  # type: ignore[type-arg]
 
     def attach(self) -> None:
@@ -157,7 +156,7 @@ class Orders(entity.OrderWatcher):
         self.placed, self.units_shipped = counts(ORDERS_PLACED), counts(UNITS_SHIPPED)
         self.breaches, self.awaiting = counts(BREACHES), counts(AWAITING)
         self.past_promise, self.in_stage = counts(PAST_PROMISE), counts(IN_STAGE)
-        self.cycle, self.cycle_buckets = self.shard.series(CYCLE), CYCLE.buckets
+        self.cycle = self.shard.histogram(CYCLE)
         self.stage_cells = {}  # fc -> (its cell of `awaiting`, its cells of `in_stage`...)
 
     @cython.cfunc
@@ -236,7 +235,7 @@ class Orders(entity.OrderWatcher):
         self.shipped.add((order.ship_fc, on_time))
         self.units_shipped.add(order.ship_fc, order.units)
         seconds: cython.double = (order.shipped - order.placed) / US_PER_SECOND
-        core.observe(self.cycle, self.cycle_buckets, order.fc, seconds)
+        self.cycle.observe(order.fc, seconds)
 
     @cython.cfunc
     def settle(self, order_id: str, order: entity.Order) -> None:

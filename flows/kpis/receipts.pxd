@@ -10,7 +10,8 @@ cdef class Receipt:
 cdef class Receipts(core.Family):
     cdef public dict receipts
     cdef public long long retention, orphan_horizon
-    cdef public dict fcs, dock_to_stock
+    cdef public dict fcs
+    cdef public core.Histogram dock_to_stock
     cdef public core.Counts awaiting, units_received, orphans, expired
     cdef received(self, long long ts, object event)
     cdef stowed(self, long long ts, object event)

@@ -110,7 +110,7 @@ class Receipts(core.Family):
     retention: cython.longlong
     orphan_horizon: cython.longlong
     fcs: dict  # type: ignore[type-arg]
-    dock_to_stock: dict  # type: ignore[type-arg]
+    dock_to_stock: core.Histogram
     awaiting: core.Counts
     units_received: core.Counts
     orphans: core.Counts
@@ -124,7 +124,8 @@ class Receipts(core.Family):
         self.retention = shard.config.retention
         self.orphan_horizon = shard.config.orphan_horizon
         self.fcs = shard.known_values("fc")
-        self.dock_to_stock, self.awaiting = shard.series(DOCK_TO_STOCK), shard.counts(AWAITING_STOW)
+        self.dock_to_stock = shard.histogram(DOCK_TO_STOCK)
+        self.awaiting = shard.counts(AWAITING_STOW)
         self.units_received = shard.counts(UNITS_RECEIVED)
         self.orphans, self.expired = shard.counts(ORPHAN_EVENTS), shard.counts(STATE_EXPIRED)
 
@@ -197,7 +198,7 @@ class Receipts(core.Family):
             return  # a later timer decides
         del self.receipts[receipt_id]
         seconds: cython.double = (completed - receipt.received) / US_PER_SECOND
-        core.observe(self.dock_to_stock, DOCK_TO_STOCK.buckets, receipt.fc, seconds)
+        self.dock_to_stock.observe(receipt.fc, seconds)
 
     @cython.cfunc
     def expire_orphan(self, receipt_id: object, receipt: Receipt) -> None:

@@ -77,21 +77,20 @@ class Storefront(core.Family):
 
     pages: dict  # type: ignore[type-arg]
     widgets: dict  # type: ignore[type-arg]
-    page_load: dict  # type: ignore[type-arg]
-    search_latency: dict  # type: ignore[type-arg]
+    page_load: core.Histogram
+    search_latency: core.Histogram
     zero_results: core.Counts
     cart_units: core.Counts
     shown: core.Counts
     clicked: core.Counts
-    buckets: tuple  # type: ignore[type-arg]
 
     def attach(self) -> None:
         shard = self.shard
         self.pages, self.widgets = shard.known_values("page"), shard.known_values("widget")
-        self.page_load, self.search_latency = shard.series(PAGE_LOAD), shard.series(SEARCH_LATENCY)
+        self.page_load = shard.histogram(PAGE_LOAD)
+        self.search_latency = shard.histogram(SEARCH_LATENCY)
         self.zero_results, self.cart_units = shard.counts(ZERO_RESULTS), shard.counts(CART_UNITS)
         self.shown, self.clicked = shard.counts(SHOWN), shard.counts(CLICKED)
-        self.buckets = WEB_LATENCY_BUCKETS
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
@@ -109,11 +108,11 @@ class Storefront(core.Family):
     @cython.cfunc
     def page_viewed(self, event: Any) -> None:
         page = self.pages.get(event.page) or self.shard.label("page", event.page)
-        core.observe(self.page_load, self.buckets, page, event.load_ms / 1000)
+        self.page_load.observe(page, event.load_ms / 1000)
 
     @cython.cfunc
     def search_performed(self, event: Any) -> None:
-        core.observe(self.search_latency, self.buckets, (), event.latency_ms / 1000)
+        self.search_latency.observe((), event.latency_ms / 1000)
         if event.results == 0:
             self.zero_results.add(())
 

@@ -19,9 +19,13 @@ cdef enum:
     TAG_MASK = 15
 
 cpdef add(dict series, object key, object amount=*)
-cpdef observe(dict series, tuple buckets, object key, double value)
 
 cdef class Shard
+
+cdef class Histogram:
+    cdef public dict series
+    cdef public tuple bounds
+    cpdef observe(self, object key, double value)
 
 cdef class Cell:
     cdef public object key
@@ -43,7 +47,7 @@ cdef class Timers:
     cdef public list ready, late
     cdef public long long near_end
     cdef public dict far
-    cdef public list far_buckets
+    cdef public list far_buckets, recent, recent_buckets
     cdef public Py_ssize_t size
     cpdef push(self, Timer timer)
     cpdef Timer due(self, long long watermark)

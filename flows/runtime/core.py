@@ -70,20 +70,37 @@ def add(series: dict, key: object, amount: object = 1) -> None:  # type: ignore[
     series[key] = series.get(key, 0) + amount
 
 
-@cython.ccall
-def observe(series: dict, buckets: tuple, key: object, value: cython.double) -> None:  # type: ignore[type-arg]
-    """Add one observation to a histogram series: a count per bucket, the +Inf
-    count and the sum (not cumulated; the exposition cumulates)."""
-    counts: list | None = series.get(key)  # type: ignore[type-arg]
-    if counts is None:
-        counts = [0] * (len(buckets) + 2)
-        series[key] = counts
-    index: cython.Py_ssize_t = 0
-    size: cython.Py_ssize_t = len(buckets)
-    while index < size and buckets[index] < value:
-        index += 1
-    counts[index] += 1
-    counts[size + 1] += value
+@cython.final
+@cython.cclass
+class Histogram:
+    """A family's histogram metric. An observation goes straight to the ledger's
+    series: a count per bucket, the +Inf count and the sum (not cumulated; the
+    exposition cumulates). The bounds are kept as floats and compared as C
+    doubles: compared with the declared ints, each bound cost a float object."""
+
+    series: dict  # type: ignore[type-arg]
+    bounds: tuple  # type: ignore[type-arg]
+
+    def __init__(self, series: dict[Any, Any], buckets: tuple[float, ...]) -> None:
+        self.series, self.bounds = series, tuple(float(bound) for bound in buckets)
+
+    @cython.ccall
+    def observe(self, key: object, value: cython.double) -> None:
+        """One observation in the series of `key`."""
+        bounds: tuple = self.bounds  # type: ignore[type-arg]
+        size: cython.Py_ssize_t = len(bounds)
+        counts: list | None = self.series.get(key)  # type: ignore[type-arg]
+        if counts is None:
+            counts = self.series[key] = [0] * (size + 2)
+        index: cython.Py_ssize_t = 0
+        bound: cython.double
+        while index < size:
+            bound = bounds[index]
+            if not bound < value:
+                break
+            index += 1
+        counts[index] += 1
+        counts[size + 1] += value
 
 
 @cython.final
@@ -181,7 +198,9 @@ class Timers:
     bucket of time (`far`); once W reaches a bucket it is sorted once (`ready`,
     latest first, taken from the end), and timers set for before its end go to a
     small heap (`late`). Ready and late timers all precede far ones, so they come
-    out in the order of one heap.
+    out in the order of one heap. A timer mostly goes to the bucket the latest
+    timer of its family and tag went to (`recent`, by slot), which saves the
+    bucket's lookup.
     """
 
     ready: list  # type: ignore[type-arg]
@@ -189,6 +208,8 @@ class Timers:
     near_end: cython.longlong
     far: dict  # type: ignore[type-arg]
     far_buckets: list  # type: ignore[type-arg]
+    recent: list  # type: ignore[type-arg]
+    recent_buckets: list  # type: ignore[type-arg]
     size: cython.Py_ssize_t
 
     def __init__(self, timers: Iterable[Timer] = ()) -> None:
@@ -196,6 +217,10 @@ class Timers:
         self.near_end = MIN_TS
         self.far = {}  # bucket -> [Timer]
         self.far_buckets = []  # heap of the buckets in `far`
+        # Per slot, the far bucket its latest timer went to, and that bucket's list
+        # (still far: a bucket leaves only once near_end passes it, and timers
+        # before near_end go to `late`).
+        self.recent, self.recent_buckets = [], []
         self.size = 0
         for timer in timers:
             self.push(timer)
@@ -208,12 +233,22 @@ class Timers:
             heappush(self.late, timer)
             return
         bucket: cython.longlong = timer.when // TIMER_BUCKET
+        slot: cython.Py_ssize_t = timer.slot
+        if slot < len(self.recent):
+            if cython.cast(cython.longlong, self.recent_buckets[slot]) == bucket:
+                self.recent[slot].append(timer)
+                return
+        else:
+            grow = slot + 1 - len(self.recent)
+            self.recent += [None] * grow
+            self.recent_buckets += [MIN_TS] * grow
         waiting: list | None = self.far.get(bucket)  # type: ignore[type-arg]
         if waiting is None:
-            self.far[bucket] = [timer]
+            waiting = self.far[bucket] = [timer]
             heappush(self.far_buckets, bucket)
         else:
             waiting.append(timer)
+        self.recent[slot], self.recent_buckets[slot] = waiting, bucket
 
     @cython.ccall
     def due(self, watermark: cython.longlong) -> Timer | None:
@@ -429,6 +464,10 @@ class Shard:
     def series(self, metric: Metric) -> dict[Any, Any]:
         """The series of one declared metric, by label values."""
         return self.ledger.series[metric.name]
+
+    def histogram(self, metric: Metric) -> Histogram:
+        """A family's histogram metric."""
+        return Histogram(self.series(metric), metric.buckets)
 
     def counts(self, metric: Metric) -> Counts:
         """A family's integer metric, counted in C and flushed at the end of a batch."""
