@@ -131,7 +131,6 @@ class Stock(entity.OrderWatcher):
     current: dict  # type: ignore[type-arg]
     window: cython.longlong
     places: dict  # type: ignore[type-arg]
-    folded: Place | None
     stowed: core.Counts
     picked: core.Counts
     on_hand: core.Counts
@@ -144,8 +143,7 @@ class Stock(entity.OrderWatcher):
         shard = self.shard
         self.window = shard.window
         self.current_start, self.current = core.MIN_TS, {}  # the window of the last event
-        self.places = {}  # admitted fc -> Place
-        self.folded = None  # the Place of fcs beyond the label cap
+        self.places = {}  # admitted fc (None: beyond the label cap) -> Place
         self.stowed, self.picked = shard.counts(UNITS_STOWED), shard.counts(UNITS_PICKED)
         self.on_hand, self.adjusted = shard.counts(ON_HAND), shard.counts(ADJUSTED)
 
@@ -176,23 +174,19 @@ class Stock(entity.OrderWatcher):
 
     @cython.cfunc
     def place(self, fc: str) -> Place:
-        """The Place of an fc not met yet, or of one beyond the label cap (its label
-        is asked again for each event, which counts the fold)."""
+        """The Place of an fc not met yet, or of one beyond the label cap: those
+        share one, kept under None, and ask for their label at each event (which
+        counts the fold)."""
         label = self.shard.label("fc", fc)
-        if label == OTHER and self.folded is not None:
-            return self.folded
-        place: Place = Place()
-        place.label, place.start = label, core.MIN_TS
-        place.picked, place.stowed = self.picked.cell(label), self.stowed.cell(label)
-        place.on_hand = self.on_hand.cell(label)
-        place.up, place.down = (
-            self.adjusted.cell((label, "up")),
-            self.adjusted.cell((label, "down")),
-        )
-        if label == OTHER:
-            self.folded = place
-        else:
-            self.places[fc] = place
+        key = None if label == OTHER else fc
+        place: Place | None = self.places.get(key)
+        if place is None:
+            place = self.places[key] = Place()
+            place.label, place.start = label, core.MIN_TS
+            place.picked, place.stowed = self.picked.cell(label), self.stowed.cell(label)
+            place.on_hand = self.on_hand.cell(label)
+            place.up = self.adjusted.cell((label, "up"))
+            place.down = self.adjusted.cell((label, "down"))
         return place
 
     @cython.cfunc
@@ -233,7 +227,7 @@ class Stock(entity.OrderWatcher):
         stowed, on-hand change), in window and fc order."""
         self.current_start = core.MIN_TS
         place: Place
-        for place in [*self.places.values(), *([self.folded] if self.folded else [])]:
+        for place in self.places.values():
             place.start = core.MIN_TS  # its part left with its window
         rows = []
         part: Part
