@@ -14,15 +14,20 @@
 #define US_PER_SECOND 1000000LL
 
 static int is_ascii(const char *bytes, Py_ssize_t size) {
+    uint64_t any = 0; /* every byte ORed together: one test at the end, no branch per word */
     Py_ssize_t i = 0;
+    for (; i + 32 <= size; i += 32) {
+        uint64_t words[4];
+        memcpy(words, bytes + i, 32);
+        any |= words[0] | words[1] | words[2] | words[3];
+    }
     for (; i + 8 <= size; i += 8) {
         uint64_t word;
         memcpy(&word, bytes + i, 8);
-        if (word & 0x8080808080808080ULL) return 0;
+        any |= word;
     }
-    for (; i < size; i++)
-        if (bytes[i] & 0x80) return 0;
-    return 1;
+    for (; i < size; i++) any |= (unsigned char)bytes[i];
+    return (any & 0x8080808080808080ULL) == 0;
 }
 
 /* Parse `count` decimal digits; 0 when one is not a digit. */
@@ -99,23 +104,54 @@ static int time_us(PyObject *value, long long *out) {
     return 0;
 }
 
-/* The slot of a set field of a just-decoded event (one of decode.py's own Struct
-   classes, which are not frozen), or NULL to go through getattr/setattr. Reading
-   and writing it is what msgspec's attribute access does for an int, without
-   the attribute machinery on every event: msgspec's setattr adds only GC
-   tracking, for container values. */
-static PyObject **member_slot(PyObject *event, PyObject *name) {
-    PyObject *found = _PyType_Lookup(Py_TYPE(event), name);
-    if (found == NULL || !Py_IS_TYPE(found, &PyMemberDescr_Type)) return NULL;
+/* The time fields of one event class: their names (from `time_fields`) and, where
+   the class keeps a field in a member slot, its offset (-1: through getattr). A
+   batch finds them once per class, not a dict lookup and a walk of the type for
+   every event. */
+#define MAX_TIME_FIELDS 8
+#define MAX_CLASSES 32
+typedef struct {
+    PyTypeObject *type;
+    PyObject *names; /* borrowed from time_fields, which outlives the batch */
+    Py_ssize_t offsets[MAX_TIME_FIELDS];
+} TimeFields;
+
+typedef struct {
+    TimeFields classes[MAX_CLASSES];
+    int count;
+} Classes;
+
+/* The offset of a member slot holding an object, or -1. Reading and writing it is
+   what msgspec's attribute access does for an int, without the attribute
+   machinery on every event: msgspec's setattr adds only GC tracking, for
+   container values (decode.py's Structs are not frozen). */
+static Py_ssize_t member_offset(PyTypeObject *type, PyObject *name) {
+    PyObject *found = _PyType_Lookup(type, name);
+    if (found == NULL || !Py_IS_TYPE(found, &PyMemberDescr_Type)) return -1;
     PyMemberDef *member = ((PyMemberDescrObject *)found)->d_member;
-    if (member->type != T_OBJECT_EX) return NULL;
-    PyObject **slot = (PyObject **)((char *)event + member->offset);
-    return *slot != NULL ? slot : NULL;
+    return member->type == T_OBJECT_EX ? member->offset : -1;
+}
+
+/* The time fields of an event's class; NULL without an exception: not an event
+   class `time_fields` knows (or too many of them), left to Python. */
+static TimeFields *time_fields_of(Classes *known, PyTypeObject *type, PyObject *time_fields) {
+    for (int i = 0; i < known->count; i++)
+        if (known->classes[i].type == type) return &known->classes[i];
+    PyObject *names = PyDict_GetItemWithError(time_fields, (PyObject *)type);
+    if (names == NULL || !PyTuple_CheckExact(names) || PyTuple_GET_SIZE(names) > MAX_TIME_FIELDS)
+        return NULL;
+    if (known->count == MAX_CLASSES) return NULL;
+    TimeFields *found = &known->classes[known->count++];
+    found->type = type;
+    found->names = names;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++)
+        found->offsets[i] = member_offset(type, PyTuple_GET_ITEM(names, i));
+    return found;
 }
 
 /* 1 with *out a new event, 0 to leave the payload to Python, -1 with an exception set. */
 static int fast_event(PyObject *payload, Py_ssize_t max_bytes, PyObject *decoder,
-                      PyObject *time_fields, PyObject *retry, PyObject **out) {
+                      PyObject *time_fields, Classes *known, PyObject *retry, PyObject **out) {
     *out = NULL;
     if (!PyBytes_CheckExact(payload)) return 0;
     Py_ssize_t size = PyBytes_GET_SIZE(payload);
@@ -127,14 +163,18 @@ static int fast_event(PyObject *payload, Py_ssize_t max_bytes, PyObject *decoder
         PyErr_Clear();
         return 0;
     }
-    PyObject *names = PyDict_GetItemWithError(time_fields, (PyObject *)Py_TYPE(event));
-    if (names == NULL || !PyTuple_CheckExact(names)) {
+    TimeFields *fields = time_fields_of(known, Py_TYPE(event), time_fields);
+    if (fields == NULL) {
         Py_DECREF(event);
         return PyErr_Occurred() ? -1 : 0;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
-        PyObject *name = PyTuple_GET_ITEM(names, i);
-        PyObject **slot = member_slot(event, name);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields->names); i++) {
+        PyObject *name = PyTuple_GET_ITEM(fields->names, i);
+        PyObject **slot = NULL;
+        if (fields->offsets[i] >= 0) {
+            slot = (PyObject **)((char *)event + fields->offsets[i]);
+            if (*slot == NULL) slot = NULL; /* unset: getattr says why */
+        }
         PyObject *value = slot != NULL ? Py_NewRef(*slot) : PyObject_GetAttr(event, name);
         if (value == NULL) {
             Py_DECREF(event);
@@ -170,13 +210,14 @@ static PyObject *decode_batch(PyObject *module, PyObject *args) {
                           &decoder, &PyDict_Type, &time_fields, &retry))
         return NULL;
     Py_ssize_t count = PyList_GET_SIZE(payloads);
+    Classes known = {.count = 0};
     PyObject *items = PyList_New(count);
     PyObject *refused = PyList_New(0);
     if (items == NULL || refused == NULL) goto error;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *event;
-        if (fast_event(PyList_GET_ITEM(payloads, i), max_bytes, decoder, time_fields, retry,
-                       &event) < 0)
+        if (fast_event(PyList_GET_ITEM(payloads, i), max_bytes, decoder, time_fields, &known,
+                       retry, &event) < 0)
             goto error;
         if (event == NULL) {
             PyObject *position = PyLong_FromSsize_t(i);
