@@ -224,8 +224,9 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         messages = self.consumer.consume(self.source.batch_size, 0)
         # Per message, C calls only (map over the methods): a comprehension's step
         # per message cost more than the decoding of a batch's small events.
-        if any(map(_ERROR, messages)):
-            for error in filter(None, map(_ERROR, messages)):
+        errors = list(filter(None, map(_ERROR, messages)))
+        if errors:
+            for error in errors:
                 self._error(error)
             messages = [message for message in messages if message.error() is None]
         now = self.source.clock()
