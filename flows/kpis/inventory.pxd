@@ -3,7 +3,7 @@ from flows.entities cimport orders as entity
 from flows.runtime cimport core
 
 cdef class Pending:
-    cdef public dict lines
+    cdef public list lines
     cdef public list moves
 
 cdef class Inventory(entity.OrderWatcher):
@@ -38,6 +38,7 @@ cdef class Item:
     cdef public double safety
     cdef public long long safety_day
     cdef public bint gone
+    cdef public long long touched
     cdef public Place place
 
 cdef class Shelf:
@@ -63,7 +64,7 @@ cdef class ItemHealth:
     cdef public long long demand_days, safety_days, spike_days, spike_min_units
     cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
-    cdef apply(self, long long start, dict lines, list moves, dict changed)
+    cdef apply(self, long long start, long long end, list lines, list moves, list changed)
     cdef list in_order(self)
     cdef Item item(self, str fc, str sku, long long start)
     cdef evaluate(self, Item item, long long end, list out)

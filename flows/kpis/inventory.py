@@ -132,16 +132,16 @@ STATE_SETS = tuple(
 @cython.final
 @cython.cclass
 class Pending:
-    """A shard's rows of one window: units ordered per (fc, sku) (summed: every
-    open order's lines would be held till the close otherwise), and the stock moves
-    (ts, event id, qty, fc, sku) as they came (collecting them per item cost a
-    lookup and a store per event; the combine step finds each move's item anyway)."""
+    """A shard's rows of one window, as they came: the order lines (fc, sku, units)
+    and the stock moves (ts, event id, qty, fc, sku). Summing or collecting them
+    per item here cost a lookup and a store per event; the combine step finds
+    each row's item anyway (and a window holds a row per event either way)."""
 
-    lines: dict  # type: ignore[type-arg]
+    lines: list  # type: ignore[type-arg]
     moves: list  # type: ignore[type-arg]
 
     def __init__(self) -> None:
-        self.lines, self.moves = {}, []
+        self.lines, self.moves = [], []
 
 
 @cython.cclass
@@ -184,11 +184,10 @@ class Inventory(entity.OrderWatcher):
         before: cython.int,
         event: Any,
     ) -> None:
-        lines: dict = self.pending(order.placed).lines  # type: ignore[type-arg]
+        lines: list = self.pending(order.placed).lines  # type: ignore[type-arg]
         fc = event.fc  # the item's own fc, not the label the order's metrics use
-        for line in event.lines:
-            key = (fc, line.sku)
-            lines[key] = lines.get(key, 0) + line.qty
+        for line in event.lines:  # appends: a comprehension makes a list per order
+            lines.append((fc, line.sku, line.qty))  # noqa: PERF401
 
     @cython.cfunc
     def pending(self, ts: cython.longlong) -> Pending:
@@ -213,7 +212,7 @@ class Inventory(entity.OrderWatcher):
 
     def export_state(self) -> Any:
         return {
-            start: (dict(pending.lines), moves_by_item(pending.moves))
+            start: (lines_by_item(pending.lines), moves_by_item(pending.moves))
             for start, pending in self.windows.items()
         }
 
@@ -221,7 +220,20 @@ class Inventory(entity.OrderWatcher):
         self.windows = {}
         for start, (lines, moved) in state.items():
             pending = self.windows[start] = Pending()
-            pending.lines, pending.moves = lines, moves_of(moved)
+            pending.lines, pending.moves = lines_of(lines), moves_of(moved)
+
+
+def lines_by_item(lines: list[Any]) -> dict[Any, int]:
+    """A window's order lines as snapshots keep them: units per (fc, sku)."""
+    units: dict[Any, int] = {}
+    for fc, sku, qty in lines:
+        units[fc, sku] = units.get((fc, sku), 0) + qty
+    return units
+
+
+def lines_of(units: dict[Any, int]) -> list[Any]:
+    """A window's order lines from `lines_by_item`."""
+    return [(fc, sku, qty) for (fc, sku), qty in units.items()]
 
 
 def moves_by_item(moves: list[Any]) -> dict[Any, list[Any]]:
@@ -316,6 +328,7 @@ class Item:
     safety: cython.double  # its safety stock then
     safety_day: cython.longlong  # the day that safety stock is of
     gone: cython.bint  # left (a later event makes a new item)
+    touched: cython.longlong  # the close that last found it changed (not in snapshots)
     place: Place  # its fc (not in snapshots: a restore finds it again)
 
     def __reduce__(self) -> Any:
@@ -342,6 +355,7 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     item.safety = 0.0
     item.safety_day = core.MIN_TS
     item.gone = False
+    item.touched = core.MIN_TS
     return item
 
 
@@ -356,6 +370,7 @@ def restore_item(*values: Any) -> Item:
     item: Item = Item.__new__(Item)
     for name, value in fields.items():
         setattr(item, name, value)
+    item.touched = core.MIN_TS
     return item
 
 
@@ -493,9 +508,7 @@ class ItemHealth:
             if pending is None:  # the first shard's rows of the window, taken as they are
                 self.pending[start] = [lines, moves]
                 continue
-            merged: dict[Any, int] = pending[0]
-            for key, units in lines.items():
-                merged[key] = merged.get(key, 0) + units
+            pending[0] += lines
             pending[1] += moves
 
     def close(self, closed: int, out: list[Any]) -> None:
@@ -541,15 +554,16 @@ class ItemHealth:
     @cython.locals(unit_cells=cython.longlong[:], safety_cells=cython.double[:])  # type: ignore[misc]
     def close_window(self, end: cython.longlong, out: list[Any]) -> None:
         start: cython.longlong = end - self.window
-        changed: dict = {}  # type: ignore[type-arg]  # item -> None, in the order found
+        changed: list = []  # type: ignore[type-arg]  # each item once (its `touched` is end)
         item: Item
         for item in self.checks.pop(end, ()):
             if item.check == end and not item.gone:
                 item.check = 0
-                changed[item] = None
+                item.touched = end
+                changed.append(item)
         rows = self.pending.pop(start, None)
         if rows is not None:
-            self.apply(start, rows[0], rows[1], changed)
+            self.apply(start, end, rows[0], rows[1], changed)
         if end % DAY:
             # Items in any order (their figures do not depend on it), their alerts
             # in item order (stable: an item's stockout before its spike).
@@ -577,7 +591,7 @@ class ItemHealth:
         made: cython.Py_ssize_t = 0
         for fc_items in walk:
             for item in fc_items:
-                if item in changed:
+                if item.touched == end:
                     self.evaluate(item, end, out)
                     if item.gone:
                         continue
@@ -610,25 +624,36 @@ class ItemHealth:
             )
 
     @cython.cfunc
-    def apply(self, start: cython.longlong, lines: dict, moves: list, changed: dict) -> None:  # type: ignore[type-arg]
+    def apply(
+        self,
+        start: cython.longlong,
+        end: cython.longlong,
+        lines: list,  # type: ignore[type-arg]
+        moves: list,  # type: ignore[type-arg]
+        changed: list,  # type: ignore[type-arg]
+    ) -> None:
         """A closed window's order lines, and its moves in (ts, event_id) order (so
-        each item's are: FIFO)."""
+        each item's are: FIFO); each item they change joins `changed` once."""
         item: Item
         day: cython.longlong = start - start % DAY
         start_int: object = start  # one int for every item's entry
-        for (fc, sku), units in lines.items():
+        for fc, sku, units in lines:
             item = self.item(fc, sku, start)
             add_entry(item, start_int, units)
             prune_days(item, day - self.safety_days * DAY)
             add_day(item, day, units)
             item.active = start
-            changed[item] = None
+            if item.touched != end:
+                item.touched = end
+                changed.append(item)
         moves.sort()  # mostly in order already: a pass
         for ts, _event_id, qty, fc, sku in moves:
             item = self.item(fc, sku, start)
             take(item, ts, qty)
             item.active = start
-            changed[item] = None
+            if item.touched != end:
+                item.touched = end
+                changed.append(item)
 
     @cython.cfunc
     def in_order(self) -> list:  # type: ignore[type-arg]
@@ -865,7 +890,7 @@ class ItemHealth:
                 (item.fc, item.sku): item for skus in self.items.values() for item in skus.values()
             },
             "pending": {
-                start: [lines, moves_by_item(moves)]
+                start: [lines_by_item(lines), moves_by_item(moves)]
                 for start, (lines, moves) in self.pending.items()
             },
             "closed": self.closed,
@@ -880,7 +905,8 @@ class ItemHealth:
     def restore_state(self, state: Any) -> None:
         self.bind()
         self.pending = {
-            start: [lines, moves_of(moved)] for start, (lines, moved) in state["pending"].items()
+            start: [lines_of(lines), moves_of(moved)]
+            for start, (lines, moved) in state["pending"].items()
         }
         self.closed = state["closed"]
         self.items, self.checks = {}, {}
