@@ -235,9 +235,114 @@ error:
     return NULL;
 }
 
+/* Reading a decoded event's fields. The families read them by name (`event.fc`),
+   which went through the generic lookup: the type's method cache, the member
+   descriptor and its getter, ~150 instructions and a few cache lines a read.
+   `fast_fields` gives each event class a getattro that finds an interned name among
+   the class's own fields and reads its slot; anything else (a class attribute, an
+   unset field, a name not interned, a subclass) goes the generic way, so every read
+   gives what it gave before. */
+#define MAX_FIELDS 16
+#define FIELD_TABLES 64 /* a power of two; at most half of them used */
+
+typedef struct {
+    PyTypeObject *type; /* owned; NULL: an empty entry */
+    int count;
+    PyObject *names[MAX_FIELDS]; /* interned, owned */
+    Py_ssize_t offsets[MAX_FIELDS];
+} FieldTable;
+
+static FieldTable field_tables[FIELD_TABLES];
+static int field_classes;
+
+/* The class's entry, or the empty one where it would go. */
+static FieldTable *fields_of(PyTypeObject *type) {
+    size_t i = (size_t)(((uint64_t)(uintptr_t)type * 0x9E3779B97F4A7C15ULL) >> 58);
+    for (;; i = (i + 1) & (FIELD_TABLES - 1)) {
+        FieldTable *table = &field_tables[i];
+        if (table->type == type || table->type == NULL) return table;
+    }
+}
+
+static PyObject *field_getattro(PyObject *obj, PyObject *name) {
+    FieldTable *table = fields_of(Py_TYPE(obj));
+    for (int i = 0; i < table->count; i++) {
+        if (table->names[i] == name) {
+            PyObject *value = *(PyObject **)((char *)obj + table->offsets[i]);
+            if (value != NULL) return Py_NewRef(value);
+            break;
+        }
+    }
+    return PyObject_GenericGetAttr(obj, name);
+}
+
+/* Give one class the getattro above; 0 leaves it as it was (not a class whose
+   fields are all member slots, or too many fields or classes). */
+static int give_fast_fields(PyTypeObject *type) {
+    FieldTable *table = fields_of(type);
+    if (table->type == type) return 1;
+    if (type->tp_getattro != PyObject_GenericGetAttr || field_classes >= FIELD_TABLES / 2) return 0;
+    PyObject *fields = PyObject_GetAttrString((PyObject *)type, "__struct_fields__");
+    if (fields == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear(); /* not a Struct */
+        return 0;
+    }
+    int given = 0;
+    if (PyTuple_CheckExact(fields) && PyTuple_GET_SIZE(fields) <= MAX_FIELDS) {
+        FieldTable found = {.type = type, .count = 0};
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
+            PyObject *name = PyTuple_GET_ITEM(fields, i);
+            Py_ssize_t offset = PyUnicode_CheckExact(name) ? member_offset(type, name) : -1;
+            if (offset < 0) break;
+            Py_INCREF(name);
+            PyUnicode_InternInPlace(&name);
+            found.names[found.count] = name;
+            found.offsets[found.count++] = offset;
+        }
+        if (found.count == PyTuple_GET_SIZE(fields)) {
+            Py_INCREF(type);
+            *table = found;
+            field_classes++;
+            type->tp_getattro = field_getattro;
+            PyType_Modified(type);
+            given = 1;
+        } else {
+            for (int i = 0; i < found.count; i++) Py_DECREF(found.names[i]);
+        }
+    }
+    Py_DECREF(fields);
+    return given;
+}
+
+static PyObject *fast_fields(PyObject *module, PyObject *classes) {
+    if (!PyTuple_Check(classes)) {
+        PyErr_SetString(PyExc_TypeError, "fast_fields takes a tuple of classes");
+        return NULL;
+    }
+    PyObject *given = PyList_New(0);
+    if (given == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(classes); i++) {
+        PyObject *cls = PyTuple_GET_ITEM(classes, i);
+        if (!PyType_Check(cls)) {
+            PyErr_Format(PyExc_TypeError, "not a class: %.100R", cls);
+            Py_DECREF(given);
+            return NULL;
+        }
+        int done = give_fast_fields((PyTypeObject *)cls);
+        if (done < 0 || (done && PyList_Append(given, cls) < 0)) {
+            Py_DECREF(given);
+            return NULL;
+        }
+    }
+    return given;
+}
+
 static PyMethodDef methods[] = {
     {"decode_batch", decode_batch, METH_VARARGS,
      "decode_batch(payloads, max_bytes, decoder, time_fields, retry) -> (items, refused)"},
+    {"fast_fields", fast_fields, METH_O,
+     "fast_fields(classes) -> the classes whose fields now read from their slots directly"},
     {NULL, NULL, 0, NULL},
 };
 

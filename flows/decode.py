@@ -242,8 +242,12 @@ _compiled: Callable[..., tuple[list[Any], list[int]]] | None
 try:
     # Optional: built by `pip install` where a C compiler is found (see pyproject).
     from flows._fastdecode import decode_batch as _compiled
+    from flows._fastdecode import fast_fields
 except ImportError:  # no compiler at install time: the same verdicts, slower
     _compiled = None
+else:
+    # Families read event fields by name: from the slot, not the generic lookup.
+    FAST_FIELDS = fast_fields((*STRUCTS.values(), Line))
 
 
 def decode_all(payloads: list[bytes], max_bytes: int = 0) -> tuple[list[Event | Reject], list[int]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -15,7 +17,7 @@ import flows.decode as decoding
 from flows import timeutil
 from flows.decode import Reject, decode_all
 from flows.timeutil import MAX_EPOCH_MS, parse_time
-from tests.test_hostile import hostile_inputs
+from tests.test_hostile import hostile_inputs, valid_event
 
 compiled = pytest.importorskip(
     "flows._fastdecode", reason="flows._fastdecode was not compiled (no C compiler at install)"
@@ -270,3 +272,40 @@ def test_errors_other_than_a_refusal_propagate_and_nothing_leaks() -> None:
     del items
     after = sys.getrefcount(payload)
     assert after == before
+
+
+def test_event_fields_read_from_their_slots_as_the_generic_lookup_reads_them() -> None:
+    """`fast_fields`: every event class (and Line) reads its fields from their slots,
+    and every read gives what the generic lookup gives (other names too)."""
+    classes = (*decoding.STRUCTS.values(), decoding.Line)
+    assert list(classes) == decoding.FAST_FIELDS
+    assert compiled.fast_fields(classes) == list(classes)  # a second call changes nothing
+    generic = object.__getattribute__
+    rng = random.Random(3)
+    for number, kind in enumerate(sorted(decoding.STRUCTS) * 5):
+        event = decoding.decode(orjson.dumps(valid_event(rng, number, kind)))
+        assert type(event) is decoding.STRUCTS[kind]
+        for reader in (event, *getattr(event, "lines", ())):
+            for name in (*type(reader).__struct_fields__, "__struct_fields__"):
+                assert getattr(reader, name) is generic(reader, name), (kind, name)
+            with pytest.raises(AttributeError, match="no attribute 'missing'"):
+                _ = reader.missing
+        assert event.kind is generic(event, "kind") == kind  # a class attribute
+        made = "".join(["event", "_id"])  # not interned: read the generic way
+        assert getattr(event, made) is generic(event, "event_id")
+
+
+def test_fast_fields_leaves_other_classes_as_they_were() -> None:
+    class Plain:
+        __slots__ = ("a",)
+
+    class WithGetattr(msgspec.Struct):
+        a: int
+
+        def __getattr__(self, name: str) -> int:
+            return 7
+
+    assert compiled.fast_fields((Plain, WithGetattr, int)) == []
+    assert WithGetattr(1).a == 1 and WithGetattr(1).b == 7
+    with pytest.raises(TypeError, match="not a class"):
+        compiled.fast_fields((Plain(),))
