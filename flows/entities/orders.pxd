@@ -26,7 +26,7 @@ cdef class OrderWatcher(core.Family):
 
 cdef class OrderBook(core.Family):
     cdef public dict orders, orphans
-    cdef public list watchers
+    cdef public list watchers, audiences
     cdef public long long needs, retention, orphan_horizon
     cdef public dict fcs, regions
     cdef public core.Counts orphan_counts, expired

@@ -223,6 +223,7 @@ class OrderBook(core.Family):
     orders: dict  # type: ignore[type-arg]
     orphans: dict  # type: ignore[type-arg]
     watchers: list  # type: ignore[type-arg]
+    audiences: list  # type: ignore[type-arg]
     needs: cython.longlong
     retention: cython.longlong
     orphan_horizon: cython.longlong
@@ -256,6 +257,8 @@ class OrderBook(core.Family):
             shift += type(watcher).FLAG_BITS
         if shift > 62:
             raise ValueError(f"order watchers need {shift} flag bits; an order has 62")
+        # The watchers of each combination of change bits, found on its first use.
+        self.audiences = [None] * (EXPIRED << 1)
 
     def layout(self) -> dict[str, tuple[int, int, int]]:
         """Each watcher's (need bit, flag shift, flag bits), by NAME."""
@@ -348,10 +351,16 @@ class OrderBook(core.Family):
     def notify(
         self, change: cython.longlong, order_id: str, order: Order, before: cython.int, event: Any
     ) -> None:
+        """Tell the watchers of `change` (only those: each is a cache line or two)."""
         watcher: OrderWatcher
-        for watcher in self.watchers:
-            if watcher.watches & change:
-                watcher.on_order(change, order_id, order, before, event)
+        audience: list | None = self.audiences[change]  # type: ignore[type-arg]
+        if audience is None:
+            audience = self.audiences[change] = []
+            for watcher in self.watchers:
+                if watcher.watches & change:
+                    audience.append(watcher)
+        for watcher in audience:
+            watcher.on_order(change, order_id, order, before, event)
 
     @cython.ccall
     def release(self, order_id: str, order: Order, need: cython.longlong) -> None:
