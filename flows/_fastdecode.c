@@ -265,7 +265,10 @@ static FieldTable *fields_of(PyTypeObject *type) {
 }
 
 static PyObject *field_getattro(PyObject *obj, PyObject *name) {
-    FieldTable *table = fields_of(Py_TYPE(obj));
+    /* A family reads several fields of one event in a row: the last class's table
+       is kept (no lookup). */
+    static FieldTable *last = &field_tables[0];
+    FieldTable *table = last->type == Py_TYPE(obj) ? last : (last = fields_of(Py_TYPE(obj)));
     for (int i = 0; i < table->count; i++) {
         if (table->names[i] == name) {
             PyObject *value = *(PyObject **)((char *)obj + table->offsets[i]);
