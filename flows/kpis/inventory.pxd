@@ -3,7 +3,7 @@ from flows.entities cimport orders as entity
 from flows.runtime cimport core
 
 cdef class Pending:
-    cdef public list lines
+    cdef public dict lines
     cdef public list moves
 
 cdef class Inventory(entity.OrderWatcher):
@@ -11,6 +11,12 @@ cdef class Inventory(entity.OrderWatcher):
     cdef public long long current_start, window
     cdef public Pending current
     cdef Pending pending(self, long long ts)
+
+cdef class Move:
+    cdef public long long ts, qty
+    cdef public str event_id, fc, sku
+
+cdef Move new_move(long long ts, str event_id, long long qty, str fc, str sku)
 
 cdef class Lot:
     cdef public long long ts, qty
@@ -64,7 +70,7 @@ cdef class ItemHealth:
     cdef public long long demand_days, safety_days, spike_days, spike_min_units
     cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
-    cdef apply(self, long long start, long long end, list lines, list moves, list changed)
+    cdef apply(self, long long start, long long end, dict lines, list moves, list changed)
     cdef list in_order(self)
     cdef Item item(self, str fc, str sku, long long start)
     cdef evaluate(self, Item item, long long end, list out)
