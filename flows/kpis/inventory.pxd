@@ -47,6 +47,8 @@ cdef class Item:
     cdef public long long touched
     cdef public Place place
 
+cdef touch(Item item, long long end, list changed)
+
 cdef class Shelf:
     cdef public list items, skus
 
