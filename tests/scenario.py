@@ -185,7 +185,7 @@ class Run:
 
     def orders(self) -> dict[str, Any]:
         """The orders the shard holds."""
-        return self.shard.family("orders_entity").orders  # type: ignore[no-any-return]
+        return self.shard.family("orders_entity").orders.to_dict()  # type: ignore[no-any-return]
 
     def orphans(self) -> dict[str, Any]:
         """Order events held for orders not placed yet."""

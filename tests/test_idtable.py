@@ -1,16 +1,18 @@
-"""The de-duplication table: the compiled IdTable (flows/_idtable.c) behaves as
-IdDict, the same interface on a dict."""
+"""The tables keyed by str: the compiled IdTable and KeyTable (flows/_idtable.c)
+behave as IdDict and KeyDict, the same interfaces on a dict."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 import sys
+import weakref
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.runtime.ids import IdDict
+from flows.runtime.ids import IdDict, KeyDict
 
 compiled = pytest.importorskip(
     "flows._idtable", reason="flows._idtable was not compiled (no C compiler at install)"
@@ -105,3 +107,89 @@ def test_the_id_table_keeps_a_million_ids_and_gives_memory_back() -> None:
         table.forget([f"ev-{i}" for i in range(hour, 1_000_000, 30)], hour)
     assert len(table) == 33_333 and sys.getsizeof(table) * 8 < full
     assert table["ev-29"] == 29 and all(f"ev-{i}" in table for i in range(29, 1_000_000, 30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["set", "del", "get", "[]", "in", "prefetch"]),
+            st.sampled_from(KEYS),
+            st.integers(-3, 3),
+        ),
+        max_size=400,
+    )
+)
+def test_the_key_table_behaves_as_a_dict_whose_missing_keys_read_as_none(ops: list[Op]) -> None:
+    table, model = compiled.KeyTable(), KeyDict()
+    for op, key, number in ops:
+        value = (key, number)  # a new object each time: references are counted right
+        if op == "set":
+            table[key] = model[key] = value
+        elif op == "del":
+            if key in model:
+                del table[key], model[key]
+            else:
+                with pytest.raises(KeyError):
+                    del table[key]
+        elif op == "get":
+            assert table.get(key) == model.get(key)
+            assert table.get(key, "none") == model.get(key, "none")
+        elif op == "[]":
+            assert table[key] == model[key]  # None when missing, and nothing stored
+        elif op == "in":
+            assert (key in table) == (key in model)
+        else:
+            table.prefetch([key, None, 7, *list(model)[:3]])
+        assert len(table) == len(model)
+    assert table.to_dict() == model.to_dict() == dict(model)
+    assert sorted(table) == sorted(model)
+    assert sorted(table.items()) == sorted(model.items())
+    assert sorted(table.values()) == sorted(model.values())
+    for saved in (table, model):  # a snapshot holds a plain dict
+        restored = pickle.loads(pickle.dumps(saved))
+        assert type(restored) is dict and restored == model
+    assert compiled.KeyTable(dict(model)).to_dict() == model
+
+
+def test_the_key_table_takes_str_keys_and_lets_its_values_go() -> None:
+    class Record:
+        pass
+
+    table, record = compiled.KeyTable(), Record()
+    gone = weakref.ref(record)
+    table["a"] = record
+    with pytest.raises(TypeError, match="keys are str"):
+        table[1] = record
+    with pytest.raises(KeyError):
+        del table["missing"]
+    assert table[b"a".decode()] is record and table["b"] is None
+    del record
+    table["a"] = 1  # the record replaced: released
+    assert gone() is None
+    table["b"] = Record()
+    gone = weakref.ref(table["b"])
+    del table
+    assert gone() is None
+
+
+def test_the_key_table_is_scanned_for_cycles_only_while_it_holds_what_can_be_in_one() -> (
+    None
+):
+    """Open orders are acyclic records: a table of them is never scanned, as a dict
+    of them is not; a value that may be in a cycle makes it tracked, and a cycle
+    through it is collected."""
+
+    class Holder:
+        pass
+
+    table = compiled.KeyTable({"a": 1, "b": "x", "c": (1, "y")})
+    assert not gc.is_tracked(table)
+    holder = Holder()
+    table["d"] = holder
+    assert gc.is_tracked(table)
+    holder.table = table  # type: ignore[attr-defined]  # table -> holder -> table
+    gone = weakref.ref(holder)
+    del table, holder
+    gc.collect()
+    assert gone() is None

@@ -25,7 +25,8 @@ cdef class OrderWatcher(core.Family):
     cdef clear(self, Order order, long long flag)
 
 cdef class OrderBook(core.Family):
-    cdef public dict orders, orphans
+    cdef public object orders
+    cdef public dict orphans, named
     cdef public list watchers, audiences
     cdef public long long needs, retention, orphan_horizon
     cdef public dict fcs, regions

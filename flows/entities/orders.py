@@ -28,6 +28,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
     from flows import _cython as cython  # type: ignore[no-redef]
 
 from flows.entities import ENTITY_METRICS, ORPHAN_EVENTS, STATE_EXPIRED
+from flows.runtime.ids import key_table
 from flows.runtime.outputs import Alert
 from flows.timeutil import format_time
 
@@ -176,7 +177,7 @@ class OrderWatcher(core.Family):
     @cython.cfunc
     def order_of(self, order_id: Any, ref: Any) -> Order:
         """The order a timer names, or None once it left state."""
-        order: Order | None = self.book.orders.get(order_id) if ref is None else ref
+        order: Order | None = self.book.orders[order_id] if ref is None else ref
         return None if order is None or order.gone else order  # type: ignore[return-value]
 
     @cython.cfunc
@@ -219,8 +220,9 @@ class OrderBook(core.Family):
     NAME = "orders_entity"
     KINDS = ORDER_KINDS
     METRICS = ENTITY_METRICS
+    PREFETCHES = True
 
-    orders: dict  # type: ignore[type-arg]
+    orders: Any  # a KeyTable: order id -> Order, a missing id reads as None
     orphans: dict  # type: ignore[type-arg]
     watchers: list  # type: ignore[type-arg]
     audiences: list  # type: ignore[type-arg]
@@ -229,11 +231,12 @@ class OrderBook(core.Family):
     orphan_horizon: cython.longlong
     fcs: dict  # type: ignore[type-arg]
     regions: dict  # type: ignore[type-arg]
+    named: dict  # type: ignore[type-arg]
     orphan_counts: core.Counts
     expired: core.Counts
 
     def __init__(self) -> None:
-        self.orders = {}
+        self.orders = key_table()
         self.orphans = {}  # order id -> [(ts, event)] held until it is placed
 
     def attach(self) -> None:
@@ -242,6 +245,7 @@ class OrderBook(core.Family):
         self.orphan_horizon = shard.config.orphan_horizon
         self.fcs = shard.known_values("fc")
         self.regions = shard.known_values("region")
+        self.named = {}  # type of event -> whether it names an order
         self.orphan_counts = shard.counts(ORPHAN_EVENTS)
         self.expired = shard.counts(STATE_EXPIRED)
         self.watchers = [f for f in shard.families if isinstance(f, OrderWatcher)]
@@ -270,6 +274,20 @@ class OrderBook(core.Family):
             self.place(ts, event)
         elif kind != "delivery.updated" or event.status == "delivered":
             self.order_event(kind, ts, event)
+
+    @cython.cfunc
+    def prefetch(self, items: list) -> None:  # type: ignore[type-arg]
+        """Start loading the orders a batch names: looked up one by one, each lookup
+        waits for memory (open orders are spread over tens of MB)."""
+        named: dict = self.named  # type: ignore[type-arg]
+        ids = []
+        for item in items:
+            names = named.get(type(item))
+            if names is None:
+                names = named[type(item)] = getattr(type(item), "kind", None) in ORDER_KINDS
+            if names:
+                ids.append(item.order_id)
+        self.orders.prefetch(ids)
 
     @cython.cfunc
     def place(self, ts: cython.longlong, event: Any) -> None:
@@ -301,7 +319,7 @@ class OrderBook(core.Family):
     @cython.cfunc
     def order_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
         order_id = event.order_id
-        order = self.orders.get(order_id)
+        order = self.orders[order_id]
         if order is not None:
             self.apply(order_id, order, kind, ts, event)
             return
@@ -382,7 +400,7 @@ class OrderBook(core.Family):
         """W passed the later promise plus the retention: an order still open leaves
         state and every gauge."""
         if order is None:
-            order = self.orders.get(order_id)  # a timer restored without its order
+            order = self.orders[order_id]  # a timer restored without its order
         if order is None or order.gone:
             return
         self.expired.add("order")
@@ -415,14 +433,14 @@ class OrderBook(core.Family):
 
     def export_state(self) -> Any:
         return {
-            "orders": self.orders,
+            "orders": self.orders.to_dict(),
             "orphans": self.orphans,
             "layout": self.layout(),
             "retention_timers": True,
         }
 
     def restore_state(self, state: Any) -> None:
-        self.orders = state["orders"]
+        self.orders = key_table(state["orders"])
         self.orphans = state["orphans"]
         saved = state["layout"]
         if saved != self.layout():

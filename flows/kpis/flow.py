@@ -236,7 +236,7 @@ class Flow(entity.OrderWatcher):
         if not self.seeded and (book.orders or self.receiving.receipts):
             self.seed(book.orders)
 
-    def seed(self, orders: dict[str, Any]) -> None:
+    def seed(self, orders: Any) -> None:
         """Restored from a snapshot taken without this family: the steps of every
         order and receipt in state, those before W in W's window (they count at
         every close from the next on), and the stage times not yet observed

@@ -64,6 +64,7 @@ cdef class Family:
     cdef public long long slot, report_at
     cdef on_event(self, str kind, long long ts, object event)
     cdef on_timer(self, long long tag, object key, object ref)
+    cdef prefetch(self, list items)
     cdef object on_close(self, long long end)
     cdef at(self, long long when, long long tag, object key, object ref=*)
 
@@ -76,7 +77,7 @@ cdef class Shard:
     cdef public object seen
     cdef public dict seen_hours
     cdef public Timers timers
-    cdef public list families, out
+    cdef public list families, prefetchers, out
     cdef public dict kinds, known, events, duplicate, late, rejected, overflow
     cdef public list counters
     cdef public object ledger

@@ -328,7 +328,8 @@ class Family:
     A subclass declares NAME, VERSION (of its exported state), KINDS (the event
     kinds it handles) and METRICS (what it counts), and overrides what it needs
     of `attach`, `on_event`, `on_timer`, `on_close`, `entries`,
-    `export_state` and `restore_state`. The runtime calls nothing else.
+    `export_state` and `restore_state`, and `prefetch` if it sets PREFETCHES.
+    The runtime calls nothing else.
 
     A family whose combine step follows W rather than windows sets `report_at`:
     once W reaches it, the shard reports (`on_close`, then partials with its W)
@@ -340,6 +341,7 @@ class Family:
     VERSION: ClassVar[int] = 1
     KINDS: ClassVar[tuple[str, ...]] = ()
     METRICS: ClassVar[tuple[Metric, ...]] = ()
+    PREFETCHES: ClassVar[bool] = False
 
     shard: Shard
     slot: cython.longlong
@@ -362,6 +364,11 @@ class Family:
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
         """A timer set with `at(when, tag, key, ref)` is due: W >= when."""
+
+    @cython.cfunc
+    def prefetch(self, items: list) -> None:  # type: ignore[type-arg]
+        """Before a batch is handled (PREFETCHES): start loading the state its events
+        will look up, so that those cache misses overlap instead of queueing."""
 
     @cython.cfunc
     def on_close(self, end: cython.longlong) -> object:
@@ -408,6 +415,7 @@ class Shard:
     seen_hours: dict  # type: ignore[type-arg]
     timers: Timers
     families: list  # type: ignore[type-arg]
+    prefetchers: list  # type: ignore[type-arg]
     kinds: dict  # type: ignore[type-arg]
     ledger: Ledger
     labels: LabelCap
@@ -432,6 +440,7 @@ class Shard:
         self.seen_hours = {}  # hour -> ids seen with a ts in it, for expiry
         self.timers = Timers()
         self.families = [kind() for kind in families]
+        self.prefetchers = [f for f in self.families if type(f).PREFETCHES]
         metrics = pipeline.SHARD_METRICS + tuple(m for f in self.families for m in f.METRICS)
         self.ledger = Ledger(metrics)
         self.attach(config, labels)
@@ -552,6 +561,8 @@ class Shard:
         # misses the CPU caches, and the misses then overlap.
         ids: list = [None if type(item) is Reject else item.event_id for item in items]  # type: ignore[type-arg]
         seen.prefetch(ids)  # type: ignore[attr-defined]
+        for family in self.prefetchers:
+            family.prefetch(items)
         index: cython.Py_ssize_t
         handler: cython.Py_ssize_t
         handlers: tuple  # type: ignore[type-arg]

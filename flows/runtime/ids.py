@@ -1,8 +1,9 @@
-"""The de-duplication table of a shard: event id -> hour of its ts.
+"""Tables keyed by str: a shard's de-duplication table (event id -> hour of its
+ts) and state looked up by an event's key (`KeyTable`: the orders by order id).
 
-`flows/_idtable.c` builds it as a compact open-addressing table where a C
-compiler was found at install; `IdDict` is the same interface on a dict. Both
-pickle as a plain dict, so a snapshot restores into either.
+`flows/_idtable.c` builds them as compact open-addressing tables where a C
+compiler was found at install; `IdDict` and `KeyDict` are the same interfaces on
+a dict. All pickle as a plain dict, so a snapshot restores into either.
 """
 
 from __future__ import annotations
@@ -45,19 +46,42 @@ class IdDict(dict[str, int]):
         return (dict, (dict(self),))
 
 
-def _compiled_table() -> type | None:
+class KeyDict(dict[str, Any]):
+    """A KeyTable on a dict, where `_idtable` was not compiled: a missing key reads
+    as None."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+    def prefetch(self, keys: list[Any], /) -> None:
+        """Nothing to load ahead in a dict."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
+
+
+def _compiled_tables() -> tuple[type, type]:
     try:
         # Optional: built by `pip install` where a C compiler is found (see setup.py).
-        from flows._idtable import IdTable
+        from flows._idtable import IdTable, KeyTable
     except ImportError:  # no compiler at install time: the same results, slower
-        return None
-    return IdTable
+        return IdDict, KeyDict
+    return IdTable, KeyTable
 
 
-_TABLE = _compiled_table()
+_ID_TABLE, _KEY_TABLE = _compiled_tables()
 
 
 def id_table(saved: dict[str, int] | None = None) -> Seen:
     """A table holding `saved` (from a snapshot), compiled where it was built."""
-    table: Any = IdDict if _TABLE is None else _TABLE
-    return table(saved or {})  # type: ignore[no-any-return]
+    return _ID_TABLE(saved or {})  # type: ignore[no-any-return]
+
+
+def key_table(saved: dict[str, Any] | None = None) -> Any:
+    """A str -> object table holding `saved` whose missing keys read as None
+    (`table[key]`), compiled where it was built. It has `prefetch(keys)`,
+    `to_dict()`, `get`, `items()` and `values()` besides the mapping protocol."""
+    return _KEY_TABLE(saved or {})
