@@ -173,9 +173,7 @@ def test_the_key_table_takes_str_keys_and_lets_its_values_go() -> None:
     assert gone() is None
 
 
-def test_the_key_table_is_scanned_for_cycles_only_while_it_holds_what_can_be_in_one() -> (
-    None
-):
+def test_the_key_table_is_scanned_for_cycles_only_while_it_holds_what_can_be_in_one() -> None:
     """Open orders are acyclic records: a table of them is never scanned, as a dict
     of them is not; a value that may be in a cycle makes it tracked, and a cycle
     through it is collected."""

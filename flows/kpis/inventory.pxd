@@ -75,6 +75,7 @@ cdef class ItemHealth:
     cdef apply(self, long long start, long long end, dict lines, list moves, list changed)
     cdef list in_order(self)
     cdef Item item(self, str fc, str sku, long long start)
+    cdef prefetch(self, dict lines, list moves)
     cdef evaluate(self, Item item, long long end, list out)
     cdef scan(self, list entries, long long end)
     cdef resafe(self, Item item, long long end)

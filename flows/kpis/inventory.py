@@ -33,6 +33,7 @@ from flows import published
 from flows.declare import COUNTER, GAUGE, Metric, metric
 from flows.kpis.sku_health import BANDS, SkuHealth, SkuHealthDay
 from flows.runtime.combine import CombineContext
+from flows.runtime.ids import key_table
 from flows.runtime.outputs import Alert
 from flows.timeutil import US_PER_SECOND, format_time
 
@@ -498,7 +499,7 @@ class ItemHealth:
     def __init__(self, context: CombineContext) -> None:
         self.context = context
         self.window = context.window
-        self.items = {}  # fc -> sku -> Item (no (fc, sku) key held per item)
+        self.items = {}  # fc -> KeyTable of sku -> Item (no (fc, sku) key held per item)
         self.by_fc = {}  # fc -> its Shelf, as of the latest day's close
         self.added = []  # items made since
         self.dropped = False
@@ -685,6 +686,7 @@ class ItemHealth:
         item: Item
         day: cython.longlong = start - start % DAY
         start_int: object = start  # one int for every item's entry
+        self.prefetch(lines, moves)
         for (fc, sku), units in lines.items():
             item = self.item(fc, sku, start)
             add_entry(item, start_int, units)
@@ -730,11 +732,34 @@ class ItemHealth:
         return walk
 
     @cython.cfunc
+    def prefetch(self, lines: dict, moves: list) -> None:  # type: ignore[type-arg]
+        """Start loading the items a window names: looked up one by one, each lookup
+        would wait for memory (an item is a few hundred bytes, tens of thousands
+        of them)."""
+        named: dict = {}  # type: ignore[type-arg]  # fc -> the skus named
+        skus: list | None  # type: ignore[type-arg]
+        for fc, sku in lines:
+            skus = named.get(fc)
+            if skus is None:
+                skus = named[fc] = []
+            skus.append(sku)
+        move: Move
+        for move in moves:
+            skus = named.get(move.fc)
+            if skus is None:
+                skus = named[move.fc] = []
+            skus.append(move.sku)
+        for fc, skus in named.items():
+            table = self.items.get(fc)
+            if table is not None:
+                table.prefetch(skus)
+
+    @cython.cfunc
     def item(self, fc: str, sku: str, start: cython.longlong) -> Item:
-        skus: dict | None = self.items.get(fc)  # type: ignore[type-arg]
+        skus = self.items.get(fc)  # a KeyTable: sku -> Item, a missing sku reads as None
         if skus is None:
-            skus = self.items[fc] = {}
-        item: Item | None = skus.get(sku)
+            skus = self.items[fc] = key_table()
+        item: Item | None = skus[sku]
         if item is None:
             place: Place | None = self.places.get(fc)
             if place is None:
@@ -957,7 +982,10 @@ class ItemHealth:
         self.places = {}
         item: Item
         for item in state["items"].values():
-            self.items.setdefault(item.fc, {})[item.sku] = item
+            skus = self.items.get(item.fc)
+            if skus is None:
+                skus = self.items[item.fc] = key_table()
+            skus[item.sku] = item
             place: Place | None = self.places.get(item.fc)
             if place is None:
                 place = self.places[item.fc] = self.new_place(item.fc, item.label)
