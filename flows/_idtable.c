@@ -17,6 +17,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #define TS_BOUND (1LL << 62) /* every hour and ts the runtime keeps lies within +-TS_BOUND */
@@ -61,6 +62,15 @@ static int str_key(PyObject *t, PyObject *key, Py_hash_t *hash) {
     return *hash == -1 ? -1 : 0;
 }
 
+/* Equal text of two exact strs (as a dict compares keys: CPython keeps a str in
+   the narrowest kind its text needs, so equal texts have equal kinds). */
+static inline int same_text(PyObject *a, PyObject *b) {
+    Py_ssize_t length = PyUnicode_GET_LENGTH(a);
+    int kind = PyUnicode_KIND(a);
+    return length == PyUnicode_GET_LENGTH(b) && kind == (int)PyUnicode_KIND(b) &&
+           memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)length * kind) == 0;
+}
+
 /* The slot holding key, or the empty slot where it goes; *found says which. */
 static size_t id_find(Table *t, PyObject *key, Py_hash_t hash, int *found) {
     size_t i = (size_t)hash & t->mask;
@@ -70,9 +80,8 @@ static size_t id_find(Table *t, PyObject *key, Py_hash_t hash, int *found) {
             *found = 0;
             return i;
         }
-        /* Exact str keys: equal hashes, then equal text (never raises). */
-        if (slot->hash == hash &&
-            (slot->key == key || PyUnicode_Compare(slot->key, key) == 0)) {
+        /* Exact str keys: equal hashes, then equal text. */
+        if (slot->hash == hash && (slot->key == key || same_text(slot->key, key))) {
             *found = 1;
             return i;
         }
@@ -388,11 +397,12 @@ static inline void prefetch(const void *address) {
 #endif
 }
 
-/* table.prefetch(keys): hash each key (str caches it) and load its slot; then,
-   those slots loaded meanwhile, load the stored key (read to confirm a match) and
-   a KeyTable's value of the slot whose hash matches. The misses of a batch then
-   overlap instead of queueing when each key is looked up. Anything but a str is
-   skipped. */
+/* table.prefetch(keys): hash each key (str caches it) and load its slot; then, in
+   a KeyTable, those slots loaded meanwhile, load the stored key (read to confirm
+   a match) and the value of the slot whose hash matches. The misses of a batch
+   then overlap instead of queueing when each key is looked up. (An IdTable stops
+   at the slots: most ids are new, and a new id's lookup reads nothing more.)
+   Anything but a str is skipped. */
 static PyObject *id_prefetch(Table *t, PyObject *keys) {
     if (!PyList_Check(keys)) {
         PyErr_SetString(PyExc_TypeError, "prefetch(keys: list)");
@@ -407,15 +417,14 @@ static PyObject *id_prefetch(Table *t, PyObject *keys) {
         if (hash == -1) return NULL;
         prefetch(&t->slots[(size_t)hash & t->mask]);
     }
-    int objects = HOLDS_OBJECTS(t);
-    for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(keys); i++) {
+    for (Py_ssize_t i = 0; HOLDS_OBJECTS(t) && i < n && i < PyList_GET_SIZE(keys); i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         if (!PyUnicode_CheckExact(key)) continue;
         Py_hash_t hash = PyObject_Hash(key); /* cached in the str above */
         for (size_t j = (size_t)hash & t->mask; t->slots[j].key != NULL; j = (j + 1) & t->mask) {
             if (t->slots[j].hash != hash) continue;
             if (t->slots[j].key != key) prefetch(t->slots[j].key);
-            if (objects) prefetch(t->slots[j].value);
+            prefetch(t->slots[j].value);
             break;
         }
     }
