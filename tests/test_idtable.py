@@ -7,6 +7,7 @@ import gc
 import pickle
 import sys
 import weakref
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,35 +23,45 @@ Op = tuple[str, str, int]
 KEYS = [f"id{i}" for i in range(40)] + ["", "é", "🙂" * 3]
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["set", "del", "get", "in", "forget", "remember"]),
-            st.sampled_from(KEYS),
-            st.integers(-3, 3),
-        ),
+def operations(*names: str) -> st.SearchStrategy[list[Op]]:
+    """Up to 400 (operation, key, number): 40 keys churn, so collisions, growth and
+    deletions (backward shifts) all happen."""
+    return st.lists(
+        st.tuples(st.sampled_from(names), st.sampled_from(KEYS), st.integers(-3, 3)),
         max_size=400,
     )
-)
+
+
+def mapping_step(table: Any, model: dict[str, Any], op: str, key: str, value: Any) -> bool:
+    """Do a mapping operation (set, del, get, in) on both and compare; False for
+    any other operation."""
+    if op == "set":
+        table[key] = model[key] = value
+    elif op == "del":
+        if key in model:
+            del table[key], model[key]
+        else:
+            with pytest.raises(KeyError):
+                del table[key]
+    elif op == "get":
+        assert table.get(key) == model.get(key)
+        assert table.get(key, "none") == model.get(key, "none")
+    elif op == "in":
+        assert (key in table) == (key in model)
+    else:
+        return False
+    assert len(table) == len(model)
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations("set", "del", "get", "in", "forget", "remember"))
 def test_the_id_table_behaves_as_a_dict(ops: list[Op]) -> None:
-    """Collisions, growth and deletions (backward shifts) included: 40 keys churn."""
     table, model = compiled.IdTable(), IdDict()
     for op, key, hour in ops:
-        if op == "set":
-            table[key] = model[key] = hour
-        elif op == "del":
-            if key in model:
-                del table[key], model[key]
-            else:
-                with pytest.raises(KeyError):
-                    del table[key]
-        elif op == "get":
-            assert table.get(key) == model.get(key)
-            assert table.get(key, "none") == model.get(key, "none")
-        elif op == "in":
-            assert (key in table) == (key in model)
-        elif op == "remember":
+        if mapping_step(table, model, op, key, hour):
+            continue
+        if op == "remember":
             since = hour - 1
             assert table.remember(key, hour, since) == model.remember(key, hour, since)
         else:
@@ -110,35 +121,15 @@ def test_the_id_table_keeps_a_million_ids_and_gives_memory_back() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["set", "del", "get", "[]", "in", "prefetch"]),
-            st.sampled_from(KEYS),
-            st.integers(-3, 3),
-        ),
-        max_size=400,
-    )
-)
+@given(operations("set", "del", "get", "[]", "in", "prefetch"))
 def test_the_key_table_behaves_as_a_dict_whose_missing_keys_read_as_none(ops: list[Op]) -> None:
     table, model = compiled.KeyTable(), KeyDict()
     for op, key, number in ops:
-        value = (key, number)  # a new object each time: references are counted right
-        if op == "set":
-            table[key] = model[key] = value
-        elif op == "del":
-            if key in model:
-                del table[key], model[key]
-            else:
-                with pytest.raises(KeyError):
-                    del table[key]
-        elif op == "get":
-            assert table.get(key) == model.get(key)
-            assert table.get(key, "none") == model.get(key, "none")
-        elif op == "[]":
+        # A new object each time: references are counted right.
+        if mapping_step(table, model, op, key, (key, number)):
+            continue
+        if op == "[]":
             assert table[key] == model[key]  # None when missing, and nothing stored
-        elif op == "in":
-            assert (key in table) == (key in model)
         else:
             table.prefetch([key, None, 7, *list(model)[:3]])
         assert len(table) == len(model)
