@@ -40,7 +40,7 @@ from flows.runtime.ids import id_table
 from flows.runtime.outputs import DeadLetter, Output, Partials
 from flows.timeutil import US_PER_SECOND, format_time
 
-if not cython.compiled:  # the compiled build has them as C constants (core.pxd)
+if not cython.compiled:  # the compiled build has these in C (core.pxd)
     HOUR = consts.HOUR
     MAX_TS = consts.MAX_TS
     MIN_TS = consts.MIN_TS
@@ -48,6 +48,11 @@ if not cython.compiled:  # the compiled build has them as C constants (core.pxd)
     TAG_BITS = consts.TAG_BITS
     TAG_MASK = consts.TAG_MASK
     TIMER_BUCKET = consts.TIMER_BUCKET
+
+    def prefetch_object(obj: object, size: int) -> None:
+        """Start loading the memory of an object that is about to be read, so that
+        the misses of several overlap (C in the compiled build, core.pxd):
+        interpreted, there is nothing to gain."""
 
 
 def constants() -> dict[str, int]:
