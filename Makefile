@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # What the compiled build is made from (setup.py): the C modules, and the Python
 # modules Cython compiles (a `# cython:` line on top) with their .pxd types.
-COMPILED := setup.py flows/_fastdecode.c flows/_idtable.c \
+COMPILED := setup.py flows/_fastdecode.c flows/_idtable.c flows/_prefetch.h \
 	$(shell grep -rl --include='*.py' '^# cython:' flows) $(wildcard flows/*/*.pxd)
 # The tests run a second time on the interpreted build (the same sources, not compiled).
 INTERPRETED_TESTS := tests/families tests/test_runtime.py tests/test_properties.py \

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "_prefetch.h"
+
 #define TS_BOUND (1LL << 62) /* every hour and ts the runtime keeps lies within +-TS_BOUND */
 
 /* An int within +-bound as a C long long; 0 (no error set) when it is not one. */
@@ -391,19 +393,13 @@ static PyObject *id_remember(Table *t, PyObject *const *args, Py_ssize_t nargs) 
     Py_RETURN_FALSE;
 }
 
-static inline void prefetch(const void *address) {
-#if defined(__GNUC__)
-    __builtin_prefetch(address);
-#endif
-}
-
-/* table.prefetch(keys): hash each key (str caches it) and load its slot; then, in
-   a KeyTable, those slots loaded meanwhile, load the stored key (read to confirm
-   a match) and the value of the slot whose hash matches. The misses of a batch
-   then overlap instead of queueing when each key is looked up. (An IdTable stops
-   at the slots: most ids are new, and a new id's lookup reads nothing more.)
-   Anything but a str is skipped. */
-static PyObject *id_prefetch(Table *t, PyObject *keys) {
+/* table.prefetch(keys[, size]): hash each key (str caches it) and load its slot;
+   then, in a KeyTable, those slots loaded meanwhile, load the stored key (read to
+   confirm a match) and the first `size` bytes (64 by default) of the value whose
+   hash matches. The misses of a batch then overlap instead of queueing when each
+   key is looked up. (An IdTable stops at the slots: most ids are new, and a new
+   id's lookup reads nothing more.) Anything but a str is skipped. */
+static PyObject *prefetch_keys(Table *t, PyObject *keys, Py_ssize_t size) {
     if (!PyList_Check(keys)) {
         PyErr_SetString(PyExc_TypeError, "prefetch(keys: list)");
         return NULL;
@@ -415,7 +411,7 @@ static PyObject *id_prefetch(Table *t, PyObject *keys) {
         if (!PyUnicode_CheckExact(key)) continue;
         Py_hash_t hash = PyObject_Hash(key);
         if (hash == -1) return NULL;
-        prefetch(&t->slots[(size_t)hash & t->mask]);
+        opscockpit_prefetch(&t->slots[(size_t)hash & t->mask], sizeof(Slot));
     }
     for (Py_ssize_t i = 0; HOLDS_OBJECTS(t) && i < n && i < PyList_GET_SIZE(keys); i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
@@ -423,12 +419,26 @@ static PyObject *id_prefetch(Table *t, PyObject *keys) {
         Py_hash_t hash = PyObject_Hash(key); /* cached in the str above */
         for (size_t j = (size_t)hash & t->mask; t->slots[j].key != NULL; j = (j + 1) & t->mask) {
             if (t->slots[j].hash != hash) continue;
-            if (t->slots[j].key != key) prefetch(t->slots[j].key);
-            prefetch(t->slots[j].value);
+            if (t->slots[j].key != key) opscockpit_prefetch(t->slots[j].key, 64);
+            opscockpit_prefetch(t->slots[j].value, size);
             break;
         }
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *id_prefetch(Table *t, PyObject *keys) { return prefetch_keys(t, keys, 0); }
+
+static PyObject *key_prefetch(Table *t, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t size = 64;
+    if (nargs < 1 || nargs > 2 || (nargs == 2 && (size = PyLong_AsSsize_t(args[1])) < 0)) {
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "prefetch(keys: list, size: int = 64)");
+        }
+        return NULL;
+    }
+    return prefetch_keys(t, args[0], size);
 }
 
 /* seen.forget(ids, hour): for id in ids: if seen.get(id) == hour: del seen[id] */
@@ -449,7 +459,7 @@ static PyObject *id_forget(Table *seen, PyObject *const *args, Py_ssize_t nargs)
             PyMem_Free(hashes);
             return NULL;
         }
-        prefetch(&seen->slots[(size_t)hashes[i] & seen->mask]);
+        opscockpit_prefetch(&seen->slots[(size_t)hashes[i] & seen->mask], sizeof(Slot));
     }
     for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(ids); i++) {
         int found;
@@ -479,8 +489,8 @@ static PyMethodDef id_methods[] = {
 };
 
 static PyMethodDef key_methods[] = {
-    {"prefetch", (PyCFunction)id_prefetch, METH_O,
-     "prefetch(keys): load their slots, then their stored keys and values"},
+    {"prefetch", (PyCFunction)(void (*)(void))key_prefetch, METH_FASTCALL,
+     "prefetch(keys, size=64): load their slots, then their stored keys and values"},
     {"get", (PyCFunction)(void (*)(void))id_get, METH_FASTCALL, "get(key, default=None)"},
     {"values", (PyCFunction)id_values, METH_NOARGS, "a list of the values"},
     {"items", (PyCFunction)id_items, METH_NOARGS, "a list of (key, value)"},

@@ -131,7 +131,7 @@ def test_the_key_table_behaves_as_a_dict_whose_missing_keys_read_as_none(ops: li
         if op == "[]":
             assert table[key] == model[key]  # None when missing, and nothing stored
         else:
-            table.prefetch([key, None, 7, *list(model)[:3]])
+            table.prefetch([key, None, 7, *list(model)[:3]], abs(number) * 100)
         assert len(table) == len(model)
     assert table.to_dict() == model.to_dict() == dict(model)
     assert sorted(table) == sorted(model)
@@ -154,6 +154,9 @@ def test_the_key_table_takes_str_keys_and_lets_its_values_go() -> None:
         table[1] = record
     with pytest.raises(KeyError):
         del table["missing"]
+    for wrong in (("a",), ([], -1), ([], "64"), ([], 64, 1)):
+        with pytest.raises(TypeError, match="prefetch"):
+            table.prefetch(*wrong)
     assert table[b"a".decode()] is record and table["b"] is None
     del record
     table["a"] = 1  # the record replaced: released

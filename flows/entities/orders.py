@@ -147,6 +147,9 @@ def restore_order(*values: Any) -> Order:
     return order
 
 
+ORDER_SIZE = cython.declare(cython.Py_ssize_t, Order.__basicsize__)  # bytes to prefetch
+
+
 @cython.cclass
 class OrderWatcher(core.Family):
     """A family that reads orders. It declares which changes it wants (WATCHES),
@@ -287,7 +290,7 @@ class OrderBook(core.Family):
                 names = named[type(item)] = getattr(type(item), "kind", None) in ORDER_KINDS
             if names:
                 ids.append(item.order_id)
-        self.orders.prefetch(ids)
+        self.orders.prefetch(ids, ORDER_SIZE)
 
     @cython.cfunc
     def place(self, ts: cython.longlong, event: Any) -> None:

@@ -781,7 +781,7 @@ class ItemHealth:
         for fc, skus in named.items():
             table = self.items.get(fc)
             if table is not None:
-                table.prefetch(skus)
+                table.prefetch(skus, ITEM_SIZE)
 
     @cython.cfunc
     def item(self, fc: str, sku: str, start: cython.longlong) -> Item:

@@ -14,19 +14,11 @@ cdef extern from *:
     const long long HOUR "OPSCOCKPIT_HOUR"
     const long long TIMER_BUCKET "OPSCOCKPIT_TIMER_BUCKET"
 
-# Start loading the cache lines of an object's first `size` bytes (a hint: nothing
-# happens where the compiler has no prefetch); `prefetch_object` in core.py for
-# the interpreted build.
-cdef extern from *:
-    """
-    #include <stdint.h>
-    static inline void opscockpit_prefetch(PyObject *o, Py_ssize_t size) {
-    #if defined(__GNUC__)
-        uintptr_t line = (uintptr_t)o & ~(uintptr_t)63, last = (uintptr_t)o + (uintptr_t)size - 1;
-        for (; line <= last; line += 64) __builtin_prefetch((const void *)line);
-    #endif
-    }
-    """
+# Start loading the cache lines of an object's first `size` bytes (flows/_prefetch.h,
+# included relative to the generated C of a module one level under flows/ as
+# every module that cimports this one is); `prefetch_object` in core.py for the
+# interpreted build.
+cdef extern from "../_prefetch.h":
     void prefetch_object "opscockpit_prefetch" (object o, Py_ssize_t size)
 
 cdef enum:

@@ -53,7 +53,7 @@ class KeyDict(dict[str, Any]):
     def __missing__(self, key: str) -> None:
         return None
 
-    def prefetch(self, keys: list[Any], /) -> None:
+    def prefetch(self, keys: list[Any], size: int = 64, /) -> None:
         """Nothing to load ahead in a dict."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +82,6 @@ def id_table(saved: dict[str, int] | None = None) -> Seen:
 
 def key_table(saved: dict[str, Any] | None = None) -> Any:
     """A str -> object table holding `saved` whose missing keys read as None
-    (`table[key]`), compiled where it was built. It has `prefetch(keys)`,
+    (`table[key]`), compiled where it was built. It has `prefetch(keys, size)`,
     `to_dict()`, `get`, `items()` and `values()` besides the mapping protocol."""
     return _KEY_TABLE(saved or {})
