@@ -364,7 +364,8 @@ static PyObject *id_iter(Table *t) {
 }
 
 static PyObject *id_sizeof(Table *t, PyObject *unused) {
-    return PyLong_FromSize_t(Py_TYPE(t)->tp_basicsize + (t->mask + 1) * sizeof(Slot));
+    size_t slots = t->slots == NULL ? 0 : t->mask + 1;
+    return PyLong_FromSize_t(Py_TYPE(t)->tp_basicsize + slots * sizeof(Slot));
 }
 
 static PyObject *id_reduce(Table *t, PyObject *unused) {
