@@ -234,7 +234,6 @@ class OrderBook(core.Family):
     orphan_horizon: cython.longlong
     fcs: dict  # type: ignore[type-arg]
     regions: dict  # type: ignore[type-arg]
-    named: dict  # type: ignore[type-arg]
     orphan_counts: core.Counts
     expired: core.Counts
 
@@ -248,7 +247,6 @@ class OrderBook(core.Family):
         self.orphan_horizon = shard.config.orphan_horizon
         self.fcs = shard.known_values("fc")
         self.regions = shard.known_values("region")
-        self.named = {}  # type of event -> whether it names an order
         self.orphan_counts = shard.counts(ORPHAN_EVENTS)
         self.expired = shard.counts(STATE_EXPIRED)
         self.watchers = [f for f in shard.families if isinstance(f, OrderWatcher)]
@@ -279,18 +277,10 @@ class OrderBook(core.Family):
             self.order_event(kind, ts, event)
 
     @cython.cfunc
-    def prefetch(self, items: list) -> None:  # type: ignore[type-arg]
-        """Start loading the orders a batch names: looked up one by one, each lookup
-        waits for memory (open orders are spread over tens of MB)."""
-        named: dict = self.named  # type: ignore[type-arg]
-        ids = []
-        for item in items:
-            names = named.get(type(item))
-            if names is None:
-                names = named[type(item)] = getattr(type(item), "kind", None) in ORDER_KINDS
-            if names:
-                ids.append(item.order_id)
-        self.orders.prefetch(ids, ORDER_SIZE)
+    def prefetch(self, events: list) -> None:  # type: ignore[type-arg]
+        """Start loading the orders a batch's events name: looked up one by one, each
+        lookup waits for memory (open orders are spread over tens of MB)."""
+        self.orders.prefetch([event.order_id for event in events], ORDER_SIZE)
 
     @cython.cfunc
     def place(self, ts: cython.longlong, event: Any) -> None:

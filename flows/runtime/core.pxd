@@ -63,7 +63,7 @@ cdef class Timers:
 
 cdef class Kind:
     cdef public str name
-    cdef public tuple handlers, names
+    cdef public tuple handlers, names, prefetching
     cdef public long long accepted, duplicate, late
 
 cdef class Family:
@@ -71,7 +71,7 @@ cdef class Family:
     cdef public long long slot, report_at
     cdef on_event(self, str kind, long long ts, object event)
     cdef on_timer(self, long long tag, object key, object ref)
-    cdef prefetch(self, list items)
+    cdef prefetch(self, list events)
     cdef object on_close(self, long long end)
     cdef at(self, long long when, long long tag, object key, object ref=*)
 

@@ -307,21 +307,24 @@ class Timers:
 @cython.final
 @cython.cclass
 class Kind:
-    """A type of event in a shard: its kind, the families handling it, and the
-    batch's counts. Each family is handed the kind as the string its own KINDS
-    holds: its module's constant, so its `kind == "..."` tests compare addresses
-    (the same text from another module compared characters, a tenth of a
-    microsecond per test)."""
+    """A type of event in a shard: its kind, the families handling it (and which
+    of the shard's prefetching families they are), and the batch's counts. Each
+    family is handed the kind as the string its own KINDS holds: its module's
+    constant, so its `kind == "..."` tests compare addresses (the same text from
+    another module compared characters, a tenth of a microsecond per test)."""
 
     name: str
     handlers: tuple  # type: ignore[type-arg]
     names: tuple  # type: ignore[type-arg]  # the kind, per handler
+    prefetching: tuple  # type: ignore[type-arg]  # indexes into Shard.prefetchers
     accepted: cython.longlong
     duplicate: cython.longlong
     late: cython.longlong
 
-    def __init__(self, name: str, handlers: tuple[Family, ...]) -> None:
-        self.name, self.handlers = name, handlers
+    def __init__(
+        self, name: str, handlers: tuple[Family, ...], prefetching: tuple[int, ...]
+    ) -> None:
+        self.name, self.handlers, self.prefetching = name, handlers, prefetching
         self.names = tuple(family.KINDS[family.KINDS.index(name)] for family in handlers)
         self.accepted = self.duplicate = self.late = 0
 
@@ -371,9 +374,10 @@ class Family:
         """A timer set with `at(when, tag, key, ref)` is due: W >= when."""
 
     @cython.cfunc
-    def prefetch(self, items: list) -> None:  # type: ignore[type-arg]
-        """Before a batch is handled (PREFETCHES): start loading the state its events
-        will look up, so that those cache misses overlap instead of queueing."""
+    def prefetch(self, events: list) -> None:  # type: ignore[type-arg]
+        """Before a batch is handled (PREFETCHES), with its events of KINDS: start
+        loading the state they will look up, so that those cache misses overlap
+        instead of queueing."""
 
     @cython.cfunc
     def on_close(self, end: cython.longlong) -> object:
@@ -562,25 +566,40 @@ class Shard:
         candidate: cython.longlong
         slot: Kind | None
         family: Family
-        # Each id's table slot is loaded for the whole batch first: a day of ids
-        # misses the CPU caches, and the misses then overlap.
-        ids: list = [None if type(item) is Reject else item.event_id for item in items]  # type: ignore[type-arg]
-        seen.prefetch(ids)  # type: ignore[attr-defined]
-        for family in self.prefetchers:
-            family.prefetch(items)
+        # First each event's kind (by its type: a lookup by address, not an
+        # attribute read through the type's MRO) and id. Each id's table slot is
+        # then loaded for the whole batch, and each prefetching family is handed
+        # the events of its kinds: a day of ids, or of open orders, misses the CPU
+        # caches, and the misses then overlap.
+        slots: list = []  # type: ignore[type-arg]  # each item's Kind, None for a reject
+        ids: list = []  # type: ignore[type-arg]
+        wanted: list = [[] for _ in self.prefetchers]  # type: ignore[type-arg]
         index: cython.Py_ssize_t
+        for item in items:
+            if type(item) is Reject:
+                slots.append(None)
+                ids.append(None)
+                continue
+            slot = kinds.get(type(item))
+            if slot is None:
+                slot = self.kind(item)
+            slots.append(slot)
+            ids.append(item.event_id)
+            for index in slot.prefetching:
+                wanted[index].append(item)
+        seen.prefetch(ids)  # type: ignore[attr-defined]
+        for index in range(len(wanted)):
+            if wanted[index]:
+                family = self.prefetchers[index]
+                family.prefetch(wanted[index])
         handler: cython.Py_ssize_t
         handlers: tuple  # type: ignore[type-arg]
         for index in range(len(items)):
             item = items[index]
-            if type(item) is Reject:
+            slot = slots[index]
+            if slot is None:
                 self.reject(item)
                 continue
-            # The kind by the event's type: a lookup by address, not an attribute
-            # read through the type's MRO for every event.
-            slot = kinds.get(type(item))
-            if slot is None:
-                slot = self.kind(item)
             ts = item.ts
             if not (bucket_start <= ts < bucket_end):  # cheaper than dividing every ts
                 hour = ts // HOUR
@@ -631,7 +650,11 @@ class Shard:
         """The slot of a type of event not seen before: its kind, and the families
         handling that kind in their order."""
         kind = event.kind
-        slot = Kind(kind, tuple(family for family in self.families if kind in family.KINDS))
+        slot = Kind(
+            kind,
+            tuple(family for family in self.families if kind in family.KINDS),
+            tuple(i for i, family in enumerate(self.prefetchers) if kind in family.KINDS),
+        )
         self.kinds[type(event)] = slot
         return slot
 
