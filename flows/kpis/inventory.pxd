@@ -47,6 +47,7 @@ cdef class Item:
     cdef public long long touched
     cdef public Place place
 
+cdef name_item(dict named, str fc, str sku)
 cdef touch(Item item, long long end, list changed)
 
 cdef class Shelf:
@@ -74,6 +75,7 @@ cdef class ItemHealth:
     cdef close_window(self, long long end, list out)
     cdef apply(self, long long start, long long end, dict lines, list moves, list changed)
     cdef list in_order(self)
+    cdef object skus_of(self, str fc)
     cdef Item item(self, str fc, str sku, long long start)
     cdef prefetch(self, dict lines, list moves)
     cdef evaluate(self, Item item, long long end, list out)

@@ -419,6 +419,15 @@ def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
 
 
 @cython.cfunc
+def name_item(named: dict, fc: str, sku: str) -> None:  # type: ignore[type-arg]
+    """Add sku to the skus `named` holds for fc."""
+    skus: list | None = named.get(fc)  # type: ignore[type-arg]
+    if skus is None:
+        skus = named[fc] = []
+    skus.append(sku)
+
+
+@cython.cfunc
 def touch(item: Item, end: cython.longlong, changed: list) -> None:  # type: ignore[type-arg]
     """The item joins the changed items of the close `end`, once."""
     if item.touched != end:
@@ -766,28 +775,28 @@ class ItemHealth:
         would wait for memory (an item is a few hundred bytes, tens of thousands
         of them)."""
         named: dict = {}  # type: ignore[type-arg]  # fc -> the skus named
-        skus: list | None  # type: ignore[type-arg]
         for fc, sku in lines:
-            skus = named.get(fc)
-            if skus is None:
-                skus = named[fc] = []
-            skus.append(sku)
+            name_item(named, fc, sku)
         move: Move
         for move in moves:
-            skus = named.get(move.fc)
-            if skus is None:
-                skus = named[move.fc] = []
-            skus.append(move.sku)
+            name_item(named, move.fc, move.sku)
         for fc, skus in named.items():
             table = self.items.get(fc)
             if table is not None:
                 table.prefetch(skus, ITEM_SIZE)
 
     @cython.cfunc
-    def item(self, fc: str, sku: str, start: cython.longlong) -> Item:
-        skus = self.items.get(fc)  # a KeyTable: sku -> Item, a missing sku reads as None
+    def skus_of(self, fc: str) -> Any:
+        """The fc's KeyTable, sku -> Item (a missing sku reads as None), made on its
+        first item."""
+        skus = self.items.get(fc)
         if skus is None:
             skus = self.items[fc] = key_table()
+        return skus
+
+    @cython.cfunc
+    def item(self, fc: str, sku: str, start: cython.longlong) -> Item:
+        skus = self.skus_of(fc)
         item: Item | None = skus[sku]
         if item is None:
             place: Place | None = self.places.get(fc)
@@ -1011,10 +1020,7 @@ class ItemHealth:
         self.places = {}
         item: Item
         for item in state["items"].values():
-            skus = self.items.get(item.fc)
-            if skus is None:
-                skus = self.items[item.fc] = key_table()
-            skus[item.sku] = item
+            self.skus_of(item.fc)[item.sku] = item
             place: Place | None = self.places.get(item.fc)
             if place is None:
                 place = self.places[item.fc] = self.new_place(item.fc, item.label)
