@@ -4,9 +4,9 @@
    - IdTable, the de-duplication table (flows/runtime/core.py, `Shard.process`):
      event id -> hour of its ts. A dict of the ~330k ids of a day of traffic missed
      the CPU caches on most events, looked up at random.
-   - KeyTable: str -> object, for state looked up by an event's key (the order
-     book's orders by order id). A dict lookup on a key just decoded chains three
-     misses (index, entry, the stored key's text) before the value's own.
+   - KeyTable: str -> object, for records looked up by a key the events carry
+     (an entity's id). A dict lookup on a key just decoded chains three misses
+     (index, entry, the stored key's text) before the value's own.
 
    Both keep hash, key and value in one slot (open addressing, linear probing, at
    most half full, backward-shift deletion), so a lookup touches one cache line,
