@@ -3,8 +3,7 @@ from flows.entities cimport orders as entity
 from flows.runtime cimport core
 
 cdef class Pending:
-    cdef public dict lines
-    cdef public list moves
+    cdef public dict lines, moves
 
 cdef class Inventory(entity.OrderWatcher):
     cdef public dict windows
@@ -14,9 +13,9 @@ cdef class Inventory(entity.OrderWatcher):
 
 cdef class Move:
     cdef public long long ts, qty
-    cdef public str event_id, fc, sku
+    cdef public str event_id, sku
 
-cdef Move new_move(long long ts, str event_id, long long qty, str fc, str sku)
+cdef Move new_move(long long ts, str event_id, long long qty, str sku)
 
 cdef class Lot:
     cdef public long long ts, qty
@@ -47,7 +46,7 @@ cdef class Item:
     cdef public long long touched
     cdef public Place place
 
-cdef name_item(dict named, str fc, str sku)
+cdef list plain_list(object values=*)
 cdef touch(Item item, long long end, list changed)
 
 cdef class Shelf:
@@ -73,11 +72,11 @@ cdef class ItemHealth:
     cdef public long long demand_days, safety_days, spike_days, spike_min_units
     cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
-    cdef apply(self, long long start, long long end, dict lines, list moves, list changed)
+    cdef apply(self, long long start, long long end, dict lines, dict moves, list changed)
     cdef list in_order(self)
     cdef object skus_of(self, str fc)
-    cdef Item item(self, str fc, str sku, long long start)
-    cdef prefetch(self, dict lines, list moves)
+    cdef Item item(self, object skus, str fc, str sku, long long start)
+    cdef prefetch(self, dict lines, dict moves)
     cdef evaluate(self, Item item, long long end, list out)
     cdef scan(self, list entries, long long end)
     cdef resafe(self, Item item, long long end)

@@ -133,16 +133,17 @@ STATE_SETS = tuple(
 @cython.final
 @cython.cclass
 class Pending:
-    """A shard's rows of one window: units ordered per (fc, sku) (summed: every
-    open order's lines would be held till the close otherwise), and the stock moves
-    as they came (collecting them per item cost a lookup and a store per event; the
-    combine step finds each move's item anyway)."""
+    """A shard's rows of one window, per fc (the combine step keeps an fc's items in
+    one table): units ordered per sku (summed: every open order's lines would be
+    held till the close otherwise), and the stock moves as they came (collecting
+    them per item cost a lookup and a store per event; the combine step finds each
+    move's item anyway)."""
 
-    lines: dict  # type: ignore[type-arg]
-    moves: list  # type: ignore[type-arg]
+    lines: dict  # type: ignore[type-arg]  # fc -> {sku: units}
+    moves: dict  # type: ignore[type-arg]  # fc -> [Move]
 
     def __init__(self) -> None:
-        self.lines, self.moves = {}, []
+        self.lines, self.moves = {}, {}
 
 
 @cython.cclass
@@ -175,7 +176,12 @@ class Inventory(entity.OrderWatcher):
             qty = -event.qty
         else:
             qty = event.qty
-        self.pending(ts).moves.append(new_move(ts, event.event_id, qty, event.fc, event.sku))
+        moves: dict = self.pending(ts).moves  # type: ignore[type-arg]
+        fc = event.fc
+        fc_moves: list | None = moves.get(fc)  # type: ignore[type-arg]
+        if fc_moves is None:
+            fc_moves = moves[fc] = []
+        fc_moves.append(new_move(ts, event.event_id, qty, event.sku))
 
     @cython.cfunc
     def on_order(
@@ -188,9 +194,12 @@ class Inventory(entity.OrderWatcher):
     ) -> None:
         lines: dict = self.pending(order.placed).lines  # type: ignore[type-arg]
         fc = event.fc  # the item's own fc, not the label the order's metrics use
+        units: dict | None = lines.get(fc)  # type: ignore[type-arg]
+        if units is None:
+            units = lines[fc] = {}
         for line in event.lines:
-            key = (fc, line.sku)
-            lines[key] = lines.get(key, 0) + line.qty
+            sku = line.sku
+            units[sku] = units.get(sku, 0) + line.qty
 
     @cython.cfunc
     def pending(self, ts: cython.longlong) -> Pending:
@@ -215,7 +224,7 @@ class Inventory(entity.OrderWatcher):
 
     def export_state(self) -> Any:
         return {
-            start: (dict(pending.lines), moves_by_item(pending.moves))
+            start: (lines_by_item(pending.lines), moves_by_item(pending.moves))
             for start, pending in self.windows.items()
         }
 
@@ -223,33 +232,32 @@ class Inventory(entity.OrderWatcher):
         self.windows = {}
         for start, (lines, moved) in state.items():
             pending = self.windows[start] = Pending()
-            pending.lines, pending.moves = lines, moves_of(moved)
+            pending.lines, pending.moves = lines_of(lines), moves_of(moved)
 
 
 @cython.final
 @cython.no_gc  # strings and ints: never in a cycle, so never tracked
 @cython.cclass
 class Move:
-    """A stock move as a window keeps it till its close. Moves sort in (ts,
-    event_id) order (an event id is unique within the dedup horizon): by C times,
-    a quarter of the cost of sorting (ts, event id, ...) tuples."""
+    """A stock move as a window keeps it till its close, among its fc's. Moves
+    sort in (ts, event_id) order (an event id is unique within the dedup horizon):
+    by C times, a quarter of the cost of sorting (ts, event id, ...) tuples."""
 
     ts: cython.longlong
     qty: cython.longlong  # negative: units taken
     event_id: str
-    fc: str
     sku: str
 
-    def __init__(self, ts: int, event_id: str, qty: int, fc: str, sku: str) -> None:
-        self.ts, self.event_id, self.qty, self.fc, self.sku = ts, event_id, qty, fc, sku
+    def __init__(self, ts: int, event_id: str, qty: int, sku: str) -> None:
+        self.ts, self.event_id, self.qty, self.sku = ts, event_id, qty, sku
 
     def __lt__(self, other: Move) -> bool:
         if self.ts != other.ts:
             return self.ts < other.ts
         return self.event_id < other.event_id
 
-    def fields(self) -> tuple[int, str, int, str, str]:
-        return (self.ts, self.event_id, self.qty, self.fc, self.sku)
+    def fields(self) -> tuple[int, str, int, str]:
+        return (self.ts, self.event_id, self.qty, self.sku)
 
     def __eq__(self, other: object) -> bool:  # a value, like the tuple it was
         return isinstance(other, Move) and self.fields() == other.fields()
@@ -265,29 +273,47 @@ class Move:
 
 
 @cython.cfunc
-def new_move(ts: cython.longlong, event_id: str, qty: cython.longlong, fc: str, sku: str) -> Move:
+def new_move(ts: cython.longlong, event_id: str, qty: cython.longlong, sku: str) -> Move:
     move: Move = Move.__new__(Move)  # without Python's call of __init__
-    move.ts, move.event_id, move.qty, move.fc, move.sku = ts, event_id, qty, fc, sku
+    move.ts, move.event_id, move.qty, move.sku = ts, event_id, qty, sku
     return move
 
 
-def moves_by_item(moves: list[Move]) -> dict[Any, list[Any]]:
-    """A window's moves as snapshots keep them (so that those of earlier builds
-    restore): (ts, event id, qty) per (fc, sku)."""
+# A window's rows as snapshots keep them, per (fc, sku), so that those of earlier
+# builds restore.
+
+
+def lines_by_item(lines: dict[str, dict[str, int]]) -> dict[tuple[str, str], int]:
+    """Units ordered per (fc, sku)."""
+    return {(fc, sku): units for fc, skus in lines.items() for sku, units in skus.items()}
+
+
+def lines_of(by_item: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """A window's order lines from `lines_by_item`."""
+    lines: dict[str, dict[str, int]] = {}
+    for (fc, sku), units in by_item.items():
+        lines.setdefault(fc, {})[sku] = units
+    return lines
+
+
+def moves_by_item(moves: dict[str, list[Move]]) -> dict[Any, list[Any]]:
+    """(ts, event id, qty) per (fc, sku)."""
     moved: dict[Any, list[Any]] = {}
     move: Move
-    for move in moves:
-        moved.setdefault((move.fc, move.sku), []).append((move.ts, move.event_id, move.qty))
+    for fc, fc_moves in moves.items():
+        for move in fc_moves:
+            moved.setdefault((fc, move.sku), []).append((move.ts, move.event_id, move.qty))
     return moved
 
 
-def moves_of(moved: dict[Any, list[Any]]) -> list[Move]:
+def moves_of(moved: dict[Any, list[Any]]) -> dict[str, list[Move]]:
     """A window's moves from `moves_by_item`."""
-    return [
-        new_move(ts, event_id, qty, fc, sku)
-        for (fc, sku), item_moves in moved.items()
-        for ts, event_id, qty in item_moves
-    ]
+    moves: dict[str, list[Move]] = {}
+    for (fc, sku), item_moves in moved.items():
+        moves.setdefault(fc, []).extend(
+            new_move(ts, event_id, qty, sku) for ts, event_id, qty in item_moves
+        )
+    return moves
 
 
 @cython.final
@@ -386,7 +412,7 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     item.place, item.fc, item.sku, item.label = place, place.fc, sku, place.label
     item.created = item.active = created
     item.on_hand = item.shortfall = 0
-    item.lots = []
+    item.lots = plain_list()
     item.demand = item.daily = NO_ENTRIES  # shared until its first order (many have none)
     item.first_day = 0
     item.states, item.spiking = 0, False
@@ -419,12 +445,13 @@ def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
 
 
 @cython.cfunc
-def name_item(named: dict, fc: str, sku: str) -> None:  # type: ignore[type-arg]
-    """Add sku to the skus `named` holds for fc."""
-    skus: list | None = named.get(fc)  # type: ignore[type-arg]
-    if skus is None:
-        skus = named[fc] = []
-    skus.append(sku)
+def plain_list(values: Any = ()) -> list:  # type: ignore[type-arg]
+    """A list of an item's lots or ints, off the collector's list: it can never be
+    in a cycle, and tens of thousands of them made one collection in a replay scan
+    them all (and again in every older generation's)."""
+    made: list = list(values)  # type: ignore[type-arg]
+    core.untrack(made)
+    return made
 
 
 @cython.cfunc
@@ -438,11 +465,12 @@ def touch(item: Item, end: cython.longlong, changed: list) -> None:  # type: ign
 def restore_item(*values: Any) -> Item:
     """An item from its ITEM_FIELDS (snapshots; both builds read the same pickle)."""
     fields = dict(zip(ITEM_FIELDS, values, strict=True))
-    fields["lots"] = [Lot(*lot) for lot in fields["lots"]]
+    fields["lots"] = plain_list(Lot(*lot) for lot in fields["lots"])
     # A pickle makes one list of the items' shared empty one: share ours again (and
     # builds before 4557f84 kept arrays).
     for name in ("demand", "daily"):
-        fields[name] = list(fields[name]) if fields[name] else NO_ENTRIES
+        fields[name] = plain_list(fields[name]) if fields[name] else NO_ENTRIES
+    core.untrack(fields["bands"])  # ints, as rebands leaves them
     item: Item = Item.__new__(Item)
     for name, value in fields.items():
         setattr(item, name, value)
@@ -584,10 +612,12 @@ class ItemHealth:
             if pending is None:  # the first shard's rows of the window, taken as they are
                 self.pending[start] = [lines, moves]
                 continue
-            merged: dict[Any, int] = pending[0]
-            for key, units in lines.items():
-                merged[key] = merged.get(key, 0) + units
-            pending[1] += moves
+            for fc, units in lines.items():
+                merged: dict[str, int] = pending[0].setdefault(fc, {})
+                for sku, count in units.items():
+                    merged[sku] = merged.get(sku, 0) + count
+            for fc, fc_moves in moves.items():
+                pending[1].setdefault(fc, []).extend(fc_moves)
 
     def close(self, closed: int, out: list[Any]) -> None:
         """Every shard closed every window ending at or before `closed`: each close
@@ -716,29 +746,36 @@ class ItemHealth:
         start: cython.longlong,
         end: cython.longlong,
         lines: dict,  # type: ignore[type-arg]
-        moves: list,  # type: ignore[type-arg]
+        moves: dict,  # type: ignore[type-arg]
         changed: list,  # type: ignore[type-arg]
     ) -> None:
-        """A closed window's order lines, and its moves in (ts, event_id) order (so
-        each item's are: FIFO); each item they change joins `changed` once."""
+        """A closed window's order lines, and each fc's moves in (ts, event_id)
+        order (so each item's are: FIFO); each item they change joins `changed`
+        once."""
         item: Item
         day: cython.longlong = start - start % DAY
         start_int: object = start  # one int for every item's entry
         self.prefetch(lines, moves)
-        for (fc, sku), units in lines.items():
-            item = self.item(fc, sku, start)
-            add_entry(item, start_int, units)
-            prune_days(item, day - self.safety_days * DAY)
-            add_day(item, day, units)
-            item.active = start
-            touch(item, end, changed)
-        moves.sort()  # mostly in order already: a pass
+        units: dict  # type: ignore[type-arg]
+        for fc, units in lines.items():
+            skus = self.skus_of(fc)
+            for sku, count in units.items():
+                item = self.item(skus, fc, sku, start)
+                add_entry(item, start_int, count)
+                prune_days(item, day - self.safety_days * DAY)
+                add_day(item, day, count)
+                item.active = start
+                touch(item, end, changed)
         move: Move
-        for move in moves:
-            item = self.item(move.fc, move.sku, start)
-            take(item, move.ts, move.qty)
-            item.active = start
-            touch(item, end, changed)
+        fc_moves: list  # type: ignore[type-arg]
+        for fc, fc_moves in moves.items():
+            skus = self.skus_of(fc)
+            fc_moves.sort()  # mostly in order already: a pass
+            for move in fc_moves:
+                item = self.item(skus, fc, move.sku, start)
+                take(item, move.ts, move.qty)
+                item.active = start
+                touch(item, end, changed)
 
     @cython.cfunc
     def in_order(self) -> list:  # type: ignore[type-arg]
@@ -770,20 +807,19 @@ class ItemHealth:
         return walk
 
     @cython.cfunc
-    def prefetch(self, lines: dict, moves: list) -> None:  # type: ignore[type-arg]
+    def prefetch(self, lines: dict, moves: dict) -> None:  # type: ignore[type-arg]
         """Start loading the items a window names: looked up one by one, each lookup
         would wait for memory (an item is a few hundred bytes, tens of thousands
         of them)."""
-        named: dict = {}  # type: ignore[type-arg]  # fc -> the skus named
-        for fc, sku in lines:
-            name_item(named, fc, sku)
         move: Move
-        for move in moves:
-            name_item(named, move.fc, move.sku)
-        for fc, skus in named.items():
+        for fc, units in lines.items():
             table = self.items.get(fc)
             if table is not None:
-                table.prefetch(skus, ITEM_SIZE)
+                table.prefetch(list(units), ITEM_SIZE)
+        for fc, fc_moves in moves.items():
+            table = self.items.get(fc)
+            if table is not None:
+                table.prefetch([move.sku for move in fc_moves], ITEM_SIZE)
 
     @cython.cfunc
     def skus_of(self, fc: str) -> Any:
@@ -795,8 +831,8 @@ class ItemHealth:
         return skus
 
     @cython.cfunc
-    def item(self, fc: str, sku: str, start: cython.longlong) -> Item:
-        skus = self.skus_of(fc)
+    def item(self, skus: Any, fc: str, sku: str, start: cython.longlong) -> Item:
+        """The item of sku in fc's table `skus`, made on its first event."""
         item: Item | None = skus[sku]
         if item is None:
             place: Place | None = self.places.get(fc)
@@ -936,6 +972,7 @@ class ItemHealth:
                 moved = True
         if moved:  # made from the C array directly (tuple() goes through a list)
             item.bands = (units[0], units[1], units[2], units[3], units[4])
+            core.untrack(item.bands)  # ints: the collector would only untrack it later
         return soonest
 
     @cython.cfunc
@@ -998,7 +1035,7 @@ class ItemHealth:
                 (item.fc, item.sku): item for skus in self.items.values() for item in skus.values()
             },
             "pending": {
-                start: [lines, moves_by_item(moves)]
+                start: [lines_by_item(lines), moves_by_item(moves)]
                 for start, (lines, moves) in self.pending.items()
             },
             "closed": self.closed,
@@ -1013,7 +1050,8 @@ class ItemHealth:
     def restore_state(self, state: Any) -> None:
         self.bind()
         self.pending = {
-            start: [lines, moves_of(moved)] for start, (lines, moved) in state["pending"].items()
+            start: [lines_of(lines), moves_of(moved)]
+            for start, (lines, moved) in state["pending"].items()
         }
         self.closed = state["closed"]
         self.items, self.checks = {}, {}
@@ -1082,7 +1120,7 @@ def add_entry(item: Item, start: object, units: cython.longlong) -> None:
     """Add units to the item's entry of `start` (entries come in time order)."""
     entries: list = item.demand  # type: ignore[type-arg]
     if entries is NO_ENTRIES:
-        entries = item.demand = []
+        entries = item.demand = plain_list()
     last: cython.Py_ssize_t = len(entries) - 2
     if last >= 0 and entries[last] == start:
         entries[last + 1] = cython.cast(cython.longlong, entries[last + 1]) + units
@@ -1111,7 +1149,7 @@ def add_day(item: Item, day: cython.longlong, units: cython.longlong) -> None:
     days between count 0)."""
     daily: list = item.daily  # type: ignore[type-arg]
     if daily is NO_ENTRIES:
-        daily = item.daily = []
+        daily = item.daily = plain_list()
     if not daily:
         item.first_day = day
     index: cython.Py_ssize_t = (day - item.first_day) // DAY

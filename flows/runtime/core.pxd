@@ -21,6 +21,11 @@ cdef extern from *:
 cdef extern from "../_prefetch.h":
     void prefetch_object "opscockpit_prefetch" (object o, Py_ssize_t size)
 
+# Take a container off the collector's list: only for one that can never be in a
+# cycle (`untrack` in core.py for the interpreted build).
+cdef extern from "Python.h":
+    void untrack "PyObject_GC_UnTrack" (object o)
+
 cdef enum:
     TAG_BITS = 4
     TAG_MASK = 15

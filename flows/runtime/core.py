@@ -54,6 +54,11 @@ if not cython.compiled:  # the compiled build has these in C (core.pxd)
         the misses of several overlap (C in the compiled build, core.pxd):
         interpreted, there is nothing to gain."""
 
+    def untrack(container: object) -> None:
+        """Take a container that can never be in a cycle off the collector's list,
+        so that collections do not scan it (C in the compiled build, core.pxd):
+        interpreted, the collector keeps it."""
+
 
 def constants() -> dict[str, int]:
     """The time constants this build computes with (a test compares them with

@@ -6,6 +6,7 @@ are hours, lateness 60 s, so a tick one minute after b closes [a, b)."""
 
 from __future__ import annotations
 
+import gc
 import math
 from array import array
 from dataclasses import replace
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from flows.build import is_compiled
 from flows.decode import decode
+from flows.kpis import inventory
 from flows.kpis.inventory import ITEM_FIELDS
 from flows.kpisettings import KpiSettings
 from flows.settings import EngineConfig
@@ -279,3 +282,24 @@ def test_an_item_an_earlier_build_saved_restores_its_history() -> None:
     assert restored.demand == item.demand == [parse_time(on(0, 2)), 3, parse_time(on(1, 5)), 2]
     assert restored.daily == item.daily == [3, 2]
     assert restore(*values).__reduce__() == (restore, values)
+
+
+def test_the_collector_never_scans_an_items_history_in_the_compiled_build() -> None:
+    """An item's lots, demand, days and bands can never be in a cycle: compiled, they
+    are off the collector's list (made so, and restored so), where tens of
+    thousands of them made each collection scan them all; interpreted, the
+    collector keeps them (a list is never taken off it by itself)."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 9, sku="Q"),
+        order(e, "O1", on(0, 2), "Q", 3),
+        e.tick(after(1, 6)),
+    )
+    item = run.combine.combiners["inventory"].items["FC1"]["Q"]
+    restore, values = item.__reduce__()
+    compiled = is_compiled(inventory)
+    for state in (item, restore(*values)):
+        assert state.lots and state.demand and state.daily and any(state.bands)
+        lists = [gc.is_tracked(getattr(state, name)) for name in ("lots", "demand", "daily")]
+        assert lists == [not compiled] * 3
+        assert not (compiled and gc.is_tracked(state.bands))
