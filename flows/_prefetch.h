@@ -1,11 +1,12 @@
-/* A prefetch hint shared by the C modules and, through flows/runtime/core.pxd
-   (`prefetch_object`), the compiled Cython ones: start loading memory that is
-   about to be read, so that the cache misses of several reads overlap instead of
-   queueing. Nothing happens where the compiler has no prefetch. */
+/* Prefetch hints shared by the C modules and, through flows/runtime/core.pxd
+   (`prefetch_object`, `prefetch_list`, `prefetch_held`), the compiled Cython
+   ones: start loading memory that is about to be read, so that the cache misses
+   of several reads overlap instead of queueing. Nothing happens where the
+   compiler has no prefetch. */
 #ifndef OPSCOCKPIT_PREFETCH_H
 #define OPSCOCKPIT_PREFETCH_H
 
-#include <stddef.h>
+#include <Python.h>  /* already included, first, by every module that includes this */
 #include <stdint.h>
 
 /* Each 64-byte block of the `size` bytes at `address` (its first one at least). */
@@ -18,6 +19,21 @@ static inline void opscockpit_prefetch(const void *address, ptrdiff_t size) {
     (void)address;
     (void)size;
 #endif
+}
+
+/* The array of a list's item pointers, its first `count` at most (the list's own
+   memory must have arrived: it is read). */
+static inline void opscockpit_prefetch_list(PyObject *list, Py_ssize_t count) {
+    Py_ssize_t size = PyList_GET_SIZE(list) < count ? PyList_GET_SIZE(list) : count;
+    if (size > 0) opscockpit_prefetch(((PyListObject *)list)->ob_item, size * (Py_ssize_t)sizeof(PyObject *));
+}
+
+/* The first `size` bytes of each of the first `count` objects a list holds (its
+   array must have arrived: opscockpit_prefetch_list first). */
+static inline void opscockpit_prefetch_held(PyObject *list, Py_ssize_t count, Py_ssize_t size) {
+    Py_ssize_t last = PyList_GET_SIZE(list) < count ? PyList_GET_SIZE(list) : count;
+    for (Py_ssize_t index = 0; index < last; index++)
+        opscockpit_prefetch(PyList_GET_ITEM(list, index), size);
 }
 
 #endif

@@ -425,23 +425,34 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     return item
 
 
-# Bytes to prefetch of an item and of a list (its header: the items pointer).
+# Bytes to prefetch of an item, of a list (its header: the items pointer) and of a lot.
 ITEM_SIZE = cython.declare(cython.Py_ssize_t, Item.__basicsize__)
 LIST_SIZE = cython.declare(cython.Py_ssize_t, list.__basicsize__)
+LOT_SIZE = cython.declare(cython.Py_ssize_t, Lot.__basicsize__)
 AHEAD = cython.declare(cython.Py_ssize_t, 8)  # items prefetched ahead in a day's walk
+# An item's oldest lots, and demand entries (window starts and units, shared ints),
+# prefetched before an evaluation.
+LOTS_AHEAD = cython.declare(cython.Py_ssize_t, 4)
+ENTRIES_AHEAD = cython.declare(cython.Py_ssize_t, 16)
 
 
 @cython.cfunc
 def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
     """Start loading the items about to be evaluated, then their lots and demand
-    lists (the items arrive meanwhile): scattered over tens of MB, each evaluation
-    would otherwise wait for them one after another."""
+    lists, then those lists' arrays, then the oldest lots, each pass once the
+    one before has arrived: scattered over tens of MB, each evaluation would
+    otherwise wait for them one after another."""
     item: Item
     for item in items:
         core.prefetch_object(item, ITEM_SIZE)
     for item in items:
         core.prefetch_object(item.lots, LIST_SIZE)
         core.prefetch_object(item.demand, LIST_SIZE)
+    for item in items:
+        core.prefetch_list(item.lots, LOTS_AHEAD)
+        core.prefetch_list(item.demand, ENTRIES_AHEAD)
+    for item in items:
+        core.prefetch_held(item.lots, LOTS_AHEAD, LOT_SIZE)
 
 
 @cython.cfunc

@@ -20,6 +20,10 @@ cdef extern from *:
 # interpreted build.
 cdef extern from "../_prefetch.h":
     void prefetch_object "opscockpit_prefetch" (object o, Py_ssize_t size)
+    # The array of a list's item pointers (its first `count`), then the first
+    # `size` bytes of the objects it holds (once that array has arrived).
+    void prefetch_list "opscockpit_prefetch_list" (list items, Py_ssize_t count)
+    void prefetch_held "opscockpit_prefetch_held" (list items, Py_ssize_t count, Py_ssize_t size)
 
 # Take a container off the collector's list: only for one that can never be in a
 # cycle (`untrack` in core.py for the interpreted build).

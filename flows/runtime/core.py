@@ -54,6 +54,12 @@ if not cython.compiled:  # the compiled build has these in C (core.pxd)
         the misses of several overlap (C in the compiled build, core.pxd):
         interpreted, there is nothing to gain."""
 
+    def prefetch_list(items: list[Any], count: int) -> None:
+        """The array of a list's item pointers, as `prefetch_object` (C compiled)."""
+
+    def prefetch_held(items: list[Any], count: int, size: int) -> None:
+        """The objects a list holds, as `prefetch_object` (C compiled)."""
+
     def untrack(container: object) -> None:
         """Take a container that can never be in a cycle off the collector's list,
         so that collections do not scan it (C in the compiled build, core.pxd):
