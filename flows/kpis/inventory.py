@@ -822,7 +822,6 @@ class ItemHealth:
         """Start loading the items a window names: looked up one by one, each lookup
         would wait for memory (an item is a few hundred bytes, tens of thousands
         of them)."""
-        move: Move
         for fc, units in lines.items():
             table = self.items.get(fc)
             if table is not None:
