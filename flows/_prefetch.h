@@ -7,6 +7,7 @@
 #define OPSCOCKPIT_PREFETCH_H
 
 #include <Python.h>  /* already included, first, by every module that includes this */
+#include <stddef.h>
 #include <stdint.h>
 
 /* Each 64-byte block of the `size` bytes at `address` (its first one at least). */
