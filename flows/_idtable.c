@@ -2,11 +2,11 @@
    know nothing of KPIs.
 
    - IdTable, the de-duplication table (flows/runtime/core.py, `Shard.process`):
-     event id -> hour of its ts. A dict of the ~330k ids of a day of traffic missed
-     the CPU caches on most events, looked up at random.
-   - KeyTable: str -> object, for records looked up by a key the events carry
-     (an entity's id). A dict lookup on a key just decoded chains three misses
-     (index, entry, the stored key's text) before the value's own.
+     id -> the hour it was seen in. A dict of the ~330k ids of a day missed the
+     CPU caches on most lookups, made at random.
+   - KeyTable: str -> object, for records looked up by a key just decoded. A dict
+     lookup on such a key chains three misses (index, entry, the stored key's
+     text) before the value's own.
 
    Both keep hash, key and value in one slot (open addressing, linear probing, at
    most half full, backward-shift deletion), so a lookup touches one cache line,
@@ -374,7 +374,7 @@ static PyObject *id_reduce(Table *t, PyObject *unused) {
 
 /* seen.remember(id, hour, since): True when id was seen in an hour >= since (a
    duplicate); otherwise id is remembered as seen in `hour` and the answer is False.
-   One call per event instead of `in`, `[]` and `[]=`. */
+   One call per id instead of `in`, `[]` and `[]=`. */
 static PyObject *id_remember(Table *t, PyObject *const *args, Py_ssize_t nargs) {
     long long hour, since;
     Py_hash_t hash;
@@ -412,7 +412,7 @@ static PyObject *prefetch_keys(Table *t, PyObject *keys, Py_ssize_t size) {
         if (!PyUnicode_CheckExact(key)) continue;
         Py_hash_t hash = PyObject_Hash(key);
         if (hash == -1) return NULL;
-        opscockpit_prefetch(&t->slots[(size_t)hash & t->mask], sizeof(Slot));
+        prefetch_span(&t->slots[(size_t)hash & t->mask], sizeof(Slot));
     }
     for (Py_ssize_t i = 0; HOLDS_OBJECTS(t) && i < n && i < PyList_GET_SIZE(keys); i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
@@ -420,8 +420,8 @@ static PyObject *prefetch_keys(Table *t, PyObject *keys, Py_ssize_t size) {
         Py_hash_t hash = PyObject_Hash(key); /* cached in the str above */
         for (size_t j = (size_t)hash & t->mask; t->slots[j].key != NULL; j = (j + 1) & t->mask) {
             if (t->slots[j].hash != hash) continue;
-            if (t->slots[j].key != key) opscockpit_prefetch(t->slots[j].key, 64);
-            opscockpit_prefetch(t->slots[j].value, size);
+            if (t->slots[j].key != key) prefetch_span(t->slots[j].key, 64);
+            prefetch_span(t->slots[j].value, size);
             break;
         }
     }
@@ -460,7 +460,7 @@ static PyObject *id_forget(Table *seen, PyObject *const *args, Py_ssize_t nargs)
             PyMem_Free(hashes);
             return NULL;
         }
-        opscockpit_prefetch(&seen->slots[(size_t)hashes[i] & seen->mask], sizeof(Slot));
+        prefetch_span(&seen->slots[(size_t)hashes[i] & seen->mask], sizeof(Slot));
     }
     for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(ids); i++) {
         int found;
@@ -512,7 +512,7 @@ static PyTypeObject IdTableType = {
     .tp_as_mapping = &id_mapping,
     .tp_as_sequence = &id_sequence,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "IdTable(dict=None): event id -> hour, for de-duplication (see _idtable.c)",
+    .tp_doc = "IdTable(dict=None): id -> hour, for de-duplication (see _idtable.c)",
     .tp_methods = id_methods,
     .tp_iter = (getiterfunc)id_iter,
     .tp_new = id_new,

@@ -14,16 +14,16 @@ cdef extern from *:
     const long long HOUR "OPSCOCKPIT_HOUR"
     const long long TIMER_BUCKET "OPSCOCKPIT_TIMER_BUCKET"
 
-# Start loading the cache lines of an object's first `size` bytes (flows/_prefetch.h,
-# included relative to the generated C of a module one level under flows/ as
-# every module that cimports this one is); `prefetch_object` in core.py for the
-# interpreted build.
+# Prefetch hints (flows/_prefetch.h, included relative to the generated C of a
+# module one level under flows/ as every module that cimports this one is; no-ops
+# of the same names in core.py for the interpreted build): the cache lines of an
+# object's first `size` bytes; the array of a list's item pointers (its first
+# `count`), then the first `size` bytes of the objects it holds (once that array
+# has arrived).
 cdef extern from "../_prefetch.h":
-    void prefetch_object "opscockpit_prefetch" (object o, Py_ssize_t size)
-    # The array of a list's item pointers (its first `count`), then the first
-    # `size` bytes of the objects it holds (once that array has arrived).
-    void prefetch_list "opscockpit_prefetch_list" (list items, Py_ssize_t count)
-    void prefetch_held "opscockpit_prefetch_held" (list items, Py_ssize_t count, Py_ssize_t size)
+    void prefetch_object "prefetch_span" (object o, Py_ssize_t size)
+    void prefetch_list "prefetch_list_array" (list items, Py_ssize_t count)
+    void prefetch_held "prefetch_list_objects" (list items, Py_ssize_t count, Py_ssize_t size)
 
 # Take a container off the collector's list: only for one that can never be in a
 # cycle (`untrack` in core.py for the interpreted build).
