@@ -179,6 +179,14 @@ def has_values(data: dict[str, Any]) -> bool:
     return any(pair and math.isfinite(float(pair[1])) for pair in samples)
 
 
+def scraping(base: str) -> bool:
+    """Whether Prometheus has tried to scrape its target: it hands new targets to its
+    scrape loops only every 5 s, so a target that starts serving at once may not be
+    scraped for its first seconds."""
+    targets = api(base, "targets")["activeTargets"]
+    return bool(targets) and all(not t["lastScrape"].startswith("0001-") for t in targets)
+
+
 def variable_has_values(metric: str, label: str, base: str, _since: float) -> bool:
     return bool(api(base, f"label/{label}/values", **{"match[]": metric}))
 
@@ -239,22 +247,23 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
     shutil.copy(RULES, rules)
     checks = panel_checks()
     since = time.time()
-    # Prometheus first, so it sees the counters jump during the backfill; 48 h of
-    # history so that delivery promises pass; 4 label values so that labels overflow.
-    with (
-        prometheus(tmp_path, [f"127.0.0.1:{port}"], rules) as base,
-        cockpit("--backfill", "48h", "--max-label-values", "4", port=port, ready_timeout=60),
-    ):
-        # As long as more queries answer, wait on: the slowest wait on event time
-        # (window and shift closes, spikes), which a slower build reaches later.
-        missing = [what for what, _ in checks]
-        stalled = time.monotonic() + STALL
-        while missing and time.monotonic() < stalled:
-            time.sleep(2)
-            still = [what for what, check in checks if what in missing and not check(base, since)]
-            if len(still) < len(missing):
-                stalled = time.monotonic() + STALL
-            missing = still
+    # Prometheus scraping first, so it sees the counters jump during the backfill
+    # (a rate needs two samples, and live events complete no receipt for minutes);
+    # 48 h of history so that delivery promises pass; 4 label values so that labels
+    # overflow.
+    with prometheus(tmp_path, [f"127.0.0.1:{port}"], rules) as base:
+        wait_for(partial(scraping, base), 60, "Prometheus to scrape its target")
+        with cockpit("--backfill", "48h", "--max-label-values", "4", port=port):
+            # As long as more queries answer, wait on: the slowest wait on event time
+            # (window and shift closes, spikes), which a slower build reaches later.
+            missing = [what for what, _ in checks]
+            stalled = time.monotonic() + STALL
+            while missing and time.monotonic() < stalled:
+                time.sleep(2)
+                still = [w for w, check in checks if w in missing and not check(base, since)]
+                if len(still) < len(missing):
+                    stalled = time.monotonic() + STALL
+                missing = still
     assert not missing, f"no data for {STALL} s, still none for:\n" + "\n".join(missing)
 
 
