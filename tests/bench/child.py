@@ -7,9 +7,10 @@ the parent cannot observe from outside:
   wait4) is no use for a child: at exec Linux keeps the high-water mark of the
   pre-exec image, and subprocess spawns with vfork, so a small child "peaks" at the
   RSS of the benchmark process. VmHWM belongs to the exec'd image alone.
-- with `--entries S` (replay only), every S seconds the `cockpit_state_entries`
-  gauge of the replay's board (orders, receipts, orphans, dedup ids, timers), as
-  `bench-entries {json}` on stderr.
+- with `--entries S` (replay only), every S seconds the events read so far and
+  the `cockpit_state_entries` gauge of the replay's board (orders, receipts,
+  orphans, dedup ids, timers), as `bench-entries {"events": N, "entries": {...}}`
+  on stderr.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def watch_entries(every: float) -> None:
     """Capture the replay's board and report its state entries periodically."""
     import flows.replay
     from flows.settings import Runtime
+    from tests.bench.common import board_events_seen
 
     boards: list[Any] = []
 
@@ -52,8 +54,12 @@ def watch_entries(every: float) -> None:
         while True:
             time.sleep(every)
             if boards:
-                entries = boards[0].totals().get("cockpit_state_entries", {})
-                sys.stderr.write(f"{ENTRIES_MARK} {orjson.dumps(entries).decode()}\n")
+                totals = boards[0].totals()
+                sample = {
+                    "events": board_events_seen(totals),
+                    "entries": totals.get("cockpit_state_entries", {}),
+                }
+                sys.stderr.write(f"{ENTRIES_MARK} {orjson.dumps(sample).decode()}\n")
                 sys.stderr.flush()
 
     threading.Thread(target=sample, name="bench-entries", daemon=True).start()
