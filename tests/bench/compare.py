@@ -56,6 +56,7 @@ def build(revision: str) -> Path:
         return target
     log(f"building {revision} ({commit[:12]})")
     partial = target.with_name(commit + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # an interrupted build's
     with tempfile.TemporaryDirectory() as tmp:
         archive, sources = Path(tmp) / "sources.tar", Path(tmp) / "sources"
         git("archive", "--output", str(archive), commit)
