@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench import data
 from tests.bench.common import BENCH_DIR, BenchFailure, log
+from tests.bench.replay_bench import mixes
 
 ROOT = Path(__file__).resolve().parents[2]
 # A child's replays, timed: it imports `flows` from its working directory.
@@ -68,9 +68,9 @@ def build(revision: str) -> Path:
     return target
 
 
-def child(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A Python child that imports `flows` from `where` only."""
-    return subprocess.run(
+def child(where: Path, *args: str) -> str:
+    """What a Python child that imports `flows` from `where` only prints."""
+    done = subprocess.run(
         [sys.executable, *args],
         cwd=where,
         env={**os.environ, "PYTHONPATH": str(where)},
@@ -78,13 +78,13 @@ def child(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+    if done.returncode != 0:
+        raise BenchFailure(f"the replay of {where} failed: {done.stderr[-2000:]}")
+    return done.stdout
 
 
 def best_time(where: Path, path: Path, repeats: int) -> float:
-    done = child(where, "-c", CHILD, str(path), str(repeats))
-    if done.returncode != 0:
-        raise BenchFailure(f"the replay of {where} failed: {done.stderr[-2000:]}")
-    return min(float(line) for line in done.stdout.split())
+    return min(float(line) for line in child(where, "-c", CHILD, str(path), str(repeats)).split())
 
 
 def outputs(where: Path, path: Path, into: Path) -> list[bytes]:
@@ -93,9 +93,7 @@ def outputs(where: Path, path: Path, into: Path) -> list[bytes]:
     options = [
         part for option, file in zip(OUTPUTS, files, strict=True) for part in (option, str(file))
     ]
-    done = child(where, "-m", "flows", "replay", str(path), "--quiet", *options)
-    if done.returncode != 0:
-        raise BenchFailure(f"the replay of {where} failed: {done.stderr[-2000:]}")
+    child(where, "-m", "flows", "replay", str(path), "--quiet", *options)
     return [file.read_bytes() for file in files]
 
 
@@ -136,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="replays per child (default 3)")
     parser.add_argument("--mix", choices=("default", "order-heavy", "both"), default="both")
     args = parser.parse_args(argv)
-    files = {"default": data.simulated(24), "order-heavy": data.order_heavy(30)}
-    mixes = list(files) if args.mix == "both" else [args.mix]
+    files = mixes({"quick": True})  # the quick bench's files
+    shown = list(files) if args.mix == "both" else [args.mix]
     try:
         builds = {args.revision: build(args.revision), "working tree": ROOT}
         report = [
-            line for mix in mixes for line in compare(files[mix], builds, args.rounds, args.repeats)
+            line for mix in shown for line in compare(files[mix], builds, args.rounds, args.repeats)
         ]
     except (BenchFailure, subprocess.CalledProcessError) as exc:
         print(f"compare: {exc}", file=sys.stderr)
