@@ -48,6 +48,7 @@ LIBRDKAFKA_LOG = logging.getLogger("opscockpit.librdkafka")
 LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
 
 MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
+FETCH_QUEUE_BACKOFF_MS = 10  # a full local queue is checked again this soon
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
 START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
 SECRET_WORDS = ("password", "secret", "key", "token")
@@ -80,14 +81,22 @@ class KafkaSettings:
         }
 
     def consumer(self, **extra: Any) -> dict[str, Any]:
-        """A partition reader: offsets live in bytewax recovery, never in a group."""
+        """A partition reader: offsets live in bytewax recovery, never in a group.
+
+        Once a partition's local queue holds queued.min.messages (100,000),
+        librdkafka waits fetch.queue.backoff.ms (1 s) before it fetches again: a
+        reader catching up on a backlog empties that queue in under a second, then
+        waits out the rest (with the default, a quarter of a 342k-event catch-up
+        was spent waiting).
+        """
         return self.client(
+            {"fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS},
             **{
                 "group.id": "opscockpit",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
                 **extra,
-            }
+            },
         )
 
     def producer(self, **extra: Any) -> dict[str, Any]:
