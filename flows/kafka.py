@@ -18,7 +18,6 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
 
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import (
@@ -37,7 +36,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
-from flows.runtime.outputs import Output, written
+from flows.runtime.outputs import Output, Written, written
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Runtime
 from flows.sources import Message, decode_batch, stop_if_asked
@@ -392,7 +391,7 @@ def produce(
 
 
 class _TopicWriter(StatefulSinkPartition[Output, None]):
-    def __init__(self, kafka: KafkaSettings, topic_for: Callable[[dict[str, Any]], str]) -> None:
+    def __init__(self, kafka: KafkaSettings, topic_for: Callable[[Written], str]) -> None:
         self.topic_for = topic_for
         self.producer = Producer(
             kafka.producer(
@@ -405,9 +404,7 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
 
     def write_batch(self, values: list[Output]) -> None:
         for output in written(values):
-            record = output.record
-            topic = self.topic_for(record)
-            produce(self.producer, topic, orjson.dumps(record), output.key.encode())
+            produce(self.producer, self.topic_for(output), output.value, output.key.encode())
         self.producer.poll(0)
 
     def snapshot(self) -> None:
@@ -423,7 +420,7 @@ class TopicSink(FixedPartitionedSink[Output, None]):
     """Records to a Kafka topic, keyed for compaction; at-least-once with recovery."""
 
     def __init__(
-        self, kafka: KafkaSettings, name: str, topic_for: Callable[[dict[str, Any]], str]
+        self, kafka: KafkaSettings, name: str, topic_for: Callable[[Written], str]
     ) -> None:
         self.kafka, self.name, self.topic_for = kafka, name, topic_for
 

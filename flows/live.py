@@ -115,10 +115,10 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     dlq_topic = args.dlq_topic
     sinks = Sinks(
         dead_letters=TopicSink(
-            kafka, "dead_letters", lambda record: dlq_topic or f"{record['topic']}.dlq"
+            kafka, "dead_letters", lambda output: dlq_topic or f"{output.record['topic']}.dlq"
         ),
-        alerts=TopicSink(kafka, args.alerts_topic, lambda _record: args.alerts_topic),
-        kpis=TopicSink(kafka, args.kpis_topic, lambda _record: args.kpis_topic),
+        alerts=TopicSink(kafka, args.alerts_topic, lambda _output: args.alerts_topic),
+        kpis=TopicSink(kafka, args.kpis_topic, lambda _output: args.kpis_topic),
     )
     log.info("consuming %s from Kafka (%s)", ", ".join(topics), describe(kafka))
     return Wiring(source, layout, sinks)

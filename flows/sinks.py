@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.runtime.outputs import Output, written
@@ -19,7 +18,7 @@ class _JsonLinesPartition(StatefulSinkPartition[Output, int]):
         self.handle.truncate()
 
     def write_batch(self, values: list[Output]) -> None:
-        self.handle.write(b"".join(orjson.dumps(out.record) + b"\n" for out in written(values)))
+        self.handle.write(b"".join(out.value + b"\n" for out in written(values)))
         self.handle.flush()
 
     def snapshot(self) -> int:

@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
 
 from flows import published
 from flows.declare import COUNTER, GAUGE, Metric, metric
-from flows.kpis.sku_health import BANDS, SkuHealth, SkuHealthDay
+from flows.kpis.sku_health import BANDS, SkuHealthDay, sku_health
 from flows.runtime.combine import CombineContext
 from flows.runtime.ids import key_table
 from flows.runtime.outputs import Alert
@@ -663,7 +663,7 @@ class ItemHealth:
                         now.safety_stock,
                         now.states,
                         self.closed,
-                        now.units_by_age(),
+                        dict(zip(BANDS, item.bands, strict=True)),
                     )
                 )
         return shown
@@ -1231,8 +1231,8 @@ def item_order(alert: Alert) -> tuple[str, str]:
 
 @cython.cfunc
 def health(item: Item, window_start: str, window_end: str, demand_days: cython.longlong) -> Any:
-    """The item's `sku_health` figures at its latest evaluation (contract §5)."""
-    return SkuHealth(
+    """The item's `sku_health` record at its latest evaluation (contract §5)."""
+    return sku_health(
         item.fc,
         item.sku,
         window_start,

@@ -1,8 +1,12 @@
 """The `sku_health` record (contract §5) as the inventory family emits it: an
-item's figures at a day's close, made into the record's JSON object only where
-it is written. A day's close emits every item's figures at once, as one
-SkuHealthDay in columns; its SkuHealth records, their floats and JSON objects
-are made only for a sink, one day at a time (most replays write none)."""
+item's figures at a day's close, made into the record's JSON only where it is
+written. A day's close emits every item's figures at once, as one SkuHealthDay in
+columns; its SkuHealth records are made only for a sink, one day at a time (most
+replays write none).
+
+SkuHealth is the record itself, field for field, so that msgspec writes its JSON
+straight from the Struct: a quarter of the time of building the record's dict and
+orjson's writing of it (a simulated day has ~40k of them)."""
 
 from __future__ import annotations
 
@@ -13,52 +17,81 @@ import msgspec
 BANDS = ("0-90", "91-180", "181-270", "271-365", "365+")  # FIFO age bands, in days
 
 
-class SkuHealth(msgspec.Struct, frozen=True, gc=False):
-    """An item (fc, sku) at a close: what its record and the web API show."""
+class AgeUnits(
+    msgspec.Struct,
+    frozen=True,
+    gc=False,
+    rename=dict(zip(("days_0", "days_91", "days_181", "days_271", "days_366"), BANDS, strict=True)),
+):
+    """Units on hand per FIFO age band, named as the record names them (BANDS)."""
+
+    days_0: int
+    days_91: int
+    days_181: int
+    days_271: int
+    days_366: int
+
+
+class SkuHealth(msgspec.Struct, frozen=True, gc=False, tag_field="kpi", tag="sku_health"):
+    """An item (fc, sku) at a close: its `sku_health` record (the web API shows the
+    same figures). Made by `sku_health`, which derives the rates."""
 
     fc: str
     sku: str
     window_start: str
     window_end: str
     on_hand: int
-    ordered: int  # units ordered in the demand_days before window_end
-    demand_days: int
+    demand_per_day: float
+    cover_days: float | None  # None when nothing was ordered
     safety_stock: float
     states: tuple[str, ...]  # sorted
-    bands: tuple[int, ...]  # units per age band, in the order of BANDS
-
-    @property
-    def demand_per_day(self) -> float:
-        return self.ordered / self.demand_days
-
-    @property
-    def cover_days(self) -> float | None:
-        """None when nothing was ordered."""
-        return self.on_hand / self.demand_per_day if self.ordered else None
+    units_by_age: AgeUnits
 
     @property
     def key(self) -> str:
         """The record's message key (compaction keeps one per item and day)."""
         return f"sku_health|{self.fc}|{self.sku}|{self.window_end}"
 
-    def units_by_age(self) -> dict[str, int]:
-        return dict(zip(BANDS, self.bands, strict=True))
-
     @property
     def record(self) -> dict[str, Any]:
-        return {
-            "kpi": "sku_health",
-            "fc": self.fc,
-            "sku": self.sku,
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "on_hand": self.on_hand,
-            "demand_per_day": self.demand_per_day,
-            "cover_days": self.cover_days,
-            "safety_stock": self.safety_stock,
-            "states": list(self.states),
-            "units_by_age": self.units_by_age(),
-        }
+        """The record as its JSON reads (its states a list, its bands an object)."""
+        return msgspec.json.decode(self.value)  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> bytes:
+        return encode(self)
+
+
+encode = msgspec.json.Encoder().encode
+
+
+def sku_health(
+    fc: str,
+    sku: str,
+    window_start: str,
+    window_end: str,
+    on_hand: int,
+    ordered: int,  # units ordered in the demand_days before window_end
+    demand_days: int,
+    safety_stock: float,
+    states: tuple[str, ...],
+    bands: tuple[int, ...],  # units per age band, in the order of BANDS
+) -> SkuHealth:
+    """An item's record from its figures: demand per day over demand_days, and the
+    days its stock covers at that rate (None without demand)."""
+    demand_per_day = ordered / demand_days
+    return SkuHealth(
+        fc,
+        sku,
+        window_start,
+        window_end,
+        on_hand,
+        demand_per_day,
+        on_hand / demand_per_day if ordered else None,
+        safety_stock,
+        states,
+        AgeUnits(*bands),
+    )
 
 
 class SkuHealthDay(msgspec.Struct, frozen=True, gc=False):
@@ -81,7 +114,7 @@ class SkuHealthDay(msgspec.Struct, frozen=True, gc=False):
     def records(self) -> list[SkuHealth]:
         units = self.units
         return [
-            SkuHealth(
+            sku_health(
                 fc,
                 sku,
                 self.window_start,

@@ -1,5 +1,5 @@
 """What a shard and the combine stage emit, as types: the dataflow splits them
-with `branch` by type, and each sink takes `(message key, record)`.
+with `branch` by type, and each sink writes `(message key, record as JSON)`.
 
 msgspec Structs, not dataclasses: they are built in C (a frozen dataclass runs
 Python code per instance, a twentieth of a replay's instructions when a day's
@@ -12,29 +12,32 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import msgspec
+import orjson
 
 Record = dict[str, Any]
 
 
-class DeadLetter(msgspec.Struct, frozen=True, gc=False):
+class Keyed(msgspec.Struct, frozen=True, gc=False):
+    """A record with its message key, written as orjson writes its dict."""
+
+    key: str
+    record: Record
+
+    @property
+    def value(self) -> bytes:
+        return orjson.dumps(self.record)
+
+
+class DeadLetter(Keyed, frozen=True, gc=False):
     """A rejected input (contract §2), keyed `topic|partition|offset` or `file|line`."""
 
-    key: str
-    record: Record
 
-
-class Alert(msgspec.Struct, frozen=True, gc=False):
+class Alert(Keyed, frozen=True, gc=False):
     """A detection record for `cockpit.alerts` (contract §5)."""
 
-    key: str
-    record: Record
 
-
-class KpiRecord(msgspec.Struct, frozen=True, gc=False):
+class KpiRecord(Keyed, frozen=True, gc=False):
     """A KPI record for `cockpit.kpis` (contract §5)."""
-
-    key: str
-    record: Record
 
 
 class Partials(msgspec.Struct, frozen=True, gc=False):
@@ -62,14 +65,18 @@ Output = DeadLetter | Alert | KpiRecord | Batch | Partials
 
 
 class Written(Protocol):
-    """What a sink writes: a message key and a record. The outputs above, and a
-    family's own record types (made into their record only where written)."""
+    """What a sink writes: a message key and a record, as JSON (`value`). The
+    outputs above, and a family's own record types (made into their record only
+    where written)."""
 
     @property
     def key(self) -> str: ...
 
     @property
     def record(self) -> Record: ...
+
+    @property
+    def value(self) -> bytes: ...
 
 
 # What goes to a sink: (bytewax routing key, output), one per output, not per
