@@ -49,6 +49,7 @@ LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
 MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
 FETCH_QUEUE_BACKOFF_MS = 10  # a full local queue is checked again this soon
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
+BEHIND_POLL = 5 * US_PER_MS  # the same, with more on the broker than fetched (a fetch is ms away)
 START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
 SECRET_WORDS = ("password", "secret", "key", "token")
 
@@ -186,6 +187,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         now = source.clock()
         self.last_message = self.last_mark = now
         self.idle = False
+        self.behind = False  # the latest poll found nothing, yet the broker holds more
+        self.known_end = -1  # the partition's end as the start lookup found it
         self.marked: tuple[int, bool] | None = None
         self.empty_polls = 0
         self.ledger = Ledger(SOURCE_METRICS)
@@ -218,6 +221,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         if answer is None:  # None on a timeout
             return offset
         low, high = answer
+        self.known_end = high
         if offset < 0:
             offset = low if offset == OFFSET_BEGINNING else high
         self._set_lag(high, offset)
@@ -255,11 +259,10 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             out.append((self.shard, ("events", self.shard, self.name, items)))
         else:
             self.empty_polls += 1
-            self.idle = (
-                now - self.last_message >= self.source.idle_timeout
-                and self.ledger["cockpit_kafka_up"].get(()) == 1
-                and self._caught_up()
-            )
+            up = self.ledger["cockpit_kafka_up"].get(()) == 1
+            caught_up = self._caught_up()
+            self.behind = up and not caught_up  # a fresh start, or a backlog outran
+            self.idle = up and caught_up and now - self.last_message >= self.source.idle_timeout
         out.extend(self._marks(now))
         return out
 
@@ -269,6 +272,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         so its partition keeps holding W back and no deadline passes for want of data.)"""
         here = TopicPartition(self.topic, self.partition)
         low, high = self.consumer.get_watermark_offsets(here, cached=True)
+        high = max(high, self.known_end)  # before the first fetch, only the lookup knows
         if high < 0:
             return True  # nothing fetched yet: an empty partition, or none to know of
         # librdkafka's position steps over transaction markers, which are never
@@ -302,7 +306,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
     def next_awake(self) -> datetime | None:
         if self.empty_polls == 0:
             return None
-        return datetime.fromtimestamp((self.source.clock() + IDLE_POLL) / US_PER_SECOND, UTC)
+        wait = BEHIND_POLL if self.behind else IDLE_POLL
+        return datetime.fromtimestamp((self.source.clock() + wait) / US_PER_SECOND, UTC)
 
     def _stats(self, raw: str) -> None:
         stats = json.loads(raw)

@@ -18,9 +18,10 @@ from confluent_kafka import OFFSET_BEGINNING, Producer
 from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.events import entity_key
-from flows.kafka import KafkaSettings, TpsKafkaSource, part_name
+from flows.kafka import BEHIND_POLL, IDLE_POLL, KafkaSettings, TpsKafkaSource, part_name
 from flows.metrics import BY_NAME
 from flows.settings import Runtime, Settings
+from flows.timeutil import US_PER_SECOND
 from tests.kafka_broker import consume_all, create_topic, produce, unique
 from tests.processes import Cockpit, cockpit, opscockpit, wait_for
 from tests.reference import (
@@ -273,6 +274,40 @@ def test_a_partition_reader_without_an_answer_leaves_the_start_to_librdkafka():
         assert reader.ledger["cockpit_kafka_consumer_lag"] == {}
     finally:
         reader.close()
+
+
+def test_a_reader_behind_its_partition_polls_again_soon_and_backs_off_at_its_end(kafka):
+    """A poll that finds nothing while the broker holds more (a fresh start: the first
+    fetch is milliseconds away) is tried again after BEHIND_POLL, not after the idle
+    back-off, which every start used to wait; once the partition is read, IDLE_POLL."""
+    topic = unique("tps")
+    create_topic(kafka, topic, 1)
+    for _ in range(5):
+        produce(kafka, topic, [(0, b"k", b"{}")])
+    now = 1_000_000
+    runtime = Runtime(Settings(), clock=lambda: now)
+    source = TpsKafkaSource(
+        KafkaSettings(kafka), {topic: 1}, {0: "0"}, start="earliest", runtime=runtime
+    )
+    reader = source.build_part("input", part_name(topic, 0), None)
+
+    def poll() -> int | None:
+        """Poll once: µs until the reader asks to be polled again (None: at once)."""
+        reader.next_batch()
+        awake = reader.next_awake()
+        return None if awake is None else round(awake.timestamp() * US_PER_SECOND) - now
+
+    try:
+        waits: list[int | None] = []
+        deadline = time.monotonic() + 30
+        while reader.snapshot() < 5 and time.monotonic() < deadline:
+            waits.append(poll())
+        at_the_end = poll()
+    finally:
+        reader.close()
+    assert reader.snapshot() == 5
+    assert set(waits) <= {None, BEHIND_POLL}, waits
+    assert at_the_end == IDLE_POLL
 
 
 def test_a_tombstone_among_events_is_dead_lettered_where_it_stands(kafka):
