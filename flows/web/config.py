@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
 
 VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -74,6 +73,8 @@ class WebConfig:
 
 def load(path: Path) -> WebConfig:
     """Read and check a web-config file; every problem is a WebConfigError."""
+    import yaml  # here: without a file, a start need not import it (~12 ms)
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
