@@ -14,12 +14,14 @@ from fractions import Fraction
 from statistics import NormalDist
 from typing import Any
 
+import orjson
 import pytest
 
 from flows.build import is_compiled
 from flows.decode import decode
 from flows.kpis import inventory
 from flows.kpis.inventory import ITEM_FIELDS
+from flows.kpis.sku_health import sku_health
 from flows.kpisettings import KpiSettings
 from flows.settings import EngineConfig
 from flows.timeutil import parse_time
@@ -303,3 +305,33 @@ def test_the_collector_never_scans_an_items_history_in_the_compiled_build() -> N
         lists = [gc.is_tracked(getattr(state, name)) for name in ("lots", "demand", "daily")]
         assert lists == [not compiled] * 3
         assert not (compiled and gc.is_tracked(state.bands))
+
+
+@pytest.mark.parametrize(
+    ("on_hand", "ordered", "safety"),
+    [(20, 28, 22.6), (0, 0, 0.0), (-4, 3, 1e-7), (7, 0, 1e15), (5, 1, 2 / 3)],
+)
+def test_a_sku_health_record_is_written_as_orjson_would_write_its_object(on_hand, ordered, safety):
+    """msgspec writes the record from its Struct: the same bytes as orjson's writing
+    of the record's object built by hand (contract §5), field for field and number
+    for number (below 10^16, where only the exponent's sign would differ)."""
+    record = sku_health(
+        "FC1", "H", "2026-11-20T00:00:00.000Z", "2026-11-21T00:00:00.000Z",
+        on_hand, ordered, 28, safety, ("at_risk", "below_safety_stock"), (1, 2, 3, 4, 5),
+    )  # fmt: skip
+    by_hand = {
+        "kpi": "sku_health",
+        "fc": "FC1",
+        "sku": "H",
+        "window_start": "2026-11-20T00:00:00.000Z",
+        "window_end": "2026-11-21T00:00:00.000Z",
+        "on_hand": on_hand,
+        "demand_per_day": ordered / 28,
+        "cover_days": on_hand / (ordered / 28) if ordered else None,
+        "safety_stock": safety,
+        "states": ["at_risk", "below_safety_stock"],
+        "units_by_age": {"0-90": 1, "91-180": 2, "181-270": 3, "271-365": 4, "365+": 5},
+    }
+    assert record.value == orjson.dumps(by_hand)
+    assert record.record == by_hand
+    assert record.key == "sku_health|FC1|H|2026-11-21T00:00:00.000Z"
