@@ -261,20 +261,22 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             self.empty_polls += 1
             up = self.ledger["cockpit_kafka_up"].get(()) == 1
             caught_up = self._caught_up()
-            self.behind = up and not caught_up  # a fresh start, or a backlog outran
+            self.behind = up and not caught_up  # a fresh start, or reading outran fetching
             self.idle = up and caught_up and now - self.last_message >= self.source.idle_timeout
         out.extend(self._marks(now))
         return out
 
     def _caught_up(self) -> bool:
-        """At the end of the partition as last fetched. (Idle also needs the broker: a
-        reader cut off from it, mid-backlog or not, cannot know that nothing more came,
-        so its partition keeps holding W back and no deadline passes for want of data.)"""
+        """At the end of the partition as last fetched, or looked up at the start.
+        (Idle also needs the broker: a reader cut off from it, mid-backlog or not,
+        cannot know that nothing more came, so its partition keeps holding W back
+        and no deadline passes for want of data.)"""
         here = TopicPartition(self.topic, self.partition)
         low, high = self.consumer.get_watermark_offsets(here, cached=True)
-        high = max(high, self.known_end)  # before the first fetch, only the lookup knows
+        if high < 0:  # nothing fetched yet: the end the start lookup found, if any
+            high = self.known_end
         if high < 0:
-            return True  # nothing fetched yet: an empty partition, or none to know of
+            return True  # nor a lookup's answer: nothing to know of
         # librdkafka's position steps over transaction markers, which are never
         # delivered: a transactional topic's end is not one unread message away.
         position = max(self.next_offset, self.consumer.position([here])[0].offset)
