@@ -375,8 +375,9 @@ def test_simulate_produces_the_file_keyed_by_entity(kafka, tmp_path):
 
 
 def test_client_defaults_give_way_to_the_users_properties_but_not_what_it_needs() -> None:
-    """linger.ms and fetch.queue.backoff.ms are defaults a --kafka-config can change;
-    group and commit settings are how partitions are read, so they stay."""
+    """linger.ms, fetch.queue.backoff.ms and the admin lookups' reconnect.backoff.ms
+    are defaults a --kafka-config can change; group and commit settings are how
+    partitions are read, so they stay."""
     assert KafkaSettings("broker:9092").producer()["linger.ms"] == 20
     tuned = KafkaSettings("broker:9092", (("linger.ms", "5"), ("enable.auto.commit", "true")))
     assert tuned.producer()["linger.ms"] == "5"
@@ -384,3 +385,6 @@ def test_client_defaults_give_way_to_the_users_properties_but_not_what_it_needs(
     assert KafkaSettings("broker:9092").consumer()["fetch.queue.backoff.ms"] == 10
     paced = KafkaSettings("broker:9092", (("fetch.queue.backoff.ms", "1000"),))
     assert paced.consumer()["fetch.queue.backoff.ms"] == "1000"
+    assert KafkaSettings("broker:9092").admin()["reconnect.backoff.ms"] == 1
+    patient = KafkaSettings("broker:9092", (("reconnect.backoff.ms", "100"),))
+    assert patient.admin()["reconnect.backoff.ms"] == "100"
