@@ -5,8 +5,8 @@ columns; its SkuHealth records are made only for a sink, one day at a time (most
 replays write none).
 
 SkuHealth is the record itself, field for field, so that msgspec writes its JSON
-straight from the Struct: a quarter of the time of building the record's dict and
-orjson's writing of it (a simulated day has ~40k of them)."""
+straight from the Struct: writing a record took ~1.2 µs, against ~2.2 µs for
+building its dict and orjson's writing of it (a simulated day has ~40k)."""
 
 from __future__ import annotations
 
