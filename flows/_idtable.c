@@ -3,19 +3,24 @@
 
    - IdTable, the de-duplication table (flows/runtime/core.py, `Shard.process`):
      id -> the hour it was seen in. A dict of the ~330k ids of a day missed the
-     CPU caches on most lookups, made at random.
+     CPU caches on most lookups, made at random; and holding each id's str for a
+     day (with a list of them per hour, to forget them) kept the heap growing, so
+     that every new object went to memory no cache held. It keeps each id's text
+     in its own arena instead, and forgets an hour the horizon passed by ignoring
+     its ids until their slots are reused or the table is rebuilt.
    - KeyTable: str -> object, for records looked up by a key just decoded. A dict
      lookup on such a key chains three misses (index, entry, the stored key's
      text) before the value's own.
 
-   Both keep hash, key and value in one slot (open addressing, linear probing, at
-   most half full, backward-shift deletion), so a lookup touches one cache line,
-   and `prefetch(keys)` loads a batch's slots, then their stored keys and values,
-   so the misses of a batch overlap instead of queueing. Both pickle as a plain
-   dict; `flows.runtime.ids` has the same interfaces on a dict where this module
-   was not compiled. */
+   Both keep the hash and what identifies the key in one slot (open addressing,
+   linear probing, at most half full), so a lookup touches one cache line, and
+   `prefetch(keys)` loads a batch's slots (a KeyTable's stored keys and values
+   too), so the misses of a batch overlap instead of queueing. Both pickle as a
+   plain dict; `flows.runtime.ids` has the same interfaces on a dict where this
+   module was not compiled. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,6 +28,7 @@
 #include "_prefetch.h"
 
 #define TS_BOUND (1LL << 62) /* every hour and ts the runtime keeps lies within +-TS_BOUND */
+#define MIN_CAPACITY 8
 
 /* An int within +-bound as a C long long; 0 (no error set) when it is not one. */
 static int bounded(PyObject *value, long long bound, long long *out) {
@@ -34,13 +40,52 @@ static int bounded(PyObject *value, long long bound, long long *out) {
     return 1;
 }
 
+static int str_key(PyObject *t, PyObject *key, Py_hash_t *hash) {
+    if (!PyUnicode_CheckExact(key)) {
+        PyErr_Format(PyExc_TypeError, "%s keys are str, not %.100s", Py_TYPE(t)->tp_name,
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    *hash = PyObject_Hash(key);
+    return *hash == -1 ? -1 : 0;
+}
+
+/* The capacity for `used` keys: a power of two, at most half full. */
+static size_t capacity_for(Py_ssize_t used) {
+    size_t capacity = MIN_CAPACITY;
+    while (capacity < (size_t)used * 2 + 2) capacity *= 2;
+    return capacity;
+}
+
+/* Zeroed memory for slots. A day of ids takes tens of MB, looked up at random:
+   from 2 MiB on it is mapped on its own, in huge pages where the kernel allows
+   (madvise), so lookups miss the TLB far less. */
+#define HUGE_FROM (2u << 20)
+
+static void *slots_alloc(size_t size) {
+    if (size < HUGE_FROM) return PyMem_Calloc(1, size);
+    void *slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (slots == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(slots, size, MADV_HUGEPAGE); /* a hint: without it, ordinary pages */
+#endif
+    return slots;
+}
+
+static void slots_free(void *slots, size_t size) {
+    if (slots == NULL) return;
+    if (size < HUGE_FROM)
+        PyMem_Free(slots);
+    else
+        munmap(slots, size);
+}
+
+/* ---- KeyTable: str -> object, the key and value held */
+
 typedef struct {
     Py_hash_t hash;
-    PyObject *key; /* owned; NULL: an empty slot */
-    union {
-        long long hour;  /* IdTable */
-        PyObject *value; /* KeyTable: owned */
-    };
+    PyObject *key;   /* owned; NULL: an empty slot */
+    PyObject *value; /* owned */
 } Slot;
 
 typedef struct {
@@ -51,18 +96,6 @@ typedef struct {
 } Table;
 
 static PyTypeObject IdTableType, KeyTableType;
-#define HOLDS_OBJECTS(t) (Py_TYPE(t) == &KeyTableType)
-#define MIN_CAPACITY 8
-
-static int str_key(PyObject *t, PyObject *key, Py_hash_t *hash) {
-    if (!PyUnicode_CheckExact(key)) {
-        PyErr_Format(PyExc_TypeError, "%s keys are str, not %.100s", Py_TYPE(t)->tp_name,
-                     Py_TYPE(key)->tp_name);
-        return -1;
-    }
-    *hash = PyObject_Hash(key);
-    return *hash == -1 ? -1 : 0;
-}
 
 /* Equal text of two exact strs (as a dict compares keys: CPython keeps a str in
    the narrowest kind its text needs, so equal texts have equal kinds). */
@@ -74,7 +107,7 @@ static inline int same_text(PyObject *a, PyObject *b) {
 }
 
 /* The slot holding key, or the empty slot where it goes; *found says which. */
-static size_t id_find(Table *t, PyObject *key, Py_hash_t hash, int *found) {
+static size_t key_find(Table *t, PyObject *key, Py_hash_t hash, int *found) {
     size_t i = (size_t)hash & t->mask;
     for (;; i = (i + 1) & t->mask) {
         Slot *slot = &t->slots[i];
@@ -90,33 +123,8 @@ static size_t id_find(Table *t, PyObject *key, Py_hash_t hash, int *found) {
     }
 }
 
-/* Slots, zeroed. A day of ids takes tens of MB, looked up at random: from 2 MiB
-   on they are mapped on their own, in huge pages where the kernel allows
-   (madvise), so lookups miss the TLB far less. */
-#define HUGE_FROM (2u << 20)
-
-static Slot *slots_alloc(size_t capacity) {
-    size_t size = capacity * sizeof(Slot);
-    if (size < HUGE_FROM) return PyMem_Calloc(capacity, sizeof(Slot));
-    void *slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (slots == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-    madvise(slots, size, MADV_HUGEPAGE); /* a hint: without it, ordinary pages */
-#endif
-    return slots;
-}
-
-static void slots_free(Slot *slots, size_t capacity) {
-    if (slots == NULL) return;
-    size_t size = capacity * sizeof(Slot);
-    if (size < HUGE_FROM)
-        PyMem_Free(slots);
-    else
-        munmap(slots, size);
-}
-
-static int id_resize(Table *t, size_t capacity) {
-    Slot *old = t->slots, *slots = slots_alloc(capacity);
+static int key_resize(Table *t, size_t capacity) {
+    Slot *old = t->slots, *slots = slots_alloc(capacity * sizeof(Slot));
     if (slots == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -130,18 +138,8 @@ static int id_resize(Table *t, size_t capacity) {
         while (slots[j].key != NULL) j = (j + 1) & t->mask;
         slots[j] = old[i];
     }
-    slots_free(old, old_capacity);
+    slots_free(old, old_capacity * sizeof(Slot));
     return 0;
-}
-
-/* A new key into the empty slot `at` that id_find gave, its value set by the
-   caller; then the table grows if it is more than half full. */
-static int id_insert_at(Table *t, size_t at, PyObject *key, Py_hash_t hash, Slot value) {
-    value.hash = hash;
-    value.key = Py_NewRef(key);
-    t->slots[at] = value;
-    t->used++;
-    return (size_t)t->used * 2 > t->mask + 1 ? id_resize(t, (t->mask + 1) * 2) : 0;
 }
 
 /* A KeyTable is tracked by the garbage collector only once it holds a value that
@@ -152,32 +150,27 @@ static void track_for(Table *t, PyObject *value) {
         PyObject_GC_Track((PyObject *)t);
 }
 
-/* table[key] = hour, or value */
-static int id_set(Table *t, PyObject *key, Py_hash_t hash, long long hour, PyObject *value) {
+/* table[key] = value; then the table grows if it is more than half full. */
+static int key_set(Table *t, PyObject *key, PyObject *value) {
+    Py_hash_t hash;
     int found;
-    size_t i = id_find(t, key, hash, &found);
-    Slot slot = {0};
-    if (value == NULL) {
-        slot.hour = hour;
-    } else {
-        track_for(t, value);
-        slot.value = Py_NewRef(value);
-    }
-    if (!found) return id_insert_at(t, i, key, hash, slot);
-    if (value == NULL) {
-        t->slots[i].hour = hour;
-    } else {
+    if (str_key((PyObject *)t, key, &hash) < 0) return -1;
+    size_t i = key_find(t, key, hash, &found);
+    track_for(t, value);
+    if (found) {
         PyObject *old = t->slots[i].value;
-        t->slots[i].value = slot.value;
+        t->slots[i].value = Py_NewRef(value);
         Py_DECREF(old); /* last: its release may run code */
+        return 0;
     }
-    return 0;
+    t->slots[i] = (Slot){hash, Py_NewRef(key), Py_NewRef(value)};
+    t->used++;
+    return (size_t)t->used * 2 > t->mask + 1 ? key_resize(t, (t->mask + 1) * 2) : 0;
 }
 
 /* Empty slot i, moving later slots of its probe run back (no tombstones). */
-static void id_delete_at(Table *t, size_t i) {
-    PyObject *key = t->slots[i].key;
-    PyObject *value = HOLDS_OBJECTS(t) ? t->slots[i].value : NULL;
+static void key_delete_at(Table *t, size_t i) {
+    PyObject *key = t->slots[i].key, *value = t->slots[i].value;
     for (size_t j = (i + 1) & t->mask; t->slots[j].key != NULL; j = (j + 1) & t->mask) {
         size_t home = (size_t)t->slots[j].hash & t->mask;
         /* Slot j may move to i unless its home lies cyclically in (i, j]. */
@@ -190,65 +183,13 @@ static void id_delete_at(Table *t, size_t i) {
     t->slots[i].key = NULL;
     t->used--;
     Py_DECREF(key);
-    Py_XDECREF(value); /* last: the table is whole again when its release runs code */
+    Py_DECREF(value); /* last: the table is whole again when its release runs code */
 }
 
-/* The capacity for `used` keys: a power of two, at most half full. */
-static size_t capacity_for(Py_ssize_t used) {
-    size_t capacity = MIN_CAPACITY;
-    while (capacity < (size_t)used * 2 + 2) capacity *= 2;
-    return capacity;
-}
-
-/* An IdTable's value as a C hour, with an error set when it is not one. */
-static int hour_of(PyObject *value, long long *hour) {
-    if (bounded(value, TS_BOUND, hour)) return 0;
-    PyErr_SetString(PyExc_TypeError, "IdTable values are hours (int)");
-    return -1;
-}
-
-/* table[key] = value, converted as the table keeps values. */
-static int id_store(Table *t, PyObject *key, PyObject *value) {
-    Py_hash_t hash;
-    long long hour = 0;
-    if (str_key((PyObject *)t, key, &hash) < 0) return -1;
-    if (HOLDS_OBJECTS(t)) return id_set(t, key, hash, 0, value);
-    return hour_of(value, &hour) < 0 ? -1 : id_set(t, key, hash, hour, NULL);
-}
-
-/* A slot's value as a new reference. */
-static PyObject *value_at(Table *t, size_t i) {
-    if (HOLDS_OBJECTS(t)) return Py_NewRef(t->slots[i].value);
-    return PyLong_FromLongLong(t->slots[i].hour);
-}
-
-static PyObject *id_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    PyObject *initial = NULL;
-    if (!PyArg_ParseTuple(args, "|O!", &PyDict_Type, &initial)) return NULL;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", type->tp_name);
-        return NULL;
-    }
-    Table *t = (Table *)type->tp_alloc(type, 0);
-    if (t == NULL) return NULL;
-    if (PyObject_IS_GC((PyObject *)t)) PyObject_GC_UnTrack(t); /* tracked once it must be */
-    if (id_resize(t, capacity_for(initial == NULL ? 0 : PyDict_GET_SIZE(initial))) < 0)
-        goto error;
-    Py_ssize_t position = 0;
-    PyObject *key, *value;
-    while (initial != NULL && PyDict_Next(initial, &position, &key, &value))
-        if (id_store(t, key, value) < 0) goto error;
-    return (PyObject *)t;
-error:
-    Py_DECREF(t);
-    return NULL;
-}
-
-/* Every key and value let go, the slots freed (a KeyTable's clear too). */
-static int id_clear(Table *t) {
+/* Every key and value let go, the slots freed (the collector's clear too). */
+static int key_clear(Table *t) {
     Slot *slots = t->slots;
     size_t capacity = t->mask + 1;
-    int objects = HOLDS_OBJECTS(t);
     t->slots = NULL;
     t->mask = 0;
     t->used = 0;
@@ -256,15 +197,15 @@ static int id_clear(Table *t) {
     for (size_t i = 0; i < capacity; i++) {
         if (slots[i].key == NULL) continue;
         Py_DECREF(slots[i].key);
-        if (objects) Py_DECREF(slots[i].value);
+        Py_DECREF(slots[i].value);
     }
-    slots_free(slots, capacity);
+    slots_free(slots, capacity * sizeof(Slot));
     return 0;
 }
 
-static void id_dealloc(Table *t) {
-    if (PyObject_IS_GC((PyObject *)t)) PyObject_GC_UnTrack(t);
-    id_clear(t);
+static void key_dealloc(Table *t) {
+    PyObject_GC_UnTrack(t);
+    key_clear(t);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
@@ -274,55 +215,53 @@ static int key_traverse(Table *t, visitproc visit, void *arg) {
     return 0;
 }
 
-static Py_ssize_t id_length(Table *t) { return t->used; }
+static Py_ssize_t key_length(Table *t) { return t->used; }
 
 /* The slot of key, or -1: with an error set when key is not a str. */
-static Py_ssize_t id_slot_of(Table *t, PyObject *key) {
+static Py_ssize_t key_slot_of(Table *t, PyObject *key) {
     Py_hash_t hash;
     int found;
     if (t->slots == NULL) return -1; /* cleared by the collector */
     if (str_key((PyObject *)t, key, &hash) < 0) return -1;
-    size_t i = id_find(t, key, hash, &found);
+    size_t i = key_find(t, key, hash, &found);
     return found ? (Py_ssize_t)i : -1;
 }
 
-static int id_contains(Table *t, PyObject *key) {
-    Py_ssize_t i = id_slot_of(t, key);
+static int key_contains(Table *t, PyObject *key) {
+    Py_ssize_t i = key_slot_of(t, key);
     return i >= 0 ? 1 : PyErr_Occurred() ? -1 : 0;
 }
 
-/* table[key]: a missing key is a KeyError in an IdTable, None in a KeyTable (the
-   owner asks for records it may not have: one call, no exception to raise). */
-static PyObject *id_getitem(Table *t, PyObject *key) {
-    Py_ssize_t i = id_slot_of(t, key);
-    if (i >= 0) return value_at(t, (size_t)i);
+/* table[key]: None when missing (the owner asks for records it may not have: one
+   call, no exception to raise). */
+static PyObject *key_getitem(Table *t, PyObject *key) {
+    Py_ssize_t i = key_slot_of(t, key);
+    if (i >= 0) return Py_NewRef(t->slots[i].value);
     if (PyErr_Occurred()) return NULL;
-    if (HOLDS_OBJECTS(t)) Py_RETURN_NONE;
-    PyErr_SetObject(PyExc_KeyError, key);
-    return NULL;
+    Py_RETURN_NONE;
 }
 
-static int id_setitem(Table *t, PyObject *key, PyObject *value) {
+static int key_setitem(Table *t, PyObject *key, PyObject *value) {
     if (value != NULL) {
-        if (t->slots == NULL && id_resize(t, MIN_CAPACITY) < 0) return -1;
-        return id_store(t, key, value);
+        if (t->slots == NULL && key_resize(t, MIN_CAPACITY) < 0) return -1;
+        return key_set(t, key, value);
     }
-    Py_ssize_t i = id_slot_of(t, key);
+    Py_ssize_t i = key_slot_of(t, key);
     if (i < 0) {
         if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
         return -1;
     }
-    id_delete_at(t, (size_t)i);
+    key_delete_at(t, (size_t)i);
     return 0;
 }
 
-static PyObject *id_get(Table *t, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *key_get(Table *t, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 2) {
         PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
         return NULL;
     }
-    Py_ssize_t i = id_slot_of(t, args[0]);
-    if (i >= 0) return value_at(t, (size_t)i);
+    Py_ssize_t i = key_slot_of(t, args[0]);
+    if (i >= 0) return Py_NewRef(t->slots[i].value);
     if (PyErr_Occurred()) return NULL;
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
@@ -331,90 +270,78 @@ static PyObject *id_get(Table *t, PyObject *const *args, Py_ssize_t nargs) {
    table may change while they are walked. */
 enum view { KEYS, VALUES, ITEMS, DICT };
 
-static PyObject *id_view(Table *t, enum view view) {
-    PyObject *result = view == DICT ? PyDict_New() : PyList_New(0);
+/* A new list or dict to fill with a view, and how to add an entry to it. */
+static PyObject *view_new(enum view view) { return view == DICT ? PyDict_New() : PyList_New(0); }
+
+static int view_add(PyObject *result, enum view view, PyObject *key, PyObject *value) {
+    if (view == DICT) return PyDict_SetItem(result, key, value);
+    PyObject *entry = view == KEYS     ? Py_NewRef(key)
+                      : view == VALUES ? Py_NewRef(value)
+                                       : PyTuple_Pack(2, key, value);
+    int failed = entry == NULL || PyList_Append(result, entry) < 0;
+    Py_XDECREF(entry);
+    return failed ? -1 : 0;
+}
+
+static PyObject *key_view(Table *t, enum view view) {
+    PyObject *result = view_new(view);
     for (size_t i = 0; result != NULL && t->slots != NULL && i <= t->mask; i++) {
         if (t->slots[i].key == NULL) continue;
-        PyObject *key = t->slots[i].key, *value = value_at(t, i), *entry = NULL;
-        int failed = value == NULL;
-        if (!failed && view == DICT) {
-            failed = PyDict_SetItem(result, key, value) < 0;
-        } else if (!failed) {
-            entry = view == KEYS     ? Py_NewRef(key)
-                    : view == VALUES ? Py_NewRef(value)
-                                     : PyTuple_Pack(2, key, value);
-            failed = entry == NULL || PyList_Append(result, entry) < 0;
-        }
-        Py_XDECREF(entry);
-        Py_XDECREF(value);
-        if (failed) Py_CLEAR(result);
+        if (view_add(result, view, t->slots[i].key, t->slots[i].value) < 0) Py_CLEAR(result);
     }
     return result;
 }
 
-static PyObject *id_to_dict(Table *t, PyObject *unused) { return id_view(t, DICT); }
-static PyObject *id_values(Table *t, PyObject *unused) { return id_view(t, VALUES); }
-static PyObject *id_items(Table *t, PyObject *unused) { return id_view(t, ITEMS); }
+static PyObject *key_to_dict(Table *t, PyObject *unused) { return key_view(t, DICT); }
+static PyObject *key_values(Table *t, PyObject *unused) { return key_view(t, VALUES); }
+static PyObject *key_items(Table *t, PyObject *unused) { return key_view(t, ITEMS); }
 
-static PyObject *id_iter(Table *t) {
-    PyObject *keys = id_view(t, KEYS);
+/* An iterator over a list of the keys (a copy). */
+static PyObject *iter_of(PyObject *keys) {
     PyObject *iterator = keys == NULL ? NULL : PyObject_GetIter(keys);
     Py_XDECREF(keys);
     return iterator;
 }
 
-static PyObject *id_sizeof(Table *t, PyObject *unused) {
+static PyObject *key_iter(Table *t) { return iter_of(key_view(t, KEYS)); }
+
+static PyObject *key_sizeof(Table *t, PyObject *unused) {
     size_t slots = t->slots == NULL ? 0 : t->mask + 1;
     return PyLong_FromSize_t(Py_TYPE(t)->tp_basicsize + slots * sizeof(Slot));
 }
 
-static PyObject *id_reduce(Table *t, PyObject *unused) {
-    return Py_BuildValue("(O(N))", (PyObject *)&PyDict_Type, id_to_dict(t, NULL));
+/* Pickled as a plain dict (both tables). */
+static PyObject *reduce_as_dict(PyObject *dict) {
+    return dict == NULL ? NULL : Py_BuildValue("(O(N))", (PyObject *)&PyDict_Type, dict);
 }
 
-/* seen.remember(id, hour, since): True when id was seen in an hour >= since (a
-   duplicate); otherwise id is remembered as seen in `hour` and the answer is False.
-   One call per id instead of `in`, `[]` and `[]=`. */
-static PyObject *id_remember(Table *t, PyObject *const *args, Py_ssize_t nargs) {
-    long long hour, since;
-    Py_hash_t hash;
-    if (nargs != 3 || !bounded(args[1], TS_BOUND, &hour) || !bounded(args[2], TS_BOUND, &since)) {
-        PyErr_SetString(PyExc_TypeError, "remember(id: str, hour: int, since: int)");
-        return NULL;
-    }
-    if (str_key((PyObject *)t, args[0], &hash) < 0) return NULL;
-    int found;
-    size_t i = id_find(t, args[0], hash, &found);
-    if (found) {
-        if (t->slots[i].hour >= since) Py_RETURN_TRUE;
-        t->slots[i].hour = hour;
-        Py_RETURN_FALSE;
-    }
-    if (id_insert_at(t, i, args[0], hash, (Slot){.hour = hour}) < 0) return NULL;
-    Py_RETURN_FALSE;
-}
+static PyObject *key_reduce(Table *t, PyObject *unused) { return reduce_as_dict(key_to_dict(t, NULL)); }
 
 /* table.prefetch(keys[, size]): hash each key (str caches it) and load its slot;
-   then, in a KeyTable, those slots loaded meanwhile, load the stored key (read to
-   confirm a match) and the first `size` bytes (64 by default) of the value whose
-   hash matches. The misses of a batch then overlap instead of queueing when each
-   key is looked up. (An IdTable stops at the slots: most ids are new, and a new
-   id's lookup reads nothing more.) Anything but a str is skipped. */
-static PyObject *prefetch_keys(Table *t, PyObject *keys, Py_ssize_t size) {
-    if (!PyList_Check(keys)) {
-        PyErr_SetString(PyExc_TypeError, "prefetch(keys: list)");
+   then, those slots loaded meanwhile, load the stored key (read to confirm a
+   match) and the first `size` bytes (64 by default) of the value whose hash
+   matches. The misses of a batch then overlap instead of queueing when each key
+   is looked up. Anything but a str is skipped. */
+static PyObject *key_prefetch(Table *t, PyObject *const *args, Py_ssize_t nargs) {
+    Py_ssize_t size = 64;
+    if (nargs < 1 || nargs > 2 || !PyList_Check(args[0]) ||
+        (nargs == 2 && (size = PyLong_AsSsize_t(args[1])) < 0)) {
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "prefetch(keys: list, size: int = 64)");
+        }
         return NULL;
     }
+    PyObject *keys = args[0];
     if (t->slots == NULL) Py_RETURN_NONE;
-    Py_ssize_t n = PyList_GET_SIZE(keys);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         if (!PyUnicode_CheckExact(key)) continue;
         Py_hash_t hash = PyObject_Hash(key);
         if (hash == -1) return NULL;
         prefetch_span(&t->slots[(size_t)hash & t->mask], sizeof(Slot));
     }
-    for (Py_ssize_t i = 0; HOLDS_OBJECTS(t) && i < n && i < PyList_GET_SIZE(keys); i++) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         if (!PyUnicode_CheckExact(key)) continue;
         Py_hash_t hash = PyObject_Hash(key); /* cached in the str above */
@@ -428,63 +355,392 @@ static PyObject *prefetch_keys(Table *t, PyObject *keys, Py_ssize_t size) {
     Py_RETURN_NONE;
 }
 
-static PyObject *id_prefetch(Table *t, PyObject *keys) { return prefetch_keys(t, keys, 0); }
+/* ---- IdTable: id -> hour, the ids' text in the table's arena; ids seen in an
+   hour before `since` (the latest remember() was given: W never goes back, so
+   neither does it) are forgotten */
 
-static PyObject *key_prefetch(Table *t, PyObject *const *args, Py_ssize_t nargs) {
-    Py_ssize_t size = 64;
-    if (nargs < 1 || nargs > 2 || (nargs == 2 && (size = PyLong_AsSsize_t(args[1])) < 0)) {
-        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError, "prefetch(keys: list, size: int = 64)");
-        }
-        return NULL;
+typedef struct {
+    Py_hash_t hash;
+    long long hour;
+    uint32_t offset; /* of its text in the arena */
+    uint32_t shape;  /* bytes of text << 3 | the str's kind (1, 2 or 4); 0: an empty slot */
+} IdSlot;
+
+typedef struct {
+    long long hour;
+    Py_ssize_t count;
+} HourCount;
+
+typedef struct {
+    PyObject_HEAD
+    IdSlot *slots;
+    size_t mask;
+    Py_ssize_t occupied; /* slots in use, forgotten ids' included */
+    char *text;          /* the arena: each id's text, forgotten ones' until a rebuild */
+    size_t text_used, text_size, garbage;
+    long long since;
+    HourCount *hours; /* ids remembered per hour >= since, by hour */
+    Py_ssize_t hour_count, hours_size;
+    Py_ssize_t live; /* ids not forgotten */
+} Ids;
+
+#define MAX_TEXT (UINT32_MAX >> 3) /* bytes of one id's text */
+#define NONE ((size_t)-1)
+
+/* The text of a str key: its data, and its shape as a slot keeps it. */
+static int id_text(Ids *t, PyObject *key, Py_hash_t *hash, const char **data, uint32_t *shape) {
+    if (str_key((PyObject *)t, key, hash) < 0) return -1;
+    size_t size = (size_t)PyUnicode_GET_LENGTH(key) * PyUnicode_KIND(key);
+    if (size > MAX_TEXT) {
+        PyErr_SetString(PyExc_ValueError, "IdTable ids are at most 512 MiB");
+        return -1;
     }
-    return prefetch_keys(t, args[0], size);
+    *data = PyUnicode_DATA(key);
+    *shape = (uint32_t)size << 3 | (uint32_t)PyUnicode_KIND(key);
+    return 0;
 }
 
-/* seen.forget(ids, hour): for id in ids: if seen.get(id) == hour: del seen[id] */
-static PyObject *id_forget(Table *seen, PyObject *const *args, Py_ssize_t nargs) {
-    long long hour;
-    if (nargs != 2 || !PyList_Check(args[0]) || !bounded(args[1], TS_BOUND, &hour)) {
-        PyErr_SetString(PyExc_TypeError, "forget(ids: list[str], hour: int)");
+/* The slot holding the id (forgotten or not), or NONE; `*empty` is the empty
+   slot ending its probe run and `*reusable` the first forgotten one on it (or
+   NONE), where a new id may go. */
+static size_t id_find(Ids *t, Py_hash_t hash, const char *data, uint32_t shape, size_t *empty,
+                      size_t *reusable) {
+    *reusable = NONE;
+    for (size_t i = (size_t)hash & t->mask;; i = (i + 1) & t->mask) {
+        IdSlot *slot = &t->slots[i];
+        if (slot->shape == 0) {
+            *empty = i;
+            return NONE;
+        }
+        if (slot->hash == hash && slot->shape == shape &&
+            memcmp(t->text + slot->offset, data, shape >> 3) == 0)
+            return i;
+        if (*reusable == NONE && slot->hour < t->since) *reusable = i;
+    }
+}
+
+/* One more id remembered in `hour` (>= since). */
+static int count_hour(Ids *t, long long hour) {
+    Py_ssize_t low = 0, high = t->hour_count;
+    while (low < high) { /* the first entry with an hour >= `hour` */
+        Py_ssize_t middle = (low + high) / 2;
+        if (t->hours[middle].hour < hour)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    if (low == t->hour_count || t->hours[low].hour != hour) {
+        if (t->hour_count == t->hours_size) {
+            Py_ssize_t size = t->hours_size ? t->hours_size * 2 : 64;
+            HourCount *grown = PyMem_Realloc(t->hours, (size_t)size * sizeof(HourCount));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            t->hours = grown;
+            t->hours_size = size;
+        }
+        memmove(&t->hours[low + 1], &t->hours[low], (size_t)(t->hour_count - low) * sizeof(HourCount));
+        t->hours[low] = (HourCount){hour, 0};
+        t->hour_count++;
+    }
+    t->hours[low].count++;
+    t->live++;
+    return 0;
+}
+
+/* The horizon moved on: the ids of hours before `since` are forgotten. */
+static void forget_before(Ids *t, long long since) {
+    if (since <= t->since) return;
+    t->since = since;
+    Py_ssize_t gone = 0;
+    while (gone < t->hour_count && t->hours[gone].hour < since) t->live -= t->hours[gone++].count;
+    memmove(t->hours, &t->hours[gone], (size_t)(t->hour_count - gone) * sizeof(HourCount));
+    t->hour_count -= gone;
+}
+
+/* Room for `more` bytes of text. */
+static int text_reserve(Ids *t, size_t more) {
+    if (t->text_used + more <= t->text_size) return 0;
+    size_t size = t->text_size ? t->text_size : 4096;
+    while (size < t->text_used + more) size *= 2;
+    char *grown = PyMem_Realloc(t->text, size);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->text = grown;
+    t->text_size = size;
+    return 0;
+}
+
+/* Slots for `capacity` and an arena of the ids not forgotten only. */
+static int id_rebuild(Ids *t, size_t capacity) {
+    IdSlot *old = t->slots, *slots = slots_alloc(capacity * sizeof(IdSlot));
+    size_t old_capacity = old == NULL ? 0 : t->mask + 1, size = 0;
+    for (size_t i = 0; i < old_capacity; i++)
+        if (old[i].shape && old[i].hour >= t->since) size += old[i].shape >> 3;
+    size_t room = size * 2 + 4096; /* for the ids to come, as the slots have */
+    char *text = PyMem_Malloc(room);
+    if (slots == NULL || text == NULL || size > UINT32_MAX) {
+        slots_free(slots, capacity * sizeof(IdSlot));
+        PyMem_Free(text);
+        if (size > UINT32_MAX)
+            PyErr_SetString(PyExc_MemoryError, "IdTable: the ids' text exceeds 4 GiB");
+        else
+            PyErr_NoMemory();
+        return -1;
+    }
+    size_t used = 0, mask = capacity - 1;
+    Py_ssize_t kept = 0;
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (old[i].shape == 0 || old[i].hour < t->since) continue;
+        size_t j = (size_t)old[i].hash & mask;
+        while (slots[j].shape != 0) j = (j + 1) & mask;
+        slots[j] = old[i];
+        slots[j].offset = (uint32_t)used;
+        memcpy(text + used, t->text + old[i].offset, old[i].shape >> 3);
+        used += old[i].shape >> 3;
+        kept++;
+    }
+    slots_free(old, old_capacity * sizeof(IdSlot));
+    PyMem_Free(t->text);
+    t->slots = slots;
+    t->mask = mask;
+    t->occupied = kept;
+    t->text = text;
+    t->text_used = used;
+    t->text_size = room;
+    t->garbage = 0;
+    return 0;
+}
+
+/* A new id, remembered in `hour` (>= since) in the slot id_find gave: a forgotten
+   one's when there is one on its probe run, else the empty one. The table is
+   rebuilt when more than half full, or when forgotten text is most of its arena. */
+static int id_add(Ids *t, Py_hash_t hash, const char *data, uint32_t shape, long long hour,
+                  size_t empty, size_t reusable) {
+    size_t size = shape >> 3;
+    if (t->text_used + size > UINT32_MAX) { /* offsets are 32-bit: make room first */
+        if (id_rebuild(t, t->mask + 1) < 0) return -1;
+        size_t again;
+        id_find(t, hash, data, shape, &empty, &again);
+        reusable = NONE;
+        if (t->text_used + size > UINT32_MAX) {
+            PyErr_SetString(PyExc_MemoryError, "IdTable: the ids' text exceeds 4 GiB");
+            return -1;
+        }
+    }
+    if (text_reserve(t, size) < 0 || count_hour(t, hour) < 0) return -1;
+    size_t at = reusable;
+    if (at == NONE) {
+        at = empty;
+        t->occupied++;
+    } else {
+        t->garbage += t->slots[at].shape >> 3;
+    }
+    t->slots[at] = (IdSlot){hash, hour, (uint32_t)t->text_used, shape};
+    memcpy(t->text + t->text_used, data, size);
+    t->text_used += size;
+    if ((size_t)t->occupied * 2 > t->mask + 1) /* at most a quarter full after */
+        return id_rebuild(t, capacity_for(t->live * 2));
+    if (t->garbage > (1u << 20) && t->garbage * 2 > t->text_used)
+        return id_rebuild(t, t->mask + 1);
+    return 0;
+}
+
+/* seen.remember(id, hour, since): True when id was seen in an hour >= since (a
+   duplicate); otherwise it is remembered as seen in `hour` (unless that hour is
+   before `since`: it would be forgotten at once) and the answer is False. */
+static PyObject *id_remember(Ids *t, PyObject *const *args, Py_ssize_t nargs) {
+    long long hour, since;
+    Py_hash_t hash;
+    const char *data;
+    uint32_t shape;
+    if (nargs != 3 || !bounded(args[1], TS_BOUND, &hour) || !bounded(args[2], TS_BOUND, &since)) {
+        PyErr_SetString(PyExc_TypeError, "remember(id: str, hour: int, since: int)");
         return NULL;
     }
-    PyObject *ids = args[0];
-    Py_ssize_t n = PyList_GET_SIZE(ids);
-    Py_hash_t *hashes = PyMem_Calloc(n > 0 ? n : 1, sizeof(Py_hash_t));
-    if (hashes == NULL) return PyErr_NoMemory();
-    /* Hashes first (each id's is cached in it), then every slot prefetched, then
-       the deletions: the misses of an hour's ids overlap instead of queueing. */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (str_key((PyObject *)seen, PyList_GET_ITEM(ids, i), &hashes[i]) < 0) {
-            PyMem_Free(hashes);
-            return NULL;
-        }
-        prefetch_span(&seen->slots[(size_t)hashes[i] & seen->mask], sizeof(Slot));
+    if (id_text(t, args[0], &hash, &data, &shape) < 0) return NULL;
+    forget_before(t, since);
+    size_t empty = NONE, reusable, i = id_find(t, hash, data, shape, &empty, &reusable);
+    if (i != NONE && t->slots[i].hour >= t->since) Py_RETURN_TRUE;
+    if (hour < t->since) Py_RETURN_FALSE;
+    if (i != NONE) { /* forgotten: remembered anew in its slot */
+        if (count_hour(t, hour) < 0) return NULL;
+        t->slots[i].hour = hour;
+        Py_RETURN_FALSE;
     }
-    for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(ids); i++) {
-        int found;
-        size_t at = id_find(seen, PyList_GET_ITEM(ids, i), hashes[i], &found);
-        if (found && seen->slots[at].hour == hour) id_delete_at(seen, at);
+    if (id_add(t, hash, data, shape, hour, empty, reusable) < 0) return NULL;
+    Py_RETURN_FALSE;
+}
+
+/* seen.expire(since): forget the ids seen in an hour before `since` (the gauge of
+   ids held follows W while no event comes). */
+static PyObject *id_expire(Ids *t, PyObject *value) {
+    long long since;
+    if (!bounded(value, TS_BOUND, &since)) {
+        PyErr_SetString(PyExc_TypeError, "expire(since: int)");
+        return NULL;
     }
-    PyMem_Free(hashes);
-    /* Give memory back after a burst: shrink once at most 1/8 full. The table
-       stays as it is if that allocation fails. */
-    if (seen->mask + 1 > MIN_CAPACITY && (size_t)seen->used * 8 < seen->mask + 1 &&
-        id_resize(seen, capacity_for(seen->used)) < 0)
-        PyErr_Clear();
+    forget_before(t, since);
     Py_RETURN_NONE;
+}
+
+/* The slot of an id not forgotten, or -1: with an error set when it is not a str. */
+static Py_ssize_t id_slot_of(Ids *t, PyObject *key) {
+    Py_hash_t hash;
+    const char *data;
+    uint32_t shape;
+    if (id_text(t, key, &hash, &data, &shape) < 0) return -1;
+    size_t empty, reusable, i = id_find(t, hash, data, shape, &empty, &reusable);
+    return i != NONE && t->slots[i].hour >= t->since ? (Py_ssize_t)i : -1;
+}
+
+static int id_contains(Ids *t, PyObject *key) {
+    Py_ssize_t i = id_slot_of(t, key);
+    return i >= 0 ? 1 : PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *id_getitem(Ids *t, PyObject *key) {
+    Py_ssize_t i = id_slot_of(t, key);
+    if (i >= 0) return PyLong_FromLongLong(t->slots[i].hour);
+    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+    return NULL;
+}
+
+static PyObject *id_get(Ids *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(id, default=None)");
+        return NULL;
+    }
+    Py_ssize_t i = id_slot_of(t, args[0]);
+    if (i >= 0) return PyLong_FromLongLong(t->slots[i].hour);
+    if (PyErr_Occurred()) return NULL;
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static Py_ssize_t id_length(Ids *t) { return t->live; }
+
+/* The ids not forgotten (a list) or {id: hour} (a dict): copies. */
+static PyObject *id_view(Ids *t, enum view view) {
+    PyObject *result = view_new(view);
+    for (size_t i = 0; result != NULL && i <= t->mask; i++) {
+        IdSlot *slot = &t->slots[i];
+        if (slot->shape == 0 || slot->hour < t->since) continue;
+        int kind = (int)(slot->shape & 7);
+        PyObject *key = PyUnicode_FromKindAndData(kind, t->text + slot->offset,
+                                                  (Py_ssize_t)(slot->shape >> 3) / kind);
+        PyObject *hour = key == NULL ? NULL : PyLong_FromLongLong(slot->hour);
+        if (hour == NULL || view_add(result, view, key, hour) < 0) Py_CLEAR(result);
+        Py_XDECREF(key);
+        Py_XDECREF(hour);
+    }
+    return result;
+}
+
+static PyObject *id_to_dict(Ids *t, PyObject *unused) { return id_view(t, DICT); }
+static PyObject *id_iter(Ids *t) { return iter_of(id_view(t, KEYS)); }
+static PyObject *id_reduce(Ids *t, PyObject *unused) { return reduce_as_dict(id_to_dict(t, NULL)); }
+
+static PyObject *id_sizeof(Ids *t, PyObject *unused) {
+    return PyLong_FromSize_t(Py_TYPE(t)->tp_basicsize + (t->mask + 1) * sizeof(IdSlot) +
+                             t->text_size + (size_t)t->hours_size * sizeof(HourCount));
+}
+
+/* seen.prefetch(ids): hash each id (str caches it) and load its slot: the misses
+   of a batch then overlap instead of queueing. (Most ids are new, and a new id's
+   lookup reads nothing more.) Anything but a str is skipped. */
+static PyObject *id_prefetch(Ids *t, PyObject *keys) {
+    if (!PyList_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "prefetch(ids: list)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyUnicode_CheckExact(key)) continue;
+        Py_hash_t hash = PyObject_Hash(key);
+        if (hash == -1) return NULL;
+        prefetch_span(&t->slots[(size_t)hash & t->mask], sizeof(IdSlot));
+    }
+    Py_RETURN_NONE;
+}
+
+static void id_dealloc(Ids *t) {
+    slots_free(t->slots, (t->mask + 1) * sizeof(IdSlot));
+    PyMem_Free(t->text);
+    PyMem_Free(t->hours);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* IdTable({id: hour}): a snapshot's ids, none forgotten yet. */
+static PyObject *id_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *initial = NULL;
+    if (!PyArg_ParseTuple(args, "|O!", &PyDict_Type, &initial)) return NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", type->tp_name);
+        return NULL;
+    }
+    Ids *t = (Ids *)type->tp_alloc(type, 0);
+    if (t == NULL) return NULL;
+    t->since = LLONG_MIN;
+    Py_ssize_t count = initial == NULL ? 0 : PyDict_GET_SIZE(initial);
+    if (id_rebuild(t, capacity_for(count)) < 0) goto error;
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (initial != NULL && PyDict_Next(initial, &position, &key, &value)) {
+        long long hour;
+        Py_hash_t hash;
+        const char *data;
+        uint32_t shape;
+        if (!bounded(value, TS_BOUND, &hour)) {
+            PyErr_SetString(PyExc_TypeError, "IdTable values are hours (int)");
+            goto error;
+        }
+        if (id_text(t, key, &hash, &data, &shape) < 0) goto error;
+        size_t empty = NONE, reusable;
+        if (id_find(t, hash, data, shape, &empty, &reusable) == NONE &&
+            id_add(t, hash, data, shape, hour, empty, NONE) < 0)
+            goto error;
+    }
+    return (PyObject *)t;
+error:
+    Py_DECREF(t);
+    return NULL;
+}
+
+/* ---- the types */
+
+static PyObject *key_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *initial = NULL;
+    if (!PyArg_ParseTuple(args, "|O!", &PyDict_Type, &initial)) return NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", type->tp_name);
+        return NULL;
+    }
+    Table *t = (Table *)type->tp_alloc(type, 0);
+    if (t == NULL) return NULL;
+    PyObject_GC_UnTrack(t); /* tracked once it must be */
+    if (key_resize(t, capacity_for(initial == NULL ? 0 : PyDict_GET_SIZE(initial))) < 0)
+        goto error;
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (initial != NULL && PyDict_Next(initial, &position, &key, &value))
+        if (key_set(t, key, value) < 0) goto error;
+    return (PyObject *)t;
+error:
+    Py_DECREF(t);
+    return NULL;
 }
 
 static PyMethodDef id_methods[] = {
     {"remember", (PyCFunction)(void (*)(void))id_remember, METH_FASTCALL,
      "remember(id, hour, since) -> True for a duplicate (seen in an hour >= since)"},
+    {"expire", (PyCFunction)id_expire, METH_O, "expire(since): forget ids seen before hour since"},
     {"prefetch", (PyCFunction)id_prefetch, METH_O, "prefetch(ids): load their slots"},
-    {"forget", (PyCFunction)(void (*)(void))id_forget, METH_FASTCALL,
-     "forget(ids, hour): forget the ids seen in hour, unless seen again later"},
     {"get", (PyCFunction)(void (*)(void))id_get, METH_FASTCALL, "get(id, default=None)"},
-    {"to_dict", (PyCFunction)id_to_dict, METH_NOARGS, "the contents as a dict"},
-    {"__sizeof__", (PyCFunction)id_sizeof, METH_NOARGS, "bytes, slots included"},
+    {"to_dict", (PyCFunction)id_to_dict, METH_NOARGS, "the ids not forgotten, as a dict"},
+    {"__sizeof__", (PyCFunction)id_sizeof, METH_NOARGS, "bytes, slots and text included"},
     {"__reduce__", (PyCFunction)id_reduce, METH_NOARGS, "pickles as a plain dict"},
     {NULL, NULL, 0, NULL},
 };
@@ -492,22 +748,24 @@ static PyMethodDef id_methods[] = {
 static PyMethodDef key_methods[] = {
     {"prefetch", (PyCFunction)(void (*)(void))key_prefetch, METH_FASTCALL,
      "prefetch(keys, size=64): load their slots, then their stored keys and values"},
-    {"get", (PyCFunction)(void (*)(void))id_get, METH_FASTCALL, "get(key, default=None)"},
-    {"values", (PyCFunction)id_values, METH_NOARGS, "a list of the values"},
-    {"items", (PyCFunction)id_items, METH_NOARGS, "a list of (key, value)"},
-    {"to_dict", (PyCFunction)id_to_dict, METH_NOARGS, "the contents as a dict"},
-    {"__sizeof__", (PyCFunction)id_sizeof, METH_NOARGS, "bytes, slots included"},
-    {"__reduce__", (PyCFunction)id_reduce, METH_NOARGS, "pickles as a plain dict"},
+    {"get", (PyCFunction)(void (*)(void))key_get, METH_FASTCALL, "get(key, default=None)"},
+    {"values", (PyCFunction)key_values, METH_NOARGS, "a list of the values"},
+    {"items", (PyCFunction)key_items, METH_NOARGS, "a list of (key, value)"},
+    {"to_dict", (PyCFunction)key_to_dict, METH_NOARGS, "the contents as a dict"},
+    {"__sizeof__", (PyCFunction)key_sizeof, METH_NOARGS, "bytes, slots included"},
+    {"__reduce__", (PyCFunction)key_reduce, METH_NOARGS, "pickles as a plain dict"},
     {NULL, NULL, 0, NULL},
 };
 
-static PyMappingMethods id_mapping = {(lenfunc)id_length, (binaryfunc)id_getitem,
-                                      (objobjargproc)id_setitem};
+static PyMappingMethods id_mapping = {(lenfunc)id_length, (binaryfunc)id_getitem, NULL};
 static PySequenceMethods id_sequence = {.sq_contains = (objobjproc)id_contains};
+static PyMappingMethods key_mapping = {(lenfunc)key_length, (binaryfunc)key_getitem,
+                                       (objobjargproc)key_setitem};
+static PySequenceMethods key_sequence = {.sq_contains = (objobjproc)key_contains};
 
 static PyTypeObject IdTableType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "flows._idtable.IdTable",
-    .tp_basicsize = sizeof(Table),
+    .tp_basicsize = sizeof(Ids),
     .tp_dealloc = (destructor)id_dealloc,
     .tp_as_mapping = &id_mapping,
     .tp_as_sequence = &id_sequence,
@@ -521,16 +779,16 @@ static PyTypeObject IdTableType = {
 static PyTypeObject KeyTableType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "flows._idtable.KeyTable",
     .tp_basicsize = sizeof(Table),
-    .tp_dealloc = (destructor)id_dealloc,
-    .tp_as_mapping = &id_mapping,
-    .tp_as_sequence = &id_sequence,
+    .tp_dealloc = (destructor)key_dealloc,
+    .tp_as_mapping = &key_mapping,
+    .tp_as_sequence = &key_sequence,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "KeyTable(dict=None): str -> object; a missing key reads as None (see _idtable.c)",
     .tp_traverse = (traverseproc)key_traverse,
-    .tp_clear = (inquiry)id_clear,
+    .tp_clear = (inquiry)key_clear,
     .tp_methods = key_methods,
-    .tp_iter = (getiterfunc)id_iter,
-    .tp_new = id_new,
+    .tp_iter = (getiterfunc)key_iter,
+    .tp_new = key_new,
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_idtable", NULL, -1, NULL};

@@ -91,7 +91,6 @@ cdef class Shard:
     cdef public dict max_ts
     cdef public set idle
     cdef public object seen
-    cdef public dict seen_hours
     cdef public Timers timers
     cdef public list families, prefetchers, out
     cdef public dict kinds, known, events, duplicate, late, rejected, overflow
@@ -108,4 +107,3 @@ cdef class Shard:
     cpdef advance(self, long long watermark)
     cdef fire_due(self)
     cdef close_windows(self, long long watermark)
-    cdef expire_seen(self, long long watermark)

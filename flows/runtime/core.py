@@ -36,7 +36,7 @@ from flows.labels import OTHER, LabelCap
 from flows.ledger import Ledger
 from flows.runtime import consts, pipeline
 from flows.runtime.consts import MAX_DURATION
-from flows.runtime.ids import id_table
+from flows.runtime.ids import id_table, ids_by_hour
 from flows.runtime.outputs import DeadLetter, Output, Partials
 from flows.timeutil import US_PER_SECOND, format_time
 
@@ -432,7 +432,6 @@ class Shard:
     max_ts: dict  # type: ignore[type-arg]
     idle: set  # type: ignore[type-arg]
     seen: object
-    seen_hours: dict  # type: ignore[type-arg]
     timers: Timers
     families: list  # type: ignore[type-arg]
     prefetchers: list  # type: ignore[type-arg]
@@ -457,7 +456,6 @@ class Shard:
         self.watermark = MIN_TS
         self.closed_through = MIN_TS
         self.seen = id_table()
-        self.seen_hours = {}  # hour -> ids seen with a ts in it, for expiry
         self.timers = Timers()
         self.families = [kind() for kind in families]
         self.prefetchers = [f for f in self.families if type(f).PREFETCHES]
@@ -566,13 +564,11 @@ class Shard:
         since_id: object = since  # the table takes Python ints: made once, not per event
         seen = self.seen
         remember = seen.remember  # type: ignore[attr-defined]  # found once, not per event
-        seen_hours: dict = self.seen_hours  # type: ignore[type-arg]
         kinds: dict = self.kinds  # type: ignore[type-arg]
         bucket_start: cython.longlong = 0
         bucket_end: cython.longlong = 0
         hour: cython.longlong = 0
         hour_id: object = None
-        bucket: list = None  # type: ignore[type-arg, assignment]
         ts: cython.longlong
         candidate: cython.longlong
         slot: Kind | None
@@ -617,16 +613,9 @@ class Shard:
                 hour_id = hour
                 bucket_start = hour * HOUR
                 bucket_end = bucket_start + HOUR
-                bucket = None  # type: ignore[assignment]
-            event_id = ids[index]
-            if remember(event_id, hour_id, since_id):
+            if remember(ids[index], hour_id, since_id):
                 slot.duplicate += 1
                 continue
-            if bucket is None:
-                bucket = seen_hours.get(hour_id)
-                if bucket is None:
-                    bucket = seen_hours[hour_id] = []
-            bucket.append(event_id)
             if ts < late_below:
                 slot.late += 1
                 continue
@@ -729,7 +718,7 @@ class Shard:
         self.fire_due()
         if watermark > MIN_TS:
             self.close_windows(watermark)
-            self.expire_seen(watermark)
+            self.seen.expire((watermark - self.dedup_horizon) // HOUR)  # type: ignore[attr-defined]
             self.ledger.series[pipeline.WATERMARK.name][()] = watermark / US_PER_SECOND
         entries: dict[str, int] = {}
         for family in self.families:
@@ -776,14 +765,6 @@ class Shard:
         self.closed_through = end
         self.out.append(Partials(self.shard, end, self.watermark, rows))
 
-    @cython.cfunc
-    def expire_seen(self, watermark: cython.longlong) -> None:
-        """Forget ids of hours the dedup horizon has passed (contract: >= 24 h)."""
-        horizon_hour = (watermark - self.dedup_horizon) // HOUR
-        expired = [hour for hour in self.seen_hours if hour < horizon_hour]
-        for hour in expired:
-            self.seen.forget(self.seen_hours.pop(hour), hour)  # type: ignore[attr-defined]
-
     # --- snapshots
 
     def export(self) -> dict[str, Any]:
@@ -795,7 +776,7 @@ class Shard:
             "watermark": self.watermark,
             "closed_through": self.closed_through,
             "seen": self.seen,  # pickles as a dict
-            "seen_hours": self.seen_hours,
+            "seen_hours": ids_by_hour(self.seen),  # type: ignore[arg-type]  # builds before 2026-12-04 read it
             "timers": [(t.when, t.slot, t.key, t.ref) for t in self.timers.export()],
             "series": {m.name: self.ledger.series[m.name] for m in pipeline.SHARD_METRICS},
         }
@@ -808,7 +789,6 @@ class Shard:
         self.watermark = state["watermark"]
         self.closed_through = state["closed_through"]
         self.seen = id_table(state["seen"])
-        self.seen_hours = state["seen_hours"]
         self.timers = Timers(Timer(*timer) for timer in state["timers"])
         for name, series in state["series"].items():
             self.ledger.series[name].update(series)

@@ -12,38 +12,68 @@ from typing import Any, Protocol
 
 
 class Seen(Protocol):
-    """What the runtime asks of the table."""
+    """What the runtime asks of the table: ids seen in an hour before `since` (the
+    latest given, to `remember` or `expire`: W never goes back, so neither does
+    it) are forgotten."""
 
     def remember(self, event_id: str, hour: int, since: int, /) -> bool: ...
+    def expire(self, since: int, /) -> None: ...
     def prefetch(self, ids: list[str | None], /) -> None: ...
-    def forget(self, ids: list[str], hour: int, /) -> None: ...
+    def to_dict(self) -> dict[str, int]: ...
     def __len__(self) -> int: ...
     def __contains__(self, event_id: object, /) -> bool: ...
     def get(self, event_id: str, default: Any = None, /) -> Any: ...
 
 
 class IdDict(dict[str, int]):
-    """The table on a dict, where `_idtable` was not compiled."""
+    """The table on a dict, where `_idtable` was not compiled: ids are dropped as
+    the hours they were seen in pass `since`."""
+
+    def __init__(self, saved: dict[str, int] | None = None, /) -> None:
+        super().__init__(saved or {})
+        self.since: int | None = None
+        self.by_hour: dict[int, list[str]] = {}  # the ids of each hour, to forget them
+        for event_id, hour in self.items():
+            self.by_hour.setdefault(hour, []).append(event_id)
 
     def remember(self, event_id: str, hour: int, since: int, /) -> bool:
-        """True for a duplicate (seen in an hour >= since); else remember it in `hour`."""
-        known = self.get(event_id)
-        if known is not None and known >= since:
+        """True for a duplicate (seen in an hour >= since); else remember it in
+        `hour` (unless that is before `since`: it would be forgotten at once)."""
+        self.expire(since)
+        if event_id in self:
             return True
-        self[event_id] = hour
+        if hour >= since:
+            self[event_id] = hour
+            self.by_hour.setdefault(hour, []).append(event_id)
         return False
+
+    def expire(self, since: int, /) -> None:
+        """Forget the ids seen in an hour before `since`."""
+        if self.since is not None and since <= self.since:
+            return
+        self.since = since
+        for hour in [hour for hour in self.by_hour if hour < since]:
+            for event_id in self.by_hour.pop(hour):
+                if self.get(event_id) == hour:
+                    del self[event_id]
 
     def prefetch(self, ids: list[str | None], /) -> None:
         """Nothing to load ahead in a dict."""
 
-    def forget(self, ids: list[str], hour: int, /) -> None:
-        """Forget the ids seen in `hour`, unless seen again later."""
-        for event_id in ids:
-            if self.get(event_id) == hour:
-                del self[event_id]
+    def to_dict(self) -> dict[str, int]:
+        return dict(self)
 
     def __reduce__(self) -> Any:
         return (dict, (dict(self),))
+
+
+def ids_by_hour(seen: Seen) -> dict[int, list[str]]:
+    """The ids not forgotten, per hour they were seen in, in order (the snapshots
+    of builds that forgot an hour's ids by their list keep this too)."""
+    hours: dict[int, list[str]] = {}
+    for event_id, hour in sorted(seen.to_dict().items()):
+        hours.setdefault(hour, []).append(event_id)
+    return dict(sorted(hours.items()))
 
 
 class KeyDict(dict[str, Any]):
