@@ -429,6 +429,7 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
 ITEM_SIZE = cython.declare(cython.Py_ssize_t, Item.__basicsize__)
 LIST_SIZE = cython.declare(cython.Py_ssize_t, list.__basicsize__)
 LOT_SIZE = cython.declare(cython.Py_ssize_t, Lot.__basicsize__)
+BANDS_SIZE = cython.declare(cython.Py_ssize_t, tuple.__basicsize__ + len(BANDS) * 8)
 AHEAD = cython.declare(cython.Py_ssize_t, 8)  # items prefetched ahead in a day's walk
 # An item's oldest lots, and demand entries (window starts and units, shared ints),
 # prefetched before an evaluation.
@@ -439,7 +440,7 @@ ENTRIES_AHEAD = cython.declare(cython.Py_ssize_t, 16)
 @cython.cfunc
 def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
     """Start loading the items about to be evaluated, then their lots and demand
-    lists, then those lists' arrays, then the oldest lots, each pass once the
+    lists and their age bands, then those lists' arrays, then the oldest lots, each pass once the
     one before has arrived: scattered over tens of MB, each evaluation would
     otherwise wait for them one after another."""
     item: Item
@@ -448,6 +449,7 @@ def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
     for item in items:
         core.prefetch_object(item.lots, LIST_SIZE)
         core.prefetch_object(item.demand, LIST_SIZE)
+        core.prefetch_object(item.bands, BANDS_SIZE)
     for item in items:
         core.prefetch_list(item.lots, LOTS_AHEAD)
         core.prefetch_list(item.demand, ENTRIES_AHEAD)
