@@ -80,6 +80,19 @@ static void slots_free(void *slots, size_t size) {
         munmap(slots, size);
 }
 
+/* Hash each str in the list `keys` (str caches it) and load its home slot:
+   the misses of a batch's lookups then overlap instead of queueing. */
+static int prefetch_homes(PyObject *keys, const char *slots, size_t mask, size_t slot_size) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyUnicode_CheckExact(key)) continue;
+        Py_hash_t hash = PyObject_Hash(key);
+        if (hash == -1) return -1;
+        prefetch_span(slots + ((size_t)hash & mask) * slot_size, (ptrdiff_t)slot_size);
+    }
+    return 0;
+}
+
 /* ---- KeyTable: str -> object, the key and value held */
 
 typedef struct {
@@ -255,15 +268,23 @@ static int key_setitem(Table *t, PyObject *key, PyObject *value) {
     return 0;
 }
 
-static PyObject *key_get(Table *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
-        return NULL;
-    }
-    Py_ssize_t i = key_slot_of(t, args[0]);
-    if (i >= 0) return Py_NewRef(t->slots[i].value);
-    if (PyErr_Occurred()) return NULL;
+/* get(key, default=None) of either table: its arguments checked, then the value
+   found (a new reference) or the default. */
+static int get_arguments(Py_ssize_t nargs) {
+    if (nargs >= 1 && nargs <= 2) return 0;
+    PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
+    return -1;
+}
+
+static PyObject *found_or_default(PyObject *found, PyObject *const *args, Py_ssize_t nargs) {
+    if (found != NULL || PyErr_Occurred()) return found;
     return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static PyObject *key_get(Table *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (get_arguments(nargs) < 0) return NULL;
+    Py_ssize_t i = key_slot_of(t, args[0]);
+    return found_or_default(i >= 0 ? Py_NewRef(t->slots[i].value) : NULL, args, nargs);
 }
 
 /* The keys, the values, (key, value) pairs or a dict of them: copies, so the
@@ -334,13 +355,7 @@ static PyObject *key_prefetch(Table *t, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *keys = args[0];
     if (t->slots == NULL) Py_RETURN_NONE;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
-        PyObject *key = PyList_GET_ITEM(keys, i);
-        if (!PyUnicode_CheckExact(key)) continue;
-        Py_hash_t hash = PyObject_Hash(key);
-        if (hash == -1) return NULL;
-        prefetch_span(&t->slots[(size_t)hash & t->mask], sizeof(Slot));
-    }
+    if (prefetch_homes(keys, (const char *)t->slots, t->mask, sizeof(Slot)) < 0) return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         if (!PyUnicode_CheckExact(key)) continue;
@@ -610,14 +625,9 @@ static PyObject *id_getitem(Ids *t, PyObject *key) {
 }
 
 static PyObject *id_get(Ids *t, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "get(id, default=None)");
-        return NULL;
-    }
+    if (get_arguments(nargs) < 0) return NULL;
     Py_ssize_t i = id_slot_of(t, args[0]);
-    if (i >= 0) return PyLong_FromLongLong(t->slots[i].hour);
-    if (PyErr_Occurred()) return NULL;
-    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+    return found_or_default(i >= 0 ? PyLong_FromLongLong(t->slots[i].hour) : NULL, args, nargs);
 }
 
 static Py_ssize_t id_length(Ids *t) { return t->live; }
@@ -656,13 +666,7 @@ static PyObject *id_prefetch(Ids *t, PyObject *keys) {
         PyErr_SetString(PyExc_TypeError, "prefetch(ids: list)");
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
-        PyObject *key = PyList_GET_ITEM(keys, i);
-        if (!PyUnicode_CheckExact(key)) continue;
-        Py_hash_t hash = PyObject_Hash(key);
-        if (hash == -1) return NULL;
-        prefetch_span(&t->slots[(size_t)hash & t->mask], sizeof(IdSlot));
-    }
+    if (prefetch_homes(keys, (const char *)t->slots, t->mask, sizeof(IdSlot)) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -673,14 +677,19 @@ static void id_dealloc(Ids *t) {
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
 
+/* The dict a table is made from (NULL: none); -1 with an error for anything else. */
+static int initial_dict(PyTypeObject *type, PyObject *args, PyObject *kwargs, PyObject **initial) {
+    *initial = NULL;
+    if (!PyArg_ParseTuple(args, "|O!", &PyDict_Type, initial)) return -1;
+    if (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", type->tp_name);
+    return -1;
+}
+
 /* IdTable({id: hour}): a snapshot's ids, none forgotten yet. */
 static PyObject *id_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    PyObject *initial = NULL;
-    if (!PyArg_ParseTuple(args, "|O!", &PyDict_Type, &initial)) return NULL;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", type->tp_name);
-        return NULL;
-    }
+    PyObject *initial;
+    if (initial_dict(type, args, kwargs, &initial) < 0) return NULL;
     Ids *t = (Ids *)type->tp_alloc(type, 0);
     if (t == NULL) return NULL;
     t->since = LLONG_MIN;
@@ -712,12 +721,8 @@ error:
 /* ---- the types */
 
 static PyObject *key_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    PyObject *initial = NULL;
-    if (!PyArg_ParseTuple(args, "|O!", &PyDict_Type, &initial)) return NULL;
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", type->tp_name);
-        return NULL;
-    }
+    PyObject *initial;
+    if (initial_dict(type, args, kwargs, &initial) < 0) return NULL;
     Table *t = (Table *)type->tp_alloc(type, 0);
     if (t == NULL) return NULL;
     PyObject_GC_UnTrack(t); /* tracked once it must be */
