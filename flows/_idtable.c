@@ -557,8 +557,10 @@ static int id_add(Ids *t, Py_hash_t hash, const char *data, uint32_t shape, long
     t->slots[at] = (IdSlot){hash, hour, (uint32_t)t->text_used, shape};
     memcpy(t->text + t->text_used, data, size);
     t->text_used += size;
-    if ((size_t)t->occupied * 2 > t->mask + 1) /* at most a quarter full after */
-        return id_rebuild(t, capacity_for(t->live * 2));
+    if ((size_t)t->occupied * 2 > t->mask + 1) { /* rebuilt at most 3/8 full */
+        size_t capacity = capacity_for(t->live);
+        return id_rebuild(t, (size_t)t->live * 8 > capacity * 3 ? capacity * 2 : capacity);
+    }
     if (t->garbage > (1u << 20) && t->garbage * 2 > t->text_used)
         return id_rebuild(t, t->mask + 1);
     return 0;
