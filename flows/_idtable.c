@@ -371,8 +371,8 @@ static PyObject *key_prefetch(Table *t, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ---- IdTable: id -> hour, the ids' text in the table's arena; ids seen in an
-   hour before `since` (the latest remember() was given: W never goes back, so
-   neither does it) are forgotten */
+   hour before `since` (the latest remember() or expire() was given: W never goes
+   back, so neither does it) are forgotten */
 
 typedef struct {
     Py_hash_t hash;

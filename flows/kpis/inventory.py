@@ -425,7 +425,8 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     return item
 
 
-# Bytes to prefetch of an item, of a list (its header: the items pointer) and of a lot.
+# Bytes to prefetch of an item, of a list (its header: the items pointer), of a lot
+# and of an item's age bands (a tuple of five ints).
 ITEM_SIZE = cython.declare(cython.Py_ssize_t, Item.__basicsize__)
 LIST_SIZE = cython.declare(cython.Py_ssize_t, list.__basicsize__)
 LOT_SIZE = cython.declare(cython.Py_ssize_t, Lot.__basicsize__)
@@ -440,9 +441,9 @@ ENTRIES_AHEAD = cython.declare(cython.Py_ssize_t, 16)
 @cython.cfunc
 def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
     """Start loading the items about to be evaluated, then their lots and demand
-    lists and their age bands, then those lists' arrays, then the oldest lots, each pass once the
-    one before has arrived: scattered over tens of MB, each evaluation would
-    otherwise wait for them one after another."""
+    lists and their age bands, then those lists' arrays, then the oldest lots,
+    each pass once the one before has arrived: scattered over tens of MB, each
+    evaluation would otherwise wait for them one after another."""
     item: Item
     for item in items:
         core.prefetch_object(item, ITEM_SIZE)
