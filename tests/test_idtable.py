@@ -143,6 +143,21 @@ def test_the_id_table_keeps_a_million_ids_and_gives_memory_back() -> None:
     assert table.remember("ev-59", 31, 29) is True and table.remember("ev-60", 31, 29) is False
 
 
+def test_the_id_table_stays_the_same_size_while_ids_churn() -> None:
+    """An hour of long ids at a time, each forgotten an hour later: new ids take
+    forgotten slots, and the text they leave behind is given back, so the table
+    does not grow with the hours."""
+    table = compiled.IdTable()
+    sizes = []
+    for hour in range(24):
+        for i in range(5_000):
+            assert table.remember(f"{hour}-{i}-" + "x" * 200, hour, hour - 1) is False
+        assert len(table) == (5_000 if hour == 0 else 10_000)
+        sizes.append(sys.getsizeof(table))
+    assert max(sizes[4:]) < 2 * sizes[3]  # 24 hours of 1 MB of text each
+    assert table.remember("23-7-" + "x" * 200, 24, 23) is True
+
+
 @settings(max_examples=300, deadline=None)
 @given(operations("set", "del", "get", "[]", "in", "prefetch"))
 def test_the_key_table_behaves_as_a_dict_whose_missing_keys_read_as_none(ops: list[Op]) -> None:
