@@ -49,9 +49,12 @@ def plain(snapshot: bytes) -> dict[str, Any]:
 
 def state(shard: Shard, stage: CombineStage | None = None) -> dict[str, Any]:
     """Everything a shard (and the combine stage) holds, as plain data (the id
-    table as a sorted list)."""
+    table as a sorted list, each hour's ids sorted: the compiled table keeps no
+    order)."""
     saved = plain(dump_shard(shard))
-    saved["runtime"]["seen"] = sorted(dict(saved["runtime"]["seen"]).items())
+    runtime = saved["runtime"]
+    runtime["seen"] = sorted(dict(runtime["seen"]).items())
+    runtime["seen_hours"] = {hour: sorted(ids) for hour, ids in runtime["seen_hours"].items()}
     if stage is not None:
         saved["combine"] = plain(dump_combine(stage))
         saved["combine_series"] = stage.ledger.series

@@ -769,14 +769,15 @@ class Shard:
 
     def export(self) -> dict[str, Any]:
         """The runtime's own state as plain data (families export theirs)."""
+        seen = self.seen.to_dict()  # type: ignore[attr-defined]  # seen_hours shares its strs
         return {
             "shard": self.shard,
             "max_ts": dict(self.max_ts),
             "idle": set(self.idle),
             "watermark": self.watermark,
             "closed_through": self.closed_through,
-            "seen": self.seen,  # pickles as a dict
-            "seen_hours": ids_by_hour(self.seen),  # type: ignore[arg-type]  # builds before 2026-12-04 read it
+            "seen": seen,
+            "seen_hours": ids_by_hour(seen),  # what builds before 2026-12-04 read
             "timers": [(t.when, t.slot, t.key, t.ref) for t in self.timers.export()],
             "series": {m.name: self.ledger.series[m.name] for m in pipeline.SHARD_METRICS},
         }

@@ -67,13 +67,13 @@ class IdDict(dict[str, int]):
         return (dict, (dict(self),))
 
 
-def ids_by_hour(seen: Seen) -> dict[int, list[str]]:
-    """The ids not forgotten, per hour they were seen in, in order (the snapshots
-    of builds that forgot an hour's ids by their list keep this too)."""
+def ids_by_hour(seen: dict[str, int]) -> dict[int, list[str]]:
+    """The ids per hour they were seen in (the snapshots of builds that forgot an
+    hour's ids by their list keep this too)."""
     hours: dict[int, list[str]] = {}
-    for event_id, hour in sorted(seen.to_dict().items()):
+    for event_id, hour in seen.items():
         hours.setdefault(hour, []).append(event_id)
-    return dict(sorted(hours.items()))
+    return hours
 
 
 class KeyDict(dict[str, Any]):
