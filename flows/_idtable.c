@@ -401,6 +401,7 @@ typedef struct {
 
 #define MAX_TEXT (UINT32_MAX >> 3) /* bytes of one id's text */
 #define NONE ((size_t)-1)
+#define TOO_MUCH_TEXT "IdTable: the ids' text exceeds 4 GiB" /* offsets are 32-bit */
 
 /* The text of a str key: its data, and its shape as a slot keeps it. */
 static int id_text(Ids *t, PyObject *key, Py_hash_t *hash, const char **data, uint32_t *shape) {
@@ -501,7 +502,7 @@ static int id_rebuild(Ids *t, size_t capacity) {
         slots_free(slots, capacity * sizeof(IdSlot));
         PyMem_Free(text);
         if (size > UINT32_MAX)
-            PyErr_SetString(PyExc_MemoryError, "IdTable: the ids' text exceeds 4 GiB");
+            PyErr_SetString(PyExc_MemoryError, TOO_MUCH_TEXT);
         else
             PyErr_NoMemory();
         return -1;
@@ -538,11 +539,9 @@ static int id_add(Ids *t, Py_hash_t hash, const char *data, uint32_t shape, long
     size_t size = shape >> 3;
     if (t->text_used + size > UINT32_MAX) { /* offsets are 32-bit: make room first */
         if (id_rebuild(t, t->mask + 1) < 0) return -1;
-        size_t again;
-        id_find(t, hash, data, shape, &empty, &again);
-        reusable = NONE;
+        id_find(t, hash, data, shape, &empty, &reusable); /* none forgotten now */
         if (t->text_used + size > UINT32_MAX) {
-            PyErr_SetString(PyExc_MemoryError, "IdTable: the ids' text exceeds 4 GiB");
+            PyErr_SetString(PyExc_MemoryError, TOO_MUCH_TEXT);
             return -1;
         }
     }

@@ -430,7 +430,9 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
 ITEM_SIZE = cython.declare(cython.Py_ssize_t, Item.__basicsize__)
 LIST_SIZE = cython.declare(cython.Py_ssize_t, list.__basicsize__)
 LOT_SIZE = cython.declare(cython.Py_ssize_t, Lot.__basicsize__)
-BANDS_SIZE = cython.declare(cython.Py_ssize_t, tuple.__basicsize__ + len(BANDS) * 8)
+BANDS_SIZE = cython.declare(
+    cython.Py_ssize_t, tuple.__basicsize__ + len(BANDS) * tuple.__itemsize__
+)
 AHEAD = cython.declare(cython.Py_ssize_t, 8)  # items prefetched ahead in a day's walk
 # An item's oldest lots, and demand entries (window starts and units, shared ints),
 # prefetched before an evaluation.
