@@ -32,7 +32,7 @@ cdef class Place:
 
 cdef class Item:
     cdef public str fc, sku, label
-    cdef public long long created, active, on_hand, shortfall
+    cdef public long long created, active, on_hand, shortfall, oldest_ts, oldest_qty
     cdef public list lots
     cdef public list demand, daily
     cdef public long long first_day

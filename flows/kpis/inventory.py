@@ -116,6 +116,7 @@ BAND_STARTS = cython.declare(cython.longlong[4], [91, 181, 271, 366])  # type: i
 AGED = cython.declare(cython.int, len(BANDS) - 1)
 NO_UNITS = (0,) * len(BANDS)
 NO_ENTRIES: list[int] = []  # an item's demand and days until its first order: never changed
+NO_LOTS: list[Any] = []  # an item's lots after its oldest until it has two: never changed
 # State bits, and their names in records, in sorted order.
 STATE_NAMES = ("at_risk", "below_safety_stock", "excess", "out_of_stock")
 AT_RISK_BIT = cython.declare(cython.int, 1)
@@ -380,6 +381,10 @@ class Item:
     active: cython.longlong  # start of the window of its latest event
     on_hand: cython.longlong
     shortfall: cython.longlong  # what picks took beyond the lots, for later stows to fill
+    # The oldest lot in the item itself (most items have one lot: it is read with
+    # the item, not through a list and an object), the later ones in `lots`.
+    oldest_ts: cython.longlong
+    oldest_qty: cython.longlong  # 0: no lots (a lot holds at least a unit)
     lots: list  # type: ignore[type-arg]
     # Lists of ints, not arrays: a list's item is read and appended in C (an array's
     # through a method call and a new int), and the window starts are shared ints.
@@ -398,9 +403,8 @@ class Item:
     place: Place  # its fc (not in snapshots: a restore finds it again)
 
     def __reduce__(self) -> Any:
-        lots = [(lot.ts, lot.qty) for lot in self.lots]
         values = [getattr(self, name) for name in ITEM_FIELDS]
-        values[ITEM_FIELDS.index("lots")] = lots
+        values[ITEM_FIELDS.index("lots")] = lots_of(self)
         return (restore_item, tuple(values))
 
 
@@ -412,7 +416,8 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     item.place, item.fc, item.sku, item.label = place, place.fc, sku, place.label
     item.created = item.active = created
     item.on_hand = item.shortfall = 0
-    item.lots = plain_list()
+    item.oldest_ts = item.oldest_qty = 0
+    item.lots = NO_LOTS
     item.demand = item.daily = NO_ENTRIES  # shared until its first order (many have none)
     item.first_day = 0
     item.states, item.spiking = 0, False
@@ -434,8 +439,8 @@ BANDS_SIZE = cython.declare(
     cython.Py_ssize_t, tuple.__basicsize__ + len(BANDS) * tuple.__itemsize__
 )
 AHEAD = cython.declare(cython.Py_ssize_t, 8)  # items prefetched ahead in a day's walk
-# An item's oldest lots, and demand entries (window starts and units, shared ints),
-# prefetched before an evaluation.
+# An item's first lots after its oldest, and demand entries (window starts and units,
+# shared ints), prefetched before an evaluation.
 LOTS_AHEAD = cython.declare(cython.Py_ssize_t, 4)
 ENTRIES_AHEAD = cython.declare(cython.Py_ssize_t, 16)
 
@@ -443,7 +448,7 @@ ENTRIES_AHEAD = cython.declare(cython.Py_ssize_t, 16)
 @cython.cfunc
 def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
     """Start loading the items about to be evaluated, then their lots and demand
-    lists and their age bands, then those lists' arrays, then the oldest lots,
+    lists and their age bands, then those lists' arrays, then the first later lots,
     each pass once the one before has arrived: scattered over tens of MB, each
     evaluation would otherwise wait for them one after another."""
     item: Item
@@ -478,10 +483,18 @@ def touch(item: Item, end: cython.longlong, changed: list) -> None:  # type: ign
         changed.append(item)
 
 
+def lots_of(item: Item) -> list[tuple[int, int]]:
+    """The item's lots, oldest first, as (ts, qty) (snapshots, tests)."""
+    lots = [(item.oldest_ts, item.oldest_qty)] if item.oldest_qty else []
+    return lots + [(lot.ts, lot.qty) for lot in item.lots]
+
+
 def restore_item(*values: Any) -> Item:
     """An item from its ITEM_FIELDS (snapshots; both builds read the same pickle)."""
     fields = dict(zip(ITEM_FIELDS, values, strict=True))
-    fields["lots"] = plain_list(Lot(*lot) for lot in fields["lots"])
+    lots = fields.pop("lots")
+    oldest_ts, oldest_qty = lots[0] if lots else (0, 0)
+    fields["lots"] = plain_list(Lot(*lot) for lot in lots[1:]) if len(lots) > 1 else NO_LOTS
     # A pickle makes one list of the items' shared empty one: share ours again (and
     # builds before 4557f84 kept arrays).
     for name in ("demand", "daily"):
@@ -490,6 +503,7 @@ def restore_item(*values: Any) -> Item:
     item: Item = Item.__new__(Item)
     for name, value in fields.items():
         setattr(item, name, value)
+    item.oldest_ts, item.oldest_qty = oldest_ts, oldest_qty
     item.touched = core.MIN_TS
     return item
 
@@ -968,15 +982,22 @@ class ItemHealth:
         soonest: cython.longlong = core.MAX_TS
         band: cython.int
         age: cython.longlong
+        ts: cython.longlong = item.oldest_ts
+        qty: cython.longlong = item.oldest_qty
         lot: Lot
-        for lot in item.lots:
-            age = (end - lot.ts) // DAY
+        index: cython.Py_ssize_t
+        first: cython.Py_ssize_t = -1 if qty else 0  # -1: the oldest lot, in the item
+        for index in range(first, len(item.lots)):
+            if index >= 0:
+                lot = item.lots[index]
+                ts, qty = lot.ts, lot.qty
+            age = (end - ts) // DAY
             band = 0
             while band < AGED and age >= BAND_STARTS[band]:
                 band += 1
-            units[band] += lot.qty
+            units[band] += qty
             if band < AGED:
-                soonest = min(soonest, lot.ts + BAND_STARTS[band] * DAY)
+                soonest = min(soonest, ts + BAND_STARTS[band] * DAY)
         was: tuple = item.bands  # type: ignore[type-arg]
         moved: cython.bint = False
         before: cython.longlong
@@ -1212,17 +1233,25 @@ def take(item: Item, ts: cython.longlong, qty: cython.longlong) -> None:
     if qty > 0:
         filled = min(qty, item.shortfall)
         item.shortfall -= filled
-        if qty > filled:
+        if qty == filled:
+            return
+        if not item.oldest_qty:
+            item.oldest_ts, item.oldest_qty = ts, qty - filled
+        else:
+            if item.lots is NO_LOTS:
+                item.lots = plain_list()
             item.lots.append(Lot(ts, qty - filled))
         return
     need: cython.longlong = -qty
-    while need > 0 and item.lots:
-        lot = item.lots[0]
-        if lot.qty > need:
-            lot.qty -= need
+    while need > 0 and item.oldest_qty:
+        if item.oldest_qty > need:
+            item.oldest_qty -= need
             return
-        need -= lot.qty
-        del item.lots[0]
+        need -= item.oldest_qty
+        item.oldest_ts = item.oldest_qty = 0
+        if item.lots:  # the next lot becomes the oldest
+            lot = item.lots.pop(0)
+            item.oldest_ts, item.oldest_qty = lot.ts, lot.qty
     item.shortfall += need
 
 

@@ -294,6 +294,7 @@ def test_the_collector_never_scans_an_items_history_in_the_compiled_build() -> N
     e = Events()
     run = Run().feed(
         e.stowed("R1", on(0, 1), 9, sku="Q"),
+        e.stowed("R2", on(0, 2), 4, sku="Q"),  # a second lot: the item's list of later lots
         order(e, "O1", on(0, 2), "Q", 3),
         e.tick(after(1, 6)),
     )
