@@ -38,7 +38,7 @@ cdef class Item:
     cdef public long long first_day
     cdef public int states
     cdef public bint spiking
-    cdef public tuple bands
+    cdef long long bands[5]
     cdef public long long check, ordered
     cdef public double safety
     cdef public long long safety_day
@@ -47,6 +47,7 @@ cdef class Item:
     cdef public Place place
 
 cdef list plain_list(object values=*)
+cpdef tuple bands_of(Item item)
 cdef touch(Item item, long long end, list changed)
 
 cdef class Shelf:

@@ -114,7 +114,6 @@ QUIET = cython.declare(cython.longlong, 90 * DAY)  # at 0 on hand, quiet this lo
 # The age in days at which a unit enters the next band: AGED bands have an end.
 BAND_STARTS = cython.declare(cython.longlong[4], [91, 181, 271, 366])  # type: ignore[misc, valid-type]
 AGED = cython.declare(cython.int, len(BANDS) - 1)
-NO_UNITS = (0,) * len(BANDS)
 NO_ENTRIES: list[int] = []  # an item's demand and days until its first order: never changed
 NO_LOTS: list[Any] = []  # an item's lots after its oldest until it has two: never changed
 # State bits, and their names in records, in sorted order.
@@ -393,7 +392,9 @@ class Item:
     first_day: cython.longlong
     states: cython.int  # state bits at its latest evaluation
     spiking: cython.bint
-    bands: tuple  # type: ignore[type-arg]  # units per age band then (records share it)
+    # Units per age band then, in the item (a tuple would be one more object to wait
+    # for and to make anew at each change); a record gets them as a tuple.
+    bands: list[int]  # five C numbers compiled (see the .pxd), a list interpreted
     check: cython.longlong  # when its timer is set for (0: none)
     ordered: cython.longlong  # units ordered in [b - demand_days, b) at its latest evaluation
     safety: cython.double  # its safety stock then
@@ -403,8 +404,9 @@ class Item:
     place: Place  # its fc (not in snapshots: a restore finds it again)
 
     def __reduce__(self) -> Any:
-        values = [getattr(self, name) for name in ITEM_FIELDS]
+        values = [getattr(self, name, None) for name in ITEM_FIELDS]  # bands: C, below
         values[ITEM_FIELDS.index("lots")] = lots_of(self)
+        values[ITEM_FIELDS.index("bands")] = bands_of(self)
         return (restore_item, tuple(values))
 
 
@@ -421,7 +423,7 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     item.demand = item.daily = NO_ENTRIES  # shared until its first order (many have none)
     item.first_day = 0
     item.states, item.spiking = 0, False
-    item.bands = NO_UNITS
+    item.bands = [0, 0, 0, 0, 0]
     item.check = item.ordered = 0
     item.safety = 0.0
     item.safety_day = core.MIN_TS
@@ -430,14 +432,10 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     return item
 
 
-# Bytes to prefetch of an item, of a list (its header: the items pointer), of a lot
-# and of an item's age bands (a tuple of five ints).
+# Bytes to prefetch of an item, of a list (its header: the items pointer) and of a lot.
 ITEM_SIZE = cython.declare(cython.Py_ssize_t, Item.__basicsize__)
 LIST_SIZE = cython.declare(cython.Py_ssize_t, list.__basicsize__)
 LOT_SIZE = cython.declare(cython.Py_ssize_t, Lot.__basicsize__)
-BANDS_SIZE = cython.declare(
-    cython.Py_ssize_t, tuple.__basicsize__ + len(BANDS) * tuple.__itemsize__
-)
 AHEAD = cython.declare(cython.Py_ssize_t, 8)  # items prefetched ahead in a day's walk
 # An item's first lots after its oldest, and demand entries (window starts and units,
 # shared ints), prefetched before an evaluation.
@@ -448,7 +446,7 @@ ENTRIES_AHEAD = cython.declare(cython.Py_ssize_t, 16)
 @cython.cfunc
 def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
     """Start loading the items about to be evaluated, then their lots and demand
-    lists and their age bands, then those lists' arrays, then the first later lots,
+    lists, then those lists' arrays, then the first later lots,
     each pass once the one before has arrived: scattered over tens of MB, each
     evaluation would otherwise wait for them one after another."""
     item: Item
@@ -457,7 +455,6 @@ def prefetch_items(items: list) -> None:  # type: ignore[type-arg]
     for item in items:
         core.prefetch_object(item.lots, LIST_SIZE)
         core.prefetch_object(item.demand, LIST_SIZE)
-        core.prefetch_object(item.bands, BANDS_SIZE)
     for item in items:
         core.prefetch_list(item.lots, LOTS_AHEAD)
         core.prefetch_list(item.demand, ENTRIES_AHEAD)
@@ -483,6 +480,13 @@ def touch(item: Item, end: cython.longlong, changed: list) -> None:  # type: ign
         changed.append(item)
 
 
+@cython.ccall
+def bands_of(item: Item) -> tuple:  # type: ignore[type-arg]
+    """The item's units per age band, for its records and snapshots (made from the C
+    array directly: tuple() goes through a list)."""
+    return (item.bands[0], item.bands[1], item.bands[2], item.bands[3], item.bands[4])
+
+
 def lots_of(item: Item) -> list[tuple[int, int]]:
     """The item's lots, oldest first, as (ts, qty) (snapshots, tests)."""
     lots = [(item.oldest_ts, item.oldest_qty)] if item.oldest_qty else []
@@ -492,18 +496,18 @@ def lots_of(item: Item) -> list[tuple[int, int]]:
 def restore_item(*values: Any) -> Item:
     """An item from its ITEM_FIELDS (snapshots; both builds read the same pickle)."""
     fields = dict(zip(ITEM_FIELDS, values, strict=True))
-    lots = fields.pop("lots")
+    lots, bands = fields.pop("lots"), fields.pop("bands")
     oldest_ts, oldest_qty = lots[0] if lots else (0, 0)
     fields["lots"] = plain_list(Lot(*lot) for lot in lots[1:]) if len(lots) > 1 else NO_LOTS
     # A pickle makes one list of the items' shared empty one: share ours again (and
     # builds before 4557f84 kept arrays).
     for name in ("demand", "daily"):
         fields[name] = plain_list(fields[name]) if fields[name] else NO_ENTRIES
-    core.untrack(fields["bands"])  # ints, as rebands leaves them
     item: Item = Item.__new__(Item)
     for name, value in fields.items():
         setattr(item, name, value)
     item.oldest_ts, item.oldest_qty = oldest_ts, oldest_qty
+    item.bands = list(bands)
     item.touched = core.MIN_TS
     return item
 
@@ -682,7 +686,7 @@ class ItemHealth:
                         now.safety_stock,
                         now.states,
                         self.closed,
-                        dict(zip(BANDS, item.bands, strict=True)),
+                        dict(zip(BANDS, bands_of(item), strict=True)),
                     )
                 )
         return shown
@@ -751,7 +755,7 @@ class ItemHealth:
                     unit_cells[2 * made + 1] = item.ordered
                     safety_cells[made] = item.safety
                     states.append(STATE_SETS[item.states])
-                    bands.append(item.bands)
+                    bands.append(bands_of(item))
                     made += 1
         if made:
             if made < most:  # a copy: the cells hold the arrays' buffers
@@ -998,17 +1002,10 @@ class ItemHealth:
             units[band] += qty
             if band < AGED:
                 soonest = min(soonest, ts + BAND_STARTS[band] * DAY)
-        was: tuple = item.bands  # type: ignore[type-arg]
-        moved: cython.bint = False
-        before: cython.longlong
         for band in range(AGED + 1):
-            before = was[band]
-            if units[band] != before:
-                self.by_age.bump(cells.by_age[band], units[band] - before)
-                moved = True
-        if moved:  # made from the C array directly (tuple() goes through a list)
-            item.bands = (units[0], units[1], units[2], units[3], units[4])
-            core.untrack(item.bands)  # ints: the collector would only untrack it later
+            if units[band] != item.bands[band]:
+                self.by_age.bump(cells.by_age[band], units[band] - item.bands[band])
+                item.bands[band] = units[band]
         return soonest
 
     @cython.cfunc
@@ -1276,7 +1273,7 @@ def health(item: Item, window_start: str, window_end: str, demand_days: cython.l
         demand_days,
         item.safety,
         STATE_SETS[item.states],
-        item.bands,
+        bands_of(item),
     )
 
 
