@@ -849,10 +849,15 @@ class ItemHealth:
             table = self.items.get(fc)
             if table is not None:
                 table.prefetch(list(units), ITEM_SIZE)
+        move: Move
+        fc_moves: list  # type: ignore[type-arg]
         for fc, fc_moves in moves.items():
             table = self.items.get(fc)
             if table is not None:
-                table.prefetch([move.sku for move in fc_moves], ITEM_SIZE)
+                skus = []
+                for move in fc_moves:  # typed: its sku read from the object, not looked up
+                    skus.append(move.sku)
+                table.prefetch(skus, ITEM_SIZE)
 
     @cython.cfunc
     def skus_of(self, fc: str) -> Any:
