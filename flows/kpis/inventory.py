@@ -855,8 +855,10 @@ class ItemHealth:
             table = self.items.get(fc)
             if table is not None:
                 skus = []
-                for move in fc_moves:  # typed: its sku read from the object, not looked up
-                    skus.append(move.sku)
+                # A loop, not a comprehension: `move` is typed, so its sku is read from
+                # the object, not looked up as an attribute.
+                for move in fc_moves:
+                    skus.append(move.sku)  # noqa: PERF401
                 table.prefetch(skus, ITEM_SIZE)
 
     @cython.cfunc

@@ -20,7 +20,7 @@ import pytest
 from flows.build import is_compiled
 from flows.decode import decode
 from flows.kpis import inventory
-from flows.kpis.inventory import ITEM_FIELDS, bands_of
+from flows.kpis.inventory import ITEM_FIELDS, bands_of, lots_of
 from flows.kpis.sku_health import sku_health
 from flows.kpisettings import KpiSettings
 from flows.settings import EngineConfig
@@ -179,6 +179,12 @@ def test_fifo_ages_across_every_band_boundary() -> None:
         e.tick(on(-1, 22)),
     )
     run.feed(e.picked("X1", on(-1, 23), 20, sku="J"), e.tick(after(0, 0)))
+    # The oldest lot, kept in the item, went; the next one left the list for its place.
+    item = run.combine.combiners["inventory"].items["FC1"]["J"]
+    lots = [(parse_time(on(day)), qty) for day, qty in ((-365, 10), (-91, 11), (-90, 7))]
+    assert (item.oldest_ts, item.oldest_qty) == lots[0] and len(item.lots) == 2
+    restore, values = item.__reduce__()
+    assert lots_of(item) == lots == lots_of(restore(*values))
     expected = {"0-90": 7, "91-180": 11, "181-270": 0, "271-365": 10, "365+": 0}
     assert health(run, "J", on(0))["units_by_age"] == expected
     assert {
