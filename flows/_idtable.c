@@ -490,16 +490,31 @@ static int text_reserve(Ids *t, size_t more) {
     return 0;
 }
 
-/* Slots for `capacity` and an arena of the ids not forgotten only. */
+/* An empty slot of a table (NONE: none). No probe run crosses it. */
+static size_t empty_slot(const IdSlot *slots, size_t capacity) {
+    for (size_t i = 0; i < capacity; i++)
+        if (slots[i].shape == 0) return i;
+    return NONE;
+}
+
+/* Slots for `capacity` and an arena of the ids not forgotten only. At the same
+   capacity (the steady state: new ids take the forgotten ones' room) the slots
+   are rebuilt in place, with no fresh memory to fault in and zero and no second
+   table held meanwhile: walked from just past an empty slot (no probe run
+   crosses it), each id is taken out and put back at the first empty slot from
+   its home, which is never after its own. Every slot before it on the walk is
+   final by then, so its probe run stays unbroken. */
 static int id_rebuild(Ids *t, size_t capacity) {
-    IdSlot *old = t->slots, *slots = slots_alloc(capacity * sizeof(IdSlot));
+    IdSlot *old = t->slots;
     size_t old_capacity = old == NULL ? 0 : t->mask + 1, size = 0;
+    size_t start = capacity == old_capacity ? empty_slot(old, old_capacity) : NONE;
+    IdSlot *slots = start != NONE ? old : slots_alloc(capacity * sizeof(IdSlot));
     for (size_t i = 0; i < old_capacity; i++)
         if (old[i].shape && old[i].hour >= t->since) size += old[i].shape >> 3;
     size_t room = size * 2 + 4096; /* for the ids to come, as the slots have */
     char *text = PyMem_Malloc(room);
     if (slots == NULL || text == NULL || size > UINT32_MAX) {
-        slots_free(slots, capacity * sizeof(IdSlot));
+        if (slots != old) slots_free(slots, capacity * sizeof(IdSlot));
         PyMem_Free(text);
         if (size > UINT32_MAX)
             PyErr_SetString(PyExc_MemoryError, TOO_MUCH_TEXT);
@@ -509,17 +524,21 @@ static int id_rebuild(Ids *t, size_t capacity) {
     }
     size_t used = 0, mask = capacity - 1;
     Py_ssize_t kept = 0;
-    for (size_t i = 0; i < old_capacity; i++) {
-        if (old[i].shape == 0 || old[i].hour < t->since) continue;
-        size_t j = (size_t)old[i].hash & mask;
+    for (size_t step = 0; step < old_capacity; step++) {
+        size_t i = start != NONE ? (start + 1 + step) & mask : step;
+        IdSlot slot = old[i];
+        if (slot.shape == 0) continue;
+        old[i].shape = 0; /* taken out (in place: its slot is empty till it comes back) */
+        if (slot.hour < t->since) continue;
+        size_t j = (size_t)slot.hash & mask;
         while (slots[j].shape != 0) j = (j + 1) & mask;
-        slots[j] = old[i];
+        slots[j] = slot;
         slots[j].offset = (uint32_t)used;
-        memcpy(text + used, t->text + old[i].offset, old[i].shape >> 3);
-        used += old[i].shape >> 3;
+        memcpy(text + used, t->text + slot.offset, slot.shape >> 3);
+        used += slot.shape >> 3;
         kept++;
     }
-    slots_free(old, old_capacity * sizeof(IdSlot));
+    if (slots != old) slots_free(old, old_capacity * sizeof(IdSlot));
     PyMem_Free(t->text);
     t->slots = slots;
     t->mask = mask;

@@ -58,7 +58,8 @@ def mapping_step(table: Any, model: dict[str, Any], op: str, key: str, value: An
 @given(operations("remember", "remember", "get", "in", "expire"))
 def test_the_id_table_behaves_as_the_dict_model(ops: list[Op]) -> None:
     """Hours move on (as W does), and the ids of hours the horizon passed are
-    forgotten: their slots are reused and the table rebuilt, its text compacted."""
+    forgotten: their slots are reused and the table rebuilt (in place while its
+    capacity stays), its text compacted."""
     table, model = compiled.IdTable(), IdDict()
     since = -3
     for op, key, step in ops:
