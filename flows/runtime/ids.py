@@ -32,9 +32,7 @@ class IdDict(dict[str, int]):
     def __init__(self, saved: dict[str, int] | None = None, /) -> None:
         super().__init__(saved or {})
         self.since: int | None = None
-        self.by_hour: dict[int, list[str]] = {}  # the ids of each hour, to forget them
-        for event_id, hour in self.items():
-            self.by_hour.setdefault(hour, []).append(event_id)
+        self.by_hour = ids_by_hour(self)  # the ids of each hour, to forget them
 
     def remember(self, event_id: str, hour: int, since: int, /) -> bool:
         """True for a duplicate (seen in an hour >= since); else remember it in
