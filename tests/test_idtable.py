@@ -20,7 +20,10 @@ compiled = pytest.importorskip(
 )
 
 Op = tuple[str, str, int]
-KEYS = [f"id{i}" for i in range(40)] + ["", "é", "🙂" * 3]
+# Keys of each str kind (1, 2 and 4 bytes a character), empty, with a NUL, and
+# long ones that differ only in their last character or their kind.
+KEYS = [f"id{i}" for i in range(40)] + ["", "é", "🙂" * 3, "a", "a\0", "\0"]
+KEYS += ["k" * 15 + "x", "k" * 15 + "y", "k" * 15, "k" * 14 + "é", "k" * 14 + "🙂"]
 
 
 def operations(*names: str) -> st.SearchStrategy[list[Op]]:
@@ -163,7 +166,10 @@ def test_the_id_table_stays_the_same_size_while_ids_churn() -> None:
 @given(operations("set", "del", "get", "[]", "in", "prefetch"))
 def test_the_key_table_behaves_as_a_dict_whose_missing_keys_read_as_none(ops: list[Op]) -> None:
     table, model = compiled.KeyTable(), KeyDict()
-    for op, key, number in ops:
+    for op, given, number in ops:
+        # Half the time a key equal to the one given but another str (as a decoded
+        # event's is): the table compares a stored key's text, not its identity.
+        key = given if number % 2 else "".join(list(given))
         # A new object each time: references are counted right.
         if mapping_step(table, model, op, key, (key, number)):
             continue
