@@ -166,10 +166,10 @@ def test_the_id_table_stays_the_same_size_while_ids_churn() -> None:
 @given(operations("set", "del", "get", "[]", "in", "prefetch"))
 def test_the_key_table_behaves_as_a_dict_whose_missing_keys_read_as_none(ops: list[Op]) -> None:
     table, model = compiled.KeyTable(), KeyDict()
-    for op, given, number in ops:
-        # Half the time a key equal to the one given but another str (as a decoded
+    for op, name, number in ops:
+        # Half the time a key equal to the one named but another str (as a decoded
         # event's is): the table compares a stored key's text, not its identity.
-        key = given if number % 2 else "".join(list(given))
+        key = name if number % 2 else "".join(list(name))
         # A new object each time: references are counted right.
         if mapping_step(table, model, op, key, (key, number)):
             continue
