@@ -404,9 +404,11 @@ class Item:
     place: Place  # its fc (not in snapshots: a restore finds it again)
 
     def __reduce__(self) -> Any:
-        values = [getattr(self, name, None) for name in ITEM_FIELDS]  # bands: C, below
-        values[ITEM_FIELDS.index("lots")] = lots_of(self)
-        values[ITEM_FIELDS.index("bands")] = bands_of(self)
+        # Lots and bands as the pickle has always held them (the bands are C numbers).
+        special = {"lots": lots_of, "bands": bands_of}
+        values = [
+            special[name](self) if name in special else getattr(self, name) for name in ITEM_FIELDS
+        ]
         return (restore_item, tuple(values))
 
 
