@@ -4,6 +4,7 @@ line; families added, removed or reordered since a snapshot restore cleanly."""
 
 from __future__ import annotations
 
+import gzip
 import pickle
 import re
 import shutil
@@ -157,6 +158,76 @@ def test_the_upgraded_state_holds_what_that_release_held() -> None:
     )
     awaiting_stow = sum(r.awaiting for r in shard.family("receipts").receipts.values())
     assert len(retained.timers) == legacy_timers + len(book.orders) + awaiting_stow
+
+
+FAMILIES_V1 = Path(__file__).parent / "fixtures" / "families-v1"
+V1_SPLIT = 5003  # as its make_fixture.py fed that release
+V1_SETTINGS = Settings(recovery=True, retention=6 * 3600 * 10**6, lateness=30 * 60 * 10**6)
+HAND_WRITTEN = "ORD-FIXTURE-1"  # out of the order book at the snapshot, shipment not final
+
+
+def without_state_size(exposition: bytes) -> dict[str, Any]:
+    """Its samples but the state size (version 1 kept two timers a shipment)."""
+    samples = parse_exposition(exposition.decode())
+    return {name: series for name, series in samples.items() if "state_entries" not in name}
+
+
+def test_a_version_1_snapshot_restores_and_goes_on_as_if_never_stopped() -> None:
+    """The families at state version 1 (commit 570a3df), snapshotted with
+    shipments not final yet, one of an order already out of the book: restored,
+    then the rest of the stream, every record and series as that release made
+    them; and today's families uninterrupted make them too (records name the
+    event that decided them: each part is fed in batches from its start)."""
+    lines = gzip.decompress((FAMILIES_V1 / "events.jsonl.gz").read_bytes()).splitlines()
+    expected_lines = gzip.decompress((FAMILIES_V1 / "expected-outputs.jsonl.gz").read_bytes())
+    expected = [orjson.loads(line) for line in expected_lines.splitlines()]
+    exposition = without_state_size((FAMILIES_V1 / "expected.prom").read_bytes())
+    layout = single("input")
+    runtime = Runtime(V1_SETTINGS)
+    shard = ShardLogic(runtime, layout, (FAMILIES_V1 / "shards.snapshot").read_bytes())
+    combine = CombineLogic(runtime, layout, (FAMILIES_V1 / "combine.snapshot").read_bytes())
+    restored = as_lines(feed(shard, combine, lines[V1_SPLIT:]) + route(shard.on_eof()[0], combine))
+    whole_runtime = Runtime(V1_SETTINGS)
+    whole_shard = ShardLogic(whole_runtime, layout, None)
+    whole_combine = CombineLogic(whole_runtime, layout, None)
+    whole = feed(whole_shard, whole_combine, lines[:V1_SPLIT])  # batched as that release was
+    whole += feed(whole_shard, whole_combine, lines[V1_SPLIT:])
+    whole += route(whole_shard.on_eof()[0], whole_combine)
+
+    assert as_lines(whole) == expected
+    assert restored == expected[len(expected) - len(restored) :] and len(restored) > 150
+    assert without_state_size(render(runtime.board)) == exposition
+    assert without_state_size(render(whole_runtime.board)) == exposition
+
+
+def test_a_version_1_snapshot_upgrades_its_shipment_timers_to_the_entitys() -> None:
+    data = (FAMILIES_V1 / "shards.snapshot").read_bytes()
+    before = pickle.loads(pickle.loads(data)["body"])
+    slots = {name: index for index, name in enumerate(before["family_order"])}
+    watermark = before["runtime"]["watermark"]
+
+    def shipment_timers(timers: list[Any], family: str, tag: int) -> dict[str, int]:
+        return {k: when for when, slot, k, _ in timers if slot == slots[family] << 4 | tag}
+
+    old = before["runtime"]["timers"]
+    theirs = shipment_timers(old, "customer", 1)
+    assert shipment_timers(old, "orders", 1) == theirs and HAND_WRITTEN in theirs
+    shard = load_shard(data, EngineConfig(), LabelCap(1000), FAMILIES, upgrade)
+    book = shard.family("orders_entity")
+    timers = [(t.when, t.slot, t.key, t.ref) for t in shard.timers.export()]
+    assert shipment_timers(timers, "orders_entity", 2) == theirs
+    assert shipment_timers(timers, "orders", 1) == shipment_timers(timers, "customer", 1) == {}
+    assert HAND_WRITTEN not in book.orders and len(theirs) == 8
+    for order in book.orders.values():
+        assert order.final == (order.shipped <= watermark)
+    assert sum(order.final for order in book.orders.values()) > 300
+    assert len(shard.timers) == len(old) - len(theirs)
+    header = upgrade(data)
+    assert {name: header["versions"][name] for name in ("orders_entity", "orders", "customer")} == {
+        "orders_entity": 2,
+        "orders": 2,
+        "customer": 2,
+    }
 
 
 def restored_series(data: bytes) -> dict[str, Any]:

@@ -7,7 +7,7 @@ cdef class Order:
     cdef public long long shipped
     cdef public object ship_fc
     cdef public long long cancelled, delivered, picked, packed, flags, pending
-    cdef public bint gone
+    cdef public bint gone, final
     cdef public long long previous
     cpdef int stage(self)
     cdef clear(self)
@@ -36,6 +36,7 @@ cdef class OrderBook(core.Family):
     cdef apply(self, str order_id, Order order, str kind, long long ts, object event)
     cdef notify(self, long long change, str order_id, Order order, int before, object event)
     cpdef release(self, str order_id, Order order, long long need)
+    cdef shipment_final(self, str order_id, Order order)
     cdef expire(self, str order_id, Order order)
     cdef expire_orphans(self, str order_id)
 
@@ -50,9 +51,11 @@ cpdef enum:
     PICKED = 128
     PACKED = 256
     EXPIRED = 512
+    SHIPMENT_FINAL = 1024
     NO_STAGE = 0
     STAGE_PLACED = 1
     STAGE_PICKED = 2
     STAGE_PACKED = 3
     T_ORPHANS = 0
     T_RETENTION = 1
+    T_SHIPMENT = 2

@@ -4,6 +4,8 @@
 An order exists from its first accepted `order.placed` (a repeated one is
 ignored). Its facts are the earliest time of each later step: shipment (and the
 fc it shipped from), cancellation, delivery, pick and pack, `NEVER` until known.
+Once W reaches the earliest shipment it is final (an earlier one would be late):
+the entity keeps the one timer for it, and tells its watchers once.
 Events of an order not placed (yet) are held, and apply as if they came after
 it when it is placed; held events still unclaimed when W passes their ts + the
 orphan horizon are dropped and counted.
@@ -48,6 +50,7 @@ else:
     PICKED = 128
     PACKED = 256
     EXPIRED = 512  # dropped by the retention: the order leaves every gauge
+    SHIPMENT_FINAL = 1024  # W reached the earliest shipment (told once)
     # Where an order awaiting shipment stands, from its facts (`Order.stage`).
     NO_STAGE = 0
     STAGE_PLACED = 1
@@ -56,6 +59,7 @@ else:
     # The order book's timers.
     T_ORPHANS = 0
     T_RETENTION = 1
+    T_SHIPMENT = 2
 
 STAGE_NAMES = ("", "placed", "picked", "packed")
 ORDER_KINDS = (
@@ -82,7 +86,9 @@ FIELDS = (
     "flags",
     "pending",
     "gone",
+    "final",
 )
+V1_FIELDS = FIELDS[:-1]  # snapshots at state version 1: `final` is set by the upgrade
 
 
 @cython.no_gc  # strings and ints only: never in a cycle, so never scanned
@@ -106,6 +112,7 @@ class Order:
     flags: cython.longlong
     pending: cython.longlong
     gone: cython.bint  # left state: timers that still name it do nothing
+    final: cython.bint  # W reached its earliest shipment, and watchers were told
     previous: cython.longlong  # while watchers hear of a change: the time it replaced
 
     def __init__(self) -> None:
@@ -120,7 +127,7 @@ class Order:
         self.picked = self.packed = core.NEVER
         self.ship_fc = None
         self.flags = self.pending = 0
-        self.gone = False
+        self.gone = self.final = False
         self.previous = core.NEVER
 
     @cython.ccall
@@ -140,9 +147,11 @@ class Order:
 
 
 def restore_order(*values: Any) -> Order:
-    """An order from its FIELDS (snapshots; both builds read the same pickle)."""
+    """An order from its FIELDS (snapshots; both builds read the same pickle), or
+    from V1_FIELDS in a snapshot the upgrade reads."""
     order = Order()
-    for name, value in zip(FIELDS, values, strict=True):
+    names = V1_FIELDS if len(values) == len(V1_FIELDS) else FIELDS
+    for name, value in zip(names, values, strict=True):
         setattr(order, name, value)
     return order
 
@@ -221,6 +230,7 @@ class OrderBook(core.Family):
     families watching them."""
 
     NAME = "orders_entity"
+    VERSION = 2  # 1: the orders and customer families kept their own shipment timers
     KINDS = ORDER_KINDS
     METRICS = ENTITY_METRICS
     PREFETCHES = True
@@ -263,7 +273,7 @@ class OrderBook(core.Family):
         if shift > 62:
             raise ValueError(f"order watchers need {shift} flag bits; an order has 62")
         # The watchers of each combination of change bits, found on its first use.
-        self.audiences = [None] * (EXPIRED << 1)
+        self.audiences = [None] * (SHIPMENT_FINAL << 1)
 
     def layout(self) -> dict[str, tuple[int, int, int]]:
         """Each watcher's (need bit, flag shift, flag bits), by NAME."""
@@ -341,6 +351,8 @@ class OrderBook(core.Family):
             change = SHIPPED | (FIRST_SHIPMENT if order.shipped == core.NEVER else 0)
             order.previous, order.shipped = order.shipped, ts
             order.ship_fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
+            # Never final yet: an earlier shipment than a final one would be late.
+            self.at(ts, T_SHIPMENT, order_id, order)
         elif kind == "inventory.packed":
             if ts >= order.packed:
                 return
@@ -383,10 +395,22 @@ class OrderBook(core.Family):
 
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
-        if tag == T_RETENTION:
+        if tag == T_SHIPMENT:
+            self.shipment_final(key, ref)
+        elif tag == T_RETENTION:
             self.expire(key, ref)
         else:
             self.expire_orphans(key)
+
+    @cython.cfunc
+    def shipment_final(self, order_id: str, order: Order) -> None:
+        """W reached the earliest shipment: tell the watchers, once (the timer of a
+        later time it replaced finds it told). Told even when the order has left
+        the book: a family that never held it may still count it."""
+        if order.final:
+            return
+        order.final = True
+        self.notify(SHIPMENT_FINAL, order_id, order, order.stage(), None)
 
     @cython.cfunc
     def expire(self, order_id: str, order: Order) -> None:

@@ -14,11 +14,11 @@ sharded by order id, so an order's parts all come from one shard.
   reason of that cancellation and, when c is earlier than the earliest
   shipment, as cancelled before shipping in the window of the later of c and
   the placed ts (§2).
-- An order's line units count as shipped once W reaches its earliest shipment s
-  (no earlier one can arrive then), in the window of the later of s and the
-  placed ts, with that shipment's fc. Both decisions come before the window
-  they fall into closes, so each window's parts are exact however the earliest
-  times move while it is open.
+- An order's line units count as shipped once its earliest shipment s is final
+  (W reached it, no earlier one can arrive then: the order entity tells), in
+  the window of the later of s and the placed ts, with that shipment's fc.
+  Both decisions come before the window they fall into closes, so each
+  window's parts are exact however the earliest times move while it is open.
 - Returns, impressions and clicks count in the window of their own ts (a return
   with its own fc, whether or not its order is known).
 """
@@ -96,7 +96,6 @@ RETURNS = cython.declare(cython.int, 1)
 CLICKS = cython.declare(cython.int, 2)
 UNKNOWN = "unknown"  # the reason of an event without one (§2)
 T_CANCELLATION = cython.declare(cython.longlong, 0)
-T_SHIPMENT = cython.declare(cython.longlong, 1)
 
 
 @cython.final
@@ -124,9 +123,10 @@ class Customer(entity.OrderWatcher):
     counters."""
 
     NAME = "customer"
+    VERSION = 2  # 1: its own timer at each earliest shipment
     KINDS = ("return.received", "recommendation.shown", "recommendation.clicked")
     METRICS = (CANCELLED, RETURNED)
-    WATCHES = entity.PLACED | entity.CANCELLED | entity.SHIPPED
+    WATCHES = entity.PLACED | entity.CANCELLED | entity.SHIPMENT_FINAL
 
     windows: dict  # type: ignore[type-arg]
     current_start: cython.longlong
@@ -191,28 +191,25 @@ class Customer(entity.OrderWatcher):
         elif change & entity.CANCELLED:  # a new earliest cancellation
             decision = (order, order.cancelled, self.reason(event.reason))
             self.at(order.cancelled + 1, T_CANCELLATION, order_id, decision)
-        else:  # a new earliest shipment
-            self.at(order.shipped, T_SHIPMENT, order_id, (order, order.shipped))
+        else:  # the earliest shipment is final (the order may have left the book)
+            fc: str = cython.cast(str, order.ship_fc)
+            ratio = self.part(later(order.shipped, order.placed), RETURNS, fc)
+            ratio.divisor += order.units
 
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
-        """W passed an earliest cancellation, or reached an earliest shipment; a
-        time an earlier one replaced since decides nothing. The order may have
-        left the order book: its facts are final."""
+        """W passed an earliest cancellation (its one timer); a time an earlier
+        one replaced since decides nothing. The order may have left the order
+        book: its facts are final."""
         order: entity.Order = ref[0]
         when: cython.longlong = ref[1]
         ratio: Ratio
-        if tag == T_CANCELLATION:
-            if order.cancelled != when:
-                return
-            self.cancelled.add((order.fc, ref[2]))
-            if when < order.shipped:
-                ratio = self.part(later(when, order.placed), CANCELLATIONS, order.fc)
-                ratio.numerator += 1
-        elif order.shipped == when:
-            fc: str = cython.cast(str, order.ship_fc)
-            ratio = self.part(later(when, order.placed), RETURNS, fc)
-            ratio.divisor += order.units
+        if order.cancelled != when:
+            return
+        self.cancelled.add((order.fc, ref[2]))
+        if when < order.shipped:
+            ratio = self.part(later(when, order.placed), CANCELLATIONS, order.fc)
+            ratio.numerator += 1
 
     @cython.cfunc
     def part(self, ts: cython.longlong, index: cython.int, owner: str) -> Ratio:

@@ -5,10 +5,10 @@ An order is on time if its earliest shipment has ts <= its ship promise S. It
 is breached if it was neither shipped nor cancelled at ts <= S and W has passed
 S, or it shipped late: decided once W > S (every event with ts <= S has
 arrived), counted once, with a `ship_sla_breach` alert. A shipment is counted
-in `cockpit_orders_shipped_total` once W reaches it (no earlier shipment can
-come after that), with the order's cycle time and its line units in
-`cockpit_units_shipped_total` (both by the fc of that shipment). Orders awaiting shipment are
-counted by stage as events arrive.
+in `cockpit_orders_shipped_total` once it is final (W reached it: the order
+entity tells), while the family still holds the order, with the order's cycle
+time and its line units in `cockpit_units_shipped_total` (both by the fc of
+that shipment). Orders awaiting shipment are counted by stage as events arrive.
 """
 
 from __future__ import annotations
@@ -104,12 +104,11 @@ CYCLE = metric(
     group="fulfilment",
 )
 
-# Its bits of Order.flags (above its flag_shift), and its timers.
+# Its bits of Order.flags (above its flag_shift), and its timer.
 DECIDED = cython.declare(cython.longlong, 1)  # W passed the ship promise
 COUNTED = cython.declare(cython.longlong, 2)  # the earliest shipment is counted
 PAST = cython.declare(cython.longlong, 4)  # in the past-promise gauge
 T_DEADLINE = cython.declare(cython.longlong, 0)
-T_SHIPMENT = cython.declare(cython.longlong, 1)
 
 
 @cython.cclass
@@ -117,6 +116,7 @@ class Orders(entity.OrderWatcher):
     """Units ordered, shipments, breaches and the backlog by stage."""
 
     NAME = "orders"
+    VERSION = 2  # 1: its own timer at each earliest shipment
     METRICS = (
         UNITS_ORDERED,
         ORDERS_PLACED,
@@ -137,6 +137,7 @@ class Orders(entity.OrderWatcher):
         | entity.PICKED
         | entity.PACKED
         | entity.EXPIRED
+        | entity.SHIPMENT_FINAL
     )
 
     units_ordered: core.Counts
@@ -168,13 +169,15 @@ class Orders(entity.OrderWatcher):
         before: cython.int,
         event: Any,
     ) -> None:
+        if change & entity.SHIPMENT_FINAL:
+            if not order.gone:  # else let go of (cancelled, or expired): not counted
+                self.count_shipment(order)
+                self.settle(order_id, order)
+            return
         if change & entity.PLACED:
             self.units_ordered.add(order.fc, order.units)
             self.placed.add(order.fc)
             self.at(order.ship_by + 1, T_DEADLINE, order_id, order)
-        elif change & entity.SHIPPED and not self.has(order, COUNTED):
-            # Final once W reaches it: no earlier shipment can arrive after that.
-            self.at(order.shipped, T_SHIPMENT, order_id, order)
         after: cython.int = entity.NO_STAGE if change & entity.EXPIRED else order.stage()
         if after != before:
             self.restage(order, before, after)
@@ -203,14 +206,10 @@ class Orders(entity.OrderWatcher):
 
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
+        """W passed the ship promise (its one timer)."""
         order: entity.Order = self.order_of(key, ref)
-        if order is None:
-            return
-        if tag == T_DEADLINE:
+        if order is not None:
             self.deadline(key, order)
-        elif not self.has(order, COUNTED) and order.shipped <= self.shard.watermark:
-            self.count_shipment(order)
-            self.settle(key, order)
 
     @cython.cfunc
     def deadline(self, order_id: str, order: entity.Order) -> None:

@@ -1,5 +1,11 @@
-"""Snapshots of the release before KPI families (one `ShardEngine` class, orders
-as lists indexed by constants) upgraded into today's families.
+"""Snapshots of older releases upgraded into today's families.
+
+Families at state version 1 (until 2026-12-05): the orders and customer
+families each kept a timer at an order's earliest shipment; since, the order
+entity keeps one and tells them once the shipment is final (`final_shipments`).
+
+The release before KPI families (one `ShardEngine` class, orders as lists
+indexed by constants) is upgraded to version 1 first (`shard_state`).
 
 That release pickled its `ShardEngine` and `WindowAggregator` objects. Their
 classes are gone, so their pickles are read into stand-ins here and their state
@@ -17,7 +23,7 @@ import io
 import pickle
 from typing import Any, cast
 
-from flows.entities.orders import Order
+from flows.entities.orders import T_SHIPMENT, Order
 from flows.kpis.receipts import Receipt
 from flows.runtime import snapshot
 from flows.runtime.consts import MIN_TS, NEVER, TAG_BITS
@@ -40,6 +46,8 @@ TIMERS = {
     6: ("receipts", 2),  # receipt retention
     7: ("orders", 1),  # shipment final
 }
+V1_SHIPMENT_TAG = 1  # the orders and customer families' shipment timers at version 1
+V2 = {"orders_entity": 2, "orders": 2, "customer": 2}  # their versions since
 # Where the families kept their order flags and need bits in the upgraded
 # snapshot: (need bit, flag shift, flag bits), bits DECIDED 1, COUNTED 2, PAST 4.
 LAYOUT = {"orders": (1, 0, 3), "deliveries": (2, 3, 3)}
@@ -134,10 +142,51 @@ def upgrade(data: bytes) -> Any:
     """A snapshot as today's plain data, upgraded if an older release wrote it."""
     saved = _Unpickler(io.BytesIO(data)).load()
     if isinstance(saved, LegacyShard):
-        return shard_state(saved.state)
-    if isinstance(saved, LegacyWindows):
+        saved = shard_state(saved.state)
+    elif isinstance(saved, LegacyWindows):
         return combine_state(saved.state)
+    if (
+        isinstance(saved, dict)
+        and saved.get("format") == snapshot.SHARD_FORMAT
+        and saved["versions"].get("orders_entity") == 1
+    ):
+        return final_shipments(saved)
     return cast(dict[str, Any], saved)
+
+
+def final_shipments(header: dict[str, Any]) -> dict[str, Any]:
+    """A shard snapshot of the order entity and the orders and customer families
+    at state version 1, as version 2. Their timers at an order's earliest
+    shipment become the entity's one (a timer of a shipment time replaced since
+    is dropped); an order whose shipment W has reached is final. Timers fire as
+    W moves, so those are exactly the shipments whose timers have fired."""
+    body = snapshot.body_of(header)
+    runtime, families = body["runtime"], body["family_order"]
+    book: dict[str, Order] = body["families"]["orders_entity"]["state"]["orders"]
+    theirs = {
+        families.index(name) << TAG_BITS | V1_SHIPMENT_TAG
+        for name in ("orders", "customer")
+        if name in families
+    }
+    timers, pending = [], {}
+    for timer in runtime["timers"]:
+        when, slot, order_id, ref = timer
+        if slot not in theirs:
+            timers.append(timer)
+            continue
+        # orders' ref is the order (None from the release before families),
+        # customer's is (order, shipment time).
+        order = book.get(order_id) if ref is None else ref if isinstance(ref, Order) else ref[0]
+        if order is not None and order.shipped == when:
+            pending[order_id] = order  # it may have left the book: its facts are final
+    for order in book.values():
+        order.final = order.shipped <= runtime["watermark"]
+    entity = families.index("orders_entity") << TAG_BITS | T_SHIPMENT
+    timers += [(order.shipped, entity, order_id, order) for order_id, order in pending.items()]
+    timers.sort(key=lambda timer: timer[:3])
+    versions = {name: V2.get(name, version) for name, version in header["versions"].items()}
+    body = {**body, "runtime": {**runtime, "timers": timers}}
+    return {**header, "versions": versions, "body": body}
 
 
 def _series(ledger: Any) -> dict[str, Any]:

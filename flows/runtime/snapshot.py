@@ -68,7 +68,7 @@ def load_shard(
     upgrade: Upgrade,
 ) -> Shard:
     """A shard restored from its snapshot (upgraded first if it is older)."""
-    saved = _body(read(data, SHARD_FORMAT, {f.NAME: f.VERSION for f in families}, upgrade))
+    saved = body_of(read(data, SHARD_FORMAT, {f.NAME: f.VERSION for f in families}, upgrade))
     runtime = saved["runtime"]
     shard = Shard(runtime["shard"], config, labels, families)
     labels.restore(saved["labels"])  # before any new label: series stay stable
@@ -94,7 +94,7 @@ def dump_combine(stage: CombineStage) -> bytes:
 def load_combine(data: bytes, stage: CombineStage, upgrade: Upgrade) -> CombineStage:
     """Restore `stage` (new, for this layout) from its snapshot."""
     versions = {name: combiner.VERSION for name, combiner in stage.combiners.items()}
-    stage.restore(_body(read(data, COMBINE_FORMAT, versions, upgrade)))
+    stage.restore(body_of(read(data, COMBINE_FORMAT, versions, upgrade)))
     return stage
 
 
@@ -124,7 +124,8 @@ def read(data: bytes, expected: str, ours: dict[str, int], upgrade: Upgrade) -> 
     return saved
 
 
-def _body(header: dict[str, Any]) -> dict[str, Any]:
+def body_of(header: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot's body: pickled apart by `_pack`, or plain from an upgrade."""
     body = header["body"]
     return pickle.loads(body) if isinstance(body, bytes) else body  # type: ignore[no-any-return]
 
