@@ -6,7 +6,9 @@ bottlenecks, per fc of the order's `order.placed` (of the receipt's
 Stage times: pick wait k1 - p, pick to pack k2 - k1 and pack to ship s - k2
 (p placed, k1 earliest pick, k2 earliest pack, s earliest shipment), each
 observed once per order when W reaches the later of its two times (no earlier
-time can arrive then); a pair with a time missing observes nothing.
+time can arrive then); a pair with a time missing observes nothing. Pack to
+ship mostly waits for the shipment (k2 <= s): the order entity tells when it is
+final, so only a pack after the shipment needs a timer of its own.
 
 Stage backlog as of a close b, as steps in event time: an order counts for the
 closes b with p < b <= min(s, c) (c the earliest cancellation), in stage `ship`
@@ -199,6 +201,7 @@ class Flow(entity.OrderWatcher):
         | entity.SHIPPED
         | entity.CANCELLED
         | entity.EXPIRED
+        | entity.SHIPMENT_FINAL
     )
 
     windows: dict  # type: ignore[type-arg]
@@ -286,6 +289,10 @@ class Flow(entity.OrderWatcher):
         if change & entity.PLACED:
             self.order_steps(fc, p, k1, k2, end, 1, core.MIN_TS)
             return
+        if change & entity.SHIPMENT_FINAL:  # W reached s, so k2 too when k2 <= s
+            if k2 <= order.shipped:
+                self.observe(T_PACK_SHIP, order)
+            return
         if change & entity.EXPIRED:  # out of every backlog from its retention deadline on
             expiry: cython.longlong = later(order.ship_by, order.deliver_by) + self.retention
             if expiry < end:
@@ -305,12 +312,12 @@ class Flow(entity.OrderWatcher):
             old2, since = order.previous, k2
             if k1 != core.NEVER:
                 self.decide(T_PICK_PACK, order_id, order, later(k1, k2), PICK_PACKED)
-            if order.shipped != core.NEVER:
-                self.decide(T_PACK_SHIP, order_id, order, later(k2, order.shipped), PACK_SHIPPED)
+            if k2 > order.shipped:  # a pack after the shipment waits for itself
+                self.decide(T_PACK_SHIP, order_id, order, k2, PACK_SHIPPED)
         elif change & entity.SHIPPED:
             old_end, since = earlier(order.previous, order.cancelled), order.shipped
-            if k2 != core.NEVER:
-                self.decide(T_PACK_SHIP, order_id, order, later(k2, order.shipped), PACK_SHIPPED)
+            if k2 > order.shipped and k2 != core.NEVER:
+                self.decide(T_PACK_SHIP, order_id, order, k2, PACK_SHIPPED)
         else:  # a new earliest cancellation
             old_end, since = earlier(order.shipped, order.previous), order.cancelled
         if old1 != k1 or old2 != k2 or old_end != end:
@@ -395,8 +402,12 @@ class Flow(entity.OrderWatcher):
         if tag == T_RECEIPT:
             self.expire_receipt(key)
             return
-        # The order's facts are final up to W, whether or not it left the order book.
-        order: entity.Order = ref
+        self.observe(tag, ref)
+
+    @cython.cfunc
+    def observe(self, tag: cython.longlong, order: entity.Order) -> None:
+        """W reached the later of a stage time's two times: observe it, once. The
+        order's facts are final up to W, whether or not it left the order book."""
         first: cython.longlong
         second: cython.longlong
         histogram: core.Histogram
@@ -414,7 +425,7 @@ class Flow(entity.OrderWatcher):
                 PACK_SHIPPED,
             )
         if self.has(order, flag):
-            return  # a timer of an earlier time observed it
+            return  # observed at an earlier time already
         self.set(order, flag)
         if earlier(first, second) == UNKNOWN_TIME:
             return  # picked or packed before an upgrade, at a time not kept

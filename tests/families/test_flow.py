@@ -126,6 +126,34 @@ def test_stage_times_out_of_order_within_the_lateness_and_with_a_missing_stage()
     assert sum(histogram(run, "cockpit_pick_to_pack_seconds")[:-1]) == 1  # none of o2, o3
 
 
+def test_pack_to_ship_waits_for_the_later_of_pack_and_shipment_as_they_move() -> None:
+    """o5 is packed after it shipped: observed (-30 s) once W reaches the pack,
+    not the shipment. o6's pack moves from after its shipment to before it:
+    observed once (10 s), when the shipment is final. o7's shipment moves before
+    its pack: observed once (-35 s), when W reaches the pack."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o5", "08:00"),
+        order(e, "o6", "08:00"),
+        order(e, "o7", "08:00"),
+        e.shipped("o5", on("08:10:00")),
+        packed(e, "o5", "08:10:30"),
+        e.shipped("o6", on("08:10:00")),
+        packed(e, "o6", "08:10:20"),
+        packed(e, "o6", "08:09:50"),
+        packed(e, "o7", "08:10:40"),
+        e.shipped("o7", on("08:10:50")),
+        e.shipped("o7", on("08:10:05")),
+    )  # W = 08:09:50: no shipment is final
+    assert histogram(run, "cockpit_pack_to_ship_seconds") == []
+    run.feed(e.tick(on("08:11:05")))  # W = 08:10:05: every shipment is final
+    assert histogram(run, "cockpit_pack_to_ship_seconds") == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10.0]
+    run.feed(e.tick(on("08:11:45")))  # W = 08:10:45: o5's and o7's packs too
+    assert histogram(run, "cockpit_pack_to_ship_seconds") == [3, 0, 0, 0, 0, 0, 0, 0, 0, 0, -55.0]
+    run.feed(e.tick(on("10:00")))
+    assert histogram(run, "cockpit_pack_to_ship_seconds")[0] == 3  # each once
+
+
 def test_stage_backlog_across_a_window_boundary() -> None:
     """As of b counts facts with ts < b: a pick, stow or order at 11:00 exactly
     counts only at the 12:00 close. o2, packed without a pick, waits to ship."""
