@@ -35,7 +35,7 @@ cdef class Item:
     cdef public long long created, active, on_hand, shortfall, oldest_ts, oldest_qty
     cdef public list lots
     cdef public list demand, daily
-    cdef public long long first_day
+    cdef public long long demand_total, first_day
     cdef public int states
     cdef public bint spiking
     cdef long long bands[5]
@@ -54,7 +54,7 @@ cdef class Shelf:
     cdef public list items, skus
 
 cdef class Demand:
-    cdef public long long ordered, oldest, units, before
+    cdef public long long ordered, oldest, units
 
 cdef class ItemHealth:
     cdef public object context
@@ -79,7 +79,7 @@ cdef class ItemHealth:
     cdef Item item(self, object skus, str fc, str sku, long long start)
     cdef prefetch(self, dict lines, dict moves)
     cdef evaluate(self, Item item, long long end, list out)
-    cdef scan(self, list entries, long long end)
+    cdef scan(self, Item item, long long end)
     cdef resafe(self, Item item, long long end)
     cdef int safety_state(self, Item item, long long day)
     cdef Place new_place(self, str fc, str label)
@@ -93,7 +93,8 @@ cdef class ItemHealth:
 
 cdef Item new_item(Place place, str sku, long long created)
 cdef add_entry(Item item, object start, long long units)
-cdef prune(list entries, long long since)
+cdef prune(Item item, long long since)
+cdef long long units_of(list entries, long long start)
 cdef add_day(Item item, long long day, long long units)
 cdef prune_days(Item item, long long since)
 cdef double sigma(Item item, long long day, long long count)

@@ -388,6 +388,7 @@ class Item:
     # Lists of ints, not arrays: a list's item is read and appended in C (an array's
     # through a method call and a new int), and the window starts are shared ints.
     demand: list  # type: ignore[type-arg]  # window start, units ordered, ... (oldest first)
+    demand_total: cython.longlong  # the units in `demand` (not in snapshots: summed again)
     daily: list  # type: ignore[type-arg]  # units ordered on each day from first_day on
     first_day: cython.longlong
     states: cython.int  # state bits at its latest evaluation
@@ -423,7 +424,7 @@ def new_item(place: Place, sku: str, created: cython.longlong) -> Item:
     item.oldest_ts = item.oldest_qty = 0
     item.lots = NO_LOTS
     item.demand = item.daily = NO_ENTRIES  # shared until its first order (many have none)
-    item.first_day = 0
+    item.demand_total = item.first_day = 0
     item.states, item.spiking = 0, False
     item.bands = [0, 0, 0, 0, 0]
     item.check = item.ordered = 0
@@ -510,6 +511,7 @@ def restore_item(*values: Any) -> Item:
         setattr(item, name, value)
     item.oldest_ts, item.oldest_qty = oldest_ts, oldest_qty
     item.bands = list(bands)
+    item.demand_total = sum(item.demand[1::2])
     item.touched = core.MIN_TS
     return item
 
@@ -530,12 +532,11 @@ class LabelCells:
 @cython.final
 @cython.cclass
 class Demand:
-    """An item's demand figures at a close, taken in one pass over its entries."""
+    """An item's demand figures at a close (`ItemHealth.scan`)."""
 
     ordered: cython.longlong  # units ordered in [b - demand_days, b)
     oldest: cython.longlong  # the oldest window start in it (MAX_TS: none)
     units: cython.longlong  # units ordered in the window just closed
-    before: cython.longlong  # in the same window on each of the spike_days days before
 
 
 @cython.cclass
@@ -891,9 +892,9 @@ class ItemHealth:
         if item.on_hand == 0 and item.active + self.window + QUIET <= end:
             self.leave(item)
             return
-        prune(item.demand, end - self.keep_windows)
+        prune(item, end - self.keep_windows)
         demand: Demand = self.demand
-        self.scan(item.demand, end)
+        self.scan(item, end)
         day: cython.longlong = end - end % DAY
         ordered: cython.longlong = demand.ordered
         on_hand: cython.longlong = item.on_hand
@@ -919,26 +920,30 @@ class ItemHealth:
         self.schedule(item, end, aging)
 
     @cython.cfunc
-    def scan(self, entries: list, end: cython.longlong) -> None:  # type: ignore[type-arg]
-        """The item's Demand at the close `end`, from its window entries."""
+    def scan(self, item: Item, end: cython.longlong) -> None:
+        """The item's Demand at the close `end`, from its window entries: their
+        total less the few older than the demand window (kept for spikes), and the
+        last one; not a pass over them all (a week of hourly windows)."""
         demand: Demand = self.demand
+        entries: list = item.demand  # type: ignore[type-arg]
         since: cython.longlong = end - self.demand_span
-        start: cython.longlong = end - self.window
-        first_back: cython.longlong = start - self.spike_days * DAY
-        demand.ordered = demand.units = demand.before = 0
+        demand.ordered = item.demand_total
         demand.oldest = core.MAX_TS
-        index: cython.Py_ssize_t
+        count: cython.Py_ssize_t = len(entries)
+        index: cython.Py_ssize_t = 0
         at: cython.longlong
-        units: cython.longlong
-        for index in range(0, len(entries), 2):
-            at, units = entries[index], entries[index + 1]
+        while index < count:
+            at = entries[index]
             if at >= since:
-                demand.ordered += units
-                demand.oldest = min(demand.oldest, at)
-            if at == start:
-                demand.units = units
-            elif first_back <= at < start and (start - at) % DAY == 0:
-                demand.before += units
+                demand.oldest = at
+                break
+            demand.ordered -= cython.cast(cython.longlong, entries[index + 1])
+            index += 2
+        demand.units = 0
+        if count:
+            at = entries[count - 2]
+            if at == end - self.window:
+                demand.units = entries[count - 1]
 
     @cython.cfunc
     def resafe(self, item: Item, end: cython.longlong) -> None:
@@ -976,9 +981,12 @@ class ItemHealth:
         the spike_days days before (exactly: u * days >= factor * their sum)."""
         start: cython.longlong = end - self.window
         units: cython.longlong = self.demand.units
-        before: cython.longlong = self.demand.before
+        before: cython.longlong = 0
+        day: cython.longlong
         spiking = False
         if units >= self.spike_min_units and item.created < start - self.spike_days * DAY:
+            for day in range(1, self.spike_days + 1):
+                before += units_of(item.demand, start - day * DAY)
             spiking = units * self.spike_days * self.spike_den >= self.spike_num * before
             if spiking and not item.spiking:
                 self.spikes.bump(cells.spikes, 1)
@@ -1163,6 +1171,7 @@ def add_entry(item: Item, start: object, units: cython.longlong) -> None:
     entries: list = item.demand  # type: ignore[type-arg]
     if entries is NO_ENTRIES:
         entries = item.demand = plain_list()
+    item.demand_total += units
     last: cython.Py_ssize_t = len(entries) - 2
     if last >= 0 and entries[last] == start:
         entries[last + 1] = cython.cast(cython.longlong, entries[last + 1]) + units
@@ -1172,17 +1181,40 @@ def add_entry(item: Item, start: object, units: cython.longlong) -> None:
 
 
 @cython.cfunc
-def prune(entries: list, since: cython.longlong) -> None:  # type: ignore[type-arg]
-    """Drop entries before `since`."""
+def prune(item: Item, since: cython.longlong) -> None:
+    """Drop the item's demand entries before `since`."""
+    entries: list = item.demand  # type: ignore[type-arg]
     drop: cython.Py_ssize_t = 0
     at: cython.longlong
     while drop < len(entries):
         at = entries[drop]
         if at >= since:
             break
+        item.demand_total -= cython.cast(cython.longlong, entries[drop + 1])
         drop += 2
     if drop:
         del entries[:drop]
+
+
+@cython.cfunc
+def units_of(entries: list, start: cython.longlong) -> cython.longlong:  # type: ignore[type-arg]
+    """The units of the demand entry of window `start` (0: none), by bisection."""
+    low: cython.Py_ssize_t = 0
+    high: cython.Py_ssize_t = len(entries) // 2
+    middle: cython.Py_ssize_t
+    at: cython.longlong
+    while low < high:
+        middle = (low + high) // 2
+        at = entries[2 * middle]
+        if at < start:
+            low = middle + 1
+        else:
+            high = middle
+    if low < len(entries) // 2:
+        at = entries[2 * low]
+        if at == start:
+            return cython.cast(cython.longlong, entries[2 * low + 1])
+    return 0
 
 
 @cython.cfunc

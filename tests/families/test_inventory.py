@@ -124,6 +124,24 @@ def test_excess_without_demand_or_beyond_the_excess_days() -> None:
     assert gauges(run)["excess"] == 2
 
 
+def test_demand_leaves_the_trailing_window_and_its_history() -> None:
+    """K: 14 ordered at 02:00 on day 0, 7 at 02:00 on day 8, 100 on hand. Day 1's
+    record: 14 in the 7 days (2 a day); day 8's: none (the first left the window
+    at 02:00 on day 7); day 9's: 7 (the first is out of the kept history too)."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 100, sku="K"),
+        order(e, "O1", on(0, 2), "K", 14),
+        e.tick(after(1)),
+    )
+    assert health(run, "K", on(1))["demand_per_day"] == 2.0
+    run.feed(e.tick(after(8)))
+    assert health(run, "K", on(8))["demand_per_day"] == 0
+    run.feed(order(e, "O2", on(8, 2), "K", 7), e.tick(after(9)))
+    assert health(run, "K", on(9))["demand_per_day"] == 1.0
+    assert health(run, "K", on(9))["cover_days"] == 100.0
+
+
 # 28 units on one day, none on the other 27 of the 28 days before day 0:
 # mean 1, population variance (27^2 + 27 * 1^2) / 28 = 27.
 SIGMA = math.sqrt(27)
