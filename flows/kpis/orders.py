@@ -6,8 +6,8 @@ is breached if it was neither shipped nor cancelled at ts <= S and W has passed
 S, or it shipped late: decided once W > S (every event with ts <= S has
 arrived), counted once, with a `ship_sla_breach` alert. A shipment is counted
 in `cockpit_orders_shipped_total` once it is final (W reached it: the order
-entity tells), while the family still holds the order, with the order's cycle
-time and its line units in `cockpit_units_shipped_total` (both by the fc of
+entity tells), while the order is still in the order book, with the order's
+cycle time and its line units in `cockpit_units_shipped_total` (both by the fc of
 that shipment). Orders awaiting shipment are counted by stage as events arrive.
 """
 
@@ -170,7 +170,7 @@ class Orders(entity.OrderWatcher):
         event: Any,
     ) -> None:
         if change & entity.SHIPMENT_FINAL:
-            if not order.gone:  # else let go of (cancelled, or expired): not counted
+            if not order.gone:  # else every family let it go, or it expired: not counted
                 self.count_shipment(order)
                 self.settle(order_id, order)
             return
