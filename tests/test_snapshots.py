@@ -235,11 +235,24 @@ def restored_series(data: bytes) -> dict[str, Any]:
     return shard.ledger.series  # type: ignore[no-any-return]
 
 
-def test_the_last_release_recovery_directory_resumes_with_its_counters(tmp_path: Path) -> None:
-    """A recovery directory `opscockpit run` of that release wrote: today's
-    `opscockpit run` resumes from it, counters where the snapshot left them."""
+def recovery_copy(fixture: Path, tmp_path: Path) -> Path:
+    """A fixture's recovery directory, copied, its gzipped files unpacked."""
     directory = tmp_path / "recovery"
-    shutil.copytree(RELEASE / "recovery", directory)
+    shutil.copytree(fixture / "recovery", directory)
+    for packed in directory.glob("*.gz"):
+        packed.with_suffix("").write_bytes(gzip.decompress(packed.read_bytes()))
+        packed.unlink()
+    return directory
+
+
+@pytest.mark.parametrize("fixture", [RELEASE, FAMILIES_V1], ids=["3862025", "families-v1"])
+def test_an_earlier_release_recovery_directory_resumes_with_its_counters(
+    fixture: Path, tmp_path: Path
+) -> None:
+    """A recovery directory `opscockpit run` of an earlier release wrote (the one
+    before families, and the families at state version 1): today's `opscockpit
+    run` resumes from it, counters where the snapshot left them."""
+    directory = recovery_copy(fixture, tmp_path)
     with sqlite3.connect(directory / "part-0.sqlite3") as db:
         (blob,) = db.execute(
             "SELECT ser_change FROM snaps WHERE step_id = 'opscockpit.shards' "
