@@ -80,6 +80,7 @@ cdef class ItemHealth:
     cdef prefetch(self, dict lines, dict moves)
     cdef evaluate(self, Item item, long long end, list out)
     cdef scan(self, Item item, long long end)
+    cdef add_today(self, Item item, long long end)
     cdef resafe(self, Item item, long long end)
     cdef int safety_state(self, Item item, long long day)
     cdef Place new_place(self, str fc, str label)

@@ -389,7 +389,9 @@ class Item:
     # through a method call and a new int), and the window starts are shared ints.
     demand: list  # type: ignore[type-arg]  # window start, units ordered, ... (oldest first)
     demand_total: cython.longlong  # the units in `demand` (not in snapshots: summed again)
-    daily: list  # type: ignore[type-arg]  # units ordered on each day from first_day on
+    # Units ordered on each whole day from first_day on: a day's close adds the day
+    # from its demand entries (once, not at each order line).
+    daily: list  # type: ignore[type-arg]
     first_day: cython.longlong
     states: cython.int  # state bits at its latest evaluation
     spiking: cython.bint
@@ -545,7 +547,9 @@ class ItemHealth:
     records and alerts at each close."""
 
     NAME: ClassVar[str] = Inventory.NAME
-    VERSION: ClassVar[int] = 3  # 2: (key, item) checks, day entries, bands in a list
+    # 3: an item's days held the current day's units so far; 2: (key, item) checks,
+    # day entries, bands in a list
+    VERSION: ClassVar[int] = 4
     METRICS: ClassVar[tuple[Metric, ...]] = (
         TRACKED,
         OUT_OF_STOCK,
@@ -744,7 +748,9 @@ class ItemHealth:
                     core.prefetch_object(fc_items[index + AHEAD], ITEM_SIZE)
                     item = fc_items[index + AHEAD // 2]  # its own prefetch has arrived
                     core.prefetch_object(item.daily, LIST_SIZE)
+                    core.prefetch_object(item.demand, LIST_SIZE)
                 item = fc_items[index]
+                self.add_today(item, end)
                 if item.touched == end:
                     self.evaluate(item, end, out)
                     if item.gone:
@@ -790,7 +796,6 @@ class ItemHealth:
         order (so each item's are: FIFO); each item they change joins `changed`
         once."""
         item: Item
-        day: cython.longlong = start - start % DAY
         start_int: object = start  # one int for every item's entry
         self.prefetch(lines, moves)
         units: dict  # type: ignore[type-arg]
@@ -799,8 +804,6 @@ class ItemHealth:
             for sku, count in units.items():
                 item = self.item(skus, fc, sku, start)
                 add_entry(item, start_int, count)
-                prune_days(item, day - self.safety_days * DAY)
-                add_day(item, day, count)
                 item.active = start
                 touch(item, end, changed)
         move: Move
@@ -944,6 +947,24 @@ class ItemHealth:
             at = entries[count - 2]
             if at == end - self.window:
                 demand.units = entries[count - 1]
+
+    @cython.cfunc
+    def add_today(self, item: Item, end: cython.longlong) -> None:
+        """The units of the day ending at `end` into the item's days, from its demand
+        entries (kept for demand_days, at least a day)."""
+        entries: list = item.demand  # type: ignore[type-arg]
+        index: cython.Py_ssize_t = len(entries) - 2
+        units: cython.longlong = 0
+        at: cython.longlong
+        while index >= 0:
+            at = entries[index]
+            if at < end - DAY:
+                break
+            units += cython.cast(cython.longlong, entries[index + 1])
+            index -= 2
+        if units:
+            prune_days(item, end - DAY - self.safety_days * DAY)
+            add_day(item, end - DAY, units)
 
     @cython.cfunc
     def resafe(self, item: Item, end: cython.longlong) -> None:

@@ -3,6 +3,9 @@
 Families at state version 1 (until 2026-12-05): the orders and customer
 families each kept a timer at an order's earliest shipment; since, the order
 entity keeps one and tells them once the shipment is final (`final_shipments`).
+Inventory health's combine step at version 3 (until the same day): an item's
+days held the current day's units so far; since, a day's close adds the whole
+day (`whole_days`).
 
 The release before KPI families (one `ShardEngine` class, orders as lists
 indexed by constants) is upgraded to version 1 first (`shard_state`).
@@ -23,6 +26,7 @@ import io
 import pickle
 from typing import Any, cast
 
+from flows.calendar import DAY_US
 from flows.entities.orders import T_SHIPMENT, Order
 from flows.kpis.receipts import Receipt
 from flows.runtime import snapshot
@@ -145,13 +149,29 @@ def upgrade(data: bytes) -> Any:
         saved = shard_state(saved.state)
     elif isinstance(saved, LegacyWindows):
         return combine_state(saved.state)
-    if (
-        isinstance(saved, dict)
-        and saved.get("format") == snapshot.SHARD_FORMAT
-        and saved["versions"].get("orders_entity") == 1
-    ):
+    if not isinstance(saved, dict):
+        return cast(dict[str, Any], saved)  # refused as not a snapshot
+    if saved.get("format") == snapshot.SHARD_FORMAT and saved["versions"].get("orders_entity") == 1:
         return final_shipments(saved)
-    return cast(dict[str, Any], saved)
+    if saved.get("format") == snapshot.COMBINE_FORMAT and saved["versions"].get("inventory") == 3:
+        return whole_days(saved)
+    return saved
+
+
+def whole_days(header: dict[str, Any]) -> dict[str, Any]:
+    """A combine snapshot of inventory health at state version 3, as version 4: an
+    item's days no longer hold the units of the day W is in (its close adds the
+    whole day from the item's demand entries, which hold them too)."""
+    body = snapshot.body_of(header)
+    state = body["combiners"]["inventory"]["state"]
+    closed = state["closed"]
+    today = closed - closed % DAY_US
+    if closed != today:
+        for item in state["items"].values():
+            days = item.daily
+            if days and item.first_day + (len(days) - 1) * DAY_US == today:
+                days.pop()
+    return {**header, "versions": {**header["versions"], "inventory": 4}, "body": body}
 
 
 def final_shipments(header: dict[str, Any]) -> dict[str, Any]:

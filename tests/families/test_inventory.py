@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import math
+import pickle
 from array import array
 from dataclasses import replace
 from fractions import Fraction
@@ -22,7 +23,9 @@ from flows.decode import decode
 from flows.kpis import inventory
 from flows.kpis.inventory import ITEM_FIELDS, bands_of, lots_of
 from flows.kpis.sku_health import sku_health
+from flows.kpis.upgrade import upgrade
 from flows.kpisettings import KpiSettings
+from flows.runtime.snapshot import body_of, dump_combine
 from flows.settings import EngineConfig
 from flows.timeutil import parse_time
 from tests.scenario import Events, Run, at
@@ -306,8 +309,40 @@ def test_an_item_an_earlier_build_saved_restores_its_history() -> None:
     restored = restore(*saved)
     assert (type(restored.demand), type(restored.daily)) == (list, list)
     assert restored.demand == item.demand == [parse_time(on(0, 2)), 3, parse_time(on(1, 5)), 2]
-    assert restored.daily == item.daily == [3, 2]
+    assert restored.daily == item.daily == [3]  # whole days: day 1 is not closed yet
     assert restore(*values).__reduce__() == (restore, values)
+
+
+def test_a_snapshot_whose_days_held_the_open_day_upgrades_to_whole_days() -> None:
+    """Inventory health's combine step at state version 3 kept the units of the
+    day W is in among an item's days; the upgrade takes them out (the day's close
+    adds the whole day, from the demand entries that hold them too), and leaves a
+    snapshot taken at a day's close as it was."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 9, sku="Q"),
+        order(e, "O1", on(0, 2), "Q", 3),
+        order(e, "O2", on(1, 5), "Q", 2),
+        e.tick(after(1, 6)),
+    )
+
+    def as_version_3(add_open_day: bool) -> tuple[Any, dict[str, Any]]:
+        """The combine snapshot as version 3 wrote it, and its upgrade's body."""
+        header = pickle.loads(dump_combine(run.combine))
+        body = pickle.loads(header["body"])
+        item = body["combiners"]["inventory"]["state"]["items"][("FC1", "Q")]
+        if add_open_day:
+            item.daily.append(2)  # day 1's units so far
+        header["versions"]["inventory"], header["body"] = 3, pickle.dumps(body)
+        upgraded = upgrade(pickle.dumps(header))
+        assert upgraded["versions"]["inventory"] == 4
+        return item, body_of(upgraded)["combiners"]["inventory"]["state"]["items"]
+
+    saved, items = as_version_3(add_open_day=True)
+    assert saved.daily == [3, 2] and items[("FC1", "Q")].daily == [3]
+    run.feed(e.tick(after(2)))
+    saved, items = as_version_3(add_open_day=False)
+    assert saved.daily == [3, 2] and items[("FC1", "Q")].daily == [3, 2]
 
 
 def test_the_collector_never_scans_an_items_history_in_the_compiled_build() -> None:
