@@ -291,16 +291,21 @@ def test_an_item_leaves_after_90_quiet_days_at_zero_and_comes_back_new() -> None
     assert health(run, "Q", on(91))["on_hand"] == 2  # only its new life's events
 
 
-def test_an_item_an_earlier_build_saved_restores_its_history() -> None:
-    """Builds before 4557f84 kept an item's demand and day history as arrays in
-    snapshots: they restore as the lists this build keeps, with the same values."""
-    e = Events()
-    run = Run().feed(
+def ordered_on_two_days(e: Events) -> Run:
+    """Q: 9 stowed, 3 ordered on day 0 and 2 on day 1; W at 06:00 of day 1."""
+    return Run().feed(
         e.stowed("R1", on(0, 1), 9, sku="Q"),
         order(e, "O1", on(0, 2), "Q", 3),
         order(e, "O2", on(1, 5), "Q", 2),
         e.tick(after(1, 6)),
     )
+
+
+def test_an_item_an_earlier_build_saved_restores_its_history() -> None:
+    """Builds before 4557f84 kept an item's demand and day history as arrays in
+    snapshots: they restore as the lists this build keeps, with the same values."""
+    e = Events()
+    run = ordered_on_two_days(e)
     item = run.combine.combiners["inventory"].items["FC1"]["Q"]
     restore, values = item.__reduce__()
     saved = list(values)
@@ -319,12 +324,7 @@ def test_a_snapshot_whose_days_held_the_open_day_upgrades_to_whole_days() -> Non
     adds the whole day, from the demand entries that hold them too), and leaves a
     snapshot taken at a day's close as it was."""
     e = Events()
-    run = Run().feed(
-        e.stowed("R1", on(0, 1), 9, sku="Q"),
-        order(e, "O1", on(0, 2), "Q", 3),
-        order(e, "O2", on(1, 5), "Q", 2),
-        e.tick(after(1, 6)),
-    )
+    run = ordered_on_two_days(e)
 
     def as_version_3(add_open_day: bool) -> tuple[Any, dict[str, Any]]:
         """The combine snapshot as version 3 wrote it, and its upgrade's body."""
