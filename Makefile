@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # What the compiled build is made from (setup.py): the C modules, and the Python
 # modules Cython compiles (a `# cython:` line on top) with their .pxd types.
-COMPILED := setup.py flows/_fastdecode.c flows/_idtable.c flows/_prefetch.h \
+COMPILED := setup.py flows/pgo.py flows/_fastdecode.c flows/_idtable.c flows/_prefetch.h \
 	$(shell grep -rl --include='*.py' '^# cython:' flows) $(wildcard flows/*/*.pxd)
 # The tests run a second time on the interpreted build (the same sources, not compiled).
 INTERPRETED_TESTS := tests/families tests/test_runtime.py tests/test_properties.py \
@@ -27,6 +27,8 @@ $(STAMP): pyproject.toml $(COMPILED)
 	@sh .ci/system-packages gcc python3-dev
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# Built again from branch counts of a simulated day of each mix (~2 min).
+	$(BIN)/python -m flows.pgo
 	@# An editable install leaves the sources uncompiled: where bytecode is not written
 	@# (PYTHONDONTWRITEBYTECODE), every command compiled them again (~70 ms at start).
 	$(BIN)/python -m compileall -q flows

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from flows import build
+from flows import build, pgo
 from flows.runtime import consts, core
 
 SCRIPT = """
 import importlib, json
-from flows import build
+from flows import build, pgo
 from flows.runtime import core
 names = build.compiled_modules()[len(build.C_MODULES):]
 modules = [importlib.import_module(name) for name in names]
@@ -74,6 +74,19 @@ def test_the_compiled_modules_are_no_older_than_their_sources() -> None:
         paths = (source.with_suffix(suffix) for suffix in (".py", ".pxd", ".c"))
         stale += [str(path) for path in paths if path.exists() and path.stat().st_mtime > built]
     assert not stale, f"changed since compiled (run `make install`): {', '.join(stale)}"
+
+
+def test_no_compiled_module_is_left_counting_branches() -> None:
+    """`make install` rebuilds every module from its training's branch counts
+    (flows.pgo): one left instrumented runs slower and writes counts at each exit."""
+    here = compiled_here()
+    assert here, "no compiled module is loaded here"
+    counting = [name for name in here if pgo.INSTRUMENTED in module_bytes(name)]
+    assert not counting, f"instrumented (run `make install`): {', '.join(counting)}"
+
+
+def module_bytes(name: str) -> bytes:
+    return Path(str(importlib.import_module(name).__file__)).read_bytes()
 
 
 def test_both_builds_compute_with_the_same_constants() -> None:

@@ -1,8 +1,9 @@
 """Two builds, interleaved: `python -m tests.bench.compare REV [--rounds N] [--mix M]`.
 
-The working tree's build (as `make` left it) against revision REV, which pip
-builds from its own sources with the project's build system into
-`.bench/builds/<commit>`; both run with bytecode. Each round starts one child per
+The working tree's build (as `make` left it) against revision REV, built from
+its own sources into `.bench/builds/<commit>` as its `make install` did: by
+`python -m flows.pgo` where it has one (profile-guided), else by pip with the
+project's build system; both run with bytecode. Each round starts one child per
 build, in alternating order, that replays a mix's file `--repeats` times and
 reports its best CPU time. On a busy host single timings move by a third while
 the ratio of two taken in one round holds, so the figure is the median of the
@@ -61,8 +62,12 @@ def build(revision: str) -> Path:
         archive, sources = Path(tmp) / "sources.tar", Path(tmp) / "sources"
         git("archive", "--output", str(archive), commit)
         shutil.unpack_archive(archive, sources)
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-        subprocess.run([*pip, "--target", str(partial), str(sources)], check=True)
+        if (sources / "flows" / "pgo.py").exists():  # built as `make install` does
+            shutil.copytree(sources, partial)
+            subprocess.run([sys.executable, "-m", "flows.pgo"], cwd=partial, check=True)
+        else:
+            pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+            subprocess.run([*pip, "--target", str(partial), str(sources)], check=True)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(partial / "flows")], check=True)
     partial.replace(target)
     return target

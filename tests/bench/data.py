@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
 
-from flows.simulator import Profile, rfc3339, write_lines
+from flows.simulator import ORDER_HEAVY, rfc3339, write_lines
 from flows.timeutil import parse_time
 from tests.bench.common import DATA_DIR, BenchFailure, count_lines, log, opscockpit_command
 
@@ -59,19 +58,6 @@ def simulated(hours: float, seed: int = SEED) -> Path:
             raise BenchFailure(f"opscockpit simulate failed: {result.stderr}")
 
     return _cached(f"sim-{hours:g}h-seed{seed}.jsonl", make)
-
-
-# What warehouses stream: order lifecycles and scans ~97%, storefront ~2.5%, with the
-# simulator's faults (duplicates, disorder, late and malformed lines, epoch and
-# offset times). 120 h is ~1.0M events, ~135k open orders at a time.
-ORDER_HEAVY = replace(
-    Profile(),
-    orders_per_hour=1400,
-    receipts_per_hour=60,
-    sessions_per_hour=25,
-    adjustments_per_hour=30,
-    skus=5000,
-)
 
 
 def order_heavy(hours: float, seed: int = SEED) -> Path:
