@@ -166,10 +166,19 @@ def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact
     (`le`), one above every bound only in +Inf; the sum adds in order."""
     from flows.runtime.core import Histogram
 
-    series: dict[object, list[float]] = {}
+    series: dict[object, list[float]] = {"FC3": [1, 0, 0, 0, 0.3]}  # as restored
     histogram = Histogram(series, (60, 300, 900))
     for value in (60.0, 60.000001, 0.1, 900.0, 1e9, 0.2):
         histogram.observe("FC1", value)
     histogram.observe(("FC2", "x"), 301)
+    assert "FC1" not in series  # counted in C till the batch's end
+    histogram.flush()
     assert series["FC1"] == [3, 1, 1, 1, 60.0 + 60.000001 + 0.1 + 900.0 + 1e9 + 0.2]
     assert series[("FC2", "x")] == [0, 0, 1, 0, 301.0]
+    histogram.observe("FC1", 0.7)
+    histogram.observe("FC3", 1e9)
+    histogram.flush()
+    assert series["FC1"] == [4, 1, 1, 1, 60.0 + 60.000001 + 0.1 + 900.0 + 1e9 + 0.2 + 0.7]
+    assert series["FC3"] == [1, 0, 0, 1, 0.3 + 1e9]
+    histogram.flush()  # nothing observed since: nothing changes
+    assert series["FC1"][0] == 4

@@ -38,10 +38,20 @@ cpdef add(dict series, object key, object amount=*)
 
 cdef class Shard
 
+cdef class Observed:
+    cdef object key
+    cdef long long[:] counts
+    cdef double total
+    cdef bint fresh
+
 cdef class Histogram:
     cdef public dict series
-    cdef public tuple bounds
+    cdef double[:] bounds
+    cdef Py_ssize_t size
+    cdef dict cells
+    cdef list touched
     cpdef observe(self, object key, double value)
+    cpdef flush(self)
 
 cdef class Cell:
     cdef public object key
@@ -94,7 +104,7 @@ cdef class Shard:
     cdef public Timers timers
     cdef public list families, prefetchers, out
     cdef public dict kinds, known, events, duplicate, late, rejected, overflow
-    cdef public list counters
+    cdef public list counters, histograms
     cdef public object ledger
     cdef public object labels
     cpdef str label(self, str name, str value)

@@ -21,6 +21,7 @@ This module runs interpreted, and compiled by Cython from this same source
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import Any, ClassVar
@@ -88,35 +89,76 @@ def add(series: dict, key: object, amount: object = 1) -> None:  # type: ignore[
 
 @cython.final
 @cython.cclass
+class Observed:
+    """One series of a histogram: its observations per bucket since the last
+    flush (+Inf last), as C counts, and the running sum of all of them. The sum is
+    the series' own, carried on: it adds the same floats in the same order."""
+
+    key: object
+    counts: array[int]  # a long long[:] in C (core.pxd)
+    total: cython.double
+    fresh: cython.bint  # observed since the last flush
+
+    def __init__(self, key: object, buckets: int, total: float) -> None:
+        self.key, self.counts = key, array("q", bytes(8 * buckets))
+        self.total, self.fresh = total, False
+
+
+@cython.final
+@cython.cclass
 class Histogram:
-    """A family's histogram metric. An observation goes straight to the ledger's
-    series: a count per bucket, the +Inf count and the sum (not cumulated; the
-    exposition cumulates). The bounds are kept as floats and compared as C
-    doubles: compared with the declared ints, each bound cost a float object."""
+    """A family's histogram metric, counted in C like `Counts`: an observation
+    finds its series' cell and bucket, and the batch's counts and sums reach the
+    ledger's series at its end (`flush`): a count per bucket, the +Inf count and
+    the sum (not cumulated; the exposition cumulates). Updating the ledger's list
+    per observation made an int and a float object each time."""
 
     series: dict  # type: ignore[type-arg]
-    bounds: tuple  # type: ignore[type-arg]
+    bounds: array[float]  # a double[:] in C (core.pxd)
+    size: cython.Py_ssize_t
+    cells: dict  # type: ignore[type-arg]
+    touched: list  # type: ignore[type-arg]
 
     def __init__(self, series: dict[Any, Any], buckets: tuple[float, ...]) -> None:
-        self.series, self.bounds = series, tuple(float(bound) for bound in buckets)
+        self.series, self.bounds, self.size = series, array("d", buckets), len(buckets)
+        self.cells, self.touched = {}, []
 
     @cython.ccall
+    @cython.locals(bounds=cython.double[:])  # type: ignore[misc]
     def observe(self, key: object, value: cython.double) -> None:
         """One observation in the series of `key`."""
-        bounds: tuple = self.bounds  # type: ignore[type-arg]
-        size: cython.Py_ssize_t = len(bounds)
-        counts: list | None = self.series.get(key)  # type: ignore[type-arg]
-        if counts is None:
-            counts = self.series[key] = [0] * (size + 2)
+        cell: Observed | None = self.cells.get(key)
+        if cell is None:
+            known: list | None = self.series.get(key)  # type: ignore[type-arg]
+            cell = Observed(key, self.size + 1, 0.0 if known is None else known[self.size + 1])
+            self.cells[key] = cell
+        if not cell.fresh:
+            cell.fresh = True
+            self.touched.append(cell)
+        bounds = self.bounds
         index: cython.Py_ssize_t = 0
-        bound: cython.double
-        while index < size:
-            bound = bounds[index]
-            if not bound < value:
-                break
+        while index < self.size and bounds[index] < value:
             index += 1
-        counts[index] += 1
-        counts[size + 1] += value
+        cell.counts[index] += 1
+        cell.total += value
+
+    @cython.ccall
+    def flush(self) -> None:
+        """Add the counts to the ledger's series, and set their sums."""
+        cell: Observed
+        index: cython.Py_ssize_t
+        size: cython.Py_ssize_t = self.size
+        for cell in self.touched:
+            counts: list | None = self.series.get(cell.key)  # type: ignore[type-arg]
+            if counts is None:
+                counts = self.series[cell.key] = [0] * (size + 2)
+            for index in range(size + 1):
+                if cell.counts[index]:
+                    counts[index] += cell.counts[index]
+                    cell.counts[index] = 0
+            counts[size + 1] = cell.total
+            cell.fresh = False
+        self.touched = []
 
 
 @cython.final
@@ -446,6 +488,7 @@ class Shard:
     rejected: dict  # type: ignore[type-arg]
     overflow: dict  # type: ignore[type-arg]
     counters: list  # type: ignore[type-arg]
+    histograms: list  # type: ignore[type-arg]
 
     def __init__(
         self, shard: str, config: Any, labels: LabelCap, families: tuple[type[Family], ...]
@@ -482,6 +525,7 @@ class Shard:
         self.known = {}
         self.kinds = {}  # type of event -> Kind, made on its first event
         self.counters = []  # every family's Counts, flushed at the end of a batch
+        self.histograms = []  # and its Histograms
         family: Family
         for index, family in enumerate(self.families):
             family.bind(self, index)
@@ -493,8 +537,10 @@ class Shard:
         return self.ledger.series[metric.name]
 
     def histogram(self, metric: Metric) -> Histogram:
-        """A family's histogram metric."""
-        return Histogram(self.series(metric), metric.buckets)
+        """A family's histogram metric, counted in C and flushed at the end of a batch."""
+        histogram = Histogram(self.series(metric), metric.buckets)
+        self.histograms.append(histogram)
+        return histogram
 
     def counts(self, metric: Metric) -> Counts:
         """A family's integer metric, counted in C and flushed at the end of a batch."""
@@ -729,6 +775,9 @@ class Shard:
         counts: Counts
         for counts in self.counters:
             counts.flush()
+        histogram: Histogram
+        for histogram in self.histograms:
+            histogram.flush()
 
     @cython.cfunc
     def fire_due(self) -> None:
