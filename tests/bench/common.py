@@ -166,6 +166,8 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "ram_gib": round(psutil.virtual_memory().total / 1024**3, 1),
         "python": platform.python_version(),
+        # Its build moves the floor: Debian's (PGO, LTO) read 1.25x as fast as pyenv's.
+        "python_executable": os.path.realpath(sys.executable),
         "bytewax": version("bytewax"),
         "os": f"{platform.system()} {platform.release()}",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
