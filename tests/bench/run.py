@@ -57,7 +57,8 @@ def report(info: dict[str, Any], mode: str, figures: list[Figure], failed: list[
         f"# opscockpit benchmarks ({mode})",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM, "
-        f"Python {info['python']} ({info['python_executable']}), bytewax {info['bytewax']}, {info['os']}; "
+        f"Python {info['python']} ({info['python_executable']}), "
+        f"bytewax {info['bytewax']}, {info['os']}; "
         f"load average at start {info['load_average_at_start']}.",
         "",
         table([figure.row() for figure in figures]),
