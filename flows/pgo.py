@@ -7,7 +7,7 @@ each mix (the simulator's default and the order-heavy one, with a seed the
 benchmarks do not use), and are built again from those counts. Code the training
 never ran (Kafka, HTTP) is optimised as without profiles
 (`-fprofile-partial-training`). It is the same C, so the results cannot change;
-the order-heavy replay ran ~7% faster (README, Performance).
+replays ran ~4% faster (README, Performance).
 """
 
 from __future__ import annotations

@@ -182,3 +182,19 @@ def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact
     assert series["FC3"] == [1, 0, 0, 1, 0.3 + 1e9]
     histogram.flush()  # nothing observed since: nothing changes
     assert series["FC1"][0] == 4
+
+
+def test_a_shard_has_one_histogram_per_metric() -> None:
+    """A metric's histogram asked for twice is the same one: its cells carry the
+    series' sums, so a second writer's flush would overwrite the first's."""
+    from flows.kpis.orders import CYCLE
+    from flows.runtime.core import Shard
+
+    shard = Shard("0", EngineConfig(), LabelCap(1000), FAMILIES)
+    first, second = shard.histogram(CYCLE), shard.histogram(CYCLE)
+    assert first is second
+    first.observe("FC9", 0.5)
+    second.observe("FC9", 7.25)
+    first.flush()
+    assert shard.series(CYCLE)["FC9"][-1] == 7.75
+    assert sum(shard.series(CYCLE)["FC9"][:-1]) == 2

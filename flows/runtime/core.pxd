@@ -104,7 +104,8 @@ cdef class Shard:
     cdef public Timers timers
     cdef public list families, prefetchers, out
     cdef public dict kinds, known, events, duplicate, late, rejected, overflow
-    cdef public list counters, histograms
+    cdef public list counters
+    cdef public dict histograms
     cdef public object ledger
     cdef public object labels
     cpdef str label(self, str name, str value)

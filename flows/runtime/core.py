@@ -92,7 +92,8 @@ def add(series: dict, key: object, amount: object = 1) -> None:  # type: ignore[
 class Observed:
     """One series of a histogram: its observations per bucket since the last
     flush (+Inf last), as C counts, and the running sum of all of them. The sum is
-    the series' own, carried on: it adds the same floats in the same order."""
+    the series' own, carried on: it adds the same floats in the same order (a
+    shard has one Histogram per metric, so no other writer adds to it)."""
 
     key: object
     counts: array[int]  # a long long[:] in C (core.pxd)
@@ -487,7 +488,7 @@ class Shard:
     rejected: dict  # type: ignore[type-arg]
     overflow: dict  # type: ignore[type-arg]
     counters: list  # type: ignore[type-arg]
-    histograms: list  # type: ignore[type-arg]
+    histograms: dict  # type: ignore[type-arg]
 
     def __init__(
         self, shard: str, config: Any, labels: LabelCap, families: tuple[type[Family], ...]
@@ -524,7 +525,7 @@ class Shard:
         self.known = {}
         self.kinds = {}  # type of event -> Kind, made on its first event
         self.counters = []  # every family's Counts, flushed at the end of a batch
-        self.histograms = []  # and its Histograms
+        self.histograms = {}  # and its Histograms, by metric name
         family: Family
         for index, family in enumerate(self.families):
             family.bind(self, index)
@@ -536,10 +537,12 @@ class Shard:
         return self.ledger.series[metric.name]
 
     def histogram(self, metric: Metric) -> Histogram:
-        """A family's histogram metric, counted in C and flushed at the end of a batch."""
-        histogram = Histogram(self.series(metric), metric.buckets)
-        self.histograms.append(histogram)
-        return histogram
+        """A family's histogram metric, counted in C and flushed at the end of a
+        batch; one per metric (its cells carry the series' sums)."""
+        found: Histogram | None = self.histograms.get(metric.name)
+        if found is None:
+            found = self.histograms[metric.name] = Histogram(self.series(metric), metric.buckets)
+        return found
 
     def counts(self, metric: Metric) -> Counts:
         """A family's integer metric, counted in C and flushed at the end of a batch."""
@@ -775,7 +778,7 @@ class Shard:
         for counts in self.counters:
             counts.flush()
         histogram: Histogram
-        for histogram in self.histograms:
+        for histogram in self.histograms.values():
             histogram.flush()
 
     @cython.cfunc
