@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,35 @@ def test_no_compiled_module_is_left_counting_branches() -> None:
 
 def module_bytes(name: str) -> bytes:
     return Path(str(importlib.import_module(name).__file__)).read_bytes()
+
+
+FAILS_ON_PROFILES = """#!/bin/sh
+case "$*" in *-fprofile-*) echo "unknown flag" >&2; exit 1;; esac
+exec gcc "$@"
+"""
+
+
+def test_a_compiler_without_gcc_profiles_leaves_the_build_as_it_was(tmp_path: Path) -> None:
+    """`python -m flows.pgo` where the C compiler cannot build with GCC's profile
+    flags says so, exits 0 (the install goes on) and leaves the modules as pip
+    built them."""
+    compiler = tmp_path / "cc"
+    compiler.write_text(FAILS_ON_PROFILES)
+    compiler.chmod(0o755)
+    tree = build.PACKAGE.parent
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(tree / name, tmp_path / name)
+    shutil.copytree(build.PACKAGE, tmp_path / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    built = {path: path.read_bytes() for path in (tmp_path / "flows").rglob("*.so")}
+    assert len(built) == len(build.compiled_modules())
+    command = [sys.executable, "-m", "flows.pgo"]
+    env = {**os.environ, "CC": str(compiler)}
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "needs GCC" in done.stdout
+    assert {path: path.read_bytes() for path in (tmp_path / "flows").rglob("*.so")} == built
 
 
 def test_both_builds_compute_with_the_same_constants() -> None:
