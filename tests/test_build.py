@@ -19,7 +19,7 @@ from flows.runtime import consts, core
 
 SCRIPT = """
 import importlib, json
-from flows import build, pgo
+from flows import build
 from flows.runtime import core
 names = build.compiled_modules()[len(build.C_MODULES):]
 modules = [importlib.import_module(name) for name in names]
