@@ -1,5 +1,3 @@
-import sys
+from flows.cli import run
 
-from flows.cli import main
-
-sys.exit(main())
+run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -433,5 +434,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def run() -> None:
+    """The command: `main`, then an exit that skips the interpreter's teardown. A
+    replay leaves tens of MB of small objects (orders, items, the id table) that
+    the teardown freed one by one, ~5% of a 30 h replay's run; mypy exits so for
+    the same reason. What the command wrote is flushed first, its files closed."""
+    status = main()
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left: as main() answers it
+        status = EXIT_FAILURE
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from prometheus_client.utils import floatToGoString
-
 from flows.ledger import Ledger, SeriesKey, label_tuple, merge_into
 from flows.metrics import HISTOGRAM, METRICS, Metric
 from flows.published import Item, ItemSource, RecentAlerts
@@ -78,6 +76,7 @@ class Exposition:
         self._labels: dict[tuple[str, SeriesKey], Any] = {}
 
     def render(self, totals: dict[str, dict[SeriesKey, Any]]) -> bytes:
+        number = _go_float()
         out: list[str] = []
         for metric in METRICS:
             name = metric.name
@@ -86,18 +85,18 @@ class Exposition:
             for key in sorted(series):
                 labels = self._labels.get((name, key))
                 if labels is None:
-                    labels = self._labels[name, key] = _label_text(metric, key)
+                    labels = self._labels[name, key] = _label_text(metric, key, number)
                 value = series[key]
                 if metric.kind != HISTOGRAM:
-                    out.append(f"{name}{labels} {_number(value)}\n")
+                    out.append(f"{name}{labels} {number(value)}\n")
                     continue
                 buckets, plain = labels
                 running = 0.0
                 for bucket, count in zip(buckets, value[:-1], strict=True):
                     running += count
-                    out.append(f"{name}_bucket{bucket} {_number(running)}\n")
-                out.append(f"{name}_count{plain} {_number(running)}\n")
-                out.append(f"{name}_sum{plain} {_number(value[-1])}\n")
+                    out.append(f"{name}_bucket{bucket} {number(running)}\n")
+                out.append(f"{name}_count{plain} {number(running)}\n")
+                out.append(f"{name}_sum{plain} {number(value[-1])}\n")
         return "".join(out).encode()
 
 
@@ -114,21 +113,28 @@ def _braces(pairs: list[tuple[str, str]]) -> str:
     return "{" + ",".join(f'{name}="{value}"' for name, value in quoted) + "}"
 
 
-def _label_text(metric: Metric, key: SeriesKey) -> Any:
+def _label_text(metric: Metric, key: SeriesKey, number: Callable[[float], str]) -> Any:
     """A series' label text; for a histogram, one per bucket and one without `le`."""
     pairs = list(zip(metric.labels, label_tuple(key), strict=True))
     if metric.kind != HISTOGRAM:
         return _braces(pairs)
     bounds = (*metric.buckets, float("inf"))
-    return [_braces([*pairs, ("le", _number(b))]) for b in bounds], _braces(pairs)
+    return [_braces([*pairs, ("le", number(b))]) for b in bounds], _braces(pairs)
 
 
 def _header(metric: Metric) -> str:
     return f"# HELP {metric.name} {_escape(metric.help)}\n# TYPE {metric.name} {metric.kind}\n"
 
 
-# A sample value as Go writes it (+Inf, 1.7e+09), like every Prometheus client.
-_number = cast(Callable[[float], str], floatToGoString)
+def _go_float() -> Callable[[float], str]:
+    """A sample value's text as Go writes it (+Inf, 1.7e+09), like every Prometheus
+    client: prometheus_client's, imported at the first use, since importing that
+    package (its HTTP server and more) took 20 ms of every command's start."""
+    from prometheus_client.utils import floatToGoString
+
+    return cast(Callable[[float], str], floatToGoString)
+
+
 GZIP_LEVEL = 1  # a scrape is compressed on the GIL too: 1 is several times faster than 9
 _HEADERS = {metric.name: _header(metric) for metric in METRICS}
 

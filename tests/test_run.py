@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -55,6 +57,35 @@ def test_sigterm_stops_cleanly():
         assert running.process.wait(timeout=30) == 0
         stderr = running.process.stderr.read().decode() if running.process.stderr else ""
     assert "stopped" in stderr and "Traceback" not in stderr
+
+
+# Buffered, as a user's shell has it (this environment may set PYTHONUNBUFFERED).
+BUFFERED = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+SIMULATE = (sys.executable, "-m", "flows.cli", "simulate", "--out")
+
+
+def test_a_command_writes_all_its_output_before_it_exits(tmp_path):
+    """The command skips the interpreter's teardown (`flows.cli.run`): what it wrote
+    to stdout must be flushed first."""
+    written = tmp_path / "events.jsonl"
+    opscockpit("simulate", "--out", str(written), "--hours", "2")
+    piped = subprocess.run(
+        [*SIMULATE, "-", "--hours", "2"], capture_output=True, env=BUFFERED, check=True
+    )
+    assert piped.stdout == written.read_bytes() and piped.stdout.count(b"\n") > 10_000
+
+
+def test_a_reader_that_leaves_early_ends_the_command_with_status_1_and_no_traceback():
+    command = [*SIMULATE, "-", "--hours", "24"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=BUFFERED
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"{")
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert process.wait(timeout=60) == 1
+    assert errors == b""
 
 
 def test_a_busy_metrics_port_is_a_one_line_error():
