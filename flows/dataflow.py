@@ -120,11 +120,12 @@ class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
         layout: Layout,
         resume: bytes | None,
         combiners: tuple[Any, ...] = COMBINERS,
+        records: bool = True,
     ) -> None:
         self.runtime = runtime
         settings = runtime.settings
         self.stage = CombineStage(
-            layout.shards, settings.window, combiners, runtime.labels, settings.kpi
+            layout.shards, settings.window, combiners, runtime.labels, settings.kpi, records
         )
         if resume is not None:
             snapshot.load_combine(resume, self.stage, upgrade)
@@ -190,8 +191,11 @@ def build_flow(
     shard_outputs = op.map("unkey", results, _value)
     partials = op.branch("window_partials", shard_outputs, _is(Partials))
     keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
+    records = sinks.kpis is not None  # else the combine steps need make none
     combined = op.stateful_batch(
-        COMBINE_STEP, keyed, lambda resume: CombineLogic(runtime, layout, resume, families.combine)
+        COMBINE_STEP,
+        keyed,
+        lambda resume: CombineLogic(runtime, layout, resume, families.combine, records),
     )
     outputs = op.merge("outputs", partials.falses, op.map("unkey_combined", combined, _value))
     dead_letters = op.branch("dead_letters", outputs, _is(DeadLetter))

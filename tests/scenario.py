@@ -128,13 +128,14 @@ class Run:
     config: EngineConfig = field(default_factory=EngineConfig)
     max_label_values: int = 1000
     shards: tuple[str, ...] = ("0",)
+    takes_records: bool = True  # whether anything takes KPI records
 
     def __post_init__(self) -> None:
         labels = LabelCap(self.max_label_values)
         self.every = {name: Shard(name, self.config, labels, FAMILIES) for name in self.shards}
         self.shard = self.every[self.shards[0]]
         self.combine = CombineStage(
-            self.shards, self.config.window, COMBINERS, labels, self.config.kpi
+            self.shards, self.config.window, COMBINERS, labels, self.config.kpi, self.takes_records
         )
         self.outputs: list[tuple[str, str, Any]] = []
 

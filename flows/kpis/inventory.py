@@ -724,12 +724,14 @@ class ItemHealth:
             out += alerts
             return
         # A day's close: sigma moves on for items ordered in the last safety_days,
-        # and every item with stock or demand gets its `sku_health` record.
+        # and every item with stock or demand gets its `sku_health` record (if
+        # anything takes records: making them was ~4% of an order-heavy replay).
+        records: cython.bint = self.context.records
         walk: list = self.in_order()  # type: ignore[type-arg]
-        most: cython.Py_ssize_t = 0
+        most: cython.Py_ssize_t = 0  # records at most (none if nothing takes them)
         fc_items: list  # type: ignore[type-arg]
         for fc_items in walk:
-            most += len(fc_items)
+            most += len(fc_items) if records else 0
         # Columns filled in place (an array's append is a method call per value).
         units, safety = array("q", bytes(16 * most)), array("d", bytes(8 * most))
         unit_cells, safety_cells = units, safety
@@ -757,7 +759,7 @@ class ItemHealth:
                         continue
                 elif len(item.daily):
                     self.resafe(item, end)
-                if item.on_hand != 0 or item.ordered > 0:
+                if records and (item.on_hand != 0 or item.ordered > 0):
                     fcs.append(item.fc)
                     skus.append(item.sku)
                     unit_cells[2 * made] = item.on_hand

@@ -28,13 +28,16 @@ from flows.timeutil import format_time
 @dataclass
 class CombineContext:
     """What a combine step uses: the window size, its metric series, labels, the
-    KPI settings, and W (the least of the shards' when they last closed)."""
+    KPI settings, W (the least of the shards' when they last closed), and whether
+    anything takes KPI records: where nothing does (a replay without --kpis, the
+    simulator's run), a step may skip making them."""
 
     window: int
     series: dict[str, dict[Any, Any]]
     labels: LabelCap
     kpi: KpiSettings
     watermark: int = MIN_TS
+    records: bool = True
 
     def label(self, name: str, value: str) -> str:
         """A label value as metrics may use it: admitted, or `other` beyond the cap.
@@ -79,12 +82,13 @@ class CombineStage:
         combiners: tuple[type[Combiner], ...],
         labels: LabelCap,
         kpi: KpiSettings,
+        records: bool = True,
     ) -> None:
         self.progress: dict[str, int] = dict.fromkeys(shards, MIN_TS)
         self.watermarks: dict[str, int] = dict.fromkeys(shards, MIN_TS)
         self.combined_through = MIN_TS
         self.ledger = Ledger(tuple(m for kind in combiners for m in kind.METRICS))
-        self.context = CombineContext(window, self.ledger.series, labels, kpi)
+        self.context = CombineContext(window, self.ledger.series, labels, kpi, records=records)
         self.combiners: dict[str, Combiner] = {kind.NAME: kind(self.context) for kind in combiners}
         self.followers = [c for c in self.combiners.values() if isinstance(c, FollowsWatermark)]
         self.out: list[Output] = []

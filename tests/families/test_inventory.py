@@ -256,6 +256,35 @@ def test_a_spike_exactly_at_the_factor_and_just_below() -> None:
     assert run.value("cockpit_demand_spikes_total", "FC1") == 1
 
 
+def test_without_a_taker_of_records_a_days_close_makes_none_and_the_rest_stays() -> None:
+    """Nothing takes KPI records (a replay without --kpis): the day's close makes no
+    `sku_health` record, and its gauges and alerts are those of a run that makes them."""
+    e = Events()
+    lines = [
+        e.stowed("R1", on(0, 1), 10, sku="A"),
+        order(e, "O1", on(0, 2), "A", 4),
+        order(e, "O2", on(0, 2), "B", 3),  # B has no stock: a stockout
+        e.tick(after(1, 0)),
+    ]
+    taken, untaken = Run().feed(*lines), Run(takes_records=False).feed(*lines)
+    assert {r["sku"] for r in taken.records("kpi") if r["kpi"] == "sku_health"} == {"A", "B"}
+    assert [r for r in untaken.records("kpi") if r["kpi"] == "sku_health"] == []
+    assert untaken.records("alert") == taken.records("alert") != []
+    assert untaken.combine.ledger.series == taken.combine.ledger.series
+    # B: out of stock, and below its safety stock (sigma of 3 units on one day of 28)
+    assert (
+        gauges(untaken)
+        == gauges(taken)
+        == {
+            "tracked": 2,
+            "out_of_stock": 1,
+            "at_risk": 0,
+            "excess": 0,
+            "below_safety_stock": 1,
+        }
+    )
+
+
 def test_an_item_new_within_the_spike_days_does_not_spike() -> None:
     """First seen at 10:10 seven days before: not strictly before a - 7 days."""
     e = Events()
