@@ -191,7 +191,7 @@ def build_flow(
     shard_outputs = op.map("unkey", results, _value)
     partials = op.branch("window_partials", shard_outputs, _is(Partials))
     keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
-    records = sinks.kpis is not None  # else the combine steps need make none
+    records = sinks.kpis is not None  # else the combine steps make none
     combined = op.stateful_batch(
         COMBINE_STEP,
         keyed,

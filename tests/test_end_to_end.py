@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from flows import dataflow
 from flows.kpis import ALL_FAMILIES
 from flows.kpis.inventory import Inventory, ItemHealth
 from flows.metrics import BY_NAME
@@ -22,6 +23,7 @@ from flows.simulator import Profile, write_lines
 from tests import reference_health
 from tests.processes import opscockpit
 from tests.reference import compare, expected_dead_letters, parse_exposition, run
+from tests.scenario import Run
 
 # The §3.2-3.5 metrics and records the engine has (the reference has them all).
 BUILT_HEALTH_METRICS = [m for m in reference_health.METRICS if m in BY_NAME]
@@ -298,3 +300,40 @@ def test_a_replay_without_a_family_writes_everything_else_the_same(simulated_day
         assert written["bare"][kind] == others
     assert len(written["all"]["kpis"]) > len(written["bare"]["kpis"])
     assert {r["alert"] for r in written["all"]["alerts"]} >= {"stockout", "demand_spike"}
+
+
+def test_without_a_taker_of_kpi_records_none_is_made_and_the_rest_stays(
+    simulated_day, tmp_path, monkeypatch
+):
+    """A replay without --kpis tells the combine steps that nothing takes KPI
+    records (`CombineContext.records`): they make none, and its metrics, alerts and
+    dead letters are those of a replay with --kpis."""
+    asked: list[bool] = []
+    stage = dataflow.CombineStage
+    monkeypatch.setattr(
+        dataflow, "CombineStage", lambda *args: asked.append(args[-1]) or stage(*args)
+    )
+    written: dict[str, dict[str, Any]] = {}
+    for name in ("taken", "untaken"):
+        out = tmp_path / name
+        out.mkdir()
+        files = {kind: out / f"{kind}.jsonl" for kind in ("dlq", "alerts")}
+        kpis = out / "kpis.jsonl" if name == "taken" else None
+        replay_in_process(
+            Settings(), str(simulated_day), metrics_file=out / "m.prom", kpis=kpis, **files
+        )
+        written[name] = {kind: path.read_bytes() for kind, path in files.items()}
+        written[name]["metrics"] = (out / "m.prom").read_bytes()
+    assert asked == [True, False]
+    assert written["untaken"] == written["taken"]
+    lines = simulated_day.read_bytes().splitlines(keepends=True)
+    runs = {taken: Run(takes_records=taken) for taken in (True, False)}
+    for scenario in runs.values():
+        for start in range(0, len(lines), 1000):
+            scenario.feed(*lines[start : start + 1000])
+        scenario.finish()
+    made = {r["kpi"] for r in runs[True].records("kpi")}
+    assert made >= {"sku_health", "sell_through", "days_of_cover", "shift", "return_ratio"}
+    assert runs[False].records("kpi") == []
+    assert runs[False].records("alert") == runs[True].records("alert")
+    assert runs[False].combine.ledger.series == runs[True].combine.ledger.series

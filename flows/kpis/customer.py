@@ -273,6 +273,7 @@ class CustomerRatios:
     def __init__(self, context: CombineContext) -> None:
         self.window = context.window
         self.series = context.series
+        self.records = context.records
         self.pending: dict[int, dict[tuple[str, str], list[int]]] = {}
 
     def add(self, rows: list[tuple[int, str, str, int, int]]) -> None:
@@ -294,7 +295,8 @@ class CustomerRatios:
                 value = numerator / divisor
                 gauge, label = kinds[kpi]
                 end = start + self.window
-                out.append(record(kpi, owner, start, end, value, numerator, divisor, label))
+                if self.records:
+                    out.append(record(kpi, owner, start, end, value, numerator, divisor, label))
                 if start == latest:
                     gauges[gauge][owner] = value
         self.series.update(gauges)

@@ -243,7 +243,8 @@ class ShiftThroughput:
             shift = calendar.instance_at(self.next[fc])
             while shift.end_us <= watermark:
                 units, shipped = self.pending.pop((fc, shift.start_us), (0, 0))
-                out.append(record(fc, shift, units, shipped))
+                if self.context.records:
+                    out.append(record(fc, shift, units, shipped))
                 self.latest[fc, shift.name] = (units, shipped, units / shift.hours)
                 shift = calendar.instance_at(shift.end_us)
                 finalised = True

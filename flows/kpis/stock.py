@@ -265,6 +265,7 @@ class SellThrough:
     def __init__(self, context: CombineContext) -> None:
         self.window = context.window
         self.series = context.series
+        self.records = context.records
         self.pending: dict[int, dict[str, list[int]]] = {}
         self.on_hand: dict[str, int] = {}  # from every window combined so far
         self.latest: dict[str, tuple[int, float | None, float | None]] = {}
@@ -295,6 +296,8 @@ class SellThrough:
             cover = on_hand_end / per_day if ordered else None  # days
             self.on_hand[fc] = on_hand_end
             self.latest[fc] = (start, sell_through, cover)
+            if not self.records:
+                continue
             if sell_through is not None:
                 out.append(record("sell_through", fc, start, end, sell_through, ordered, divisor))
             if cover is not None:

@@ -30,7 +30,7 @@ class CombineContext:
     """What a combine step uses: the window size, its metric series, labels, the
     KPI settings, W (the least of the shards' when they last closed), and whether
     anything takes KPI records: where nothing does (a replay without --kpis, the
-    simulator's run), a step may skip making them."""
+    simulator's run), the steps make none."""
 
     window: int
     series: dict[str, dict[Any, Any]]
