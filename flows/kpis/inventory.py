@@ -1273,8 +1273,10 @@ def sigma(item: Item, day: cython.longlong, count: cython.longlong) -> cython.do
     """Population standard deviation of units ordered per day over the `count`
     whole days before `day` (days without orders count as 0): the variance in
     exact integers, (n * sum(x^2) - sum(x)^2) / n^2, then one square root."""
-    total = squares = 0  # Python ints: exact however large
     daily: list = item.daily  # type: ignore[type-arg]
+    if not daily:  # no day with orders (most items at most closes): the loop's 0.0
+        return 0.0
+    total = squares = 0  # Python ints: exact however large
     index: cython.Py_ssize_t
     for index in range(len(daily)):
         if day - count * DAY <= item.first_day + index * DAY < day:
