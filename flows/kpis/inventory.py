@@ -728,10 +728,11 @@ class ItemHealth:
         # anything takes records: making them was ~4% of an order-heavy replay).
         records: cython.bint = self.context.records
         walk: list = self.in_order()  # type: ignore[type-arg]
-        most: cython.Py_ssize_t = 0  # records at most (none if nothing takes them)
+        most: cython.Py_ssize_t = 0  # records at most
         fc_items: list  # type: ignore[type-arg]
-        for fc_items in walk:
-            most += len(fc_items) if records else 0
+        if records:
+            for fc_items in walk:
+                most += len(fc_items)
         # Columns filled in place (an array's append is a method call per value).
         units, safety = array("q", bytes(16 * most)), array("d", bytes(8 * most))
         unit_cells, safety_cells = units, safety
