@@ -24,6 +24,7 @@ from flows.cockpit.cli import add_grafana_command, generated_files
 from flows.cockpit.dashboards import DATASOURCE_UID, TAG
 from flows.commands import Parser
 from flows.metrics import BY_NAME, HISTOGRAM
+from tests import image
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -423,3 +424,30 @@ def test_dockerfile_builds_what_make_install_builds() -> None:
     assert '"$VENV/bin/python" -m flows.pgo' in dockerfile
     assert f"COPY --from=build {venv} {venv}" in dockerfile
     assert f"PATH={venv}/bin:$PATH" in dockerfile
+
+
+def test_the_image_check_reads_the_build_stage_and_its_context() -> None:
+    """`make image-check` (tests/image.py, run by CI) emulates what it can read."""
+    steps = image.build_stage((DOCKER / "Dockerfile").read_text())
+    assert {word for word, _ in steps} == {"COPY", "ENV", "RUN"}
+    files = image.context_files()
+    wanted = {
+        "pyproject.toml",
+        "setup.py",
+        "README.md",
+        "flows/_idtable.c",
+        "flows/kpis/inventory.pxd",
+    }
+    assert wanted <= set(files)
+    assert all(path in wanted or path.startswith("flows/") for path in files)
+    patterns = ["*", "!flows/", "**/__pycache__", "**/*.so", "flows/kpis/*.c"]
+    for path, left_out in [
+        ("tests/test_run.py", True),
+        ("README.md", True),
+        ("flows/kpis/orders.py", False),
+        ("flows/kpis/orders.c", True),
+        ("flows/_idtable.c", False),
+        ("flows/kpis/__pycache__/orders.cpython-311.pyc", True),
+        ("flows/kpis/orders.cpython-311-x86_64-linux-gnu.so", True),
+    ]:
+        assert image.ignored(path, patterns) == left_out, path
