@@ -110,6 +110,16 @@ def copy(arguments: str, workdir: Path, files: list[str]) -> None:
             shutil.copy2(REPO / path, target)
 
 
+def host_env() -> dict[str, str]:
+    """This environment without what would point Python at this checkout or its
+    venv (PYTHONPATH, VIRTUAL_ENV and the like)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("PYTHON") and name != "VIRTUAL_ENV"
+    }
+
+
 def run_stage(root: Path) -> dict[str, str]:
     """The build stage in `root`: the workdir `root/src`; return its ENV."""
     workdir = root / "src"
@@ -118,11 +128,7 @@ def run_stage(root: Path) -> dict[str, str]:
     shims.mkdir()
     (shims / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
     files = context_files()
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("PYTHON") and name != "VIRTUAL_ENV"
-    }
+    env = host_env()
     env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
     declared: dict[str, str] = {}
     for word, arguments in build_stage(DOCKERFILE.read_text()):
@@ -153,7 +159,7 @@ def replay_outputs(opscockpit: Path, events: Path, into: Path, env: dict[str, st
 def check(root: Path, declared: dict[str, str]) -> None:
     """What the image takes: its venv's modules and a replay through them."""
     venv = Path(declared["VENV"])
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+    env = host_env()
     report = json.loads(
         subprocess.run(
             [str(venv / "bin" / "python"), "-c", REPORT],
