@@ -7,7 +7,10 @@
      day (with a list of them per hour, to forget them) kept the heap growing, so
      that every new object went to memory no cache held. It keeps each id's text
      in its own arena instead, and forgets an hour the horizon passed by ignoring
-     its ids until their slots are reused or the table is rebuilt.
+     its ids until their slots are reused or the table is rebuilt. It doubles in
+     place (`id_grow`): fresh memory costs the kernel's zeroing, and in a virtual
+     machine the host's too (a day's replay spent ~6% of its time there when each
+     growth took a new table).
    - KeyTable: str -> object, for records looked up by a key just decoded. A dict
      lookup on such a key chains three misses (index, entry, the stored key's
      text) before the value's own.
@@ -78,6 +81,33 @@ static void slots_free(void *slots, size_t size) {
         PyMem_Free(slots);
     else
         munmap(slots, size);
+}
+
+/* The slots at `slots` (`size` bytes) in twice the room, the first half kept and
+   the second zeroed; NULL (the old slots intact) when there is no memory. A
+   mapping is grown by the kernel (mremap), so only the new half is fresh memory,
+   which the kernel must zero, and no copy is made. */
+static void *slots_grow(void *slots, size_t size) {
+    void *grown = NULL;
+    if (size >= HUGE_FROM) {
+#ifdef MREMAP_MAYMOVE
+        grown = mremap(slots, size, 2 * size, MREMAP_MAYMOVE);
+        if (grown == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(grown, 2 * size, MADV_HUGEPAGE);
+#endif
+        return grown;
+#endif
+    } else if (2 * size < HUGE_FROM) {
+        grown = PyMem_Realloc(slots, 2 * size);
+        if (grown != NULL) memset((char *)grown + size, 0, size);
+        return grown;
+    }
+    grown = slots_alloc(2 * size); /* from the heap to a mapping of its own */
+    if (grown == NULL) return NULL;
+    memcpy(grown, slots, size);
+    slots_free(slots, size);
+    return grown;
 }
 
 /* Hash each str in the list `keys` (str caches it) and load its home slot:
@@ -552,6 +582,76 @@ static int id_rebuild(Ids *t, size_t capacity) {
     return 0;
 }
 
+/* The table at twice its capacity, in place (slots_grow): ids forgotten are
+   dropped, their text left as garbage. An id's new home is its old one, or that
+   plus the old capacity. First the ids on the run that starts at slot 0 (it may
+   have wrapped around the end) are set aside, so that every other id lies at or
+   after its home. Then, from the top down, each id whose home moved up is put at
+   the first empty slot from that home: only ids already moved lie there (one
+   whose run would reach past the end is set aside too). Then, from the bottom
+   up, each id that stays is put back at the first empty slot from its home,
+   never after its own: every slot from its home to it is final by then. Last,
+   the ids set aside are put in. */
+static int id_grow(Ids *t) {
+    size_t capacity = t->mask + 1, mask = 2 * capacity - 1, first_empty = empty_slot(t->slots, capacity);
+    if (first_empty == NONE) return id_rebuild(t, 2 * capacity); /* never: at most half full */
+    /* Room to set every id aside; only the pages written are ever touched. */
+    IdSlot *aside = PyMem_Malloc(capacity * sizeof(IdSlot));
+    IdSlot *slots = aside == NULL ? NULL : slots_grow(t->slots, capacity * sizeof(IdSlot));
+    if (slots == NULL) {
+        PyMem_Free(aside);
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->slots = slots;
+    t->mask = mask;
+    size_t set_aside = 0;
+    Py_ssize_t kept = 0;
+    for (size_t i = 0; i < first_empty; i++) {
+        aside[set_aside++] = slots[i];
+        slots[i].shape = 0;
+    }
+    for (size_t i = capacity; i-- > first_empty;) {
+        IdSlot slot = slots[i];
+        if (slot.shape == 0 || !(slot.hash & capacity)) continue;
+        slots[i].shape = 0;
+        if (slot.hour < t->since) {
+            t->garbage += slot.shape >> 3;
+            continue;
+        }
+        size_t j = slot.hash & mask;
+        while (j <= mask && slots[j].shape != 0) j++;
+        if (j > mask)
+            aside[set_aside++] = slot;
+        else
+            slots[j] = slot, kept++;
+    }
+    for (size_t i = first_empty; i < capacity; i++) {
+        IdSlot slot = slots[i];
+        if (slot.shape == 0) continue;
+        slots[i].shape = 0;
+        if (slot.hour < t->since) {
+            t->garbage += slot.shape >> 3;
+            continue;
+        }
+        size_t j = slot.hash & mask;
+        while (slots[j].shape != 0) j++;
+        slots[j] = slot, kept++;
+    }
+    for (size_t k = 0; k < set_aside; k++) {
+        if (aside[k].hour < t->since) {
+            t->garbage += aside[k].shape >> 3;
+            continue;
+        }
+        size_t j = aside[k].hash & mask;
+        while (slots[j].shape != 0) j = (j + 1) & mask;
+        slots[j] = aside[k], kept++;
+    }
+    PyMem_Free(aside);
+    t->occupied = kept;
+    return 0;
+}
+
 /* A new id, remembered in `hour` (>= since) in the slot id_find gave: a forgotten
    one's when there is one on its probe run, else the empty one. The table is
    rebuilt when more than half full, or when forgotten text is most of its arena. */
@@ -579,7 +679,8 @@ static int id_add(Ids *t, Py_hash_t hash, const char *data, uint32_t shape, long
     t->text_used += size;
     if ((size_t)t->occupied * 2 > t->mask + 1) { /* rebuilt at most 3/8 full */
         size_t capacity = capacity_for(t->live);
-        return id_rebuild(t, (size_t)t->live * 8 > capacity * 3 ? capacity * 2 : capacity);
+        if ((size_t)t->live * 8 > capacity * 3) capacity *= 2;
+        return capacity == 2 * (t->mask + 1) ? id_grow(t) : id_rebuild(t, capacity);
     }
     if (t->garbage > (1u << 20) && t->garbage * 2 > t->text_used)
         return id_rebuild(t, t->mask + 1);

@@ -155,6 +155,31 @@ def test_the_id_table_keeps_a_million_ids_and_gives_memory_back() -> None:
     assert table.remember("ev-59", 31, 29) is True and table.remember("ev-60", 31, 29) is False
 
 
+def test_the_id_table_grows_in_place_and_keeps_every_id() -> None:
+    """Doubled in place (in the heap, across into a mapping of its own, then by the
+    kernel) while the horizon moves on: after each growth every id not forgotten
+    is found, with its hour, and none forgotten is."""
+
+    def hour_of(i: int) -> int:
+        return i // 20_000  # an hour of 20k ids; those of the latest 5 hours are kept
+
+    def id_of(i: int) -> str:
+        return f"{i * 7919 % 400_009:x}-{hour_of(i)}"  # in no order
+
+    table, model = compiled.IdTable(), IdDict()
+    size, growths = sys.getsizeof(table), 0
+    for i in range(400_000):
+        hour = hour_of(i)
+        assert table.remember(id_of(i), hour, hour - 5) == model.remember(id_of(i), hour, hour - 5)
+        if sys.getsizeof(table) != size:
+            size, growths = sys.getsizeof(table), growths + 1
+            assert len(table) == len(model)
+            assert all(table[key] == held for key, held in model.items())
+            forgotten = (id_of(j) for j in range(0, i, 97) if hour_of(j) < hour - 5)
+            assert not any(key in table for key in forgotten)
+    assert growths >= 10 and table.to_dict() == model
+
+
 def test_the_id_table_stays_the_same_size_while_ids_churn() -> None:
     """An hour of long ids at a time, each forgotten an hour later: new ids take
     forgotten slots, and the text they leave behind is given back, so the table
