@@ -8,9 +8,9 @@
      that every new object went to memory no cache held. It keeps each id's text
      in its own arena instead, and forgets an hour the horizon passed by ignoring
      its ids until their slots are reused or the table is rebuilt. It doubles in
-     place (`id_grow`): fresh memory costs the kernel's zeroing, and in a virtual
-     machine the host's too (a day's replay spent ~6% of its time there when each
-     growth took a new table).
+     place (`id_grow`): no second table, no copy of the text, and only the new
+     half is fresh memory, whose zeroing is dear in a virtual machine (6-8% of a
+     day's default-mix replay on the test host).
    - KeyTable: str -> object, for records looked up by a key just decoded. A dict
      lookup on such a key chains three misses (index, entry, the stored key's
      text) before the value's own.
