@@ -65,14 +65,17 @@ static size_t capacity_for(Py_ssize_t used) {
    (madvise), so lookups miss the TLB far less. */
 #define HUGE_FROM (2u << 20)
 
-static void *slots_alloc(size_t size) {
-    if (size < HUGE_FROM) return PyMem_Calloc(1, size);
-    void *slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (slots == MAP_FAILED) return NULL;
+static void *advise_huge(void *slots, size_t size) {
 #ifdef MADV_HUGEPAGE
     madvise(slots, size, MADV_HUGEPAGE); /* a hint: without it, ordinary pages */
 #endif
     return slots;
+}
+
+static void *slots_alloc(size_t size) {
+    if (size < HUGE_FROM) return PyMem_Calloc(1, size);
+    void *slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return slots == MAP_FAILED ? NULL : advise_huge(slots, size);
 }
 
 static void slots_free(void *slots, size_t size) {
@@ -92,11 +95,7 @@ static void *slots_grow(void *slots, size_t size) {
     if (size >= HUGE_FROM) {
 #ifdef MREMAP_MAYMOVE
         grown = mremap(slots, size, 2 * size, MREMAP_MAYMOVE);
-        if (grown == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-        madvise(grown, 2 * size, MADV_HUGEPAGE);
-#endif
-        return grown;
+        return grown == MAP_FAILED ? NULL : advise_huge(grown, 2 * size);
 #endif
     } else if (2 * size < HUGE_FROM) {
         grown = PyMem_Realloc(slots, 2 * size);
@@ -522,6 +521,12 @@ static int text_reserve(Ids *t, size_t more) {
     return 0;
 }
 
+/* The first empty slot from `home` on, round past the end. */
+static size_t empty_from(const IdSlot *slots, size_t home, size_t mask) {
+    while (slots[home].shape != 0) home = (home + 1) & mask;
+    return home;
+}
+
 /* An empty slot of a table (NONE: none). No probe run crosses it. */
 static size_t empty_slot(const IdSlot *slots, size_t capacity) {
     for (size_t i = 0; i < capacity; i++)
@@ -562,8 +567,7 @@ static int id_rebuild(Ids *t, size_t capacity) {
         if (slot.shape == 0) continue;
         old[i].shape = 0; /* taken out (in place: its slot is empty till it comes back) */
         if (slot.hour < t->since) continue;
-        size_t j = (size_t)slot.hash & mask;
-        while (slots[j].shape != 0) j = (j + 1) & mask;
+        size_t j = empty_from(slots, slot.hash & mask, mask);
         slots[j] = slot;
         slots[j].offset = (uint32_t)used;
         memcpy(text + used, t->text + slot.offset, slot.shape >> 3);
@@ -579,6 +583,13 @@ static int id_rebuild(Ids *t, size_t capacity) {
     t->text_used = used;
     t->text_size = room;
     t->garbage = 0;
+    return 0;
+}
+
+/* Whether growing keeps the slot's id: one forgotten is dropped, its text garbage. */
+static int grown_keeps(Ids *t, IdSlot slot) {
+    if (slot.hour >= t->since) return 1;
+    t->garbage += slot.shape >> 3;
     return 0;
 }
 
@@ -615,13 +626,9 @@ static int id_grow(Ids *t) {
         IdSlot slot = slots[i];
         if (slot.shape == 0 || !(slot.hash & capacity)) continue;
         slots[i].shape = 0;
-        if (slot.hour < t->since) {
-            t->garbage += slot.shape >> 3;
-            continue;
-        }
-        size_t j = slot.hash & mask;
-        while (j <= mask && slots[j].shape != 0) j++;
-        if (j > mask)
+        if (!grown_keeps(t, slot)) continue;
+        size_t home = slot.hash & mask, j = empty_from(slots, home, mask);
+        if (j < home) /* round past the end: onto ids not moved yet */
             aside[set_aside++] = slot;
         else
             slots[j] = slot, kept++;
@@ -630,22 +637,11 @@ static int id_grow(Ids *t) {
         IdSlot slot = slots[i];
         if (slot.shape == 0) continue;
         slots[i].shape = 0;
-        if (slot.hour < t->since) {
-            t->garbage += slot.shape >> 3;
-            continue;
-        }
-        size_t j = slot.hash & mask;
-        while (slots[j].shape != 0) j++;
-        slots[j] = slot, kept++;
+        if (grown_keeps(t, slot)) slots[empty_from(slots, slot.hash & mask, mask)] = slot, kept++;
     }
     for (size_t k = 0; k < set_aside; k++) {
-        if (aside[k].hour < t->since) {
-            t->garbage += aside[k].shape >> 3;
-            continue;
-        }
-        size_t j = aside[k].hash & mask;
-        while (slots[j].shape != 0) j = (j + 1) & mask;
-        slots[j] = aside[k], kept++;
+        IdSlot slot = aside[k];
+        if (grown_keeps(t, slot)) slots[empty_from(slots, slot.hash & mask, mask)] = slot, kept++;
     }
     PyMem_Free(aside);
     t->occupied = kept;
