@@ -181,6 +181,10 @@ SKU_HEALTH_RECORD = closed_record(
     },
 )
 DECIDED = {**TEXT_TIME, "description": "The watermark when it became known."}
+AS_DECIDED = {
+    "anyOf": [TEXT_TIME, {"type": "null"}],
+    "description": "The awaited step's earliest time if it is at most decided_ts, else null.",
+}
 ORDER_ALERT = closed_record(
     "A breached order as the breach becomes known. Key: `<alert>|<order_id>`.",
     {
@@ -190,8 +194,8 @@ ORDER_ALERT = closed_record(
         "region": LABEL,
         "deadline": TEXT_TIME,
         "decided_ts": DECIDED,
-        "shipped_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
-        "delivered_ts": {"anyOf": [TEXT_TIME, {"type": "null"}]},
+        "shipped_ts": AS_DECIDED,
+        "delivered_ts": AS_DECIDED,
     },
     optional=("shipped_ts", "delivered_ts"),
 )

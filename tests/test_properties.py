@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from flows.decode import Reject, decode
 from flows.settings import EngineConfig
 from flows.simulator import Profile, stream
+from flows.timeutil import parse_time
 from tests.scenario import Run
 
 START = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
@@ -95,6 +96,7 @@ def outcome(lines: list[bytes], batch_sizes: list[int]) -> dict[str, Any]:
         run.feed(*lines[position : position + size])
         position, turn = position + size, turn + 1
     run.finish()
+    assert_steps_as_of_decision(run, lines)
     ledgers = {
         name: series
         for ledger in (run.shard.ledger, run.combine.ledger)
@@ -108,13 +110,46 @@ def outcome(lines: list[bytes], batch_sizes: list[int]) -> dict[str, Any]:
     }
 
 
+# Fields that depend on arrival: W when the record was made, and a step named as of it.
+AS_DECIDED = ("shipped_ts", "delivered_ts")
+ARRIVAL_DEPENDENT = ("decided_ts", *AS_DECIDED)
+
+
 def keyed(run: Run, kind: str) -> list[tuple[str, dict[str, Any]]]:
-    """Records of a kind by their message key; `decided_ts` depends on arrival."""
+    """Records of a kind by their message key, without ARRIVAL_DEPENDENT fields."""
     return sorted(
-        (key, {field: value for field, value in record.items() if field != "decided_ts"})
+        (key, {field: value for field, value in record.items() if field not in ARRIVAL_DEPENDENT})
         for k, key, record in run.outputs
         if k == kind
     )
+
+
+def assert_steps_as_of_decision(run: Run, lines: list[bytes]) -> None:
+    """A per-order alert names the order's earliest shipment (delivery) when it is at
+    most the alert's decided_ts, and null otherwise (README, Semantics)."""
+    earliest: dict[tuple[str, str], int] = {}
+    for line in lines:
+        event = decode(line)
+        if isinstance(event, Reject):
+            continue
+        if event.kind == "order.shipped":
+            field = "shipped_ts"
+        elif event.kind == "delivery.updated" and event.status == "delivered":
+            field = "delivered_ts"
+        else:
+            continue
+        step = (event.order_id, field)
+        earliest[step] = min(earliest.get(step, event.ts), event.ts)
+    checked = 0
+    for kind, _key, record in run.outputs:
+        for field in AS_DECIDED:
+            if kind == "alert" and field in record:
+                step = earliest.get((record["order_id"], field))
+                decided = parse_time(record["decided_ts"])
+                happened = None if record[field] is None else parse_time(record[field])
+                assert happened == (step if step is not None and step <= decided else None)
+                checked += 1
+    assert checked > 0  # breaches and late deliveries happen in every simulated run
 
 
 def reorder(lines: list[bytes], rng: random.Random, max_delay: int) -> list[bytes]:

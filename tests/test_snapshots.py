@@ -41,6 +41,7 @@ from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials, record
 from flows.runtime.snapshot import SnapshotError, dump_shard, load_shard
 from flows.settings import EngineConfig, Runtime, Settings
 from flows.simulator import Profile, stream
+from flows.timeutil import parse_time
 from tests.builds import state
 from tests.kafka_broker import free_port
 from tests.processes import metrics_text, wait_for
@@ -66,6 +67,18 @@ def route(outputs: list[Any], combine: CombineLogic) -> list[Any]:
     records = [output for output in outputs if type(output) is not Partials]
     combined = combine.on_batch(partials)[0] if partials else []
     return records + [written for output in combined for written in records_of(output)]
+
+
+def as_decided(line: list[Any]) -> list[Any]:
+    """A record of an earlier release as this one makes it: a per-order alert names
+    the awaited step only when it is at most its decided_ts (README, Semantics;
+    those releases named one that had arrived early)."""
+    kind, key, record = line
+    for field in ("shipped_ts", "delivered_ts"):
+        happened = record.get(field) if kind == "alert" else None
+        if happened is not None and parse_time(happened) > parse_time(record["decided_ts"]):
+            record = {**record, field: None}
+    return [kind, key, record]
 
 
 def as_lines(records: list[Any]) -> list[list[Any]]:
@@ -180,7 +193,7 @@ def test_a_version_1_snapshot_restores_and_goes_on_as_if_never_stopped() -> None
     event that decided them: each part is fed in batches from its start)."""
     lines = gzip.decompress((FAMILIES_V1 / "events.jsonl.gz").read_bytes()).splitlines()
     expected_lines = gzip.decompress((FAMILIES_V1 / "expected-outputs.jsonl.gz").read_bytes())
-    expected = [orjson.loads(line) for line in expected_lines.splitlines()]
+    expected = [as_decided(orjson.loads(line)) for line in expected_lines.splitlines()]
     exposition = without_state_size((FAMILIES_V1 / "expected.prom").read_bytes())
     layout = single("input")
     runtime = Runtime(V1_SETTINGS)

@@ -209,7 +209,9 @@ class OrderWatcher(core.Family):
         self, name: str, order_id: str, order: Order, deadline: int, happened: str, at: int
     ) -> Alert:
         """A per-order alert (contract §5), keyed `alert|order_id`: the deadline
-        passed; `happened` names when the awaited step happened, if it did."""
+        passed. `happened` names when the awaited step happened as of the
+        decision: by W, or null. A step after W may not have arrived yet, and
+        reporting it when it had would make the record depend on arrival order."""
         return Alert(
             f"{name}|{order_id}",
             {
@@ -218,7 +220,7 @@ class OrderWatcher(core.Family):
                 "fc": order.fc,
                 "region": order.region,
                 "deadline": format_time(deadline),
-                happened: None if at == core.NEVER else format_time(at),
+                happened: None if at > self.shard.watermark else format_time(at),
                 "decided_ts": self.shard.decided(),
             },
         )
