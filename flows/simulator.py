@@ -5,7 +5,8 @@ Orders (per fulfilment centre, following its customers' day), receipts, web sess
 and stock adjustments start as Poisson processes; each entity schedules its whole
 lifecycle at once into a heap of future events. The network keeps each item's stock:
 an order ships only what it can take from stock (else it is cancelled, out of stock),
-and an item that runs low is replenished by a supplier. Occasional demand spikes,
+an item that runs low is replenished by a supplier, and regular inbound tops up
+items below their order-up-to level, so stock stays level. Occasional demand spikes,
 and a daily packing slowdown at one fc, give the cockpit's detectors something to
 find. Time advances in one-minute steps: events whose time has come are serialised,
 given transport faults (duplicates, disorder, late arrival, malformed copies) and
@@ -645,7 +646,7 @@ class _Network:
             item = (fc, sku)
             left = self.stock.get(item, 0) - (0 if short else qty)
             demand = self.demand_per_day.get(item, 0.0)
-            low = short or left <= max(demand * REORDER_DAYS, 1)
+            low = sku in short or left <= max(demand * REORDER_DAYS, 1)
             if low and at >= self.reorder_after.get(item, 0):
                 self._replenish(item, demand, at)
             if not short:
@@ -660,9 +661,15 @@ class _Network:
         self.reorder_after[item] = self._inbound(at + lead, item, qty)
 
     def _receipt(self, received: int) -> None:
-        """A purchase order of some SKU arriving at the dock (regular inbound)."""
+        """A purchase order of some SKU arriving at the dock (regular inbound): a case
+        for an item whose stock and stows to come cover less than ORDER_UP_TO_DAYS
+        of its demand; an item drawn with more gets none (stock stays level)."""
         item = (self.fcs.draw(self.random), self._sku())
-        self._inbound(received, item, self.rng.choice(CASE_SIZES))
+        case = self.rng.choice(CASE_SIZES)
+        on_hand = self._on_hand(item, received)  # stows up to now counted, not coming
+        coming = sum(qty for _at, qty in self.inbound.get(item, ()))
+        if on_hand + coming < self.demand_per_day.get(item, 0.0) * ORDER_UP_TO_DAYS:
+            self._inbound(received, item, case)
 
     def _inbound(self, received: int, item: Item, qty: int) -> int:
         """A dock receipt, then 1-4 partial stows spread over minutes to days; returns

@@ -248,7 +248,7 @@ def test_every_way_an_order_ends_leaves_the_same_state_in_both_builds(
 
 
 def test_the_faulty_stream_exercises_what_it_should() -> None:
-    steps = batches(payloads(1, 6000), [500], ["a", "b"])
+    steps = batches(payloads(2, 6000), [500], ["a", "b"])
     results = run_steps(steps, CONFIG, 4)
     outputs = [output for _state, drained in results for output in drained]
     assert {type(output) for output in outputs} == {

@@ -1,19 +1,22 @@
 """Input files for the benchmarks, generated once and kept in `.bench/data`.
 
-Simulated files come from `opscockpit simulate` (deterministic for a seed, so a
-cached file is the same file); synthetic ones are written here. A file is
+Simulated files come from `opscockpit simulate` (deterministic for a seed and
+the simulator's source, which both name the file, so a cached file is the same
+file); synthetic ones are written here. A file is
 written under a temporary name and renamed, so an interrupted run never leaves
 a truncated file behind to be reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 
+from flows import simulator
 from flows.simulator import ORDER_HEAVY, rfc3339, write_lines
 from flows.timeutil import parse_time
 from tests.bench.common import DATA_DIR, BenchFailure, count_lines, log, opscockpit_command
@@ -23,6 +26,8 @@ START_MS = parse_time("2026-11-20T00:00:00Z") // 1000
 SECOND_MS = 1000
 HOUR_MS = 3600 * SECOND_MS
 DAY_MS = 24 * HOUR_MS
+# In the names of simulated files: a changed simulator writes new files, not the old ones.
+SIMULATOR = hashlib.sha256(Path(simulator.__file__).read_bytes()).hexdigest()[:8]
 
 
 def _cached(name: str, make: Callable[[Path], None]) -> Path:
@@ -57,7 +62,7 @@ def simulated(hours: float, seed: int = SEED) -> Path:
         if result.returncode != 0:
             raise BenchFailure(f"opscockpit simulate failed: {result.stderr}")
 
-    return _cached(f"sim-{hours:g}h-seed{seed}.jsonl", make)
+    return _cached(f"sim-{hours:g}h-seed{seed}-{SIMULATOR}.jsonl", make)
 
 
 def order_heavy(hours: float, seed: int = SEED) -> Path:
@@ -69,7 +74,7 @@ def order_heavy(hours: float, seed: int = SEED) -> Path:
         with path.open("wb") as handle:
             write_lines(handle, seed, start, start + round(hours * HOUR_MS * 1000), ORDER_HEAVY)
 
-    return _cached(f"orders-{hours:g}h-seed{seed}.jsonl", make)
+    return _cached(f"orders-{hours:g}h-seed{seed}-{SIMULATOR}.jsonl", make)
 
 
 def _write(path: Path, events: Iterator[dict[str, object]]) -> None:
