@@ -46,6 +46,7 @@ from tests.builds import state
 from tests.kafka_broker import free_port
 from tests.processes import metrics_text, wait_for
 from tests.reference import parse_exposition
+from tests.test_properties import AS_DECIDED
 
 RELEASE = Path(__file__).parent / "fixtures" / "release-3862025"
 SPLIT, BATCH = 4000, 500  # as make_fixture.py fed that release
@@ -74,7 +75,7 @@ def as_decided(line: list[Any]) -> list[Any]:
     the awaited step only when it is at most its decided_ts (README, Semantics;
     those releases named one that had arrived early)."""
     kind, key, record = line
-    for field in ("shipped_ts", "delivered_ts"):
+    for field in AS_DECIDED:
         happened = record.get(field) if kind == "alert" else None
         if happened is not None and parse_time(happened) > parse_time(record["decided_ts"]):
             record = {**record, field: None}
