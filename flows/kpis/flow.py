@@ -312,7 +312,9 @@ class Flow(entity.OrderWatcher):
             old2, since = order.previous, k2
             if k1 != core.NEVER:
                 self.decide(T_PICK_PACK, order_id, order, later(k1, k2), PICK_PACKED)
-            if k2 > order.shipped:  # a pack after the shipment waits for itself
+            # A pack after the shipment waits for itself; so does one at the time of a
+            # shipment already final (W = k2 = s: its announcement found no pack).
+            if k2 > order.shipped or order.final:
                 self.decide(T_PACK_SHIP, order_id, order, k2, PACK_SHIPPED)
         elif change & entity.SHIPPED:
             old_end, since = earlier(order.previous, order.cancelled), order.shipped
@@ -481,7 +483,7 @@ class Flow(entity.OrderWatcher):
         from that time on."""
         receipt: inbound.Receipt | None = self.receiving.receipts.get(receipt_id)
         expiry: cython.longlong
-        if receipt is not None and receipt.awaiting:
+        if receipt is not None and receipt.awaiting and self.receiving.expires(receipt):
             expiry = receipt.received + self.retention
             self.receipt_steps(receipt.fc, receipt.received, core.NEVER, -1, expiry)
             self.receipt_steps(receipt.fc, receipt.received, expiry, 1, expiry)

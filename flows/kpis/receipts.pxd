@@ -15,5 +15,6 @@ cdef class Receipts(core.Family):
     cdef public core.Counts awaiting, units_received, orphans, expired
     cdef received(self, long long ts, object event)
     cdef stowed(self, long long ts, object event)
+    cdef bint expires(self, Receipt receipt)
     cdef complete(self, object receipt_id, Receipt receipt)
     cdef expire_orphan(self, object receipt_id, Receipt receipt)

@@ -184,10 +184,17 @@ class Receipts(core.Family):
             self.complete(key, receipt)
         elif tag == T_ORPHAN:
             self.expire_orphan(key, receipt)
-        elif receipt.awaiting:  # T_RETENTION
+        elif receipt.awaiting and self.expires(receipt):  # T_RETENTION
             del self.receipts[key]
             self.awaiting.add(receipt.fc, -1)
             self.expired.add("receipt")
+
+    @cython.cfunc
+    def expires(self, receipt: Receipt) -> cython.bint:
+        """W passed this receipt's dock scan plus the retention: not only an earlier
+        receipt's of the same id (one that completed and left state) whose timer
+        this is."""
+        return receipt.received + self.retention <= self.shard.watermark
 
     @cython.cfunc
     def complete(self, receipt_id: object, receipt: Receipt) -> None:

@@ -154,6 +154,37 @@ def test_pack_to_ship_waits_for_the_later_of_pack_and_shipment_as_they_move() ->
     assert histogram(run, "cockpit_pack_to_ship_seconds")[0] == 3  # each once
 
 
+def test_a_pack_at_the_time_of_a_shipment_already_final_is_observed() -> None:
+    """W reaches o8's shipment (08:10) before its pack at the same time arrives:
+    that pack (ts = W, not late) is observed (0 s), as when it comes first."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o8", "08:00"),
+        e.shipped("o8", on("08:10")),
+        e.tick(on("08:11")),  # W = 08:10: the shipment is final, with no pack yet
+        packed(e, "o8", "08:10"),
+        e.tick(on("09:00")),
+    )
+    assert histogram(run, "cockpit_pack_to_ship_seconds") == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0]
+
+
+def test_the_retention_of_a_receipt_id_used_again_is_its_own() -> None:
+    """r1 completes at 00:30; received again at 01:30 it is a new receipt (15 min
+    windows), in the stow backlog until its stow at 03:15: not dropped at the
+    first one's deadline (02:00), nor held to its own (03:30)."""
+    e = Events()
+    run = Run(replace(EngineConfig(), retention=2 * HOUR, window=HOUR // 4)).feed(
+        e.received("r1", on("00:00"), 5),
+        e.stowed("r1", on("00:30"), 5),
+        e.tick(on("00:31")),
+        e.received("r1", on("01:30"), 5),
+        e.tick(on("03:01")),
+    )
+    assert backlog(run) == {("FC1", "stow"): 1}
+    run.feed(e.stowed("r1", on("03:15"), 5), e.tick(on("03:31")))
+    assert backlog(run) == {}
+
+
 def test_stage_backlog_across_a_window_boundary() -> None:
     """As of b counts facts with ts < b: a pick, stow or order at 11:00 exactly
     counts only at the 12:00 close. o2, packed without a pick, waits to ship."""

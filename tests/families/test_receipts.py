@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from flows.settings import EngineConfig
 from tests.scenario import Events, Run, at
 
 
@@ -39,3 +42,17 @@ def test_receipt_awaits_stow_until_complete_and_is_observed_once_final():
     # Stows received before the dock scan wait for it.
     run.feed(e.stowed("R2", at(22), 5), e.received("R2", at(21, seconds=30), 5), e.tick(at(30)))
     assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1200 + 30
+
+
+def test_a_receipt_id_used_again_is_kept_for_its_own_retention_not_the_first_ones():
+    """R1 completes at 00:30 and leaves state; R1 received again at 01:00 is a new
+    receipt, dropped by a 2 h retention at 03:00, not at the first one's 02:00:
+    its stow at 02:30 completes it."""
+    e = Events()
+    run = Run(replace(EngineConfig(), retention=2 * 3600 * 10**6))
+    run.feed(e.received("R1", at(0), 5), e.stowed("R1", at(30), 5), e.tick(at(31)))
+    run.feed(e.received("R1", at(60), 5), e.tick(at(121)), e.stowed("R1", at(150), 5))
+    run.feed(e.tick(at(200))).finish()
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1800 + 5400
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+    assert not any(run.series("cockpit_state_expired_total").values())
