@@ -19,6 +19,8 @@ from typing import Any
 from flows.cockpit.cli import add_grafana_command
 from flows.commands import EXIT_FAILURE, EXIT_USAGE, CliError, Parser
 from flows.config import (
+    MAX_DAYS,
+    MAX_INTEGER,
     OPTIONS,
     Config,
     check_count,
@@ -30,6 +32,7 @@ from flows.olist import add_import_command
 from flows.timeutil import US_PER_SECOND, parse_duration, parse_time
 
 DEFAULT_METRICS_PORT = 9108
+MAX_PORT = 65_535
 
 
 def duration(text: str) -> int:
@@ -48,16 +51,48 @@ def window(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{exc}: {text!r}") from None
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
+def _integer(text: str, least: int, most: int = MAX_INTEGER) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     try:
-        return check_count(value, 1)
+        return check_count(value, least, most)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _integer(text, 1)
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port; 0 binds any free one (as the tests do)."""
+    return _integer(text, 0, MAX_PORT)
+
+
+def positive_number(most: int) -> Callable[[str], float]:
+    """An argparse type: a number in (0, most]. NaN, infinity and huge values
+    otherwise fail deep in the simulator, with a traceback."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 < value <= most:  # false for NaN too
+            raise argparse.ArgumentTypeError(
+                f"must be greater than 0 and at most {most}, not {text}"
+            )
+        return value
+
+    return number
+
+
+period_hours = positive_number(MAX_DAYS * 24)  # the 100 years durations may span
+# --scale and --rate: far beyond what the simulator makes in real time (1e18 overflowed).
+traffic = positive_number(1_000_000)
 
 
 def moment(text: str) -> int:
@@ -145,7 +180,7 @@ def build_parser() -> Parser:
     )
     run.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         default=DEFAULT_METRICS_PORT,
         help=f"port to serve /metrics on; process i of a cluster adds i "
         f"(default {DEFAULT_METRICS_PORT})",
@@ -168,7 +203,7 @@ def build_parser() -> Parser:
         help="simulated history replayed at start (default 48h)",
     )
     sim.add_argument(
-        "--scale", type=float, default=1.0, help="multiply the simulated traffic (default 1)"
+        "--scale", type=traffic, default=1.0, help="multiply the simulated traffic (default 1)"
     )
     kafka = run.add_argument_group("Kafka")
     kafka.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to consume from")
@@ -262,10 +297,10 @@ def build_parser() -> Parser:
         "--kafka-config", type=Path, metavar="FILE", help="librdkafka properties for the producer"
     )
     amount = simulate.add_mutually_exclusive_group()
-    amount.add_argument("--hours", type=float, help="hours of event time (default 24)")
+    amount.add_argument("--hours", type=period_hours, help="hours of event time (default 24)")
     amount.add_argument(
         "--rate",
-        type=float,
+        type=traffic,
         help="with --kafka: produce live, about this many events/s, until interrupted",
     )
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -275,7 +310,7 @@ def build_parser() -> Parser:
         help="start of the simulated period (default 2026-11-20T00:00:00Z; now with --rate)",
     )
     simulate.add_argument(
-        "--scale", type=float, default=1.0, help="multiply every traffic rate (default 1)"
+        "--scale", type=traffic, default=1.0, help="multiply every traffic rate (default 1)"
     )
     simulate.set_defaults(handler=command_simulate)
     add_import_command(commands)
@@ -284,16 +319,31 @@ def build_parser() -> Parser:
 
 
 def _writable(path: Path | None, what: str) -> None:
-    if path is not None and not path.parent.is_dir():
+    """Checked before any work: a replay writes its metrics only at the end."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CliError(f"cannot write {what} {path}: is a directory")
+    if not path.parent.is_dir():
         raise CliError(f"cannot write {what} {path}: no directory {path.parent}")
+
+
+def _readable(file: str) -> None:
+    """Any path but a directory: a FIFO, /dev/stdin or `<(...)` is read as a file is
+    (once, from its start, its size unknown)."""
+    if file == "-":
+        return
+    if Path(file).is_dir():
+        raise CliError(f"cannot read {file}: is a directory")
+    if not Path(file).exists():
+        raise CliError(f"cannot read {file}: no such file")
 
 
 def command_replay(args: argparse.Namespace) -> int:
     """Replay a file, then write the final metrics."""
     from flows.replay import replay
 
-    if args.file != "-" and not Path(args.file).is_file():
-        raise CliError(f"cannot read {args.file}: no such file")
+    _readable(args.file)
     for path, what in (
         (args.metrics_file, "metrics"),
         (args.dlq, "dead letters"),
@@ -318,10 +368,8 @@ def command_simulate(args: argparse.Namespace) -> int:
     from flows.live import RunError, produce_simulation, rate_scale
     from flows.simulator import Profile, write_lines
 
-    if (args.hours is not None and args.hours <= 0) or args.scale <= 0:
-        raise CliError("--hours and --scale must be positive", EXIT_USAGE)
-    if args.rate is not None and (args.out is not None or args.rate <= 0):
-        raise CliError("--rate needs --kafka and a positive number of events/s", EXIT_USAGE)
+    if args.rate is not None and args.out is not None:
+        raise CliError("--rate needs --kafka", EXIT_USAGE)
     live = args.rate is not None
     start = (
         args.start
@@ -360,6 +408,11 @@ def command_run(args: argparse.Namespace) -> int:
     """The main job, in this process or in a local cluster of --processes N."""
     if args.process_id is not None and not args.addresses and args.processes == 1:
         raise CliError("--process-id needs --addresses", EXIT_USAGE)
+    last = max(args.process_id or 0, args.processes - 1)
+    if args.metrics_port + last > MAX_PORT:  # process i serves on --metrics-port + i
+        raise CliError(
+            f"--metrics-port {args.metrics_port} + process {last} is above {MAX_PORT}", EXIT_USAGE
+        )
     kafka_only = ("--topic", args.topic), ("--kafka-config", args.kafka_config)
     for option, value in kafka_only:
         if value and not args.kafka:

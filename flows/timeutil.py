@@ -135,6 +135,8 @@ def parse_duration(text: str) -> int:
     """Parse '60s', '1h', '30d', '250ms' or bare seconds into microseconds."""
     match = _DURATION.match(text)
     if match is None:
+        if _DURATION.match(text.strip().removeprefix("-")):  # say what is wrong with "-5s"
+            raise ValueError(f"must not be negative, not {text!r}")
         raise ValueError(f"not a duration: {text!r} (use e.g. 60s, 5m, 1h, 30d)")
     number, unit = match.groups()
     return round(float(number) * _UNIT_US[unit or "s"])

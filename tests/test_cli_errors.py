@@ -1,0 +1,125 @@
+"""Bad input to a command is one line on stderr and a non-zero exit (contract §6),
+checked before any work starts, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from flows.commands import EXIT_FAILURE, EXIT_USAGE
+from tests.processes import opscockpit
+
+EVENT = b'{"event_id":"a","type":"cart.added","ts":0,"session_id":"s","sku":"A","qty":1}\n'
+COUNTED = 'cockpit_events_total{type="cart.added"} 1'
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], status: int) -> str:
+    """The status of `opscockpit ARGV` and its single line of stderr."""
+    assert main(argv) == status
+    [line] = capsys.readouterr().err.splitlines()
+    return line
+
+
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [
+        ("--metrics-file", "metrics"),
+        ("--dlq", "dead letters"),
+        ("--alerts", "alerts"),
+        ("--kpis", "KPIs"),
+    ],
+)
+def test_a_replay_output_that_is_a_directory(tmp_path, capsys, option, what):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(EVENT)
+    line = one_line_error(capsys, ["replay", str(events), option, str(tmp_path)], EXIT_FAILURE)
+    assert line == f"opscockpit: error: cannot write {what} {tmp_path}: is a directory"
+    assert not Path(f"{tmp_path}.tmp").exists(), "nothing written"
+
+
+def test_a_simulate_output_that_is_a_directory(tmp_path, capsys):
+    line = one_line_error(capsys, ["simulate", "--out", str(tmp_path)], EXIT_FAILURE)
+    assert line == f"opscockpit: error: cannot write events {tmp_path}: is a directory"
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"), [("", "is a directory"), ("absent.jsonl", "no such file")]
+)
+def test_a_replay_input_that_cannot_be_read(tmp_path, capsys, path, problem):
+    file = tmp_path / path
+    line = one_line_error(capsys, ["replay", str(file)], EXIT_FAILURE)
+    assert line == f"opscockpit: error: cannot read {file}: {problem}"
+
+
+PORT = "argument --metrics-port: must be an integer from 0 to 65535, not"
+SCALE = "argument --scale: must be greater than 0 and at most 1000000, not"
+RATE = "argument --rate: must be greater than 0 and at most 1000000, not"
+HOURS = "argument --hours: must be greater than 0 and at most 876000, not"
+BAD_VALUES = [
+    ("run --metrics-port 70000", f"{PORT} 70000"),
+    ("run --metrics-port=-1", f"{PORT} -1"),
+    ("run --metrics-port http", "argument --metrics-port: not an integer: 'http'"),
+    ("run --scale nan", f"{SCALE} nan"),
+    ("run --scale 0", f"{SCALE} 0"),
+    ("run --scale=-1", f"{SCALE} -1"),
+    ("simulate --out x.jsonl --hours nan", f"{HOURS} nan"),
+    ("simulate --out x.jsonl --hours inf", f"{HOURS} inf"),
+    ("simulate --out x.jsonl --hours 1e300", f"{HOURS} 1e300"),
+    ("simulate --out x.jsonl --scale inf", f"{SCALE} inf"),
+    ("simulate --out x.jsonl --scale 1e18", f"{SCALE} 1e18"),
+    ("simulate --out x.jsonl --scale lots", "argument --scale: not a number: 'lots'"),
+    ("simulate --kafka h:1 --rate nan", f"{RATE} nan"),
+    ("replay e.jsonl --lateness=-5s", "argument --lateness: must not be negative, not '-5s'"),
+    ("replay e.jsonl --lateness -5", "argument --lateness: must not be negative, not '-5'"),
+    ("run --backfill=-1h", "argument --backfill: must not be negative, not '-1h'"),
+]
+
+
+@pytest.mark.parametrize(("command", "problem"), BAD_VALUES, ids=[c for c, _ in BAD_VALUES])
+def test_a_bad_option_value_is_a_usage_error(capsys, command, problem):
+    argv = command.split()
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    assert line == f"opscockpit {argv[0]}: {problem} (see --help)", line
+
+
+def test_a_cluster_whose_ports_pass_65535_is_a_usage_error(capsys):
+    argv = ["run", "--metrics-port", "65535", "--processes", "2"]
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    assert line == "opscockpit: error: --metrics-port 65535 + process 1 is above 65535"
+
+
+def test_a_negative_lateness_in_the_config_file(tmp_path, capsys):
+    config = tmp_path / "cockpit.toml"
+    config.write_text('lateness = "-5s"\n')
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(EVENT)
+    argv = ["replay", str(events), "--config", str(config)]
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    assert line == f"opscockpit: error: config {config}: lateness: must not be negative, not '-5s'"
+
+
+def test_a_replay_reads_a_fifo_stdin_and_process_substitution(tmp_path):
+    """Paths that are not regular files but read as one: read once, size unknown."""
+    metrics = tmp_path / "metrics.prom"
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(EVENT,), daemon=True)
+    writer.start()
+    opscockpit("replay", str(fifo), "--quiet", "--metrics-file", str(metrics))
+    writer.join()
+    assert COUNTED in metrics.read_text()
+    metrics.unlink()
+    opscockpit("replay", "/dev/stdin", "--quiet", "--metrics-file", str(metrics), input_bytes=EVENT)
+    assert COUNTED in metrics.read_text()
+    metrics.unlink()
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(EVENT)
+    replay = f"{sys.executable} -m flows.cli replay --quiet --metrics-file {metrics}"
+    subprocess.run(["bash", "-c", f"{replay} <(cat {events})"], check=True, timeout=120)
+    assert COUNTED in metrics.read_text()
