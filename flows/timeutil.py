@@ -110,15 +110,30 @@ def format_time(us: int) -> str:
     if text is None:
         if len(_MINUTE_TEXT) >= _CACHE_MAX:
             _MINUTE_TEXT.clear()
-        text = _MINUTE_TEXT[minute] = (EPOCH + timedelta(minutes=minute)).isoformat()[:17]
+        text = _MINUTE_TEXT[minute] = _minute_text(minute)
     second, fraction = divmod(within, US_PER_SECOND)
     if fraction:
         return f"{text}{second:02d}.{fraction:06d}Z"
     return f"{text}{second:02d}Z"
 
 
+def _minute_text(minute: int) -> str:
+    """The text "YYYY-MM-DDTHH:MM:" of a minute since the epoch, for any minute: a window or
+    day holding a valid time can end past 9999-12-31, where datetime stops. The
+    Gregorian calendar repeats every 400 years, so the minute is rendered from
+    its place in 2000-2399 and the year moved back (ISO 8601's signed and
+    five-digit years beyond 0000-9999)."""
+    cycles = (minute - _Y2000_MINUTE) // _CYCLE_MINUTES
+    moment = EPOCH + timedelta(minutes=minute - cycles * _CYCLE_MINUTES)
+    year = moment.year + 400 * cycles
+    digits = f"{year:04d}" if year >= 0 else f"-{-year:04d}"
+    return f"{digits}{moment.isoformat()[4:17]}"
+
+
 US_PER_MINUTE = 60 * US_PER_SECOND
 _MINUTE_TEXT: dict[int, str] = {}  # minute since the epoch -> "YYYY-MM-DDTHH:MM:"
+_CYCLE_MINUTES = 146_097 * 24 * 60  # 400 Gregorian years
+_Y2000_MINUTE = 10_957 * 24 * 60  # 2000-01-01T00:00Z
 
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")

@@ -23,7 +23,7 @@ from flows.simulator import Profile, write_lines
 from tests import reference_health
 from tests.processes import opscockpit
 from tests.reference import compare, expected_dead_letters, parse_exposition, run
-from tests.scenario import Run
+from tests.scenario import Events, Run
 
 # The §3.2-3.5 metrics and records the engine has (the reference has them all).
 BUILT_HEALTH_METRICS = [m for m in reference_health.METRICS if m in BY_NAME]
@@ -195,6 +195,47 @@ def test_a_file_of_malformed_lines_finishes_and_dead_letters_every_one(tmp_path)
     rejected = got["metrics"]["cockpit_events_rejected_total"]
     assert sum(rejected.values()) == len(lines)
     assert not any(got["metrics"].get("cockpit_events_total", {}).values())
+
+
+# Per edge, in local times with an offset: placed, ship and delivery promises, a
+# pick and a stow, the shipment and a last event that closes the window and day
+# holding the first ones; and a time those records carry beyond years 0001-9999.
+EDGE_OF_TIME = {
+    "after 9999": (
+        ["9999-12-31T22:" + m for m in ("10", "20", "50", "15")]
+        + ["9999-12-31T23:" + m for m in ("40", "59")],
+        "10000-01-01T00:00:00Z",
+    ),
+    "before 0001": (
+        ["0001-01-01T00:" + m for m in ("10", "20", "50", "15", "40")] + ["0001-01-01T01:59"],
+        "0000-12-31T23:00:00Z",
+    ),
+}
+
+
+@pytest.mark.parametrize("edge", EDGE_OF_TIME)
+def test_valid_times_beyond_rfc3339_years_in_utc_replay_without_a_crash(tmp_path, edge):
+    """Valid times with offsets at the ends of years 0001-9999 lie beyond them in
+    UTC, and so can the windows and days that hold them: every record is written,
+    its times in ISO 8601's wider years."""
+    clocks, beyond = EDGE_OF_TIME[edge]
+    offset = "-01:00" if edge.startswith("after") else "+01:00"
+    placed, ship_by, deliver_by, moved, shipped, last = (f"{c}:00{offset}" for c in clocks)
+    e = Events()
+    lines = [
+        e.placed("o1", placed, ship_by, deliver_by),
+        e.picked("o1", moved),
+        e.stowed("r1", moved, 5),
+        e.shipped("o1", shipped),
+        e.cart(last),
+    ]
+    events = tmp_path / "edge.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    got = replay(events, "--quiet")
+    assert got["dlq"] == []
+    assert {r["kpi"] for r in got["kpis"]} >= {"sku_health", "sell_through"}
+    assert beyond in {r[name] for r in got["kpis"] for name in ("window_start", "window_end")}
+    assert [r["alert"] for r in got["alerts"]][:1] == ["ship_sla_breach"]
 
 
 def test_kpi_records_cover_every_closed_window(simulated_day):

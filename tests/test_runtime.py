@@ -124,6 +124,31 @@ def test_record_times_are_the_rfc3339_text_datetime_gives(us: int) -> None:
     assert format_time(us) == (EPOCH + timedelta(microseconds=us)).isoformat()[:-6] + "Z"
 
 
+CYCLE_US = (datetime(2400, 1, 1, tzinfo=UTC) - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(
+    microseconds=1
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(FIRST_US, LAST_US), st.integers(-30, 30).filter(bool))
+def test_record_times_beyond_year_9999_or_before_year_1_repeat_the_400_year_calendar(
+    us: int, cycles: int
+) -> None:
+    """A window or day holding a valid time can end past 9999-12-31 (or a valid time
+    with an offset lie before 0001-01-01 in UTC): its text is that of the same
+    instant 400·n years away with the year moved, signed or of five digits."""
+    year, rest = format_time(us).split("-", 1)
+    shifted = int(year) + 400 * cycles
+    digits = f"{shifted:04d}" if shifted >= 0 else f"-{-shifted:04d}"
+    assert format_time(us + cycles * CYCLE_US) == f"{digits}-{rest}"
+
+
+def test_record_times_at_the_edges_of_datetime() -> None:
+    assert format_time(LAST_US + 1) == "10000-01-01T00:00:00Z"
+    assert format_time(FIRST_US - 1) == "0000-12-31T23:59:59.999999Z"
+    assert format_time(FIRST_US - CYCLE_US - 60_000_000) == "-0400-12-31T23:59:00Z"
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
