@@ -31,6 +31,7 @@ from flows.events import (
     EVENT_TYPES,
     INT,
     LINES,
+    MAX_UNITS,
     NUMBER,
     QTY,
     STATUS,
@@ -100,8 +101,9 @@ def _check(obj: Fields, name: str, kind: str) -> str | None:
         number = integral(value)
         if number is None:
             return f"field {name!r} must be an integer, got {_describe(value)}"
-        if (kind is QTY and number <= 0) or (kind is COUNT and number < 0):
-            bound = "> 0" if kind is QTY else ">= 0"
+        low, high = _BOUNDS[kind]
+        if number < low or (high is not None and number > high):
+            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
             return f"field {name!r} must be an integer {bound}, got {number}"
         obj[name] = number
         return None
@@ -118,6 +120,14 @@ def _check(obj: Fields, name: str, kind: str) -> str | None:
     if kind is LINES:
         return _check_lines(obj, name, value)
     raise AssertionError(f"unknown field kind {kind}")
+
+
+# The integers each kind allows (None: no bound but the 64 bits read exactly).
+_BOUNDS: dict[str, tuple[int, int | None]] = {
+    QTY: (1, MAX_UNITS),
+    INT: (-MAX_UNITS, MAX_UNITS),
+    COUNT: (0, None),
+}
 
 
 def _check_lines(obj: Fields, name: str, value: object) -> str | None:
@@ -156,7 +166,7 @@ def _validator(spec: EventType) -> Callable[[Fields], str | None]:
                 return _check(obj, name, TIME)
         for name, kind in numbers:
             value = get(name)
-            if type(value) is int and (value > 0 or (kind is not QTY and value == 0)):
+            if type(value) is int and 0 < value <= MAX_UNITS:
                 continue  # the common valid case
             error = _check(obj, name, kind)
             if error is not None:
@@ -180,8 +190,8 @@ _JSONDecodeError = orjson.JSONDecodeError
 
 # --- the fast path: one msgspec Struct per event type, bounded to what the table allows
 
-INT64 = (-(2**63), 2**63 - 1)
-_Qty = Annotated[int, msgspec.Meta(gt=0, le=INT64[1])]
+INT64_MAX = 2**63 - 1  # what msgspec reads as an int
+_Qty = Annotated[int, msgspec.Meta(gt=0, le=MAX_UNITS)]
 
 
 class Line(msgspec.Struct, gc=False):
@@ -195,8 +205,8 @@ _FIELD_TYPES: dict[str, Any] = {
     STRING: str,
     TIME: Union[str, int],  # parsed by parse_time afterwards  # noqa: UP007
     QTY: _Qty,
-    INT: Annotated[int, msgspec.Meta(ge=INT64[0], le=INT64[1])],
-    COUNT: Annotated[int, msgspec.Meta(ge=0, le=INT64[1])],
+    INT: Annotated[int, msgspec.Meta(ge=-MAX_UNITS, le=MAX_UNITS)],
+    COUNT: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)],
     NUMBER: Annotated[float, msgspec.Meta(ge=0)],
     STATUS: Literal[DELIVERY_STATUSES],
     LINES: Annotated[list[Line], msgspec.Meta(min_length=1)],

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 # Field kinds. Each maps to one check in `decode` and one schema fragment.
 STRING = "string"
 TIME = "time"  # RFC 3339 with offset, or integer epoch milliseconds
-QTY = "qty"  # integer > 0
-INT = "int"  # any integer
+QTY = "qty"  # integer > 0, at most MAX_UNITS
+INT = "int"  # integer within ±MAX_UNITS (a stock delta)
 COUNT = "count"  # integer >= 0
 NUMBER = "number"  # number >= 0
 STATUS = "status"  # delivery status
 LINES = "lines"  # non-empty list of {sku, qty}
 
 DELIVERY_STATUSES = ("out_for_delivery", "delivered", "failed_attempt")
+# Units one event may move (qty, a line's qty, delta): every sum of units is kept in
+# 64 bits, exact for 2^32 such events however large each is.
+MAX_UNITS = 2**31 - 1
 
 Field = tuple[str, str]
 

@@ -19,6 +19,7 @@ from flows.events import (
     EVENT_TYPES,
     INT,
     LINES,
+    MAX_UNITS,
     NUMBER,
     QTY,
     STATUS,
@@ -41,12 +42,12 @@ TIME_SCHEMA: dict[str, Any] = {
         {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS},
     ],
 }
-QTY_SCHEMA = {"type": "integer", "exclusiveMinimum": 0}
+QTY_SCHEMA = {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_UNITS}
 KIND_SCHEMAS: dict[str, dict[str, Any]] = {
     STRING: {"type": "string"},
     TIME: {"$ref": "#/$defs/time"},
     QTY: QTY_SCHEMA,
-    INT: {"type": "integer"},
+    INT: {"type": "integer", "minimum": -MAX_UNITS, "maximum": MAX_UNITS},
     COUNT: {"type": "integer", "minimum": 0},
     NUMBER: {"type": "number", "minimum": 0},
     STATUS: {"enum": list(DELIVERY_STATUSES)},

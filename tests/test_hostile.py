@@ -504,24 +504,37 @@ def test_fuzzed_verdicts_agree_with_the_reference(fuzzed):
     )
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        b'{"event_id":"a","type":"cart.added","ts":0,"session_id":"s","sku":"k","qty":1e19}',
-        b'{"event_id":"b","type":"inventory.adjusted","ts":0,"fc":"F","sku":"k",'
-        b'"delta":18446744073709551616}',
-        b'{"event_id":"c","type":"search.performed","ts":0,"session_id":"s","query":"q",'
-        b'"results":9223372036854775808,"latency_ms":1}',
-        b'{"event_id":"d","type":"order.placed","ts":0,"order_id":"o","fc":"F","region":"r",'
-        b'"lines":[{"sku":"k","qty":1e308}],"promised_ship_by":0,"promised_delivery_by":0}',
-    ],
-    ids=["qty 1e19", "delta 2^64", "results 2^63", "line qty 1e308"],
-)
-def test_integers_beyond_64_bits_are_read_as_doubles_and_accepted(payload):
-    """README: integers beyond 64 bits are read as doubles, so `"qty": 1e19` is valid."""
-    assert reference_verdict(payload) is None
+BIG = {
+    "qty 1e19": b'"type":"cart.added","session_id":"s","sku":"k","qty":1e19',
+    "qty 2^31": b'"type":"inventory.picked","order_id":"o","fc":"F","sku":"k","qty":2147483648',
+    "delta 2^64": b'"type":"inventory.adjusted","fc":"F","sku":"k","delta":18446744073709551616',
+    "delta -2^31": b'"type":"inventory.adjusted","fc":"F","sku":"k","delta":-2147483648',
+    "line qty 1e308": b'"type":"order.placed","order_id":"o","fc":"F","region":"r",'
+    b'"lines":[{"sku":"k","qty":1e308}],"promised_ship_by":0,"promised_delivery_by":0',
+    "results 2^63": b'"type":"search.performed","session_id":"s","query":"q",'
+    b'"results":9223372036854775808,"latency_ms":1',
+}
+
+
+@pytest.mark.parametrize("case", BIG)
+def test_units_beyond_max_units_are_invalid_and_other_integers_beyond_64_bits_are_doubles(case):
+    """README: integers beyond 64 bits are read as doubles; a quantity or delta must
+    lie within ±MAX_UNITS (sums of them stay exact in 64 bits), a count need not."""
+    payload = b'{"event_id":"x","ts":0,' + BIG[case] + b"}"
+    expected = None if case.startswith("results") else "invalid_event"
+    assert reference_verdict(payload) == expected
     verdict = decode(payload, MIB)
-    assert check_verdict(verdict) is None, verdict.error
+    assert check_verdict(verdict) == expected
+    if expected:
+        assert "2147483647" in verdict.error  # type: ignore[attr-defined]
+
+
+def test_units_at_max_units_are_valid():
+    for fields in (b'"qty":2147483647', b'"qty":1'):
+        payload = b'{"event_id":"x","ts":0,"type":"cart.added","session_id":"s","sku":"k",' + fields
+        assert check_verdict(decode(payload + b"}", MIB)) is None
+    delta = b'"type":"inventory.adjusted","fc":"F","sku":"k","delta":-2147483647'
+    assert check_verdict(decode(b'{"event_id":"x","ts":0,' + delta + b"}", MIB)) is None
 
 
 IGNORED_FIELD_CASES = {

@@ -908,8 +908,10 @@ class ItemHealth:
         states: cython.int = 0
         if ordered > 0 and on_hand <= 0:
             states |= OUT_BIT
-        # cover = on_hand / (ordered / demand_days) against days, as fractions (§2)
-        cover = on_hand * self.demand_days  # a Python int: exact however large
+        # cover = on_hand / (ordered / demand_days) against days, as fractions (§2),
+        # in Python ints: exact however large (C products would wrap past 2^63)
+        exact_on_hand: int = on_hand
+        cover = exact_on_hand * self.demand_days
         if on_hand > 0 and ordered > 0 and cover * place.lead_den < place.lead_num * ordered:
             states |= AT_RISK_BIT
         if on_hand > 0 and (ordered == 0 or cover * self.excess_den > self.excess_num * ordered):
@@ -1011,7 +1013,8 @@ class ItemHealth:
         if units >= self.spike_min_units and item.created < start - self.spike_days * DAY:
             for day in range(1, self.spike_days + 1):
                 before += units_of(item.demand, start - day * DAY)
-            spiking = units * self.spike_days * self.spike_den >= self.spike_num * before
+            exact_units: int = units  # Python ints: exact however large
+            spiking = exact_units * self.spike_days * self.spike_den >= self.spike_num * before
             if spiking and not item.spiking:
                 self.spikes.bump(cells.spikes, 1)
                 baseline = before / self.spike_days

@@ -20,6 +20,7 @@ import pytest
 
 from flows.build import is_compiled
 from flows.decode import decode
+from flows.events import MAX_UNITS
 from flows.kpis import inventory
 from flows.kpis.inventory import ITEM_FIELDS, bands_of, lots_of
 from flows.kpis.sku_health import sku_health
@@ -125,6 +126,24 @@ def test_excess_without_demand_or_beyond_the_excess_days() -> None:
         e.tick(after(0, 2)),
     )
     assert gauges(run)["excess"] == 2
+
+
+def test_cover_is_compared_exactly_beyond_64_bits() -> None:
+    """on hand · demand_days against excess_days · units ordered (§2): 118,000
+    adjustments of MAX_UNITS (2.5e14 units) times 36,500 demand days pass 2^63, a
+    C product would wrap to a negative cover (at risk); it is excess."""
+    e = Events()
+    big = [e.adjusted(on(0, 1), MAX_UNITS, sku="H") for _ in range(118_000)]
+    config = replace(EngineConfig(), kpi=KpiSettings(demand_days=36_500))
+    run = Run(config).feed(*big, order(e, "O1", on(0, 3), "H", 1), e.tick(after(0, 4)))
+    assert (118_000 * MAX_UNITS * 36_500).bit_length() > 63
+    assert gauges(run) == {
+        "tracked": 1,
+        "out_of_stock": 0,
+        "at_risk": 0,
+        "excess": 1,
+        "below_safety_stock": 0,
+    }
 
 
 def test_demand_leaves_the_trailing_window_and_its_history() -> None:
