@@ -102,11 +102,14 @@ def _check(obj: Fields, name: str, kind: str) -> str | None:
         if number is None:
             return f"field {name!r} must be an integer, got {_describe(value)}"
         low, high = _BOUNDS[kind]
-        if number < low or (high is not None and number > high):
-            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-            return f"field {name!r} must be an integer {bound}, got {number}"
-        obj[name] = number
-        return None
+        if number < low:
+            bound = "> 0" if kind is QTY else f">= {low}"
+        elif high is not None and number > high:
+            bound = f"<= {high}"
+        else:
+            obj[name] = number
+            return None
+        return f"field {name!r} must be an integer {bound}, got {number}"
     if kind is NUMBER:
         if (type(value) is int or type(value) is float) and value >= 0:
             return None
