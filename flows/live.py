@@ -25,6 +25,7 @@ from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, join_in_order
 from flows.dataflow import Layout, Sinks, build_flow, check_recovery, single
+from flows.exposition import Board
 from flows.kafka import (
     KafkaSettings,
     KafkaSetupError,
@@ -152,6 +153,21 @@ def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | No
     return RecoveryConfig(directory)
 
 
+def holds_no_shard(board: Board, cluster: bool) -> bool:
+    """Whether this process may hold no shard, so that no batch would ever make it
+    ready. A single process holds every shard; a process of a cluster that reads a
+    Kafka partition holds that partition's shard (flows.placement)."""
+    return cluster and not board.totals().get("cockpit_kafka_up")
+
+
+def end_grace(board: Board, cluster: bool) -> None:
+    """Ready after a grace period only a process that holds no shard: where one is
+    held, its first batch (flows.dataflow) makes the process ready once restored,
+    however long restoring takes."""
+    if holds_no_shard(board, cluster):
+        board.ready.set()
+
+
 def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     """The main job in this process (one of a cluster with --process-id)."""
     runtime = Runtime(settings.with_(recovery=args.recovery_dir is not None))
@@ -169,20 +185,21 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     process = args.process_id or 0
     port = args.metrics_port + process
     try:
-        serve(runtime.board, args.metrics_host, port, settings=runtime.settings, config=web)
+        server = serve(
+            runtime.board, args.metrics_host, port, settings=runtime.settings, config=web
+        )
     except OSError as exc:
         raise RunError(
             f"cannot serve /metrics on {args.metrics_host}:{port}: {exc.strerror}"
         ) from None
-    base = f"{'https' if web.tls else 'http'}://{args.metrics_host}:{port}"
+    base = f"{'https' if web.tls else 'http'}://{args.metrics_host}:{server.server_port}"
     print(
         f"opscockpit: serving metrics on {base}/metrics and the cockpit on {base}/",
         file=sys.stderr,
         flush=True,
     )
-    # Ready once the dataflow processes input (state restored); a process that holds
-    # no shard at all is ready after a grace period.
-    grace = threading.Timer(READY_GRACE_S, runtime.board.ready.set)
+    cluster = len(args.addresses.split(";")) > 1 if args.addresses else False
+    grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, cluster))
     grace.daemon = True
     grace.start()
     for signum in (signal.SIGTERM, signal.SIGINT):

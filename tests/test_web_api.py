@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import operator
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,6 +21,7 @@ from flows.cockpit import rules
 from flows.exposition import ALERTS_KEPT, Board, render
 from flows.kpisettings import KpiSettings
 from flows.ledger import Ledger
+from flows.live import end_grace
 from flows.metrics import BY_NAME
 from flows.published import ITEM_STATES, Item, RecentAlerts
 from flows.replay import replay
@@ -91,7 +95,12 @@ def validate(name: str, answer: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["summary", "history", "items", "alerts", "settings", "history?since=0"]
+    "path",
+    [
+        *("summary", "history", "items", "alerts", "settings", "history?since=0"),
+        *("history?since=1796197000.25", "history?since=-1"),
+        "items?limit=0100&offset=0000000000",
+    ],
 )
 def test_every_endpoint_answers_by_its_schema(served, path):
     status, headers, body = fetch(f"{served.base}/api/v1/{path}")
@@ -281,9 +290,24 @@ def test_no_published_items_is_an_empty_page():
         ("items?&&=", 400),
         ("alerts?limit=0", 400),
         ("alerts?limit=1001", 400),
+        # Digits str.isdigit() takes: superscript two, Arabic-Indic three, full-width five.
+        ("items?limit=%C2%B2", 400),
+        ("items?offset=%C2%B2", 400),
+        ("alerts?limit=%C2%B2", 400),
+        ("items?limit=%D9%A3", 400),
+        ("items?offset=%EF%BC%95", 400),
+        ("alerts?limit=%EF%BC%95", 400),
+        ("items?offset=" + "9" * 5000, 400),  # beyond int()'s digits
+        ("items?offset=00000000001", 400),
+        ("alerts?limit=+5", 400),
         ("history?since=yesterday", 400),
         ("history?since=nan", 400),
         ("history?since=inf", 400),
+        ("history?since=1_796_525_000", 400),
+        ("history?since=%D9%A3", 400),
+        ("history?since=1e9", 400),
+        ("history?since=+1", 400),
+        ("history?since=" + "9" * 400, 400),
         ("summary?verbose=1", 400),
         ("settings?x", 400),
         ("nothing", 404),
@@ -298,10 +322,29 @@ def test_bad_requests_get_a_json_error(served, path, status):
     assert answer["errorType"] == ("bad_data" if status == 400 else "not_found")
 
 
-def test_other_methods_are_refused(served):
-    for path in ("/", "/metrics", "/api/v1/summary"):
-        code, headers, _body = fetch(served.base + path, method="POST")
-        assert code == 405 and headers["Allow"] == "GET"
+def test_other_methods_are_refused_where_something_is(served):
+    for path in ("/", "/metrics", "/api/v1/summary", "/-/ready", "/static/cockpit.js"):
+        for method in ("POST", "PUT", "DELETE"):
+            code, headers, _body = fetch(served.base + path, method=method)
+            assert code == 405 and headers["Allow"] == "GET, HEAD", (path, method)
+    for path in ("/nope", "/api/v1/nothing", "/static/../app.py"):
+        assert fetch(served.base + path, method="POST")[0] == 404, path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        *("/", "/metrics", "/api/v1/settings", "/api/v1/items?limit=x", "/-/ready"),
+        *("/-/healthy", "/static/cockpit.js", "/nowhere", "/api/v1/nothing"),
+    ],
+)
+def test_head_is_get_without_the_body(served, path):
+    """RFC 9110 9.3.2: the status and headers of GET, no body."""
+    get_code, get_headers, get_body = fetch(served.base + path)
+    code, headers, body = fetch(served.base + path, method="HEAD")
+    assert (code, body) == (get_code, b"")
+    assert {**headers, "Date": ""} == {**get_headers, "Date": ""}
+    assert headers["Content-Length"] == str(len(get_body))
 
 
 def test_settings_in_force(served):
@@ -335,8 +378,10 @@ def test_probes_and_pages_before_and_after_ready():
         assert fetch(base + "/-/healthy")[0] == 200
         assert fetch(base + "/-/ready")[0] == 503
         assert fetch(base + "/metrics")[0] == 503
-        code, _headers, body = fetch(base + "/api/v1/summary")
-        assert code == 503 and json.loads(body)["errorType"] == "unavailable"
+        for endpoint in ("summary", "history", "items", "alerts"):
+            code, _headers, body = fetch(f"{base}/api/v1/{endpoint}")
+            assert code == 503 and json.loads(body)["errorType"] == "unavailable", endpoint
+        assert fetch(base + "/api/v1/settings")[0] == 200  # known before restoring
         assert fetch(base + "/")[0] == 200  # the page says it is restoring
         board.ready.set()
         assert fetch(base + "/-/ready")[0] == 200
@@ -349,3 +394,36 @@ def test_probes_and_pages_before_and_after_ready():
         assert fetch(base + "/-/ready")[0] == 200
     finally:
         server.shutdown()
+
+
+def test_only_a_process_that_may_hold_no_shard_is_ready_after_the_grace():
+    """A shard's first batch makes its process ready once restored: the grace must
+    not, however long restoring takes (a single process holds every shard; in a
+    cluster, a process reading a Kafka partition holds its shard)."""
+    alone, reader, idle = Board(), Board(), Board()
+    kafka = Ledger(SOURCE_METRICS)
+    kafka["cockpit_kafka_up"][()] = 1
+    reader.publish("kafka:t:0", kafka)
+    end_grace(alone, cluster=False)
+    end_grace(reader, cluster=True)
+    end_grace(idle, cluster=True)
+    assert not alone.ready.is_set() and not reader.ready.is_set()
+    assert idle.ready.is_set()
+
+
+def test_the_startup_line_names_the_bound_port_when_asked_for_any():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--metrics-port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        lines = (line.decode() for line in process.stderr)  # ends if the process does
+        line = next(line for line in lines if "serving metrics" in line)
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
+        assert found and found[1] != "0", line
+        assert fetch(f"http://127.0.0.1:{found[1]}/-/healthy")[0] == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

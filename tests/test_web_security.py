@@ -24,7 +24,7 @@ from flows.cli import build_parser
 from flows.exposition import Board
 from flows.ledger import Ledger
 from flows.metrics import METRICS
-from flows.web.config import _DECOY, Users, WebConfigError, load
+from flows.web.config import Users, WebConfigError, cost, load
 from flows.web.server import serve
 from tests.kafka_broker import free_port
 from tests.processes import cockpit, opscockpit, wait_for
@@ -167,10 +167,14 @@ def test_users_are_checked_against_bcrypt_hashes():
 
 
 def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
-    """The decoy an unknown user is checked against is a well-formed hash at the cost
-    of real ones (a malformed one would fail at once, telling user names apart)."""
-    assert bcrypt.checkpw(b"opscockpit decoy", _DECOY)
-    assert _DECOY.split(b"$")[2] == b"10"
+    """The decoy an unknown user is checked against is a well-formed hash at the
+    highest cost of the real ones (a cheaper or malformed one would answer sooner,
+    telling user names apart)."""
+    hashes = {f"u{rounds}": bcrypt.hashpw(b"x", bcrypt.gensalt(rounds)) for rounds in (4, 6, 5)}
+    users = Users(hashes)
+    assert bcrypt.checkpw(b"opscockpit decoy", users.decoy)
+    assert users.decoy.split(b"$")[2] == b"06" and cost(users.decoy) == 6
+    assert cost(Users({USER: b"$2y$07$" + hashes["u4"][7:]}).decoy) == 7
 
 
 @pytest.mark.parametrize(
@@ -201,6 +205,24 @@ def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
             "is not one of NoClientCert",
         ),
         ("http_server_config: {http2: true}", "http2 is not supported"),
+        (
+            "tls_server_config: {cert_file: cert.pem, key_file: key.pem, "
+            "min_version: TLS13, max_version: TLS12}",
+            "max_version TLS12 is below min_version TLS13",
+        ),
+        (
+            'http_server_config: {headers: {X-Evil: "a\\r\\nSet-Cookie: injected=1"}}',
+            "the value of header X-Evil has a control character",
+        ),
+        ('http_server_config: {headers: {X-A: "a\\nb"}}', "header X-A has a control"),
+        ('http_server_config: {headers: {X-A: "a\\x00"}}', "header X-A has a control"),
+        ('http_server_config: {headers: {X-A: "a\\x7f"}}', "header X-A has a control"),
+        ('http_server_config: {headers: {X-A: "\\u20ac"}}', "header X-A has a control"),
+        ('http_server_config: {headers: {"X-A\\r\\nX-B": b}}', "cannot be a configured header"),
+        ('http_server_config: {headers: {"X A": b}}', "'X A' cannot be a configured header"),
+        ('http_server_config: {headers: {"": b}}', "'' cannot be a configured header"),
+        ("http_server_config: {headers: {X-A:: b}}", "'X-A:' cannot be a configured header"),
+        ("http_server_config: {headers: {content-length: 0}}", "cannot be a configured header"),
     ],
 )
 def test_a_bad_web_config_says_what_is_wrong(certs, text, message):
@@ -209,6 +231,24 @@ def test_a_bad_web_config_says_what_is_wrong(certs, text, message):
     with pytest.raises(WebConfigError, match="^" + str(path)) as error:
         load(path)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_configured_header_replaces_the_server_s_own(tmp_path):
+    """Sent once, with the configured value, whatever the case of its name."""
+    path = tmp_path / "web.yml"
+    headers = {"content-security-policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"}
+    path.write_text(yaml.safe_dump({"http_server_config": {"headers": {**headers, "X-A": "b\tc"}}}))
+    board = Board()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port, config=load(path))
+    try:
+        for page in ("/", "/-/ready", "/nowhere"):
+            _status, sent, _body = fetch(f"http://127.0.0.1:{port}{page}")
+            assert sent["X-Content-Type-Options"] == "nosniff" and sent["X-A"] == "b\tc"
+            policies = [v for k, v in sent.items() if k.lower() == "content-security-policy"]
+            assert policies == ["default-src 'none'"], page
+    finally:
+        server.shutdown()
 
 
 def test_a_bad_web_config_is_a_one_line_error_at_start(tmp_path):

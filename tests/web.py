@@ -10,6 +10,7 @@ import math
 import ssl
 import urllib.error
 import urllib.request
+from email.message import Message
 from typing import Any
 
 from tests.reference import Samples
@@ -24,16 +25,21 @@ def fetch(
     context: ssl.SSLContext | None = None,
     method: str = "GET",
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one request (errors are answers too)."""
+    """Status, headers and body of one request (errors are answers too); a header
+    sent twice is one, its values joined by ", " (so that a test sees it)."""
     request = urllib.request.Request(url, method=method, data=b"x" if method == "POST" else None)
     if user is not None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(request, timeout=20, context=context) as answer:
-            return answer.status, dict(answer.headers), answer.read()
+            return answer.status, _joined(answer.headers), answer.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, _joined(error.headers), error.read()
+
+
+def _joined(headers: Message) -> dict[str, str]:
+    return {name: ", ".join(headers.get_all(name, [])) for name in headers}
 
 
 def api(base: str, path: str, **auth: Any) -> Any:

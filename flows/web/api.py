@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -22,6 +23,8 @@ from flows.web.figures import BY_ID, FIGURES, TILES, Figure, View
 from flows.web.history import History
 
 MAX_LIMIT = 1000
+# Unix seconds as the page sends them: no exponent, no `_`, ASCII digits only.
+DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # Settings in microseconds, shown in seconds as `<name>_seconds`.
 DURATIONS = ("lateness", "window", "idle_timeout", "dedup_horizon", "orphan_horizon", "retention")
 
@@ -63,7 +66,10 @@ class Query:
         text = self.one(name)
         if text is None:
             return default
-        if not text.isdigit() or not low <= int(text) <= high:
+        # ASCII digits only (isdigit() alone takes "²" and "٣", which int() refuses or
+        # reads), and no more of them than `high` has (int() refuses 5,000 digits).
+        digits = text.isascii() and text.isdigit() and len(text) <= len(str(high))
+        if not digits or not low <= int(text) <= high:
             raise bad(f"{name} must be an integer from {low} to {high}, not {text!r}")
         return int(text)
 
@@ -71,12 +77,9 @@ class Query:
         text = self.one(name)
         if text is None:
             return default
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise bad(f"{name} must be a number, not {text!r}")
+        value = float(text) if DECIMAL.fullmatch(text) else math.nan
+        if not math.isfinite(value):  # and 400 digits are infinite
+            raise bad(f"{name} must be a decimal number, not {text!r}")
         return value
 
     def choices(self, name: str, allowed: tuple[str, ...]) -> list[str]:
@@ -166,6 +169,7 @@ class Api:
 
     def items(self, query: Query) -> dict[str, Any]:
         """Items (fc, sku), worst first, narrowed by fc and state, a page of them."""
+        self._ready()
         fcs = set(query.many("fc"))
         states = set(query.choices("state", ITEM_STATES))
         limit = query.integer("limit", 100, 1, MAX_LIMIT)
@@ -187,6 +191,7 @@ class Api:
 
     def alerts(self, query: Query) -> dict[str, Any]:
         """The latest alert records of this process, newest first."""
+        self._ready()
         names = set(query.many("alert"))
         fcs = set(query.many("fc"))
         limit = query.integer("limit", 50, 1, MAX_LIMIT)

@@ -34,6 +34,8 @@ REALM = 'Basic realm="opscockpit", charset="UTF-8"'
 
 StartResponse = Callable[..., Any]
 Headers = list[tuple[str, str]]
+Answer = tuple[str, Headers, bytes]
+Handler = Callable[[dict[str, Any], str], Answer]
 
 
 def _assets() -> dict[str, tuple[str, bytes]]:
@@ -50,34 +52,46 @@ class App:
         self, board: Board, api: Api, users: Users | None, headers: Iterable[tuple[str, str]]
     ) -> None:
         self.board, self.api, self.users = board, api, users
-        self.headers = [("X-Content-Type-Options", "nosniff"), *headers]
+        self.headers = list(headers)
         self.assets = _assets()
+        self.fixed: dict[str, Handler] = {
+            "/metrics": self.metrics,
+            "/-/healthy": self.healthy,
+            "/-/ready": self.readiness,
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         path = environ.get("PATH_INFO") or "/"
         status, headers, body = self.route(environ, path)
-        start_response(status, [*headers, *self.headers, ("Content-Length", str(len(body)))])
-        return [body]
+        start_response(status, [*self.merged(headers), ("Content-Length", str(len(body)))])
+        # HEAD: the headers of GET, without its body (RFC 9110 9.3.2).
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
-    def route(self, environ: dict[str, Any], path: str) -> tuple[str, Headers, bytes]:
+    def merged(self, headers: Headers) -> Headers:
+        """An answer's headers and the configured ones, which replace any of the same name."""
+        configured = {name.lower() for name, _value in self.headers}
+        own = [*headers, ("X-Content-Type-Options", "nosniff")]
+        return [h for h in own if h[0].lower() not in configured] + self.headers
+
+    def route(self, environ: dict[str, Any], path: str) -> Answer:
+        """Credentials first (nothing, not even what exists, is told without them),
+        then the resource (404), then the method (405)."""
         if self.users is not None and not self._authorized(environ):
             return _error(path, 401, "unauthorized", "unauthorized", [("WWW-Authenticate", REALM)])
-        if environ["REQUEST_METHOD"] != "GET":
-            return _error(path, 405, "bad_data", "use GET", [("Allow", "GET")])
-        if path == "/metrics":
-            return self.metrics(environ)
-        if path == "/-/healthy":
-            return "200 OK", _text(), b"opscockpit is healthy\n"
-        if path == "/-/ready":
-            return self.readiness()
-        if path.startswith("/api/v1/"):
-            return self.json(path.removeprefix("/api/v1/"), environ.get("QUERY_STRING", ""))
-        asset = self.assets.get(path)
-        if asset is None:
+        handler = self.handler(path)
+        if handler is None:
             return _error(path, 404, "not_found", f"nothing at {path}")
-        content_type, body = asset
-        headers = [("Content-Type", content_type), ("Cache-Control", "no-cache")]
-        return "200 OK", headers + (PAGE_HEADERS if path == "/" else []), body
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return _error(path, 405, "bad_data", "use GET or HEAD", [("Allow", "GET, HEAD")])
+        return handler(environ, path)
+
+    def handler(self, path: str) -> Handler | None:
+        """What answers `path`; None: nothing."""
+        if path in self.fixed:
+            return self.fixed[path]
+        if path.startswith("/api/v1/"):
+            return self.json if path.removeprefix("/api/v1/") in self.api.routes else None
+        return self.asset if path in self.assets else None
 
     def _authorized(self, environ: dict[str, Any]) -> bool:
         """Basic credentials that match a user; which part is wrong is never told."""
@@ -91,7 +105,15 @@ class App:
             return False
         return bool(colon) and self.users.check(user, password)
 
-    def metrics(self, environ: dict[str, Any]) -> tuple[str, Headers, bytes]:
+    def healthy(self, _environ: dict[str, Any], _path: str) -> Answer:
+        return "200 OK", _text(), b"opscockpit is healthy\n"
+
+    def asset(self, _environ: dict[str, Any], path: str) -> Answer:
+        content_type, body = self.assets[path]
+        headers = [("Content-Type", content_type), ("Cache-Control", "no-cache")]
+        return "200 OK", headers + (PAGE_HEADERS if path == "/" else []), body
+
+    def metrics(self, environ: dict[str, Any], _path: str) -> Answer:
         """The exposition; 503 until ready, so Prometheus records a failed scrape
         instead of counters that look reset while state is being restored."""
         if not self.board.ready.is_set():
@@ -103,7 +125,7 @@ class App:
             headers.append(("Content-Encoding", "gzip"))
         return "200 OK", headers, body
 
-    def readiness(self) -> tuple[str, Headers, bytes]:
+    def readiness(self, _environ: dict[str, Any], _path: str) -> Answer:
         """Ready once state is restored and input processed, while Kafka (if read) answers."""
         if not self.board.ready.is_set():
             return "503 Service Unavailable", _text(), b"opscockpit is restoring its state\n"
@@ -112,9 +134,9 @@ class App:
             return "503 Service Unavailable", _text(), b"Kafka is unreachable\n"
         return "200 OK", _text(), b"opscockpit is ready\n"
 
-    def json(self, endpoint: str, query: str) -> tuple[str, Headers, bytes]:
+    def json(self, environ: dict[str, Any], path: str) -> Answer:
         try:
-            data = self.api.answer(endpoint, query)
+            data = self.api.answer(path.removeprefix("/api/v1/"), environ.get("QUERY_STRING", ""))
         except ApiError as exc:
             return _error("/api/", exc.status, exc.kind, str(exc))
         return "200 OK", _json_headers(), orjson.dumps({"status": "success", "data": data})
@@ -137,9 +159,7 @@ def _json_headers() -> Headers:
     return [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
 
 
-def _error(
-    path: str, code: int, kind: str, message: str, extra: Headers | None = None
-) -> tuple[str, Headers, bytes]:
+def _error(path: str, code: int, kind: str, message: str, extra: Headers | None = None) -> Answer:
     """An error in JSON under /api/, in plain text elsewhere."""
     status = f"{code} {REASONS[code]}"
     if path.startswith("/api/"):

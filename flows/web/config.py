@@ -18,9 +18,11 @@ in UNSUPPORTED (refused, so that nothing is silently weaker than asked).
 from __future__ import annotations
 
 import hashlib
+import re
 import ssl
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,11 +53,14 @@ UNSUPPORTED = {
     "http2",
     "rate_limit",
 }
-# A hash checked for unknown users so that a wrong user name takes as long as a
-# wrong password (that of "opscockpit decoy", at cost 10, written out: hashing it
-# at import cost every command ~70 ms).
-_DECOY = b"$2b$10$P7jUs6jQvSN3tErua3VUHO1ImgFM02E3Eb4DF5tsZnCerlLBX3HNS"
 _CACHE_SIZE = 256
+# RFC 9110 5.1 and 5.5: a header name is a token; a value has no control
+# character but tab (CR or LF would start another header), and is Latin-1 for WSGI.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# Headers that describe each answer's body or exchange: never configured.
+PER_ANSWER = {"content-length", "content-type", "content-encoding", "transfer-encoding"}
+PER_ANSWER |= {"connection", "allow", "www-authenticate"}
 
 
 class WebConfigError(Exception):
@@ -90,8 +95,17 @@ def load(path: Path) -> WebConfig:
     return WebConfig(
         tls=None if tls is None else _tls(path, where, tls),
         users=_users(path, top.get("basic_auth_users") or {}),
-        headers=tuple((str(k), str(v)) for k, v in headers.items()),
+        headers=tuple(_header(path, str(k), str(v)) for k, v in headers.items()),
     )
+
+
+def _header(path: Path, name: str, value: str) -> tuple[str, str]:
+    """A header to send with every answer, refused if it could break or split one."""
+    if not HEADER_NAME.fullmatch(name) or name.lower() in PER_ANSWER:
+        raise WebConfigError(f"{path}: {name!r} cannot be a configured header")
+    if not HEADER_VALUE.fullmatch(value):
+        raise WebConfigError(f"{path}: the value of header {name} has a control character")
+    return name, value
 
 
 def _table(path: Path, data: Any, what: str, keys: set[str] | None) -> dict[str, Any]:
@@ -114,6 +128,11 @@ def _tls(path: Path, where: Path, data: Any) -> ssl.SSLContext:
     context.minimum_version = _version(path, tls, "min_version", "TLS12")
     if "max_version" in tls:
         context.maximum_version = _version(path, tls, "max_version", "TLS13")
+        if context.maximum_version < context.minimum_version:
+            raise WebConfigError(
+                f"{path}: max_version {tls['max_version']} is below "
+                f"min_version {tls.get('min_version', 'TLS12')}: no TLS version is left"
+            )
     cert, key = (where / str(tls[name]) for name in ("cert_file", "key_file"))
     try:
         context.load_cert_chain(cert, key)
@@ -162,6 +181,19 @@ def _users(path: Path, data: Any) -> dict[str, bytes]:
     return out
 
 
+def cost(hashed: bytes) -> int:
+    """The cost of a bcrypt hash (`$2b$12$...`: 12)."""
+    return int(hashed.split(b"$")[2])
+
+
+def decoy(hashes: Iterable[bytes]) -> bytes:
+    """A hash checked for unknown users, at the highest cost of the real ones, so
+    that a wrong user name takes as long as a wrong password: its time would tell
+    user names apart. Made once per server (a cost-12 hash takes ~250 ms)."""
+    rounds = max(map(cost, hashes), default=4)
+    return bcrypt.hashpw(b"opscockpit decoy", bcrypt.gensalt(rounds=rounds))
+
+
 class Users:
     """Checks basic-auth credentials against bcrypt hashes.
 
@@ -172,6 +204,7 @@ class Users:
 
     def __init__(self, users: dict[str, bytes]) -> None:
         self.users = users
+        self.decoy = decoy(users.values())
         self._passed: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -184,7 +217,7 @@ class Users:
                 self._passed.move_to_end(key)
                 return True
         try:
-            matches = bcrypt.checkpw(secret, hashed or _DECOY)
+            matches = bcrypt.checkpw(secret, hashed or self.decoy)
         except ValueError:  # longer than bcrypt's 72 bytes
             return False
         if not matches or hashed is None:
