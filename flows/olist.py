@@ -245,9 +245,14 @@ def read_items(path: Path, bad_rows: list[str]) -> dict[str, list[Item]]:
     return items
 
 
+MAX_ITEM_DIGITS = 9  # an order of a billion lines is no order
+
+
 def _item_number(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise BadRow(f"bad order_item_id: {text!r}")
+    """A line number of an order: ASCII digits (isdigit() takes "²", which int()
+    refuses), few enough for int() (it refuses 5,000)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_ITEM_DIGITS) or int(text) < 1:
+        raise BadRow(f"bad order_item_id: {text[:32]!r}")
     return int(text)
 
 
@@ -365,8 +370,11 @@ def command_import_olist(args: argparse.Namespace) -> int:
         for problem in conversion.bad_rows:
             print(problem, file=sys.stderr)
         if args.out == "-":
-            write_events(conversion.events, sys.stdout)
-            sys.stdout.flush()
+            try:
+                write_events(conversion.events, sys.stdout)
+                sys.stdout.flush()
+            except OSError as exc:
+                raise OlistError(f"cannot write to stdout: {exc.strerror or exc}") from None
         else:
             _write_file(conversion.events, Path(args.out))
     except OlistError as exc:

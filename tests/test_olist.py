@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -394,6 +396,35 @@ def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"opscockpit: error: cannot write {out}: no directory {out.parent}\n"
     )
+
+
+@pytest.mark.parametrize("number", ["\u00b2", "\u0663", "9" * 5000, "0001234567890"])
+def test_an_item_number_int_cannot_read_or_too_long_is_a_bad_row(tmp_path, number):
+    """isdigit() takes a superscript two or an Arabic-Indic three, which int()
+    refuses; 5,000 digits pass Python's int limit. Each is a bad row, not a crash."""
+    first = item("o1", 1, "p1", "s-sp", "2018-03-05 09:00:00")
+    odd = first.replace("o1,1,", f"o1,{number},", 1)
+    directory = olist_dir(tmp_path, [f"o1,c1,created,{GOOD_ORDER}"], [first, odd])
+    (problem,) = convert(directory).bad_rows
+    assert problem.startswith(f"{directory / 'olist_order_items_dataset.csv'}:3: bad order_item_id")
+
+
+def test_stdout_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    directory = olist_dir(
+        tmp_path,
+        [f"o1,c1,created,{GOOD_ORDER}"],
+        [item("o1", 1, "p1", "s-sp", "2018-03-05 09:00:00")],
+    )
+    with Path("/dev/full").open("w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "flows", "import", "olist", str(directory), "--out", "-"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "opscockpit: error: cannot write to stdout: No space left on device\n"
 
 
 def test_the_command_needs_out(capsys):
