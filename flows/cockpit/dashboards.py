@@ -63,7 +63,7 @@ class Panel:
     width: int = 12
     height: int = 8
     drilldown: str = ""  # uid of the dashboard that explains this panel
-    stack: str = ""  # a time series' stacking: "" (none), "normal" or "percent"
+    stack: str = ""  # a time series' stacking: "" (none) or "normal"
     axis_unit: str = ""  # a heatmap's bucket unit
 
     @property
@@ -498,11 +498,13 @@ def stock_age() -> tuple[Panel, ...]:
     by_age = "cockpit_units_on_hand_by_age"
     aged = BANDS[2:]  # older than 180 days: long-term storage fees, write-off risk
     young = "|".join(BANDS[: -len(aged)])
+    narrow = matcher("fc")
+    total = aggregate(by_age, select(by_age, narrow))
     return (
         gauge_per(
             by_age,
             ("age",),
-            matcher("fc"),
+            narrow,
             "Units on hand by age band",
             "Selected fcs, stacked.",
             stack="normal",
@@ -512,13 +514,15 @@ def stock_age() -> tuple[Panel, ...]:
             "Age mix of units on hand",
             about(by_age, "Share of each age band, selected fcs."),
             "percentunit",
-            (Query(current(by_age, "age", matcher("fc")), "{{age}}"),),
-            stack="percent",
+            # The share itself, not units stacked to 100%: Grafana then shows the
+            # units in percentunit in tooltips and legends (1,234 units as 123400%).
+            (Query(f"{current(by_age, 'age', narrow)} / scalar({total})", "{{age}}"),),
+            stack="normal",
         ),
         gauge_per(
             by_age,
             ("fc",),
-            f'{matcher("fc")},age!~"{young}"',
+            f'{narrow},age!~"{young}"',
             f"Units older than {young.rpartition('-')[2]} days by fc",
             f"Bands {', '.join(aged)}, per fc: stock that ages into long-term storage fees "
             "and write-offs.",
