@@ -478,10 +478,12 @@ PAST_PROMISE_ALERT = Alert(
 )
 PIPELINE_STALLED_ALERT = Alert(
     "PipelineStalled",
-    f"changes({WATERMARK.by_level}[10m]) == 0",
+    # absent(): a process that died or is no longer scraped leaves no series to
+    # see standing still.
+    f"changes({WATERMARK.by_level}[10m]) == 0 or absent({WATERMARK.by_level})",
     summary="The event-time watermark has not advanced for 10 minutes",
-    description="No opscockpit process moved the watermark: KPIs and deadlines are frozen "
-    "(input stopped, a partition stuck, or the job hung).",
+    description="No opscockpit process moved the watermark, or none reports one: KPIs and "
+    "deadlines are frozen (input stopped, a partition stuck, or the job hung or died).",
     runbook="Open 'Pipeline health': check events/s, Kafka consumer lag and the process "
     "logs; restart the job if it hangs, fix the producer if input stopped.",
     for_="5m",
