@@ -153,6 +153,9 @@ def read_table(
             missing = [name for name in columns if name not in header]
             if missing:
                 raise OlistError(f"{path}: missing column(s) {', '.join(missing)}")
+            twice = sorted({name for name in columns if header.count(name) > 1})
+            if twice:  # which one holds the value is anyone's guess
+                raise OlistError(f"{path}: column(s) {', '.join(twice)} more than once")
             line = reader.line_num + 1
             for fields in reader:
                 if fields:

@@ -350,6 +350,10 @@ def broken(directory: Path, how: str) -> Path:
         (directory / "olist_order_items_dataset.csv").write_text("order_id,price\n")
     elif how == "empty file":
         (directory / "olist_orders_dataset.csv").write_text("")
+    elif how == "a column twice":
+        items = directory / "olist_order_items_dataset.csv"
+        header, rest = items.read_text().split("\n", 1)
+        items.write_text(f"{header},order_id\n{rest}")
     return directory
 
 
@@ -363,6 +367,10 @@ def broken(directory: Path, how: str) -> Path:
             "missing columns",
             "{d}/olist_order_items_dataset.csv: missing column(s) "
             "order_item_id, product_id, seller_id, shipping_limit_date",
+        ),
+        (
+            "a column twice",
+            "{d}/olist_order_items_dataset.csv: column(s) order_id more than once",
         ),
         (
             "empty file",
