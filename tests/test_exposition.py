@@ -152,4 +152,4 @@ def test_the_server_refuses_other_methods(server):
     request = urllib.request.Request(url, data=b"x", method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
-    assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET"
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET, HEAD"
