@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +115,26 @@ def test_a_local_cluster_whose_process_fails_stops_with_its_error():
     assert stderr.strip().splitlines()[-1] == (
         "opscockpit: error: a cluster process exited with status 1"
     )
+
+
+def test_the_processes_of_a_local_cluster_die_with_it_even_by_sigkill():
+    """SIGKILL forwards nothing: orphans went on consuming, writing snapshots to the
+    recovery directory and holding the ports a restart needs."""
+    with cockpit("--processes", "2", "--scale", "0.05") as running:
+        children = Path(f"/proc/{running.process.pid}/task/{running.process.pid}/children")
+        pids = [int(pid) for pid in children.read_text().split()]
+        assert len(pids) == 2
+        running.process.kill()
+        running.process.wait()
+        wait_for(lambda: not any(map(running_process, pids)), 30, "the children's exits")
+
+
+def running_process(pid: int) -> bool:
+    """Neither gone nor a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.parametrize(
