@@ -80,6 +80,26 @@ def test_watermark_is_the_minimum_over_partitions_that_are_not_idle():
     assert run.shard.watermark == us(at(100))
 
 
+def test_a_restored_shard_counts_no_partition_idle_until_its_reader_says_so():
+    """Both partitions were idle (drained) when the snapshot was taken. After the
+    restart b reports first, with a backlog far ahead: W must wait for a, whose
+    reader has not caught up yet, or a's backlog would all be late."""
+    config = EngineConfig(sources=("a", "b"))
+    e = Events()
+    run = Run(config)
+    run.shard.process("a", [decode(e.tick(at(100)))])
+    run.shard.mark("b", us(at(100)), idle=True)
+    run.shard.mark("a", us(at(100)), idle=True)
+    assert run.shard.watermark == us(at(100))
+    again = run.restored()
+    again.shard.mark("b", us(at(600)), idle=False)
+    assert again.shard.watermark == us(at(100))  # held by a, as restored
+    again.shard.process("a", [decode(e.tick(at(101)))])
+    assert again.value("cockpit_events_late_total", "page.viewed") == 0
+    again.shard.mark("a", us(at(101)), idle=True)  # a caught up and idle again
+    assert again.shard.watermark == us(at(599))
+
+
 # --- labels and state
 
 

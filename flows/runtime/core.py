@@ -837,7 +837,10 @@ class Shard:
         """Take back what `export` gave."""
         self.shard = state["shard"]
         self.max_ts.update(state["max_ts"])
-        self.idle = set(state["idle"])
+        # No partition is idle until its reader says so again: each reader starts
+        # over with a backlog, and a partition still counted idle would let another's
+        # first progress move W past that backlog (exported for older builds only).
+        self.idle = set()
         self.watermark = state["watermark"]
         self.closed_through = state["closed_through"]
         self.seen = id_table(state["seen"])
