@@ -23,7 +23,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from flows.kpis import ALL_FAMILIES, COMBINERS, FAMILIES, Families
 from flows.kpis.upgrade import upgrade
@@ -36,6 +36,7 @@ from flows.sources import REPLAY_SHARD, LinesSource, file_lines
 
 COMBINE_KEY = "all"
 FLOW, SHARD_STEP, COMBINE_STEP = "opscockpit", "shards", "windows"  # recovery keeps these
+OUTPUTS = ("dead_letters", "alerts", "kpis")  # the Sinks fields, each output step's name
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,22 @@ class CombineLogic(StatefulBatchLogic[Any, Output, bytes | None]):
         return snapshot.dump_combine(self.stage)
 
 
-def check_recovery(directory: Path) -> None:
-    """Refuse, before the dataflow starts, snapshots this build cannot read: one
-    line (a refusal inside a running dataflow comes with bytewax's panic)."""
+def output_parts(sinks: Sinks) -> dict[str, list[str]]:
+    """The recovery parts of each output step, by step id (a Kafka sink's part is
+    its topic)."""
+    return {
+        f"{FLOW}.{name}_out": sink.list_parts()
+        for name in OUTPUTS
+        if isinstance(sink := getattr(sinks, name), FixedPartitionedSink)
+    }
+
+
+def check_recovery(directory: Path, outputs: dict[str, list[str]] | None = None) -> None:
+    """Refuse, before the dataflow starts, snapshots this build cannot read, and
+    recovery state of output parts this run does not have (`output_parts`: bytewax
+    panics on a part it no longer has): one line (a refusal inside a running
+    dataflow comes with bytewax's panic)."""
+    outputs = outputs or {}
     readers = {
         f"{FLOW}.{SHARD_STEP}": (snapshot.SHARD_FORMAT, {f.NAME: f.VERSION for f in FAMILIES}),
         f"{FLOW}.{COMBINE_STEP}": (snapshot.COMBINE_FORMAT, {c.NAME: c.VERSION for c in COMBINERS}),
@@ -159,6 +173,14 @@ def check_recovery(directory: Path) -> None:
             for step, blob in rows:
                 if step in readers and (data := pickle.loads(blob)) is not None:
                     snapshot.read(data, *readers[step], upgrade)
+            for step, part in db.execute("SELECT DISTINCT step_id, state_key FROM snaps"):
+                if step in outputs and part not in outputs[step]:
+                    name = step.removeprefix(f"{FLOW}.").removesuffix("_out")
+                    raise snapshot.SnapshotError(
+                        f"it wrote {name} to {part}, and this run writes them to "
+                        f"{', '.join(outputs[step])}: give the same output options, or "
+                        "another --recovery-dir"
+                    )
 
 
 def _is(kind: type) -> Any:
@@ -206,11 +228,9 @@ def build_flow(
         alerts.trues,
         lambda _step, alert: runtime.board.alerts.add(alert.key, alert.record),
     )
-    streams: dict[str, Stream[Any]] = {
-        "dead_letters": dead_letters.trues,
-        "alerts": alerts.trues,
-        "kpis": alerts.falses,
-    }
+    streams: dict[str, Stream[Any]] = dict(
+        zip(OUTPUTS, (dead_letters.trues, alerts.trues, alerts.falses), strict=True)
+    )
     for name, stream in streams.items():
         sink = getattr(sinks, name)
         if sink is not None:

@@ -24,7 +24,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, join_in_order
-from flows.dataflow import Layout, Sinks, build_flow, check_recovery, single
+from flows.dataflow import Layout, Sinks, build_flow, check_recovery, output_parts, single
 from flows.exposition import Board
 from flows.kafka import (
     KafkaSettings,
@@ -179,7 +179,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     recovery = recovery_config(args.recovery_dir, total_workers(args))
     if args.recovery_dir is not None:
         try:
-            check_recovery(args.recovery_dir)
+            check_recovery(args.recovery_dir, output_parts(wiring.sinks))
         except SnapshotError as exc:
             raise RunError(f"cannot resume from {args.recovery_dir}: {exc}") from None
     process = args.process_id or 0

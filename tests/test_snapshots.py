@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,25 @@ def tampered(directory: Path, version: int) -> None:
             "UPDATE snaps SET ser_change = ? WHERE step_id = 'opscockpit.shards'",
             (pickle.dumps(data),),
         )
+
+
+def test_a_recovery_directory_of_other_output_topics_is_refused_in_one_line(tmp_path) -> None:
+    """bytewax panics on a recovered output part the new dataflow does not have: a
+    restart with another --alerts-topic stopped with ~90 lines of traceback."""
+    directory = tmp_path / "recovery"
+    shutil.copytree(RELEASE / "recovery", directory)
+    with closing(sqlite3.connect(directory / "part-0.sqlite3")) as db, db:
+        db.execute(
+            "INSERT INTO snaps (step_id, state_key, snap_epoch) "
+            "VALUES ('opscockpit.alerts_out', 'old.alerts', 1)"
+        )
+    check_recovery(directory, {"opscockpit.alerts_out": ["old.alerts"]})
+    with pytest.raises(SnapshotError) as refused:
+        check_recovery(directory, {"opscockpit.alerts_out": ["cockpit.alerts"]})
+    assert str(refused.value) == (
+        "it wrote alerts to old.alerts, and this run writes them to cockpit.alerts: give the "
+        "same output options, or another --recovery-dir"
+    )
 
 
 def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path: Path) -> None:
