@@ -330,6 +330,13 @@ def convert(directory: Path) -> Conversion:
     seller_states = read_seller_states(directory / SELLERS_FILE, bad_rows)
     events: list[Event] = []
     imported = 0
+    known = {order.order_id for order in orders}
+    for order_id, unplaced in items_by_order.items():
+        if order_id not in known:  # missing from the orders table, or its row was bad
+            bad_rows.append(
+                f"{directory / ITEMS_FILE}:{unplaced[0].line}: order {order_id} is not among "
+                f"the orders read from {ORDERS_FILE}: its items are skipped"
+            )
     for order in orders:
         items = items_by_order.get(order.order_id)
         if not items:

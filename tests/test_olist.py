@@ -275,6 +275,25 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path):
     ]
 
 
+def test_items_of_an_order_not_in_the_orders_table_are_reported(tmp_path):
+    """They were dropped without a word (those of a bad order row are named too)."""
+    directory = olist_dir(
+        tmp_path,
+        [f"o1,c1,created,{GOOD_ORDER}"],
+        [
+            item("o1", 1, "p1", "s-sp", "2018-03-05 09:00:00"),
+            item("o8", 1, "p1", "s-sp", "2018-03-05 09:00:00"),
+            item("o8", 2, "p1", "s-sp", "2018-03-05 09:00:00"),
+        ],
+    )
+    conversion = convert(directory)
+    assert conversion.bad_rows == [
+        f"{directory / 'olist_order_items_dataset.csv'}:3: order o8 is not among the orders "
+        "read from olist_orders_dataset.csv: its items are skipped"
+    ]
+    assert conversion.orders == 1
+
+
 def test_the_command_reports_bad_rows_and_counts_them(tmp_path, capsys):
     out = tmp_path / "events.jsonl"
     assert run_import(str(bad_input(tmp_path)), "--out", str(out)) == 0
@@ -300,7 +319,11 @@ def test_a_row_that_is_not_utf8_is_a_bad_row(tmp_path):
     orders = directory / "olist_orders_dataset.csv"
     orders.write_bytes(orders.read_bytes().replace(b"c2", b"c\xff"))
     conversion = convert(directory)
-    assert conversion.bad_rows == [f"{orders}:3: not UTF-8"]
+    assert conversion.bad_rows == [
+        f"{orders}:3: not UTF-8",
+        f"{directory / 'olist_order_items_dataset.csv'}:3: order o2 is not among the orders "
+        "read from olist_orders_dataset.csv: its items are skipped",
+    ]
     assert [e.payload["order_id"] for e in conversion.events] == ["o1"]
 
 
