@@ -194,7 +194,15 @@ _JSONDecodeError = orjson.JSONDecodeError
 # --- the fast path: one msgspec Struct per event type, bounded to what the table allows
 
 INT64_MAX = 2**63 - 1  # what msgspec reads as an int
-_Qty = Annotated[int, msgspec.Meta(gt=0, le=MAX_UNITS)]
+
+
+def _bounds(kind: str) -> msgspec.Meta:
+    """The fast path's bounds of an integer kind: the `_BOUNDS` the full check has."""
+    low, high = _BOUNDS[kind]
+    return msgspec.Meta(ge=low, le=INT64_MAX if high is None else high)
+
+
+_Qty = Annotated[int, _bounds(QTY)]
 
 
 class Line(msgspec.Struct, gc=False):
@@ -208,8 +216,8 @@ _FIELD_TYPES: dict[str, Any] = {
     STRING: str,
     TIME: Union[str, int],  # parsed by parse_time afterwards  # noqa: UP007
     QTY: _Qty,
-    INT: Annotated[int, msgspec.Meta(ge=-MAX_UNITS, le=MAX_UNITS)],
-    COUNT: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)],
+    INT: Annotated[int, _bounds(INT)],
+    COUNT: Annotated[int, _bounds(COUNT)],
     NUMBER: Annotated[float, msgspec.Meta(ge=0)],
     STATUS: Literal[DELIVERY_STATUSES],
     LINES: Annotated[list[Line], msgspec.Meta(min_length=1)],
