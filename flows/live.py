@@ -125,10 +125,14 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     return Wiring(source, layout, sinks)
 
 
+def cluster_processes(args: argparse.Namespace) -> int:
+    """Processes in the cluster: those --addresses names, else --processes."""
+    return len(args.addresses.split(";")) if args.addresses else int(args.processes)
+
+
 def total_workers(args: argparse.Namespace) -> int:
     """Workers in the whole cluster: per process, times the processes."""
-    processes = len(args.addresses.split(";")) if args.addresses else args.processes
-    return int(args.workers) * max(processes, 1)
+    return int(args.workers) * max(cluster_processes(args), 1)
 
 
 def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | None:
@@ -198,7 +202,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
         file=sys.stderr,
         flush=True,
     )
-    cluster = len(args.addresses.split(";")) > 1 if args.addresses else False
+    cluster = cluster_processes(args) > 1
     grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, cluster))
     grace.daemon = True
     grace.start()
