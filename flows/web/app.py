@@ -53,6 +53,7 @@ class App:
     ) -> None:
         self.board, self.api, self.users = board, api, users
         self.headers = list(headers)
+        self.configured = {name.lower() for name, _value in self.headers}
         self.assets = _assets()
         self.fixed: dict[str, Handler] = {
             "/metrics": self.metrics,
@@ -69,9 +70,8 @@ class App:
 
     def merged(self, headers: Headers) -> Headers:
         """An answer's headers and the configured ones, which replace any of the same name."""
-        configured = {name.lower() for name, _value in self.headers}
         own = [*headers, ("X-Content-Type-Options", "nosniff")]
-        return [h for h in own if h[0].lower() not in configured] + self.headers
+        return [h for h in own if h[0].lower() not in self.configured] + self.headers
 
     def route(self, environ: dict[str, Any], path: str) -> Answer:
         """Credentials first (nothing, not even what exists, is told without them),
