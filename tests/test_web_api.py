@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -320,6 +321,34 @@ def test_bad_requests_get_a_json_error(served, path, status):
     answer = json.loads(body)
     validate("error", answer)
     assert answer["errorType"] == ("bad_data" if status == 400 else "not_found")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 120 + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\nX-A: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+        (b'GET / HTTP/9"x\r\n\r\n', 400),
+        (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
+    ],
+)
+def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes, status):
+    """Refused before the app sees them, yet answered like every other error."""
+    host, port = served.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request_bytes)
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    assert status_line.split()[1] == str(status), status_line
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Length"] == str(len(body))
+    error = json.loads(body)
+    validate("error", error)
+    assert error["errorType"] == "bad_data"
 
 
 def test_other_methods_are_refused_where_something_is(served):

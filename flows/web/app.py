@@ -8,6 +8,7 @@ import base64
 import binascii
 import gzip
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -138,17 +139,8 @@ class App:
         try:
             data = self.api.answer(path.removeprefix("/api/v1/"), environ.get("QUERY_STRING", ""))
         except ApiError as exc:
-            return _error("/api/", exc.status, exc.kind, str(exc))
+            return json_error(exc.status, exc.kind, str(exc))
         return "200 OK", _json_headers(), orjson.dumps({"status": "success", "data": data})
-
-
-REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-}
 
 
 def _text() -> Headers:
@@ -159,10 +151,13 @@ def _json_headers() -> Headers:
     return [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
 
 
+def json_error(code: int, kind: str, message: str, extra: Headers | None = None) -> Answer:
+    body = orjson.dumps({"status": "error", "errorType": kind, "error": message})
+    return f"{code} {HTTPStatus(code).phrase}", _json_headers() + (extra or []), body
+
+
 def _error(path: str, code: int, kind: str, message: str, extra: Headers | None = None) -> Answer:
     """An error in JSON under /api/, in plain text elsewhere."""
-    status = f"{code} {REASONS[code]}"
     if path.startswith("/api/"):
-        body = orjson.dumps({"status": "error", "errorType": kind, "error": message})
-        return status, _json_headers() + (extra or []), body
-    return status, _text() + (extra or []), f"{message}\n".encode()
+        return json_error(code, kind, message, extra)
+    return f"{code} {HTTPStatus(code).phrase}", _text() + (extra or []), f"{message}\n".encode()

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -19,7 +20,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from flows.exposition import Board
 from flows.settings import Settings
 from flows.web.api import Api
-from flows.web.app import App
+from flows.web.app import App, json_error
 from flows.web.config import Users, WebConfig
 from flows.web.history import History
 
@@ -31,6 +32,23 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and page polls are not worth a log line each."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request refused before the app sees it (a line too long, too many
+        headers, bad syntax) gets a JSON error with the app's headers, like every
+        other error, not the standard library's HTML page."""
+        app = self.server.get_app()  # type: ignore[attr-defined]
+        assert isinstance(app, App)
+        _status, headers, body = json_error(code, "bad_data", message or HTTPStatus(code).phrase)
+        self.close_connection = True
+        self.request_version = "HTTP/1.0"  # a status line even when the version was bad
+        self.send_response(code)
+        for name, value in [*app.merged(headers), ("Content-Length", str(len(body)))]:
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 class Server(ThreadingWSGIServer):
