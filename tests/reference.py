@@ -680,9 +680,14 @@ def alert_key(record: dict[str, Any]) -> str:
     """The message key of an alert record (contract §5), from its fields."""
     kind = record["alert"]
     if "order_id" in record:
-        return f"{kind}|{record['order_id']}"
-    owner = record["sku"] if "sku" in record else record["stage"]
-    return f"{kind}|{record['fc']}|{owner}|{record['window_end']}"
+        return f"{kind}|{_escaped(record['order_id'])}"
+    owner = _escaped(record["sku"]) if "sku" in record else record["stage"]
+    return f"{kind}|{_escaped(record['fc'])}|{owner}|{record['window_end']}"
+
+
+def _escaped(field: str) -> str:
+    """A key's field as the README's Semantics write it: `%` as `%25`, `|` as `%7C`."""
+    return "".join({"%": "%25", "|": "%7C"}.get(char, char) for char in field)
 
 
 def parse_exposition(text: str) -> Samples:

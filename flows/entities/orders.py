@@ -31,7 +31,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
 
 from flows.entities import ENTITY_METRICS, ORPHAN_EVENTS, STATE_EXPIRED
 from flows.runtime.ids import key_table
-from flows.runtime.outputs import Alert
+from flows.runtime.outputs import Alert, key_part
 from flows.timeutil import format_time
 
 if cython.compiled:
@@ -213,7 +213,7 @@ class OrderWatcher(core.Family):
         decision: by W, or null. A step after W may not have arrived yet, and
         reporting it when it had would make the record depend on arrival order."""
         return Alert(
-            f"{name}|{order_id}",
+            f"{name}|{key_part(order_id)}",
             {
                 "alert": name,
                 "order_id": order_id,

@@ -39,7 +39,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
 
 from flows.declare import COUNTER, GAUGE, HISTOGRAM, Metric, metric
 from flows.runtime.combine import CombineContext
-from flows.runtime.outputs import Alert
+from flows.runtime.outputs import Alert, key_part
 from flows.timeutil import US_PER_SECOND, format_time
 
 if cython.compiled:
@@ -611,7 +611,7 @@ class FlowBacklog:
         counter = self.context.series[BOTTLENECKS.name]
         counter[fc, name] = counter.get((fc, name), 0) + 1
         return Alert(
-            f"bottleneck|{fc}|{name}|{window_end}",
+            f"bottleneck|{key_part(fc)}|{name}|{window_end}",
             {
                 "alert": "bottleneck",
                 "fc": fc,

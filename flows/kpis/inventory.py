@@ -34,7 +34,7 @@ from flows.declare import COUNTER, GAUGE, Metric, metric
 from flows.kpis.sku_health import BANDS, SkuHealthDay, sku_health
 from flows.runtime.combine import CombineContext
 from flows.runtime.ids import key_table
-from flows.runtime.outputs import Alert
+from flows.runtime.outputs import Alert, key_part
 from flows.timeutil import US_PER_SECOND, format_time
 
 if cython.compiled:
@@ -1351,7 +1351,7 @@ def stockout(item: Item, end: int, ordered: int, demand_days: int, decided: str)
     """A `stockout` alert (contract §5)."""
     window_end = format_time(end)
     return Alert(
-        f"stockout|{item.fc}|{item.sku}|{window_end}",
+        f"stockout|{key_part(item.fc)}|{key_part(item.sku)}|{window_end}",
         {
             "alert": "stockout",
             "fc": item.fc,
@@ -1368,7 +1368,7 @@ def spike(item: Item, start: int, end: int, units: int, baseline: float, decided
     """A `demand_spike` alert (contract §5)."""
     window_end = format_time(end)
     return Alert(
-        f"demand_spike|{item.fc}|{item.sku}|{window_end}",
+        f"demand_spike|{key_part(item.fc)}|{key_part(item.sku)}|{window_end}",
         {
             "alert": "demand_spike",
             "fc": item.fc,

@@ -30,7 +30,7 @@ from flows.calendar import Calendar, Calendars, Shift
 from flows.declare import GAUGE, Metric, metric
 from flows.kpisettings import KpiSettings
 from flows.runtime.combine import CombineContext
-from flows.runtime.outputs import KpiRecord
+from flows.runtime.outputs import KpiRecord, key_part
 from flows.timeutil import format_time
 
 if cython.compiled:
@@ -275,7 +275,7 @@ def record(fc: str, shift: Shift, units: int, shipped: int) -> KpiRecord:
     window_start = format_time(shift.start_us)
     hours = shift.hours
     return KpiRecord(
-        f"shift|{fc}|{window_start}",
+        f"shift|{key_part(fc)}|{window_start}",
         {
             "kpi": "shift",
             "fc": fc,

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from flows.runtime.outputs import key_part
+
 BANDS = ("0-90", "91-180", "181-270", "271-365", "365+")  # FIFO age bands, in days
 
 
@@ -50,7 +52,7 @@ class SkuHealth(msgspec.Struct, frozen=True, gc=False, tag_field="kpi", tag="sku
     @property
     def key(self) -> str:
         """The record's message key (compaction keeps one per item and day)."""
-        return f"sku_health|{self.fc}|{self.sku}|{self.window_end}"
+        return f"sku_health|{key_part(self.fc)}|{key_part(self.sku)}|{self.window_end}"
 
     @property
     def record(self) -> dict[str, Any]:

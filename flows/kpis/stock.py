@@ -23,7 +23,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
 from flows.declare import COUNTER, GAUGE, Metric, metric
 from flows.labels import OTHER
 from flows.runtime.combine import CombineContext
-from flows.runtime.outputs import KpiRecord
+from flows.runtime.outputs import KpiRecord, key_part
 from flows.timeutil import US_PER_SECOND, format_time
 
 if cython.compiled:
@@ -344,7 +344,7 @@ def record(
     builds (the compiled one takes them as C doubles)."""
     window_start = format_time(start)
     return KpiRecord(
-        f"{kpi}|{owner}|{window_start}",
+        f"{kpi}|{key_part(owner)}|{window_start}",
         {
             "kpi": kpi,
             label: owner,

@@ -66,6 +66,26 @@ def alerts(run: Run, kind: str) -> list[tuple[str, str]]:
     return [(r["sku"], r["window_end"]) for r in run.records("alert") if r["alert"] == kind]
 
 
+def test_keys_of_items_whose_fields_hold_the_separator_never_collide() -> None:
+    """fc `A|B` with sku `C%` and fc `A` with sku `B|C%` both stock out: joined as
+    they are, their keys would read the same, and a compacted topic would keep one."""
+    e = Events()
+    run = Run().feed(
+        order(e, "O1", on(0, 1), "C%", 3, fc="A|B"),
+        order(e, "O2", on(0, 1), "B|C%", 3, fc="A"),
+        e.tick(after(0, 3)),
+    )
+    end = on(0, 2)
+    keys = {key for kind, key, _record in run.outputs if kind == "alert"}
+    assert keys == {
+        f"stockout|A%7CB|C%25|{end}",
+        f"stockout|A|B%7CC%25|{end}",
+    }
+    run.feed(e.tick(after(1, 0)))
+    days = {key for _kind, key, record in run.outputs if record.get("kpi") == "sku_health"}
+    assert days == {f"sku_health|A%7CB|C%25|{on(1)}", f"sku_health|A|B%7CC%25|{on(1)}"}
+
+
 def test_cover_at_the_lead_time_boundary_is_not_at_risk() -> None:
     """cover = on hand / (units / 7 days) against 7 days: A has 10 on hand for 10
     ordered (cover exactly 7: not at risk), B 9 (cover 6.3: at risk)."""
