@@ -98,6 +98,7 @@ cdef class Shard:
     cdef public str shard
     cdef public object config
     cdef public long long lateness, window, dedup_horizon, watermark, closed_through
+    cdef public bint due_now
     cdef public dict max_ts
     cdef public set idle
     cdef public object seen

@@ -446,7 +446,10 @@ class Family:
         `key` names, to save looking it up again."""
         timer: Timer = Timer.__new__(Timer)
         timer.when, timer.slot, timer.key, timer.ref = when, self.slot | tag, key, ref
-        self.shard.timers.push(timer)
+        shard: Shard = self.shard
+        shard.timers.push(timer)
+        if when <= shard.watermark:
+            shard.due_now = True
 
     def entries(self, into: dict[str, int]) -> None:
         """Add what it holds to the state-size gauge, by kind."""
@@ -471,6 +474,7 @@ class Shard:
     dedup_horizon: cython.longlong
     watermark: cython.longlong
     closed_through: cython.longlong
+    due_now: cython.bint  # a timer was set for a time W has reached: fire it next
     max_ts: dict  # type: ignore[type-arg]
     idle: set  # type: ignore[type-arg]
     seen: object
@@ -498,6 +502,7 @@ class Shard:
         self.idle = set()
         self.watermark = MIN_TS
         self.closed_through = MIN_TS
+        self.due_now = False
         self.seen = id_table()
         self.timers = Timers()
         self.families = [kind() for kind in families]
@@ -688,6 +693,11 @@ class Shard:
             for handler in range(len(handlers)):
                 family = handlers[handler]
                 family.on_event(slot.names[handler], ts, item)
+            if self.due_now:
+                # A handler set a timer W has already reached (say, a receipt
+                # completed by stows that came first): it fires before the next
+                # event, as it would at the end of a batch of one.
+                self.fire_due()
         self.count_kinds()
         self.max_ts[source] = own_max
         self.idle.discard(source)
@@ -783,6 +793,7 @@ class Shard:
 
     @cython.cfunc
     def fire_due(self) -> None:
+        self.due_now = False
         timers: Timers = self.timers
         families: list = self.families  # type: ignore[type-arg]
         watermark: cython.longlong = self.watermark

@@ -56,3 +56,23 @@ def test_a_receipt_id_used_again_is_kept_for_its_own_retention_not_the_first_one
     assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1800 + 5400
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
     assert not any(run.series("cockpit_state_expired_total").values())
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_a_receipt_completed_by_stows_that_came_first_is_the_same_in_any_batches(batch):
+    """Stows of 10 before their receipt: the receipt completes at once (W is past the
+    stow). A later stow of 1 and a second receipt of the id then find it gone, in a
+    batch of one as in one batch of all four."""
+    e = Events()
+    lines = [
+        e.stowed("R4", at(0), 10),
+        e.received("R4", at(5), 10),
+        e.stowed("R4", at(seconds=4 * 60 + 30), 1),
+        e.received("R4", at(60), 1),
+    ]
+    run = Run()
+    for start in range(0, len(lines), batch):
+        run.feed(*lines[start : start + batch])
+    run.finish()
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == -5 * 60 - 60 * 60 + 270
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
