@@ -173,12 +173,19 @@ class Order:
         return min((e for e in self.events if e.type == type_), key=lambda e: e.ts, default=None)
 
     def has_left(self, w: float) -> bool:
-        """True once W has passed both promises and it is cancelled or shipped and delivered."""
-        done = self.first("order.cancelled") or (
-            self.first("order.shipped") and self.first("delivery.updated")
+        """True once every holding family let it go: W has passed both promises;
+        it is cancelled or shipped and counted (W at the shipment) for the ship SLA,
+        cancelled or delivered for deliveries; and W has passed its earliest
+        cancellation, if any (which the cancellation ratio decides then)."""
+        cancelled = self.first("order.cancelled")
+        shipped = self.first("order.shipped")
+        ship_sla_done = cancelled or (shipped and w >= shipped.ts)
+        delivery_done = cancelled or self.first("delivery.updated")
+        cancellation_done = cancelled is None or w > cancelled.ts
+        promises = max(
+            self.opener.time("promised_ship_by"), self.opener.time("promised_delivery_by")
         )
-        ship_by = self.opener.time("promised_ship_by")
-        return bool(done) and w > max(ship_by, self.opener.time("promised_delivery_by"))
+        return bool(ship_sla_done and delivery_done and cancellation_done) and w > promises
 
 
 @dataclass

@@ -27,7 +27,7 @@ cdef class OrderWatcher(core.Family):
 cdef class OrderBook(core.Family):
     cdef public object orders
     cdef public dict orphans
-    cdef public list watchers, audiences
+    cdef public list watchers, audiences, holds
     cdef public long long needs, retention, orphan_horizon
     cdef public dict fcs, regions
     cdef public core.Counts orphan_counts, expired

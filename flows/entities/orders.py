@@ -162,13 +162,16 @@ ORDER_SIZE = cython.declare(cython.Py_ssize_t, Order.__basicsize__)  # bytes to 
 @cython.cclass
 class OrderWatcher(core.Family):
     """A family that reads orders. It declares which changes it wants (WATCHES),
-    how many bits of `Order.flags` it needs (FLAG_BITS), and whether orders wait
-    for it to let them go (HOLDS); the order book gives it `flag_shift` and `need`
-    when the shard is wired."""
+    how many bits of `Order.flags` it needs (FLAG_BITS), whether orders wait for
+    it to let them go from their placing (HOLDS), and from which changes on
+    (HOLDS_ON: held before any watcher hears of the change, so that no other
+    watcher's release drops the order first); the order book gives it `flag_shift` and
+    `need` when the shard is wired."""
 
     WATCHES: ClassVar[int] = 0
     FLAG_BITS: ClassVar[int] = 0
     HOLDS: ClassVar[bool] = False
+    HOLDS_ON: ClassVar[int] = 0
     book: OrderBook
     flag_shift: cython.longlong
     need: cython.longlong
@@ -185,6 +188,7 @@ class OrderWatcher(core.Family):
     def release(self, order_id: str, order: Order) -> None:
         """No event can change this family's outcomes of the order any more."""
         self.book.release(order_id, order, self.need)
+
 
     @cython.cfunc
     def order_of(self, order_id: Any, ref: Any) -> Order:
@@ -241,6 +245,7 @@ class OrderBook(core.Family):
     orphans: dict  # type: ignore[type-arg]
     watchers: list  # type: ignore[type-arg]
     audiences: list  # type: ignore[type-arg]
+    holds: list  # type: ignore[type-arg]
     needs: cython.longlong
     retention: cython.longlong
     orphan_horizon: cython.longlong
@@ -267,15 +272,17 @@ class OrderBook(core.Family):
         watcher: OrderWatcher
         for bit, watcher in enumerate(self.watchers):
             watcher.book = self
-            watcher.need = 1 << bit if type(watcher).HOLDS else 0
+            watcher.need = 1 << bit if type(watcher).HOLDS or type(watcher).HOLDS_ON else 0
             watcher.flag_shift = shift
             watcher.watches = type(watcher).WATCHES
-            self.needs |= watcher.need
+            self.needs |= watcher.need if type(watcher).HOLDS else 0
             shift += type(watcher).FLAG_BITS
         if shift > 62:
             raise ValueError(f"order watchers need {shift} flag bits; an order has 62")
-        # The watchers of each combination of change bits, found on its first use.
+        # The watchers of each combination of change bits, and the need bits it
+        # sets, found on its first use.
         self.audiences = [None] * (SHIPMENT_FINAL << 1)
+        self.holds = [0] * (SHIPMENT_FINAL << 1)
 
     def layout(self) -> dict[str, tuple[int, int, int]]:
         """Each watcher's (need bit, flag shift, flag bits), by NAME."""
@@ -384,6 +391,10 @@ class OrderBook(core.Family):
             for watcher in self.watchers:
                 if watcher.watches & change:
                     audience.append(watcher)
+                if type(watcher).HOLDS_ON & change:
+                    self.holds[change] |= watcher.need
+        hold: cython.longlong = self.holds[change]
+        order.pending |= hold
         for watcher in audience:
             watcher.on_order(change, order_id, order, before, event)
 

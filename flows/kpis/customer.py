@@ -127,6 +127,9 @@ class Customer(entity.OrderWatcher):
     KINDS = ("return.received", "recommendation.shown", "recommendation.clicked")
     METRICS = (CANCELLED, RETURNED)
     WATCHES = entity.PLACED | entity.CANCELLED | entity.SHIPMENT_FINAL
+    # It holds an order only while a cancellation awaits its decision: a shipment
+    # at or before that cancellation may still arrive, and must find the order.
+    HOLDS_ON = entity.CANCELLED
 
     windows: dict  # type: ignore[type-arg]
     current_start: cython.longlong
@@ -188,7 +191,7 @@ class Customer(entity.OrderWatcher):
         if change & entity.PLACED:
             ratio = self.part(order.placed, CANCELLATIONS, order.fc)
             ratio.divisor += 1
-        elif change & entity.CANCELLED:  # a new earliest cancellation
+        elif change & entity.CANCELLED:  # a new earliest cancellation (it holds the order)
             decision = (order, order.cancelled, self.reason(event.reason))
             self.at(order.cancelled + 1, T_CANCELLATION, order_id, decision)
         else:  # the earliest shipment is final (the order may have left the book)
@@ -210,6 +213,7 @@ class Customer(entity.OrderWatcher):
         if when < order.shipped:
             ratio = self.part(later(when, order.placed), CANCELLATIONS, order.fc)
             ratio.numerator += 1
+        self.release(key, order)
 
     @cython.cfunc
     def part(self, ts: cython.longlong, index: cython.int, owner: str) -> Ratio:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from jsonschema import Draft202012Validator
 
 from flows.schemas import output_schemas
@@ -91,6 +92,24 @@ def test_a_cancellation_counts_once_w_passes_it_with_the_reason_of_the_earliest(
     }
     run.feed(e.tick(at(61)))
     assert ratios(run, "cancellation_ratio") == {("FC1", at(0)): (1, 2, 0.5)}
+
+
+@pytest.mark.parametrize("shipment_first", [True, False])
+def test_a_cancelled_order_past_its_promises_waits_for_its_cancellation_to_be_decided(
+    shipment_first,
+):
+    """Both promises passed (W = 08:30), then a cancellation at 08:30:50 and a
+    shipment at 08:30:20, in either order: neither is late, and the shipment,
+    earlier than the cancellation, must find the order in state however they came."""
+    e = Events()
+    run = Run().feed(e.placed("O1", at(0), at(10), at(20)), e.tick(at(31)))
+    cancel, ship = e.cancelled("O1", at(seconds=30 * 60 + 50)), e.shipped("O1", at(seconds=1820))
+    run.feed(*((ship, cancel) if shipment_first else (cancel, ship)))
+    run.feed(e.tick(at(130)))
+    assert ratios(run, "cancellation_ratio") == {("FC1", at(0)): (0, 1, 0.0)}
+    assert ratios(run, "return_ratio") == {("FC1", at(0)): (0, 1, 0.0)}
+    assert run.value("cockpit_orders_cancelled_total", ("FC1", "unknown")) == 1
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 0
 
 
 def test_return_ratio_follows_the_earliest_shipment_while_windows_are_open():
