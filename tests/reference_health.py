@@ -117,8 +117,9 @@ Customer experience (§3.4)
     divisor the line units of existing orders by their earliest shipment (later
     of its ts and the placed ts), that shipment's fc.
 23. `cockpit_orders_cancelled_total{fc, reason}`: one per existing order with a
-    cancellation (shipped or not), fc of the order, reason of its earliest
-    cancellation (ties: the first to arrive, as for the earliest shipment's fc).
+    cancellation (shipped or not) that W has passed (so not one at the last ts),
+    fc of the order, reason of its earliest cancellation (ties: the first to
+    arrive, as for the earliest shipment's fc).
 24. Recommendation conversion: clicks and carts need no order; the cart must
     have the click's `session_id` and `sku` (any widget); a click is decided when
     W - c > conversion_minutes, at the end W = max accepted ts.
@@ -830,7 +831,7 @@ def _customer(facts: Facts, out: Result) -> None:
         if s:  # units of the order at its first shipment, that shipment's fc
             counters["cockpit_units_shipped_total"][labels(fc=s.labels["fc"])] += units
             shipped_units[start_of(max(s.ts, p.ts)), s.labels["fc"]] += units
-        if c:  # the reason of its earliest cancellation
+        if c and facts.w > c.ts:  # decided: the reason of its earliest cancellation
             counters["cockpit_orders_cancelled_total"][
                 labels(fc=fc, reason=c.labels["reason"])
             ] += 1
