@@ -189,7 +189,6 @@ class OrderWatcher(core.Family):
         """No event can change this family's outcomes of the order any more."""
         self.book.release(order_id, order, self.need)
 
-
     @cython.cfunc
     def order_of(self, order_id: Any, ref: Any) -> Order:
         """The order a timer names, or None once it left state."""
