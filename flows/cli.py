@@ -420,7 +420,7 @@ def command_run(args: argparse.Namespace) -> int:
     settings = settings_from(args, idle_timeout=args.idle_timeout)  # bad values fail here
     web = web_config(args.web_config)
     if args.processes > 1 and args.process_id is None:
-        return _run_local_cluster(args)
+        return _run_local_cluster(args, settings.window)
     from flows.live import RunError, run
 
     try:
@@ -442,15 +442,16 @@ def web_config(path: Path | None) -> Any:
         raise CliError(f"--web-config: {exc}") from None
 
 
-def _run_local_cluster(args: argparse.Namespace) -> int:
+def _run_local_cluster(args: argparse.Namespace, window: int) -> int:
     """The parent of a local cluster: its children run the job."""
     from flows.cluster import run_local_cluster
 
-    if args.recovery_dir is not None:  # created once, before the children
-        from flows.live import RunError, recovery_config, total_workers
+    if args.recovery_dir is not None:  # created and checked once, before the children
+        from flows.live import RunError, check_resume, recovery_config, total_workers
 
         try:
             recovery_config(args.recovery_dir, total_workers(args))
+            check_resume(args.recovery_dir, window)  # each child checks its outputs too
         except RunError as exc:
             raise CliError(str(exc)) from None
     status = run_local_cluster(args.argv, args.processes)

@@ -12,7 +12,6 @@ replay without the CLI.
 
 from __future__ import annotations
 
-import pickle
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
@@ -156,8 +155,11 @@ def output_parts(sinks: Sinks) -> dict[str, list[str]]:
     }
 
 
-def check_recovery(directory: Path, outputs: dict[str, list[str]] | None = None) -> None:
-    """Refuse, before the dataflow starts, snapshots this build cannot read, and
+def check_recovery(
+    directory: Path, window: int, outputs: dict[str, list[str]] | None = None
+) -> None:
+    """Refuse, before the dataflow starts, snapshots this build cannot read or
+    kept on another `window` size, a part file that is no recovery file, and
     recovery state of output parts this run does not have (`output_parts`: bytewax
     panics on a part it no longer has): one line (a refusal inside a running
     dataflow comes with bytewax's panic)."""
@@ -167,20 +169,26 @@ def check_recovery(directory: Path, outputs: dict[str, list[str]] | None = None)
         f"{FLOW}.{COMBINE_STEP}": (snapshot.COMBINE_FORMAT, {c.NAME: c.VERSION for c in COMBINERS}),
     }
     for path in sorted(directory.glob("part-*.sqlite3")):
-        with closing(sqlite3.connect(path)) as db:
-            # bytewax 0.21's recovery table: the pickled value each snapshot() gave.
-            rows = db.execute("SELECT step_id, ser_change FROM snaps WHERE ser_change IS NOT NULL")
-            for step, blob in rows:
-                if step in readers and (data := pickle.loads(blob)) is not None:
-                    snapshot.read(data, *readers[step], upgrade)
-            for step, part in db.execute("SELECT DISTINCT step_id, state_key FROM snaps"):
-                if step in outputs and part not in outputs[step]:
-                    name = step.removeprefix(f"{FLOW}.").removesuffix("_out")
-                    raise snapshot.SnapshotError(
-                        f"it wrote {name} to {part}, and this run writes them to "
-                        f"{', '.join(outputs[step])}: give the same output options, or "
-                        "another --recovery-dir"
-                    )
+        try:
+            with closing(sqlite3.connect(path)) as db:
+                # bytewax 0.21's recovery table: the pickled value each snapshot() gave.
+                query = "SELECT step_id, ser_change FROM snaps WHERE ser_change IS NOT NULL"
+                for step, blob in db.execute(query):
+                    if step in readers and (data := snapshot.loads(blob)) is not None:
+                        snapshot.read(data, *readers[step], upgrade, window)
+                parts = db.execute("SELECT DISTINCT step_id, state_key FROM snaps").fetchall()
+        except (sqlite3.Error, snapshot.Damaged) as exc:
+            raise snapshot.SnapshotError(
+                f"{path.name} is not an opscockpit recovery file ({exc})"
+            ) from None
+        for step, part in parts:
+            if step in outputs and part not in outputs[step]:
+                name = step.removeprefix(f"{FLOW}.").removesuffix("_out")
+                raise snapshot.SnapshotError(
+                    f"it wrote {name} to {part}, and this run writes them to "
+                    f"{', '.join(outputs[step])}: give the same output options, or "
+                    "another --recovery-dir"
+                )
 
 
 def _is(kind: type) -> Any:

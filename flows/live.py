@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -143,18 +144,40 @@ def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | No
     """
     if directory is None:
         return None
-    directory.mkdir(parents=True, exist_ok=True)
     marker = directory / "opscockpit-workers"
-    if not any(directory.glob("part-*.sqlite3")):
-        init_db_dir(directory, workers)
-        marker.write_text(f"{workers}\n")
-    created = int(marker.read_text()) if marker.exists() else workers
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not any(directory.glob("part-*.sqlite3")):
+            init_db_dir(directory, workers)
+            marker.write_text(f"{workers}\n")
+        created = int(marker.read_text()) if marker.exists() else workers
+    except FileExistsError:
+        raise RunError(f"cannot resume from {directory}: it is not a directory") from None
+    except OSError as exc:
+        raise RunError(f"cannot resume from {directory}: {exc.strerror or exc}") from None
+    except BytewaxRuntimeError:  # bytewax says no more than that it failed
+        raise RunError(
+            f"cannot keep state in {directory}: bytewax cannot create its files there"
+        ) from None
+    except ValueError:  # not a number, or not text
+        raise RunError(
+            f"cannot resume from {directory}: {marker.name} is not an opscockpit recovery "
+            "file (not a number of workers)"
+        ) from None
     if created != workers:
         raise RunError(
             f"{directory} holds state of {created} workers, not {workers}: run with "
             f"{created} workers in total, or start from an empty --recovery-dir"
         )
     return RecoveryConfig(directory)
+
+
+def check_resume(directory: Path, window: int, outputs: dict[str, list[str]] | None = None) -> None:
+    """`check_recovery`, its refusal a RunError."""
+    try:
+        check_recovery(directory, window, outputs)
+    except SnapshotError as exc:
+        raise RunError(f"cannot resume from {directory}: {exc}") from None
 
 
 def holds_no_shard(board: Board, cluster: bool) -> bool:
@@ -182,10 +205,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     flow = build_flow(runtime, wiring.source, wiring.layout, wiring.sinks)
     recovery = recovery_config(args.recovery_dir, total_workers(args))
     if args.recovery_dir is not None:
-        try:
-            check_recovery(args.recovery_dir, output_parts(wiring.sinks))
-        except SnapshotError as exc:
-            raise RunError(f"cannot resume from {args.recovery_dir}: {exc}") from None
+        check_resume(args.recovery_dir, settings.window, output_parts(wiring.sinks))
     process = args.process_id or 0
     port = args.metrics_port + process
     try:

@@ -4,10 +4,16 @@ checked before any work starts, never a traceback."""
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +129,84 @@ def test_a_replay_reads_a_fifo_stdin_and_process_substitution(tmp_path):
     replay = f"{sys.executable} -m flows.cli replay --quiet --metrics-file {metrics}"
     subprocess.run(["bash", "-c", f"{replay} <(cat {events})"], check=True, timeout=120)
     assert COUNTED in metrics.read_text()
+
+
+RECOVERY = Path(__file__).parent / "fixtures" / "release-3862025" / "recovery"
+NOT_OURS = "part-0.sqlite3 is not an opscockpit recovery file"
+
+
+def shard_snapshots(blob: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    """Damage: each shard snapshot in part-0 replaced by `blob` of what bytewax kept."""
+
+    def damage(directory: Path) -> None:
+        with closing(sqlite3.connect(directory / "part-0.sqlite3")) as db, db:
+            query = "SELECT rowid, ser_change FROM snaps WHERE step_id = 'opscockpit.shards'"
+            for rowid, kept in db.execute(query).fetchall():
+                db.execute("UPDATE snaps SET ser_change = ? WHERE rowid = ?", (blob(kept), rowid))
+
+    return damage
+
+
+DAMAGED: dict[str, tuple[Callable[[Path], Any], str]] = {
+    "not a database": (
+        lambda d: (d / "part-0.sqlite3").write_bytes(b"hello"),
+        f"{NOT_OURS} (file is not a database)",
+    ),
+    "empty database": (
+        lambda d: (d / "part-0.sqlite3").write_bytes(b""),
+        f"{NOT_OURS} (no such table: snaps)",
+    ),
+    "not a pickle": (
+        shard_snapshots(lambda _kept: b"not a pickle"),
+        f"{NOT_OURS} (invalid load key, 'n')",
+    ),
+    "truncated": (
+        shard_snapshots(lambda kept: kept[: len(kept) // 2]),
+        f"{NOT_OURS} (pickle data was truncated)",
+    ),
+    "snapshot truncated": (
+        shard_snapshots(lambda kept: pickle.dumps(pickle.loads(kept)[:1000])),
+        f"{NOT_OURS} (pickle data was truncated)",
+    ),
+    "snapshot of no bytes": (
+        shard_snapshots(lambda _kept: pickle.dumps(12)),
+        f"{NOT_OURS} (a bytes-like object is required, not 'int')",
+    ),
+    "bad workers marker": (
+        lambda d: (d / "opscockpit-workers").write_text("two\n"),
+        "opscockpit-workers is not an opscockpit recovery file (not a number of workers)",
+    ),
+}
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one process", "local cluster"])
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_damaged_recovery_dir_is_refused_in_one_line(tmp_path, case, cluster):
+    """It stopped `run` with a traceback of sqlite3 or pickle."""
+    directory = tmp_path / "recovery"
+    shutil.copytree(RECOVERY, directory)
+    processes = ["--processes", "2"] if cluster else []
+    (directory / "opscockpit-workers").write_text(f"{1 + cluster}\n")
+    damage, problem = DAMAGED[case]
+    damage(directory)
+    files = {path.name: path.read_bytes() for path in directory.iterdir()}
+    result = opscockpit("run", "--recovery-dir", str(directory), *processes, check=False)
+    assert result.returncode == EXIT_FAILURE
+    assert result.stderr.decode() == (
+        f"opscockpit: error: cannot resume from {directory}: {problem}\n"
+    )
+    assert {path.name: path.read_bytes() for path in directory.iterdir()} == files
+
+
+def test_a_recovery_dir_that_is_a_file_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "recovery"
+    path.write_text("notes\n")
+    for processes in ("1", "2"):
+        result = opscockpit(
+            "run", "--recovery-dir", str(path), "--processes", processes, check=False
+        )
+        assert result.returncode == EXIT_FAILURE
+        assert result.stderr.decode() == (
+            f"opscockpit: error: cannot resume from {path}: it is not a directory\n"
+        )
+    assert path.read_text() == "notes\n"

@@ -40,7 +40,7 @@ from flows.kpis.upgrade import REASON_ADDED, upgrade
 from flows.labels import LabelCap
 from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials, records_of
 from flows.runtime.snapshot import SnapshotError, dump_shard, load_shard
-from flows.settings import EngineConfig, Runtime, Settings
+from flows.settings import HOUR, EngineConfig, Runtime, Settings
 from flows.simulator import Profile, stream
 from flows.timeutil import parse_time
 from tests.builds import state
@@ -321,9 +321,9 @@ def test_a_recovery_directory_of_other_output_topics_is_refused_in_one_line(tmp_
             "INSERT INTO snaps (step_id, state_key, snap_epoch) "
             "VALUES ('opscockpit.alerts_out', 'old.alerts', 1)"
         )
-    check_recovery(directory, {"opscockpit.alerts_out": ["old.alerts"]})
+    check_recovery(directory, HOUR, {"opscockpit.alerts_out": ["old.alerts"]})
     with pytest.raises(SnapshotError) as refused:
-        check_recovery(directory, {"opscockpit.alerts_out": ["cockpit.alerts"]})
+        check_recovery(directory, HOUR, {"opscockpit.alerts_out": ["cockpit.alerts"]})
     assert str(refused.value) == (
         "it wrote alerts to old.alerts, and this run writes them to cockpit.alerts: give the "
         "same output options, or another --recovery-dir"
@@ -335,7 +335,7 @@ def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path
     shutil.copytree(RELEASE / "recovery", directory)
     tampered(directory, 99)
     with pytest.raises(SnapshotError, match="version 99, and this opscockpit reads version 1"):
-        check_recovery(directory)
+        check_recovery(directory, HOUR)
     result = subprocess.run(
         [sys.executable, "-m", "flows", "run", "--recovery-dir", str(directory)],
         capture_output=True,
@@ -351,6 +351,64 @@ def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path
         "reads version 1",
         result.stderr,
     )
+
+
+def with_snapshots(directory: Path, shard: bytes, combine: bytes) -> None:
+    """A recovery directory's snapshots replaced, as bytewax keeps them."""
+    with closing(sqlite3.connect(directory / "part-0.sqlite3")) as db, db:
+        for step, data in (("shards", shard), ("windows", combine)):
+            db.execute(
+                "UPDATE snaps SET ser_change = ? WHERE step_id = ?",
+                (pickle.dumps(data), f"opscockpit.{step}"),
+            )
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
+
+
+def test_a_recovery_directory_of_another_window_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Windows, closes and days are on the grid of --window: state kept on another
+    one restored into misaligned windows and never closed a day again."""
+    directory = tmp_path / "recovery"
+    shutil.copytree(RELEASE / "recovery", directory)
+    check_recovery(directory, 2 * HOUR)  # that release recorded no window: taken as this run's
+    combine = CombineLogic(Runtime(SETTINGS), single("input"), None).snapshot()
+    assert combine is not None
+    with_snapshots(directory, dump_shard(shard_of(FAMILIES)), combine)
+    check_recovery(directory, HOUR)
+    with pytest.raises(SnapshotError) as refused:
+        check_recovery(directory, HOUR // 2)
+    assert str(refused.value) == (
+        "its windows are 1h long, and this run's --window is 30m: run with --window 1h, "
+        "or start from an empty --recovery-dir"
+    )
+    for window in (["--window", "2h"], ["--window", "90m", "--processes", "2"]):
+        (directory / "opscockpit-workers").write_text(f"{window.count('--processes') + 1}\n")
+        files = files_of(directory)
+        result = subprocess.run(
+            [sys.executable, "-m", "flows", "run", "--recovery-dir", str(directory), *window],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"opscockpit: error: cannot resume from {directory}: its windows are 1h long, and "
+            f"this run's --window is {window[1]}: run with --window 1h, or start from an "
+            "empty --recovery-dir\n"
+        )
+        assert files_of(directory) == files, "nothing changed"
+
+
+def test_a_snapshot_on_another_window_is_refused_by_each_step() -> None:
+    layout, settings = single("input"), SETTINGS.with_(window=2 * HOUR)
+    with pytest.raises(SnapshotError, match="its windows are 1h long"):
+        ShardLogic(Runtime(settings), layout, dump_shard(shard_of(FAMILIES)))
+    combine = CombineLogic(Runtime(SETTINGS), layout, None).snapshot()
+    with pytest.raises(SnapshotError, match="this run's --window is 2h"):
+        CombineLogic(Runtime(settings), layout, combine)
 
 
 def test_a_family_at_another_version_is_refused_naming_it() -> None:

@@ -22,7 +22,6 @@ stream after a real snapshot of that release and compares).
 
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any, cast
 
@@ -144,7 +143,7 @@ class _Unpickler(pickle.Unpickler):
 
 def upgrade(data: bytes) -> Any:
     """A snapshot as today's plain data, upgraded if an older release wrote it."""
-    saved = _Unpickler(io.BytesIO(data)).load()
+    saved = snapshot.loads(data, _Unpickler)  # refused in one line if it cannot be read
     if isinstance(saved, LegacyShard):
         saved = shard_state(saved.state)
     elif isinstance(saved, LegacyWindows):

@@ -6,12 +6,14 @@ own state, and per family (by NAME) its state version, its metric series and
 its state. A family new since the snapshot starts empty; a family at another
 version than this build's is refused with one line naming both versions.
 Snapshots written before families existed are upgraded by the caller's
-`upgrade` (see `flows.kpis.upgrade`). The versions sit in a small header, so
-that `opscockpit run` checks a recovery directory before it starts.
+`upgrade` (see `flows.kpis.upgrade`). The versions sit in a small header, with
+the window size the state is kept on (windows, closes and days are on its grid),
+so that `opscockpit run` checks a recovery directory before it starts.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +22,7 @@ from flows.labels import LabelCap
 from flows.runtime.combine import CombineStage
 from flows.runtime.consts import TAG_BITS, TAG_MASK
 from flows.runtime.core import Family, Shard
+from flows.timeutil import US_PER_MINUTE, US_PER_MS, US_PER_SECOND
 
 SHARD_FORMAT = "opscockpit.shard"
 COMBINE_FORMAT = "opscockpit.combine"
@@ -30,6 +33,18 @@ Upgrade = Callable[[Any], dict[str, Any]]
 
 class SnapshotError(Exception):
     """Recovery state this build cannot read, said in one line."""
+
+
+class Damaged(SnapshotError):
+    """Bytes that are no snapshot at all: damaged, or not opscockpit's."""
+
+
+def loads(data: bytes, unpickler: type[pickle.Unpickler] = pickle.Unpickler) -> Any:
+    """`data` unpickled, or `Damaged` saying why not in one line."""
+    try:
+        return unpickler(io.BytesIO(data)).load()
+    except Exception as exc:  # bytes pickle cannot read raise many kinds of error
+        raise Damaged(str(exc).rstrip(".") or type(exc).__name__) from None
 
 
 def check(kind: str, name: str, saved: object, ours: object) -> None:
@@ -57,7 +72,8 @@ def dump_shard(shard: Shard) -> bytes:
             for family in shard.families
         },
     }
-    return _pack(SHARD_FORMAT, {family.NAME: family.VERSION for family in shard.families}, body)
+    versions = {family.NAME: family.VERSION for family in shard.families}
+    return _pack(SHARD_FORMAT, versions, shard.window, body)
 
 
 def load_shard(
@@ -68,7 +84,8 @@ def load_shard(
     upgrade: Upgrade,
 ) -> Shard:
     """A shard restored from its snapshot (upgraded first if it is older)."""
-    saved = body_of(read(data, SHARD_FORMAT, {f.NAME: f.VERSION for f in families}, upgrade))
+    versions = {f.NAME: f.VERSION for f in families}
+    saved = body_of(read(data, SHARD_FORMAT, versions, upgrade, config.window))
     runtime = saved["runtime"]
     shard = Shard(runtime["shard"], config, labels, families)
     labels.restore(saved["labels"])  # before any new label: series stay stable
@@ -88,31 +105,37 @@ def load_shard(
 def dump_combine(stage: CombineStage) -> bytes:
     """The combine stage's snapshot."""
     versions = {name: combiner.VERSION for name, combiner in stage.combiners.items()}
-    return _pack(COMBINE_FORMAT, versions, stage.export())
+    return _pack(COMBINE_FORMAT, versions, stage.context.window, stage.export())
 
 
 def load_combine(data: bytes, stage: CombineStage, upgrade: Upgrade) -> CombineStage:
     """Restore `stage` (new, for this layout) from its snapshot."""
     versions = {name: combiner.VERSION for name, combiner in stage.combiners.items()}
-    stage.restore(body_of(read(data, COMBINE_FORMAT, versions, upgrade)))
+    stage.restore(body_of(read(data, COMBINE_FORMAT, versions, upgrade, stage.context.window)))
     return stage
 
 
-def _pack(kind: str, versions: dict[str, int], body: Any) -> bytes:
-    """A header that says what the snapshot holds, at which versions, and the body
-    pickled apart, so that reading the header costs little (`read`)."""
+def _pack(kind: str, versions: dict[str, int], window: int, body: Any) -> bytes:
+    """A header that says what the snapshot holds, at which versions, on which
+    window size, and the body pickled apart, so that reading the header costs
+    little (`read`)."""
     header = {
         "format": kind,
         "version": VERSION,
         "versions": versions,
+        "window": window,
         "body": pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL),
     }
     return pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def read(data: bytes, expected: str, ours: dict[str, int], upgrade: Upgrade) -> dict[str, Any]:
+def read(
+    data: bytes, expected: str, ours: dict[str, int], upgrade: Upgrade, window: int
+) -> dict[str, Any]:
     """A snapshot's header, refused in one line unless this build reads it: the
-    runtime's version, and each part's (family or combine step) it has too."""
+    runtime's version, and each part's (family or combine step) it has too; and
+    unless it was kept on this `window` (one of a release that recorded no window
+    is taken as kept on it)."""
     saved = upgrade(data)
     kind = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
     if kind != expected:
@@ -121,7 +144,22 @@ def read(data: bytes, expected: str, ours: dict[str, int], upgrade: Upgrade) -> 
     for name, version in saved["versions"].items():
         if name in ours:  # a part this build no longer has is dropped
             check("part", name, version, ours[name])
+    saved_window = saved.get("window", window)
+    if saved_window != window:
+        raise SnapshotError(
+            f"its windows are {duration_text(saved_window)} long, and this run's --window "
+            f"is {duration_text(window)}: run with --window {duration_text(saved_window)}, "
+            "or start from an empty --recovery-dir"
+        )
     return saved
+
+
+def duration_text(us: int) -> str:
+    """A duration as the command line takes it: 1h, 90m, 45s, 250ms."""
+    for unit, size in (("h", 60 * US_PER_MINUTE), ("m", US_PER_MINUTE), ("s", US_PER_SECOND)):
+        if us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us / US_PER_MS:g}ms"
 
 
 def body_of(header: dict[str, Any]) -> dict[str, Any]:
