@@ -637,6 +637,15 @@ class ItemHealth:
             cells.stockouts, cells.spikes = self.stockouts.cell(label), self.spikes.cell(label)
             cells.states = tuple(counts.cell(label) for counts in self.states)
             cells.by_age = tuple(self.by_age.cell((label, band)) for band in BANDS)
+            # Every series of the fc exists from its first close on, at 0 where no
+            # item is in that state (no series would read as "no data").
+            self.stockouts.bump(cells.stockouts, 0)
+            self.spikes.bump(cells.spikes, 0)
+            counts: core.Counts
+            for counts, cell in zip(self.states, cells.states, strict=True):
+                counts.bump(cell, 0)
+            for cell in cells.by_age:
+                self.by_age.bump(cell, 0)
         return cells
 
     @cython.cfunc

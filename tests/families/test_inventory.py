@@ -86,6 +86,22 @@ def test_keys_of_items_whose_fields_hold_the_separator_never_collide() -> None:
     assert days == {f"sku_health|A%7CB|C%25|{on(1)}", f"sku_health|A|B%7CC%25|{on(1)}"}
 
 
+def test_an_fc_s_series_exist_at_0_from_its_first_close() -> None:
+    """FC1's one item is in excess (stock, no demand), nothing else: its other
+    series read 0, not "no data" (a series that does not exist)."""
+    e = Events()
+    run = Run().feed(e.stowed("R1", on(0, 1), 10, sku="A"), e.tick(after(0, 2)))
+    series = run.combine.ledger.series
+    assert series["cockpit_skus_excess"] == {"FC1": 1}
+    names = ("out_of_stock", "at_risk", "below_safety_stock")
+    for metric in (*(f"cockpit_skus_{name}" for name in names), "cockpit_stockouts_total"):
+        assert series[metric] == {"FC1": 0}, metric
+    assert series["cockpit_demand_spikes_total"] == {"FC1": 0}
+    assert series["cockpit_units_on_hand_by_age"] == {
+        ("FC1", band): 10 if band == "0-90" else 0 for band in inventory.BANDS
+    }
+
+
 def test_cover_at_the_lead_time_boundary_is_not_at_risk() -> None:
     """cover = on hand / (units / 7 days) against 7 days: A has 10 on hand for 10
     ordered (cover exactly 7: not at risk), B 9 (cover 6.3: at risk)."""
