@@ -35,6 +35,9 @@ FLAGS = (
     "--disable-sync",
 )
 WALL = (1920, 1080)
+# Screens the wall layout takes (1280x700 and up): laptops, a browser window on a
+# 1920x1080 screen, 4K.
+WALLS = ((1280, 720), (1366, 768), (1920, 940), WALL, (3840, 2160))
 PHONE = (390, 844)
 
 
@@ -95,6 +98,21 @@ def has_data(driver: webdriver.Chrome) -> bool:
     )
 
 
+def backfilled(driver: webdriver.Chrome, port: int) -> None:
+    """Open the page of the cockpit on `port` and wait until it shows data, the
+    backfill is done and a few live updates came."""
+    driver.get(f"http://127.0.0.1:{port}/")
+    wait_for(lambda: has_data(driver), 60, "the page to show data")
+    lag = "Number(document.getElementById('watermark').dataset.value)"
+    wait_for(
+        lambda: time.time() - driver.execute_script(f"return {lag}") < 300,
+        120,
+        "the backfill to end",
+    )
+    started = page_time(driver)
+    wait_for(lambda: page_time(driver) > started + 10, 60, "a few live updates")
+
+
 def screenshot(out: Path) -> None:
     """The README's picture: the live cockpit at 1920x1080 once the backfill is done."""
     with (
@@ -103,16 +121,7 @@ def screenshot(out: Path) -> None:
         chromium(Path(profile)) as driver,
     ):
         viewport(driver, WALL)
-        driver.get(f"http://127.0.0.1:{running.port}/")
-        wait_for(lambda: has_data(driver), 60, "the page to show data")
-        lag = "Number(document.getElementById('watermark').dataset.value)"
-        wait_for(
-            lambda: time.time() - driver.execute_script(f"return {lag}") < 300,
-            120,
-            "the backfill to end",
-        )
-        started = page_time(driver)
-        wait_for(lambda: page_time(driver) > started + 10, 60, "a few live updates")
+        backfilled(driver, running.port)
         out.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(out))
     print(f"wrote {out}", file=sys.stderr)

@@ -29,7 +29,7 @@ from flows.replay import replay
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Settings
 from flows.web.api import MAX_LIMIT
-from flows.web.figures import BY_ID, TILES
+from flows.web.figures import BY_ID, TILES, WORST
 from flows.web.schemas import api_schemas
 from flows.web.server import serve
 from tests.kafka_broker import free_port
@@ -101,6 +101,8 @@ def validate(name: str, answer: object) -> None:
         *("summary", "history", "items", "alerts", "settings", "history?since=0"),
         *("history?since=1796197000.25", "history?since=-1"),
         "items?limit=0100&offset=0000000000",
+        # Empty fields are nothing, as in Prometheus' API.
+        *("items?limit=5&", "items?&limit=5&&offset=0", "alerts?&", "summary?&&"),
     ],
 )
 def test_every_endpoint_answers_by_its_schema(served, path):
@@ -151,9 +153,14 @@ def test_every_threshold_is_the_one_of_the_alert_rules(served):
             limit.critical,
         )
         assert figure["limit"]["higher_is_worse"] == limit.higher_is_worse
-        for row in [{"value": figure["value"], "status": figure["status"]}, *figure["by"]]:
-            if row["value"] is not None:
-                assert row["status"] == limit.severity(row["value"])
+        for row in figure["by"]:
+            assert row["status"] == limit.severity(row["value"])
+        # Per fc (region), the rule fires where one of them is over: the worst of theirs.
+        worst = min((row["status"] for row in figure["by"]), key=WORST.index, default="none")
+        if figure["labels"]:
+            assert figure["status"] == worst
+        elif figure["value"] is not None:
+            assert figure["status"] == limit.severity(figure["value"])
         for value in (limit.warning, limit.critical):
             for near in (value - 1e-9, value, value + 1e-9):
                 assert limit.severity(near) == rule_severity(limit, near)
@@ -244,6 +251,7 @@ def test_items_are_paged_worst_first(items_only):
     pages = [api(base, f"items?limit=3&offset={o}") for o in (0, 3, 6, 9)]
     assert [i["sku"] for p in pages for i in p["items"]] == WORST_FIRST
     assert [len(p["items"]) for p in pages] == [3, 3, 1, 0]
+    assert api(base, "items?limit=3&offset=0&") == pages[0]  # a trailing & is nothing
     assert all(p["total"] == len(ITEMS) and p["limit"] == 3 for p in pages)
     oos_at_b = api(base, "items?fc=FC-B&state=out_of_stock&state=at_risk")
     assert [i["sku"] for i in oos_at_b["items"]] == ["oos-high", "risk-fast"]
@@ -311,6 +319,8 @@ def test_no_published_items_is_an_empty_page():
         ("history?since=" + "9" * 400, 400),
         ("summary?verbose=1", 400),
         ("settings?x", 400),
+        ("items?limit=5&x", 400),
+        ("items?limit=5&&=", 400),
         ("nothing", 404),
         ("", 404),
     ],
@@ -383,6 +393,7 @@ def test_settings_in_force(served):
     assert "lateness" not in settings and settings["max_label_values"] == 1000
     assert settings["kpi"]["service_level"] == 0.9
     assert settings["kpi"]["shifts"] == {"early": "06:00", "late": "14:00", "night": "22:00"}
+    assert settings["kpi"]["fcs"] == {}  # a table is an object, also when empty
     assert data["web"] == {"tls": False, "basic_auth": False}
 
 

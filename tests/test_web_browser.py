@@ -1,7 +1,7 @@
 """The wall display in a real browser (headless Chromium) on `opscockpit run`: it
 shows the live cockpit within 30 s, its figures are the ones /metrics and the API
-give, they change as events arrive, nothing goes wrong in the console, and it fits
-a 1920x1080 wall screen and a phone."""
+give, coloured as the alert rules fire, they change as events arrive, nothing goes
+wrong in the console, and it fits wall screens from 1280x720 to 4K and a phone."""
 
 from __future__ import annotations
 
@@ -17,8 +17,23 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from selenium import webdriver
 
-from tests.browser import PHONE, WALL, chromium, has_data, missing, page_time, shown, viewport
-from tests.kafka_broker import unique
+from flows.exposition import Board
+from flows.ledger import Ledger
+from flows.metrics import METRICS
+from flows.web.server import serve
+from tests.browser import (
+    PHONE,
+    WALL,
+    WALLS,
+    backfilled,
+    chromium,
+    has_data,
+    missing,
+    page_time,
+    shown,
+    viewport,
+)
+from tests.kafka_broker import free_port, unique
 from tests.processes import cockpit, opscockpit, wait_for
 from tests.reference import parse_exposition
 from tests.test_web_security import PASSWORD, USER, certs, web_config  # noqa: F401 (fixture)
@@ -54,11 +69,12 @@ def differences(page: list[dict[str, Any]], summary: dict[str, Any]) -> list[str
                 out.append(f"{value}: no such series")
             continue
         number = None if value["value"] == "" else float(value["value"])
-        if number != row["value"] and not ("range" in value["classes"] and row["value"] is None):
+        ranged = "range" in value["classes"] and row["value"] is None  # a ratio per fc
+        if number != row["value"] and not ranged:
             out.append(f"{value['figure']} {value['key']!r}: page {number} != api {row['value']}")
-        if number is not None and value["status"] != row["status"]:
+        if (number is not None or ranged) and value["status"] != row["status"]:
             out.append(f"{value['figure']} {value['key']!r}: colour {value['status']}")
-        if number is not None and value["status"] != "none":
+        if (number is not None or ranged) and value["status"] != "none":
             assert value["status"] in value["classes"], value
         out.extend(text_differences(value, figure["unit"], number))
     return out
@@ -77,9 +93,13 @@ def text_differences(value: dict[str, Any], unit: str, number: float | None) -> 
 
 
 def layout_problems(driver: webdriver.Chrome, size: tuple[int, int]) -> list[str]:
-    """Text cut off or overflowing, tiles overlapping, a page wider than the screen."""
+    """Once the page is drawn at `size`: text cut off or overflowing, a figure hidden
+    (outside its tile's box, which clips), a table or list emptied to its "and N
+    more", tiles overlapping, a page wider than the screen."""
+    drawn = page_time(driver)
     viewport(driver, size)
     wait_for(lambda: driver.execute_script("return window.innerWidth") == size[0], 10, "resize")
+    wait_for(lambda: page_time(driver) > drawn, 30, "the page drawn at its new size")
     problems = driver.execute_script(
         """const out = [];
         const root = document.documentElement;
@@ -93,13 +113,25 @@ def layout_problems(driver: webdriver.Chrome, size: tuple[int, int]) -> list[str
             out.push(`${tile.querySelector('h2').textContent}: content cut off below`);
         for (const e of document.querySelectorAll('[data-figure], h2, .caption, .label'))
           if (e.scrollWidth > e.clientWidth + 1) out.push(`cut off: ${e.textContent}`);
+        for (const e of document.querySelectorAll('[data-figure]')) {
+          const tile = e.closest('.tile');
+          const box = tile.getBoundingClientRect();
+          const top = box.top + tile.clientTop, left = box.left + tile.clientLeft;
+          const r = e.getBoundingClientRect();
+          if (!r.width || !r.height || r.top < top - 1 || r.left < left - 1 ||
+              r.bottom > top + tile.clientHeight + 1 || r.right > left + tile.clientWidth + 1)
+            out.push(`hidden: ${e.dataset.figure} ${e.dataset.key} ${e.textContent}`);
+        }
+        for (const list of document.querySelectorAll('[data-total]'))
+          if (Number(list.dataset.total) > 0 && !list.querySelector('.row'))
+            out.push(`emptied: ${list.closest('.tile').querySelector('h2').textContent}`);
         return out;"""
     )
-    if size == WALL:
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        if height > size[1]:
-            problems.append(f"the wall display needs scrolling: {height}px high")
     return list(problems)
+
+
+def page_height(driver: webdriver.Chrome) -> int:
+    return int(driver.execute_script("return document.documentElement.scrollHeight"))
 
 
 def test_the_cockpit_is_live_in_the_browser_within_30_seconds(browser, tmp_path):
@@ -130,7 +162,57 @@ def test_the_cockpit_is_live_in_the_browser_within_30_seconds(browser, tmp_path)
         for size in (WALL, PHONE):
             assert layout_problems(browser, size) == [], size
             browser.save_screenshot(str(tmp_path / f"page-{size[0]}x{size[1]}.png"))
+            assert size != WALL or page_height(browser) <= WALL[1], "the wall scrolls"
         assert console_errors(browser) == []
+
+
+def test_every_figure_shows_whole_on_every_wall_screen(browser, tmp_path):
+    """Laptops, a browser window on a 1920x1080 screen, 4K: the wall fits each without
+    scrolling and hides no figure. Where the figures cannot fit (lines this high on
+    a 1920x1080 screen), the page scrolls rather than cut one off."""
+    with cockpit(ready_timeout=30) as running:
+        viewport(browser, WALL)
+        backfilled(browser, running.port)
+        for width, height in WALLS:
+            assert layout_problems(browser, (width, height)) == [], (width, height)
+            browser.save_screenshot(str(tmp_path / f"wall-{width}x{height}.png"))
+            assert page_height(browser) <= height, f"{width}x{height} scrolls"
+        browser.execute_script("document.documentElement.style.lineHeight = '3'")
+        assert layout_problems(browser, WALL) == []
+        browser.save_screenshot(str(tmp_path / "wall-cramped.png"))
+        assert page_height(browser) > WALL[1]
+        assert console_errors(browser) == []
+
+
+def test_a_figure_per_fc_is_coloured_as_its_rule_fires_per_fc(browser):
+    """Each of 3 fcs has 40 receipts awaiting stow: 120 in all, over the critical 100,
+    yet no fc's alert fires, so green; the cancellation ratios (a range, no total)
+    are red where one fc's alert fires. The header says the watermark is ahead of a
+    clock behind it."""
+    board, ledger = Board(), Ledger(METRICS)
+    board.publish("test", ledger)
+    board.ready.set()
+    for fc in ("FC1", "FC2", "FC3"):
+        ledger["cockpit_receipts_awaiting_stow"][fc] = 40
+    ledger["cockpit_cancellation_ratio"]["FC1"] = 0.01
+    ledger["cockpit_cancellation_ratio"]["FC2"] = 0.03
+    now = 1_800_000_000.0
+    ledger["cockpit_watermark_timestamp_seconds"][()] = now + 600
+    port = free_port()
+    server = serve(board, "127.0.0.1", port, clock=lambda: now)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: page_time(browser) == now, 30, "the page to show the board")
+        page = {(v["figure"], v["key"]): v for v in shown(browser)}
+        stow, cancelled = page["receipts_awaiting_stow", ""], page["cancellation_ratio", ""]
+        assert (stow["text"], stow["status"]) == ("120", "ok") and "ok" in stow["classes"]
+        assert cancelled["text"] == "1.0% \u2013 3.0%" and "critical" in cancelled["classes"]
+        assert differences(shown(browser), api(f"http://127.0.0.1:{port}", "summary")) == []
+        header = browser.execute_script("return document.getElementById('watermark').textContent")
+        assert header.endswith("ahead of the clock by 10.0 min"), header
+        assert console_errors(browser) == []
+    finally:
+        server.shutdown()
 
 
 def compare_while_still(driver: webdriver.Chrome, base: str) -> set[str]:

@@ -9,10 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flows.cockpit.rules import NETWORK
 from flows.exposition import Board
 from flows.ledger import Ledger
 from flows.metrics import BY_NAME, METRICS
-from flows.web.figures import BY_ID, bucket_quantile
+from flows.settings import Settings
+from flows.web.api import Api
+from flows.web.figures import BY_ID, FIGURES, bucket_quantile
 from flows.web.history import CHECKPOINTS, History
 from tests.web import quantile
 
@@ -72,6 +75,40 @@ def test_quantiles_take_the_bucket_increases_of_the_window():
     reading = BY_ID["page_load_p90"].source.read(history.view())
     assert reading.value == pytest.approx(0.045)  # 90 % of the way into the first bucket
     assert reading.by == {("home",): reading.value}
+
+
+def statuses(board: Board, history: History, name: str) -> tuple[str, list[str]]:
+    """A figure's status in the API's summary, and those of its rows."""
+    summary = Api(board, history, Settings(), {}).answer("summary", "")
+    figure = next(f for f in summary["figures"] if f["id"] == name)
+    return figure["status"], [row["status"] for row in figure["by"]]
+
+
+def test_a_figure_whose_alert_fires_per_fc_is_coloured_by_its_worst_fc():
+    """40 receipts await stow at each of 3 fcs: 120 in all is over the critical 100,
+    yet the rule, per fc, fires nowhere; at 60 in one fc it warns. A ratio per fc
+    (no total) is coloured the same way."""
+    board, ledger, _clock, history = setup()
+    stow, cancelled = ledger["cockpit_receipts_awaiting_stow"], ledger["cockpit_cancellation_ratio"]
+    for fc in ("FC1", "FC2", "FC3"):
+        stow[fc] = 40
+    assert statuses(board, history, "receipts_awaiting_stow") == ("ok", ["ok"] * 3)
+    stow["FC2"] = 60
+    worst = statuses(board, history, "receipts_awaiting_stow")
+    assert worst == ("warning", ["ok", "warning", "ok"])
+    assert statuses(board, history, "cancellation_ratio") == ("none", [])
+    cancelled["FC1"], cancelled["FC2"] = 0.01, 0.03
+    assert statuses(board, history, "cancellation_ratio") == ("critical", ["ok", "critical"])
+
+
+def test_every_figure_is_coloured_at_the_level_its_alert_fires():
+    """A figure with a breakdown has an alert per fc (region): `fc:...` or `by (fc)`;
+    one without, a network-wide alert."""
+    for figure in FIGURES:
+        if figure.alert is not None:
+            level = figure.source.labels[0] if figure.source.labels else NETWORK
+            value = figure.alert.value
+            assert value.startswith(f"{level}:") or f" by ({level}) " in value, figure.id
 
 
 def test_memory_stays_bounded_however_long_it_runs():

@@ -27,6 +27,8 @@ MAX_LIMIT = 1000
 DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # Settings in microseconds, shown in seconds as `<name>_seconds`.
 DURATIONS = ("lateness", "window", "idle_timeout", "dedup_horizon", "orphan_horizon", "retention")
+# A settings field of (name, value) pairs, as its annotation reads.
+TABLE = "tuple[tuple[str, "
 
 
 class ApiError(Exception):
@@ -45,8 +47,11 @@ class Query:
     """The query string of a request, checked against the parameters an endpoint takes."""
 
     def __init__(self, text: str, allowed: set[str]) -> None:
+        # Empty fields (`a=1&`, `&&`) are nothing, as in Prometheus' API; a field
+        # without `=` is malformed.
+        fields = "&".join(field for field in text.split("&") if field)
         try:
-            self.values = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text))
+            self.values = parse_qs(fields, keep_blank_values=True, strict_parsing=True)
         except ValueError:
             raise bad(f"malformed query string: {text!r}") from None
         for name in self.values:
@@ -103,7 +108,7 @@ def _figure(figure: Figure, view: View) -> dict[str, Any]:
         "window": window or None,
         "since": view.start(window) if window else None,
         "value": reading.value,
-        "status": figure.status(reading.value),
+        "status": figure.overall(reading),
         "limit": None
         if limit is None or figure.alert is None
         else {
@@ -225,17 +230,16 @@ def _item(item: Item) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
-    """Settings as JSON: dataclasses as objects, fractions as numbers, and tuples of
-    (name, value) pairs (shifts, per-fc tables) as objects."""
+def _plain(value: Any, table: bool = False) -> Any:
+    """Settings as JSON: dataclasses as objects, fractions as numbers, and tables (fields
+    of (name, value) pairs: shifts, per-fc settings) as objects, also when empty."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _plain(getattr(value, f.name), str(f.type).startswith(TABLE))
+            for f in dataclasses.fields(value)
+        }
     if isinstance(value, Fraction):
         return float(value)
     if isinstance(value, tuple):
-        if value and all(
-            isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value
-        ):
-            return {name: _plain(v) for name, v in value}
-        return [_plain(v) for v in value]
+        return {k: _plain(v) for k, v in value} if table else [_plain(v) for v in value]
     return value

@@ -23,6 +23,7 @@ from flows.timeutil import US_PER_SECOND, parse_duration
 
 Totals = dict[str, dict[SeriesKey, Any]]
 Key = tuple[str, ...]
+WORST = ("critical", "warning", "ok", "none")  # statuses, worst first
 
 
 def seconds(window: str) -> float:
@@ -296,6 +297,13 @@ class Figure:
         """ok / warning / critical by the alert's limit; none without one or a value."""
         limit = self.limit
         return "none" if limit is None or value is None else limit.severity(value)
+
+    def overall(self, reading: Reading) -> str:
+        """The colour over everything: with a breakdown, the alert fires per fc (region),
+        so the worst of theirs; without one, the value's."""
+        if not self.source.labels:
+            return self.status(reading.value)
+        return min((self.status(v) for v in reading.by.values()), key=WORST.index, default="none")
 
     def metrics(self) -> tuple[str, ...]:
         """The declared-or-expected metric names it reads."""

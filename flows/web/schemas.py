@@ -13,6 +13,7 @@ BASE = "https://opscockpit.dev/schemas/api"
 NUMBER_OR_NULL = {"type": ["number", "null"]}
 STATUS = {"enum": ["ok", "warning", "critical", "none"]}
 TEXT_TIME = {"type": "string", "pattern": RFC3339_PATTERN}
+TABLE = {"type": "object", "description": "By name (of the shift, the fc); {} when empty."}
 
 
 def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -161,7 +162,24 @@ def api_schemas() -> dict[str, dict[str, Any]]:
             "The settings in force (durations in seconds) and how the port is served.",
             _object(
                 {
-                    "settings": {"type": "object"},
+                    "settings": {
+                        "type": "object",
+                        "properties": {
+                            "kpi": {
+                                "type": "object",
+                                "properties": {
+                                    "shifts": TABLE,
+                                    "fcs": {
+                                        **TABLE,
+                                        "additionalProperties": {
+                                            "type": "object",
+                                            "properties": {"shifts": {"type": ["object", "null"]}},
+                                        },
+                                    },
+                                },
+                            }
+                        },
+                    },
                     "web": _object({"tls": {"type": "boolean"}, "basic_auth": {"type": "boolean"}}),
                 }
             ),

@@ -13,7 +13,7 @@ const ALERTS = "/api/v1/alerts?limit=8";
 const STAGES = ["placed", "picked", "packed", "pick", "pack", "ship", "stow"];
 const RANK = { critical: 0, warning: 1, ok: 2, none: 3 };
 
-const state = { trend: [], step: 5, layout: "", boxes: [], lastOk: 0 };
+const state = { trend: [], step: 5, layout: "", boxes: [], lastOk: 0, drawn: null };
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -70,7 +70,8 @@ function valueNode(tag, cls, figure, value, status, key) {
   return node;
 }
 
-// A figure over everything; one that has none (a ratio per fc) shows its range.
+// A figure over everything; one that has none (a ratio per fc) shows its range,
+// coloured as the figure (by its worst fc, as the alert rule fires per fc).
 function totalNode(tag, cls, figure) {
   const node = valueNode(tag, cls, figure, figure.value, figure.status);
   const values = figure.by.map((row) => row.value);
@@ -79,6 +80,7 @@ function totalNode(tag, cls, figure) {
     const high = format(figure.unit, Math.max(...values));
     node.textContent = low === high ? low : `${low} – ${high}`;
     node.classList.replace("nodata", "range");
+    node.classList.add(figure.status);
   }
   return node;
 }
@@ -160,17 +162,30 @@ function counted(container, total) {
   return container;
 }
 
-// A wall display never scrolls: while a tile's content is cut off, its longest
-// table or list gives up its last row to the "and N more".
+const cutOff = (box) => box.scrollHeight > box.clientHeight + 1;
+
+// A wall display does not scroll: while a tile's content is cut off, its longest
+// table or list gives up its last row to the "and N more", as long as that makes
+// the content shorter (a row beside a taller figure does not: it is put back).
+// Returns whether content is still cut off.
 function fit(box) {
-  while (box.scrollHeight > box.clientHeight + 1) {
-    const lists = [...box.querySelectorAll("[data-total]")].filter((c) => c.querySelector(".row"));
-    if (!lists.length) return;
-    const longest = lists.reduce((a, b) => (b.querySelectorAll(".row").length >= a.querySelectorAll(".row").length ? b : a));
-    const rows = longest.querySelectorAll(".row");
-    rows[rows.length - 1].remove();
+  const rowsOf = (list) => list.querySelectorAll(".row");
+  let lists = [...box.querySelectorAll("[data-total]")].filter((c) => rowsOf(c).length);
+  while (cutOff(box) && lists.length) {
+    const longest = lists.reduce((a, b) => (rowsOf(b).length >= rowsOf(a).length ? b : a));
+    const rows = rowsOf(longest);
+    const last = rows[rows.length - 1];
+    const before = box.scrollHeight;
+    last.remove();
     counted(longest, Number(longest.dataset.total));
+    const shorter = box.scrollHeight < before;
+    if (!shorter) {
+      longest.insertBefore(last, longest.querySelector(".more"));
+      counted(longest, Number(longest.dataset.total));
+    }
+    if (!shorter || rows.length === 1) lists = lists.filter((list) => list !== longest);
   }
+  return cutOff(box);
 }
 
 function headline(figure) {
@@ -283,7 +298,7 @@ function drawTile(box, tile, byId, alerts, items) {
     if (figures.length > 1) box.append(stats(figures.slice(1)));
   }
   box.className = `tile ${status}`;
-  fit(box);
+  return fit(box);
 }
 
 async function getJson(url) {
@@ -322,7 +337,11 @@ function drawHeader(summary) {
   node.dataset.value = mark.timestamp === null ? "" : String(mark.timestamp);
   node.replaceChildren("Event time: ");
   if (mark.timestamp === null) node.append(el("span", "muted", "no data yet"));
-  else node.append(el("strong", "", clockTime(mark.timestamp, true)), ` · trails the clock by ${duration(mark.lag_seconds)}`);
+  else {
+    const lag = mark.lag_seconds;
+    const where = lag < 0 ? "ahead of the clock" : "trails the clock";
+    node.append(el("strong", "", clockTime(mark.timestamp, true)), ` · ${where} by ${duration(Math.abs(lag))}`);
+  }
 }
 
 function connection(text, stateName) {
@@ -339,8 +358,18 @@ function draw(summary, alerts, items) {
     document.getElementById("tiles").replaceChildren(...state.boxes);
     state.layout = layout;
   }
-  summary.tiles.forEach((tile, i) => drawTile(state.boxes[i], tile, byId, alerts, items));
-  drawHeader(summary);
+  drawHeader(summary);  // first: the tiles share the height it leaves
+  // What does not fit a wall even with fewer rows makes the page scroll ("cramped"),
+  // each tile then as high as it needs, rather than cut a figure off.
+  const drawAll = () => summary.tiles.map((tile, i) => drawTile(state.boxes[i], tile, byId, alerts, items));
+  const scrolled = window.scrollY;
+  document.body.classList.remove("cramped");
+  if (drawAll().includes(true)) {
+    document.body.classList.add("cramped");
+    drawAll();
+    window.scrollTo(0, scrolled);
+  }
+  state.drawn = [summary, alerts, items];
   document.body.dataset.now = String(summary.now);
 }
 
@@ -358,4 +387,6 @@ async function poll() {
   }
 }
 
+// A new size is laid out again at once (a wall or not, rows that fit).
+window.addEventListener("resize", () => { if (state.drawn) draw(...state.drawn); });
 poll();
