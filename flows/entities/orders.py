@@ -335,9 +335,10 @@ class OrderBook(core.Family):
             self.apply(order_id, order, kind, ts, event)
             return
         held = self.orphans.get(order_id)
+        if held is None or ts < min(t for t, _ in held):  # the earliest held: its horizon
+            self.at(ts + self.orphan_horizon + 1, T_ORPHANS, order_id)
         if held is None:
             self.orphans[order_id] = [(ts, event)]
-            self.at(ts + self.orphan_horizon + 1, T_ORPHANS, order_id)
         else:
             held.append((ts, event))
 

@@ -676,7 +676,9 @@ class ItemHealth:
         if self.closed == core.MIN_TS:  # nothing before the first window with rows
             if not self.pending:
                 return
-            self.closed = min(self.pending)
+            # A shard behind the others may still send rows for windows from
+            # `closed` on, before the earliest one any shard sent so far.
+            self.closed = min(min(self.pending), closed)
         while self.closed + self.window <= closed:
             self.close_window(self.closed + self.window, out)
             self.closed += self.window

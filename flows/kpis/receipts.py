@@ -166,6 +166,8 @@ class Receipts(core.Family):
             receipt = Receipt()
             self.receipts[receipt_id] = receipt
             self.at(ts + self.orphan_horizon + 1, T_ORPHAN, receipt_id)
+        elif receipt.received == core.NEVER and ts < min(t for t, _ in receipt.stows):
+            self.at(ts + self.orphan_horizon + 1, T_ORPHAN, receipt_id)  # the earliest held
         receipt.stows.append((ts, qty))
         receipt.stowed += qty
         if receipt.received != core.NEVER and receipt.stowed >= receipt.qty:

@@ -102,6 +102,28 @@ def test_an_fc_s_series_exist_at_0_from_its_first_close() -> None:
     }
 
 
+def test_a_shard_behind_the_others_loses_no_window_of_rows() -> None:
+    """Half-hour windows. Shard 1 stows an item at 12:02 but has closed only
+    through 12:00 when shard 0's rows of 12:30 reach the combine step; the item's
+    window [12:00, 12:30) still comes, and counts, as with one shard."""
+    config = replace(EngineConfig(), window=1800 * 10**6)
+    e = Events()
+    received = e.received("R0", on(0, 11, 59.99), 2, fc="FC2")
+    stowed = e.stowed("R0", on(0, 12, 2), 1, fc="FC2", sku="S1")
+    adjusted, tick0, tick1 = (
+        e.adjusted(on(0, 12, 52), -5),
+        e.tick(on(0, 13, 14)),
+        e.tick(on(0, 13, 14)),
+    )
+    one = Run(config).feed(received, stowed, adjusted, tick0, tick1).finish()
+    two = Run(config, shards=("0", "1"))
+    two.feed(received, stowed, shard="1").feed(adjusted, tick0, shard="0")
+    two.feed(tick1, shard="1").finish()
+    for run in (one, two):
+        assert run.value("cockpit_units_on_hand_by_age", ("FC2", "0-90")) == 1
+        assert run.value("cockpit_skus_tracked", "FC2") == 1
+
+
 def test_cover_at_the_lead_time_boundary_is_not_at_risk() -> None:
     """cover = on hand / (units / 7 days) against 7 days: A has 10 on hand for 10
     ordered (cover exactly 7: not at risk), B 9 (cover 6.3: at risk)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from flows.settings import EngineConfig
@@ -131,3 +133,18 @@ def test_retention_drops_open_orders_and_their_gauges():
     assert run.value("cockpit_orders_past_delivery_promise", "east") == 0
     assert run.value("cockpit_state_expired_total", "order") == 1
     assert run.orders() == {}
+
+
+@pytest.mark.parametrize("earlier_first", [True, False])
+def test_each_held_event_is_dropped_at_its_own_horizon_in_any_arrival_order(earlier_first):
+    """Two shipments of an order not placed yet, 6 µs apart, in either order: the
+    earlier one is dropped once W passes its ts + 24 h; the later one ships the order."""
+    e = Events()
+    early, late = e.shipped("O1", at(600, us=-3)), e.shipped("O1", at(600, us=3))
+    run = Run(replace(EngineConfig(), lateness=300 * 10**6))
+    run.feed(*((early, late) if earlier_first else (late, early)))
+    placed = e.placed("O1", at(600, days=1), at(720, days=1), at(960, days=1))
+    run.feed(e.tick(at(605, days=1)), placed).finish()
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 1
+    cycle = run.value("cockpit_order_cycle_seconds", "FC1")
+    assert cycle[-1] == -86400 + 3 / 10**6  # from the later shipment

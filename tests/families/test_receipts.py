@@ -76,3 +76,17 @@ def test_a_receipt_completed_by_stows_that_came_first_is_the_same_in_any_batches
     run.finish()
     assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == -5 * 60 - 60 * 60 + 270
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+
+
+@pytest.mark.parametrize("earlier_first", [True, False])
+def test_each_held_stow_is_dropped_at_its_own_horizon_in_any_arrival_order(earlier_first):
+    """Two stows of a receipt not received yet, 6 µs apart, in either order (both
+    within the lateness): once W passes the earlier one's ts + 24 h it is dropped,
+    whichever came first; the later one waits for its receipt."""
+    e = Events()
+    early, late = e.stowed("RX", at(600, us=-3), 2), e.stowed("RX", at(600, us=3), 1)
+    run = Run(replace(EngineConfig(), lateness=300 * 10**6))
+    run.feed(*((early, late) if earlier_first else (late, early)))
+    run.feed(e.tick(at(605, days=1)), e.received("RX", at(600, days=1), 3)).finish()
+    assert run.value("cockpit_orphan_events_total", "inventory.stowed") == 1
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 1
