@@ -678,7 +678,7 @@ class ItemHealth:
                 return
             # A shard behind the others may still send rows for windows from
             # `closed` on, before the earliest one any shard sent so far.
-            self.closed = min(min(self.pending), closed)
+            self.closed = min(*self.pending, closed)
         while self.closed + self.window <= closed:
             self.close_window(self.closed + self.window, out)
             self.closed += self.window
