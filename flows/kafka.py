@@ -52,6 +52,12 @@ ADMIN_RECONNECT_BACKOFF_MS = 1  # a start's lookups: see KafkaSettings.admin
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
 BEHIND_POLL = 5 * US_PER_MS  # the same, with more on the broker than fetched (a fetch is ms away)
 START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
+UNREACHABLE = (
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TRANSPORT,
+    KafkaError._RESOLVE,
+    KafkaError.NETWORK_EXCEPTION,
+)
 SECRET_WORDS = ("password", "secret", "key", "token")
 
 
@@ -335,23 +341,28 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.ledger["cockpit_kafka_up"][()] = 1 if up else 0
 
     def _error(self, error: KafkaError) -> None:
-        if error.code() in (
-            KafkaError._ALL_BROKERS_DOWN,
-            KafkaError._TRANSPORT,
-            KafkaError._RESOLVE,
-            KafkaError.NETWORK_EXCEPTION,
-        ):
-            if self.ledger["cockpit_kafka_up"].get(()) != 0:
-                log.warning("Kafka unreachable from %s: %s; retrying", self.name, error.str())
-            self.ledger["cockpit_kafka_up"][()] = 0
-        else:
-            log.warning("Kafka error on %s: %s", self.name, error.str())
+        up = self.ledger["cockpit_kafka_up"]
+        up[()] = 1 if report_error(error, self.name, up.get(()) != 0) else 0
 
     def snapshot(self) -> int:
         return self.next_offset
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def report_error(error: KafkaError, client: str, up: bool) -> bool:
+    """Log a client's error (`error_cb`) and say whether the brokers are still up.
+
+    librdkafka reports every failed reconnection, several a second: losing the
+    brokers is logged once, while they were `up`, and the client retries.
+    """
+    if error.code() in UNREACHABLE:
+        if up:
+            log.warning("Kafka unreachable from %s: %s; retrying", client, error.str())
+        return False
+    log.warning("Kafka error on %s: %s", client, error.str())
+    return up
 
 
 _ERROR, _VALUE = KafkaMessage.error, KafkaMessage.value
@@ -406,16 +417,28 @@ def produce(
 
 
 class _TopicWriter(StatefulSinkPartition[Output, None]):
-    def __init__(self, kafka: KafkaSettings, topic_for: Callable[[Written], str]) -> None:
-        self.topic_for = topic_for
+    def __init__(
+        self, kafka: KafkaSettings, name: str, topic_for: Callable[[Written], str]
+    ) -> None:
+        self.client, self.topic_for = f"output {name}", topic_for
+        self.up = True  # until an outage is logged; a delivery shows the brokers back
         self.producer = Producer(
             kafka.producer(
                 **{
                     "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
-                    "error_cb": lambda err: log.warning("Kafka producer: %s", err.str()),
+                    "error_cb": self._error,
+                    "on_delivery": self._delivered,
                 }
             )
         )
+
+    def _error(self, error: KafkaError) -> None:
+        self.up = report_error(error, self.client, self.up)
+
+    def _delivered(self, error: KafkaError | None, _message: KafkaMessage) -> None:
+        # Deliveries, not statistics as for a reader: a producer is polled only when it
+        # writes, and statistics would pile up in one that has nothing to write.
+        self.up = self.up or error is None
 
     def write_batch(self, values: list[Output]) -> None:
         for output in written(values):
@@ -424,8 +447,10 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
 
     def snapshot(self) -> None:
         # A snapshot commits the input offsets: everything before it must be written.
-        while self.producer.flush(1.0):
-            log.warning("waiting for Kafka to accept output records")
+        if self.producer.flush(1.0):
+            log.warning("waiting for Kafka to accept the records of %s", self.client)
+            while self.producer.flush(1.0):
+                pass
 
     def close(self) -> None:
         self.snapshot()
@@ -446,7 +471,7 @@ class TopicSink(FixedPartitionedSink[Output, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TopicWriter:
-        return _TopicWriter(self.kafka, self.topic_for)
+        return _TopicWriter(self.kafka, self.name, self.topic_for)
 
 
 def ensure_topics(settings: KafkaSettings, topics: dict[str, int], timeout_s: float = 10.0) -> None:

@@ -7,6 +7,7 @@ bytewax recovery when asked. Also the Kafka producer of `opscockpit simulate`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bytewax.errors import BytewaxRuntimeError
@@ -226,27 +228,59 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, cluster))
     grace.daemon = True
     grace.start()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: runtime.stop.set())
-    join_in_order(process, os.environ.get(CLUSTER_DIR))
-    cli_main(
-        flow,
-        workers_per_process=args.workers,
-        process_id=args.process_id,
-        addresses=args.addresses.split(";") if args.addresses else None,
-        epoch_interval=timedelta(microseconds=args.snapshot_interval),
-        recovery_config=recovery,
-    )
+    addresses = args.addresses.split(";") if args.addresses else None
+    with contextlib.suppress(Stopped):
+        stop_on_signals(runtime.stop, args.workers > 1 or addresses is not None)
+        join_in_order(process, os.environ.get(CLUSTER_DIR))
+        cli_main(
+            flow,
+            workers_per_process=args.workers,
+            process_id=args.process_id,
+            addresses=addresses,
+            epoch_interval=timedelta(microseconds=args.snapshot_interval),
+            recovery_config=recovery,
+        )
     print("opscockpit: stopped", file=sys.stderr)
 
 
+class Stopped(Exception):
+    """A stop signal, raised where bytewax checks for signals: every worker ends."""
+
+
+def stop_on_signals(stop: threading.Event, threaded: bool) -> None:
+    """SIGTERM and SIGINT ask the endless sources to stop (`stop_if_asked`).
+
+    A bytewax worker stops only at a batch of its own partitions: one that reads none
+    (every worker but one on the single simulator partition, or more workers than
+    Kafka partitions) went on, and the others waited for it forever. bytewax runs
+    several workers, or a cluster's, in threads and checks for signals in this main
+    thread: `Stopped`, raised by the handler there, ends every worker of the process.
+    A single worker runs on this thread, where it would be a panic; it reads every
+    partition.
+    """
+
+    def request(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            return  # a second one while stopping (Ctrl-C reaches a cluster twice)
+        stop.set()
+        if threaded:
+            raise Stopped
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request)
+
+
 def rate_scale(seed: int, start: int, rate: float) -> float:
-    """The profile scale that gives about `rate` events/s (measured on six simulated hours)."""
+    """The profile scale that gives about `rate` events/s, measured on the six simulated
+    hours after the start. The opening balances, which all arrive at the start however
+    the traffic is scaled, are left out: counted, they made the live rate up to a third low."""
     from flows.simulator import Profile, stream
 
     hours = 6
     end = start + hours * 3600 * US_PER_SECOND
-    count = sum(1 for arrival, _key, _payload in _until(stream(seed, start, Profile()), end))
+    emissions = stream(seed, start, Profile())
+    opening = next(emissions)[0]  # the start, as the first opening balance arrives
+    count = sum(1 for arrival, _key, _payload in _until(emissions, end) if arrival > opening)
     return rate * hours * 3600 / max(count, 1)
 
 

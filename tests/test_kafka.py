@@ -7,6 +7,7 @@ up; output topics must hold schema-valid records with the expected counts.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from flows.kafka import BEHIND_POLL, IDLE_POLL, KafkaSettings, TpsKafkaSource, p
 from flows.metrics import BY_NAME
 from flows.settings import Runtime, Settings
 from flows.timeutil import US_PER_SECOND
-from tests.kafka_broker import consume_all, create_topic, produce, unique
+from tests.kafka_broker import consume_all, create_topic, free_port, produce, unique
 from tests.processes import Cockpit, cockpit, opscockpit, wait_for
 from tests.reference import (
     COMPUTED,
@@ -33,6 +34,7 @@ from tests.reference import (
 )
 from tests.reference_health import PRESENCE_MATTERS
 from tests.scenario import Events, at
+from tests.test_run import serving
 
 pytestmark = pytest.mark.kafka
 
@@ -337,6 +339,20 @@ def test_a_tombstone_among_events_is_dead_lettered_where_it_stands(kafka):
         b"",
         1,
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_cluster_with_a_process_reading_no_partition_stops_on_a_signal(kafka, signum):
+    """One partition, two processes: the one that reads none must stop too."""
+    names = topics()
+    create_topic(kafka, names["input"], 1)
+    port = free_port(2)
+    with cockpit(*run_args(kafka, names, "--processes", "2"), port=port) as running:
+        wait_for(lambda: serving(port + 1), 60, "process 1")
+        running.process.send_signal(signum)
+        assert running.process.wait(timeout=60) == 0
+        stderr = running.process.stderr.read().decode() if running.process.stderr else ""
+    assert stderr.count("opscockpit: stopped") == 2 and "Traceback" not in stderr, stderr
 
 
 def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit():

@@ -7,6 +7,7 @@ proxy's address), so the test can cut the network and restore it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import socket
 import subprocess
@@ -16,8 +17,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from flows.kafka import KafkaSettings, TopicSink
 from tests.kafka_broker import (
     consume_all,
     create_topic,
@@ -35,27 +37,22 @@ pytestmark = pytest.mark.kafka
 
 
 class Proxy:
-    """Forwards 127.0.0.1:port to a target; `cut()` drops every connection and refuses new
-    ones until `restore()`."""
+    """Forwards 127.0.0.1:port to a target; `cut()` drops every connection and, as a
+    stopped broker does, refuses new ones until `restore()`."""
 
     def __init__(self, target: int) -> None:
         self.target, self.port = target, free_port()
-        self.up = threading.Event()
-        self.up.set()
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
-        self.server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.server: socket.socket | None = None
+        self.restore()
 
-    def _accept(self) -> None:
+    def _accept(self, server: socket.socket) -> None:
         while True:
             try:
-                client, _ = self.server.accept()
-            except OSError:
+                client, _ = server.accept()
+            except OSError:  # cut
                 return
-            if not self.up.is_set():
-                client.close()
-                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target))
             except OSError:  # the broker is not listening yet
@@ -75,7 +72,11 @@ class Proxy:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
-        self.up.clear()
+        if self.server is not None:
+            with contextlib.suppress(OSError):
+                self.server.shutdown(socket.SHUT_RDWR)  # wakes accept(), which close() does not
+            self.server.close()
+            self.server = None
         with self.lock:
             for sock in self.sockets:
                 with contextlib.suppress(OSError):
@@ -83,11 +84,11 @@ class Proxy:
             self.sockets.clear()
 
     def restore(self) -> None:
-        self.up.set()
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
 
     def close(self) -> None:
         self.cut()
-        self.server.close()
 
 
 @contextlib.contextmanager
@@ -113,6 +114,25 @@ def cut_off(proxy: Proxy, running: Cockpit, seconds: float) -> None:
         "cockpit_kafka_up to report the outage",
     )
     time.sleep(seconds)
+
+
+LOST = re.compile(r"opscockpit: Kafka unreachable from (output \S+|\S+): .+; retrying")
+WAITING = re.compile(r"opscockpit: waiting for Kafka to accept the records of (output \S+)")
+
+
+def assert_reported_once(stopped: Cockpit) -> None:
+    """What a job said of one outage: each partition reader and output producer that
+    noticed it said so once, and a producer once more if a snapshot waited for the
+    broker, however long the outage. librdkafka reports every failed reconnection,
+    several a second: they were all logged."""
+    assert stopped.process.stderr is not None
+    lines = stopped.process.stderr.read().decode().splitlines()
+    said = [line for line in lines if "serving metrics" not in line and "stopped" not in line]
+    for kind in (LOST, WAITING):
+        clients = [found[1] for found in map(kind.fullmatch, said) if found]
+        assert len(clients) == len(set(clients)), said
+    assert all(LOST.fullmatch(line) or WAITING.fullmatch(line) for line in said), said
+    assert any(LOST.fullmatch(line) for line in said), said
 
 
 def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
@@ -147,6 +167,7 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
             wait_equal(running, day["metrics"], timeout=180)
         alerts = consume_all(bootstrap, names["alerts"])
         assert {k for k, _ in alerts} == {alert_key(r).encode() for r in day["alerts"]}
+    assert_reported_once(running)
 
 
 def test_no_deadline_passes_while_the_broker_is_away():
@@ -176,6 +197,24 @@ def test_no_deadline_passes_while_the_broker_is_away():
             wait_for_one_breach(
                 running, "the breach once the broker is back and the partition idles", 60
             )
+    assert_reported_once(running)
+
+
+def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog):
+    """librdkafka calls the error callback at every failed reconnection; the producer
+    says so again only once a delivery has shown the broker back."""
+    sink = TopicSink(KafkaSettings("127.0.0.1:9"), "kpis", lambda _output: "kpis")
+    writer = sink.build_part("output", "kpis", None)
+    lost = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed")
+    with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+        for _ in range(3):
+            writer._error(lost)
+        writer._delivered(None, None)
+        writer._error(lost)
+        writer._error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    said = "Kafka unreachable from output kpis: Connect to ipv4#127.0.0.1:9 failed; retrying"
+    assert [record.getMessage() for record in caplog.records] == [said, said]
+    writer.close()
 
 
 def test_simulate_stops_and_says_so_when_the_broker_loses_its_events(tmp_path):

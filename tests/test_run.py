@@ -15,7 +15,8 @@ import pytest
 
 from flows.cluster import JOIN_MARGIN_S, JOIN_TIMEOUT_S, join_in_order
 from flows.metrics import METRICS
-from tests.processes import cockpit, opscockpit, wait_for
+from tests.kafka_broker import free_port
+from tests.processes import cockpit, metrics_text, opscockpit, wait_for
 
 CONTRACT = [m for m in METRICS if m.contract]
 
@@ -117,12 +118,48 @@ def test_a_local_cluster_whose_process_fails_stops_with_its_error():
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "signum"),
+    [
+        ("--processes", signal.SIGINT),
+        ("--processes", signal.SIGTERM),
+        ("--workers", signal.SIGINT),
+    ],
+)
+def test_a_run_of_several_workers_stops_cleanly_on_a_signal(option, signum):
+    """The one simulator partition is read by one worker: a worker reading none never
+    saw the stop request, and the run, the cluster's processes with it, went on."""
+    port = free_port(2)
+    with cockpit(option, "2", "--scale", "0.05", port=port) as running:
+        pids = children(running.process.pid)
+        assert len(pids) == (2 if option == "--processes" else 0)
+        if pids:  # a signal before process 1 serves interrupts its start, not its run
+            wait_for(lambda: serving(port + 1), 60, "process 1")
+        running.process.send_signal(signum)
+        assert running.process.wait(timeout=60) == 0
+        stderr = running.process.stderr.read().decode() if running.process.stderr else ""
+    assert stderr.count("opscockpit: stopped") == max(len(pids), 1), stderr
+    assert "Traceback" not in stderr and "panicked" not in stderr, stderr
+    wait_for(lambda: not any(map(running_process, pids)), 30, "the children's exits")
+
+
+def serving(port: int) -> bool:
+    try:
+        metrics_text(port)
+    except OSError:
+        return False
+    return True
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def test_the_processes_of_a_local_cluster_die_with_it_even_by_sigkill():
     """SIGKILL forwards nothing: orphans went on consuming, writing snapshots to the
     recovery directory and holding the ports a restart needs."""
     with cockpit("--processes", "2", "--scale", "0.05") as running:
-        children = Path(f"/proc/{running.process.pid}/task/{running.process.pid}/children")
-        pids = [int(pid) for pid in children.read_text().split()]
+        pids = children(running.process.pid)
         assert len(pids) == 2
         running.process.kill()
         running.process.wait()

@@ -20,6 +20,7 @@ import pytest
 from flows.config import load_config
 from flows.decode import INVALID_EVENT, INVALID_JSON, UNKNOWN_TYPE, Reject, decode
 from flows.events import EVENT_TYPES, entity_key
+from flows.live import rate_scale
 from flows.simulator import SITES, Profile, stream, write_lines
 from flows.timeutil import parse_time
 from tests import reference_health
@@ -374,6 +375,19 @@ def test_scaled_multiplies_every_traffic_rate_and_nothing_else() -> None:
     assert doubled.sessions_per_hour == 2 * base.sessions_per_hour
     assert doubled.late_ship_share == base.late_ship_share
     assert doubled.duplicate_share == base.duplicate_share
+
+
+@pytest.mark.parametrize("start", ["2026-11-20T00:00:00Z", "2026-11-20T13:30:00.0005Z"])
+def test_the_scale_of_a_live_rate_gives_that_rate_after_the_opening_stock(start: str) -> None:
+    """`simulate --rate N`: about N events/s over the hours after the start. The opening
+    stock, arriving at the start whatever the scale, comes on top and counts for nothing."""
+    begin, rate, hours = parse_time(start), 5.0, 6
+    profile = Profile().scaled(rate_scale(1, begin, rate))
+    within = list(takewhile(lambda e: e[0] < begin + hours * HOUR, stream(1, begin, profile)))
+    opening = [arrival for arrival, _key, payload in within if b'"opening_balance"' in payload]
+    assert len(opening) > 10_000 and set(opening) == {within[0][0]}
+    steady = (len(within) - len(opening)) / (hours * 3600)
+    assert steady == pytest.approx(rate, rel=0.05)
 
 
 def test_write_lines_stops_before_the_end() -> None:
