@@ -210,6 +210,14 @@ def test_a_figure_per_fc_is_coloured_as_its_rule_fires_per_fc(browser):
         assert differences(shown(browser), api(f"http://127.0.0.1:{port}", "summary")) == []
         header = browser.execute_script("return document.getElementById('watermark').textContent")
         assert header.endswith("ahead of the clock by 10.0 min"), header
+        # A trend over fcs draws no alert levels: the rule compares each fc, not it.
+        levels_drawn = browser.execute_script(
+            "state.trend = [{t: 1, values: {x: 1}}, {t: 2, values: {x: 3}}];"
+            "const limit = {warning: 1, critical: 2};"
+            "return [[{}], []].map((by) => sparkline({id: 'x', limit, by})"
+            ".querySelectorAll('line').length);"
+        )
+        assert levels_drawn == [0, 2]
         assert console_errors(browser) == []
     finally:
         server.shutdown()

@@ -94,7 +94,9 @@ function sparkline(figure) {
   const points = state.trend.map((p) => [p.t, p.values[figure.id]]);
   const values = points.map((p) => p[1]).filter((v) => v !== null && v !== undefined);
   if (values.length < 2) return svg;
-  const levels = figure.limit ? [["warning", figure.limit.warning], ["critical", figure.limit.critical]] : [];
+  // The alert's levels, where the rule compares this value: not over a total of fcs
+  // (regions) whose rule fires per fc.
+  const levels = figure.limit && !figure.by.length ? [["warning", figure.limit.warning], ["critical", figure.limit.critical]] : [];
   const all = values.concat(levels.map((l) => l[1]));
   let low = Math.min(...all);
   let high = Math.max(...all);
