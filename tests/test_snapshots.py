@@ -222,6 +222,13 @@ def test_a_version_1_snapshot_restores_and_goes_on_as_if_never_stopped() -> None
     whole += feed(whole_shard, whole_combine, lines[V1_SPLIT:])
     whole += route(whole_shard.on_eof()[0], whole_combine)
 
+    # Since 2026-12-06 an order that left state before W reached its shipment (here
+    # one expired by the 6 h retention, 4 units) is in no return ratio's units
+    # shipped, as it is in no `cockpit_orders_shipped_total`; version 1 counted it.
+    gone_first = ["kpi", "return_ratio|FC-ATL1|2026-11-20T16:00:00Z"]
+    (changed,) = [line for line in expected if line[:2] == gone_first]
+    assert changed[2]["divisor"] == 19.0
+    changed[2].update(divisor=15.0, value=2 / 15)
     assert as_lines(whole) == expected
     assert restored == expected[len(expected) - len(restored) :] and len(restored) > 150
     assert without_state_size(render(runtime.board)) == exposition

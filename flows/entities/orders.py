@@ -157,6 +157,9 @@ def restore_order(*values: Any) -> Order:
 
 
 ORDER_SIZE = cython.declare(cython.Py_ssize_t, Order.__basicsize__)  # bytes to prefetch
+# A bit of `Order.pending` the book holds an order by while its watchers hear of
+# it, above the watchers' own (at most 62 flag bits, so at most 62 watchers).
+TELLING = cython.declare(cython.longlong, 1 << 62)
 
 
 @cython.cclass
@@ -321,7 +324,8 @@ class OrderBook(core.Family):
         self.orders[order_id] = order
         self.notify(PLACED, order_id, order, NO_STAGE, event)
         if self.retention:
-            self.at(max(ship_by, deliver_by) + self.retention, T_RETENTION, order_id, order)
+            # Passed once W > the deadline (an event at it is not late yet).
+            self.at(max(ship_by, deliver_by) + self.retention + 1, T_RETENTION, order_id, order)
         held = self.orphans.pop(order_id, None)
         if held is not None:
             for early_ts, early in held:
@@ -419,11 +423,17 @@ class OrderBook(core.Family):
     def shipment_final(self, order_id: str, order: Order) -> None:
         """W reached the earliest shipment: tell the watchers, once (the timer of a
         later time it replaced finds it told). Told even when the order has left
-        the book: a family that never held it may still count it."""
+        the book, as `gone`; one still in it is held while they hear of it, so that
+        a watcher's release leaves it `gone` to none told after it."""
         if order.final:
             return
         order.final = True
+        held: cython.bint = not order.gone
+        if held:
+            order.pending |= TELLING
         self.notify(SHIPMENT_FINAL, order_id, order, order.stage(), None)
+        if held:
+            self.release(order_id, order, TELLING)
 
     @cython.cfunc
     def expire(self, order_id: str, order: Order) -> None:
@@ -478,7 +488,7 @@ class OrderBook(core.Family):
         if self.retention and not state["retention_timers"]:
             order: Order
             for order_id, order in self.orders.items():
-                when = max(order.ship_by, order.deliver_by) + self.retention
+                when = max(order.ship_by, order.deliver_by) + self.retention + 1
                 self.at(when, T_RETENTION, order_id, order)
 
     def relayout(self, saved: dict[str, tuple[int, int, int]]) -> None:

@@ -194,7 +194,7 @@ class Customer(entity.OrderWatcher):
         elif change & entity.CANCELLED:  # a new earliest cancellation (it holds the order)
             decision = (order, order.cancelled, self.reason(event.reason))
             self.at(order.cancelled + 1, T_CANCELLATION, order_id, decision)
-        else:  # the earliest shipment is final (the order may have left the book)
+        elif not order.gone:  # the earliest shipment is final (an order gone first: not shipped)
             fc: str = cython.cast(str, order.ship_fc)
             ratio = self.part(later(order.shipped, order.placed), RETURNS, fc)
             ratio.divisor += order.units

@@ -150,7 +150,7 @@ class Receipts(core.Family):
             return  # the first dock scan of a receipt defines it
         receipt.fc, receipt.received, receipt.qty = fc, ts, qty
         if self.retention:
-            self.at(receipt.received + self.retention, T_RETENTION, receipt_id)
+            self.at(receipt.received + self.retention + 1, T_RETENTION, receipt_id)
         if receipt.stowed < qty:
             receipt.awaiting = True
             self.awaiting.add(fc)
@@ -196,7 +196,7 @@ class Receipts(core.Family):
         """W passed this receipt's dock scan plus the retention: not only an earlier
         receipt's of the same id (one that completed and left state) whose timer
         this is."""
-        return receipt.received + self.retention <= self.shard.watermark
+        return receipt.received + self.retention < self.shard.watermark
 
     @cython.cfunc
     def complete(self, receipt_id: object, receipt: Receipt) -> None:

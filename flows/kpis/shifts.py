@@ -90,7 +90,7 @@ class Shifts(entity.OrderWatcher):
 
     NAME = "shifts"
     KINDS = ("inventory.picked",)
-    WATCHES = entity.SHIPPED
+    WATCHES = entity.SHIPPED | entity.SHIPMENT_FINAL
 
     calendars: object  # Calendars: each fc's, made on first use
     every: list  # type: ignore[type-arg]  # each distinct calendar of the settings
@@ -125,10 +125,18 @@ class Shifts(entity.OrderWatcher):
         event: Any,
     ) -> None:
         """The earliest shipment is new or moved earlier: count the order where it
-        now falls, and no longer where it fell (an instance still open)."""
+        now falls, and no longer where it fell (an instance still open). Once it is
+        final, an order that left state first is taken back (as the orders family
+        never counts it); its instance is still open, as W has just reached it."""
+        counted: Tally | None = None
+        if change & entity.SHIPMENT_FINAL:
+            if order.gone:
+                counted = self.shipments.pop(order_id, None)
+                if counted is not None:
+                    counted.shipped -= 1
+            return
         placed: cython.longlong = max(order.shipped, order.placed)
         tally: Tally = self.tally(event.fc, placed)
-        counted: Tally | None = None
         if not change & entity.FIRST_SHIPMENT:  # else an entry left by an earlier life
             counted = self.shipments.get(order_id)
         if counted is tally:

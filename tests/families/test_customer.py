@@ -112,6 +112,28 @@ def test_a_cancelled_order_past_its_promises_waits_for_its_cancellation_to_be_de
     assert run.value("cockpit_orphan_events_total", "order.shipped") == 0
 
 
+def test_the_units_of_an_order_gone_before_w_reaches_its_shipment_are_not_shipped():
+    """O1 (4 units), cancelled, ships at 10:00:30 while in state; it leaves state
+    (W past its promises and its cancellation) before W reaches the shipment: its
+    units are in no return ratio, as it is in no `cockpit_orders_shipped_total`.
+    O2 leaves state as W reaches its shipment: its units count."""
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(120), qty=4),
+        e.placed("O2", at(0), at(60), at(110), qty=2),
+        e.cancelled("O1", at(30)),
+        e.delivered("O2", at(100)),
+        e.shipped("O1", at(seconds=2 * 3600 + 30)),  # W is 09:59:30: not late
+        e.shipped("O2", at(seconds=2 * 3600 + 40)),
+        e.tick(at(seconds=2 * 3600 + 70)),  # W 10:00:10: O1 leaves state
+        e.tick(at(seconds=2 * 3600 + 101)),  # W 10:00:41: O2 counted, and leaves
+        e.returned("O2", at(130), 1),
+        e.tick(at(181)),
+    )
+    assert ratios(run, "return_ratio") == {("FC1", at(120)): (1, 2, 0.5)}
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
+
+
 def test_return_ratio_follows_the_earliest_shipment_while_windows_are_open():
     e = Events()
     run = Run(EngineConfig(lateness=2 * HOUR)).feed(

@@ -126,13 +126,27 @@ def test_stages_of_orders_awaiting_shipment():
 def test_retention_drops_open_orders_and_their_gauges():
     e = Events()
     run = Run(EngineConfig(retention=3600 * 10**6)).feed(
-        e.placed("O1", at(0), at(10), at(20)), e.tick(at(81))
+        e.placed("O1", at(0), at(10), at(20)),
+        e.tick(at(82)),  # W 09:21, past 08:20 + 1 h
     )
     assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
     assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
     assert run.value("cockpit_orders_past_delivery_promise", "east") == 0
     assert run.value("cockpit_state_expired_total", "order") == 1
     assert run.orders() == {}
+
+
+def test_retention_has_not_passed_while_w_is_at_its_deadline():
+    """O1's later promise 08:20 plus 1 h: at W = 09:20 a shipment then is not late
+    and finds the order; an order and a receipt drop only once W passes 09:20."""
+    e = Events()
+    run = Run(EngineConfig(retention=3600 * 10**6))
+    run.feed(e.placed("O1", at(0), at(10), at(20)), e.received("R1", at(20), 5))
+    run.feed(e.tick(at(81)), e.shipped("O1", at(80)), e.stowed("R1", at(80), 5))
+    assert run.value("cockpit_state_expired_total", "order") == 0
+    assert run.value("cockpit_state_expired_total", "receipt") == 0
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 3600
 
 
 @pytest.mark.parametrize("earlier_first", [True, False])

@@ -206,6 +206,24 @@ def test_a_shipment_that_moves_away_leaves_no_activity_behind() -> None:
     assert gauges(run, "FC3", "late") is None
 
 
+def test_a_shipment_of_an_order_gone_before_w_reaches_it_is_not_counted() -> None:
+    """o1, cancelled, ships at 14:00:30 while in state; W then passes its promises
+    and its cancellation, and it leaves state before W reaches its shipment: no
+    shift counts it, as `cockpit_orders_shipped_total` does not. o2 ships then too."""
+    e = Events()
+    run = Run().feed(
+        e.placed("o1", on(0, "10:00"), on(0, "13:00"), on(0, "14:00")),
+        order(e, "o2", on(0, "10:00")),
+        e.cancelled("o1", on(0, "10:30")),
+        e.shipped("o1", on(0, "14:00:30")),  # W is 13:59:30: not late
+        e.tick(on(0, "14:01:10")),  # W 14:00:10: o1 leaves state
+        e.shipped("o2", on(0, "14:00:30")),
+        e.tick(on(0, "22:01")),
+    )
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 0
+    assert [shipped for *_, shipped, _rate in shifts(run)] == [1]
+
+
 def test_the_end_of_the_input_closes_an_instance_ending_at_its_last_ts() -> None:
     """Kolkata (UTC+05:30): the early shift runs 00:30-08:30 UTC, ends that are no
     window close. At the end of the input W is the last ts, 08:30 exactly."""
