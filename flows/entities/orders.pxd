@@ -8,6 +8,7 @@ cdef class Order:
     cdef public object ship_fc
     cdef public long long cancelled, delivered, picked, packed, flags, pending
     cdef public bint gone, final
+    cdef public object named
     cdef public long long previous
     cpdef int stage(self)
     cdef clear(self)

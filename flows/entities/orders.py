@@ -87,8 +87,10 @@ FIELDS = (
     "pending",
     "gone",
     "final",
+    "named",
 )
-V1_FIELDS = FIELDS[:-1]  # snapshots at state version 1: `final` is set by the upgrade
+# Each state version added fields at the end: snapshots at version 1 hold the
+# first 15 (`final` is set by the upgrade), at version 2 the first 16.
 
 
 @cython.no_gc  # strings and ints only: never in a cycle, so never scanned
@@ -113,6 +115,7 @@ class Order:
     pending: cython.longlong
     gone: cython.bint  # left state: timers that still name it do nothing
     final: cython.bint  # W reached its earliest shipment, and watchers were told
+    named: object  # (fc, region) as the events spell them where a label cap folded either
     previous: cython.longlong  # while watchers hear of a change: the time it replaced
 
     def __init__(self) -> None:
@@ -125,7 +128,7 @@ class Order:
         self.placed = self.ship_by = self.deliver_by = self.units = 0
         self.shipped = self.cancelled = self.delivered = core.NEVER
         self.picked = self.packed = core.NEVER
-        self.ship_fc = None
+        self.ship_fc = self.named = None
         self.flags = self.pending = 0
         self.gone = self.final = False
         self.previous = core.NEVER
@@ -148,10 +151,9 @@ class Order:
 
 def restore_order(*values: Any) -> Order:
     """An order from its FIELDS (snapshots; both builds read the same pickle), or
-    from V1_FIELDS in a snapshot the upgrade reads."""
+    from their first ones in a snapshot of an earlier state version."""
     order = Order()
-    names = V1_FIELDS if len(values) == len(V1_FIELDS) else FIELDS
-    for name, value in zip(names, values, strict=True):
+    for name, value in zip(FIELDS[: len(values)], values, strict=True):
         setattr(order, name, value)
     return order
 
@@ -218,13 +220,15 @@ class OrderWatcher(core.Family):
         passed. `happened` names when the awaited step happened as of the
         decision: by W, or null. A step after W may not have arrived yet, and
         reporting it when it had would make the record depend on arrival order."""
+        named: tuple[str, str] | None = order.named  # type: ignore[assignment]
+        fc, region = (order.fc, order.region) if named is None else named
         return Alert(
             f"{name}|{key_part(order_id)}",
             {
                 "alert": name,
                 "order_id": order_id,
-                "fc": order.fc,
-                "region": order.region,
+                "fc": fc,
+                "region": region,
                 "deadline": format_time(deadline),
                 happened: None if at > self.shard.watermark else format_time(at),
                 "decided_ts": self.shard.decided(),
@@ -320,6 +324,8 @@ class OrderBook(core.Family):
         order.clear()
         order.fc, order.region, order.placed = fc, region, ts
         order.ship_by, order.deliver_by, order.units = ship_by, deliver_by, units
+        if fc != event.fc or region != event.region:  # folded: its alerts name them
+            order.named = (event.fc, event.region)
         order.pending = self.needs
         self.orders[order_id] = order
         self.notify(PLACED, order_id, order, NO_STAGE, event)

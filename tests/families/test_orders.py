@@ -162,3 +162,20 @@ def test_each_held_event_is_dropped_at_its_own_horizon_in_any_arrival_order(earl
     assert run.value("cockpit_orphan_events_total", "order.shipped") == 1
     cycle = run.value("cockpit_order_cycle_seconds", "FC1")
     assert cycle[-1] == -86400 + 3 / 10**6  # from the later shipment
+
+
+def test_a_per_order_alert_names_the_fc_and_region_a_label_cap_folded():
+    """One value per label: O2's fc and region fold into `other` in the metrics, but
+    its alerts, records of one order, name them as its events do."""
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        e.placed("O1", at(0), at(600), at(900)),
+        e.placed("O2", at(0), at(10), at(20), fc="FC2", region="west"),
+        e.tick(at(30)),
+    )
+    assert run.value("cockpit_ship_sla_breaches_total", "other") == 1
+    named = {(r["alert"], r["order_id"], r["fc"], r["region"]) for r in run.records("alert")}
+    assert named == {
+        ("ship_sla_breach", "O2", "FC2", "west"),
+        ("late_delivery", "O2", "FC2", "west"),
+    }
