@@ -73,12 +73,12 @@ def route(outputs: list[Any], combine: CombineLogic) -> list[Any]:
 
 def as_decided(line: list[Any]) -> list[Any]:
     """A record of an earlier release as this one makes it: a per-order alert names
-    the awaited step only when it is at most its decided_ts (README, Semantics;
+    the awaited step only when it is before its decided_ts (README, Semantics;
     those releases named one that had arrived early)."""
     kind, key, record = line
     for field in AS_DECIDED:
         happened = record.get(field) if kind == "alert" else None
-        if happened is not None and parse_time(happened) > parse_time(record["decided_ts"]):
+        if happened is not None and parse_time(happened) >= parse_time(record["decided_ts"]):
             record = {**record, field: None}
     return [kind, key, record]
 

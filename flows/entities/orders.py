@@ -230,7 +230,7 @@ class OrderWatcher(core.Family):
                 "fc": fc,
                 "region": region,
                 "deadline": format_time(deadline),
-                happened: None if at > self.shard.watermark else format_time(at),
+                happened: None if at >= self.shard.watermark else format_time(at),
                 "decided_ts": self.shard.decided(),
             },
         )
