@@ -29,7 +29,7 @@ cdef class OrderBook(core.Family):
     cdef public object orders
     cdef public dict orphans
     cdef public list watchers, audiences, holds
-    cdef public long long needs, retention, orphan_horizon
+    cdef public long long needs, retention
     cdef public dict fcs, regions
     cdef public core.Counts orphan_counts, expired
     cdef place(self, long long ts, object event)

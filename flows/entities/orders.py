@@ -254,7 +254,6 @@ class OrderBook(core.Family):
     holds: list  # type: ignore[type-arg]
     needs: cython.longlong
     retention: cython.longlong
-    orphan_horizon: cython.longlong
     fcs: dict  # type: ignore[type-arg]
     regions: dict  # type: ignore[type-arg]
     orphan_counts: core.Counts
@@ -267,7 +266,6 @@ class OrderBook(core.Family):
     def attach(self) -> None:
         shard = self.shard
         self.retention = shard.config.retention
-        self.orphan_horizon = shard.config.orphan_horizon
         self.fcs = shard.known_values("fc")
         self.regions = shard.known_values("region")
         self.orphan_counts = shard.counts(ORPHAN_EVENTS)
@@ -344,13 +342,10 @@ class OrderBook(core.Family):
         if order is not None:
             self.apply(order_id, order, kind, ts, event)
             return
-        held = self.orphans.get(order_id)
-        if held is None or ts < min(t for t, _ in held):  # the earliest held: its horizon
-            self.at(ts + self.orphan_horizon + 1, T_ORPHANS, order_id)
+        held: list | None = self.orphans.get(order_id)  # type: ignore[type-arg]
         if held is None:
-            self.orphans[order_id] = [(ts, event)]
-        else:
-            held.append((ts, event))
+            held = self.orphans[order_id] = []
+        self.hold(held, ts, event, T_ORPHANS, order_id)
 
     @cython.cfunc
     def apply(
@@ -457,20 +452,12 @@ class OrderBook(core.Family):
     @cython.cfunc
     def expire_orphans(self, order_id: str) -> None:
         """Drop held events whose horizon W has passed (counting them); wait for the rest."""
-        held = self.orphans.get(order_id)
+        held: list | None = self.orphans.get(order_id)  # type: ignore[type-arg]
         if held is None:
             return
-        keep = []
-        watermark: cython.longlong = self.shard.watermark
-        for ts, event in held:
-            if ts + self.orphan_horizon + 1 <= watermark:
-                self.orphan_counts.add(event.kind)
-            else:
-                keep.append((ts, event))
-        if keep:
-            self.orphans[order_id] = keep
-            self.at(min(ts for ts, _ in keep) + self.orphan_horizon + 1, T_ORPHANS, order_id)
-        else:
+        for event in self.past_horizon(held, T_ORPHANS, order_id):
+            self.orphan_counts.add(event.kind)
+        if not held:
             del self.orphans[order_id]
 
     def entries(self, into: dict[str, int]) -> None:

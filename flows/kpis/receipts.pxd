@@ -9,7 +9,7 @@ cdef class Receipt:
 
 cdef class Receipts(core.Family):
     cdef public dict receipts
-    cdef public long long retention, orphan_horizon
+    cdef public long long retention
     cdef public dict fcs
     cdef public core.Histogram dock_to_stock
     cdef public core.Counts awaiting, units_received, orphans, expired

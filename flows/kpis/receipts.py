@@ -108,7 +108,6 @@ class Receipts(core.Family):
 
     receipts: dict  # type: ignore[type-arg]
     retention: cython.longlong
-    orphan_horizon: cython.longlong
     fcs: dict  # type: ignore[type-arg]
     dock_to_stock: core.Histogram
     awaiting: core.Counts
@@ -122,7 +121,6 @@ class Receipts(core.Family):
     def attach(self) -> None:
         shard = self.shard
         self.retention = shard.config.retention
-        self.orphan_horizon = shard.config.orphan_horizon
         self.fcs = shard.known_values("fc")
         self.dock_to_stock = shard.histogram(DOCK_TO_STOCK)
         self.awaiting = shard.counts(AWAITING_STOW)
@@ -165,10 +163,10 @@ class Receipts(core.Family):
         if receipt is None:
             receipt = Receipt()
             self.receipts[receipt_id] = receipt
-            self.at(ts + self.orphan_horizon + 1, T_ORPHAN, receipt_id)
-        elif receipt.received == core.NEVER and ts < min(t for t, _ in receipt.stows):
-            self.at(ts + self.orphan_horizon + 1, T_ORPHAN, receipt_id)  # the earliest held
-        receipt.stows.append((ts, qty))
+        if receipt.received == core.NEVER:
+            self.hold(receipt.stows, ts, qty, T_ORPHAN, receipt_id)
+        else:
+            receipt.stows.append((ts, qty))
         receipt.stowed += qty
         if receipt.received != core.NEVER and receipt.stowed >= receipt.qty:
             if receipt.awaiting:
@@ -214,18 +212,11 @@ class Receipts(core.Family):
         """Drop stows of a receipt never received once W passes their horizon."""
         if receipt.received != core.NEVER:
             return
-        keep = []
-        watermark: cython.longlong = self.shard.watermark
-        for ts, qty in receipt.stows:
-            if ts + self.orphan_horizon + 1 <= watermark:
-                self.orphans.add("inventory.stowed")
-            else:
-                keep.append((ts, qty))
-        if keep:
-            receipt.stows = keep
-            receipt.stowed = sum(qty for _ts, qty in keep)
-            self.at(min(ts for ts, _ in keep) + self.orphan_horizon + 1, T_ORPHAN, receipt_id)
-        else:
+        qty: cython.longlong
+        for qty in self.past_horizon(receipt.stows, T_ORPHAN, receipt_id):
+            self.orphans.add("inventory.stowed")
+            receipt.stowed -= qty
+        if not receipt.stows:
             del self.receipts[receipt_id]
 
     def entries(self, into: dict[str, int]) -> None:

@@ -93,11 +93,13 @@ cdef class Family:
     cdef prefetch(self, list events)
     cdef object on_close(self, long long end)
     cdef at(self, long long when, long long tag, object key, object ref=*)
+    cdef hold(self, list held, long long ts, object value, long long tag, object key)
+    cdef list past_horizon(self, list held, long long tag, object key)
 
 cdef class Shard:
     cdef public str shard
     cdef public object config
-    cdef public long long lateness, window, dedup_horizon, watermark, closed_through
+    cdef public long long lateness, window, dedup_horizon, orphan_horizon, watermark, closed_through
     cdef public bint due_now
     cdef public dict max_ts
     cdef public set idle

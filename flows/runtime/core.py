@@ -451,6 +451,42 @@ class Family:
         if when <= shard.watermark:
             shard.due_now = True
 
+    @cython.cfunc
+    def hold(
+        self,
+        held: list,  # type: ignore[type-arg]
+        ts: cython.longlong,
+        value: object,
+        tag: cython.longlong,
+        key: object,
+    ) -> None:
+        """Keep `value`, of an event whose entity has not come yet, in `held` as
+        (ts, value) until W passes ts + the orphan horizon (`past_horizon` then
+        finds it). The earliest held sets its own timer: one that arrives after
+        a later one must not wait for the later one's horizon."""
+        if not held or ts < min([t for t, _ in held]):
+            self.at(ts + self.shard.orphan_horizon + 1, tag, key)
+        held.append((ts, value))
+
+    @cython.cfunc
+    def past_horizon(self, held: list, tag: cython.longlong, key: object) -> list:  # type: ignore[type-arg]
+        """Take out of `held` the values whose horizon W has passed, and return
+        them; the timer (`tag`, `key`) waits for the earliest of the rest."""
+        horizon: cython.longlong = self.shard.orphan_horizon + 1
+        watermark: cython.longlong = self.shard.watermark
+        ts: cython.longlong
+        gone = []
+        keep = []
+        for ts, value in held:
+            if ts + horizon <= watermark:
+                gone.append(value)
+            else:
+                keep.append((ts, value))
+        held[:] = keep
+        if keep:
+            self.at(min([t for t, _ in keep]) + horizon, tag, key)
+        return gone
+
     def entries(self, into: dict[str, int]) -> None:
         """Add what it holds to the state-size gauge, by kind."""
 
@@ -472,6 +508,7 @@ class Shard:
     lateness: cython.longlong
     window: cython.longlong
     dedup_horizon: cython.longlong
+    orphan_horizon: cython.longlong
     watermark: cython.longlong
     closed_through: cython.longlong
     due_now: cython.bint  # a timer was set for a time W has reached: fire it next
@@ -517,6 +554,7 @@ class Shard:
         self.lateness = config.lateness
         self.window = config.window
         self.dedup_horizon = config.dedup_horizon
+        self.orphan_horizon = config.orphan_horizon
         self.labels = labels
         self.out = []
         for source in config.sources:
