@@ -161,6 +161,13 @@ class Event:
         return to_us(self.body[name])
 
 
+def earliness(e: Event) -> tuple[int, str]:
+    """Which of two events of one type and order is the earlier: by ts, then, for
+    cancellations, by event id; shipments at one ts keep their arrival order
+    (README: a known deviation)."""
+    return (e.ts, e.body["event_id"] if e.type == "order.cancelled" else "")
+
+
 @dataclass
 class Order:
     """An order in state: its `order.placed` and the events attached to it."""
@@ -169,8 +176,9 @@ class Order:
     events: list[Event] = field(default_factory=list)
 
     def first(self, type_: str) -> Event | None:
-        """The attached event of `type_` with the smallest ts (ties: the first to arrive)."""
-        return min((e for e in self.events if e.type == type_), key=lambda e: e.ts, default=None)
+        """The attached event of `type_` with the smallest ts (ties: the first to arrive,
+        but for cancellations the smaller event id, as §2 has them)."""
+        return min((e for e in self.events if e.type == type_), key=earliness, default=None)
 
     def has_left(self, w: float) -> bool:
         """True once every holding family let it go: W has passed both promises;
@@ -449,7 +457,7 @@ def _apply(
 
     def attach(entity: Order | Receipt, e: Event) -> None:
         if e.type in FOLD_EARLIEST and not any(
-            s.type == e.type and s.ts <= e.ts for s in entity.events
+            s.type == e.type and earliness(s) <= earliness(e) for s in entity.events
         ):  # only the earliest shipment's fc (cancellation's reason) is ever used
             fold(e, FOLD_EARLIEST[e.type])
         entity.events.append(e)

@@ -8,8 +8,7 @@ cdef class Order:
     cdef public object ship_fc
     cdef public long long cancelled, delivered, picked, packed, flags, pending
     cdef public bint gone, final
-    cdef public object named
-    cdef public long long previous
+    cdef public object named, cancel_id
     cpdef int stage(self)
     cdef clear(self)
 
@@ -29,7 +28,7 @@ cdef class OrderBook(core.Family):
     cdef public object orders
     cdef public dict orphans
     cdef public list watchers, audiences, holds
-    cdef public long long needs, retention
+    cdef public long long needs, retention, previous
     cdef public dict fcs, regions
     cdef public core.Counts orphan_counts, expired
     cdef place(self, long long ts, object event)

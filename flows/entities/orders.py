@@ -11,8 +11,10 @@ it when it is placed; held events still unclaimed when W passes their ts + the
 orphan horizon are dropped and counted.
 
 Families watching orders (`OrderWatcher`) are told what changed, with the stage
-the order was in before (and, in `Order.previous`, the time the changed fact had
-before). Each claims bits of `Order.flags` for what it decided, and a bit of
+the order was in before (and, in `OrderBook.previous`, the time the changed fact
+had before). Of two cancellations at one ts, the one with the smaller event id is
+the earliest (§2: events in (ts, event_id) order); watchers hear of it again.
+Each claims bits of `Order.flags` for what it decided, and a bit of
 `Order.pending` it clears once no event can change its outcomes; the order
 leaves state when every watcher has let it go, or when W passes its
 later promise plus the retention (`--retention`).
@@ -88,9 +90,11 @@ FIELDS = (
     "gone",
     "final",
     "named",
+    "cancel_id",
 )
 # Each state version added fields at the end: snapshots at version 1 hold the
-# first 15 (`final` is set by the upgrade), at version 2 the first 16.
+# first 15 (`final` is set by the upgrade), at version 2 the first 16 or 17: a
+# cancellation restored without its event id keeps its reason against a tie.
 
 
 @cython.no_gc  # strings and ints only: never in a cycle, so never scanned
@@ -116,7 +120,7 @@ class Order:
     gone: cython.bint  # left state: timers that still name it do nothing
     final: cython.bint  # W reached its earliest shipment, and watchers were told
     named: object  # (fc, region) as the events spell them where a label cap folded either
-    previous: cython.longlong  # while watchers hear of a change: the time it replaced
+    cancel_id: object  # the event id of the earliest cancellation
 
     def __init__(self) -> None:
         self.clear()
@@ -128,10 +132,9 @@ class Order:
         self.placed = self.ship_by = self.deliver_by = self.units = 0
         self.shipped = self.cancelled = self.delivered = core.NEVER
         self.picked = self.packed = core.NEVER
-        self.ship_fc = self.named = None
+        self.ship_fc = self.named = self.cancel_id = None
         self.flags = self.pending = 0
         self.gone = self.final = False
-        self.previous = core.NEVER
 
     @cython.ccall
     def stage(self) -> cython.int:
@@ -254,6 +257,7 @@ class OrderBook(core.Family):
     holds: list  # type: ignore[type-arg]
     needs: cython.longlong
     retention: cython.longlong
+    previous: cython.longlong  # while watchers hear of a change: the time it replaced
     fcs: dict  # type: ignore[type-arg]
     regions: dict  # type: ignore[type-arg]
     orphan_counts: core.Counts
@@ -358,12 +362,12 @@ class OrderBook(core.Family):
             if ts >= order.picked:
                 return
             change = PICKED
-            order.previous, order.picked = order.picked, ts
+            self.previous, order.picked = order.picked, ts
         elif kind == "order.shipped":
             if ts >= order.shipped:
                 return
             change = SHIPPED | (FIRST_SHIPMENT if order.shipped == core.NEVER else 0)
-            order.previous, order.shipped = order.shipped, ts
+            self.previous, order.shipped = order.shipped, ts
             order.ship_fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
             # Never final yet: an earlier shipment than a final one would be late.
             self.at(ts, T_SHIPMENT, order_id, order)
@@ -371,17 +375,22 @@ class OrderBook(core.Family):
             if ts >= order.packed:
                 return
             change = PACKED
-            order.previous, order.packed = order.packed, ts
+            self.previous, order.packed = order.packed, ts
         elif kind == "delivery.updated":
             if ts >= order.delivered:
                 return
             change = DELIVERED | (FIRST_DELIVERY if order.delivered == core.NEVER else 0)
-            order.previous, order.delivered = order.delivered, ts
+            self.previous, order.delivered = order.delivered, ts
         else:  # order.cancelled
-            if ts >= order.cancelled:
+            if ts > order.cancelled:
                 return
+            if ts == order.cancelled and (
+                order.cancel_id is None or not event.event_id < order.cancel_id
+            ):
+                return  # of two at one ts, the smaller event id is the earlier (§2)
             change = CANCELLED | (FIRST_CANCELLATION if order.cancelled == core.NEVER else 0)
-            order.previous, order.cancelled = order.cancelled, ts
+            self.previous, order.cancelled = order.cancelled, ts
+            order.cancel_id = event.event_id
         self.notify(change, order_id, order, before, event)
 
     @cython.cfunc

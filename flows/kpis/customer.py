@@ -11,9 +11,9 @@ sharded by order id, so an order's parts all come from one shard.
 - An order's cancellation is decided once W passes its earliest cancellation c:
   no earlier cancellation, and no shipment at or before c, can arrive after
   that. It counts once in `cockpit_orders_cancelled_total{fc, reason}` with the
-  reason of that cancellation and, when c is earlier than the earliest
-  shipment, as cancelled before shipping in the window of the later of c and
-  the placed ts (§2).
+  reason of that cancellation (of two at c, the smaller event id's) and,
+  when c is earlier than the earliest shipment, as cancelled before shipping in
+  the window of the later of c and the placed ts (§2).
 - An order's line units count as shipped once its earliest shipment s is final
   (W reached it, no earlier one can arrive then: the order entity tells), in
   the window of the later of s and the placed ts, with that shipment's fc.
@@ -192,7 +192,7 @@ class Customer(entity.OrderWatcher):
             ratio = self.part(order.placed, CANCELLATIONS, order.fc)
             ratio.divisor += 1
         elif change & entity.CANCELLED:  # a new earliest cancellation (it holds the order)
-            decision = (order, order.cancelled, self.reason(event.reason))
+            decision = (order, order.cancelled, self.reason(event.reason), order.cancel_id)
             self.at(order.cancelled + 1, T_CANCELLATION, order_id, decision)
         elif not order.gone:  # the earliest shipment is final (an order gone first: not shipped)
             fc: str = cython.cast(str, order.ship_fc)
@@ -201,14 +201,14 @@ class Customer(entity.OrderWatcher):
 
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
-        """W passed an earliest cancellation (its one timer); a time an earlier
-        one replaced since decides nothing. The order may have left the order
-        book: its facts are final."""
+        """W passed an earliest cancellation (its one timer); one an earlier one
+        replaced since (or one at its ts with a smaller event id) decides nothing.
+        The order may have left the order book: its facts are final."""
         order: entity.Order = ref[0]
         when: cython.longlong = ref[1]
         ratio: Ratio
-        if order.cancelled != when:
-            return
+        if order.cancelled != when or (len(ref) > 3 and ref[3] != order.cancel_id):
+            return  # (a snapshot of an earlier release kept no event id)
         self.cancelled.add((order.fc, ref[2]))
         if when < order.shipped:
             ratio = self.part(later(when, order.placed), CANCELLATIONS, order.fc)

@@ -304,12 +304,12 @@ class Flow(entity.OrderWatcher):
         old_end: cython.longlong = end
         since: cython.longlong
         if change & entity.PICKED:
-            old1, since = order.previous, k1
+            old1, since = self.book.previous, k1
             self.decide(T_WAIT, order_id, order, later(p, k1), WAITED)
             if k2 != core.NEVER:
                 self.decide(T_PICK_PACK, order_id, order, later(k1, k2), PICK_PACKED)
         elif change & entity.PACKED:
-            old2, since = order.previous, k2
+            old2, since = self.book.previous, k2
             if k1 != core.NEVER:
                 self.decide(T_PICK_PACK, order_id, order, later(k1, k2), PICK_PACKED)
             # A pack after the shipment waits for itself; so does one at the time of a
@@ -317,11 +317,11 @@ class Flow(entity.OrderWatcher):
             if k2 > order.shipped or order.final:
                 self.decide(T_PACK_SHIP, order_id, order, k2, PACK_SHIPPED)
         elif change & entity.SHIPPED:
-            old_end, since = earlier(order.previous, order.cancelled), order.shipped
+            old_end, since = earlier(self.book.previous, order.cancelled), order.shipped
             if k2 > order.shipped and k2 != core.NEVER:
                 self.decide(T_PACK_SHIP, order_id, order, k2, PACK_SHIPPED)
         else:  # a new earliest cancellation
-            old_end, since = earlier(order.shipped, order.previous), order.cancelled
+            old_end, since = earlier(order.shipped, self.book.previous), order.cancelled
         if old1 != k1 or old2 != k2 or old_end != end:
             self.order_steps(fc, p, old1, old2, old_end, -1, since)
             self.order_steps(fc, p, k1, k2, end, 1, since)

@@ -78,7 +78,7 @@ def test_a_cancellation_counts_once_w_passes_it_with_the_reason_of_the_earliest(
         e.placed("O1", at(0), *LATER),
         e.cancelled("O1", at(10), reason="late"),
         e.cancelled("O1", at(9, seconds=30), reason="fraud"),  # earlier, arrives later
-        e.cancelled("O1", at(9, seconds=30), reason="again"),  # the same ts: the first decides
+        e.cancelled("O1", at(9, seconds=30), reason="again"),  # the same ts, a larger id
         e.placed("O2", at(10), *LATER),
         e.cancelled("O2", at(20)),
         e.shipped("O2", at(19, seconds=30)),  # earlier than the cancellation, arrives later
@@ -92,6 +92,26 @@ def test_a_cancellation_counts_once_w_passes_it_with_the_reason_of_the_earliest(
     }
     run.feed(e.tick(at(61)))
     assert ratios(run, "cancellation_ratio") == {("FC1", at(0)): (1, 2, 0.5)}
+
+
+@pytest.mark.parametrize("smaller_id_first", [True, False])
+def test_of_two_cancellations_at_one_ts_the_smaller_event_id_decides_the_reason(
+    smaller_id_first: bool,
+):
+    """§2: events in (ts, event_id) order, whichever arrives first; counted once."""
+    e = Events()
+    ties = [
+        e("order.cancelled", at(10), "c-1", order_id="O1", reason="fraud"),
+        e("order.cancelled", at(10), "c-2", order_id="O1", reason="late"),
+    ]
+    run = Run().feed(
+        e.placed("O1", at(0), *LATER),
+        *(ties if smaller_id_first else ties[::-1]),
+        e.tick(at(12)),
+    )
+    assert nonzero(run, "cockpit_orders_cancelled_total") == {("FC1", "fraud"): 1}
+    run.feed(e.tick(at(61)))
+    assert ratios(run, "cancellation_ratio") == {("FC1", at(0)): (1, 1, 1.0)}
 
 
 @pytest.mark.parametrize("shipment_first", [True, False])
