@@ -136,6 +136,7 @@ HEALTH_METRICS = [
     "cockpit_recommendation_click_through_ratio",
     "cockpit_return_ratio",
     "cockpit_recommendations_conversions_total",
+    "cockpit_recommendations_decided_total",
     "cockpit_orders_placed_total",
     "cockpit_units_shipped_total",
     "cockpit_orders_cancelled_total",

@@ -858,13 +858,16 @@ def _customer(facts: Facts, out: Result) -> None:
     # converts when a cart event of the same session and sku has ts in [c, c + 30 min].
     horizon = config.conversion_minutes * 60 * US
     conversions: Counter[Labels] = Counter()
+    decided: Counter[Labels] = Counter()
     for click in clicks:
         c, b = click.ts, click.body
-        if facts.w - c > horizon and any(
-            0 <= ts - c <= horizon for ts in carts[b["session_id"], b["sku"]]
-        ):
-            conversions[labels(widget=click.labels["widget"])] += 1
+        if facts.w - c > horizon:
+            widget = labels(widget=click.labels["widget"])
+            decided[widget] += 1
+            if any(0 <= ts - c <= horizon for ts in carts[b["session_id"], b["sku"]]):
+                conversions[widget] += 1
     counters["cockpit_recommendations_conversions_total"] = conversions
+    counters["cockpit_recommendations_decided_total"] = decided
 
     for name, series in counters.items():
         out.samples[name] = {key: float(v) for key, v in series.items()}

@@ -232,6 +232,7 @@ def test_the_scenario_exercises_every_kpi():
         "cockpit_orders_cancelled_total",
         "cockpit_units_returned_total",
         "cockpit_recommendations_conversions_total",
+        "cockpit_recommendations_decided_total",
         "cockpit_orders_placed_total",
         "cockpit_units_shipped_total",
         "cockpit_bottlenecks_total",

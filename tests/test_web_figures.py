@@ -63,6 +63,27 @@ def test_ratios_count_from_the_samples_an_hour_ago():
     assert compliance(history) == (None, start + 1800)  # nothing was due in the last hour
 
 
+def test_conversion_divides_by_the_clicks_decided_as_conversions_are():
+    """Clicks are decided conversion_minutes after they happen: in a run's first
+    half hour there is no figure yet, not 0%; then conversions over decided clicks."""
+    _board, ledger, clock, history = setup()
+    clicked, decided, converted = (
+        ledger["cockpit_recommendations_clicked_total"],
+        ledger["cockpit_recommendations_decided_total"],
+        ledger["cockpit_recommendations_conversions_total"],
+    )
+    clicked["w1"] = 0
+    history.sample()
+    clock.now += 600
+    clicked["w1"] = 40  # clicked, none decided yet
+    figure = BY_ID["conversion"]
+    assert figure.source.read(history.view()).value is None
+    clock.now += 1800
+    decided["w1"], converted["w1"] = 10, 3
+    reading = figure.source.read(history.view())
+    assert (reading.value, reading.by) == (0.3, {("w1",): 0.3})
+
+
 def test_quantiles_take_the_bucket_increases_of_the_window():
     _board, ledger, clock, history = setup()
     loads = ledger["cockpit_page_load_seconds"]

@@ -788,13 +788,15 @@ def recommendations() -> tuple[Panel, ...]:
         Panel(
             "timeseries",
             "Recommendations per hour",
-            "Impressions, clicks and converted clicks, last hour, all widgets.",
+            "Impressions, clicks, clicks decided (conversion_minutes after them) and "
+            "converted clicks, last hour, all widgets.",
             unit(conversion.part.name),
             tuple(
                 Query(last_hour(name), legend)
                 for name, legend in (
                     ("cockpit_recommendations_shown_total", "shown"),
                     ("cockpit_recommendations_clicked_total", "clicked"),
+                    ("cockpit_recommendations_decided_total", "decided"),
                     ("cockpit_recommendations_conversions_total", "converted"),
                 )
             ),

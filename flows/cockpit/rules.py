@@ -282,8 +282,8 @@ RECOMMENDATION_CONVERSION = Ratio(
     "cockpit_recommendation_conversion",
     "widget",
     Count("cockpit_recommendations_conversions_total"),
-    # named apart from the click-through's clicks, whose `or` side differs
-    Count("cockpit_recommendations_clicked_total", record_as="cockpit_recommendation_clicks"),
+    # clicks as they are decided, 30 minutes after they happen, as conversions are
+    Count("cockpit_recommendations_decided_total"),
     rest_is_total=True,
 )
 DEAD_LETTERS = Ratio(

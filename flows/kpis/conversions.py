@@ -40,6 +40,15 @@ CONVERSIONS = metric(
     contract=True,
 )
 
+DECIDED = metric(
+    "cockpit_recommendations_decided_total",
+    COUNTER,
+    "Recommendation clicks decided, converted or not (W passed their conversion_minutes): "
+    "the conversion ratio's divisor, counted when its numerator is.",
+    ("widget",),
+    group="customer",
+)
+
 T_DECIDE = cython.declare(cython.longlong, 0)  # W passed a click's conversion horizon
 T_CART = cython.declare(cython.longlong, 1)  # W passed a cart: no click to come can use it
 
@@ -94,12 +103,13 @@ class Conversions(core.Family):
 
     NAME = "conversions"
     KINDS = ("recommendation.clicked", "cart.added")
-    METRICS = (CONVERSIONS,)
+    METRICS = (CONVERSIONS, DECIDED)
 
     sessions: dict  # type: ignore[type-arg]
     horizon: cython.longlong
     widgets: dict  # type: ignore[type-arg]
     conversions: core.Counts
+    decided: core.Counts
 
     def __init__(self) -> None:
         self.sessions = {}  # session id -> Session
@@ -109,7 +119,7 @@ class Conversions(core.Family):
         # Times are whole µs, so t - c <= minutes exactly when t - c <= its floor.
         self.horizon = math.floor(shard.config.kpi.conversion_minutes * 60 * US_PER_SECOND)
         self.widgets = shard.known_values("widget")
-        self.conversions = shard.counts(CONVERSIONS)
+        self.conversions, self.decided = shard.counts(CONVERSIONS), shard.counts(DECIDED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
@@ -147,6 +157,7 @@ class Conversions(core.Family):
             session.clicks.remove(click)
             # A click not converted touches its widget's series too, at 0.
             self.conversions.add(click.widget, 1 if click.converted else 0)
+            self.decided.add(click.widget)
         else:
             watermark: cython.longlong = self.shard.watermark
             session.carts = [cart for cart in session.carts if cart[0] >= watermark]

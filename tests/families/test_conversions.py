@@ -11,6 +11,7 @@ from flows.settings import EngineConfig
 from tests.scenario import Events, Run, at
 
 CONVERSIONS = "cockpit_recommendations_conversions_total"
+DECIDED = "cockpit_recommendations_decided_total"
 
 
 def sessions(run: Run) -> int:
@@ -36,6 +37,7 @@ def test_clicks_convert_within_30_minutes_decided_when_w_passes_them():
     assert run.series(CONVERSIONS) == {}
     run.feed(e.tick(at(31, us=1)))  # W passes 08:30
     assert run.series(CONVERSIONS) == {"w1": 1}  # A; B and D touch the series at 0
+    assert run.series(DECIDED) == {"w1": 3}  # the conversion ratio's divisor: 1/3
     assert sessions(run) == 1  # s2's cart can serve no click any more: s2 left
     run.feed(
         e.cart(at(40, seconds=30), "E"),
@@ -43,6 +45,7 @@ def test_clicks_convert_within_30_minutes_decided_when_w_passes_them():
         e.tick(at(72)),  # W = 09:11
     )
     assert run.series(CONVERSIONS) == {"w1": 2, "w2": 2}
+    assert run.series(DECIDED) == {"w1": 4, "w2": 2}
     assert sessions(run) == 0
 
 
