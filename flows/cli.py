@@ -229,8 +229,8 @@ def build_parser() -> Parser:
         "--idle-timeout",
         type=duration,
         default="30s",
-        help="a partition read to its end, with the broker reachable and no message "
-        "this long, does not hold W back (default 30s)",
+        help="a partition read to its end, with the broker reachable and no event "
+        "this long (rejects carry no event time), does not hold W back (default 30s)",
     )
     kafka.add_argument("--kpis-topic", default="cockpit.kpis", help="default cockpit.kpis")
     kafka.add_argument("--alerts-topic", default="cockpit.alerts", help="default cockpit.alerts")

@@ -77,6 +77,26 @@ class Reject:
         }
 
 
+def truncated(record: dict[str, Any], size: int) -> dict[str, Any]:
+    """A dead-letter record in at most `size` bytes of JSON: the longest start of its
+    payload that fits, saying so and how many bytes the whole payload had. For a
+    Kafka message, which has a size limit; a file keeps every record whole."""
+    payload: str = record["payload"]
+    binary = record["payload_encoding"] == "base64"
+    whole = len(base64.b64decode(payload)) if binary else len(payload.encode())
+    cut = {**record, "payload": "", "payload_truncated": True, "payload_bytes": whole}
+    room = size - len(orjson.dumps(cut))
+    low, high = 0, len(payload)  # the longest prefix whose JSON string fits the room
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(orjson.dumps(payload[:middle])) - 2 <= room:
+            low = middle
+        else:
+            high = middle - 1
+    cut["payload"] = payload[: low - low % 4 if binary else low]  # whole base64 groups
+    return cut
+
+
 def _describe(value: object) -> str:
     """A short rendering of a bad value for an error message (safe for any depth)."""
     return reprlib.repr(value)

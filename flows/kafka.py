@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import (
@@ -34,9 +36,11 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from flows.commands import EXIT_FAILURE
+from flows.decode import truncated
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
-from flows.runtime.outputs import Output, Written, written
+from flows.runtime.outputs import DeadLetter, Output, Written, written
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Runtime
 from flows.sources import Message, decode_batch, stop_if_asked
@@ -52,6 +56,8 @@ ADMIN_RECONNECT_BACKOFF_MS = 1  # a start's lookups: see KafkaSettings.admin
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
 BEHIND_POLL = 5 * US_PER_MS  # the same, with more on the broker than fetched (a fetch is ms away)
 START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
+MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
+MESSAGE_OVERHEAD = 36  # what librdkafka counts against it beyond the key and value
 UNREACHABLE = (
     KafkaError._ALL_BROKERS_DOWN,
     KafkaError._TRANSPORT,
@@ -88,7 +94,9 @@ class KafkaSettings:
         }
 
     def consumer(self, **extra: Any) -> dict[str, Any]:
-        """A partition reader: offsets live in bytewax recovery, never in a group.
+        """A partition reader: offsets live in bytewax recovery, never in a group, and
+        an offset the broker no longer has is an error the reader answers
+        (`_PartitionReader._rewind`), not a silent jump to the end.
 
         Once a partition's local queue holds queued.min.messages (100,000),
         librdkafka waits fetch.queue.backoff.ms (1 s) before it fetches again: a
@@ -102,6 +110,7 @@ class KafkaSettings:
                 "group.id": "opscockpit",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
+                "auto.offset.reset": "error",
                 **extra,
             },
         )
@@ -199,7 +208,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.name, self.shard = part_name(topic, partition), source.shard_of[partition]
         self.max_ts = MIN_TS
         now = source.clock()
-        self.last_message = self.last_mark = now
+        self.last_event = self.last_mark = now
         self.idle = False
         self.behind = False  # the latest poll found nothing, yet the broker holds more
         self.known_end = -1  # the partition's end as the start lookup found it
@@ -208,8 +217,13 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.ledger = Ledger(SOURCE_METRICS)
         self.ledger["cockpit_kafka_up"][()] = 1
         source.board.publish(f"kafka:{self.name}", self.ledger)
-        self.consumer = Consumer(
-            source.kafka.consumer(
+        self.consumer = self._consumer()
+        self.next_offset = self._start(offset)
+        self.consumer.assign([TopicPartition(topic, partition, self.next_offset)])
+
+    def _consumer(self) -> Consumer:
+        return Consumer(
+            self.source.kafka.consumer(
                 **{
                     "statistics.interval.ms": 5000,
                     "stats_cb": self._stats,
@@ -217,8 +231,6 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
                 }
             )
         )
-        self.next_offset = self._start(offset)
-        self.consumer.assign([TopicPartition(topic, partition, self.next_offset)])
 
     def _start(self, offset: int) -> int:
         """Where to start, as a number, with the lag there known from the first scrape.
@@ -227,12 +239,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         after the assignment, so every fresh start waited that long, and it reports
         the lag every 5 s. Without an answer from the broker, both are left to it.
         """
-        here = TopicPartition(self.topic, self.partition)
-        try:
-            answer = self.consumer.get_watermark_offsets(here, timeout=START_LOOKUP_S)
-        except KafkaException:
-            answer = None
-        if answer is None:  # None on a timeout
+        answer = self._watermarks()
+        if answer is None:
             return offset
         low, high = answer
         self.known_end = high
@@ -241,7 +249,41 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self._set_lag(high, offset)
         return int(offset)
 
+    def _watermarks(self) -> tuple[int, int] | None:
+        """The partition's first and end offsets, asked of the broker; None without
+        an answer."""
+        here = TopicPartition(self.topic, self.partition)
+        try:
+            answer = self.consumer.get_watermark_offsets(here, timeout=START_LOOKUP_S)
+        except KafkaException:
+            return None
+        return answer  # None on a timeout
+
+    def _rewind(self, reason: str) -> None:
+        """Read on from the earliest offset the broker holds, and say so: the offset to
+        read next is gone (retention deleted it, or the topic was recreated), where
+        librdkafka would skip silently to the end, past everything there."""
+        answer = self._watermarks()
+        earliest = OFFSET_BEGINNING if answer is None else answer[0]
+        log.warning(
+            "%s: offset %d is no longer on the broker (%s); reading on from %s",
+            self.name,
+            self.next_offset,
+            reason,
+            "its earliest offset" if answer is None else f"offset {earliest}, its earliest",
+        )
+        # A new consumer: the old one may still hold the error of its fetch there, and
+        # would deliver it after a new assignment.
+        self.consumer.close()
+        self.consumer = self._consumer()
+        self.consumer.assign([TopicPartition(self.topic, self.partition, earliest)])
+        self.next_offset = earliest
+        if answer is not None:
+            self._set_lag(answer[1], earliest)
+
     def _set_lag(self, high: int, done: int) -> None:
+        # Clamped, yet an offset past the end cannot pass for caught up: the first
+        # fetch that shows it rewinds the reader (`_rewind`).
         key = (self.topic, str(self.partition))
         self.ledger["cockpit_kafka_consumer_lag"][key] = max(high - done, 0)
 
@@ -252,8 +294,6 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         # per message cost more than the decoding of a batch's small events.
         errors = list(filter(None, map(_ERROR, messages)))
         if errors:
-            for error in errors:
-                self._error(error)
             messages = [message for message in messages if message.error() is None]
         now = self.source.clock()
         out: list[Message] = []
@@ -261,24 +301,41 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             # Not proof the broker is up (they may come from the client's queue): only
             # librdkafka's statistics set cockpit_kafka_up back to 1.
             self.empty_polls = 0
-            self.last_message = now
-            self.idle = False
             values = list(map(_VALUE, messages))
             if None in values:  # a tombstone: an empty payload, rejected as such
                 values = [value or b"" for value in values]
             payloads = cast(list[bytes], values)
             items = decode_batch(payloads, self.source.max_bytes, self._origin(messages), 0)
             self.next_offset = int(messages[-1].offset() or 0) + 1
-            self.max_ts = max(self.max_ts, *map(_TS, items))
+            latest = max(map(_TS, items))
+            if latest > MIN_TS:  # events: a reject (a tombstone too) has no event time
+                self.last_event = now
+                self.idle = False
+                self.max_ts = max(self.max_ts, latest)
             out.append((self.shard, ("events", self.shard, self.name, items)))
-        else:
+        for error in errors:  # after the messages before them moved next_offset
+            if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                self._rewind(error.str())
+            else:
+                self._error(error)
+        if not messages:
             self.empty_polls += 1
+            self._check_end()
             up = self.ledger["cockpit_kafka_up"].get(()) == 1
             caught_up = self._caught_up()
             self.behind = up and not caught_up  # a fresh start, or reading outran fetching
-            self.idle = up and caught_up and now - self.last_message >= self.source.idle_timeout
+            self.idle = up and caught_up and now - self.last_event >= self.source.idle_timeout
         out.extend(self._marks(now))
         return out
+
+    def _check_end(self) -> None:
+        """Rewind an offset past the partition's end as last fetched. A broker answers
+        a fetch there with an error (`_rewind` hears it as such), but some (Tansu) wait
+        for the offset to come: the partition was recreated, its new messages unread."""
+        here = TopicPartition(self.topic, self.partition)
+        high = self.consumer.get_watermark_offsets(here, cached=True)[1]
+        if self.next_offset > high >= 0:
+            self._rewind(f"the partition ends at offset {high}")
 
     def _caught_up(self) -> bool:
         """At the end of the partition as last fetched, or looked up at the start.
@@ -422,27 +479,45 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
     ) -> None:
         self.client, self.topic_for = f"output {name}", topic_for
         self.up = True  # until an outage is logged; a delivery shows the brokers back
-        self.producer = Producer(
-            kafka.producer(
-                **{
-                    "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
-                    "error_cb": self._error,
-                    "on_delivery": self._delivered,
-                }
-            )
+        config = kafka.producer(
+            **{
+                "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
+                "error_cb": self._error,
+                "on_delivery": self._delivered,
+            }
         )
+        self.max_bytes = int(config.get("message.max.bytes", MESSAGE_MAX_BYTES))
+        self.producer = Producer(config)
 
     def _error(self, error: KafkaError) -> None:
         self.up = report_error(error, self.client, self.up)
 
-    def _delivered(self, error: KafkaError | None, _message: KafkaMessage) -> None:
+    def _delivered(self, error: KafkaError | None, message: KafkaMessage) -> None:
         # Deliveries, not statistics as for a reader: a producer is polled only when it
         # writes, and statistics would pile up in one that has nothing to write.
-        self.up = self.up or error is None
+        if error is None:
+            self.up = True
+            return
+        # Refused for good (librdkafka retries the rest, with no timeout): stop now,
+        # before a snapshot commits the input past the record, so that a restart
+        # from the recovery directory writes it again. An exception would reach
+        # bytewax, which panics with lines of its own.
+        log.error("error: Kafka topic %s refused a record: %s", message.topic(), error.str())
+        os._exit(EXIT_FAILURE)
 
     def write_batch(self, values: list[Output]) -> None:
         for output in written(values):
-            produce(self.producer, self.topic_for(output), output.value, output.key.encode())
+            topic, key = self.topic_for(output), output.key.encode()
+            try:
+                produce(self.producer, topic, output.value, key)
+            except KafkaException as exc:
+                too_large = exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+                if not too_large or not isinstance(output, DeadLetter):
+                    raise
+                # A reject too large for a message: its payload cut to fit, saying so
+                # (contract §2: never crash, never drop).
+                room = self.max_bytes - MESSAGE_OVERHEAD - len(key)
+                produce(self.producer, topic, orjson.dumps(truncated(output.record, room)), key)
         self.producer.poll(0)
 
     def snapshot(self) -> None:
@@ -475,10 +550,11 @@ class TopicSink(FixedPartitionedSink[Output, None]):
 
 
 def ensure_topics(settings: KafkaSettings, topics: dict[str, int], timeout_s: float = 10.0) -> None:
-    """Create missing topics (partitions by name) and wait until they exist."""
+    """Create missing topics (partitions by name) and wait until they exist, each
+    replicated as the broker's default.replication.factor says (-1: KIP-464, Kafka 2.4)."""
     admin = AdminClient(settings.admin())
     existing = admin.list_topics(timeout=timeout_s).topics
-    wanted = [NewTopic(name, count, 1) for name, count in topics.items() if name not in existing]
+    wanted = [NewTopic(name, count, -1) for name, count in topics.items() if name not in existing]
     if not wanted:
         return
     for topic, future in admin.create_topics(wanted, request_timeout=timeout_s).items():

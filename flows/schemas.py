@@ -260,8 +260,22 @@ def output_schemas() -> dict[str, dict[str, Any]]:
             {
                 "reason": {"enum": ["invalid_json", "unknown_type", "invalid_event", "too_large"]},
                 "error": {"type": "string", "description": "What is wrong, readable."},
-                "payload": {"type": "string"},
+                "payload": {
+                    "type": "string",
+                    "description": "The original payload; on a Kafka topic, only its start "
+                    "where the whole would not fit a message (payload_truncated).",
+                },
                 "payload_encoding": {"enum": ["utf-8", "base64"]},
+                "payload_truncated": {
+                    "const": True,
+                    "description": "Present where `payload` is the start of a payload too "
+                    "large for a Kafka message (librdkafka's message.max.bytes).",
+                },
+                "payload_bytes": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "The whole payload's size in bytes, where truncated.",
+                },
                 "topic": {"type": "string"},
                 "partition": {"type": "integer", "minimum": 0},
                 "offset": {"type": "integer", "minimum": 0},
@@ -271,6 +285,10 @@ def output_schemas() -> dict[str, dict[str, Any]]:
                 "sequence": {"type": "integer", "minimum": 0},
             },
             additionalProperties=False,
+            dependentRequired={
+                "payload_truncated": ["payload_bytes"],
+                "payload_bytes": ["payload_truncated"],
+            },
         ),
         "alert": _record(
             "alert",

@@ -6,7 +6,9 @@ up; output topics must hold schema-valid records with the expected counts.
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import signal
 import threading
 import time
@@ -339,6 +341,112 @@ def test_a_tombstone_among_events_is_dead_lettered_where_it_stands(kafka):
         b"",
         1,
     )
+
+
+def test_a_reject_too_large_for_a_message_is_dead_lettered_cut_to_fit(kafka):
+    """A rejected payload whose dead-letter record exceeds librdkafka's
+    message.max.bytes (base64 of non-UTF-8 bytes, escaped control characters) is
+    written with the start of its payload, saying so; one that fits stays whole.
+    It once crashed the job, and again at every restart."""
+    names = topics()
+    create_topic(kafka, names["input"], 1)
+    payloads = [b"\xff" * 760_000, b"\x01" * 200_000, b"x" * 900_000]
+    produce(kafka, names["input"], [(0, b"bad", payload) for payload in payloads])
+    dlq = names["input"] + ".dlq"
+
+    def dead_letters() -> list[tuple[bytes, bytes]]:
+        records = consume_all(kafka, dlq)
+        return records if len(records) == len(payloads) else []
+
+    with cockpit(*run_args(kafka, names)) as running:
+        written = wait_for(dead_letters, 30, "the three dead letters")
+        assert running.alive()
+    check = validator("dead-letter")
+    by_offset = {}
+    for _key, value in written:
+        assert len(value) <= 1_000_000
+        record = orjson.loads(value)
+        check.validate(record)
+        by_offset[record["offset"]] = record
+    binary, control, text = (by_offset[offset] for offset in range(3))
+    assert binary["payload_truncated"] and binary["payload_bytes"] == len(payloads[0])
+    assert payloads[0].startswith(base64.b64decode(binary["payload"]))
+    assert control["payload_truncated"] and control["payload_bytes"] == len(payloads[1])
+    assert payloads[1].startswith(control["payload"].encode())
+    assert text["payload"].encode() == payloads[2] and "payload_truncated" not in text
+
+
+def test_a_resume_offset_the_broker_no_longer_has_reads_on_from_the_earliest(kafka, caplog):
+    """An offset past the partition's end (the topic was recreated since the snapshot)
+    is read on from the earliest offset, in one line saying so: librdkafka's default
+    skipped to the end, past every message there."""
+    topic = unique("tps")
+    create_topic(kafka, topic, 1)
+    event = b'{"event_id":"e%d","type":"page.viewed","ts":1000,"session_id":"s",'
+    event += b'"page":"home","load_ms":5}'
+    produce(kafka, topic, [(0, b"k", event % i) for i in range(10)])
+    source = TpsKafkaSource(
+        KafkaSettings(kafka), {topic: 1}, {0: "0"}, start="earliest", runtime=Runtime(Settings())
+    )
+    with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+        reader = source.build_part("input", part_name(topic, 0), 30)
+        items = read_items(reader, 10)
+    assert [item.event_id for item in items] == [f"e{i}" for i in range(10)]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{topic}:0: offset 30 is no longer on the broker (the partition ends at offset 10); "
+        "reading on from offset 0, its earliest"
+    ]
+
+
+def read_items(reader: Any, count: int, timeout: float = 10) -> list[Any]:
+    """The first `count` items a partition reader decodes, then closes it. Fails after
+    `timeout` seconds in which it decoded nothing more."""
+    items: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(items) < count:
+            assert time.monotonic() < deadline, f"read {len(items)} of {count} items"
+            for _shard, message in reader.next_batch():
+                if message[0] == "events":
+                    items += message[3]
+                    deadline = time.monotonic() + timeout
+    finally:
+        reader.close()
+    return items
+
+
+def test_a_partition_of_rejects_only_does_not_hold_w_back(kafka):
+    """Malformed messages and tombstones carry no event time: a partition receiving
+    only those goes idle as an empty one does, and deadlines pass. It held W at its
+    start, and every deadline and window froze."""
+    names = topics()
+    create_topic(kafka, names["input"], 2)
+    e = Events()
+    produce(
+        kafka,
+        names["input"],
+        [(0, b"O1", e.placed("O1", at(0), at(5), at(600))), (0, b"s", e.tick(at(30)))],
+    )
+    stop = threading.Event()
+
+    def send_rejects_to_partition_1() -> None:
+        while not stop.is_set():
+            produce(kafka, names["input"], [(1, b"x", b"not json"), (1, b"x", None)])
+            time.sleep(0.2)
+
+    feeder = threading.Thread(target=send_rejects_to_partition_1, daemon=True)
+    feeder.start()
+    try:
+        with cockpit(*run_args(kafka, names, "--idle-timeout", "1s")) as running:
+            wait_for(
+                lambda: running.samples().get("cockpit_events_rejected_total"),
+                30,
+                "partition 1's rejects",
+            )
+            wait_for_one_breach(running, "the breach while partition 1 sends rejects")
+    finally:
+        stop.set()
+        feeder.join()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

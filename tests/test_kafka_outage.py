@@ -10,6 +10,7 @@ import contextlib
 import logging
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -18,14 +19,16 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from flows.kafka import KafkaSettings, TopicSink
+from flows.kafka import KafkaSettings, TopicSink, ensure_topics
 from tests.kafka_broker import (
     consume_all,
     create_topic,
     free_port,
     produce,
     tansu_process,
+    unique,
     wait_until_ready,
 )
 from tests.processes import Cockpit, cockpit, wait_for
@@ -43,6 +46,7 @@ class Proxy:
     def __init__(self, target: int) -> None:
         self.target, self.port = target, free_port()
         self.sockets: list[socket.socket] = []
+        self.requests: bytearray | None = None  # set, what clients connecting now send
         self.lock = threading.Lock()
         self.server: socket.socket | None = None
         self.restore()
@@ -60,12 +64,14 @@ class Proxy:
                 continue
             with self.lock:
                 self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, seen in ((client, upstream, self.requests), (upstream, client, None)):
+                threading.Thread(target=self._pipe, args=(source, sink, seen), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, seen: bytearray | None) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                if seen is not None:
+                    seen.extend(data)
                 sink.sendall(data)
         for sock in (source, sink):
             with contextlib.suppress(OSError):
@@ -255,3 +261,48 @@ def stored(bootstrap: str, topic: str) -> int:
         )
     finally:
         consumer.close()
+
+
+def test_a_record_the_broker_refuses_stops_the_job_before_a_snapshot_passes_it(kafka, tmp_path):
+    """A delivery that fails for good (here the alerts topic is gone and may not be
+    created) ends the job in one line naming the topic, before a snapshot commits the
+    input past the record: a restart from the recovery directory writes it. It was
+    dropped without a word, and lost."""
+    config = tmp_path / "no-auto-create.properties"
+    config.write_text("allow.auto.create.topics=false\ntopic.metadata.propagation.max.ms=1000\n")
+    names = topics()
+    create_topic(kafka, names["input"], 1)
+    recovery = ["--recovery-dir", str(tmp_path / "recovery"), "--snapshot-interval", "100ms"]
+    args = run_args(kafka, names, "--kafka-config", str(config), *recovery)
+    admin = AdminClient({"bootstrap.servers": kafka})
+    with cockpit(*args) as running:
+        admin.delete_topics([names["alerts"]])[names["alerts"]].result(10)
+        e = Events()
+        produce(
+            kafka,
+            names["input"],
+            [(0, b"O1", e.placed("O1", at(0), at(5), at(600))), (0, b"s", e.tick(at(30)))],
+        )
+        assert running.process.wait(timeout=30) == 1
+        assert running.process.stderr is not None
+        lines = running.process.stderr.read().decode().splitlines()
+    said = [line for line in lines if "serving metrics" not in line]
+    assert said == [
+        f"opscockpit: error: Kafka topic {names['alerts']} refused a record: "
+        "Broker: Unknown topic or partition"
+    ]
+    with cockpit(*args):  # the alerts topic is created again at the start
+        alerts = wait_for(lambda: consume_all(kafka, names["alerts"]), 30, "the alert")
+    assert [key for key, _value in alerts] == [b"ship_sla_breach|O1"]
+
+
+def test_output_topics_are_replicated_as_the_broker_says():
+    """Created with replication factor -1, the broker's default.replication.factor,
+    not 1: on a cluster, a topic with one replica is lost with its broker."""
+    with broker_behind_proxy() as (bootstrap, proxy):
+        name, sent = unique("kpis"), bytearray()
+        proxy.requests = sent
+        ensure_topics(KafkaSettings(bootstrap), {name: 3})
+    # CreateTopics: the topic's name, then its partition count and replication factor.
+    after_name = sent.index(name.encode()) + len(name)
+    assert struct.unpack_from(">ih", sent, after_name) == (3, -1)
