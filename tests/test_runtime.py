@@ -208,7 +208,7 @@ def test_timers_come_out_in_when_slot_key_order_however_they_were_set(steps) -> 
 
 def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact_sum() -> None:
     """Bounds are compared as doubles: a value equal to a bound is in its bucket
-    (`le`), one above every bound only in +Inf; the sum adds in order."""
+    (`le`), one above every bound only in +Inf; the sum adds whole µs, exactly."""
     from flows.runtime.core import Histogram
 
     series: dict[object, list[float]] = {"FC3": [1, 0, 0, 0, 0.3]}  # as restored
@@ -218,15 +218,41 @@ def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact
     histogram.observe(("FC2", "x"), 301)
     assert "FC1" not in series  # counted in C till the batch's end
     histogram.flush()
-    assert series["FC1"] == [3, 1, 1, 1, 60.0 + 60.000001 + 0.1 + 900.0 + 1e9 + 0.2]
+    first_us = 60_000_000 + 60_000_001 + 100_000 + 900_000_000 + 10**15 + 200_000
+    assert series["FC1"] == [3, 1, 1, 1, first_us / 1e6]
     assert series[("FC2", "x")] == [0, 0, 1, 0, 301.0]
     histogram.observe("FC1", 0.7)
     histogram.observe("FC3", 1e9)
     histogram.flush()
-    assert series["FC1"] == [4, 1, 1, 1, 60.0 + 60.000001 + 0.1 + 900.0 + 1e9 + 0.2 + 0.7]
-    assert series["FC3"] == [1, 0, 0, 1, 0.3 + 1e9]
+    assert series["FC1"] == [4, 1, 1, 1, (first_us + 700_000) / 1e6]
+    assert series["FC3"] == [1, 0, 0, 1, (300_000 + 10**15) / 1e6]
     histogram.flush()  # nothing observed since: nothing changes
     assert series["FC1"][0] == 4
+
+
+def test_a_histogram_sum_is_the_same_in_any_order_and_never_overflows() -> None:
+    """Floats added in another order differ in their last bits (0.1 + 0.2 + 0.3 is
+    not 0.3 + 0.2 + 0.1); whole µs do not. A fraction of a µs rounds half up, and
+    absurd values (valid input) saturate the sum rather than wrap it."""
+    from flows.runtime.core import Histogram
+
+    values = [0.1, 0.2, 0.3, -1e-6, 123.4567894, 5e-7, 2.5e-7]
+    assert 0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1
+    sums = []
+    for ordered in (values, values[::-1]):
+        series: dict[object, list[float]] = {}
+        histogram = Histogram(series, (1.0,))
+        for value in ordered:
+            histogram.observe("p", value)
+        histogram.flush()
+        sums.append(series["p"][-1])
+    assert sums[0] == sums[1] == (100_000 + 200_000 + 300_000 - 1 + 123_456_789 + 1 + 0) / 1e6
+    series = {}
+    histogram = Histogram(series, (1.0,))
+    for value in (1e300, 1e300, -5.0):
+        histogram.observe("p", value)
+    histogram.flush()
+    assert series["p"] == [1, 2, ((1 << 61) - 5_000_000) / 1e6]
 
 
 def test_a_shard_has_one_histogram_per_metric() -> None:

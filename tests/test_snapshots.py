@@ -96,13 +96,22 @@ def as_that_release(exposition: bytes, names: set[str] | None = None) -> dict[st
     """The samples of the metrics that release had (`names`: those in its
     exposition), without the state size, which counts entries another way, and
     summed over the `reason` label where that release had none (nor a cap on it)."""
-    samples = parse_exposition(exposition.decode())
+    samples = in_whole_us(parse_exposition(exposition.decode()))
     samples["cockpit_label_overflow_total"].pop((("label", "reason"),), None)
     return {
         name: without_reason(series) if name in REASON_ADDED else series
         for name, series in samples.items()
         if "state_entries" not in name and (names is None or name in names)
     }
+
+
+def in_whole_us(samples: dict[str, Any]) -> dict[str, Any]:
+    """Histogram sums to the µs: those releases added floats (`1499294.5780000002`),
+    today's add whole µs (`1499294.578`)."""
+    for name, series in samples.items():
+        if name.endswith("_seconds_sum"):
+            samples[name] = {key: round(value, 6) for key, value in series.items()}
+    return samples
 
 
 def without_reason(series: dict[Any, float]) -> dict[Any, float]:
@@ -194,7 +203,7 @@ ZERO_FROM_THE_FIRST_CLOSE = {
 def without_state_size(exposition: bytes) -> dict[str, Any]:
     """Its samples but the state size (version 1 kept two timers a shipment),
     the series of inventory health at 0 and the counters new since."""
-    samples = parse_exposition(exposition.decode())
+    samples = in_whole_us(parse_exposition(exposition.decode()))
     for name in NEW_COUNTERS:
         samples.pop(name, None)
     for name in ZERO_FROM_THE_FIRST_CLOSE & samples.keys():

@@ -38,10 +38,12 @@ cpdef add(dict series, object key, object amount=*)
 
 cdef class Shard
 
+cpdef long long whole_us(double seconds)
+
 cdef class Observed:
     cdef object key
     cdef long long[:] counts
-    cdef double total
+    cdef long long total_us
     cdef bint fresh
 
 cdef class Histogram:

@@ -31,6 +31,11 @@ try:
 except ModuleNotFoundError:  # Cython is needed only to compile this module
     from flows import _cython as cython  # type: ignore[no-redef]
 
+if cython.compiled:
+    from cython.cimports.libc.math import floor
+else:
+    from math import floor
+
 from flows.declare import Metric
 from flows.decode import Reject
 from flows.labels import OTHER, LabelCap
@@ -87,22 +92,48 @@ def add(series: dict, key: object, amount: object = 1) -> None:  # type: ignore[
     series[key] = series.get(key, 0) + amount
 
 
+# A histogram sum's bound, in µs (73,000 years): a sum saturates there, so that
+# absurd observations (a page load of 1e300 ms is valid input) never overflow.
+SUM_LIMIT = cython.declare(cython.longlong, 1 << 61)
+
+
+@cython.ccall
+def whole_us(seconds: cython.double) -> cython.longlong:
+    """Seconds as the nearest whole microseconds (half up), within ±SUM_LIMIT: the
+    unit a histogram's sum adds in, exactly, so that no order of observations or
+    of shards shows in it (floats added in another order may differ in their last
+    bits). Durations are whole µs already; a page load's ms beyond three decimals
+    round."""
+    us: cython.double = seconds * 1e6
+    if us >= SUM_LIMIT:
+        return SUM_LIMIT
+    if us <= -SUM_LIMIT:
+        return -SUM_LIMIT
+    return cython.cast(cython.longlong, floor(us + 0.5))
+
+
+@cython.cfunc
+def add_us(total: cython.longlong, us: cython.longlong) -> cython.longlong:
+    """total + us, saturating at ±SUM_LIMIT (each within it: no C overflow)."""
+    return max(-SUM_LIMIT, min(total + us, SUM_LIMIT))
+
+
 @cython.final
 @cython.cclass
 class Observed:
     """One series of a histogram: its observations per bucket since the last
-    flush (+Inf last), as C counts, and the running sum of all of them. The sum is
-    the series' own, carried on: it adds the same floats in the same order (a
-    shard has one Histogram per metric, so no other writer adds to it)."""
+    flush (+Inf last), as C counts, and the running sum of all of them in whole
+    µs (`whole_us`), carried on from the series' own (a shard has one Histogram
+    per metric, so no other writer adds to it)."""
 
     key: object
     counts: array[int]  # a long long[:] in C (core.pxd)
-    total: cython.double
+    total_us: cython.longlong
     fresh: cython.bint  # observed since the last flush
 
     def __init__(self, key: object, buckets: int, total: float) -> None:
         self.key, self.counts = key, array("q", bytes(8 * buckets))
-        self.total, self.fresh = total, False
+        self.total_us, self.fresh = whole_us(total), False
 
 
 @cython.final
@@ -140,7 +171,7 @@ class Histogram:
         while index < self.size and self.bounds[index] < value:
             index += 1
         cell.counts[index] += 1
-        cell.total += value
+        cell.total_us = add_us(cell.total_us, whole_us(value))
 
     @cython.ccall
     def flush(self) -> None:
@@ -156,7 +187,7 @@ class Histogram:
                 if cell.counts[index]:
                     counts[index] += cell.counts[index]
                     cell.counts[index] = 0
-            counts[size + 1] = cell.total
+            counts[size + 1] = cell.total_us / 1e6
             cell.fresh = False
         self.touched = []
 
