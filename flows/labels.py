@@ -1,8 +1,11 @@
 """Bound the label values that reach Prometheus (contract §4, `--max-label-values`).
 
 The first N distinct values of each label are kept, in arrival order; later
-ones fold into `other`. The admitted values are part of the snapshot so that a
-restarted process keeps the same series.
+ones fold into `other`, and so does any value longer than MAX_LENGTH: the cap
+bounds what a scrape carries, and a value of a megabyte in one event would be
+repeated in every series of its label (Prometheus' `label_value_length_limit`
+then refuses the whole target). The admitted values are part of the snapshot so
+that a restarted process keeps the same series.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import threading
 
 OTHER = "other"
+MAX_LENGTH = 256  # characters of a label value
 
 
 class LabelCap:
@@ -29,7 +33,10 @@ class LabelCap:
         return known
 
     def admit(self, label: str, value: str) -> str | None:
-        """Admit a new value, or return None when the label is full (fold it)."""
+        """Admit a new value, or return None when the label is full or the value too
+        long (fold it)."""
+        if len(value) > MAX_LENGTH:
+            return None
         known = self.values(label)
         with self._lock:
             if value in known:

@@ -61,6 +61,7 @@ from prometheus_client.utils import floatToGoString
 from flows.metrics import BY_NAME, HISTOGRAM
 
 Labels = tuple[tuple[str, str], ...]
+LABEL_MAX_LENGTH = 256  # README, Labels: longer values fold into `other`
 Samples = dict[str, dict[Labels, float]]
 
 US = 1_000_000
@@ -450,10 +451,12 @@ def _apply(
     def fold(e: Event, names: Iterable[str]) -> None:
         for name in names:
             value = label_value(e.body, name)
-            if value not in kept[name] and len(kept[name]) >= max_label_values:
+            too_long = len(value) > LABEL_MAX_LENGTH
+            if too_long or (value not in kept[name] and len(kept[name]) >= max_label_values):
                 value = "other"
                 c["cockpit_label_overflow_total"][(("label", name),)] += 1
-            kept[name].add(value)
+            else:
+                kept[name].add(value)
             e.labels[name] = value
 
     def attach(entity: Order | Receipt, e: Event) -> None:

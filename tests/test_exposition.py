@@ -143,7 +143,14 @@ def test_the_server_compresses_for_a_scraper_that_accepts_gzip(server):
     board.ready.set()
     status, headers, body = fetch(url, **{"Accept-Encoding": "gzip"})
     assert status == 200 and headers["Content-Encoding"] == "gzip"
+    assert headers["Vary"] == "Accept-Encoding"  # a cache keeps both answers apart
     assert gzip.decompress(body) == render(board)
+    for refusing in ("gzip;q=0", "identity, gzip; q=0.0", "*;q=0", "br"):
+        status, headers, body = fetch(url, **{"Accept-Encoding": refusing})
+        assert "Content-Encoding" not in headers and body == render(board), refusing
+    for accepting in ("deflate, gzip;q=0.5", "*", "GZIP"):
+        status, headers, body = fetch(url, **{"Accept-Encoding": accepting})
+        assert headers["Content-Encoding"] == "gzip", accepting
 
 
 def test_the_server_refuses_other_methods(server):

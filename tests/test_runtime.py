@@ -110,6 +110,23 @@ def test_label_values_fold_into_other_beyond_the_cap():
     assert run.value("cockpit_label_overflow_total", "fc") == 2
 
 
+def test_a_label_value_longer_than_its_limit_folds_into_other_whatever_the_cap():
+    """A value of a megabyte would be repeated in every series of its label, and a
+    scrape refused whole by Prometheus' label_value_length_limit: it folds, counted;
+    a per-order alert still names the fc as the event spells it."""
+    e = Events()
+    longest, too_long = "F" * 256, "F" * 257
+    run = Run().feed(
+        e.placed("O1", at(0), at(5), at(600), fc=longest),
+        e.placed("O2", at(0), at(5), at(600), fc=too_long),
+        e.tick(at(7)),
+    )
+    assert run.series("cockpit_orders_placed_total") == {longest: 1, "other": 1}
+    assert run.value("cockpit_label_overflow_total", "fc") == 1
+    breaches = {r["order_id"]: r["fc"] for r in run.records("alert")}
+    assert breaches == {"O1": longest, "O2": too_long}
+
+
 def test_engine_state_survives_pickling_with_its_labels():
     e = Events()
     run = Run(max_label_values=1).feed(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, gzip_accepted
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from flows.exposition import GZIP_LEVEL, Board, render
 from flows.web.api import Api, ApiError
@@ -120,8 +120,8 @@ class App:
         if not self.board.ready.is_set():
             return "503 Service Unavailable", _text(), b"opscockpit is restoring its state\n"
         body = render(self.board)
-        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
-        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Vary", "Accept-Encoding")]
+        if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)
             headers.append(("Content-Encoding", "gzip"))
         return "200 OK", headers, body
@@ -141,6 +141,25 @@ class App:
         except ApiError as exc:
             return json_error(exc.status, exc.kind, str(exc))
         return "200 OK", _json_headers(), orjson.dumps({"status": "success", "data": data})
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding allows gzip: named, or as `*`, with a weight above 0
+    (RFC 9110 12.5.3: `gzip;q=0` refuses it). prometheus_client's `gzip_accepted`
+    only looks for the word."""
+    weights: dict[str, float] = {}
+    for item in header.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.lower()] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 def _text() -> Headers:
