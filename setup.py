@@ -14,8 +14,10 @@ _spec = importlib.util.spec_from_file_location("build", Path("flows") / "build.p
 build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build)
 
-# Calls into libpython through the GOT, not a PLT stub: ~1.5% of a replay.
-FLAGS = ["-fno-plt"]
+# Calls into libpython through the GOT, not a PLT stub: ~1.5% of a replay. No
+# fused multiply-adds (GCC's default on aarch64): the compiled build rounds each
+# operation as the interpreted one does, so both give the same numbers.
+FLAGS = ["-fno-plt", "-ffp-contract=off"]
 extensions = [
     Extension(name, [name.replace(".", "/") + ".c"], optional=True, extra_compile_args=FLAGS)
     for name in build.C_MODULES

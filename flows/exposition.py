@@ -96,7 +96,7 @@ class Exposition:
                     running += count
                     out.append(f"{name}_bucket{bucket} {number(running)}\n")
                 out.append(f"{name}_count{plain} {number(running)}\n")
-                out.append(f"{name}_sum{plain} {number(value[-1])}\n")
+                out.append(f"{name}_sum{plain} {number(value[-1] / 1e6)}\n")  # whole µs
         return "".join(out).encode()
 
 

@@ -37,21 +37,19 @@ def label_tuple(key: SeriesKey) -> tuple[str, ...]:
 
 
 def merge_into(total: dict[str, dict[SeriesKey, Any]], ledger: Ledger) -> None:
-    """Sum one ledger into a running total (histograms bucket by bucket, their sums
-    in whole µs, exactly, as each shard keeps them)."""
-    from flows.runtime.core import whole_us  # the runtime imports this module (no cycle)
-
+    """Sum one ledger into a running total (histograms bucket by bucket, and their
+    sums in whole µs: exactly)."""
     for name, metric in ledger.metrics.items():
         target = total.setdefault(name, {})
         # dict(...) copies atomically under the GIL while a worker thread writes.
         for key, value in dict(ledger.series[name]).items():
             if metric.kind == HISTOGRAM:
                 known = target.get(key)
-                if known is None:
-                    target[key] = list(value)
-                else:
-                    target[key] = [a + b for a, b in zip(known[:-1], value[:-1], strict=True)]
-                    target[key].append((whole_us(known[-1]) + whole_us(value[-1])) / 1e6)
+                target[key] = (
+                    list(value)
+                    if known is None
+                    else [a + b for a, b in zip(known, value, strict=True)]
+                )
             elif metric.merge == "min":
                 target[key] = min(target.get(key, value), value)
             else:

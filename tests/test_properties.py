@@ -192,12 +192,7 @@ def test_any_reordering_within_the_lateness_gives_identical_results(
     assert shuffled != lines
     got = outcome(shuffled, batch_sizes)
     assert not any(got["metrics"]["cockpit_events_late_total"].values())
-    assert same(got, expected)
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal, floats too: histogram sums add whole µs, so no order shows in them."""
-    return bool(a == b)
+    assert got == expected  # floats too: histogram sums add whole µs
 
 
 def test_the_scenario_exercises_every_kpi():
@@ -596,15 +591,13 @@ def differences(expected: dict[str, Any], got: dict[str, Any]) -> list[str]:
     found = []
     for name in expected["metrics"].keys() | got["metrics"].keys():
         want, have = expected["metrics"].get(name), got["metrics"].get(name)
-        if want is None or have is None or not same(want, have):  # None: at 0
+        if want is None or have is None or want != have:  # None: at 0
             found.append(f"{name}: {want} in ts order, {have} here")
     for kind in ("alerts", "kpis", "dead letters"):
         want, have = expected[kind], got[kind]
-        found += [
-            f"{kind} in ts order only: {r}" for r in want if not any(same(r, x) for x in have)
-        ]
-        found += [f"{kind} here only: {r}" for r in have if not any(same(r, x) for x in want)]
-        if not found and not same(want, have):
+        found += [f"{kind} in ts order only: {r}" for r in want if r not in have]
+        found += [f"{kind} here only: {r}" for r in have if r not in want]
+        if not found and want != have:
             found.append(f"{kind}: {len(want)} in ts order, {len(have)} here")
     return sorted(found)
 
@@ -641,7 +634,7 @@ def test_hostile_arrival_batches_shards_and_restores_give_identical_results(scen
     def check(variant: str, run: Run) -> None:
         got = hostile_outcome(run)
         assert "cockpit_events_late_total" not in {name for name, _key in got["metrics"]}
-        if not same(got, expected):
+        if got != expected:
             raise AssertionError(f"{variant}:\n" + "\n".join(differences(expected, got)))
 
     # Each next event the latest that may come: W as far ahead as it can be.

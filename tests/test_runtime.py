@@ -225,10 +225,11 @@ def test_timers_come_out_in_when_slot_key_order_however_they_were_set(steps) -> 
 
 def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact_sum() -> None:
     """Bounds are compared as doubles: a value equal to a bound is in its bucket
-    (`le`), one above every bound only in +Inf; the sum adds whole µs, exactly."""
+    (`le`), one above every bound only in +Inf; the sum adds whole µs, exactly (a
+    Python int in the series, written in seconds by the exposition)."""
     from flows.runtime.core import Histogram
 
-    series: dict[object, list[float]] = {"FC3": [1, 0, 0, 0, 0.3]}  # as restored
+    series: dict[object, list[int]] = {"FC3": [1, 0, 0, 0, 300_000]}  # as restored
     histogram = Histogram(series, (60, 300, 900))
     for value in (60.0, 60.000001, 0.1, 900.0, 1e9, 0.2):
         histogram.observe("FC1", value)
@@ -236,21 +237,22 @@ def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact
     assert "FC1" not in series  # counted in C till the batch's end
     histogram.flush()
     first_us = 60_000_000 + 60_000_001 + 100_000 + 900_000_000 + 10**15 + 200_000
-    assert series["FC1"] == [3, 1, 1, 1, first_us / 1e6]
-    assert series[("FC2", "x")] == [0, 0, 1, 0, 301.0]
+    assert series["FC1"] == [3, 1, 1, 1, first_us]
+    assert series[("FC2", "x")] == [0, 0, 1, 0, 301_000_000]
     histogram.observe("FC1", 0.7)
     histogram.observe("FC3", 1e9)
     histogram.flush()
-    assert series["FC1"] == [4, 1, 1, 1, (first_us + 700_000) / 1e6]
-    assert series["FC3"] == [1, 0, 0, 1, (300_000 + 10**15) / 1e6]
+    assert series["FC1"] == [4, 1, 1, 1, first_us + 700_000]
+    assert series["FC3"] == [1, 0, 0, 1, 300_000 + 10**15]
     histogram.flush()  # nothing observed since: nothing changes
     assert series["FC1"][0] == 4
 
 
 def test_a_histogram_sum_is_the_same_in_any_order_and_never_overflows() -> None:
     """Floats added in another order differ in their last bits (0.1 + 0.2 + 0.3 is
-    not 0.3 + 0.2 + 0.1); whole µs do not. A fraction of a µs rounds half up, and
-    absurd values (valid input) saturate the sum rather than wrap it."""
+    not 0.3 + 0.2 + 0.1); whole µs do not. A fraction of a µs rounds half up; an
+    absurd value (valid input) counts as 2^52 µs, and however many there are, the
+    sum neither wraps nor depends on their order."""
     from flows.runtime.core import Histogram
 
     values = [0.1, 0.2, 0.3, -1e-6, 123.4567894, 5e-7, 2.5e-7]
@@ -263,13 +265,15 @@ def test_a_histogram_sum_is_the_same_in_any_order_and_never_overflows() -> None:
             histogram.observe("p", value)
         histogram.flush()
         sums.append(series["p"][-1])
-    assert sums[0] == sums[1] == (100_000 + 200_000 + 300_000 - 1 + 123_456_789 + 1 + 0) / 1e6
-    series = {}
-    histogram = Histogram(series, (1.0,))
-    for value in (1e300, 1e300, -5.0):
-        histogram.observe("p", value)
-    histogram.flush()
-    assert series["p"] == [1, 2, ((1 << 61) - 5_000_000) / 1e6]
+    assert sums[0] == sums[1] == 100_000 + 200_000 + 300_000 - 1 + 123_456_789 + 1 + 0
+    absurd = [1e300] * 5000 + [-5.0, -1e300]  # 5,000 in one flush: spilled as they go
+    for ordered in (absurd, absurd[::-1]):
+        series = {}
+        histogram = Histogram(series, (1.0,))
+        for value in ordered:
+            histogram.observe("p", value)
+        histogram.flush()
+        assert series["p"] == [2, 5000, 4999 * (1 << 52) - 5_000_000]
 
 
 def test_a_shard_has_one_histogram_per_metric() -> None:
@@ -284,5 +288,5 @@ def test_a_shard_has_one_histogram_per_metric() -> None:
     first.observe("FC9", 0.5)
     second.observe("FC9", 7.25)
     first.flush()
-    assert shard.series(CYCLE)["FC9"][-1] == 7.75
+    assert shard.series(CYCLE)["FC9"][-1] == 7_750_000  # whole µs
     assert sum(shard.series(CYCLE)["FC9"][:-1]) == 2

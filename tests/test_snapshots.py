@@ -190,10 +190,10 @@ V1_SETTINGS = Settings(recovery=True, retention=6 * 3600 * 10**6, lateness=30 * 
 HAND_WRITTEN = "ORD-FIXTURE-1"  # out of the order book at the snapshot, shipment not final
 
 
-# Inventory health's series of an fc, at 0 from its first close on since
-# 2026-12-06 (version 1 wrote each once it moved).
 # Counters new since the fixtures' releases: they start at 0 where a snapshot restores.
 NEW_COUNTERS = {"cockpit_recommendations_decided_total"}
+# Inventory health's series of an fc, at 0 from its first close on since
+# 2026-12-06 (version 1 wrote each once it moved).
 ZERO_FROM_THE_FIRST_CLOSE = {
     metric.name
     for metric in (*inventory.STATE_GAUGES, inventory.BY_AGE, inventory.STOCKOUTS, inventory.SPIKES)
@@ -374,7 +374,7 @@ def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path
     directory = tmp_path / "recovery"
     shutil.copytree(RELEASE / "recovery", directory)
     tampered(directory, 99)
-    with pytest.raises(SnapshotError, match="version 99, and this opscockpit reads version 1"):
+    with pytest.raises(SnapshotError, match="version 99, and this opscockpit reads version 2"):
         check_recovery(directory, HOUR)
     result = subprocess.run(
         [sys.executable, "-m", "flows", "run", "--recovery-dir", str(directory)],
@@ -388,7 +388,7 @@ def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path
     assert re.match(
         rf"opscockpit: error: cannot resume from {re.escape(str(directory))}: the recovery "
         "state of the runtime 'opscockpit.shard' is at version 99, and this opscockpit "
-        "reads version 1",
+        "reads version 2",
         result.stderr,
     )
 

@@ -5,7 +5,9 @@ families each kept a timer at an order's earliest shipment; since, the order
 entity keeps one and tells them once the shipment is final (`final_shipments`).
 Inventory health's combine step at version 3 (until the same day): an item's
 days held the current day's units so far; since, a day's close adds the whole
-day (`whole_days`).
+day (`whole_days`). The runtime at version 1 (until 2026-12-06): histogram sums
+were floats, in seconds; since, whole µs (`micro_sums`), and a release before
+refuses the state in one line.
 
 The release before KPI families (one `ShardEngine` class, orders as lists
 indexed by constants) is upgraded to version 1 first (`shard_state`).
@@ -28,8 +30,10 @@ from typing import Any, cast
 from flows.calendar import DAY_US
 from flows.entities.orders import T_SHIPMENT, Order
 from flows.kpis.receipts import Receipt
+from flows.metrics import BY_NAME, HISTOGRAM
 from flows.runtime import snapshot
 from flows.runtime.consts import MIN_TS, NEVER, TAG_BITS
+from flows.runtime.core import whole_us
 
 UNKNOWN_TIME = MIN_TS  # a step known to have happened, at a time not kept
 
@@ -147,14 +151,30 @@ def upgrade(data: bytes) -> Any:
     if isinstance(saved, LegacyShard):
         saved = shard_state(saved.state)
     elif isinstance(saved, LegacyWindows):
-        return combine_state(saved.state)
+        saved = combine_state(saved.state)
     if not isinstance(saved, dict):
         return cast(dict[str, Any], saved)  # refused as not a snapshot
     if saved.get("format") == snapshot.SHARD_FORMAT and saved["versions"].get("orders_entity") == 1:
-        return final_shipments(saved)
+        saved = final_shipments(saved)
     if saved.get("format") == snapshot.COMBINE_FORMAT and saved["versions"].get("inventory") == 3:
-        return whole_days(saved)
+        saved = whole_days(saved)
+    if saved.get("version") == 1:
+        saved = micro_sums(saved)
     return saved
+
+
+def micro_sums(header: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot of the runtime at version 1, as version 2: each histogram's sum,
+    a float of seconds, as whole µs."""
+    body = snapshot.body_of(header)
+    parts = body.get("families") or body.get("combiners") or {}
+    for part in parts.values():
+        for name, series in part["series"].items():
+            metric = BY_NAME.get(name)  # None: a metric since removed
+            if metric is not None and metric.kind == HISTOGRAM:
+                for value in series.values():
+                    value[-1] = whole_us(value[-1])
+    return {**header, "version": 2, "body": body}
 
 
 def whole_days(header: dict[str, Any]) -> dict[str, Any]:

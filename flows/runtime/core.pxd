@@ -43,7 +43,7 @@ cpdef long long whole_us(double seconds)
 cdef class Observed:
     cdef object key
     cdef long long[:] counts
-    cdef long long total_us
+    cdef long long sum_us
     cdef bint fresh
 
 cdef class Histogram:
@@ -53,6 +53,8 @@ cdef class Histogram:
     cdef dict cells
     cdef list touched
     cpdef observe(self, object key, double value)
+    cdef list series_of(self, Observed cell)
+    cdef add_sum(self, Observed cell)
     cpdef flush(self)
 
 cdef class Cell:

@@ -92,58 +92,53 @@ def add(series: dict, key: object, amount: object = 1) -> None:  # type: ignore[
     series[key] = series.get(key, 0) + amount
 
 
-# A histogram sum's bound, in µs (73,000 years): a sum saturates there, so that
-# absurd observations (a page load of 1e300 ms is valid input) never overflow.
-SUM_LIMIT = cython.declare(cython.longlong, 1 << 61)
+# An observation's bound, in µs (142 years): absurd input (a page load of 1e300 ms
+# is valid) counts as that much, so that a cell's 64 bits hold what it adds up
+# between flushes (spilled into the series, a Python int, long before they could not).
+OBSERVATION_LIMIT = cython.declare(cython.longlong, 1 << 52)
+SPILL = cython.declare(cython.longlong, 1 << 62)
 
 
 @cython.ccall
 def whole_us(seconds: cython.double) -> cython.longlong:
-    """Seconds as the nearest whole microseconds (half up), within ±SUM_LIMIT: the
-    unit a histogram's sum adds in, exactly, so that no order of observations or
-    of shards shows in it (floats added in another order may differ in their last
-    bits). Durations are whole µs already; a page load's ms beyond three decimals
-    round."""
+    """Seconds as the nearest whole microseconds (half up), within
+    ±OBSERVATION_LIMIT: the unit a histogram's sum adds in, exactly, so that no
+    order of observations, of restores or of shards shows in it (floats added in
+    another order differ in their last bits). Durations are whole µs already; a
+    page load's ms beyond three decimals round."""
     us: cython.double = seconds * 1e6
-    if us >= SUM_LIMIT:
-        return SUM_LIMIT
-    if us <= -SUM_LIMIT:
-        return -SUM_LIMIT
+    if us >= OBSERVATION_LIMIT:
+        return OBSERVATION_LIMIT
+    if us <= -OBSERVATION_LIMIT:
+        return -OBSERVATION_LIMIT
     return cython.cast(cython.longlong, floor(us + 0.5))
-
-
-@cython.cfunc
-def add_us(total: cython.longlong, us: cython.longlong) -> cython.longlong:
-    """total + us, saturating at ±SUM_LIMIT (each within it: no C overflow)."""
-    return max(-SUM_LIMIT, min(total + us, SUM_LIMIT))
 
 
 @cython.final
 @cython.cclass
 class Observed:
-    """One series of a histogram: its observations per bucket since the last
-    flush (+Inf last), as C counts, and the running sum of all of them in whole
-    µs (`whole_us`), carried on from the series' own (a shard has one Histogram
-    per metric, so no other writer adds to it)."""
+    """One series of a histogram: its observations per bucket (+Inf last) and
+    their sum in whole µs (`whole_us`), since the last flush, in C."""
 
     key: object
     counts: array[int]  # a long long[:] in C (core.pxd)
-    total_us: cython.longlong
+    sum_us: cython.longlong
     fresh: cython.bint  # observed since the last flush
 
-    def __init__(self, key: object, buckets: int, total: float) -> None:
+    def __init__(self, key: object, buckets: int) -> None:
         self.key, self.counts = key, array("q", bytes(8 * buckets))
-        self.total_us, self.fresh = whole_us(total), False
+        self.sum_us, self.fresh = 0, False
 
 
 @cython.final
 @cython.cclass
 class Histogram:
     """A family's histogram metric, counted in C like `Counts`: an observation
-    finds its series' cell and bucket, and the batch's counts and sums reach the
+    finds its series' cell and bucket, and the batch's counts and sum reach the
     ledger's series at its end (`flush`): a count per bucket, the +Inf count and
-    the sum (not cumulated; the exposition cumulates). Updating the ledger's list
-    per observation made an int and a float object each time."""
+    the sum in whole µs, a Python int (not cumulated; the exposition cumulates,
+    and writes the sum in seconds). Updating the ledger's list per observation
+    made an int and a float object each time."""
 
     series: dict  # type: ignore[type-arg]
     bounds: array[float]  # a double[:] in C (core.pxd)
@@ -160,9 +155,7 @@ class Histogram:
         """One observation in the series of `key`."""
         cell: Observed | None = self.cells.get(key)
         if cell is None:
-            known: list | None = self.series.get(key)  # type: ignore[type-arg]
-            cell = Observed(key, self.size + 1, 0.0 if known is None else known[self.size + 1])
-            self.cells[key] = cell
+            cell = self.cells[key] = Observed(key, self.size + 1)
         if not cell.fresh:
             cell.fresh = True
             self.touched.append(cell)
@@ -171,23 +164,35 @@ class Histogram:
         while index < self.size and self.bounds[index] < value:
             index += 1
         cell.counts[index] += 1
-        cell.total_us = add_us(cell.total_us, whole_us(value))
+        cell.sum_us += whole_us(value)
+        if cell.sum_us > SPILL or cell.sum_us < -SPILL:
+            self.add_sum(cell)
+
+    @cython.cfunc
+    def series_of(self, cell: Observed) -> list:  # type: ignore[type-arg]
+        counts: list | None = self.series.get(cell.key)  # type: ignore[type-arg]
+        if counts is None:
+            counts = self.series[cell.key] = [0] * (self.size + 2)
+        return counts
+
+    @cython.cfunc
+    def add_sum(self, cell: Observed) -> None:
+        """The cell's sum into its series' (a Python int: exact however large)."""
+        self.series_of(cell)[self.size + 1] += cell.sum_us
+        cell.sum_us = 0
 
     @cython.ccall
     def flush(self) -> None:
-        """Add the counts to the ledger's series, and set their sums."""
+        """Add the counts and sums to the ledger's series."""
         cell: Observed
         index: cython.Py_ssize_t
-        size: cython.Py_ssize_t = self.size
         for cell in self.touched:
-            counts: list | None = self.series.get(cell.key)  # type: ignore[type-arg]
-            if counts is None:
-                counts = self.series[cell.key] = [0] * (size + 2)
-            for index in range(size + 1):
+            counts = self.series_of(cell)
+            for index in range(self.size + 1):
                 if cell.counts[index]:
                     counts[index] += cell.counts[index]
                     cell.counts[index] = 0
-            counts[size + 1] = cell.total_us / 1e6
+            self.add_sum(cell)
             cell.fresh = False
         self.touched = []
 

@@ -26,7 +26,7 @@ from flows.timeutil import US_PER_MINUTE, US_PER_MS, US_PER_SECOND
 
 SHARD_FORMAT = "opscockpit.shard"
 COMBINE_FORMAT = "opscockpit.combine"
-VERSION = 1  # of the runtime's own state in both formats
+VERSION = 2  # of the runtime's own state in both formats (1: histogram sums in seconds)
 
 Upgrade = Callable[[Any], dict[str, Any]]
 

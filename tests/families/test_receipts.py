@@ -25,7 +25,7 @@ def test_dock_to_stock(stows, completed_s):
     lines = [e.received("R1", at(0), 10)] + [e.stowed("R1", at(seconds=s), q) for s, q in stows]
     run = Run().feed(*lines).finish()
     counts = run.value("cockpit_dock_to_stock_seconds", "FC1")
-    assert counts[-1] == completed_s  # the sum of observations, in seconds
+    assert counts[-1] == completed_s * 10**6  # the sum of observations, in whole µs
     assert sum(counts[:-1]) == 1
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
 
@@ -38,10 +38,10 @@ def test_receipt_awaits_stow_until_complete_and_is_observed_once_final():
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
     assert run.value("cockpit_dock_to_stock_seconds", "FC1") == 0  # W = 19:00 < 20:00
     run.feed(e.tick(at(21)))
-    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1200
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1200 * 10**6
     # Stows received before the dock scan wait for it.
     run.feed(e.stowed("R2", at(22), 5), e.received("R2", at(21, seconds=30), 5), e.tick(at(30)))
-    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1200 + 30
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == (1200 + 30) * 10**6
 
 
 def test_a_receipt_id_used_again_is_kept_for_its_own_retention_not_the_first_ones():
@@ -53,7 +53,7 @@ def test_a_receipt_id_used_again_is_kept_for_its_own_retention_not_the_first_one
     run.feed(e.received("R1", at(0), 5), e.stowed("R1", at(30), 5), e.tick(at(31)))
     run.feed(e.received("R1", at(60), 5), e.tick(at(121)), e.stowed("R1", at(150), 5))
     run.feed(e.tick(at(200))).finish()
-    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 1800 + 5400
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == (1800 + 5400) * 10**6
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
     assert not any(run.series("cockpit_state_expired_total").values())
 
@@ -74,7 +74,8 @@ def test_a_receipt_completed_by_stows_that_came_first_is_the_same_in_any_batches
     for start in range(0, len(lines), batch):
         run.feed(*lines[start : start + batch])
     run.finish()
-    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == -5 * 60 - 60 * 60 + 270
+    dock_to_stock = run.value("cockpit_dock_to_stock_seconds", "FC1")
+    assert dock_to_stock[-1] == (-5 * 60 - 60 * 60 + 270) * 10**6
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
 
 
