@@ -159,7 +159,8 @@ def accepts_gzip(header: str) -> bool:
                 except ValueError:
                     weight = 0.0
         weights[coding.lower()] = weight
-    return weights.get("gzip", weights.get("*", 0.0)) > 0
+    named = weights.get("gzip", weights.get("x-gzip"))  # x-gzip: gzip's old name
+    return (weights.get("*", 0.0) if named is None else named) > 0
 
 
 def _text() -> Headers:
