@@ -229,6 +229,24 @@ def test_the_scenario_exercises_every_kpi():
         assert sum(metrics[name].values()) > 0, name
     assert expected["alerts"] and expected["kpis"]
     assert {key.split("|")[2] for key, _ in expected["alerts"] if key.startswith("bottleneck|")}
+    # Inventory health (§3.2, §3.5): alerts counted and written, items in every
+    # state at some close, FIFO units in every age band, and the gauges of the
+    # latest close holding more than one band and some item out of stock.
+    for name in ("cockpit_stockouts_total", "cockpit_demand_spikes_total"):
+        assert sum(metrics[name].values()) > 0, name
+    alerted = {key.split("|")[0] for key, _ in expected["alerts"]}
+    assert {"stockout", "demand_spike"} <= alerted
+    health = [record for _key, record in expected["kpis"] if record["kpi"] == "sku_health"]
+    assert health
+    states = {state for record in health for state in record["states"]}
+    assert states == {"out_of_stock", "at_risk", "excess", "below_safety_stock"}
+    bands = ("0-90", "91-180", "181-270", "271-365", "365+")
+    for band in bands:
+        assert any(record["units_by_age"][band] > 0 for record in health), band
+    by_age = metrics["cockpit_units_on_hand_by_age"]
+    assert len({age for (_fc, age), units in by_age.items() if units > 0}) > 1
+    assert sum(metrics["cockpit_skus_tracked"].values()) > 0
+    assert sum(metrics["cockpit_skus_out_of_stock"].values()) > 0
 
 
 # --- hostile scenarios: few ids and fcs, short promises, every order event kind

@@ -298,6 +298,34 @@ def test_fifo_ages_across_every_band_boundary() -> None:
     }
 
 
+def test_fifo_ages_across_the_180_and_270_day_boundaries() -> None:
+    """The two middle boundaries, each from both sides: lots 271, 270, 181 and 180
+    days old at the close of midnight, day 0, and lots a µs short of 271 and of
+    181 days, whose age ⌊(b - ts) / 1 day⌋ is 270 and 180. A day on, each is a
+    day older: 270 becomes 271, 180 becomes 181."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(-271), 2, sku="L"),  # 271 days: 271-365
+        e.stowed("R2", at(MIDNIGHT, days=-271, us=1), 3, sku="L"),  # 271 days - 1 µs: 270
+        e.stowed("R3", on(-270), 5, sku="L"),  # 270 days: 181-270
+        e.stowed("R4", on(-181), 11, sku="L"),  # 181 days: 181-270
+        e.stowed("R5", at(MIDNIGHT, days=-181, us=1), 13, sku="L"),  # 181 days - 1 µs: 180
+        e.stowed("R6", on(-180), 17, sku="L"),  # 180 days: 91-180
+        e.tick(after(0, 0)),
+    )
+    expected = {"0-90": 0, "91-180": 13 + 17, "181-270": 3 + 5 + 11, "271-365": 2, "365+": 0}
+    assert health(run, "L", on(0))["units_by_age"] == expected
+    assert {
+        age: run.value("cockpit_units_on_hand_by_age", ("FC1", age)) for age in expected
+    } == expected
+    run.feed(e.tick(after(1, 0)))  # ages 272, 271, 271, 182, 181, 181
+    expected = {"0-90": 0, "91-180": 0, "181-270": 11 + 13 + 17, "271-365": 2 + 3 + 5, "365+": 0}
+    assert health(run, "L", on(1))["units_by_age"] == expected
+    assert {
+        age: run.value("cockpit_units_on_hand_by_age", ("FC1", age)) for age in expected
+    } == expected
+
+
 def test_picks_beyond_the_lots_leave_a_shortfall_that_stows_fill_first() -> None:
     e = Events()
     run = Run().feed(
