@@ -34,7 +34,11 @@ from confluent_kafka import (
 from confluent_kafka import (
     Message as KafkaMessage,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from flows.commands import EXIT_FAILURE
 from flows.decode import truncated
@@ -58,6 +62,8 @@ BEHIND_POLL = 5 * US_PER_MS  # the same, with more on the broker than fetched (a
 START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
 MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 MESSAGE_OVERHEAD = 36  # what librdkafka counts against it beyond the key and value
+BATCH_OVERHEAD = 61  # a record batch's header, which a broker counts too (max.message.bytes)
+SHOWN_KEY = 80  # characters of a message key a log line shows
 UNREACHABLE = (
     KafkaError._ALL_BROKERS_DOWN,
     KafkaError._TRANSPORT,
@@ -329,13 +335,19 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         return out
 
     def _check_end(self) -> None:
-        """Rewind an offset past the partition's end as last fetched. A broker answers
-        a fetch there with an error (`_rewind` hears it as such), but some (Tansu) wait
-        for the offset to come: the partition was recreated, its new messages unread."""
+        """Rewind an offset past the partition's end. A broker answers a fetch there
+        with an error (`_rewind` hears it as such), but some (Tansu) wait for the
+        offset to come: the partition was recreated, its new messages unread.
+
+        The end as last fetched only raises the question: after a leader failover the
+        new leader's end can trail for a moment, and rewinding on it would read the
+        partition's whole retention again. The broker, asked, must confirm it."""
         here = TopicPartition(self.topic, self.partition)
         high = self.consumer.get_watermark_offsets(here, cached=True)[1]
         if self.next_offset > high >= 0:
-            self._rewind(f"the partition ends at offset {high}")
+            answer = self._watermarks()
+            if answer is not None and self.next_offset > answer[1]:
+                self._rewind(f"the partition ends at offset {high}")
 
     def _caught_up(self) -> bool:
         """At the end of the partition as last fetched, or looked up at the start.
@@ -477,7 +489,7 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
     def __init__(
         self, kafka: KafkaSettings, name: str, topic_for: Callable[[Written], str]
     ) -> None:
-        self.client, self.topic_for = f"output {name}", topic_for
+        self.kafka, self.client, self.topic_for = kafka, f"output {name}", topic_for
         self.up = True  # until an outage is logged; a delivery shows the brokers back
         config = kafka.producer(
             **{
@@ -487,6 +499,7 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
             }
         )
         self.max_bytes = int(config.get("message.max.bytes", MESSAGE_MAX_BYTES))
+        self.rooms: dict[str, int] = {}  # per topic, see `_room`
         self.producer = Producer(config)
 
     def _error(self, error: KafkaError) -> None:
@@ -507,18 +520,40 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
 
     def write_batch(self, values: list[Output]) -> None:
         for output in written(values):
-            topic, key = self.topic_for(output), output.key.encode()
-            try:
-                produce(self.producer, topic, output.value, key)
-            except KafkaException as exc:
-                too_large = exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
-                if not too_large or not isinstance(output, DeadLetter):
-                    raise
+            topic, key, value = self.topic_for(output), output.key.encode(), output.value
+            room = self._room(topic) - len(key)
+            if len(value) > room and isinstance(output, DeadLetter):
                 # A reject too large for a message: its payload cut to fit, saying so
                 # (contract §2: never crash, never drop).
-                room = self.max_bytes - MESSAGE_OVERHEAD - len(key)
-                produce(self.producer, topic, orjson.dumps(truncated(output.record, room)), key)
+                value = orjson.dumps(truncated(output.record, room))
+            if len(value) > room:
+                # Neither librdkafka nor the broker would take it, at every restart:
+                # the job goes on without it, and says so.
+                log.warning(
+                    "Kafka topic %s: record %s not written: %d bytes, over the %d a message holds",
+                    topic,
+                    shorten(output.key),
+                    len(key) + len(value),
+                    room + len(key),
+                )
+                continue
+            produce(self.producer, topic, value, key)
         self.producer.poll(0)
+
+    def _room(self, topic: str) -> int:
+        """Bytes a message to `topic` has for its key and value: under the producer's
+        message.max.bytes and the topic's max.message.bytes, which the broker holds
+        a record batch to. Over the first, librdkafka refuses the record; over the
+        second, the broker does, and the job would end (`_delivered`). The topic's
+        limit is asked once, before its first record; without an answer, only the
+        producer's applies."""
+        if topic not in self.rooms:
+            room = self.max_bytes - MESSAGE_OVERHEAD
+            limit = topic_max_bytes(self.kafka, topic)
+            if limit is not None:
+                room = min(room, limit - MESSAGE_OVERHEAD - BATCH_OVERHEAD)
+            self.rooms[topic] = room
+        return self.rooms[topic]
 
     def snapshot(self) -> None:
         # A snapshot commits the input offsets: everything before it must be written.
@@ -529,6 +564,27 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
 
     def close(self) -> None:
         self.snapshot()
+
+
+def shorten(text: str) -> str:
+    """A message key for a log line: its start, with its length if cut."""
+    if len(text) <= SHOWN_KEY:
+        return text
+    return f"{text[:SHOWN_KEY]}… ({len(text):,} characters)"
+
+
+def topic_max_bytes(settings: KafkaSettings, topic: str) -> int | None:
+    """The topic's max.message.bytes, or None: a broker that does not answer in
+    START_LOOKUP_S, does not support DescribeConfigs, or does not say (Tansu
+    reports only what a topic sets)."""
+    admin = AdminClient(settings.admin())
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        futures = admin.describe_configs([resource], request_timeout=START_LOOKUP_S)
+        entry = futures[resource].result(START_LOOKUP_S).get("max.message.bytes")
+        return int(entry.value) if entry is not None else None
+    except (KafkaException, TimeoutError, TypeError, ValueError):
+        return None
 
 
 class TopicSink(FixedPartitionedSink[Output, None]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -17,7 +18,8 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Producer
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.events import entity_key
@@ -376,6 +378,69 @@ def test_a_reject_too_large_for_a_message_is_dead_lettered_cut_to_fit(kafka):
     assert text["payload"].encode() == payloads[2] and "payload_truncated" not in text
 
 
+def test_a_dead_letter_is_cut_to_its_topics_max_message_bytes(kafka):
+    """A topic may hold messages smaller than the producer's message.max.bytes: its
+    dead letters are cut to fit the topic's own max.message.bytes, which a broker
+    (Kafka; Tansu keeps the setting without enforcing it) would refuse, ending the
+    job at every restart."""
+    names = topics()
+    create_topic(kafka, names["input"], 1)
+    dlq, limit = names["input"] + ".dlq", 100_000
+    admin = AdminClient({"bootstrap.servers": kafka})
+    topic = NewTopic(dlq, 1, 1, config={"max.message.bytes": str(limit)})
+    admin.create_topics([topic])[dlq].result(30)
+    produce(kafka, names["input"], [(0, b"bad", b"x" * 300_000)])
+    with cockpit(*run_args(kafka, names)) as running:
+        [(key, value)] = wait_for(lambda: consume_all(kafka, dlq), 30, "the dead letter")
+        assert running.alive()
+    assert len(key) + len(value) <= limit - 97  # a record batch's header and the record's
+    record = orjson.loads(value)
+    validator("dead-letter").validate(record)
+    assert record["payload_truncated"] and record["payload_bytes"] == 300_000
+
+
+def test_a_record_too_large_for_a_message_is_skipped_and_said(kafka):
+    """An alert carrying an order id of 600,000 characters (in its key and its value) is
+    over any message size, yet its event is not over --max-event-bytes: the alert is
+    not written, in one line naming it, and the job goes on. It crashed the job, and
+    again at every restart."""
+    names = topics()
+    create_topic(kafka, names["input"], 1)
+    e, huge = Events(), "O" * 600_000
+    produce(
+        kafka,
+        names["input"],
+        [
+            (0, b"huge", e.placed(huge, at(0), at(5), at(600))),
+            (0, b"O2", e.placed("O2", at(0), at(5), at(600))),
+            (0, b"s", e.tick(at(30))),
+        ],
+    )
+
+    def alert_keys(count: int) -> list[bytes]:
+        keys = sorted(key for key, _value in consume_all(kafka, names["alerts"]))
+        return keys if len(keys) == count else []
+
+    with cockpit(*run_args(kafka, names)) as running:
+        assert wait_for(lambda: alert_keys(1), 30, "O2's alert") == [b"ship_sla_breach|O2"]
+        produce(
+            kafka,
+            names["input"],
+            [(0, b"O3", e.placed("O3", at(40), at(45), at(600))), (0, b"s", e.tick(at(60)))],
+        )
+        wait_for(lambda: alert_keys(2), 30, "O3's alert, placed after the skip")
+        assert running.alive()
+    assert running.process.stderr is not None
+    lines = running.process.stderr.read().decode().splitlines()
+    skipped = [line for line in lines if "not written" in line]
+    assert len(skipped) == 1, lines
+    assert re.fullmatch(
+        rf"opscockpit: Kafka topic {names['alerts']}: record ship_sla_breach\|O{{64}}… "
+        r"\(600,016 characters\) not written: \d+ bytes, over the 999964 a message holds",
+        skipped[0],
+    ), skipped
+
+
 def test_a_resume_offset_the_broker_no_longer_has_reads_on_from_the_earliest(kafka, caplog):
     """An offset past the partition's end (the topic was recreated since the snapshot)
     is read on from the earliest offset, in one line saying so: librdkafka's default
@@ -512,3 +577,35 @@ def test_client_defaults_give_way_to_the_users_properties_but_not_what_it_needs(
     assert KafkaSettings("broker:9092").admin()["reconnect.backoff.ms"] == 1
     patient = KafkaSettings("broker:9092", (("reconnect.backoff.ms", "100"),))
     assert patient.admin()["reconnect.backoff.ms"] == "100"
+
+
+def test_a_stale_cached_end_does_not_rewind_a_reader(kafka, caplog):
+    """The end librdkafka cached from its last fetch can trail the reader's offset (a
+    new leader's high watermark lags briefly after a failover): only an end the broker
+    confirms is trusted, else a partition's whole retention would be read again. Here
+    the cache is made stale for real: the reader's consumer is paused once it has read
+    5 messages, then 5 more are produced."""
+    topic = unique("tps")
+    create_topic(kafka, topic, 1)
+    for _ in range(5):  # one batch each, for Tansu's ListOffsets (see above)
+        produce(kafka, topic, [(0, b"k", b"{}")])
+    source = TpsKafkaSource(
+        KafkaSettings(kafka), {topic: 1}, {0: "0"}, start="earliest", runtime=Runtime(Settings())
+    )
+    reader = source.build_part("input", part_name(topic, 0), None)
+    here = TopicPartition(topic, 0)
+    try:
+        deadline = time.monotonic() + 30
+        while reader.snapshot() < 5 and time.monotonic() < deadline:
+            reader.next_batch()
+        reader.consumer.pause([here])
+        for _ in range(5):
+            produce(kafka, topic, [(0, b"k", b"{}")])
+        assert reader.consumer.get_watermark_offsets(here, cached=True)[1] == 5
+        reader.next_offset = 8  # read on from a broker whose end is ahead of the cache
+        with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+            reader.next_batch()
+        assert reader.snapshot() == 8
+        assert caplog.records == []
+    finally:
+        reader.close()

@@ -101,7 +101,7 @@ SPILL = cython.declare(cython.longlong, 1 << 62)
 
 @cython.ccall
 def whole_us(seconds: cython.double) -> cython.longlong:
-    """Seconds as the nearest whole microseconds (`floor(seconds × 1e6 + 0.5)` in
+    """Seconds as the nearest whole microseconds (`floor(seconds * 1e6 + 0.5)` in
     doubles, as both builds compute it), within
     ±OBSERVATION_LIMIT: the unit a histogram's sum adds in, exactly, so that no
     order of observations, of restores or of shards shows in it (floats added in
