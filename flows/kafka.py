@@ -265,11 +265,12 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             return None
         return answer  # None on a timeout
 
-    def _rewind(self, reason: str) -> None:
+    def _rewind(self, reason: str, answer: tuple[int, int] | None = None) -> None:
         """Read on from the earliest offset the broker holds, and say so: the offset to
         read next is gone (retention deleted it, or the topic was recreated), where
-        librdkafka would skip silently to the end, past everything there."""
-        answer = self._watermarks()
+        librdkafka would skip silently to the end, past everything there. `answer`:
+        the partition's offsets as the broker just gave them, else asked here."""
+        answer = answer or self._watermarks()
         earliest = OFFSET_BEGINNING if answer is None else answer[0]
         log.warning(
             "%s: offset %d is no longer on the broker (%s); reading on from %s",
@@ -347,7 +348,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         if self.next_offset > high >= 0:
             answer = self._watermarks()
             if answer is not None and self.next_offset > answer[1]:
-                self._rewind(f"the partition ends at offset {high}")
+                self._rewind(f"the partition ends at offset {high}", answer)
 
     def _caught_up(self) -> bool:
         """At the end of the partition as last fetched, or looked up at the start.

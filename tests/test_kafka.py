@@ -327,16 +327,7 @@ def test_a_tombstone_among_events_is_dead_lettered_where_it_stands(kafka):
     source = TpsKafkaSource(
         KafkaSettings(kafka), {topic: 1}, {0: "0"}, start="earliest", runtime=Runtime(Settings())
     )
-    reader = source.build_part("input", part_name(topic, 0), None)
-    items: list[Any] = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(items) < 3 and time.monotonic() < deadline:
-            for _shard, message in reader.next_batch():
-                if message[0] == "events":
-                    items += message[3]
-    finally:
-        reader.close()
+    items = read_items(source.build_part("input", part_name(topic, 0), None), 3, timeout=30)
     assert [type(item).__name__ for item in items] == ["PageViewed", "Reject", "PageViewed"]
     assert (items[1].reason, items[1].payload, items[1].origin["offset"]) == (
         "invalid_json",
