@@ -3,7 +3,7 @@ from flows.entities cimport orders as entity
 from flows.runtime cimport core
 
 cdef class Pending:
-    cdef public dict lines, moves
+    cdef public dict lines, moves, taken
 
 cdef class Inventory(entity.OrderWatcher):
     cdef public dict windows
@@ -16,6 +16,7 @@ cdef class Move:
     cdef public str event_id, sku
 
 cdef Move new_move(long long ts, str event_id, long long qty, str sku)
+cdef dict of_fc(dict by_fc, str fc)
 
 cdef class Lot:
     cdef public long long ts, qty
@@ -73,11 +74,12 @@ cdef class ItemHealth:
     cdef public long long demand_days, safety_days, spike_days, spike_min_units
     cdef public object excess_num, excess_den, spike_num, spike_den
     cdef close_window(self, long long end, list out)
-    cdef apply(self, long long start, long long end, dict lines, dict moves, list changed)
+    cdef apply(self, long long start, long long end, dict lines, dict moves, dict taken, list changed)
+    cdef apply_units(self, long long start, long long end, dict units_by_fc, bint ordered, list changed)
     cdef list in_order(self)
     cdef object skus_of(self, str fc)
     cdef Item item(self, object skus, str fc, str sku, long long start)
-    cdef prefetch(self, dict lines, dict moves)
+    cdef prefetch(self, dict lines, dict moves, dict taken)
     cdef evaluate(self, Item item, long long end, list out)
     cdef scan(self, Item item, long long end)
     cdef add_today(self, Item item, long long end)

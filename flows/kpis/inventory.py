@@ -135,15 +135,17 @@ STATE_SETS = tuple(
 class Pending:
     """A shard's rows of one window, per fc (the combine step keeps an fc's items in
     one table): units ordered per sku (summed: every open order's lines would be
-    held till the close otherwise), and the stock moves as they came (collecting
-    them per item cost a lookup and a store per event; the combine step finds each
-    move's item anyway)."""
+    held till the close otherwise), the positive stock moves as they came (FIFO
+    dates their lots), and the units taken per sku (picks, negative adjustments),
+    summed: the lots after a window are the newest max(on hand, 0) units of
+    those stowed, wherever its takes fall among its stows (`take`)."""
 
     lines: dict  # type: ignore[type-arg]  # fc -> {sku: units}
     moves: dict  # type: ignore[type-arg]  # fc -> [Move]
+    taken: dict  # type: ignore[type-arg]  # fc -> {sku: units}
 
     def __init__(self) -> None:
-        self.lines, self.moves = {}, {}
+        self.lines, self.moves, self.taken = {}, {}, {}
 
 
 @cython.cclass
@@ -176,11 +178,16 @@ class Inventory(entity.OrderWatcher):
             qty = -event.qty
         else:
             qty = event.qty
-        moves: dict = self.pending(ts).moves  # type: ignore[type-arg]
+        pending: Pending = self.pending(ts)
         fc = event.fc
-        fc_moves: list | None = moves.get(fc)  # type: ignore[type-arg]
+        if qty <= 0:
+            units: dict = of_fc(pending.taken, fc)  # type: ignore[type-arg]
+            sku = event.sku
+            units[sku] = units.get(sku, 0) - qty
+            return
+        fc_moves: list | None = pending.moves.get(fc)  # type: ignore[type-arg]
         if fc_moves is None:
-            fc_moves = moves[fc] = []
+            fc_moves = pending.moves[fc] = []
         fc_moves.append(new_move(ts, event.event_id, qty, event.sku))
 
     @cython.cfunc
@@ -192,11 +199,8 @@ class Inventory(entity.OrderWatcher):
         before: cython.int,
         event: Any,
     ) -> None:
-        lines: dict = self.pending(order.placed).lines  # type: ignore[type-arg]
-        fc = event.fc  # the item's own fc, not the label the order's metrics use
-        units: dict | None = lines.get(fc)  # type: ignore[type-arg]
-        if units is None:
-            units = lines[fc] = {}
+        # The item's own fc, not the label the order's metrics use.
+        units: dict = of_fc(self.pending(order.placed).lines, event.fc)  # type: ignore[type-arg]
         for line in event.lines:
             sku = line.sku
             units[sku] = units.get(sku, 0) + line.qty
@@ -213,26 +217,26 @@ class Inventory(entity.OrderWatcher):
 
     @cython.cfunc
     def on_close(self, end: cython.longlong) -> object:
-        """(window start, order lines, stock moves) per closed window."""
+        """(window start, order lines, positive moves, units taken) per closed window."""
         self.current_start = core.MIN_TS
         rows = []
         pending: Pending
         for start in sorted([start for start in self.windows if start + self.window <= end]):
             pending = self.windows.pop(start)
-            rows.append((start, pending.lines, pending.moves))
+            rows.append((start, pending.lines, pending.moves, pending.taken))
         return rows
 
     def export_state(self) -> Any:
         return {
-            start: (lines_by_item(pending.lines), moves_by_item(pending.moves))
+            start: window_state(start, pending.lines, pending.moves, pending.taken)
             for start, pending in self.windows.items()
         }
 
     def restore_state(self, state: Any) -> None:
         self.windows = {}
-        for start, (lines, moved) in state.items():
+        for start, saved in state.items():
             pending = self.windows[start] = Pending()
-            pending.lines, pending.moves = lines_of(lines), moves_of(moved)
+            pending.lines, pending.moves, pending.taken = window_of(saved)
 
 
 @cython.final
@@ -273,6 +277,23 @@ class Move:
 
 
 @cython.cfunc
+def of_fc(by_fc: dict, fc: str) -> dict:  # type: ignore[type-arg]
+    """The fc's {sku: units} in a window's `by_fc`, made on its first use."""
+    units: dict | None = by_fc.get(fc)  # type: ignore[type-arg]
+    if units is None:
+        units = by_fc[fc] = {}
+    return units
+
+
+def add_units(into: dict[str, dict[str, int]], units_by_fc: dict[str, dict[str, int]]) -> None:
+    """Another shard's units per fc and sku added into a window's."""
+    for fc, units in units_by_fc.items():
+        merged = of_fc(into, fc)
+        for sku, count in units.items():
+            merged[sku] = merged.get(sku, 0) + count
+
+
+@cython.cfunc
 def new_move(ts: cython.longlong, event_id: str, qty: cython.longlong, sku: str) -> Move:
     move: Move = Move.__new__(Move)  # without Python's call of __init__
     move.ts, move.event_id, move.qty, move.sku = ts, event_id, qty, sku
@@ -280,40 +301,46 @@ def new_move(ts: cython.longlong, event_id: str, qty: cython.longlong, sku: str)
 
 
 # A window's rows as snapshots keep them, per (fc, sku), so that those of earlier
-# builds restore.
+# builds restore (and this build's restore in them): order lines as units, stock
+# moves as (ts, event id, qty), an item's units taken as one move at the window's
+# start (where takes fall among the stows does not change FIFO's lots).
 
 
-def lines_by_item(lines: dict[str, dict[str, int]]) -> dict[tuple[str, str], int]:
-    """Units ordered per (fc, sku)."""
-    return {(fc, sku): units for fc, skus in lines.items() for sku, units in skus.items()}
-
-
-def lines_of(by_item: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
-    """A window's order lines from `lines_by_item`."""
-    lines: dict[str, dict[str, int]] = {}
-    for (fc, sku), units in by_item.items():
-        lines.setdefault(fc, {})[sku] = units
-    return lines
-
-
-def moves_by_item(moves: dict[str, list[Move]]) -> dict[Any, list[Any]]:
-    """(ts, event id, qty) per (fc, sku)."""
-    moved: dict[Any, list[Any]] = {}
+def window_state(
+    start: int,
+    lines: dict[str, dict[str, int]],
+    moves: dict[str, list[Move]],
+    taken: dict[str, dict[str, int]],
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[tuple[int, str, int]]]]:
+    """(units ordered per item, moves per item)."""
+    moved: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
     move: Move
     for fc, fc_moves in moves.items():
         for move in fc_moves:
             moved.setdefault((fc, move.sku), []).append((move.ts, move.event_id, move.qty))
-    return moved
+    for fc, skus in taken.items():
+        for sku, units in skus.items():
+            moved.setdefault((fc, sku), []).append((start, "", -units))
+    by_item = {(fc, sku): units for fc, skus in lines.items() for sku, units in skus.items()}
+    return by_item, moved
 
 
-def moves_of(moved: dict[Any, list[Any]]) -> dict[str, list[Move]]:
-    """A window's moves from `moves_by_item`."""
+def window_of(saved: Any) -> tuple[dict[str, Any], dict[str, list[Move]], dict[str, Any]]:
+    """(order lines, positive moves, units taken) from `window_state`."""
+    by_item, moved = saved
+    lines: dict[str, dict[str, int]] = {}
+    for (fc, sku), units in by_item.items():
+        lines.setdefault(fc, {})[sku] = units
     moves: dict[str, list[Move]] = {}
+    taken: dict[str, dict[str, int]] = {}
     for (fc, sku), item_moves in moved.items():
-        moves.setdefault(fc, []).extend(
-            new_move(ts, event_id, qty, sku) for ts, event_id, qty in item_moves
-        )
-    return moves
+        for ts, event_id, qty in item_moves:
+            if qty > 0:
+                moves.setdefault(fc, []).append(new_move(ts, event_id, qty, sku))
+            else:
+                units = taken.setdefault(fc, {})
+                units[sku] = units.get(sku, 0) - qty
+    return lines, moves, taken
 
 
 @cython.final
@@ -657,17 +684,15 @@ class ItemHealth:
 
     def add(self, rows: list[Any]) -> None:
         """One shard's rows."""
-        for start, lines, moves in rows:
+        for start, lines, moves, taken in rows:
             pending = self.pending.get(start)
             if pending is None:  # the first shard's rows of the window, taken as they are
-                self.pending[start] = [lines, moves]
+                self.pending[start] = [lines, moves, taken]
                 continue
-            for fc, units in lines.items():
-                merged: dict[str, int] = pending[0].setdefault(fc, {})
-                for sku, count in units.items():
-                    merged[sku] = merged.get(sku, 0) + count
+            add_units(pending[0], lines)
             for fc, fc_moves in moves.items():
                 pending[1].setdefault(fc, []).extend(fc_moves)
+            add_units(pending[2], taken)
 
     def close(self, closed: int, out: list[Any]) -> None:
         """Every shard closed every window ending at or before `closed`: each close
@@ -722,7 +747,7 @@ class ItemHealth:
                 touch(item, end, changed)
         rows = self.pending.pop(start, None)
         if rows is not None:
-            self.apply(start, end, rows[0], rows[1], changed)
+            self.apply(start, end, rows[0], rows[1], rows[2], changed)
         if end % DAY:
             # Items in any order (their figures do not depend on it), their alerts
             # in item order (stable: an item's stockout before its spike).
@@ -804,22 +829,15 @@ class ItemHealth:
         end: cython.longlong,
         lines: dict,  # type: ignore[type-arg]
         moves: dict,  # type: ignore[type-arg]
+        taken: dict,  # type: ignore[type-arg]
         changed: list,  # type: ignore[type-arg]
     ) -> None:
-        """A closed window's order lines, and each fc's moves in (ts, event_id)
-        order (so each item's are: FIFO); each item they change joins `changed`
-        once."""
+        """A closed window's order lines, each fc's positive moves in (ts, event_id)
+        order (so each item's are: FIFO), then the units taken; each item they
+        change joins `changed` once."""
         item: Item
-        start_int: object = start  # one int for every item's entry
-        self.prefetch(lines, moves)
-        units: dict  # type: ignore[type-arg]
-        for fc, units in lines.items():
-            skus = self.skus_of(fc)
-            for sku, count in units.items():
-                item = self.item(skus, fc, sku, start)
-                add_entry(item, start_int, count)
-                item.active = start
-                touch(item, end, changed)
+        self.prefetch(lines, moves, taken)
+        self.apply_units(start, end, lines, True, changed)
         move: Move
         fc_moves: list  # type: ignore[type-arg]
         for fc, fc_moves in moves.items():
@@ -828,6 +846,33 @@ class ItemHealth:
             for move in fc_moves:
                 item = self.item(skus, fc, move.sku, start)
                 take(item, move.ts, move.qty)
+                item.active = start
+                touch(item, end, changed)
+        self.apply_units(start, end, taken, False, changed)
+
+    @cython.cfunc
+    def apply_units(
+        self,
+        start: cython.longlong,
+        end: cython.longlong,
+        units_by_fc: dict,  # type: ignore[type-arg]
+        ordered: cython.bint,
+        changed: list,  # type: ignore[type-arg]
+    ) -> None:
+        """A closed window's units per fc and sku: ordered (demand entries) or
+        taken (FIFO); each item joins `changed` once."""
+        item: Item
+        start_int: object = start  # one int for every item's entry
+        units: dict  # type: ignore[type-arg]
+        count: cython.longlong
+        for fc, units in units_by_fc.items():
+            skus = self.skus_of(fc)
+            for sku, count in units.items():
+                item = self.item(skus, fc, sku, start)
+                if ordered:
+                    add_entry(item, start_int, count)
+                else:
+                    take(item, start, -count)
                 item.active = start
                 touch(item, end, changed)
 
@@ -861,14 +906,15 @@ class ItemHealth:
         return walk
 
     @cython.cfunc
-    def prefetch(self, lines: dict, moves: dict) -> None:  # type: ignore[type-arg]
+    def prefetch(self, lines: dict, moves: dict, taken: dict) -> None:  # type: ignore[type-arg]
         """Start loading the items a window names: looked up one by one, each lookup
         would wait for memory (an item is a few hundred bytes, tens of thousands
         of them)."""
-        for fc, units in lines.items():
-            table = self.items.get(fc)
-            if table is not None:
-                table.prefetch(list(units), ITEM_SIZE)
+        for by_fc in (lines, taken):
+            for fc, units in by_fc.items():
+                table = self.items.get(fc)
+                if table is not None:
+                    table.prefetch(list(units), ITEM_SIZE)
         move: Move
         fc_moves: list  # type: ignore[type-arg]
         for fc, fc_moves in moves.items():
@@ -1123,8 +1169,7 @@ class ItemHealth:
                 (item.fc, item.sku): item for skus in self.items.values() for item in skus.values()
             },
             "pending": {
-                start: [lines_by_item(lines), moves_by_item(moves)]
-                for start, (lines, moves) in self.pending.items()
+                start: list(window_state(start, *rows)) for start, rows in self.pending.items()
             },
             "closed": self.closed,
             "timers": sorted(
@@ -1137,10 +1182,7 @@ class ItemHealth:
 
     def restore_state(self, state: Any) -> None:
         self.bind()
-        self.pending = {
-            start: [lines_of(lines), moves_of(moved)]
-            for start, (lines, moved) in state["pending"].items()
-        }
+        self.pending = {start: list(window_of(saved)) for start, saved in state["pending"].items()}
         self.closed = state["closed"]
         self.items, self.checks = {}, {}
         self.places = {}

@@ -339,6 +339,43 @@ def test_picks_beyond_the_lots_leave_a_shortfall_that_stows_fill_first() -> None
     assert record["units_by_age"] == {"0-90": 7, "91-180": 0, "181-270": 0, "271-365": 0, "365+": 0}
 
 
+@pytest.mark.parametrize("arrival", ["in time order", "reversed", "restored between"])
+def test_a_windows_takes_leave_the_lots_fifo_leaves_wherever_they_fall(arrival: str) -> None:
+    """A shard keeps a window's takes of an item as one sum (the lots are always
+    the newest max(on hand, 0) units stowed). In time order: a lot of 5 from day
+    -100, then in the last minute of day -1 a pick of 2, a stow of 10, a pick of
+    2 and a stow of 6: the picks take 4 of the old lot, 1 stays 91-180 days old.
+    Any arrival order within the lateness, and a snapshot between, agree."""
+    e = Events()
+    run = Run().feed(e.stowed("R0", on(-100), 5, sku="T"), e.tick(on(-1, 23, 58)))
+    window = [
+        e.picked("X1", on(-1, 23, 59 + 5 / 60), 2, sku="T"),
+        e.stowed("R1", on(-1, 23, 59 + 10 / 60), 10, sku="T"),
+        e.picked("X2", on(-1, 23, 59 + 20 / 60), 2, sku="T"),
+        e.stowed("R2", on(-1, 23, 59 + 30 / 60), 6, sku="T"),
+    ]
+    if arrival == "reversed":
+        window.reverse()
+    if arrival == "restored between":
+        run.feed(*window[:3])
+        (family,) = [f for f in run.shard.families if f.NAME == "inventory"]
+        (saved,) = family.export_state().values()
+        assert saved[1][("FC1", "T")][-1] == (parse_time(on(-1, 23)), "", -4)  # the takes as one
+        run = run.restored().feed(window[3])
+    else:
+        run.feed(*window)
+    run.feed(e.tick(after(0, 0)))
+    record = health(run, "T", on(0))
+    assert record["on_hand"] == 5 - 2 + 10 - 2 + 6
+    assert record["units_by_age"] == {
+        "0-90": 16,
+        "91-180": 1,
+        "181-270": 0,
+        "271-365": 0,
+        "365+": 0,
+    }
+
+
 def spike_history(e: Events, sku: str, now: int) -> list[bytes]:
     """An item that exists from day -8, ordered 4 units at 10:00-11:00 on each of
     the 7 days before (baseline 4: a spike from 3 * 4 = 12 units), then `now`."""
