@@ -233,8 +233,8 @@ class OrderWatcher(core.Family):
                 "fc": fc,
                 "region": region,
                 "deadline": format_time(deadline),
-                happened: None if at >= self.shard.watermark else format_time(at),
-                "decided_ts": self.shard.decided(),
+                happened: None if at >= self.context.watermark else format_time(at),
+                "decided_ts": self.context.decided(),
             },
         )
 
@@ -268,13 +268,13 @@ class OrderBook(core.Family):
         self.orphans = {}  # order id -> [(ts, event)] held until it is placed
 
     def attach(self) -> None:
-        shard = self.shard
-        self.retention = shard.config.retention
-        self.fcs = shard.known_values("fc")
-        self.regions = shard.known_values("region")
-        self.orphan_counts = shard.counts(ORPHAN_EVENTS)
-        self.expired = shard.counts(STATE_EXPIRED)
-        self.watchers = [f for f in shard.families if isinstance(f, OrderWatcher)]
+        context = self.context
+        self.retention = context.config.retention
+        self.fcs = context.known_values("fc")
+        self.regions = context.known_values("region")
+        self.orphan_counts = context.counts(ORPHAN_EVENTS)
+        self.expired = context.counts(STATE_EXPIRED)
+        self.watchers = [f for f in context.families if isinstance(f, OrderWatcher)]
         self.needs = 0
         shift = 0
         watcher: OrderWatcher
@@ -314,9 +314,9 @@ class OrderBook(core.Family):
         order_id = event.order_id
         if order_id in self.orders:
             return  # the first order.placed of an order defines it
-        shard = self.shard
-        fc = self.fcs.get(event.fc) or shard.label("fc", event.fc)
-        region = self.regions.get(event.region) or shard.label("region", event.region)
+        context = self.context
+        fc = self.fcs.get(event.fc) or context.label("fc", event.fc)
+        region = self.regions.get(event.region) or context.label("region", event.region)
         units: cython.longlong = 0
         for line in event.lines:
             units += line.qty
@@ -368,7 +368,7 @@ class OrderBook(core.Family):
                 return
             change = SHIPPED | (FIRST_SHIPMENT if order.shipped == core.NEVER else 0)
             self.previous, order.shipped = order.shipped, ts
-            order.ship_fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
+            order.ship_fc = self.fcs.get(event.fc) or self.context.label("fc", event.fc)
             # Never final yet: an earlier shipment than a final one would be late.
             self.at(ts, T_SHIPMENT, order_id, order)
         elif kind == "inventory.packed":

@@ -115,11 +115,11 @@ class Conversions(core.Family):
         self.sessions = {}  # session id -> Session
 
     def attach(self) -> None:
-        shard = self.shard
+        context = self.context
         # Times are whole µs, so t - c <= minutes exactly when t - c <= its floor.
-        self.horizon = math.floor(shard.config.kpi.conversion_minutes * 60 * US_PER_SECOND)
-        self.widgets = shard.known_values("widget")
-        self.conversions, self.decided = shard.counts(CONVERSIONS), shard.counts(DECIDED)
+        self.horizon = math.floor(context.config.kpi.conversion_minutes * 60 * US_PER_SECOND)
+        self.widgets = context.known_values("widget")
+        self.conversions, self.decided = context.counts(CONVERSIONS), context.counts(DECIDED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
@@ -137,7 +137,7 @@ class Conversions(core.Family):
             self.at(ts + 1, T_CART, session_id)
             return
         # The storefront family counts this event's use of its widget label.
-        widget = self.widgets.get(event.widget) or self.shard.labels.fold("widget", event.widget)
+        widget = self.widgets.get(event.widget) or self.context.labels.fold("widget", event.widget)
         click = Click(ts, sku, widget)
         for cart_ts, cart_sku in session.carts:
             if cart_sku == sku and ts <= cart_ts <= ts + self.horizon:
@@ -159,7 +159,7 @@ class Conversions(core.Family):
             self.conversions.add(click.widget, 1 if click.converted else 0)
             self.decided.add(click.widget)
         else:
-            watermark: cython.longlong = self.shard.watermark
+            watermark: cython.longlong = self.context.watermark
             session.carts = [cart for cart in session.carts if cart[0] >= watermark]
         if not session.clicks and not session.carts:
             del self.sessions[key]

@@ -145,25 +145,25 @@ class Customer(entity.OrderWatcher):
         self.windows = {}  # window start -> [{fc or widget: Ratio}] by ratio
 
     def attach(self) -> None:
-        shard = self.shard
-        self.window = shard.window
+        context = self.context
+        self.window = context.window
         self.current_start, self.current = core.MIN_TS, []  # the window of the last part
-        self.fcs, self.widgets = shard.known_values("fc"), shard.known_values("widget")
-        self.reasons = shard.known_values("reason")
-        self.cancelled, self.returned = shard.counts(CANCELLED), shard.counts(RETURNED)
+        self.fcs, self.widgets = context.known_values("fc"), context.known_values("widget")
+        self.reasons = context.known_values("reason")
+        self.cancelled, self.returned = context.counts(CANCELLED), context.counts(RETURNED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
         ratio: Ratio
         if kind == "return.received":
-            fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
+            fc = self.fcs.get(event.fc) or self.context.label("fc", event.fc)
             qty: cython.longlong = event.qty
             self.returned.add((fc, self.reason(event.reason)), qty)
             ratio = self.part(ts, RETURNS, fc)
             ratio.numerator += qty
             return
         # The storefront family counts this event's use of its widget label.
-        widget = self.widgets.get(event.widget) or self.shard.labels.fold("widget", event.widget)
+        widget = self.widgets.get(event.widget) or self.context.labels.fold("widget", event.widget)
         ratio = self.part(ts, CLICKS, widget)
         if kind == "recommendation.shown":
             ratio.divisor += 1
@@ -175,7 +175,7 @@ class Customer(entity.OrderWatcher):
         """A reason label: `unknown` when the event has none."""
         if reason is None:
             reason = UNKNOWN
-        label: str = self.reasons.get(reason) or self.shard.label("reason", reason)
+        label: str = self.reasons.get(reason) or self.context.label("reason", reason)
         return label
 
     @cython.cfunc

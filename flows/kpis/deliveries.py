@@ -83,7 +83,7 @@ class Deliveries(entity.OrderWatcher):
     updates: core.Counts
 
     def attach(self) -> None:
-        counts = self.shard.counts
+        counts = self.context.counts
         self.deliveries, self.late = counts(DELIVERIES), counts(LATE_DELIVERIES)
         self.past_promise, self.updates = counts(PAST_PROMISE), counts(UPDATES)
 
@@ -125,7 +125,7 @@ class Deliveries(entity.OrderWatcher):
             late = self.alert(
                 "late_delivery", key, order, deliver_by, "delivered_ts", order.delivered
             )
-            self.shard.emit(late)
+            self.context.emit(late)
         if order.delivered != core.NEVER and not self.has(order, COUNTED):
             self.count(order, False)
         if order.delivered == core.NEVER and order.cancelled == core.NEVER:

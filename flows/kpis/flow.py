@@ -223,19 +223,19 @@ class Flow(entity.OrderWatcher):
         self.floor = core.MIN_TS  # steps before it go to its window (seeding)
 
     def attach(self) -> None:
-        shard = self.shard
-        self.window, self.retention = shard.window, shard.config.retention
+        context = self.context
+        self.window, self.retention = context.window, context.config.retention
         self.current_start, self.current = core.MIN_TS, {}
-        self.fcs = shard.known_values("fc")
-        self.pick_wait = shard.histogram(PICK_WAIT)
-        self.pick_to_pack = shard.histogram(PICK_TO_PACK)
-        self.pack_to_ship = shard.histogram(PACK_TO_SHIP)
-        families = shard.families
-        receipts: Any = shard.family(inbound.Receipts.NAME)
+        self.fcs = context.known_values("fc")
+        self.pick_wait = context.histogram(PICK_WAIT)
+        self.pick_to_pack = context.histogram(PICK_TO_PACK)
+        self.pack_to_ship = context.histogram(PACK_TO_SHIP)
+        families = context.families
+        receipts: Any = context.family(inbound.Receipts.NAME)
         if families.index(receipts) < families.index(self):
             raise ValueError("the flow family reads receipts before the receipts family")
         self.receiving = receipts
-        book: Any = shard.family(entity.OrderBook.NAME)  # restored, maybe not wired yet
+        book: Any = context.family(entity.OrderBook.NAME)  # restored, maybe not wired yet
         if not self.seeded and (book.orders or self.receiving.receipts):
             self.seed(book.orders)
 
@@ -244,7 +244,7 @@ class Flow(entity.OrderWatcher):
         order and receipt in state, those before W in W's window (they count at
         every close from the next on), and the stage times not yet observed
         (not those with a time an upgrade did not keep)."""
-        self.floor = self.shard.watermark
+        self.floor = self.context.watermark
         order: entity.Order
         p: cython.longlong
         k1: cython.longlong
@@ -444,7 +444,7 @@ class Flow(entity.OrderWatcher):
         if kind == "inventory.received":
             if receipt is not None and receipt.received != core.NEVER:
                 return  # the first dock scan defines the receipt
-            fc: str = self.fcs.get(event.fc) or self.shard.labels.fold("fc", event.fc)
+            fc: str = self.fcs.get(event.fc) or self.context.labels.fold("fc", event.fc)
             done: cython.longlong = completion(receipt, qty, 0, 0)
             self.receipt_steps(fc, ts, done, 1, core.MIN_TS)
             if self.retention:

@@ -166,7 +166,7 @@ class Inventory(entity.OrderWatcher):
         self.windows = {}  # window start -> Pending
 
     def attach(self) -> None:
-        self.window = self.shard.window
+        self.window = self.context.window
         self.current_start, self.current = core.MIN_TS, Pending()
 
     @cython.cfunc

@@ -152,12 +152,12 @@ class Orders(entity.OrderWatcher):
     stage_cells: dict  # type: ignore[type-arg]
 
     def attach(self) -> None:
-        counts = self.shard.counts
+        counts = self.context.counts
         self.units_ordered, self.shipped = counts(UNITS_ORDERED), counts(SHIPPED)
         self.placed, self.units_shipped = counts(ORDERS_PLACED), counts(UNITS_SHIPPED)
         self.breaches, self.awaiting = counts(BREACHES), counts(AWAITING)
         self.past_promise, self.in_stage = counts(PAST_PROMISE), counts(IN_STAGE)
-        self.cycle = self.shard.histogram(CYCLE)
+        self.cycle = self.context.histogram(CYCLE)
         self.stage_cells = {}  # fc -> (its cell of `awaiting`, its cells of `in_stage`...)
 
     @cython.cfunc
@@ -221,7 +221,7 @@ class Orders(entity.OrderWatcher):
             breach = self.alert(
                 "ship_sla_breach", order_id, order, ship_by, "shipped_ts", order.shipped
             )
-            self.shard.emit(breach)
+            self.context.emit(breach)
         if order.shipped == core.NEVER and order.cancelled == core.NEVER:
             self.set(order, PAST)
             self.past_promise.add(order.fc)

@@ -119,13 +119,13 @@ class Receipts(core.Family):
         self.receipts = {}
 
     def attach(self) -> None:
-        shard = self.shard
-        self.retention = shard.config.retention
-        self.fcs = shard.known_values("fc")
-        self.dock_to_stock = shard.histogram(DOCK_TO_STOCK)
-        self.awaiting = shard.counts(AWAITING_STOW)
-        self.units_received = shard.counts(UNITS_RECEIVED)
-        self.orphans, self.expired = shard.counts(ORPHAN_EVENTS), shard.counts(STATE_EXPIRED)
+        context = self.context
+        self.retention = context.config.retention
+        self.fcs = context.known_values("fc")
+        self.dock_to_stock = context.histogram(DOCK_TO_STOCK)
+        self.awaiting = context.counts(AWAITING_STOW)
+        self.units_received = context.counts(UNITS_RECEIVED)
+        self.orphans, self.expired = context.counts(ORPHAN_EVENTS), context.counts(STATE_EXPIRED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
@@ -136,7 +136,7 @@ class Receipts(core.Family):
 
     @cython.cfunc
     def received(self, ts: cython.longlong, event: Any) -> None:
-        fc = self.fcs.get(event.fc) or self.shard.label("fc", event.fc)
+        fc = self.fcs.get(event.fc) or self.context.label("fc", event.fc)
         qty: cython.longlong = event.qty
         self.units_received.add(fc, qty)
         receipt_id = event.receipt_id
@@ -194,14 +194,14 @@ class Receipts(core.Family):
         """W passed this receipt's dock scan plus the retention: not only an earlier
         receipt's of the same id (one that completed and left state) whose timer
         this is."""
-        return receipt.received + self.retention < self.shard.watermark
+        return receipt.received + self.retention < self.context.watermark
 
     @cython.cfunc
     def complete(self, receipt_id: object, receipt: Receipt) -> None:
         if receipt.received == core.NEVER or receipt.stowed < receipt.qty:
             return
         completed: cython.longlong = receipt.completed_at()
-        if completed > self.shard.watermark:
+        if completed > self.context.watermark:
             return  # a later timer decides
         del self.receipts[receipt_id]
         seconds: cython.double = (completed - receipt.received) / US_PER_SECOND

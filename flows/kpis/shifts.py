@@ -103,7 +103,7 @@ class Shifts(entity.OrderWatcher):
         self.shipments = {}  # order id -> the Tally counting its earliest shipment
 
     def attach(self) -> None:
-        kpi = self.shard.config.kpi
+        kpi = self.context.config.kpi
         self.calendars = Calendars(kpi)
         self.every = every_calendar(kpi)
         self.current = {}  # fc -> its latest Tally: most events fall into it
@@ -166,7 +166,7 @@ class Shifts(entity.OrderWatcher):
         """(fc, instance start, units picked, orders shipped) of every instance that
         ended at or before W and counted anything; the next report is due at the
         next instance end of any calendar."""
-        watermark: cython.longlong = self.shard.watermark
+        watermark: cython.longlong = self.context.watermark
         tally: Tally
         rows = []
         for key in sorted([key for key, open_ in self.tallies.items() if open_.end <= watermark]):

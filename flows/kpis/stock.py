@@ -140,12 +140,12 @@ class Stock(entity.OrderWatcher):
         self.windows = {}  # window start -> fc -> Part
 
     def attach(self) -> None:
-        shard = self.shard
-        self.window = shard.window
+        context = self.context
+        self.window = context.window
         self.current_start, self.current = core.MIN_TS, {}  # the window of the last event
         self.places = {}  # admitted fc (None: beyond the label cap) -> Place
-        self.stowed, self.picked = shard.counts(UNITS_STOWED), shard.counts(UNITS_PICKED)
-        self.on_hand, self.adjusted = shard.counts(ON_HAND), shard.counts(ADJUSTED)
+        self.stowed, self.picked = context.counts(UNITS_STOWED), context.counts(UNITS_PICKED)
+        self.on_hand, self.adjusted = context.counts(ON_HAND), context.counts(ADJUSTED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
@@ -177,7 +177,7 @@ class Stock(entity.OrderWatcher):
         """The Place of an fc not met yet, or of one beyond the label cap: those
         share one, kept under None, and ask for their label at each event (which
         counts the fold)."""
-        label = self.shard.label("fc", fc)
+        label = self.context.label("fc", fc)
         key = None if label == OTHER else fc
         place: Place | None = self.places.get(key)
         if place is None:

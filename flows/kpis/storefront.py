@@ -85,12 +85,15 @@ class Storefront(core.Family):
     clicked: core.Counts
 
     def attach(self) -> None:
-        shard = self.shard
-        self.pages, self.widgets = shard.known_values("page"), shard.known_values("widget")
-        self.page_load = shard.histogram(PAGE_LOAD)
-        self.search_latency = shard.histogram(SEARCH_LATENCY)
-        self.zero_results, self.cart_units = shard.counts(ZERO_RESULTS), shard.counts(CART_UNITS)
-        self.shown, self.clicked = shard.counts(SHOWN), shard.counts(CLICKED)
+        context = self.context
+        self.pages, self.widgets = context.known_values("page"), context.known_values("widget")
+        self.page_load = context.histogram(PAGE_LOAD)
+        self.search_latency = context.histogram(SEARCH_LATENCY)
+        self.zero_results, self.cart_units = (
+            context.counts(ZERO_RESULTS),
+            context.counts(CART_UNITS),
+        )
+        self.shown, self.clicked = context.counts(SHOWN), context.counts(CLICKED)
 
     @cython.cfunc
     def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
@@ -107,7 +110,7 @@ class Storefront(core.Family):
 
     @cython.cfunc
     def page_viewed(self, event: Any) -> None:
-        page = self.pages.get(event.page) or self.shard.label("page", event.page)
+        page = self.pages.get(event.page) or self.context.label("page", event.page)
         self.page_load.observe(page, event.load_ms / 1000)
 
     @cython.cfunc
@@ -118,4 +121,4 @@ class Storefront(core.Family):
 
     @cython.cfunc
     def widget(self, event: Any) -> str:
-        return self.widgets.get(event.widget) or self.shard.label("widget", event.widget)
+        return self.widgets.get(event.widget) or self.context.label("widget", event.widget)

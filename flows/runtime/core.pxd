@@ -36,8 +36,6 @@ cdef enum:
 
 cpdef add(dict series, object key, object amount=*)
 
-cdef class Shard
-
 cpdef long long whole_us(double seconds)
 
 cdef class Observed:
@@ -89,8 +87,17 @@ cdef class Kind:
     cdef public tuple handlers, names, prefetching
     cdef public long long accepted, duplicate, late
 
+cdef class Context:
+    cdef public object config
+    cdef public long long window, orphan_horizon, watermark
+    cdef public list families, out, counters
+    cdef public object ledger, labels
+    cdef public dict known, overflow, histograms
+    cpdef str label(self, str name, str value)
+    cpdef emit(self, object output)
+
 cdef class Family:
-    cdef public Shard shard
+    cdef public Context context
     cdef public long long slot, report_at
     cdef on_event(self, str kind, long long ts, object event)
     cdef on_timer(self, long long tag, object key, object ref)
@@ -100,23 +107,16 @@ cdef class Family:
     cdef hold(self, list held, long long ts, object value, long long tag, object key)
     cdef list past_horizon(self, list held, long long tag, object key)
 
-cdef class Shard:
+cdef class Shard(Context):
     cdef public str shard
-    cdef public object config
-    cdef public long long lateness, window, dedup_horizon, orphan_horizon, watermark, closed_through
+    cdef public long long lateness, dedup_horizon, closed_through
     cdef public bint due_now
     cdef public dict max_ts
     cdef public set idle
     cdef public object seen
     cdef public Timers timers
-    cdef public list families, prefetchers, out
-    cdef public dict kinds, known, events, duplicate, late, rejected, overflow
-    cdef public list counters
-    cdef public dict histograms
-    cdef public object ledger
-    cdef public object labels
-    cpdef str label(self, str name, str value)
-    cpdef emit(self, object output)
+    cdef public list prefetchers
+    cdef public dict kinds, events, duplicate, late, rejected
     cpdef process(self, str source, list items)
     cdef Kind kind(self, object event)
     cdef count_kinds(self)

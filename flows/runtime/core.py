@@ -420,197 +420,24 @@ class Kind:
 
 
 @cython.cclass
-class Family:
-    """One KPI family, or an entity several families read, on one shard.
+class Context:
+    """What a family on a shard uses of it, and all the runtime hands it: W, the
+    window and settings, its metric series, label lookups, typed outputs, and the
+    shard's other families (an entity and its watchers). The Shard is one; its
+    admission, timers and windows stay its own."""
 
-    A subclass declares NAME, VERSION (of its exported state), KINDS (the event
-    kinds it handles) and METRICS (what it counts), and overrides what it needs
-    of `attach`, `on_event`, `on_timer`, `on_close`, `entries`,
-    `export_state` and `restore_state`, and `prefetch` if it sets PREFETCHES.
-    The runtime calls nothing else.
-
-    A family whose combine step follows W rather than windows sets `report_at`:
-    once W reaches it, the shard reports (`on_close`, then partials with its W)
-    at the end of the step even if no window closed. Not kept in snapshots: set
-    it again in `attach` (reporting early is harmless).
-    """
-
-    NAME: ClassVar[str] = ""
-    VERSION: ClassVar[int] = 1
-    KINDS: ClassVar[tuple[str, ...]] = ()
-    METRICS: ClassVar[tuple[Metric, ...]] = ()
-    PREFETCHES: ClassVar[bool] = False
-
-    shard: Shard
-    slot: cython.longlong
-    report_at: cython.longlong
-
-    def bind(self, shard: Shard, index: int) -> None:
-        """Join a shard as its family number `index`, then wire up."""
-        self.shard = shard
-        self.slot = index << TAG_BITS
-        self.report_at = MAX_TS
-        self.attach()
-
-    def attach(self) -> None:
-        """Take references to series and label maps: wiring, rebuilt after a restore."""
-
-    @cython.cfunc
-    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
-        """An accepted event of one of KINDS, with its ts."""
-
-    @cython.cfunc
-    def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
-        """A timer set with `at(when, tag, key, ref)` is due: W >= when."""
-
-    @cython.cfunc
-    def prefetch(self, events: list) -> None:  # type: ignore[type-arg]
-        """Before a batch is handled (PREFETCHES), with its events of KINDS: start
-        loading the state they will look up, so that those cache misses overlap
-        instead of queueing."""
-
-    @cython.cfunc
-    def on_close(self, end: cython.longlong) -> object:
-        """Every window ending at or before `end` closed, or W reached a family's
-        `report_at`: partial rows for the combine stage, or None."""
-        return None
-
-    @cython.cfunc
-    def at(
-        self, when: cython.longlong, tag: cython.longlong, key: object, ref: object = None
-    ) -> None:
-        """Call `on_timer(tag, key, ref)` once W >= when; `ref` may carry the record
-        `key` names, to save looking it up again."""
-        timer: Timer = Timer.__new__(Timer)
-        timer.when, timer.slot, timer.key, timer.ref = when, self.slot | tag, key, ref
-        shard: Shard = self.shard
-        shard.timers.push(timer)
-        if when <= shard.watermark:
-            shard.due_now = True
-
-    @cython.cfunc
-    def hold(
-        self,
-        held: list,  # type: ignore[type-arg]
-        ts: cython.longlong,
-        value: object,
-        tag: cython.longlong,
-        key: object,
-    ) -> None:
-        """Keep `value`, of an event whose entity has not come yet, in `held` as
-        (ts, value) until W passes ts + the orphan horizon (`past_horizon` then
-        finds it). The earliest held sets its own timer: one that arrives after
-        a later one must not wait for the later one's horizon."""
-        if not held or ts < min([t for t, _ in held]):
-            self.at(ts + self.shard.orphan_horizon + 1, tag, key)
-        held.append((ts, value))
-
-    @cython.cfunc
-    def past_horizon(self, held: list, tag: cython.longlong, key: object) -> list:  # type: ignore[type-arg]
-        """Take out of `held` the values whose horizon W has passed, and return
-        them; the timer (`tag`, `key`) waits for the earliest of the rest."""
-        horizon: cython.longlong = self.shard.orphan_horizon + 1
-        watermark: cython.longlong = self.shard.watermark
-        ts: cython.longlong
-        gone = []
-        keep = []
-        for ts, value in held:
-            if ts + horizon <= watermark:
-                gone.append(value)
-            else:
-                keep.append((ts, value))
-        held[:] = keep
-        if keep:
-            self.at(min([t for t, _ in keep]) + horizon, tag, key)
-        return gone
-
-    def entries(self, into: dict[str, int]) -> None:
-        """Add what it holds to the state-size gauge, by kind."""
-
-    def export_state(self) -> Any:
-        """Its state as plain data (for snapshots), at VERSION."""
-        return None
-
-    def restore_state(self, state: Any) -> None:
-        """Take back what `export_state` gave, at VERSION."""
-
-
-@cython.final
-@cython.cclass
-class Shard:
-    """The runtime of one shard: admission, watermark, timers, windows, outputs."""
-
-    shard: str
     config: Any
-    lateness: cython.longlong
     window: cython.longlong
-    dedup_horizon: cython.longlong
     orphan_horizon: cython.longlong
     watermark: cython.longlong
-    closed_through: cython.longlong
-    due_now: cython.bint  # a timer was set for a time W has reached: fire it next
-    max_ts: dict  # type: ignore[type-arg]
-    idle: set  # type: ignore[type-arg]
-    seen: object
-    timers: Timers
     families: list  # type: ignore[type-arg]
-    prefetchers: list  # type: ignore[type-arg]
-    kinds: dict  # type: ignore[type-arg]
     ledger: Ledger
     labels: LabelCap
     known: dict  # type: ignore[type-arg]
     out: list  # type: ignore[type-arg]
-    events: dict  # type: ignore[type-arg]
-    duplicate: dict  # type: ignore[type-arg]
-    late: dict  # type: ignore[type-arg]
-    rejected: dict  # type: ignore[type-arg]
     overflow: dict  # type: ignore[type-arg]
     counters: list  # type: ignore[type-arg]
     histograms: dict  # type: ignore[type-arg]
-
-    def __init__(
-        self, shard: str, config: Any, labels: LabelCap, families: tuple[type[Family], ...]
-    ) -> None:
-        self.shard = shard
-        self.max_ts = dict.fromkeys(config.sources, MIN_TS)
-        self.idle = set()
-        self.watermark = MIN_TS
-        self.closed_through = MIN_TS
-        self.due_now = False
-        self.seen = id_table()
-        self.timers = Timers()
-        self.families = [kind() for kind in families]
-        self.prefetchers = [f for f in self.families if type(f).PREFETCHES]
-        metrics = pipeline.SHARD_METRICS + tuple(m for f in self.families for m in f.METRICS)
-        self.ledger = Ledger(metrics)
-        self.attach(config, labels)
-
-    def attach(self, config: Any, labels: LabelCap) -> None:
-        """Wire settings, the process's label cap and the families (not state)."""
-        self.config = config
-        self.lateness = config.lateness
-        self.window = config.window
-        self.dedup_horizon = config.dedup_horizon
-        self.orphan_horizon = config.orphan_horizon
-        self.labels = labels
-        self.out = []
-        for source in config.sources:
-            self.max_ts.setdefault(source, MIN_TS)
-        series = self.ledger.series
-        self.events = series[pipeline.EVENTS.name]
-        self.duplicate = series[pipeline.DUPLICATE.name]
-        self.late = series[pipeline.LATE.name]
-        self.rejected = series[pipeline.REJECTED.name]
-        self.overflow = series[pipeline.LABEL_OVERFLOW.name]
-        self.known = {}
-        self.kinds = {}  # type of event -> Kind, made on its first event
-        self.counters = []  # every family's Counts, flushed at the end of a batch
-        self.histograms = {}  # and its Histograms, by metric name
-        family: Family
-        for index, family in enumerate(self.families):
-            family.bind(self, index)
-
-    # --- what families use
 
     def series(self, metric: Metric) -> dict[Any, Any]:
         """The series of one declared metric, by label values."""
@@ -659,17 +486,198 @@ class Shard:
         """W as RFC 3339, the `decided_ts` of records made now."""
         return format_time(self.watermark)
 
-    def drain(self) -> list[Output]:
-        """Take the outputs produced so far."""
-        out, self.out = self.out, []
-        return out
-
     def family(self, name: str) -> Family:
         """A family of this shard by NAME."""
         for family in self.families:
             if name == family.NAME:
                 return family  # type: ignore[no-any-return]
         raise KeyError(name)
+
+
+@cython.cclass
+class Family:
+    """One KPI family, or an entity several families read, on one shard.
+
+    A subclass declares NAME, VERSION (of its exported state), KINDS (the event
+    kinds it handles) and METRICS (what it counts), and overrides what it needs
+    of `attach`, `on_event`, `on_timer`, `on_close`, `entries`,
+    `export_state` and `restore_state`, and `prefetch` if it sets PREFETCHES.
+    The runtime calls nothing else.
+
+    A family whose combine step follows W rather than windows sets `report_at`:
+    once W reaches it, the shard reports (`on_close`, then partials with its W)
+    at the end of the step even if no window closed. Not kept in snapshots: set
+    it again in `attach` (reporting early is harmless).
+    """
+
+    NAME: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+    KINDS: ClassVar[tuple[str, ...]] = ()
+    METRICS: ClassVar[tuple[Metric, ...]] = ()
+    PREFETCHES: ClassVar[bool] = False
+
+    context: Context
+    slot: cython.longlong
+    report_at: cython.longlong
+
+    def bind(self, context: Context, index: int) -> None:
+        """Join a shard, through its context, as its family number `index`, then
+        wire up."""
+        self.context = context
+        self.slot = index << TAG_BITS
+        self.report_at = MAX_TS
+        self.attach()
+
+    def attach(self) -> None:
+        """Take references to series and label maps: wiring, rebuilt after a restore."""
+
+    @cython.cfunc
+    def on_event(self, kind: str, ts: cython.longlong, event: Any) -> None:
+        """An accepted event of one of KINDS, with its ts."""
+
+    @cython.cfunc
+    def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
+        """A timer set with `at(when, tag, key, ref)` is due: W >= when."""
+
+    @cython.cfunc
+    def prefetch(self, events: list) -> None:  # type: ignore[type-arg]
+        """Before a batch is handled (PREFETCHES), with its events of KINDS: start
+        loading the state they will look up, so that those cache misses overlap
+        instead of queueing."""
+
+    @cython.cfunc
+    def on_close(self, end: cython.longlong) -> object:
+        """Every window ending at or before `end` closed, or W reached a family's
+        `report_at`: partial rows for the combine stage, or None."""
+        return None
+
+    @cython.cfunc
+    def at(
+        self, when: cython.longlong, tag: cython.longlong, key: object, ref: object = None
+    ) -> None:
+        """Call `on_timer(tag, key, ref)` once W >= when; `ref` may carry the record
+        `key` names, to save looking it up again."""
+        timer: Timer = Timer.__new__(Timer)
+        timer.when, timer.slot, timer.key, timer.ref = when, self.slot | tag, key, ref
+        shard: Shard = cython.cast(Shard, self.context)  # the runtime's own
+        shard.timers.push(timer)
+        if when <= shard.watermark:
+            shard.due_now = True
+
+    @cython.cfunc
+    def hold(
+        self,
+        held: list,  # type: ignore[type-arg]
+        ts: cython.longlong,
+        value: object,
+        tag: cython.longlong,
+        key: object,
+    ) -> None:
+        """Keep `value`, of an event whose entity has not come yet, in `held` as
+        (ts, value) until W passes ts + the orphan horizon (`past_horizon` then
+        finds it). The earliest held sets its own timer: one that arrives after
+        a later one must not wait for the later one's horizon."""
+        if not held or ts < min([t for t, _ in held]):
+            self.at(ts + self.context.orphan_horizon + 1, tag, key)
+        held.append((ts, value))
+
+    @cython.cfunc
+    def past_horizon(self, held: list, tag: cython.longlong, key: object) -> list:  # type: ignore[type-arg]
+        """Take out of `held` the values whose horizon W has passed, and return
+        them; the timer (`tag`, `key`) waits for the earliest of the rest."""
+        horizon: cython.longlong = self.context.orphan_horizon + 1
+        watermark: cython.longlong = self.context.watermark
+        ts: cython.longlong
+        gone = []
+        keep = []
+        for ts, value in held:
+            if ts + horizon <= watermark:
+                gone.append(value)
+            else:
+                keep.append((ts, value))
+        held[:] = keep
+        if keep:
+            self.at(min([t for t, _ in keep]) + horizon, tag, key)
+        return gone
+
+    def entries(self, into: dict[str, int]) -> None:
+        """Add what it holds to the state-size gauge, by kind."""
+
+    def export_state(self) -> Any:
+        """Its state as plain data (for snapshots), at VERSION."""
+        return None
+
+    def restore_state(self, state: Any) -> None:
+        """Take back what `export_state` gave, at VERSION."""
+
+
+@cython.final
+@cython.cclass
+class Shard(Context):
+    """The runtime of one shard: admission, watermark, timers, windows, outputs."""
+
+    shard: str
+    lateness: cython.longlong
+    dedup_horizon: cython.longlong
+    closed_through: cython.longlong
+    due_now: cython.bint  # a timer was set for a time W has reached: fire it next
+    max_ts: dict  # type: ignore[type-arg]
+    idle: set  # type: ignore[type-arg]
+    seen: object
+    timers: Timers
+    prefetchers: list  # type: ignore[type-arg]
+    kinds: dict  # type: ignore[type-arg]
+    events: dict  # type: ignore[type-arg]
+    duplicate: dict  # type: ignore[type-arg]
+    late: dict  # type: ignore[type-arg]
+    rejected: dict  # type: ignore[type-arg]
+
+    def __init__(
+        self, shard: str, config: Any, labels: LabelCap, families: tuple[type[Family], ...]
+    ) -> None:
+        self.shard = shard
+        self.max_ts = dict.fromkeys(config.sources, MIN_TS)
+        self.idle = set()
+        self.watermark = MIN_TS
+        self.closed_through = MIN_TS
+        self.due_now = False
+        self.seen = id_table()
+        self.timers = Timers()
+        self.families = [kind() for kind in families]
+        self.prefetchers = [f for f in self.families if type(f).PREFETCHES]
+        metrics = pipeline.SHARD_METRICS + tuple(m for f in self.families for m in f.METRICS)
+        self.ledger = Ledger(metrics)
+        self.attach(config, labels)
+
+    def attach(self, config: Any, labels: LabelCap) -> None:
+        """Wire settings, the process's label cap and the families (not state)."""
+        self.config = config
+        self.lateness = config.lateness
+        self.window = config.window
+        self.dedup_horizon = config.dedup_horizon
+        self.orphan_horizon = config.orphan_horizon
+        self.labels = labels
+        self.out = []
+        for source in config.sources:
+            self.max_ts.setdefault(source, MIN_TS)
+        series = self.ledger.series
+        self.events = series[pipeline.EVENTS.name]
+        self.duplicate = series[pipeline.DUPLICATE.name]
+        self.late = series[pipeline.LATE.name]
+        self.rejected = series[pipeline.REJECTED.name]
+        self.overflow = series[pipeline.LABEL_OVERFLOW.name]
+        self.known = {}
+        self.kinds = {}  # type of event -> Kind, made on its first event
+        self.counters = []  # every family's Counts, flushed at the end of a batch
+        self.histograms = {}  # and its Histograms, by metric name
+        family: Family
+        for index, family in enumerate(self.families):
+            family.bind(self, index)
+
+    def drain(self) -> list[Output]:
+        """Take the outputs produced so far."""
+        out, self.out = self.out, []
+        return out
 
     # --- input
 
