@@ -9,7 +9,7 @@ COMPILED := setup.py flows/pgo.py flows/_fastdecode.c flows/_idtable.c flows/_pr
 	$(shell grep -rl --include='*.py' '^# cython:' flows) $(wildcard flows/*/*.pxd)
 # The tests run a second time on the interpreted build (the same sources, not compiled).
 INTERPRETED_TESTS := tests/families tests/test_runtime.py tests/test_properties.py \
-	tests/test_snapshots.py tests/test_reference.py
+	tests/test_snapshots.py tests/test_reference.py tests/test_reference_health.py
 
 .PHONY: run test lint typecheck unit unit-interpreted bench image-check generate check-generated install system-deps screenshot clean
 

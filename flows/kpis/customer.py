@@ -192,7 +192,9 @@ class Customer(entity.OrderWatcher):
             ratio = self.part(order.placed, CANCELLATIONS, order.fc)
             ratio.divisor += 1
         elif change & entity.CANCELLED:  # a new earliest cancellation (it holds the order)
-            decision = (order, order.cancelled, self.reason(event.reason), order.cancel_id)
+            # Its reason as the event spells it: folded into a label only if it
+            # decides (one that another replaces takes no place under the cap).
+            decision = (order, order.cancelled, event.reason, order.cancel_id)
             self.at(order.cancelled + 1, T_CANCELLATION, order_id, decision)
         elif not order.gone:  # the earliest shipment is final (an order gone first: not shipped)
             fc: str = cython.cast(str, order.ship_fc)
@@ -209,7 +211,7 @@ class Customer(entity.OrderWatcher):
         ratio: Ratio
         if order.cancelled != when or (len(ref) > 3 and ref[3] != order.cancel_id):
             return  # (a snapshot of an earlier release kept no event id)
-        self.cancelled.add((order.fc, ref[2]))
+        self.cancelled.add((order.fc, self.reason(ref[2])))
         if when < order.shipped:
             ratio = self.part(later(when, order.placed), CANCELLATIONS, order.fc)
             ratio.numerator += 1

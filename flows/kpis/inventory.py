@@ -4,10 +4,11 @@ demand spike.
 
 An item's events come from every shard (picks travel with their order, stows
 with their receipt, adjustments by item), so shards only collect them: per
-window, the units ordered per item (the first `order.placed` of each order) and
-the stock moves with their ts and event id. The combine step (`ItemHealth`)
-owns the items: it applies each closed window's moves in (ts, event_id) order
-(FIFO lots for aging), keeps the demand history an item needs, and evaluates an
+window, the units ordered per item (the first `order.placed` of each order),
+the stows and positive adjustments with their ts and event id, and the units
+taken per item. The combine step (`ItemHealth`) owns the items: it applies each
+closed window's positive moves in (ts, event_id) order, then its takes (FIFO
+lots for aging), keeps the demand history an item needs, and evaluates an
 item at a close only when something changed it: its own events, or a time
 (demand leaving the trailing window, a lot reaching the next age band, a spike
 to reset, 90 quiet days at 0 on hand) kept as an event-time timer. At each

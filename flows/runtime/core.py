@@ -43,7 +43,7 @@ from flows.ledger import Ledger
 from flows.runtime import consts, pipeline
 from flows.runtime.consts import MAX_DURATION
 from flows.runtime.ids import id_table, ids_by_hour
-from flows.runtime.outputs import DeadLetter, Output, Partials
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Output, Partials
 from flows.timeutil import US_PER_SECOND, format_time
 
 if not cython.compiled:  # the compiled build has these in C (core.pxd)
@@ -478,8 +478,8 @@ class Context:
         return admitted
 
     @cython.ccall
-    def emit(self, output: object) -> None:
-        """A typed output (alert, KPI record, partials) for the dataflow."""
+    def emit(self, output: Alert | KpiRecord) -> None:
+        """A family's alert or KPI record, for the dataflow's typed outputs."""
         self.out.append(output)
 
     def decided(self) -> str:

@@ -219,6 +219,20 @@ def test_ratios_with_a_zero_divisor_are_not_set():
         assert gauge(run, f"cockpit_{metric}") == {}
 
 
+def test_a_reason_takes_a_place_under_the_cap_only_once_it_decides():
+    """Of two cancellations at one ts, the one with the larger id arrives first:
+    its reason never counts, so the one place under the cap goes to the other."""
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        e.placed("O1", at(0), *LATER),
+        e("order.cancelled", at(10), "c-2", order_id="O1", reason="late"),
+        e("order.cancelled", at(10), "c-1", order_id="O1", reason="fraud"),
+        e.tick(at(12)),
+    )
+    assert nonzero(run, "cockpit_orders_cancelled_total") == {("FC1", "fraud"): 1}
+    assert run.value("cockpit_label_overflow_total", "reason") == 0
+
+
 def test_reasons_are_capped_like_every_label_taken_from_events():
     e = Events()
     run = Run(max_label_values=2).feed(
@@ -226,8 +240,8 @@ def test_reasons_are_capped_like_every_label_taken_from_events():
         e.placed("O2", at(1), *LATER),
         e.cancelled("O1", at(2), reason="a"),
         e.cancelled("O2", at(3), reason="b"),
-        e.returned("O1", at(4), 5, reason="c"),  # a third reason: folded
-        e.tick(at(10)),
+        e.tick(at(10)),  # W passes both cancellations: their reasons take the places
+        e.returned("O1", at(11), 5, reason="c"),  # a third reason: folded
     )
     assert nonzero(run, "cockpit_orders_cancelled_total") == {("FC1", "a"): 1, ("FC1", "b"): 1}
     assert nonzero(run, "cockpit_units_returned_total") == {("FC1", "other"): 5}
