@@ -134,19 +134,30 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes | None, bytes]]) -> None:
-    """Produce (partition, key, value) messages and wait until all are acknowledged."""
+    """Produce (partition, key, value) messages and wait until all are acknowledged:
+    it fails once 60 s pass without one more acknowledged."""
+    from tests.processes import wait_for  # which imports this module
+
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for partition, key, value in messages:
         kafka.produce(producer, topic, value, key, partition)  # waits while the queue is full
         producer.poll(0)
-    remaining = producer.flush(60)
-    assert remaining == 0, f"{remaining} messages not acknowledged"
+    wait_for(
+        lambda: producer.flush(1) == 0,
+        60,
+        f"the broker to acknowledge {len(producer)} messages to {topic}",
+        every=0,
+        progress=lambda: len(producer),
+    )
 
 
 def consume_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes, bytes]]:
     """Every (key, value) in a topic, reading its partitions from the start until each
     reports its end. Ends come from fetch replies, not ListOffsets: Tansu answers a
-    ListOffsets for the latest offset with less than it holds (by a batch or so)."""
+    ListOffsets for the latest offset with less than it holds (by a batch or so). Fails
+    once `timeout_s` seconds pass without a message or another partition's end."""
+    from tests.processes import wait_for  # which imports this module
+
     admin = AdminClient({"bootstrap.servers": bootstrap})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     consumer = Consumer(
@@ -160,8 +171,8 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tup
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     out: list[tuple[bytes, bytes]] = []
     at_end: set[int] = set()
-    deadline = time.monotonic() + timeout_s
-    while len(at_end) < len(partitions) and time.monotonic() < deadline:
+
+    def at_the_ends() -> bool:
         for message in consumer.consume(1000, 0.5):
             error = message.error()
             if error is None:
@@ -169,7 +180,17 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tup
                 at_end.discard(message.partition())
             elif error.code() == KafkaError._PARTITION_EOF:
                 at_end.add(message.partition())
-    consumer.close()
-    if len(at_end) < len(partitions):
-        raise TimeoutError(f"read only {len(out)} messages of {topic} in {timeout_s}s")
+        return len(at_end) == len(partitions)
+
+    try:
+        if partitions:
+            wait_for(
+                at_the_ends,
+                timeout_s,
+                f"the ends of {topic}'s partitions",
+                every=0,
+                progress=lambda: (len(out), len(at_end)),
+            )
+    finally:
+        consumer.close()
     return out

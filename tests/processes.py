@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import reprlib
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from tests.kafka_broker import free_port
 from tests.reference import Samples, parse_exposition
 
 T = TypeVar("T")
+# A wait that keeps seeing progress still ends after this many times its timeout.
+HARD_CAP = 10
 
 
 def opscockpit(
@@ -40,6 +43,27 @@ def metrics_text(port: int) -> str:
         return str(response.read().decode())
 
 
+def events_read(samples: Samples) -> float:
+    """Every event a run has read: counted, rejected, duplicate or late."""
+    kinds = ("", "_rejected", "_duplicate", "_late")
+    return sum(sum(samples.get(f"cockpit_events{kind}_total", {}).values()) for kind in kinds)
+
+
+def progress_of(samples: Samples) -> tuple[object, ...]:
+    """How far a run has got, for `wait_for(progress=...)`: the events it has read,
+    its watermark and its consumer lag (which moves as a backlog is read)."""
+    return (
+        events_read(samples),
+        samples.get("cockpit_watermark_timestamp_seconds", {}),
+        samples.get("cockpit_kafka_consumer_lag", {}),
+    )
+
+
+def progress_at(port: int) -> tuple[object, ...]:
+    """`progress_of` a scrape of the /metrics on a loopback port."""
+    return progress_of(parse_exposition(metrics_text(port)))
+
+
 class Cockpit:
     """A running `opscockpit run` with its metrics port."""
 
@@ -54,6 +78,9 @@ class Cockpit:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def progress(self) -> tuple[object, ...]:
+        return progress_at(self.port)
 
 
 @contextmanager
@@ -98,13 +125,51 @@ def _scrapeable(running: Cockpit, probe: Callable[[int], object]) -> bool:
     return True
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
-    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+class WaitFailed(AssertionError):
+    """A `wait_for` that ran out of time (not an assertion of its condition)."""
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    every: float = 0.25,
+    progress: Callable[[], object] | None = None,
+) -> T:
+    """Poll until `condition()` is truthy and return its value; fail after `timeout` s.
+
+    With `progress` (a snapshot of how far the system under test has got: events
+    counted, offsets read, a file's size), `timeout` counts only the seconds since the
+    snapshot last changed: a slower or busier machine does the same work later, and only
+    a stall is a failure. So that a livelock cannot hang the run, a wait still fails
+    after HARD_CAP times `timeout` in all."""
+    started = time.monotonic()
+    last = progress() if progress is not None else None
+    moved = started
     while True:
         value = condition()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        now = time.monotonic()
+        if progress is None:
+            if now - started > timeout:
+                raise WaitFailed(f"timed out after {_seconds(timeout)} waiting for {what}")
+        else:
+            seen = progress()
+            if seen != last:
+                last, moved = seen, now
+            elif now - moved > timeout:
+                raise WaitFailed(
+                    f"no progress for {_seconds(timeout)} waiting for {what} "
+                    f"(last progress: {reprlib.repr(last)})"
+                )
+            if now - started > HARD_CAP * timeout:
+                raise WaitFailed(
+                    f"hard cap of {_seconds(HARD_CAP * timeout)} reached waiting for {what}, "
+                    f"though it progressed (last progress: {reprlib.repr(last)})"
+                )
         time.sleep(every)
+
+
+def _seconds(duration: float) -> str:
+    return f"{round(duration, 2):g}s"

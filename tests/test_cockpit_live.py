@@ -24,7 +24,7 @@ import yaml
 
 from flows.cockpit.dashboards import KAFKA_PANELS
 from tests.kafka_broker import free_port
-from tests.processes import cockpit, opscockpit, wait_for
+from tests.processes import WaitFailed, cockpit, opscockpit, wait_for
 from tests.test_cockpit_generated import (
     DOCKER,
     RULES,
@@ -257,14 +257,16 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
             # As long as more queries answer, wait on: the slowest wait on event time
             # (window and shift closes, spikes), which a slower build reaches later.
             missing = [what for what, _ in checks]
-            stalled = time.monotonic() + STALL
-            while missing and time.monotonic() < stalled:
-                time.sleep(2)
-                still = [w for w, check in checks if w in missing and not check(base, since)]
-                if len(still) < len(missing):
-                    stalled = time.monotonic() + STALL
-                missing = still
-    assert not missing, f"no data for {STALL} s, still none for:\n" + "\n".join(missing)
+
+            def answered() -> bool:
+                missing[:] = [w for w, check in checks if w in missing and not check(base, since)]
+                return not missing
+
+            try:
+                what = "every panel query to answer"
+                wait_for(answered, STALL, what, every=2, progress=lambda: len(missing))
+            except WaitFailed as failure:
+                raise AssertionError(f"{failure}, still none for:\n" + "\n".join(missing)) from None
 
 
 # --- a breach-heavy simulation fires an alert through Alertmanager
@@ -379,15 +381,22 @@ def test_breach_heavy_simulation_fires_an_alert_through_alertmanager(tmp_path: P
         alertmanager(tmp_path, alertmanager_config_for(receiver)) as manager,
         prometheus(tmp_path, [f"127.0.0.1:{metrics_port}"], quick_rules(tmp_path), manager) as base,
     ):
+        scraped = f"count_over_time(cockpit_ship_sla_breaches_total{{fc='{TEST_FC}'}}[1m])"
+
+        def scrapes() -> object:
+            return [series["value"][1] for series in api(base, "query", query=scraped)["result"]]
+
         wait_for(
-            lambda: api(
-                base,
-                "query",
-                query=f"count_over_time(cockpit_ship_sla_breaches_"
-                f"total{{fc='{TEST_FC}'}}[1m]) >= 3",
-            )["result"],
+            lambda: api(base, "query", query=f"{scraped} >= 3")["result"],
             30,
             "Prometheus to scrape the healthy state",
+            progress=scrapes,
         )
         served.append(expositions[1])
-        wait_for(pager_got_breach, 60, "the critical ship-SLA alert at the pager webhook")
+
+        def alerting() -> object:
+            alerts = api(base, "alerts")["alerts"]
+            return len(notifications), sorted((a["state"], a["activeAt"]) for a in alerts)
+
+        what = "the critical ship-SLA alert at the pager webhook"
+        wait_for(pager_got_breach, 60, what, progress=alerting)

@@ -28,7 +28,7 @@ from flows.metrics import BY_NAME
 from flows.settings import Runtime, Settings
 from flows.timeutil import US_PER_SECOND
 from tests.kafka_broker import consume_all, create_topic, free_port, produce, unique
-from tests.processes import Cockpit, cockpit, opscockpit, wait_for
+from tests.processes import Cockpit, WaitFailed, cockpit, opscockpit, progress_of, wait_for
 from tests.reference import (
     COMPUTED,
     HEALTH_METRICS,
@@ -94,7 +94,10 @@ def run_args(bootstrap: str, names: dict[str, str], *extra: str) -> list[str]:
 def wait_for_one_breach(running: Cockpit, what: str, timeout: float = 30) -> None:
     """Wait for the ship-SLA breach of the one order these scenarios place (at FC1)."""
     breaches = wait_for(
-        lambda: running.samples().get("cockpit_ship_sla_breaches_total"), timeout, what
+        lambda: running.samples().get("cockpit_ship_sla_breaches_total"),
+        timeout,
+        what,
+        progress=running.progress,
     )
     assert breaches == {(("fc", "FC1"),): 1.0}
 
@@ -103,25 +106,21 @@ def caught_up(live: Samples, expected: Samples) -> list[str]:
     return compare(expected, live, metrics=LIVE_METRICS, presence_matters=PRESENCE_MATTERS)
 
 
-def wait_equal(running: Any, expected: Samples, timeout: float) -> None:
+def wait_equal(running: Cockpit, expected: Samples, timeout: float) -> None:
     """Until the live metrics equal the replay's. Fails only after `timeout` seconds
-    in which no further event was counted, so a slower or busier machine only
-    takes longer."""
-    counted, deadline = -1.0, 0.0
-    while True:
-        samples = running.samples()
-        diffs = caught_up(samples, expected)
-        if not diffs:
-            return
-        now = sum(
-            sum(samples.get(f"cockpit_events{kind}_total", {}).values())
-            for kind in ("", "_rejected", "_duplicate", "_late")
-        )
-        if now > counted:
-            counted, deadline = now, time.monotonic() + timeout
-        if time.monotonic() > deadline:
-            raise AssertionError("\n".join([f"no progress for {timeout:.0f}s", *diffs[:30]]))
-        time.sleep(0.25)
+    in which the run made no progress, so a slower or busier machine only takes longer."""
+    latest, diffs = [running.samples()], []
+
+    def equal() -> bool:
+        latest[0] = running.samples()
+        diffs[:] = caught_up(latest[0], expected)
+        return not diffs
+
+    try:
+        what = "the live metrics to equal the replay's"
+        wait_for(equal, timeout, what, progress=lambda: progress_of(latest[0]))
+    except WaitFailed as failure:
+        raise AssertionError("\n".join([str(failure), *diffs[:30]])) from None
 
 
 def test_a_simulated_day_gives_the_replay_numbers_and_valid_output_topics(kafka, day):
@@ -170,7 +169,12 @@ def test_a_partition_read_far_ahead_makes_nothing_late(kafka, day):
     produce(kafka, names["input"], [m for m in messages if m[0] == 0])
     with cockpit(*run_args(kafka, names, "--idle-timeout", "15s")) as running:
         # Partition 0 is read to its end while 1 and 2 are still empty.
-        wait_for(lambda: running.samples().get("cockpit_events_total"), 30, "partition 0")
+        wait_for(
+            lambda: running.samples().get("cockpit_events_total"),
+            30,
+            "partition 0",
+            progress=running.progress,
+        )
         time.sleep(1)
         produce(kafka, names["input"], [m for m in messages if m[0] != 0])
         wait_equal(running, day["metrics"], timeout=120)
@@ -206,7 +210,10 @@ def test_an_idle_partition_does_not_stop_deadlines(kafka):
             wait_for_one_breach(running, "the breach while partition 0 is still active")
             # The metric can show the breach before the producer has sent its alert.
             alerts = wait_for(
-                lambda: consume_all(kafka, names["alerts"]), 30, "the alert on its topic"
+                lambda: consume_all(kafka, names["alerts"]),
+                30,
+                "the alert on its topic",
+                progress=running.progress,
             )
             assert [k for k, _ in alerts] == [b"ship_sla_breach|O1"]
     finally:
@@ -237,6 +244,7 @@ def test_a_transactional_partition_goes_idle_at_its_end(kafka):
             ),
             30,
             "a lag of 0 (librdkafka reports every 5 s)",
+            progress=running.progress,
         )
 
 
@@ -305,9 +313,12 @@ def test_a_reader_behind_its_partition_polls_again_soon_and_backs_off_at_its_end
 
     try:
         waits: list[int | None] = []
-        deadline = time.monotonic() + 30
-        while reader.snapshot() < 5 and time.monotonic() < deadline:
+
+        def read_five() -> bool:
             waits.append(poll())
+            return bool(reader.snapshot() >= 5)
+
+        wait_for(read_five, 30, "5 messages read", every=0, progress=reader.snapshot)
         at_the_end = poll()
     finally:
         reader.close()
@@ -352,7 +363,7 @@ def test_a_reject_too_large_for_a_message_is_dead_lettered_cut_to_fit(kafka):
         return records if len(records) == len(payloads) else []
 
     with cockpit(*run_args(kafka, names)) as running:
-        written = wait_for(dead_letters, 30, "the three dead letters")
+        written = wait_for(dead_letters, 30, "the three dead letters", progress=running.progress)
         assert running.alive()
     check = validator("dead-letter")
     by_offset = {}
@@ -382,7 +393,9 @@ def test_a_dead_letter_is_cut_to_its_topics_max_message_bytes(kafka):
     admin.create_topics([topic])[dlq].result(30)
     produce(kafka, names["input"], [(0, b"bad", b"x" * 300_000)])
     with cockpit(*run_args(kafka, names)) as running:
-        [(key, value)] = wait_for(lambda: consume_all(kafka, dlq), 30, "the dead letter")
+        [(key, value)] = wait_for(
+            lambda: consume_all(kafka, dlq), 30, "the dead letter", progress=running.progress
+        )
         assert running.alive()
     assert len(key) + len(value) <= limit - 97  # a record batch's header and the record's
     record = orjson.loads(value)
@@ -413,13 +426,15 @@ def test_a_record_too_large_for_a_message_is_skipped_and_said(kafka):
         return keys if len(keys) == count else []
 
     with cockpit(*run_args(kafka, names)) as running:
-        assert wait_for(lambda: alert_keys(1), 30, "O2's alert") == [b"ship_sla_breach|O2"]
+        o2 = wait_for(lambda: alert_keys(1), 30, "O2's alert", progress=running.progress)
+        assert o2 == [b"ship_sla_breach|O2"]
         produce(
             kafka,
             names["input"],
             [(0, b"O3", e.placed("O3", at(40), at(45), at(600))), (0, b"s", e.tick(at(60)))],
         )
-        wait_for(lambda: alert_keys(2), 30, "O3's alert, placed after the skip")
+        what = "O3's alert, placed after the skip"
+        wait_for(lambda: alert_keys(2), 30, what, progress=running.progress)
         assert running.alive()
     assert running.process.stderr is not None
     lines = running.process.stderr.read().decode().splitlines()
@@ -458,14 +473,15 @@ def read_items(reader: Any, count: int, timeout: float = 10) -> list[Any]:
     """The first `count` items a partition reader decodes, then closes it. Fails after
     `timeout` seconds in which it decoded nothing more."""
     items: list[Any] = []
-    deadline = time.monotonic() + timeout
+
+    def read() -> bool:
+        for _shard, message in reader.next_batch():
+            if message[0] == "events":
+                items.extend(message[3])
+        return len(items) >= count
+
     try:
-        while len(items) < count:
-            assert time.monotonic() < deadline, f"read {len(items)} of {count} items"
-            for _shard, message in reader.next_batch():
-                if message[0] == "events":
-                    items += message[3]
-                    deadline = time.monotonic() + timeout
+        wait_for(read, timeout, f"{count} items", every=0, progress=lambda: len(items))
     finally:
         reader.close()
     return items
@@ -498,6 +514,7 @@ def test_a_partition_of_rejects_only_does_not_hold_w_back(kafka):
                 lambda: running.samples().get("cockpit_events_rejected_total"),
                 30,
                 "partition 1's rejects",
+                progress=running.progress,
             )
             wait_for_one_breach(running, "the breach while partition 1 sends rejects")
     finally:
@@ -586,9 +603,12 @@ def test_a_stale_cached_end_does_not_rewind_a_reader(kafka, caplog):
     reader = source.build_part("input", part_name(topic, 0), None)
     here = TopicPartition(topic, 0)
     try:
-        deadline = time.monotonic() + 30
-        while reader.snapshot() < 5 and time.monotonic() < deadline:
+
+        def read_five() -> bool:
             reader.next_batch()
+            return bool(reader.snapshot() >= 5)
+
+        wait_for(read_five, 30, "5 messages read", every=0, progress=reader.snapshot)
         reader.consumer.pause([here])
         for _ in range(5):
             produce(kafka, topic, [(0, b"k", b"{}")])

@@ -118,6 +118,7 @@ def cut_off(proxy: Proxy, running: Cockpit, seconds: float) -> None:
         lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
         30,
         "cockpit_kafka_up to report the outage",
+        progress=running.progress,
     )
     time.sleep(seconds)
 
@@ -160,7 +161,7 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
             def consumed() -> float:
                 return sum(running.samples()["cockpit_events_total"].values())
 
-            wait_for(lambda: consumed() > 0, 60, "the first events")
+            wait_for(lambda: consumed() > 0, 60, "the first events", progress=running.progress)
             cut_off(proxy, running, 3)  # longer than the idle timeout
             assert consumed() < len(lines), "the cut came after the backlog was read"
             assert running.alive()
@@ -169,6 +170,7 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
                 lambda: running.samples()["cockpit_kafka_up"] == {(): 1.0},
                 60,
                 "cockpit_kafka_up to report the broker back",
+                progress=running.progress,
             )
             wait_equal(running, day["metrics"], timeout=180)
         alerts = consume_all(bootstrap, names["alerts"])
@@ -196,6 +198,7 @@ def test_no_deadline_passes_while_the_broker_is_away():
                 lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
                 60,
                 "both events",
+                progress=running.progress,
             )
             cut_off(proxy, running, 5)  # longer than the idle timeout
             assert not running.samples().get("cockpit_ship_sla_breaches_total")
@@ -293,8 +296,10 @@ def test_a_record_the_broker_refuses_stops_the_job_before_a_snapshot_passes_it(k
         f"opscockpit: error: Kafka topic {names['alerts']} refused a record: "
         "Broker: Unknown topic or partition"
     ]
-    with cockpit(*args):  # the alerts topic is created again at the start
-        alerts = wait_for(lambda: consume_all(kafka, names["alerts"]), 30, "the alert")
+    with cockpit(*args) as again:  # the alerts topic is created again at the start
+        alerts = wait_for(
+            lambda: consume_all(kafka, names["alerts"]), 30, "the alert", progress=again.progress
+        )
     assert [key for key, _value in alerts] == [b"ship_sla_breach|O1"]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from flows.metrics import BY_NAME
 from tests.kafka_broker import consume_all, create_topic, free_port, produce
-from tests.processes import cockpit, metrics_text, wait_for
+from tests.processes import WaitFailed, cockpit, metrics_text, progress_of, wait_for
 from tests.reference import Samples, alert_key, compare, parse_exposition
 from tests.test_kafka import LIVE_METRICS, run_args, topics, wait_equal
 
@@ -36,7 +36,12 @@ def test_random_kills_change_no_final_metric(kafka, day, tmp_path):
     for _ in range(3):
         with cockpit(*args, "--snapshot-interval", "500ms") as running:
             # Let it read part of the backlog and take a few snapshots, then crash.
-            wait_for(lambda r=running: r.samples().get("cockpit_events_total"), 60, "progress")
+            wait_for(
+                lambda r=running: r.samples().get("cockpit_events_total"),
+                60,
+                "progress",
+                progress=running.progress,
+            )
             time.sleep(rng.uniform(0.5, 3.0))
             running.process.send_signal(signal.SIGKILL)
             running.process.wait()
@@ -83,6 +88,7 @@ def test_several_workers_or_processes_equal_one(kafka, day, scale):
     processes = 2 if "--processes" in scale else 1
     with cockpit(*run_args(kafka, names, "--idle-timeout", "2s"), *scale, port=port) as running:
         diffs: list[str] = []
+        latest: list[Samples] = [{}]  # the cluster's last scrape, summed
 
         def equal() -> bool:
             nonlocal diffs
@@ -90,11 +96,13 @@ def test_several_workers_or_processes_equal_one(kafka, day, scale):
                 texts = [parse_exposition(metrics_text(port + i)) for i in range(processes)]
             except OSError:
                 return False
-            diffs = compare(day["metrics"], summed(texts), metrics=LIVE_METRICS)
+            latest[0] = summed(texts)
+            diffs = compare(day["metrics"], latest[0], metrics=LIVE_METRICS)
             return not diffs
 
         try:
-            wait_for(equal, 180, "the cluster to equal one worker")
-        except AssertionError:
-            raise AssertionError("\n".join(diffs[:30])) from None
+            what = "the cluster to equal one worker"
+            wait_for(equal, 180, what, progress=lambda: progress_of(latest[0]))
+        except WaitFailed as failure:
+            raise AssertionError("\n".join([str(failure), *diffs[:30]])) from None
         assert running.alive()

@@ -40,6 +40,7 @@ def test_every_contract_metric_is_live_within_30_seconds_and_counters_move():
             lambda: sum(running.samples()["cockpit_events_total"].values()) > first,
             20,
             "live events after the backfill",
+            progress=running.progress,
         )
         exposition = running.text()
     if shutil.which("promtool") is None:

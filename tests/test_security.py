@@ -298,7 +298,8 @@ def test_opscockpit_consumes_kafka_over_tls_and_refuses_untrusted_or_plaintext(
                 rejected = sum(samples.get("cockpit_events_rejected_total", {}).values())
                 return accepted == len(valid) and rejected == 2
 
-            wait_for(counted, 60, "the events produced over TLS to be counted")
+            what = "the events produced over TLS to be counted"
+            wait_for(counted, 60, what, progress=running.progress)
             assert running.samples()["cockpit_kafka_up"][()] == 1
         assert tls_broker.listener.sessions > sessions_before
     finally:

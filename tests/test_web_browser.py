@@ -10,6 +10,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,15 @@ from tests.browser import (
     viewport,
 )
 from tests.kafka_broker import free_port, unique
-from tests.processes import cockpit, opscockpit, wait_for
+from tests.processes import (
+    WaitFailed,
+    cockpit,
+    events_read,
+    opscockpit,
+    progress_at,
+    progress_of,
+    wait_for,
+)
 from tests.reference import parse_exposition
 from tests.test_web_security import PASSWORD, USER, certs, web_config  # noqa: F401 (fixture)
 from tests.web import api, expected_figures, fetch, figure_differences
@@ -149,15 +158,23 @@ def test_the_cockpit_is_live_in_the_browser_within_30_seconds(browser, tmp_path)
         page = wait_for(live, 30 - (time.monotonic() - started), f"{LIVE} on the page")
         assert time.monotonic() - started < 30
         checked: set[str] = set()
-        deadline = time.monotonic() + 90
-        while len(checked) < 12 and time.monotonic() < deadline:
-            checked |= compare_while_still(browser, base)
-        assert len(checked) >= 12, f"only {sorted(checked)} stood still long enough"
+
+        def twelve_still() -> bool:
+            checked.update(compare_while_still(browser, base))
+            return len(checked) >= 12
+
+        try:
+            what = "12 figures to stand still"
+            wait_for(twelve_still, 90, what, every=0, progress=lambda: len(checked))
+        except WaitFailed as failure:
+            only = f"only {sorted(checked)} stood still long enough"
+            raise AssertionError(f"{only}: {failure}") from None
         events = page["events"]["value"]
         wait_for(
             lambda: next(v for v in shown(browser) if v["figure"] == "events")["value"] != events,
             30,
             "the page to count live events",
+            progress=running.progress,
         )
         for size in (WALL, PHONE):
             assert layout_problems(browser, size) == [], size
@@ -287,13 +304,10 @@ def settle(port: int, produced: int) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
 
     def counted() -> bool:
-        samples = parse_exposition(fetch(base + "/metrics")[2].decode())
-        kinds = ("", "_rejected", "_duplicate", "_late")
-        return produced == sum(
-            sum(samples.get(f"cockpit_events{k}_total", {}).values()) for k in kinds
-        )
+        return produced == events_read(parse_exposition(fetch(base + "/metrics")[2].decode()))
 
-    wait_for(counted, 120, f"all {produced} events counted")
+    progress = partial(progress_at, port)
+    wait_for(counted, 120, f"all {produced} events counted", progress=progress)
     last: list[Any] = [None]
 
     def unchanged() -> Any:
@@ -303,7 +317,7 @@ def settle(port: int, produced: int) -> dict[str, Any]:
         last[0] = figures
         return summary if same else None
 
-    return wait_for(unchanged, 60, "the figures to settle", every=2)
+    return wait_for(unchanged, 60, "the figures to settle", every=2, progress=progress)
 
 
 def test_the_page_works_over_tls_with_basic_auth(browser, certs):  # noqa: F811
@@ -323,6 +337,11 @@ def test_the_page_works_over_tls_with_basic_auth(browser, certs):  # noqa: F811
         headers = {"headers": {"Authorization": f"Basic {token}"}}
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", headers)
         browser.get(base + "/")
-        wait_for(lambda: has_data(browser), 60, "data on the page over TLS")
+
+        def progress() -> object:
+            text = fetch(base + "/metrics", USER, PASSWORD, context=context)[2].decode()
+            return progress_of(parse_exposition(text))
+
+        wait_for(lambda: has_data(browser), 60, "data on the page over TLS", progress=progress)
         summary = api(base, "summary", user=USER, password=PASSWORD, context=context)
         assert summary["figures"]
