@@ -45,7 +45,7 @@ from flows.decode import truncated
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
 from flows.runtime.outputs import DeadLetter, Output, Written, written
-from flows.runtime.pipeline import SOURCE_METRICS
+from flows.runtime.pipeline import SINK_METRICS, SOURCE_METRICS
 from flows.settings import Runtime
 from flows.sources import Message, decode_batch, stop_if_asked
 from flows.timeutil import US_PER_MS, US_PER_SECOND
@@ -487,12 +487,11 @@ def produce(
 
 
 class _TopicWriter(StatefulSinkPartition[Output, None]):
-    def __init__(
-        self, kafka: KafkaSettings, name: str, topic_for: Callable[[Written], str]
-    ) -> None:
-        self.kafka, self.client, self.topic_for = kafka, f"output {name}", topic_for
+    def __init__(self, sink: TopicSink) -> None:
+        self.kafka, self.client, self.topic_for = sink.kafka, f"output {sink.name}", sink.topic_for
+        self.skipped = sink.ledger["cockpit_kafka_records_skipped_total"]
         self.up = True  # until an outage is logged; a delivery shows the brokers back
-        config = kafka.producer(
+        config = self.kafka.producer(
             **{
                 "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
                 "error_cb": self._error,
@@ -537,6 +536,7 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
                     len(key) + len(value),
                     room + len(key),
                 )
+                self.skipped[topic] = self.skipped.get(topic, 0) + 1
                 continue
             produce(self.producer, topic, value, key)
         self.producer.poll(0)
@@ -589,12 +589,22 @@ def topic_max_bytes(settings: KafkaSettings, topic: str) -> int | None:
 
 
 class TopicSink(FixedPartitionedSink[Output, None]):
-    """Records to a Kafka topic, keyed for compaction; at-least-once with recovery."""
+    """Records to a Kafka topic, keyed for compaction; at-least-once with recovery.
+    `topics`: those `topic_for` can name, whose series show 0 from the start (bytewax
+    makes a writer only where, and when, it runs its part)."""
 
     def __init__(
-        self, kafka: KafkaSettings, name: str, topic_for: Callable[[Written], str]
+        self,
+        kafka: KafkaSettings,
+        name: str,
+        topic_for: Callable[[Written], str],
+        topics: Iterable[str],
+        runtime: Runtime,
     ) -> None:
         self.kafka, self.name, self.topic_for = kafka, name, topic_for
+        self.ledger = Ledger(SINK_METRICS)
+        self.ledger["cockpit_kafka_records_skipped_total"].update(dict.fromkeys(topics, 0))
+        runtime.board.publish(f"sink:{name}", self.ledger)
 
     def list_parts(self) -> list[str]:
         return [self.name]
@@ -603,7 +613,7 @@ class TopicSink(FixedPartitionedSink[Output, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TopicWriter:
-        return _TopicWriter(self.kafka, self.name, self.topic_for)
+        return _TopicWriter(self)
 
 
 def ensure_topics(settings: KafkaSettings, topics: dict[str, int], timeout_s: float = 10.0) -> None:

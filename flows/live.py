@@ -117,15 +117,25 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
         tuple(part_name(t, p) for t, n in partitions.items() for p in range(n)),
     )
     dlq_topic = args.dlq_topic
+    dlq_topics = [topic for topic in outputs if topic not in (args.kpis_topic, args.alerts_topic)]
     sinks = Sinks(
         dead_letters=TopicSink(
-            kafka, "dead_letters", lambda output: dlq_topic or f"{output.record['topic']}.dlq"
+            kafka,
+            "dead_letters",
+            lambda output: dlq_topic or f"{output.record['topic']}.dlq",
+            dlq_topics,
+            runtime,
         ),
-        alerts=TopicSink(kafka, args.alerts_topic, lambda _output: args.alerts_topic),
-        kpis=TopicSink(kafka, args.kpis_topic, lambda _output: args.kpis_topic),
+        alerts=to_one_topic(kafka, args.alerts_topic, runtime),
+        kpis=to_one_topic(kafka, args.kpis_topic, runtime),
     )
     log.info("consuming %s from Kafka (%s)", ", ".join(topics), describe(kafka))
     return Wiring(source, layout, sinks)
+
+
+def to_one_topic(kafka: KafkaSettings, topic: str, runtime: Runtime) -> TopicSink:
+    """A sink writing every record to `topic`, named as it."""
+    return TopicSink(kafka, topic, lambda _output: topic, [topic], runtime)
 
 
 def cluster_processes(args: argparse.Namespace) -> int:

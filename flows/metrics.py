@@ -23,7 +23,7 @@ from flows.declare import (
     Metric,
 )
 from flows.kpis import COMBINERS, FAMILIES
-from flows.runtime.pipeline import SHARD_METRICS, SOURCE_METRICS
+from flows.runtime.pipeline import SHARD_METRICS, SINK_METRICS, SOURCE_METRICS
 
 __all__ = [
     "BY_NAME",
@@ -46,6 +46,7 @@ def _collect() -> tuple[Metric, ...]:
         *(m for family in FAMILIES for m in family.METRICS),
         *(m for combiner in COMBINERS for m in combiner.METRICS),
         *SOURCE_METRICS,
+        *SINK_METRICS,
     ]
     return tuple({m.name: m for m in declared}.values())  # in order, once each
 

@@ -113,6 +113,7 @@ NOT_COMPUTED = {
     "cockpit_state_expired_total",
     "cockpit_kafka_up",
     "cockpit_kafka_consumer_lag",
+    "cockpit_kafka_records_skipped_total",
 }
 # Metrics of contract §3.2-§3.5, computed by `tests/reference_health.py`.
 HEALTH_METRICS = [

@@ -436,6 +436,12 @@ def test_a_record_too_large_for_a_message_is_skipped_and_said(kafka):
         what = "O3's alert, placed after the skip"
         wait_for(lambda: alert_keys(2), 30, what, progress=running.progress)
         assert running.alive()
+        skips = running.samples()["cockpit_kafka_records_skipped_total"]
+        assert skips == {
+            (("topic", names["alerts"]),): 1,
+            (("topic", names["kpis"]),): 0,
+            (("topic", f"{names['input']}.dlq"),): 0,
+        }
     assert running.process.stderr is not None
     lines = running.process.stderr.read().decode().splitlines()
     skipped = [line for line in lines if "not written" in line]

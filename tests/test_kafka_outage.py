@@ -21,7 +21,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from flows.kafka import KafkaSettings, TopicSink, ensure_topics
+from flows.kafka import KafkaSettings, ensure_topics
+from flows.live import to_one_topic
+from flows.settings import Runtime, Settings
 from tests.kafka_broker import (
     consume_all,
     create_topic,
@@ -212,7 +214,7 @@ def test_no_deadline_passes_while_the_broker_is_away():
 def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog):
     """librdkafka calls the error callback at every failed reconnection; the producer
     says so again only once a delivery has shown the broker back."""
-    sink = TopicSink(KafkaSettings("127.0.0.1:9"), "kpis", lambda _output: "kpis")
+    sink = to_one_topic(KafkaSettings("127.0.0.1:9"), "kpis", Runtime(Settings()))
     writer = sink.build_part("output", "kpis", None)
     lost = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed")
     with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):

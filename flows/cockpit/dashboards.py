@@ -804,7 +804,11 @@ def recommendations() -> tuple[Panel, ...]:
     )
 
 
-KAFKA_PANELS = ("Kafka consumer lag by topic", "Kafka brokers reachable")
+KAFKA_PANELS = (
+    "Kafka consumer lag by topic",
+    "Kafka brokers reachable",
+    "Kafka records not written, last hour, by topic",
+)
 """Panels whose metrics exist only when opscockpit reads Kafka (`run --kafka`)."""
 
 
@@ -869,6 +873,17 @@ def pipeline() -> Board:
             about("cockpit_kafka_up", "The lowest value over processes; only in Kafka mode."),
             unit("cockpit_kafka_up"),
             (Query(current("cockpit_kafka_up", rules.NETWORK)),),
+        ),
+        Panel(
+            "timeseries",
+            KAFKA_PANELS[2],
+            about(
+                "cockpit_kafka_records_skipped_total",
+                f"Over the last hour, by topic; only in Kafka mode. Alert "
+                f"{rules.KAFKA_SKIPPED_ALERT.name} fires on any.",
+            ),
+            "short",
+            (Query(last_hour("cockpit_kafka_records_skipped_total", ("topic",)), "{{topic}}"),),
         ),
     )
     return Board(

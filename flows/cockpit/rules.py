@@ -54,6 +54,11 @@ def aggregate(name: str, inner: str, by: tuple[str, ...] = ()) -> str:
     return f"{metric(name).merge}{clause}({inner})"
 
 
+def increased(name: str, label: str) -> str:
+    """Whether a counter grew over the last 15 minutes, per `label`."""
+    return aggregate(name, f"increase({name}[15m])", (label,)) + " > 0"
+
+
 @dataclass(frozen=True)
 class Count:
     """Increases of one counter (optionally narrowed by label matchers)."""
@@ -501,10 +506,7 @@ DEAD_LETTER_ALERT = Alert(
 )
 LABEL_OVERFLOW_ALERT = Alert(
     "LabelOverflow",
-    aggregate(
-        "cockpit_label_overflow_total", "increase(cockpit_label_overflow_total[15m])", ("label",)
-    )
-    + " > 0",
+    increased("cockpit_label_overflow_total", "label"),
     summary="Values of label {{ $labels.label }} fold into 'other'",
     description="More distinct values of {{ $labels.label }} arrived than --max-label-values "
     "allows; the newest are counted under 'other' and per-value KPIs are merged.",
@@ -512,6 +514,20 @@ LABEL_OVERFLOW_ALERT = Alert(
     "--max-label-values and restart the job.",
     severity="warning",
     for_="5m",
+)
+
+KAFKA_SKIPPED_ALERT = Alert(
+    "KafkaRecordsSkipped",
+    increased("cockpit_kafka_records_skipped_total", "topic"),
+    summary="Records were not written to Kafka topic {{ $labels.topic }}",
+    description="Records larger than a message of {{ $labels.topic }} can hold (the "
+    "producer's message.max.bytes, the topic's max.message.bytes) were skipped: its "
+    "consumers never get them. The job's log names each record's key.",
+    runbook="Find the keys in the job's log and the events behind them (an id thousands of "
+    "characters long is a producer bug: fix it there); for records that are real, raise the "
+    "topic's max.message.bytes and the producer's message.max.bytes (--kafka-config).",
+    severity="warning",
+    for_="0m",  # a record is lost the moment it is skipped
 )
 
 OUT_OF_STOCK = Limit(warning=0.05, critical=0.10)
@@ -594,6 +610,7 @@ ALERTS: tuple[Alert, ...] = (
     PIPELINE_STALLED_ALERT,
     DEAD_LETTER_ALERT,
     LABEL_OVERFLOW_ALERT,
+    KAFKA_SKIPPED_ALERT,
     OUT_OF_STOCK_ALERT,
     DEMAND_SPIKE_ALERT,
     CANCELLATION_ALERT,

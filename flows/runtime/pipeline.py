@@ -74,6 +74,13 @@ KAFKA_LAG = metric(
     "Messages in a partition not yet read by this process.",
     ("topic", "partition"),
 )
+KAFKA_SKIPPED = metric(
+    "cockpit_kafka_records_skipped_total",
+    COUNTER,
+    "Records not written to a Kafka output topic: larger than a message there holds "
+    "(each logged with its key).",
+    ("topic",),
+)
 
 # Counted by the runtime of every shard.
 SHARD_METRICS: tuple[Metric, ...] = (
@@ -87,3 +94,5 @@ SHARD_METRICS: tuple[Metric, ...] = (
 )
 # Set by the Kafka source of each process.
 SOURCE_METRICS: tuple[Metric, ...] = (KAFKA_UP, KAFKA_LAG)
+# Counted by each Kafka output of each process.
+SINK_METRICS: tuple[Metric, ...] = (KAFKA_SKIPPED,)
