@@ -165,10 +165,9 @@ class Event:
 
 
 def earliness(e: Event) -> tuple[int, str]:
-    """Which of two events of one type and order is the earlier: by ts, then, for
-    cancellations, by event id; shipments at one ts keep their arrival order
-    (README: a known deviation)."""
-    return (e.ts, e.body["event_id"] if e.type == "order.cancelled" else "")
+    """Which of two events of one type and order is the earlier: by ts, then by
+    event id (§2)."""
+    return (e.ts, e.body["event_id"])
 
 
 @dataclass
@@ -179,18 +178,18 @@ class Order:
     events: list[Event] = field(default_factory=list)
 
     def first(self, type_: str) -> Event | None:
-        """The attached event of `type_` with the smallest ts (ties: the first to arrive,
-        but for cancellations the smaller event id, as §2 has them)."""
+        """The attached event of `type_` with the smallest ts (ties: the smaller event
+        id, as §2 has them)."""
         return min((e for e in self.events if e.type == type_), key=earliness, default=None)
 
     def has_left(self, w: float) -> bool:
         """True once every holding family let it go: W has passed both promises;
-        it is cancelled or shipped and counted (W at the shipment) for the ship SLA,
+        it is cancelled or shipped and counted (W past the shipment) for the ship SLA,
         cancelled or delivered for deliveries; and W has passed its earliest
         cancellation, if any (which the cancellation ratio decides then)."""
         cancelled = self.first("order.cancelled")
         shipped = self.first("order.shipped")
-        ship_sla_done = cancelled or (shipped and w >= shipped.ts)
+        ship_sla_done = cancelled or (shipped and w > shipped.ts)
         delivery_done = cancelled or self.first("delivery.updated")
         cancellation_done = cancelled is None or w > cancelled.ts
         promises = max(

@@ -343,13 +343,14 @@ class Drawn:
             return T0 + self.draw(st.integers(0, self.span))
         return self.near(self.pick(own if own and where > 1 else self.edges))
 
-    def times(self, most: int, own: list[int]) -> list[int]:
+    def times(self, most: int, own: list[int], ties: bool = False) -> list[int]:
         """Up to `most` times of an entity's events, each near its own times so far
-        (which it joins) or not, none twice: two shipments, cancellations, deliveries
-        or stows of one entity at one ts are a known deviation (README)."""
+        (which it joins) or not, none twice unless `ties` (shipments and
+        cancellations: of two at one ts, the smaller event id is the earlier):
+        two deliveries or stows of one entity at one ts are a known deviation."""
         drawn = [self.time(*own) for _ in range(self.draw(st.integers(0, most)))]
         own += drawn
-        return list(dict.fromkeys(drawn))
+        return drawn if ties else list(dict.fromkeys(drawn))
 
     def add(self, kind: str, ts: int, **fields: Any) -> None:
         event_id = f"e{len(self.events):03d}"
@@ -389,9 +390,9 @@ def hostile_scenarios(draw: st.DrawFn) -> Hostile:
             promised_delivery_by=format_time(deliver_by),
         )
         own = [placed, ship_by, deliver_by]
-        for ts in g.times(2, own):
+        for ts in g.times(2, own, ties=True):
             g.add("order.cancelled", ts, order_id=order, reason=pick(["oos", None]))
-        for ts in g.times(2, own):
+        for ts in g.times(2, own, ties=True):
             g.add("order.shipped", ts, order_id=order, fc=pick([fc, *fcs]))
         for ts in g.times(2, own):
             status = pick(["delivered", "out_for_delivery", "failed_attempt"])
@@ -514,10 +515,10 @@ def deviating(events: list[tuple[int, dict[str, Any]]]) -> Iterator[str]:
                 yield e["event_id"]  # dropped as an orphan in ts order, not if it comes late
             deadlines = (order_placed["promised_ship_by"], order_placed["promised_delivery_by"])
             # The order can leave state once W passes both deadlines and its earliest
-            # cancellation, or reaches its earliest shipment with a delivery in.
+            # cancellation or shipment (then with a delivery in).
+            passed_shipment = order in delivered and ts > shipped.get(order, ts)
             if ts > max(map(parse_time, deadlines)) and (
-                ts > cancelled.get(order, ts)
-                or (order in delivered and ts >= shipped.get(order, ts + 1))
+                ts > cancelled.get(order, ts) or passed_shipment
             ):
                 yield e["event_id"]
         elif e["type"] == "inventory.stowed" and e["receipt_id"] in received:

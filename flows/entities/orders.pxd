@@ -8,7 +8,7 @@ cdef class Order:
     cdef public object ship_fc
     cdef public long long cancelled, delivered, picked, packed, flags, pending
     cdef public bint gone, final
-    cdef public object named, cancel_id
+    cdef public object named, cancel_id, ship_id
     cpdef int stage(self)
     cdef clear(self)
 

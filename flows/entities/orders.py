@@ -4,16 +4,18 @@
 An order exists from its first accepted `order.placed` (a repeated one is
 ignored). Its facts are the earliest time of each later step: shipment (and the
 fc it shipped from), cancellation, delivery, pick and pack, `NEVER` until known.
-Once W reaches the earliest shipment it is final (an earlier one would be late):
-the entity keeps the one timer for it, and tells its watchers once.
+Once W passes the earliest shipment, or a finite input ends at it, it is final
+(an earlier one, or one at its ts with a smaller event id, would be late): the
+entity keeps the one timer for it, and tells its watchers once.
 Events of an order not placed (yet) are held, and apply as if they came after
 it when it is placed; held events still unclaimed when W passes their ts + the
 orphan horizon are dropped and counted.
 
 Families watching orders (`OrderWatcher`) are told what changed, with the stage
 the order was in before (and, in `OrderBook.previous`, the time the changed fact
-had before). Of two cancellations at one ts, the one with the smaller event id is
-the earliest (§2: events in (ts, event_id) order); watchers hear of it again.
+had before). Of two cancellations, or shipments, at one ts, the one with the
+smaller event id is the earliest (§2: events in (ts, event_id) order); watchers
+hear of it again.
 Each claims bits of `Order.flags` for what it decided, and a bit of
 `Order.pending` it clears once no event can change its outcomes; the order
 leaves state when every watcher has let it go, or when W passes its
@@ -52,7 +54,7 @@ else:
     PICKED = 128
     PACKED = 256
     EXPIRED = 512  # dropped by the retention: the order leaves every gauge
-    SHIPMENT_FINAL = 1024  # W reached the earliest shipment (told once)
+    SHIPMENT_FINAL = 1024  # W passed the earliest shipment (told once)
     # Where an order awaiting shipment stands, from its facts (`Order.stage`).
     NO_STAGE = 0
     STAGE_PLACED = 1
@@ -91,10 +93,12 @@ FIELDS = (
     "final",
     "named",
     "cancel_id",
+    "ship_id",
 )
 # Each state version added fields at the end: snapshots at version 1 hold the
 # first 15 (`final` is set by the upgrade), at version 2 the first 16 or 17: a
-# cancellation restored without its event id keeps its reason against a tie.
+# cancellation or shipment restored without its event id keeps its reason or fc
+# against a tie.
 
 
 @cython.no_gc  # strings and ints only: never in a cycle, so never scanned
@@ -118,9 +122,10 @@ class Order:
     flags: cython.longlong
     pending: cython.longlong
     gone: cython.bint  # left state: timers that still name it do nothing
-    final: cython.bint  # W reached its earliest shipment, and watchers were told
+    final: cython.bint  # W passed its earliest shipment, and watchers were told
     named: object  # (fc, region) as the events spell them where a label cap folded either
     cancel_id: object  # the event id of the earliest cancellation
+    ship_id: object  # the event id of the earliest shipment
 
     def __init__(self) -> None:
         self.clear()
@@ -132,7 +137,7 @@ class Order:
         self.placed = self.ship_by = self.deliver_by = self.units = 0
         self.shipped = self.cancelled = self.delivered = core.NEVER
         self.picked = self.packed = core.NEVER
-        self.ship_fc = self.named = self.cancel_id = None
+        self.ship_fc = self.named = self.cancel_id = self.ship_id = None
         self.flags = self.pending = 0
         self.gone = self.final = False
 
@@ -150,6 +155,18 @@ class Order:
 
     def __reduce__(self) -> Any:
         return (restore_order, tuple(getattr(self, name) for name in FIELDS))
+
+
+@cython.cfunc
+@cython.inline
+def comes_first(
+    ts: cython.longlong, event_id: str, known: cython.longlong, known_id: object
+) -> cython.bint:
+    """Whether an event (ts, event_id) is earlier than the known one: §2's (ts,
+    event_id) order. One restored without its id (an earlier release) stays."""
+    if ts != known:
+        return ts < known
+    return known_id is not None and event_id < cython.cast(str, known_id)
 
 
 def restore_order(*values: Any) -> Order:
@@ -245,7 +262,10 @@ class OrderBook(core.Family):
     families watching them."""
 
     NAME = "orders_entity"
-    VERSION = 2  # 1: the orders and customer families kept their own shipment timers
+    # 2: a shipment was final once W reached it (a tie at its ts came in arrival
+    # order); 1: the orders and customer families kept their own shipment timers
+    VERSION = 3
+    END_TAGS = (T_SHIPMENT,)
     KINDS = ORDER_KINDS
     METRICS = ENTITY_METRICS
     PREFETCHES = True
@@ -364,13 +384,14 @@ class OrderBook(core.Family):
             change = PICKED
             self.previous, order.picked = order.picked, ts
         elif kind == "order.shipped":
-            if ts >= order.shipped:
+            if not comes_first(ts, event.event_id, order.shipped, order.ship_id):
                 return
             change = SHIPPED | (FIRST_SHIPMENT if order.shipped == core.NEVER else 0)
+            if ts != order.shipped:  # (a tie has its timer) never final yet: it would be late
+                self.at(ts + 1, T_SHIPMENT, order_id, order)
             self.previous, order.shipped = order.shipped, ts
             order.ship_fc = self.fcs.get(event.fc) or self.context.label("fc", event.fc)
-            # Never final yet: an earlier shipment than a final one would be late.
-            self.at(ts, T_SHIPMENT, order_id, order)
+            order.ship_id = event.event_id
         elif kind == "inventory.packed":
             if ts >= order.packed:
                 return
@@ -382,12 +403,8 @@ class OrderBook(core.Family):
             change = DELIVERED | (FIRST_DELIVERY if order.delivered == core.NEVER else 0)
             self.previous, order.delivered = order.delivered, ts
         else:  # order.cancelled
-            if ts > order.cancelled:
+            if not comes_first(ts, event.event_id, order.cancelled, order.cancel_id):
                 return
-            if ts == order.cancelled and (
-                order.cancel_id is None or not event.event_id < order.cancel_id
-            ):
-                return  # of two at one ts, the smaller event id is the earlier (§2)
             change = CANCELLED | (FIRST_CANCELLATION if order.cancelled == core.NEVER else 0)
             self.previous, order.cancelled = order.cancelled, ts
             order.cancel_id = event.event_id
@@ -431,8 +448,9 @@ class OrderBook(core.Family):
 
     @cython.cfunc
     def shipment_final(self, order_id: str, order: Order) -> None:
-        """W reached the earliest shipment: tell the watchers, once (the timer of a
-        later time it replaced finds it told). Told even when the order has left
+        """W passed the earliest shipment (or the input ended at it): tell the
+        watchers, once (the timer of a later time it replaced finds it told).
+        Told even when the order has left
         the book, as `gone`; one still in it is held while they hear of it, so that
         a watcher's release leaves it `gone` to none told after it."""
         if order.final:
@@ -453,6 +471,11 @@ class OrderBook(core.Family):
             order = self.orders[order_id]  # a timer restored without its order
         if order is None or order.gone:
             return
+        if not order.final and order.shipped < self.context.watermark:
+            # A shipment at the deadline is final at this W too: told first.
+            self.shipment_final(order_id, order)
+            if order.gone:
+                return
         self.expired.add("order")
         self.notify(EXPIRED, order_id, order, order.stage(), None)
         order.gone = True

@@ -3,6 +3,9 @@
 Families at state version 1 (until 2026-12-05): the orders and customer
 families each kept a timer at an order's earliest shipment; since, the order
 entity keeps one and tells them once the shipment is final (`final_shipments`).
+The order entity at version 2 (until 2026-12-06): a shipment was final once W
+reached it; since, once W passes it (`shipments_after`), so that of two at one
+ts the smaller event id counts.
 Inventory health's combine step at version 3 (until the same day): an item's
 days held the current day's units so far; since, a day's close adds the whole
 day (`whole_days`). The runtime at version 1 (until 2026-12-06): histogram sums
@@ -156,6 +159,8 @@ def upgrade(data: bytes) -> Any:
         return cast(dict[str, Any], saved)  # refused as not a snapshot
     if saved.get("format") == snapshot.SHARD_FORMAT and saved["versions"].get("orders_entity") == 1:
         saved = final_shipments(saved)
+    if saved.get("format") == snapshot.SHARD_FORMAT and saved["versions"].get("orders_entity") == 2:
+        saved = shipments_after(saved)
     if saved.get("format") == snapshot.COMBINE_FORMAT and saved["versions"].get("inventory") == 3:
         saved = whole_days(saved)
     if saved.get("version") == 1:
@@ -225,6 +230,21 @@ def final_shipments(header: dict[str, Any]) -> dict[str, Any]:
     timers.sort(key=lambda timer: timer[:3])
     versions = {name: V2.get(name, version) for name, version in header["versions"].items()}
     body = {**body, "runtime": {**runtime, "timers": timers}}
+    return {**header, "versions": versions, "body": body}
+
+
+def shipments_after(header: dict[str, Any]) -> dict[str, Any]:
+    """A shard snapshot of the order entity at state version 2, as version 3: its
+    timers at an order's earliest shipment s, set for W = s, wait for W > s (a
+    tie at s may still come). Those W has reached have fired: the rest are later."""
+    body = snapshot.body_of(header)
+    runtime = body["runtime"]
+    entity = body["family_order"].index("orders_entity") << TAG_BITS | T_SHIPMENT
+    runtime["timers"] = [
+        (when + 1, slot, key, ref) if slot == entity else (when, slot, key, ref)
+        for when, slot, key, ref in runtime["timers"]
+    ]
+    versions = {**header["versions"], "orders_entity": 3}
     return {**header, "versions": versions, "body": body}
 
 

@@ -508,6 +508,10 @@ class Family:
     once W reaches it, the shard reports (`on_close`, then partials with its W)
     at the end of the step even if no window closed. Not kept in snapshots: set
     it again in `attach` (reporting early is harmless).
+
+    A timer set for ts + 1, to wait until W passes an event's ts (another event at
+    ts may still come while W = ts), of a tag in END_TAGS also fires when a finite
+    input ends at W = ts: nothing can come after the end.
     """
 
     NAME: ClassVar[str] = ""
@@ -515,6 +519,7 @@ class Family:
     KINDS: ClassVar[tuple[str, ...]] = ()
     METRICS: ClassVar[tuple[Metric, ...]] = ()
     PREFETCHES: ClassVar[bool] = False
+    END_TAGS: ClassVar[tuple[int, ...]] = ()
 
     context: Context
     slot: cython.longlong
@@ -829,8 +834,25 @@ class Shard(Context):
         self.advance(self.combined())
 
     def finish(self) -> None:
-        """End of a finite input: W becomes the largest accepted ts (contract §2)."""
+        """End of a finite input: W becomes the largest accepted ts (contract §2).
+        Then the timers at W + 1 of their families' END_TAGS fire, W staying."""
         self.advance(max(self.max_ts.values(), default=MIN_TS))
+        waiting = []
+        timer: Timer | None
+        family: Family
+        while True:
+            timer = self.timers.due(self.watermark + 1)
+            if timer is None:
+                break
+            family = self.families[timer.slot >> TAG_BITS]
+            tag: cython.longlong = timer.slot & TAG_MASK
+            if tag in type(family).END_TAGS:
+                family.on_timer(tag, timer.key, timer.ref)
+            else:
+                waiting.append(timer)
+        for timer in waiting:
+            self.timers.push(timer)
+        self.advance(self.watermark)  # what those set for W fires; the counts reach the ledger
 
     @cython.cfunc
     def others_min(self, source: str) -> cython.longlong:

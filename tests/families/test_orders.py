@@ -47,12 +47,14 @@ def test_breach_is_detected_when_the_watermark_passes_without_an_event_of_the_or
     assert run.value("cockpit_orders_past_ship_promise", "FC1") == 1
     assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 1
     assert run.alerts() == {("ship_sla_breach", "O1")}
-    # A late shipment afterwards counts as a late shipment (once W reaches it, when no
-    # earlier shipment can come any more), not as a second breach.
+    # A late shipment afterwards counts as a late shipment (once W passes it, when no
+    # earlier shipment, nor one at its ts with a smaller event id, can come), not as a
+    # second breach.
     run.feed(e.shipped("O1", at(90)))
     assert run.value("cockpit_orders_awaiting_shipment", "FC1") == 0
+    run.feed(e.tick(at(91)))  # W = 90:00, the shipment's ts
     assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 0
-    run.feed(e.tick(at(91)))
+    run.feed(e.tick(at(91, us=1)))
     assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
     assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 1
     assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
@@ -138,15 +140,18 @@ def test_retention_drops_open_orders_and_their_gauges():
 
 def test_retention_has_not_passed_while_w_is_at_its_deadline():
     """O1's later promise 08:20 plus 1 h: at W = 09:20 a shipment then is not late
-    and finds the order; an order and a receipt drop only once W passes 09:20."""
+    and finds the order; an order and a receipt drop only once W passes 09:20 (and
+    the shipment counts then)."""
     e = Events()
     run = Run(EngineConfig(retention=3600 * 10**6))
     run.feed(e.placed("O1", at(0), at(10), at(20)), e.received("R1", at(20), 5))
     run.feed(e.tick(at(81)), e.shipped("O1", at(80)), e.stowed("R1", at(80), 5))
     assert run.value("cockpit_state_expired_total", "order") == 0
     assert run.value("cockpit_state_expired_total", "receipt") == 0
-    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
     assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == 3600 * 10**6  # µs
+    run.feed(e.tick(at(81, us=1)))  # W passes 09:20: the shipment counts, then O1 leaves
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
+    assert run.value("cockpit_state_expired_total", "order") == 1  # never delivered
 
 
 @pytest.mark.parametrize("earlier_first", [True, False])
@@ -179,3 +184,39 @@ def test_a_per_order_alert_names_the_fc_and_region_a_label_cap_folded():
         ("ship_sla_breach", "O2", "FC2", "west"),
         ("late_delivery", "O2", "FC2", "west"),
     }
+
+
+@pytest.mark.parametrize("smaller_id_first", [True, False])
+def test_of_two_shipments_at_one_ts_the_smaller_event_id_ships_the_order(smaller_id_first):
+    """§2: events in (ts, event_id) order, whichever arrives first. The shipment is
+    final once W passes its ts (a tie may come while W is at it): it counts once,
+    from FC2, in units shipped, shipments and the shift's orders shipped."""
+    e = Events()
+    ties = [
+        e("order.shipped", at(30), "s-1", order_id="O1", fc="FC2"),
+        e("order.shipped", at(30), "s-2", order_id="O1", fc="FC3"),
+    ]
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(3000)),
+        *(ties if smaller_id_first else ties[::-1]),
+        e.tick(at(31)),  # W = the shipments' ts: not final yet
+    )
+    assert run.value("cockpit_units_shipped_total", "FC2") == 0
+    run.feed(e.tick(at(31, us=1)), e.tick(at(60 * 16)))  # W passes it; then the shift ends
+    assert {k: v for k, v in run.series("cockpit_units_shipped_total").items() if v} == {"FC2": 1}
+    assert {k: v for k, v in run.series("cockpit_orders_shipped_total").items() if v} == {
+        ("FC2", "true"): 1
+    }
+    shipped = [(r["fc"], r["orders_shipped"]) for r in run.records("kpi") if r["kpi"] == "shift"]
+    assert ("FC2", 1) in shipped and ("FC3", 1) not in shipped
+
+
+def test_a_shipment_at_the_last_ts_of_a_finite_input_counts_at_its_end():
+    """At the end of the input W is its last ts: nothing can come after it, so a
+    shipment then is final (a deadline at that ts has not passed)."""
+    e = Events()
+    run = Run().feed(e.placed("O1", at(0), at(30), at(3000)), e.shipped("O1", at(30)))
+    run.finish()
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "true")) == 1
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 0
+    assert run.alerts() == set()
