@@ -353,7 +353,7 @@ class OrderBook(core.Family):
         self.notify(PLACED, order_id, order, NO_STAGE, event)
         if self.retention:
             # Passed once W > the deadline (an event at it is not late yet).
-            self.at(max(ship_by, deliver_by) + self.retention + 1, T_RETENTION, order_id, order)
+            self.after(max(ship_by, deliver_by) + self.retention, T_RETENTION, order_id, order)
         held = self.orphans.pop(order_id, None)
         if held is not None:
             for early_ts, early in held:
@@ -388,7 +388,7 @@ class OrderBook(core.Family):
                 return
             change = SHIPPED | (FIRST_SHIPMENT if order.shipped == core.NEVER else 0)
             if ts != order.shipped:  # (a tie has its timer) never final yet: it would be late
-                self.at(ts + 1, T_SHIPMENT, order_id, order)
+                self.after(ts, T_SHIPMENT, order_id, order)
             self.previous, order.shipped = order.shipped, ts
             order.ship_fc = self.fcs.get(event.fc) or self.context.label("fc", event.fc)
             order.ship_id = event.event_id

@@ -134,7 +134,7 @@ class Conversions(core.Family):
                 if click.sku == sku and click.ts <= ts <= click.ts + self.horizon:
                     click.converted = True
             session.carts.append((ts, sku))
-            self.at(ts + 1, T_CART, session_id)
+            self.after(ts, T_CART, session_id)
             return
         # The storefront family counts this event's use of its widget label.
         widget = self.widgets.get(event.widget) or self.context.labels.fold("widget", event.widget)
@@ -144,7 +144,7 @@ class Conversions(core.Family):
                 click.converted = True
                 break
         session.clicks.append(click)
-        self.at(ts + self.horizon + 1, T_DECIDE, session_id, click)
+        self.after(ts + self.horizon, T_DECIDE, session_id, click)
 
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:

@@ -195,7 +195,7 @@ class Customer(entity.OrderWatcher):
             # Its reason as the event spells it: folded into a label only if it
             # decides (one that another replaces takes no place under the cap).
             decision = (order, order.cancelled, event.reason, order.cancel_id)
-            self.at(order.cancelled + 1, T_CANCELLATION, order_id, decision)
+            self.after(order.cancelled, T_CANCELLATION, order_id, decision)
         elif not order.gone:  # the earliest shipment is final (an order gone first: not shipped)
             fc: str = cython.cast(str, order.ship_fc)
             ratio = self.part(later(order.shipped, order.placed), RETURNS, fc)

@@ -101,7 +101,7 @@ class Deliveries(entity.OrderWatcher):
         event: Any,
     ) -> None:
         if change & entity.PLACED:
-            self.at(order.deliver_by + 1, T_DEADLINE, order_id, order)
+            self.after(order.deliver_by, T_DEADLINE, order_id, order)
             return
         self.leave_past_promise(order)
         if change & entity.DELIVERED and not self.has(order, COUNTED):

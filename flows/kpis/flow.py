@@ -267,7 +267,7 @@ class Flow(entity.OrderWatcher):
                 done = completion(receipt, receipt.qty, 0, 0)
                 self.receipt_steps(receipt.fc, receipt.received, done, 1, core.MIN_TS)
                 if self.retention and receipt.awaiting:
-                    self.at(receipt.received + self.retention + 1, T_RECEIPT, receipt_id)
+                    self.after(receipt.received + self.retention, T_RECEIPT, receipt_id)
         self.floor, self.seeded = core.MIN_TS, True
 
     # --- orders
@@ -448,7 +448,7 @@ class Flow(entity.OrderWatcher):
             done: cython.longlong = completion(receipt, qty, 0, 0)
             self.receipt_steps(fc, ts, done, 1, core.MIN_TS)
             if self.retention:
-                self.at(ts + self.retention + 1, T_RECEIPT, receipt_id)
+                self.after(ts + self.retention, T_RECEIPT, receipt_id)
             return
         if receipt is None or receipt.received == core.NEVER:
             return  # stows of a receipt not received: in no backlog

@@ -177,7 +177,7 @@ class Orders(entity.OrderWatcher):
         if change & entity.PLACED:
             self.units_ordered.add(order.fc, order.units)
             self.placed.add(order.fc)
-            self.at(order.ship_by + 1, T_DEADLINE, order_id, order)
+            self.after(order.ship_by, T_DEADLINE, order_id, order)
         after: cython.int = entity.NO_STAGE if change & entity.EXPIRED else order.stage()
         if after != before:
             self.restage(order, before, after)

@@ -148,7 +148,7 @@ class Receipts(core.Family):
             return  # the first dock scan of a receipt defines it
         receipt.fc, receipt.received, receipt.qty = fc, ts, qty
         if self.retention:
-            self.at(receipt.received + self.retention + 1, T_RETENTION, receipt_id)
+            self.after(receipt.received + self.retention, T_RETENTION, receipt_id)
         if receipt.stowed < qty:
             receipt.awaiting = True
             self.awaiting.add(fc)

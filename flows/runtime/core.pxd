@@ -104,6 +104,7 @@ cdef class Family:
     cdef prefetch(self, list events)
     cdef object on_close(self, long long end)
     cdef at(self, long long when, long long tag, object key, object ref=*)
+    cdef after(self, long long when, long long tag, object key, object ref=*)
     cdef hold(self, list held, long long ts, object value, long long tag, object key)
     cdef list past_horizon(self, list held, long long tag, object key)
 

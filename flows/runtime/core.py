@@ -509,9 +509,9 @@ class Family:
     at the end of the step even if no window closed. Not kept in snapshots: set
     it again in `attach` (reporting early is harmless).
 
-    A timer set for ts + 1, to wait until W passes an event's ts (another event at
-    ts may still come while W = ts), of a tag in END_TAGS also fires when a finite
-    input ends at W = ts: nothing can come after the end.
+    A timer set with `after(ts, ...)`, to wait until W passes an event's ts
+    (another event at ts may still come while W = ts), of a tag in END_TAGS also
+    fires when a finite input ends at W = ts: nothing can come after the end.
     """
 
     NAME: ClassVar[str] = ""
@@ -570,6 +570,14 @@ class Family:
             shard.due_now = True
 
     @cython.cfunc
+    def after(
+        self, when: cython.longlong, tag: cython.longlong, key: object, ref: object = None
+    ) -> None:
+        """`at(when + 1, ...)`: once W has passed `when` (contract §2: a deadline D has
+        passed when W > D; an event at W may still come while W = D)."""
+        self.at(when + 1, tag, key, ref)
+
+    @cython.cfunc
     def hold(
         self,
         held: list,  # type: ignore[type-arg]
@@ -583,7 +591,7 @@ class Family:
         finds it). The earliest held sets its own timer: one that arrives after
         a later one must not wait for the later one's horizon."""
         if not held or ts < min([t for t, _ in held]):
-            self.at(ts + self.context.orphan_horizon + 1, tag, key)
+            self.after(ts + self.context.orphan_horizon, tag, key)
         held.append((ts, value))
 
     @cython.cfunc
