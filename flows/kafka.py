@@ -591,7 +591,8 @@ def topic_max_bytes(settings: KafkaSettings, topic: str) -> int | None:
 class TopicSink(FixedPartitionedSink[Output, None]):
     """Records to a Kafka topic, keyed for compaction; at-least-once with recovery.
     `topics`: those `topic_for` can name, whose series show 0 from the start (bytewax
-    makes a writer only where, and when, it runs its part)."""
+    makes a writer only where, and when, it runs its part); `role` names its
+    counts on the board (two roles may share a topic)."""
 
     def __init__(
         self,
@@ -600,11 +601,12 @@ class TopicSink(FixedPartitionedSink[Output, None]):
         topic_for: Callable[[Written], str],
         topics: Iterable[str],
         runtime: Runtime,
+        role: str,
     ) -> None:
         self.kafka, self.name, self.topic_for = kafka, name, topic_for
         self.ledger = Ledger(SINK_METRICS)
         self.ledger["cockpit_kafka_records_skipped_total"].update(dict.fromkeys(topics, 0))
-        runtime.board.publish(f"sink:{name}", self.ledger)
+        runtime.board.publish(f"sink:{role}", self.ledger)
 
     def list_parts(self) -> list[str]:
         return [self.name]

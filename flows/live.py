@@ -125,17 +125,18 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
             lambda output: dlq_topic or f"{output.record['topic']}.dlq",
             dlq_topics,
             runtime,
+            "dead_letters",
         ),
-        alerts=to_one_topic(kafka, args.alerts_topic, runtime),
-        kpis=to_one_topic(kafka, args.kpis_topic, runtime),
+        alerts=to_one_topic(kafka, args.alerts_topic, runtime, "alerts"),
+        kpis=to_one_topic(kafka, args.kpis_topic, runtime, "kpis"),
     )
     log.info("consuming %s from Kafka (%s)", ", ".join(topics), describe(kafka))
     return Wiring(source, layout, sinks)
 
 
-def to_one_topic(kafka: KafkaSettings, topic: str, runtime: Runtime) -> TopicSink:
+def to_one_topic(kafka: KafkaSettings, topic: str, runtime: Runtime, role: str) -> TopicSink:
     """A sink writing every record to `topic`, named as it."""
-    return TopicSink(kafka, topic, lambda _output: topic, [topic], runtime)
+    return TopicSink(kafka, topic, lambda _output: topic, [topic], runtime, role)
 
 
 def cluster_processes(args: argparse.Namespace) -> int:

@@ -214,7 +214,7 @@ def test_no_deadline_passes_while_the_broker_is_away():
 def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog):
     """librdkafka calls the error callback at every failed reconnection; the producer
     says so again only once a delivery has shown the broker back."""
-    sink = to_one_topic(KafkaSettings("127.0.0.1:9"), "kpis", Runtime(Settings()))
+    sink = to_one_topic(KafkaSettings("127.0.0.1:9"), "kpis", Runtime(Settings()), "kpis")
     writer = sink.build_part("output", "kpis", None)
     lost = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed")
     with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
@@ -226,6 +226,16 @@ def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog)
     said = "Kafka unreachable from output kpis: Connect to ipv4#127.0.0.1:9 failed; retrying"
     assert [record.getMessage() for record in caplog.records] == [said, said]
     writer.close()
+
+
+def test_outputs_sharing_a_topic_show_every_skip():
+    """--kpis-topic and --alerts-topic may name one topic: each output's counts
+    stay on the board, summed."""
+    runtime, kafka = Runtime(Settings()), KafkaSettings("127.0.0.1:9")
+    alerts = to_one_topic(kafka, "out", runtime, "alerts")
+    to_one_topic(kafka, "out", runtime, "kpis")  # made after: it must not hide the alerts'
+    alerts.ledger["cockpit_kafka_records_skipped_total"]["out"] += 1
+    assert runtime.board.totals()["cockpit_kafka_records_skipped_total"] == {"out": 1}
 
 
 def test_simulate_stops_and_says_so_when_the_broker_loses_its_events(tmp_path):

@@ -282,7 +282,7 @@ def test_a_version_1_snapshot_upgrades_its_shipment_timers_to_the_entitys() -> N
     assert {name: header["versions"][name] for name in ("orders_entity", "orders", "customer")} == {
         "orders_entity": 3,
         "orders": 2,
-        "customer": 2,
+        "customer": 3,
     }
 
 

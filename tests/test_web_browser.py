@@ -41,7 +41,6 @@ from tests.processes import (
     events_read,
     opscockpit,
     progress_at,
-    progress_of,
     wait_for,
 )
 from tests.reference import parse_exposition
@@ -174,7 +173,6 @@ def test_the_cockpit_is_live_in_the_browser_within_30_seconds(browser, tmp_path)
             lambda: next(v for v in shown(browser) if v["figure"] == "events")["value"] != events,
             30,
             "the page to count live events",
-            progress=running.progress,
         )
         for size in (WALL, PHONE):
             assert layout_problems(browser, size) == [], size
@@ -337,11 +335,6 @@ def test_the_page_works_over_tls_with_basic_auth(browser, certs):  # noqa: F811
         headers = {"headers": {"Authorization": f"Basic {token}"}}
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", headers)
         browser.get(base + "/")
-
-        def progress() -> object:
-            text = fetch(base + "/metrics", USER, PASSWORD, context=context)[2].decode()
-            return progress_of(parse_exposition(text))
-
-        wait_for(lambda: has_data(browser), 60, "data on the page over TLS", progress=progress)
+        wait_for(lambda: has_data(browser), 60, "data on the page over TLS")
         summary = api(base, "summary", user=USER, password=PASSWORD, context=context)
         assert summary["figures"]

@@ -123,7 +123,9 @@ class Customer(entity.OrderWatcher):
     counters."""
 
     NAME = "customer"
-    VERSION = 2  # 1: its own timer at each earliest shipment
+    # 2: a cancellation's timer held its reason as a label; 1: its own timer at each
+    # earliest shipment
+    VERSION = 3
     KINDS = ("return.received", "recommendation.shown", "recommendation.clicked")
     METRICS = (CANCELLED, RETURNED)
     WATCHES = entity.PLACED | entity.CANCELLED | entity.SHIPMENT_FINAL
@@ -203,15 +205,17 @@ class Customer(entity.OrderWatcher):
 
     @cython.cfunc
     def on_timer(self, tag: cython.longlong, key: Any, ref: Any) -> None:
-        """W passed an earliest cancellation (its one timer); one an earlier one
-        replaced since (or one at its ts with a smaller event id) decides nothing.
-        The order may have left the order book: its facts are final."""
+        """W passed an earliest cancellation (its one timer, ref (order, ts, reason,
+        event id), and True after them where an earlier release had made the reason
+        a label); one an earlier one replaced since (or one at its ts with a smaller
+        event id) decides nothing. The order may have left the order book: its facts
+        are final."""
         order: entity.Order = ref[0]
         when: cython.longlong = ref[1]
         ratio: Ratio
-        if order.cancelled != when or (len(ref) > 3 and ref[3] != order.cancel_id):
-            return  # (a snapshot of an earlier release kept no event id)
-        self.cancelled.add((order.fc, self.reason(ref[2])))
+        if order.cancelled != when or ref[3] != order.cancel_id:
+            return
+        self.cancelled.add((order.fc, ref[2] if len(ref) > 4 else self.reason(ref[2])))
         if when < order.shipped:
             ratio = self.part(later(when, order.placed), CANCELLATIONS, order.fc)
             ratio.numerator += 1

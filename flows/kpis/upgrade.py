@@ -5,7 +5,9 @@ families each kept a timer at an order's earliest shipment; since, the order
 entity keeps one and tells them once the shipment is final (`final_shipments`).
 The order entity at version 2 (until 2026-12-06): a shipment was final once W
 reached it; since, once W passes it (`shipments_after`), so that of two at one
-ts the smaller event id counts.
+ts the smaller event id counts. The customer family at version 2 (until the same
+day) held a cancellation's reason as a label; since, as the event spells it,
+folded only when it decides (`labelled_reasons`).
 Inventory health's combine step at version 3 (until the same day): an item's
 days held the current day's units so far; since, a day's close adds the whole
 day (`whole_days`). The runtime at version 1 (until 2026-12-06): histogram sums
@@ -57,6 +59,7 @@ TIMERS = {
     7: ("orders", 1),  # shipment final
 }
 V1_SHIPMENT_TAG = 1  # the orders and customer families' shipment timers at version 1
+V2_CANCELLATION_TAG = 0  # the customer family's cancellation timers at version 2
 V2 = {"orders_entity": 2, "orders": 2, "customer": 2}  # their versions since
 # Where the families kept their order flags and need bits in the upgraded
 # snapshot: (need bit, flag shift, flag bits), bits DECIDED 1, COUNTED 2, PAST 4.
@@ -161,6 +164,8 @@ def upgrade(data: bytes) -> Any:
         saved = final_shipments(saved)
     if saved.get("format") == snapshot.SHARD_FORMAT and saved["versions"].get("orders_entity") == 2:
         saved = shipments_after(saved)
+    if saved.get("format") == snapshot.SHARD_FORMAT and saved["versions"].get("customer") == 2:
+        saved = labelled_reasons(saved)
     if saved.get("format") == snapshot.COMBINE_FORMAT and saved["versions"].get("inventory") == 3:
         saved = whole_days(saved)
     if saved.get("version") == 1:
@@ -246,6 +251,23 @@ def shipments_after(header: dict[str, Any]) -> dict[str, Any]:
     ]
     versions = {**header["versions"], "orders_entity": 3}
     return {**header, "versions": versions, "body": body}
+
+
+def labelled_reasons(header: dict[str, Any]) -> dict[str, Any]:
+    """A shard snapshot of the customer family at state version 2, as version 3: its
+    cancellation timers held the reason as a label (folded when heard), and the
+    event id only since 2026-12-06; they now say the reason is a label already, so
+    that it is not folded (or counted as folded) again."""
+    body = snapshot.body_of(header)
+    runtime = body["runtime"]
+    customer = body["family_order"].index("customer") << TAG_BITS | V2_CANCELLATION_TAG
+    runtime["timers"] = [
+        (when, slot, key, (*ref[:3], ref[3] if len(ref) > 3 else None, True))
+        if slot == customer
+        else (when, slot, key, ref)
+        for when, slot, key, ref in runtime["timers"]
+    ]
+    return {**header, "versions": {**header["versions"], "customer": 3}, "body": body}
 
 
 def _series(ledger: Any) -> dict[str, Any]:

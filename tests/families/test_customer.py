@@ -4,11 +4,15 @@ returned units by reason. Values computed by hand; windows are 1 h from 08:00.""
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from flows.kpis import FAMILIES
+from flows.kpis.upgrade import upgrade
+from flows.runtime.snapshot import dump_shard, load_shard
 from flows.schemas import output_schemas
 from flows.settings import EngineConfig
 from tests.scenario import Events, Run, at, us
@@ -231,6 +235,35 @@ def test_a_reason_takes_a_place_under_the_cap_only_once_it_decides():
     )
     assert nonzero(run, "cockpit_orders_cancelled_total") == {("FC1", "fraud"): 1}
     assert run.value("cockpit_label_overflow_total", "reason") == 0
+
+
+def test_a_reason_an_earlier_release_folded_is_not_folded_again():
+    """The customer family at state version 2 folded a cancellation's reason when
+    heard, and kept the label in its timer: restored, it counts under that label,
+    and the fold it counted then is not counted twice."""
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        e.placed("O1", at(0), *LATER),
+        e.placed("O2", at(0), *LATER),
+        e("order.cancelled", at(1), "c-1", order_id="O1", reason="a"),
+        e.tick(at(3)),  # "a" counts: the cap is full
+        e("order.cancelled", at(5), "c-2", order_id="O2", reason="b"),
+    )
+    header = pickle.loads(dump_shard(run.shard))
+    body = pickle.loads(header["body"])
+    family = body["family_order"].index("customer") << 4  # its cancellation timers: tag 0
+    body["runtime"]["timers"] = [  # as version 2 kept them: "b" folded when heard
+        (when, slot, key, (*ref[:2], "other", ref[3]) if slot == family else ref)
+        for when, slot, key, ref in body["runtime"]["timers"]
+    ]
+    header["versions"]["customer"], header["body"] = 2, pickle.dumps(body)
+    run.shard = run.every["0"] = load_shard(
+        pickle.dumps(header), run.config, run.shard.labels, FAMILIES, upgrade
+    )
+    run.shard.ledger.series["cockpit_label_overflow_total"]["reason"] = 1  # counted then
+    run.feed(e.tick(at(7)))
+    assert nonzero(run, "cockpit_orders_cancelled_total") == {("FC1", "a"): 1, ("FC1", "other"): 1}
+    assert run.value("cockpit_label_overflow_total", "reason") == 1
 
 
 def test_reasons_are_capped_like_every_label_taken_from_events():
