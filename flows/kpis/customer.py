@@ -15,7 +15,8 @@ sharded by order id, so an order's parts all come from one shard.
   when c is earlier than the earliest shipment, as cancelled before shipping in
   the window of the later of c and the placed ts (§2).
 - An order's line units count as shipped once its earliest shipment s is final
-  (W reached it, no earlier one can arrive then: the order entity tells), in
+  (W passed it, or the input ended at it: no earlier one, nor one at s with a
+  smaller event id, can arrive then; the order entity tells), in
   the window of the later of s and the placed ts, with that shipment's fc.
   Both decisions come before the window they fall into closes, so each
   window's parts are exact however the earliest times move while it is open.

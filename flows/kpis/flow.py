@@ -289,7 +289,7 @@ class Flow(entity.OrderWatcher):
         if change & entity.PLACED:
             self.order_steps(fc, p, k1, k2, end, 1, core.MIN_TS)
             return
-        if change & entity.SHIPMENT_FINAL:  # W reached s, so k2 too when k2 <= s
+        if change & entity.SHIPMENT_FINAL:  # W passed s, so k2 too when k2 <= s
             if k2 <= order.shipped:
                 self.observe(T_PACK_SHIP, order)
             return

@@ -5,8 +5,8 @@ An order is on time if its earliest shipment has ts <= its ship promise S. It
 is breached if it was neither shipped nor cancelled at ts <= S and W has passed
 S, or it shipped late: decided once W > S (every event with ts <= S has
 arrived), counted once, with a `ship_sla_breach` alert. A shipment is counted
-in `cockpit_orders_shipped_total` once it is final (W reached it: the order
-entity tells), while the order is still in the order book, with the order's
+in `cockpit_orders_shipped_total` once it is final (W passed it, or the input
+ended at it: the order entity tells), while the order is still in the order book, with the order's
 cycle time and its line units in `cockpit_units_shipped_total` (both by the fc of
 that shipment). Orders awaiting shipment are counted by stage as events arrive.
 """
