@@ -44,6 +44,7 @@ from flows.commands import EXIT_FAILURE
 from flows.decode import truncated
 from flows.ledger import Ledger
 from flows.runtime.consts import MIN_TS
+from flows.runtime.core import add
 from flows.runtime.outputs import DeadLetter, Output, Written, written
 from flows.runtime.pipeline import SINK_METRICS, SOURCE_METRICS
 from flows.settings import Runtime
@@ -536,7 +537,7 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
                     len(key) + len(value),
                     room + len(key),
                 )
-                self.skipped[topic] = self.skipped.get(topic, 0) + 1
+                add(self.skipped, topic)
                 continue
             produce(self.producer, topic, value, key)
         self.producer.poll(0)

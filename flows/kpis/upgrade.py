@@ -30,6 +30,7 @@ stream after a real snapshot of that release and compares).
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any, cast
 
 from flows.calendar import DAY_US
@@ -40,6 +41,7 @@ from flows.runtime import snapshot
 from flows.runtime.consts import MIN_TS, NEVER, TAG_BITS
 from flows.runtime.core import whole_us
 
+Timer = tuple[int, int, Any, Any]  # a snapshot's timer: (when, slot, key, ref)
 UNKNOWN_TIME = MIN_TS  # a step known to have happened, at a time not kept
 
 # That release's order record and flags (flows/engine.py at 3862025).
@@ -242,15 +244,7 @@ def shipments_after(header: dict[str, Any]) -> dict[str, Any]:
     """A shard snapshot of the order entity at state version 2, as version 3: its
     timers at an order's earliest shipment s, set for W = s, wait for W > s (a
     tie at s may still come). Those W has reached have fired: the rest are later."""
-    body = snapshot.body_of(header)
-    runtime = body["runtime"]
-    entity = body["family_order"].index("orders_entity") << TAG_BITS | T_SHIPMENT
-    runtime["timers"] = [
-        (when + 1, slot, key, ref) if slot == entity else (when, slot, key, ref)
-        for when, slot, key, ref in runtime["timers"]
-    ]
-    versions = {**header["versions"], "orders_entity": 3}
-    return {**header, "versions": versions, "body": body}
+    return retimed(header, "orders_entity", T_SHIPMENT, 3, lambda t: (t[0] + 1, *t[1:]))
 
 
 def labelled_reasons(header: dict[str, Any]) -> dict[str, Any]:
@@ -258,16 +252,31 @@ def labelled_reasons(header: dict[str, Any]) -> dict[str, Any]:
     cancellation timers held the reason as a label (folded when heard), and the
     event id only since 2026-12-06; they now say the reason is a label already, so
     that it is not folded (or counted as folded) again."""
+    return retimed(
+        header,
+        "customer",
+        V2_CANCELLATION_TAG,
+        3,
+        lambda t: (*t[:3], (*t[3][:3], t[3][3] if len(t[3]) > 3 else None, True)),
+    )
+
+
+def retimed(
+    header: dict[str, Any],
+    family: str,
+    tag: int,
+    version: int,
+    change: Callable[[Timer], Timer],
+) -> dict[str, Any]:
+    """A shard snapshot with `change` made to each timer (when, slot, key, ref) of
+    (`family`, `tag`), and that family at state `version`."""
     body = snapshot.body_of(header)
     runtime = body["runtime"]
-    customer = body["family_order"].index("customer") << TAG_BITS | V2_CANCELLATION_TAG
+    slot_of = body["family_order"].index(family) << TAG_BITS | tag
     runtime["timers"] = [
-        (when, slot, key, (*ref[:3], ref[3] if len(ref) > 3 else None, True))
-        if slot == customer
-        else (when, slot, key, ref)
-        for when, slot, key, ref in runtime["timers"]
+        change(timer) if timer[1] == slot_of else timer for timer in runtime["timers"]
     ]
-    return {**header, "versions": {**header["versions"], "customer": 3}, "body": body}
+    return {**header, "versions": {**header["versions"], family: version}, "body": body}
 
 
 def _series(ledger: Any) -> dict[str, Any]:

@@ -125,4 +125,5 @@ cdef class Shard(Context):
     cdef long long others_min(self, str source)
     cpdef advance(self, long long watermark)
     cdef fire_due(self)
+    cdef inline fire(self, Timer timer)
     cdef close_windows(self, long long watermark)

@@ -598,19 +598,19 @@ class Family:
     def past_horizon(self, held: list, tag: cython.longlong, key: object) -> list:  # type: ignore[type-arg]
         """Take out of `held` the values whose horizon W has passed, and return
         them; the timer (`tag`, `key`) waits for the earliest of the rest."""
-        horizon: cython.longlong = self.context.orphan_horizon + 1
+        horizon: cython.longlong = self.context.orphan_horizon
         watermark: cython.longlong = self.context.watermark
         ts: cython.longlong
         gone = []
         keep = []
         for ts, value in held:
-            if ts + horizon <= watermark:
+            if ts + horizon < watermark:
                 gone.append(value)
             else:
                 keep.append((ts, value))
         held[:] = keep
         if keep:
-            self.at(min([t for t, _ in keep]) + horizon, tag, key)
+            self.after(min([t for t, _ in keep]) + horizon, tag, key)
         return gone
 
     def entries(self, into: dict[str, int]) -> None:
@@ -847,15 +847,13 @@ class Shard(Context):
         self.advance(max(self.max_ts.values(), default=MIN_TS))
         waiting = []
         timer: Timer | None
-        family: Family
         while True:
             timer = self.timers.due(self.watermark + 1)
             if timer is None:
                 break
-            family = self.families[timer.slot >> TAG_BITS]
-            tag: cython.longlong = timer.slot & TAG_MASK
-            if tag in type(family).END_TAGS:
-                family.on_timer(tag, timer.key, timer.ref)
+            ends = type(self.families[timer.slot >> TAG_BITS]).END_TAGS
+            if timer.slot & TAG_MASK in ends:
+                self.fire(timer)
             else:
                 waiting.append(timer)
         for timer in waiting:
@@ -908,16 +906,20 @@ class Shard(Context):
     def fire_due(self) -> None:
         self.due_now = False
         timers: Timers = self.timers
-        families: list = self.families  # type: ignore[type-arg]
         watermark: cython.longlong = self.watermark
         timer: Timer | None
-        family: Family
         while True:
             timer = timers.due(watermark)
             if timer is None:
                 return
-            family = families[timer.slot >> TAG_BITS]
-            family.on_timer(timer.slot & TAG_MASK, timer.key, timer.ref)
+            self.fire(timer)
+
+    @cython.cfunc
+    @cython.inline
+    def fire(self, timer: Timer) -> None:
+        """Hand a due timer to its family."""
+        family: Family = self.families[timer.slot >> TAG_BITS]
+        family.on_timer(timer.slot & TAG_MASK, timer.key, timer.ref)
 
     @cython.cfunc
     def close_windows(self, watermark: cython.longlong) -> None:
