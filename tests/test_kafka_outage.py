@@ -213,14 +213,18 @@ def test_no_deadline_passes_while_the_broker_is_away():
 
 def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog):
     """librdkafka calls the error callback at every failed reconnection; the producer
-    says so again only once a delivery has shown the broker back."""
+    says so again only once a delivery has shown the broker back: the records written
+    since have left its queue (deliveries are not reported one by one)."""
     sink = to_one_topic(KafkaSettings("127.0.0.1:9"), "kpis", Runtime(Settings()), "kpis")
     writer = sink.build_part("output", "kpis", None)
     lost = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed")
     with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
         for _ in range(3):
             writer._error(lost)
-        writer._delivered(None, None)
+        writer._confirm(0)  # nothing written since: still lost
+        writer._error(lost)
+        writer.unconfirmed = 1  # as if a record written since had been delivered
+        writer._confirm(0)
         writer._error(lost)
         writer._error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
     said = "Kafka unreachable from output kpis: Connect to ipv4#127.0.0.1:9 failed; retrying"
