@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -49,7 +48,6 @@ from flows.timeutil import US_PER_SECOND
 from flows.web.config import WebConfig
 from flows.web.server import serve
 
-log = logging.getLogger("opscockpit")
 SIMULATOR = "simulator"
 READY_GRACE_S = 10.0
 
@@ -63,6 +61,7 @@ class Wiring:
     source: Source[Any]
     layout: Layout
     sinks: Sinks
+    reading: str = ""  # what the start-up line says the job reads, if not the simulator
 
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
@@ -130,8 +129,8 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
         alerts=to_one_topic(kafka, args.alerts_topic, runtime, "alerts"),
         kpis=to_one_topic(kafka, args.kpis_topic, runtime, "kpis"),
     )
-    log.info("consuming %s from Kafka (%s)", ", ".join(topics), describe(kafka))
-    return Wiring(source, layout, sinks)
+    reading = f"consuming {', '.join(topics)} from Kafka ({describe(kafka)})"
+    return Wiring(source, layout, sinks, reading)
 
 
 def to_one_topic(kafka: KafkaSettings, topic: str, runtime: Runtime, role: str) -> TopicSink:
@@ -230,8 +229,9 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
             f"cannot serve /metrics on {args.metrics_host}:{port}: {exc.strerror}"
         ) from None
     base = f"{'https' if web.tls else 'http'}://{args.metrics_host}:{server.server_port}"
+    reading = f"{wiring.reading}; " if wiring.reading else ""
     print(
-        f"opscockpit: serving metrics on {base}/metrics and the cockpit on {base}/",
+        f"opscockpit: {reading}serving metrics on {base}/metrics and the cockpit on {base}/",
         file=sys.stderr,
         flush=True,
     )

@@ -90,13 +90,15 @@ def cockpit(
     env: dict[str, str] | None = None,
     ready_timeout: float = 60,
     probe: Callable[[int], object] = metrics_text,
+    stdout: int = subprocess.DEVNULL,
 ) -> Iterator[Cockpit]:
     """Start `opscockpit run ARGS` serving metrics on a free port; stop it with SIGTERM.
-    It has started once `probe(port)` answers (by default a plain /metrics scrape)."""
+    It has started once `probe(port)` answers (by default a plain /metrics scrape).
+    Its stderr is a pipe; its stdout one only if asked (`stdout=subprocess.PIPE`)."""
     port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", "--metrics-port", str(port), *args],
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )

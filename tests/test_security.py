@@ -386,17 +386,21 @@ def test_a_sasl_password_never_reaches_the_output_when_the_broker_is_unreachable
 
 @pytest.mark.kafka
 def test_a_sasl_password_never_reaches_the_output_of_a_running_cockpit(kafka, tmp_path):
-    """Connected and consuming with credentials in --kafka-config: nothing prints them."""
+    """Connected and consuming with credentials in --kafka-config: its output names
+    the settings it reads with, the secret masked, and nothing prints the secret."""
     topic = unique("secret")
     admin = AdminClient({"bootstrap.servers": kafka, "logger": QUIET})
     for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
         future.result(30)
     config = properties_file(tmp_path / "creds.properties", sasl_username="u", sasl_password=SECRET)
-    with cockpit(*run_args(kafka, topic), "--kafka-config", str(config)) as running:
+    args = (*run_args(kafka, topic), "--kafka-config", str(config))
+    with cockpit(*args, stdout=subprocess.PIPE) as running:
         wait_for(lambda: running.samples().get("cockpit_kafka_up") == {(): 1.0}, 30, "kafka up")
-    stderr = running.process.stderr.read().decode() if running.process.stderr else ""
-    assert "serving metrics" in stderr
-    assert SECRET not in stderr
+    stdout, stderr = running.process.communicate(timeout=30)
+    started = next(line for line in stderr.decode().splitlines() if "serving metrics" in line)
+    assert f"consuming {topic} from Kafka (" in started
+    assert "sasl.password=***" in started and "sasl.username=u" in started
+    assert SECRET not in (stdout + stderr).decode()
 
 
 @pytest.mark.parametrize(
