@@ -36,7 +36,7 @@ from tests.kafka_broker import (
 from tests.processes import Cockpit, cockpit, wait_for
 from tests.reference import alert_key
 from tests.scenario import Events, at
-from tests.test_kafka import run_args, topics, wait_equal, wait_for_one_breach
+from tests.test_kafka import by_key, run_args, topics, wait_equal, wait_for_one_breach
 
 pytestmark = pytest.mark.kafka
 
@@ -177,6 +177,7 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
             wait_equal(running, day["metrics"], timeout=180)
         alerts = consume_all(bootstrap, names["alerts"])
         assert {k for k, _ in alerts} == {alert_key(r).encode() for r in day["alerts"]}
+        assert by_key(alerts) == by_key(day["alerts"])
     assert_reported_once(running)
 
 

@@ -195,6 +195,12 @@ def test_any_reordering_within_the_lateness_gives_identical_results(
     assert got == expected  # floats too: histogram sums add whole µs
 
 
+def nonzero(value: Any) -> bool:
+    """A series that shows something: a value other than 0, or a histogram
+    (bucket counts, then the sum) that observed something."""
+    return any(value[:-1]) if isinstance(value, list) else value != 0
+
+
 def test_the_scenario_exercises_every_kpi():
     _lines, expected = baseline(1)
     metrics = expected["metrics"]
@@ -216,7 +222,7 @@ def test_the_scenario_exercises_every_kpi():
         "cockpit_stage_backlog",
         "cockpit_bottleneck",
     ):
-        assert name in metrics, name
+        assert any(map(nonzero, metrics[name].values())), name
     for name in (
         "cockpit_orders_cancelled_total",
         "cockpit_units_returned_total",
