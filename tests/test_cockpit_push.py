@@ -35,6 +35,8 @@ class FakeGrafana:
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         if self.refuse:
             return self.refuse, {"message": "invalid API key"}
+        if not path.startswith(self.prefix + "/"):
+            return 404, {"message": "not found"}  # Grafana under a sub-path serves it only
         path = path.removeprefix(self.prefix)
         if (method, path) == ("GET", "/api/folders"):
             return 200, self.folders

@@ -367,14 +367,19 @@ def test_receipts_are_stowed_partially_and_slowly(fulfilment: list[dict[str, Any
     assert statistics.median(complete) > HOUR
 
 
+TRAFFIC_RATES = (
+    "orders_per_hour",
+    "receipts_per_hour",
+    "sessions_per_hour",
+    "adjustments_per_hour",
+)
+
+
 def test_scaled_multiplies_every_traffic_rate_and_nothing_else() -> None:
+    """The whole profile compared: the four rates doubled, every other field as it was."""
     base = Profile()
-    doubled = base.scaled(2)
-    assert doubled.orders_per_hour == 2 * base.orders_per_hour
-    assert doubled.receipts_per_hour == 2 * base.receipts_per_hour
-    assert doubled.sessions_per_hour == 2 * base.sessions_per_hour
-    assert doubled.late_ship_share == base.late_ship_share
-    assert doubled.duplicate_share == base.duplicate_share
+    doubled = {name: 2 * getattr(base, name) for name in TRAFFIC_RATES}
+    assert base.scaled(2) == replace(base, **doubled)
 
 
 @pytest.mark.parametrize("start", ["2026-11-20T00:00:00Z", "2026-11-20T13:30:00.0005Z"])
