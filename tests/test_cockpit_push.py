@@ -133,7 +133,12 @@ def test_push_again_reuses_the_folder(
 
 
 @pytest.mark.parametrize(
-    ("refuse", "says"), [(401, "refused the token"), (403, "403"), (500, "500")]
+    ("refuse", "says"),
+    [
+        (401, "refused the token (401)"),
+        (403, "answered Client Error 403: invalid API key"),
+        (500, "answered Server Error 500: invalid API key"),
+    ],
 )
 def test_a_refusal_is_one_line_without_the_token(
     grafana: FakeGrafana, capsys: pytest.CaptureFixture[str], refuse: int, says: str
@@ -141,7 +146,7 @@ def test_a_refusal_is_one_line_without_the_token(
     grafana.refuse = refuse
     status, output = push(grafana.url, capsys)
     assert status == 1
-    assert says in output
+    assert output.endswith(f"{says}\n"), output  # the status, not a port that holds it
     assert output.count("\n") == 1 and "Traceback" not in output
     assert TOKEN not in output
 
