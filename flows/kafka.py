@@ -481,7 +481,8 @@ def produce(
     """Produce one message, waiting for the broker while the local queue is full."""
     while True:
         try:
-            producer.produce(topic, value, key, partition=partition)
+            # Positional: a keyword argument cost ~0.2 µs a record (~40k at a day's close).
+            producer.produce(topic, value, key, partition)
             return
         except BufferError:
             producer.poll(wait_s)
@@ -536,23 +537,18 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
         os._exit(EXIT_FAILURE)
 
     def write_batch(self, values: list[Output]) -> None:
-        producer, topic_for, rooms = self.producer, self.topic_for, self.rooms
-        send = producer.produce  # found once: a day's close writes ~40k records
         produced = 0
         for output in written(values):
-            topic, key, value = topic_for(output), output.key.encode(), output.value
-            room = (rooms.get(topic) or self._room(topic)) - len(key)
+            topic, key, value = self.topic_for(output), output.key.encode(), output.value
+            room = self._room(topic) - len(key)
             if len(value) > room:
                 fitted = self._fitted(output, topic, len(key), room)
                 if fitted is None:
                     continue
                 value = fitted
             produced += 1
-            try:
-                send(topic, value, key)
-            except BufferError:  # the local queue is full: wait for the broker
-                produce(producer, topic, value, key)
-        producer.poll(0)
+            produce(self.producer, topic, value, key)
+        self.producer.poll(0)
         self._confirm(produced)
 
     def _fitted(self, output: Written, topic: str, key_bytes: int, room: int) -> bytes | None:
