@@ -67,6 +67,7 @@ Samples = dict[str, dict[Labels, float]]
 US = 1_000_000
 HOUR = 3600 * US
 DAY = 86400 * US
+EPOCH = dt.datetime(1970, 1, 1)
 MAX_DEPTH = 1024
 INT_RANGE = (-(2**63), 2**64 - 1)  # integers read exactly: signed or unsigned 64-bit
 
@@ -227,6 +228,7 @@ class Result:
     metrics: Samples
     dead_letters: list[tuple[int, str]]
     alerts: set[tuple[str, str]]
+    records: list[dict[str, Any]]  # sell_through and days_of_cover, every closed window
 
 
 def to_us(value: str | float) -> int:
@@ -429,13 +431,15 @@ def run(
     metrics: Samples = {
         name: {tuple(sorted(k)): float(v) for k, v in cnt.items()} for name, cnt in c.items()
     }
+    records = []
     if accepted:
         metrics["cockpit_watermark_timestamp_seconds"] = {(): max_ts / US}
         metrics.update(_windows(moves, orders, int(max_ts) // window * window, window))
+        records = _window_records(moves, orders, int(max_ts) // window * window, window)
     for name, series in hist.items():
         for key, values in series.items():
             _histogram(metrics, name, key, values)
-    return Result(metrics, dead, alerts)
+    return Result(metrics, dead, alerts, records)
 
 
 def _apply(
@@ -625,6 +629,51 @@ def _windows(
             per_day = ordered[fc] * DAY / window
             gauges["cockpit_stock_cover_seconds"][key] = at_end / per_day * DAY / US
     return gauges
+
+
+def _window_records(
+    moves: list[tuple[int, str, int, int]], orders: list[Order], closed: int, window: int
+) -> list[dict[str, Any]]:
+    """`sell_through` and `days_of_cover` records (§5) of every window ending at or
+    before `closed` in which any fc had a stock event or a placed order: one per fc
+    met so far whose ratio has a divisor, its parts as numerator and divisor."""
+    ordered: Counter[tuple[int, str]] = Counter()  # by (window number, fc)
+    stowed: Counter[tuple[int, str]] = Counter()
+    change: Counter[tuple[int, str]] = Counter()
+    for o in orders:
+        units = sum(line["qty"] for line in o.opener.body["lines"])
+        ordered[o.opener.ts // window, o.opener.labels["fc"]] += units
+    for ts, fc, delta, units in moves:
+        stowed[ts // window, fc] += units
+        change[ts // window, fc] += delta
+    on_hand: Counter[str] = Counter()  # as of the start of window n, per fc met
+    records = []
+    for n in sorted({n for n, _ in ordered.keys() | change.keys()}):
+        start, end = n * window, (n + 1) * window
+        if end > closed:
+            break
+        on_hand.update({fc: 0 for i, fc in ordered.keys() | change.keys() if i == n})
+        times = {"window_start": _iso(start), "window_end": _iso(end)}
+        for fc in sorted(on_hand):
+            units, divisor = ordered[n, fc], on_hand[fc] + stowed[n, fc]
+            on_hand[fc] += change[n, fc]
+            if divisor:
+                records.append(
+                    {"kpi": "sell_through", "fc": fc, **times, "value": units / divisor}
+                    | {"numerator": float(units), "divisor": float(divisor)}
+                )
+            if units:
+                per_day = units * DAY / window
+                records.append(
+                    {"kpi": "days_of_cover", "fc": fc, **times, "value": on_hand[fc] / per_day}
+                    | {"numerator": float(on_hand[fc]), "divisor": per_day}
+                )
+    return records
+
+
+def _iso(us: int) -> str:
+    """An instant in microseconds as RFC 3339 in UTC."""
+    return (EPOCH + dt.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _web(

@@ -37,6 +37,7 @@ BUILT_RECORD_KINDS = {
     "shift",
     "bottleneck",
 }
+STOCK = {"sell_through", "days_of_cover"}  # records of the core reference (tests/reference.py)
 
 
 def replay(events: Path, *options: str) -> dict[str, Any]:
@@ -100,6 +101,7 @@ def test_a_simulated_day_matches_the_reference_on_every_metric(simulated_day, op
     kinds = {"kinds": BUILT_RECORD_KINDS}
     assert reference_health.compare_records(health.records, got["kpis"], **kinds) == []
     assert reference_health.compare_records(health.alerts, got["alerts"], **kinds) == []
+    assert reference_health.compare_records(expected.records, got["kpis"], kinds=STOCK) == []
     # The scenario is rich enough to mean something.
     for name in (
         "cockpit_ship_sla_breaches_total",
@@ -112,6 +114,10 @@ def test_a_simulated_day_matches_the_reference_on_every_metric(simulated_day, op
         assert sum(expected.metrics[name].values()) > 0, name
     for name in ("cockpit_orders_cancelled_total", "cockpit_recommendations_conversions_total"):
         assert sum(health.samples[name].values()) > 0, name
+    for kind in STOCK:  # every window of the day has both, for several fcs
+        records = [r for r in expected.records if r["kpi"] == kind]
+        assert len({r["window_start"] for r in records}) >= 24, kind
+        assert len({r["fc"] for r in records}) >= 3, kind
     alert_kinds = {"stockout", "demand_spike", "bottleneck"}
     assert {r["kpi"] for r in health.records} >= BUILT_RECORD_KINDS - alert_kinds
     assert {r["alert"] for r in got["alerts"]} >= {"bottleneck"}  # the simulated slow packing
@@ -238,15 +244,6 @@ def test_valid_times_beyond_rfc3339_years_in_utc_replay_without_a_crash(tmp_path
     assert [r["alert"] for r in got["alerts"]][:1] == ["ship_sla_breach"]
 
 
-def test_kpi_records_cover_every_closed_window(simulated_day):
-    got = replayed_day(simulated_day)
-    windows = {r["window_start"] for r in got["kpis"] if r["kpi"] == "sell_through"}
-    assert len(windows) >= 24
-    for record in got["kpis"]:
-        if record["kpi"] == "sell_through":
-            assert record["value"] == pytest.approx(record["numerator"] / record["divisor"])
-
-
 # Every §3.2-3.5 setting away from its default, a default calendar of three shifts in
 # Chicago, and two fcs with their own zone (one with its own shifts).
 THREE_WEEKS_TOML = """
@@ -283,8 +280,9 @@ two = "18:15"
 
 def test_an_unseen_three_week_scenario_with_its_config_matches_the_reference(tmp_path):
     """Issues 16 and 17's bar: weeks of a small network (a seed no other test uses),
-    replayed with its config, equal the reference on every §3.2-3.5 metric, the
-    sku_health and shift records and every stockout, spike and bottleneck alert."""
+    replayed with its config, equal the references on every metric, the sku_health,
+    shift, sell-through and cover records and every stockout, spike and bottleneck
+    alert."""
     events, config = tmp_path / "weeks.jsonl", tmp_path / "weeks.toml"
     start = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
     profile = replace(Profile().scaled(0.015), skus=400)
@@ -298,6 +296,9 @@ def test_an_unseen_three_week_scenario_with_its_config_matches_the_reference(tmp
     assert reference_health.compare(health.samples, got["metrics"], **built) == []
     kinds = {"kinds": BUILT_RECORD_KINDS}
     assert reference_health.compare_records(health.records, got["kpis"], **kinds) == []
+    core = run(events.read_bytes().splitlines(), window_s=7200)
+    assert compare(core.metrics, got["metrics"]) == []
+    assert reference_health.compare_records(core.records, got["kpis"], kinds=STOCK) == []
     assert reference_health.compare_records(health.alerts, got["alerts"], **kinds) == []
     made = {r.get("kpi") for r in got["kpis"]} | {r.get("alert") for r in got["alerts"]}
     assert made >= BUILT_RECORD_KINDS
