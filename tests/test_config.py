@@ -256,6 +256,25 @@ def test_a_bad_value_is_a_one_line_usage_error_naming_key_and_file(tmp_path, tex
     assert "\n" not in message
 
 
+def test_values_at_their_bounds_are_accepted(tmp_path):
+    """The bounds are inclusive (README, Configuration): days up to 36,500,
+    durations from 0 up to 36500d, integers up to 2^63 - 1."""
+    text = (
+        "demand_days = 36500\nlead_time_days = 36500\nexcess_days = 36500.0\n"
+        'bottleneck_min = 0\nlateness = 0\nretention = "36500d"\n'
+        "max_event_bytes = 9223372036854775807\n"
+    )
+    path = config_file(tmp_path, text)
+    kpi = load_config(path).kpi
+    assert (kpi.demand_days, kpi.lead_time_days, kpi.excess_days) == (36500, 36500, 36500)
+    assert kpi.bottleneck_min == 0
+    settings = settings_of("replay", "events.jsonl", "--config", str(path))
+    assert (settings.lateness, settings.retention) == (0, 36500 * DAY)
+    assert settings.max_event_bytes == 2**63 - 1
+    assert settings_of("replay", "events.jsonl", "--lateness", "36500d").lateness == 36500 * DAY
+    assert settings_of("replay", "events.jsonl", "--lateness", "0").lateness == 0
+
+
 def test_an_unreadable_file_is_a_one_line_usage_error(tmp_path):
     for path, problem in [
         (tmp_path / "missing.toml", "No such file or directory"),

@@ -145,7 +145,10 @@ def test_the_server_compresses_for_a_scraper_that_accepts_gzip(server):
     assert status == 200 and headers["Content-Encoding"] == "gzip"
     assert headers["Vary"] == "Accept-Encoding"  # a cache keeps both answers apart
     assert gzip.decompress(body) == render(board)
-    for refusing in ("gzip;q=0", "identity, gzip; q=0.0", "*;q=0", "br"):
+    refusing_codings = ("gzip;q=0", "identity, gzip; q=0.0", "*;q=0", "br")
+    # RFC 9110: a parameter name is case-insensitive, and a coding named with q=0 is
+    # refused even where `*` would accept it.
+    for refusing in (*refusing_codings, "gzip;Q=0", "gzip;q=0, *", "*, x-gzip;q=0"):
         status, headers, body = fetch(url, **{"Accept-Encoding": refusing})
         assert "Content-Encoding" not in headers and body == render(board), refusing
     for accepting in ("deflate, gzip;q=0.5", "*", "GZIP", "x-gzip"):

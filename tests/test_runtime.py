@@ -37,6 +37,37 @@ def test_duplicates_and_late_events_are_counted_and_ignored():
     assert run.shard.watermark == run.shard.max_ts["input"]
 
 
+def test_a_partition_back_from_idle_is_late_below_w_not_only_below_its_own_max():
+    """Contract §2: from Kafka an event is late below its own partition's
+    watermark *or below W*, which is ahead of it after the partition idled."""
+    config = EngineConfig(sources=("a", "b"))
+    e = Events()
+    run = Run(config)
+    run.shard.process("a", [decode(e.tick(at(10)))])
+    run.shard.mark("a", us(at(10)), idle=True)
+    run.shard.process("b", [decode(e.tick(at(100)))])
+    assert run.shard.watermark == us(at(99))  # a idle: b alone
+    # Within a's own lateness (its max is 08:10) but below W (09:39): late.
+    run.shard.process("a", [decode(e.adjusted(at(50), 3))])
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
+    # One at 09:39:30 is accepted and moves a's max, whose own watermark (09:38:30)
+    # is still below W: the next, at 09:38:45, is late against W.
+    ahead, between = e.adjusted(at(99, seconds=30), 5), e.adjusted(at(98, seconds=45), 7)
+    run.shard.process("a", [decode(ahead), decode(between)])
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 2
+    assert run.value("cockpit_units_on_hand", "FC1") == 5
+
+
+def test_an_event_at_w_is_accepted_and_one_a_microsecond_below_is_late():
+    """Late is `ts < W` (contract §2): an event exactly at W is accepted."""
+    e = Events()
+    run = Run().feed(
+        e.tick(at(20)), e.adjusted(at(19), 5), e.adjusted(at(19, us=-1), 7)
+    )  # W = 08:19:00
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
+    assert run.value("cockpit_units_on_hand", "FC1") == 5
+
+
 def test_a_late_event_sent_again_is_a_duplicate():
     e = Events()
     late = e.adjusted(at(0), 5)
@@ -61,6 +92,15 @@ def test_rejects_go_to_the_dead_letter_output_with_reason():
     assert reasons == ["invalid_json", "unknown_type", "invalid_event", "invalid_json"]
     assert run.value("cockpit_events_rejected_total", "invalid_json") == 2
     assert run.records("dlq")[3]["payload_encoding"] == "base64"
+    # Contract §2: the original payload, as text or base64 when not UTF-8, and an error.
+    payloads = [(r["payload"], r["payload_encoding"]) for r in run.records("dlq")]
+    assert payloads == [
+        ("not json", "utf-8"),
+        ('{"type": "nope"}', "utf-8"),
+        ('{"type": "order.shipped"}', "utf-8"),
+        ("/w==", "base64"),
+    ]
+    assert all(r["error"] for r in run.records("dlq"))
 
 
 def test_watermark_is_the_minimum_over_partitions_that_are_not_idle():

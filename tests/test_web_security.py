@@ -138,6 +138,14 @@ def test_a_client_below_the_minimum_tls_version_is_refused(certs):
         assert fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())[0] == 200
 
 
+def test_a_client_above_the_maximum_tls_version_is_refused(certs):
+    with secured(certs, max_version="TLS12") as base:
+        new = certs.trusting(minimum_version=ssl.TLSVersion.TLSv1_3)
+        with pytest.raises(OSError):
+            fetch(base + "/-/healthy", USER, PASSWORD, context=new)
+        assert fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())[0] == 200
+
+
 def test_plain_http_gets_no_answer_and_the_server_goes_on(certs):
     with secured(certs) as base:
         plain = base.replace("https://", "http://")
@@ -164,6 +172,20 @@ def test_users_are_checked_against_bcrypt_hashes():
     assert not users.check(USER, PASSWORD.upper())
     assert not users.check("nobody", PASSWORD)
     assert not users.check(USER, "é" * 80)
+    # An unknown user is checked against the decoy, whose password is in the source:
+    # that it matches must not let them in.
+    assert not users.check("nobody", "opscockpit decoy")
+    assert not users.check("nobody", "opscockpit decoy")
+
+
+def test_a_password_that_passed_is_not_checked_with_bcrypt_again(monkeypatch):
+    users = Users({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))})
+    calls = []
+    checkpw = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda *a: calls.append(a) or checkpw(*a))
+    assert users.check(USER, PASSWORD) and users.check(USER, PASSWORD)
+    assert len(calls) == 1, "the second from the cache"
+    assert not users.check(USER, PASSWORD.upper()) and len(calls) == 2, "a wrong one is checked"
 
 
 def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
