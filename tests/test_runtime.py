@@ -37,6 +37,24 @@ def test_duplicates_and_late_events_are_counted_and_ignored():
     assert run.shard.watermark == run.shard.max_ts["input"]
 
 
+def test_a_deadline_fires_at_the_event_that_takes_w_exactly_past_it():
+    """W passing S by one microsecond decides the breach at that event, not at the
+    next one or at the batch's end: its `decided_ts` is that W. (W first enters S's
+    minute, so that its timer waits among the ready ones, by its own time.)"""
+    e = Events()
+    ship_by = at(10, seconds=30)
+    run = Run().feed(
+        e.placed("O1", at(0), ship_by, at(3000)),
+        e.tick(at(11, seconds=10)),  # W = 08:10:10 (lateness 60 s)
+        e.tick(at(11, seconds=30, us=1)),  # W = S + 1 µs
+        e.tick(at(20)),
+    )
+    alerts = run.records("alert")
+    assert [(a["alert"], a["decided_ts"]) for a in alerts] == [
+        ("ship_sla_breach", format_time(us(ship_by) + 1))
+    ]
+
+
 def test_a_partition_back_from_idle_is_late_below_w_not_only_below_its_own_max():
     """Contract §2: from Kafka an event is late below its own partition's
     watermark *or below W*, which is ahead of it after the partition idled."""
