@@ -138,6 +138,19 @@ def test_watermark_is_the_minimum_over_partitions_that_are_not_idle():
     assert run.shard.watermark == us(at(100))
 
 
+def test_a_stale_progress_report_does_not_take_a_partition_back():
+    """A partition's largest ts only grows: a report below what the shard knows
+    holds neither W nor that partition's lateness back."""
+    config = EngineConfig(sources=("a", "b"))
+    e = Events()
+    run = Run(config)
+    run.shard.mark("b", us(at(80)), idle=False)
+    run.shard.mark("b", us(at(20)), idle=False)  # stale
+    run.shard.process("a", [decode(e.tick(at(100)))])
+    assert run.shard.watermark == us(at(79))
+    assert run.shard.max_ts["b"] == us(at(80))
+
+
 def test_a_restored_shard_counts_no_partition_idle_until_its_reader_says_so():
     """Both partitions were idle (drained) when the snapshot was taken. After the
     restart b reports first, with a backlog far ahead: W must wait for a, whose
