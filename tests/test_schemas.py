@@ -105,6 +105,57 @@ ALSO_GOOD: dict[str, list[Any]] = {
 }
 
 
+# The contract's event table (§1), written out here: the schemas and the decoder are
+# both built from flows/events.py, so only this pins that table to the contract.
+CONTRACT: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "order.placed": (
+        {
+            "order_id": STRING,
+            "fc": STRING,
+            "region": STRING,
+            "lines": LINES,
+            "promised_ship_by": TIME,
+            "promised_delivery_by": TIME,
+        },
+        ("customer_id",),
+    ),
+    "order.cancelled": ({"order_id": STRING}, ("reason",)),
+    "order.shipped": ({"order_id": STRING, "fc": STRING}, ("carrier",)),
+    "delivery.updated": ({"order_id": STRING, "status": STATUS}, ("carrier",)),
+    "return.received": (
+        {"order_id": STRING, "fc": STRING, "sku": STRING, "qty": QTY},
+        ("reason",),
+    ),
+    "inventory.received": (
+        {"receipt_id": STRING, "fc": STRING, "sku": STRING, "qty": QTY},
+        ("supplier",),
+    ),
+    "inventory.stowed": (
+        {"receipt_id": STRING, "fc": STRING, "sku": STRING, "qty": QTY},
+        ("bin",),
+    ),
+    "inventory.picked": ({"order_id": STRING, "fc": STRING, "sku": STRING, "qty": QTY}, ()),
+    "inventory.packed": ({"order_id": STRING, "fc": STRING}, ()),
+    "inventory.adjusted": ({"fc": STRING, "sku": STRING, "delta": INT}, ("reason",)),
+    "page.viewed": ({"session_id": STRING, "page": STRING, "load_ms": NUMBER}, ()),
+    "search.performed": (
+        {"session_id": STRING, "query": STRING, "results": COUNT, "latency_ms": NUMBER},
+        (),
+    ),
+    "cart.added": ({"session_id": STRING, "sku": STRING, "qty": QTY}, ()),
+    "recommendation.shown": ({"session_id": STRING, "widget": STRING, "sku": STRING}, ()),
+    "recommendation.clicked": ({"session_id": STRING, "widget": STRING, "sku": STRING}, ()),
+}
+
+
+def test_the_event_table_is_the_contracts():
+    declared = {
+        name: (dict(spec.required), tuple(field for field, _kind in spec.optional))
+        for name, spec in EVENT_TYPES.items()
+    }
+    assert declared == CONTRACT
+
+
 def base_event(name: str) -> dict[str, Any]:
     spec = EVENT_TYPES[name]
     event: dict[str, Any] = {"event_id": "e-1", "type": name, "ts": GOOD[TIME]}

@@ -15,7 +15,7 @@ from flows.ledger import Ledger
 from flows.metrics import BY_NAME, METRICS
 from flows.settings import Settings
 from flows.web.api import Api
-from flows.web.figures import BY_ID, FIGURES, bucket_quantile
+from flows.web.figures import BY_ID, FIGURES, bucket_quantile, seconds
 from flows.web.history import CHECKPOINTS, History
 from tests.web import quantile
 
@@ -142,6 +142,12 @@ def test_memory_stays_bounded_however_long_it_runs():
     assert all(len(points) <= CHECKPOINTS + 2 for points in history.checkpoints.values())
     assert len(history.points(clock.now - 60)) == 12
     assert history.latest() == {"t": clock.now, "values": history.trend[-1][1]}
+    view = history.view()  # every window still reaches back its length, and 5% more at most
+    for window in history.checkpoints:
+        length = seconds(window)
+        start = view.start(window)
+        assert start is not None, window
+        assert clock.now - length * (1 + 1 / CHECKPOINTS) <= start <= clock.now - length, window
 
 
 @given(

@@ -47,6 +47,18 @@ def test_clicks_convert_within_30_minutes_decided_when_w_passes_them():
     assert run.series(CONVERSIONS) == {"w1": 2, "w2": 2}
     assert run.series(DECIDED) == {"w1": 4, "w2": 2}
     assert sessions(run) == 0
+    run.feed(
+        e.cart(at(79), "G"),
+        e.cart(at(80), "F"),
+        e.tick(at(81)),  # W = 09:20: G's cart can serve no click any more, F's still can
+        e.clicked(at(80), "w2", sku="F"),  # at W, not late: the cart's ts, arriving after it
+        e.clicked(at(85), "w2", sku="H"),
+        e.cart(at(85), "H"),  # the click's ts, arriving after it: converts
+        e.tick(at(117)),  # W = 09:56
+    )
+    assert run.series(CONVERSIONS) == {"w1": 2, "w2": 4}
+    assert run.series(DECIDED) == {"w1": 4, "w2": 4}
+    assert sessions(run) == 0
 
 
 def test_conversion_minutes_setting_with_a_horizon_between_microseconds():

@@ -173,7 +173,9 @@ def test_out_of_stock_needs_demand_and_alerts_once_while_it_holds() -> None:
 
 def test_excess_without_demand_or_beyond_the_excess_days() -> None:
     """E: stock and no demand. F: 1,000 on hand for 7 ordered a week: cover 1,000
-    days > 90. G: 90 ordered, 1,000 on hand: cover 77.8 days: no state."""
+    days > 90. G: 90 ordered, 1,000 on hand: cover 77.8 days: no state. I: no
+    demand and nothing on hand: no state. J: 90 on hand for 7 ordered: cover
+    exactly 90 days, not beyond: no state."""
     e = Events()
     run = Run().feed(
         e.stowed("R1", on(0, 1), 5, sku="E"),
@@ -181,9 +183,19 @@ def test_excess_without_demand_or_beyond_the_excess_days() -> None:
         e.stowed("R3", on(0, 1), 1000, sku="G"),
         order(e, "O1", on(0, 1), "F", 7),
         order(e, "O2", on(0, 1), "G", 90),
+        e.stowed("R4", on(0, 1), 10, sku="I"),
+        e.adjusted(on(0, 1), -10, sku="I"),
+        e.stowed("R5", on(0, 1), 90, sku="J"),
+        order(e, "O3", on(0, 1), "J", 7),
         e.tick(after(0, 2)),
     )
-    assert gauges(run)["excess"] == 2
+    assert gauges(run) == {
+        "tracked": 5,
+        "out_of_stock": 0,
+        "at_risk": 0,
+        "excess": 2,
+        "below_safety_stock": 0,
+    }
 
 
 def test_cover_is_compared_exactly_beyond_64_bits() -> None:
