@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from flows.settings import EngineConfig
-from tests.scenario import Events, Run, at
+from flows.timeutil import format_time
+from tests.scenario import Events, Run, at, us
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,27 @@ def test_ship_sla(ship_offset_s, cancel_offset_s, breach, shipped):
     assert run.value("cockpit_ship_sla_breaches_total", "FC1") == breach
     assert {k: v for k, v in run.series("cockpit_orders_shipped_total").items() if v} == shipped
     assert run.alerts() == ({("ship_sla_breach", "O1")} if breach else set())
+
+
+@pytest.mark.parametrize(
+    ("decided_ms", "named"),
+    [(1, False), (2, True)],
+    ids=["shipped at the decision", "shipped before it"],
+)
+def test_a_breach_names_a_shipment_only_when_it_is_before_the_decision(decided_ms, named):
+    """README, Semantics: `shipped_ts` is s when s < decided_ts, else null (a
+    shipment at W may not have arrived yet when W passes S)."""
+    e = Events()
+    s = us(at(60)) + 1000  # 1 ms late
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(3000)),
+        e.tick(at(61)),  # W = S
+        e.shipped("O1", format_time(s)),  # not decided yet
+        e.tick(at(61, ms=decided_ms)),  # W passes S: decided at this W
+    )
+    [alert] = [r for r in run.records("alert") if r["alert"] == "ship_sla_breach"]
+    assert alert["decided_ts"] == format_time(us(at(60)) + decided_ms * 1000)
+    assert alert["shipped_ts"] == (format_time(s) if named else None)
 
 
 def test_breach_is_detected_when_the_watermark_passes_without_an_event_of_the_order():
