@@ -318,14 +318,31 @@ def build_parser() -> Parser:
     return parser
 
 
-def _writable(path: Path | None, what: str) -> None:
-    """Checked before any work: a replay writes its metrics only at the end."""
+def _writable(path: Path | None, what: str, *, replaced: bool = False) -> None:
+    """Checked before any work: a replay writes its metrics only at the end. A file
+    is opened to append, which changes nothing in it (a pipe or a device is not
+    opened: its reader would see the end); one `replaced` (written to a new file,
+    then renamed) needs a directory that takes new files."""
     if path is None:
         return
     if path.is_dir():
         raise CliError(f"cannot write {what} {path}: is a directory")
     if not path.parent.is_dir():
         raise CliError(f"cannot write {what} {path}: no directory {path.parent}")
+    if path.exists() and not path.is_file():
+        if not os.access(path, os.W_OK):
+            raise CliError(f"cannot write {what} {path}: permission denied")
+        return
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        existed = target.exists()
+        target.open("ab").close()
+        if not existed:
+            target.unlink()
+    except OSError as exc:
+        raise CliError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    if replaced and not os.access(target.parent, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {what} {path}: cannot create files in {target.parent}")
 
 
 def _readable(file: str) -> None:
@@ -342,24 +359,24 @@ def _readable(file: str) -> None:
 def command_replay(args: argparse.Namespace) -> int:
     """Replay a file, then write the final metrics."""
     from flows.replay import replay
+    from flows.sinks import OutputError
 
     _readable(args.file)
-    for path, what in (
-        (args.metrics_file, "metrics"),
-        (args.dlq, "dead letters"),
-        (args.alerts, "alerts"),
-        (args.kpis, "KPIs"),
-    ):
+    _writable(args.metrics_file, "metrics", replaced=True)
+    for path, what in ((args.dlq, "dead letters"), (args.alerts, "alerts"), (args.kpis, "KPIs")):
         _writable(path, what)
-    replay(
-        settings_from(args),
-        args.file,
-        metrics_file=args.metrics_file,
-        dlq=args.dlq,
-        alerts=args.alerts,
-        kpis=args.kpis,
-        progress=not args.quiet,
-    )
+    try:
+        replay(
+            settings_from(args),
+            args.file,
+            metrics_file=args.metrics_file,
+            dlq=args.dlq,
+            alerts=args.alerts,
+            kpis=args.kpis,
+            progress=not args.quiet,
+        )
+    except OutputError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -393,8 +410,11 @@ def command_simulate(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     _writable(out, "events")
-    with out.open("wb") as handle:
-        count = write_lines(handle, args.seed, start, end, profile)
+    try:
+        with out.open("wb") as handle:
+            count = write_lines(handle, args.seed, start, end, profile)
+    except OSError as exc:
+        raise CliError(f"cannot write events {out}: {exc.strerror or exc}") from None
     print(f"opscockpit: wrote {count:,} events to {out}", file=sys.stderr)
     return 0
 

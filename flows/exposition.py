@@ -145,7 +145,14 @@ def render(board: Board) -> bytes:
 
 
 def write_metrics_file(board: Board, path: Path) -> None:
-    """Write the exposition atomically (a reader never sees half a file)."""
+    """Write the exposition atomically (a reader never sees half a file) where the
+    path is a file; through a link, to its target; into a pipe or a device as it is
+    (renaming over one would replace it with a file)."""
+    if path.exists() and not path.is_file():
+        path.write_bytes(render(board))
+        return
+    if path.is_symlink():
+        path = path.resolve()
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(render(board))
     tmp.replace(path)

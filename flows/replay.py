@@ -11,7 +11,7 @@ from flows.dataflow import Sinks, build_flow, single
 from flows.exposition import Board, write_metrics_file
 from flows.kpis import ALL_FAMILIES, Families
 from flows.settings import Runtime, Settings
-from flows.sinks import JsonLinesSink
+from flows.sinks import JsonLinesSink, OutputError
 from flows.sources import LinesSource, Progress, file_lines
 
 SOURCE_NAME = "input"
@@ -29,7 +29,7 @@ def replay(
     families: Families = ALL_FAMILIES,
 ) -> Board:
     """Process every line of `path` (or stdin for `-`) with `families`;
-    return the final metrics board."""
+    return the final metrics board. OutputError: an output could not be written."""
     for output in (dlq, alerts, kpis):
         if output is not None:
             output.write_bytes(b"")  # exists, and empty, even when nothing is written
@@ -51,6 +51,12 @@ def replay(
     # A replay keeps no recovery state, so epochs only pace snapshots: make them rare.
     cli_main(flow, workers_per_process=1, epoch_interval=timedelta(hours=1))
     runtime.board.ready.set()  # all input processed, even if there was none
+    for sink in (sinks.dead_letters, sinks.alerts, sinks.kpis):
+        if isinstance(sink, JsonLinesSink):
+            sink.check()
     if metrics_file is not None:
-        write_metrics_file(runtime.board, metrics_file)
+        try:
+            write_metrics_file(runtime.board, metrics_file)
+        except OSError as exc:
+            raise OutputError(f"cannot write {metrics_file}: {exc.strerror or exc}") from None
     return runtime.board

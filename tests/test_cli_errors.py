@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -129,6 +130,79 @@ def test_a_replay_reads_a_fifo_stdin_and_process_substitution(tmp_path):
     replay = f"{sys.executable} -m flows.cli replay --quiet --metrics-file {metrics}"
     subprocess.run(["bash", "-c", f"{replay} <(cat {events})"], check=True, timeout=120)
     assert COUNTED in metrics.read_text()
+
+
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [("--metrics-file", "metrics"), ("--dlq", "dead letters"), ("--kpis", "KPIs")],
+)
+def test_a_replay_output_that_cannot_be_created_is_refused_before_the_run(
+    tmp_path, capsys, option, what
+):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(EVENT)
+    line = one_line_error(capsys, ["replay", str(events), option, "/proc/opscockpit"], 1)
+    assert (
+        line
+        == f"opscockpit: error: cannot write {what} /proc/opscockpit: No such file or directory"
+    )
+
+
+@pytest.fixture(scope="module")
+def six_hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six simulated hours: closed windows, KPI records, alerts and dead letters."""
+    path = tmp_path_factory.mktemp("hours") / "events.jsonl"
+    opscockpit("simulate", "--out", str(path), "--hours", "6", "--scale", "0.2")
+    return path
+
+
+def full_disk(tmp_path: Path) -> Path:
+    """A device that refuses every write as a full disk does: a twin of /dev/full in
+    tmp_path where one may be made (as root), so that a regression replacing it
+    with a file harms only the twin."""
+    if os.geteuid() != 0:
+        return Path("/dev/full")
+    twin = tmp_path / "full"
+    os.mknod(twin, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    return twin
+
+
+@pytest.mark.parametrize("option", ["--metrics-file", "--dlq", "--alerts", "--kpis"])
+def test_a_full_disk_is_one_line_and_leaves_the_device_a_device(six_hours, tmp_path, option):
+    """The replay ends with one line, not a panic inside bytewax, and a device is
+    written to, not replaced."""
+    full = full_disk(tmp_path)
+    result = opscockpit("replay", str(six_hours), "--quiet", option, str(full), check=False)
+    assert result.returncode == EXIT_FAILURE
+    assert result.stderr.decode() == (
+        f"opscockpit: error: cannot write {full}: No space left on device\n"
+    )
+    assert stat.S_ISCHR(os.stat(full).st_mode)
+
+
+def test_a_simulation_onto_a_full_disk_is_one_line(tmp_path, capsys):
+    full = full_disk(tmp_path)
+    line = one_line_error(capsys, ["simulate", "--out", str(full), "--hours", "1"], 1)
+    assert line == f"opscockpit: error: cannot write events {full}: No space left on device"
+
+
+def test_a_replay_writes_into_a_pipe_a_link_and_a_fifo(six_hours, tmp_path):
+    """Outputs that are not regular files stay what they are and get the records."""
+    piped = opscockpit("replay", str(six_hours), "--quiet", "--dlq", "/dev/stdout")
+    assert piped.stdout.count(b'"reason":') > 0 and piped.stderr == b""
+    target, link = tmp_path / "target.prom", tmp_path / "link.prom"
+    target.write_text("old")
+    link.symlink_to(target)
+    fifo = tmp_path / "metrics.fifo"
+    os.mkfifo(fifo)
+    read: list[bytes] = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    for path in (link, fifo):
+        opscockpit("replay", str(six_hours), "--quiet", "--metrics-file", str(path))
+    reader.join(timeout=60)
+    assert link.is_symlink() and "cockpit_events_total" in target.read_text()
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and b"cockpit_events_total" in read[0]
 
 
 RECOVERY = Path(__file__).parent / "fixtures" / "release-3862025" / "recovery"

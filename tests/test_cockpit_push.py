@@ -7,11 +7,14 @@ Grafana documents them, and records what it was sent.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,20 +80,31 @@ def handler_for(grafana: FakeGrafana) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def grafana(request: pytest.FixtureRequest) -> Iterator[FakeGrafana]:
-    prefix = getattr(request, "param", "")
-    fake = FakeGrafana(prefix=prefix)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}{prefix}"
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: Any) -> Iterator[str]:
+    """An HTTP server on a free port for the test's length; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield fake
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def grafana(request: pytest.FixtureRequest) -> Iterator[FakeGrafana]:
+    fake = FakeGrafana(prefix=getattr(request, "param", ""))
+    with serving(handler_for(fake)) as url:
+        fake.url = url + fake.prefix
+        yield fake
 
 
 def push(url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
@@ -149,6 +163,21 @@ def test_a_refusal_is_one_line_without_the_token(
     assert output.endswith(f"{says}\n"), output  # the status, not a port that holds it
     assert output.count("\n") == 1 and "Traceback" not in output
     assert TOKEN not in output
+
+
+def test_a_web_page_for_an_answer_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A URL that is not Grafana's (here a plain file server) answers with a page of
+    HTML: the line says so, without the page."""
+    files = functools.partial(QuietFiles, directory=str(tmp_path))
+    with serving(files) as url:
+        status, output = push(url, capsys)
+    assert status == 1
+    assert output.endswith(
+        "answered Client Error 404: a web page, not Grafana's API (is the URL right?)\n"
+    ), output
+    assert output.count("\n") == 1
 
 
 def test_an_unreachable_grafana_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

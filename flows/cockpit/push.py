@@ -21,6 +21,7 @@ from grafana_client.client import (
 )
 
 TIMEOUT_SECONDS = 10.0
+MAX_SAID = 200  # characters of an error answer quoted in the one line
 
 
 class PushError(Exception):
@@ -78,10 +79,22 @@ def push(url: str, token: str, folder: str, models: dict[str, dict[str, Any]]) -
     except GrafanaTimeoutError:
         raise PushError(f"Grafana at {where} did not answer within {TIMEOUT_SECONDS:g} s") from None
     except (GrafanaClientError, GrafanaServerError) as exc:
-        raise PushError(f"Grafana at {where} answered {exc.message}") from None
+        raise PushError(f"Grafana at {where} answered {brief(exc.message)}") from None
     except (GrafanaException, OSError) as exc:  # niquests' errors are OSErrors
         raise PushError(f"cannot reach Grafana at {where} ({reason(exc)})") from None
     return urls
+
+
+def brief(message: str) -> str:
+    """An error answer in one line: its status and Grafana's words, or, for a web
+    page (not Grafana's API: a wrong URL or a proxy's page), just that."""
+    status, _, said = message.partition(": ")
+    said = " ".join(said.split())
+    if said.startswith("<"):
+        said = "a web page, not Grafana's API (is the URL right?)"
+    elif len(said) > MAX_SAID:
+        said = said[:MAX_SAID] + "..."
+    return f"{status}: {said}" if said else status
 
 
 def reason(exc: Exception) -> str:
