@@ -249,6 +249,16 @@ BOTTLENECK_ALERT = closed_record(
 )
 
 
+ALERT_RECORDS = (ORDER_ALERT, STOCKOUT_ALERT, DEMAND_SPIKE_ALERT, BOTTLENECK_ALERT)
+ALERT_KINDS = tuple(  # as the schemas name them: the API's `alert` filter takes these
+    kind
+    for record in ALERT_RECORDS
+    for kind in record["properties"]["alert"].get(
+        "enum", [record["properties"]["alert"].get("const")]
+    )
+)
+
+
 def output_schemas() -> dict[str, dict[str, Any]]:
     """Schemas of the records opscockpit writes (dead letters, alerts, KPIs)."""
     return {
@@ -296,7 +306,7 @@ def output_schemas() -> dict[str, dict[str, Any]]:
             "`<alert>|...` as each kind says.",
             ["alert", "decided_ts"],
             {},
-            oneOf=[ORDER_ALERT, STOCKOUT_ALERT, DEMAND_SPIKE_ALERT, BOTTLENECK_ALERT],
+            oneOf=list(ALERT_RECORDS),
         ),
         "kpi": _record(
             "kpi",

@@ -321,6 +321,7 @@ def test_no_published_items_is_an_empty_page():
         ("settings?x", 400),
         ("items?limit=5&x", 400),
         ("items?limit=5&&=", 400),
+        ("alerts?alert=ship_sla_breach&alert=stock_out", 400),  # a misspelt kind
         ("nothing", 404),
         ("", 404),
     ],
@@ -364,10 +365,14 @@ def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes,
 def test_other_methods_are_refused_where_something_is(served):
     for path in ("/", "/metrics", "/api/v1/summary", "/-/ready", "/static/cockpit.js"):
         for method in ("POST", "PUT", "DELETE"):
-            code, headers, _body = fetch(served.base + path, method=method)
+            code, headers, body = fetch(served.base + path, method=method)
             assert code == 405 and headers["Allow"] == "GET, HEAD", (path, method)
+            assert json.loads(body)["errorType"] == "bad_data", (path, method)
     for path in ("/nope", "/api/v1/nothing", "/static/../app.py"):
-        assert fetch(served.base + path, method="POST")[0] == 404, path
+        code, headers, body = fetch(served.base + path, method="POST")
+        assert code == 404, path
+        assert headers["Content-Type"] == "application/json", path
+        validate("error", json.loads(body))
 
 
 @pytest.mark.parametrize(

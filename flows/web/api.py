@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from flows.exposition import Board
 from flows.published import ITEM_STATES, Item
+from flows.schemas import ALERT_KINDS
 from flows.settings import Settings
 from flows.timeutil import format_time
 from flows.web.figures import BY_ID, FIGURES, TILES, Figure, View
@@ -197,7 +198,7 @@ class Api:
     def alerts(self, query: Query) -> dict[str, Any]:
         """The latest alert records of this process, newest first."""
         self._ready()
-        names = set(query.many("alert"))
+        names = set(query.choices("alert", ALERT_KINDS))
         fcs = set(query.many("fc"))
         limit = query.integer("limit", 50, 1, MAX_LIMIT)
         chosen = [

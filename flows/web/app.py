@@ -78,12 +78,12 @@ class App:
         """Credentials first (nothing, not even what exists, is told without them),
         then the resource (404), then the method (405)."""
         if self.users is not None and not self._authorized(environ):
-            return _error(path, 401, "unauthorized", "unauthorized", [("WWW-Authenticate", REALM)])
+            return json_error(401, "unauthorized", "unauthorized", [("WWW-Authenticate", REALM)])
         handler = self.handler(path)
         if handler is None:
-            return _error(path, 404, "not_found", f"nothing at {path}")
+            return json_error(404, "not_found", f"nothing at {path}")
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
-            return _error(path, 405, "bad_data", "use GET or HEAD", [("Allow", "GET, HEAD")])
+            return json_error(405, "bad_data", "use GET or HEAD", [("Allow", "GET, HEAD")])
         return handler(environ, path)
 
     def handler(self, path: str) -> Handler | None:
@@ -172,12 +172,7 @@ def _json_headers() -> Headers:
 
 
 def json_error(code: int, kind: str, message: str, extra: Headers | None = None) -> Answer:
+    """An error as Prometheus' API shapes one, on every path (as the server's own
+    refusals of a bad request are), so that a client reads one shape."""
     body = orjson.dumps({"status": "error", "errorType": kind, "error": message})
     return f"{code} {HTTPStatus(code).phrase}", _json_headers() + (extra or []), body
-
-
-def _error(path: str, code: int, kind: str, message: str, extra: Headers | None = None) -> Answer:
-    """An error in JSON under /api/, in plain text elsewhere."""
-    if path.startswith("/api/"):
-        return json_error(code, kind, message, extra)
-    return f"{code} {HTTPStatus(code).phrase}", _text() + (extra or []), f"{message}\n".encode()
