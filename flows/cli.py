@@ -138,7 +138,7 @@ def add_event_time_options(parser: argparse.ArgumentParser, retention: str) -> N
     group.add_argument(
         "--max-event-bytes",
         type=positive_int,
-        help="larger payloads are dead-lettered as too_large (default 1 MiB)",
+        help="larger payloads, in bytes, are dead-lettered as too_large (default 1048576: 1 MiB)",
     )
     group.add_argument(
         "--batch-size", type=positive_int, help="events read per batch (default 1000)"
@@ -292,7 +292,7 @@ def build_parser() -> Parser:
     target = simulate.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="JSON Lines file, or - for stdout")
     target.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to produce to")
-    simulate.add_argument("--topic", default="tps.events", help="topic (default tps.events)")
+    simulate.add_argument("--topic", help="topic (default tps.events)")
     simulate.add_argument(
         "--kafka-config", type=Path, metavar="FILE", help="librdkafka properties for the producer"
     )
@@ -387,6 +387,8 @@ def command_simulate(args: argparse.Namespace) -> int:
 
     if args.rate is not None and args.out is not None:
         raise CliError("--rate needs --kafka", EXIT_USAGE)
+    _kafka_only(args)
+    args.topic = args.topic or "tps.events"
     live = args.rate is not None
     start = (
         args.start
@@ -419,6 +421,13 @@ def command_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kafka_only(args: argparse.Namespace) -> None:
+    """Options that mean something only with --kafka are refused without it."""
+    for option, value in ("--topic", args.topic), ("--kafka-config", args.kafka_config):
+        if value and not args.kafka:
+            raise CliError(f"{option} needs --kafka", EXIT_USAGE)
+
+
 def _now_minute() -> int:
     minute = 60 * US_PER_SECOND
     return time.time_ns() // 1000 // minute * minute
@@ -433,10 +442,7 @@ def command_run(args: argparse.Namespace) -> int:
         raise CliError(
             f"--metrics-port {args.metrics_port} + process {last} is above {MAX_PORT}", EXIT_USAGE
         )
-    kafka_only = ("--topic", args.topic), ("--kafka-config", args.kafka_config)
-    for option, value in kafka_only:
-        if value and not args.kafka:
-            raise CliError(f"{option} needs --kafka", EXIT_USAGE)
+    _kafka_only(args)
     settings = settings_from(args, idle_timeout=args.idle_timeout)  # bad values fail here
     web = web_config(args.web_config)
     if args.processes > 1 and args.process_id is None:

@@ -251,7 +251,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
             epoch_interval=timedelta(microseconds=args.snapshot_interval),
             recovery_config=recovery,
         )
-    print("opscockpit: stopped", file=sys.stderr)
+    sys.stderr.write("opscockpit: stopped\n")  # one write: processes share the stream
 
 
 class Stopped(Exception):

@@ -376,6 +376,8 @@ def command_import_olist(args: argparse.Namespace) -> int:
             raise OlistError(f"cannot read {directory}: {problem}")
         if args.out != "-" and not Path(args.out).parent.is_dir():
             raise OlistError(f"cannot write {args.out}: no directory {Path(args.out).parent}")
+        if args.out != "-" and Path(args.out).is_dir():
+            raise OlistError(f"cannot write {args.out}: is a directory")
         conversion = convert(directory)
         for problem in conversion.bad_rows:
             print(problem, file=sys.stderr)

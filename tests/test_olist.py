@@ -416,17 +416,16 @@ def test_unusable_input_is_a_one_line_error_and_writes_nothing(tmp_path, capsys,
     assert not out.exists()
 
 
-def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):
-    directory = olist_dir(
-        tmp_path,
-        [f"o1,c1,created,{GOOD_ORDER}"],
-        [item("o1", 1, "p1", "s-sp", "2018-03-05 09:00:00")],
-    )
-    out = tmp_path / "absent" / "events.jsonl"
+@pytest.mark.parametrize("where", ["absent/events.jsonl", "."])
+def test_an_unwritable_output_is_a_one_line_error_before_any_reading(tmp_path, capsys, where):
+    """Checked first: the bad row below would be reported had the files been read."""
+    first = item("o1", 1, "p1", "s-sp", "2018-03-05 09:00:00")
+    bad = first.replace("o1,1,", "o1,x,", 1)
+    directory = olist_dir(tmp_path, [f"o1,c1,created,{GOOD_ORDER}"], [first, bad])
+    out = tmp_path / where
     assert run_import(str(directory), "--out", str(out)) == 1
-    assert capsys.readouterr().err == (
-        f"opscockpit: error: cannot write {out}: no directory {out.parent}\n"
-    )
+    problem = "is a directory" if where == "." else f"no directory {out.parent}"
+    assert capsys.readouterr().err == f"opscockpit: error: cannot write {out}: {problem}\n"
 
 
 @pytest.mark.parametrize("number", ["\u00b2", "\u0663", "9" * 5000, "0001234567890"])

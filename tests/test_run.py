@@ -188,6 +188,12 @@ NO_KAFKA_CONFIG = "cannot read Kafka config /nope/x: No such file or directory"
         (["run", "--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"], 1, NO_KAFKA_CONFIG),
         (["run", "--process-id", "1"], 2, "--process-id needs --addresses"),
         (["simulate", "--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"], 1, NO_KAFKA_CONFIG),
+        (["simulate", "--out", "-", "--topic", "t"], 2, "--topic needs --kafka"),
+        (
+            ["simulate", "--out", "-", "--kafka-config", "/nope/x"],
+            2,
+            "--kafka-config needs --kafka",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(args, status, says):
