@@ -648,14 +648,17 @@ class TopicSink(FixedPartitionedSink[Output, None]):
         return _TopicWriter(self)
 
 
-def ensure_topics(settings: KafkaSettings, topics: dict[str, int], timeout_s: float = 10.0) -> None:
+def ensure_topics(
+    settings: KafkaSettings, topics: dict[str, int], timeout_s: float = 10.0
+) -> list[str]:
     """Create missing topics (partitions by name) and wait until they exist, each
-    replicated as the broker's default.replication.factor says (-1: KIP-464, Kafka 2.4)."""
+    replicated as the broker's default.replication.factor says (-1: KIP-464, Kafka 2.4).
+    Returns the topics it created."""
     admin = AdminClient(settings.admin())
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = [NewTopic(name, count, -1) for name, count in topics.items() if name not in existing]
     if not wanted:
-        return
+        return []
     for topic, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
         try:
             future.result(timeout_s)
@@ -664,3 +667,4 @@ def ensure_topics(settings: KafkaSettings, topics: dict[str, int], timeout_s: fl
                 raise KafkaSetupError(
                     f"cannot create topic {topic!r}: {exc.args[0].str()}"
                 ) from None
+    return [new.topic for new in wanted]

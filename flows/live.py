@@ -304,6 +304,9 @@ def _until(
         yield emission
 
 
+NEW_INPUT_PARTITIONS = 6  # as the compose stack makes tps.events
+
+
 def produce_simulation(args: argparse.Namespace, start: int, end: int | None) -> int:
     """`simulate --kafka`: produce simulated events keyed by entity id.
 
@@ -316,7 +319,12 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
 
     try:
         kafka = kafka_settings(args)
-        partitions_of(kafka, [args.topic])
+        partitions_of(kafka, [])  # reachable, else one line
+        if ensure_topics(kafka, {args.topic: NEW_INPUT_PARTITIONS}):
+            print(
+                f"opscockpit: created topic {args.topic} ({NEW_INPUT_PARTITIONS} partitions)",
+                file=sys.stderr,
+            )
     except KafkaSetupError as exc:
         raise RunError(str(exc)) from None
     undelivered: list[str] = []

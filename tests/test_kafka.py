@@ -597,6 +597,18 @@ def test_simulate_produces_the_file_keyed_by_entity(kafka, tmp_path):
     assert len(keyed_ok) > 0.99 * len(produced) and all(keyed_ok)
 
 
+def test_simulate_creates_a_missing_topic_and_says_so(kafka):
+    topic = unique("new")
+    result = opscockpit("simulate", "--kafka", kafka, "--topic", topic, "--hours", "0.1")
+    assert (
+        result.stderr.decode().splitlines()[0]
+        == f"opscockpit: created topic {topic} (6 partitions)"
+    )
+    metadata = AdminClient({"bootstrap.servers": kafka}).list_topics(topic, timeout=10)
+    assert len(metadata.topics[topic].partitions) == 6
+    assert len(consume_all(kafka, topic)) > 0
+
+
 def test_client_defaults_give_way_to_the_users_properties_but_not_what_it_needs() -> None:
     """linger.ms, fetch.queue.backoff.ms and the admin lookups' reconnect.backoff.ms
     are defaults a --kafka-config can change; group and commit settings are how
