@@ -130,19 +130,18 @@ def test_nothing_answers_without_the_right_password(certs):
         assert data["data"]["web"] == {"tls": True, "basic_auth": True}
 
 
-def test_a_client_below_the_minimum_tls_version_is_refused(certs):
-    with secured(certs, min_version="TLS13") as base:
-        old = certs.trusting(maximum_version=ssl.TLSVersion.TLSv1_2)
+@pytest.mark.parametrize(
+    ("server", "client"),
+    [
+        ({"min_version": "TLS13"}, {"maximum_version": ssl.TLSVersion.TLSv1_2}),
+        ({"max_version": "TLS12"}, {"minimum_version": ssl.TLSVersion.TLSv1_3}),
+    ],
+    ids=["below the minimum", "above the maximum"],
+)
+def test_a_client_outside_the_tls_versions_is_refused(certs, server, client):
+    with secured(certs, **server) as base:
         with pytest.raises(OSError):
-            fetch(base + "/-/healthy", USER, PASSWORD, context=old)
-        assert fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())[0] == 200
-
-
-def test_a_client_above_the_maximum_tls_version_is_refused(certs):
-    with secured(certs, max_version="TLS12") as base:
-        new = certs.trusting(minimum_version=ssl.TLSVersion.TLSv1_3)
-        with pytest.raises(OSError):
-            fetch(base + "/-/healthy", USER, PASSWORD, context=new)
+            fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting(**client))
         assert fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())[0] == 200
 
 
