@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import re
+from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -17,8 +18,17 @@ class CliError(Exception):
         self.status = status
 
 
+# argparse's own pattern for a negative number, and a number with a unit after it.
+NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d*\.?\d+[a-zA-Z]+$")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line."""
+    """argparse, but errors are one line, and a negative duration (`--lateness -5s`)
+    is read as a value, as a negative number is, so that it gets its own error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)

@@ -85,6 +85,9 @@ BAD_VALUES = [
     ("replay e.jsonl --lateness=-5s", "argument --lateness: must not be negative, not '-5s'"),
     ("replay e.jsonl --lateness -5", "argument --lateness: must not be negative, not '-5'"),
     ("run --backfill=-1h", "argument --backfill: must not be negative, not '-1h'"),
+    ("replay e.jsonl --lateness -5s", "argument --lateness: must not be negative, not '-5s'"),
+    ("run --backfill -1.5h", "argument --backfill: must not be negative, not '-1.5h'"),
+    ("run --metrics-port -x", "argument --metrics-port: expected one argument"),
 ]
 
 
