@@ -109,9 +109,10 @@ def text_differences(value: dict[str, Any], unit: str, number: float | None) -> 
 
 
 def layout_problems(driver: webdriver.Chrome, size: tuple[int, int]) -> list[str]:
-    """Once the page is drawn at `size`: text cut off or overflowing, a figure hidden
-    (outside its tile's box, which clips), a table or list emptied to its "and N
-    more", tiles overlapping, a page wider than the screen."""
+    """Once the page is drawn at `size`: text cut off or overflowing (on a phone, a
+    caption or list row cut short too), a figure hidden (outside its tile's box,
+    which clips), a table or list emptied to its "and N more", tiles overlapping, a
+    page wider than the screen."""
     drawn = page_time(driver)
     viewport(driver, size)
     wait_for(lambda: driver.execute_script("return window.innerWidth") == size[0], 10, "resize")
@@ -129,6 +130,10 @@ def layout_problems(driver: webdriver.Chrome, size: tuple[int, int]) -> list[str
             out.push(`${tile.querySelector('h2').textContent}: content cut off below`);
         for (const e of document.querySelectorAll('[data-figure], h2, .caption, .label'))
           if (e.scrollWidth > e.clientWidth + 1) out.push(`cut off: ${e.textContent}`);
+        if (innerWidth < 760)  // a phone scrolls: no caption or list row is cut short
+          for (const e of document.querySelectorAll('.caption, ul.list li'))
+            if (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1)
+              out.push(`cut short: ${e.textContent}`);
         for (const e of document.querySelectorAll('[data-figure]')) {
           const tile = e.closest('.tile');
           const box = tile.getBoundingClientRect();
