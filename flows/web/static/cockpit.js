@@ -8,7 +8,7 @@ const TIMEOUT_MS = 10000;
 const STALE_MS = 10000;
 const TREND_S = 3600;
 const ROWS = 8;  // at most, per table: fit() gives up those a wall has no room for
-const ITEMS = "/api/v1/items?state=out_of_stock&state=at_risk&limit=8";
+const ITEMS = `/api/v1/items?state=out_of_stock&state=at_risk&limit=${ROWS}`;
 const ALERTS = "/api/v1/alerts?limit=8";
 const STAGES = ["placed", "picked", "packed", "pick", "pack", "ship", "stow"];
 const RANK = { critical: 0, warning: 1, ok: 2, none: 3 };
