@@ -20,7 +20,7 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
@@ -34,7 +34,12 @@ from flows.settings import Runtime, Settings
 from flows.sources import REPLAY_SHARD, LinesSource, file_lines
 
 COMBINE_KEY = "all"
-FLOW, SHARD_STEP, COMBINE_STEP = "opscockpit", "shards", "windows"  # recovery keeps these
+FLOW, INPUT_STEP, SHARD_STEP, COMBINE_STEP = (
+    "opscockpit",
+    "input",
+    "shards",
+    "windows",
+)  # recovery keeps these
 OUTPUTS = ("dead_letters", "alerts", "kpis")  # the Sinks fields, each output step's name
 
 
@@ -155,15 +160,20 @@ def output_parts(sinks: Sinks) -> dict[str, list[str]]:
     }
 
 
-def check_recovery(
-    directory: Path, window: int, outputs: dict[str, list[str]] | None = None
-) -> None:
+def input_parts(source: Source[Any]) -> dict[str, list[str]]:
+    """The recovery parts of the input step (a Kafka partition, a simulator's)."""
+    if isinstance(source, FixedPartitionedSource):
+        return {f"{FLOW}.{INPUT_STEP}": source.list_parts()}
+    return {}
+
+
+def check_recovery(directory: Path, window: int, parts: dict[str, list[str]] | None = None) -> None:
     """Refuse, before the dataflow starts, snapshots this build cannot read or
     kept on another `window` size, a part file that is no recovery file, and
-    recovery state of output parts this run does not have (`output_parts`: bytewax
-    panics on a part it no longer has): one line (a refusal inside a running
-    dataflow comes with bytewax's panic)."""
-    outputs = outputs or {}
+    recovery state of input or output parts this run does not have (`input_parts`,
+    `output_parts`: bytewax panics on a part it no longer has): one line (a refusal
+    inside a running dataflow comes with bytewax's panic)."""
+    parts = parts or {}
     readers = {
         f"{FLOW}.{SHARD_STEP}": (snapshot.SHARD_FORMAT, {f.NAME: f.VERSION for f in FAMILIES}),
         f"{FLOW}.{COMBINE_STEP}": (snapshot.COMBINE_FORMAT, {c.NAME: c.VERSION for c in COMBINERS}),
@@ -176,19 +186,25 @@ def check_recovery(
                 for step, blob in db.execute(query):
                     if step in readers and (data := snapshot.loads(blob)) is not None:
                         snapshot.read(data, *readers[step], upgrade, window)
-                parts = db.execute("SELECT DISTINCT step_id, state_key FROM snaps").fetchall()
+                kept = db.execute("SELECT DISTINCT step_id, state_key FROM snaps").fetchall()
         except (sqlite3.Error, snapshot.Damaged) as exc:
             raise snapshot.SnapshotError(
                 f"{path.name} is not an opscockpit recovery file ({exc})"
             ) from None
-        for step, part in parts:
-            if step in outputs and part not in outputs[step]:
-                name = step.removeprefix(f"{FLOW}.").removesuffix("_out")
+        for step, part in kept:
+            if step not in parts or part in parts[step]:
+                continue
+            if step == f"{FLOW}.{INPUT_STEP}":
                 raise snapshot.SnapshotError(
-                    f"it wrote {name} to {part}, and this run writes them to "
-                    f"{', '.join(outputs[step])}: give the same output options, or "
-                    "another --recovery-dir"
+                    f"it read {part}, and this run reads {', '.join(parts[step])}: resume "
+                    "with the input it read, or start from another --recovery-dir"
                 )
+            name = step.removeprefix(f"{FLOW}.").removesuffix("_out")
+            raise snapshot.SnapshotError(
+                f"it wrote {name} to {part}, and this run writes them to "
+                f"{', '.join(parts[step])}: give the same output options, or "
+                "another --recovery-dir"
+            )
 
 
 def _is(kind: type) -> Any:
@@ -214,7 +230,7 @@ def build_flow(
     """The opscockpit dataflow over any source of decoded batches; `families` chooses
     which run (all of them but where a benchmark leaves some out)."""
     flow = Dataflow(FLOW)
-    batches = op.input("input", flow, source)
+    batches = op.input(INPUT_STEP, flow, source)
     results = op.stateful_batch(
         SHARD_STEP, batches, lambda resume: ShardLogic(runtime, layout, resume, families.shard)
     )

@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,14 +47,13 @@ from flows.runtime.core import add
 from flows.runtime.outputs import DeadLetter, Output, Written, written
 from flows.runtime.pipeline import SINK_METRICS, SOURCE_METRICS
 from flows.settings import Runtime
-from flows.sources import Message, decode_batch, stop_if_asked
+from flows.sources import Marks, Message, decode_batch, latest_ts, stop_if_asked
 from flows.timeutil import US_PER_MS, US_PER_SECOND
 
 log = logging.getLogger("opscockpit.kafka")
 LIBRDKAFKA_LOG = logging.getLogger("opscockpit.librdkafka")
 LIBRDKAFKA_LOG.setLevel(logging.CRITICAL)
 
-MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
 FETCH_QUEUE_BACKOFF_MS = 10  # a full local queue is checked again this soon
 ADMIN_RECONNECT_BACKOFF_MS = 1  # a start's lookups: see KafkaSettings.admin
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
@@ -215,11 +213,11 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.name, self.shard = part_name(topic, partition), source.shard_of[partition]
         self.max_ts = MIN_TS
         now = source.clock()
-        self.last_event = self.last_mark = now
+        self.last_event = now
         self.idle = False
         self.behind = False  # the latest poll found nothing, yet the broker holds more
         self.known_end = -1  # the partition's end as the start lookup found it
-        self.marked: tuple[int, bool] | None = None
+        self.marks = Marks(self.name, source.shards)
         self.empty_polls = 0
         self.ledger = Ledger(SOURCE_METRICS)
         self.ledger["cockpit_kafka_up"][()] = 1
@@ -315,7 +313,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             payloads = cast(list[bytes], values)
             items = decode_batch(payloads, self.source.max_bytes, self._origin(messages), 0)
             self.next_offset = int(messages[-1].offset() or 0) + 1
-            latest = max(map(_TS, items))
+            latest = max(map(latest_ts, items))
             if latest > MIN_TS:  # events: a reject (a tombstone too) has no event time
                 self.last_event = now
                 self.idle = False
@@ -333,7 +331,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             caught_up = self._caught_up()
             self.behind = up and not caught_up  # a fresh start, or reading outran fetching
             self.idle = up and caught_up and now - self.last_event >= self.source.idle_timeout
-        out.extend(self._marks(now))
+        out.extend(self.marks.due(now, self.max_ts, self.idle))
         return out
 
     def _check_end(self) -> None:
@@ -375,20 +373,6 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             "partition": self.partition,
             "offset": messages[i].offset(),
         }
-
-    def _marks(self, now: int) -> list[Message]:
-        """Progress for every shard: at once when idleness flips, else at most every MARK_EVERY."""
-        state = (self.max_ts, self.idle)
-        if state == self.marked:
-            return []
-        idle_flipped = self.marked is None or self.marked[1] != self.idle
-        if not idle_flipped and now - self.last_mark < MARK_EVERY:
-            return []
-        self.marked, self.last_mark = state, now
-        return [
-            (shard, ("mark", shard, self.name, self.max_ts, self.idle))
-            for shard in self.source.shards
-        ]
 
     def next_awake(self) -> datetime | None:
         if self.empty_polls == 0:
@@ -437,7 +421,6 @@ def report_error(error: KafkaError, client: str, up: bool) -> bool:
 
 
 _ERROR, _VALUE = KafkaMessage.error, KafkaMessage.value
-_TS = attrgetter("ts")  # a reject's ts is MIN_TS: it never moves the watermark
 
 
 class TpsKafkaSource(FixedPartitionedSource[Message, int]):

@@ -26,7 +26,14 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, join_in_order
-from flows.dataflow import Layout, Sinks, build_flow, check_recovery, output_parts, single
+from flows.dataflow import (
+    Layout,
+    Sinks,
+    build_flow,
+    check_recovery,
+    input_parts,
+    output_parts,
+)
 from flows.exposition import Board
 from flows.kafka import (
     KafkaSettings,
@@ -43,7 +50,7 @@ from flows.kafka import (
 from flows.placement import shard_keys
 from flows.runtime.snapshot import SnapshotError
 from flows.settings import Runtime, Settings
-from flows.sources import SimulatorSource
+from flows.sources import SimulatorSource, simulator_parts
 from flows.timeutil import US_PER_SECOND
 from flows.web.config import WebConfig
 from flows.web.server import serve
@@ -73,24 +80,23 @@ def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
 
 
 def embedded_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
+    """The simulator, as one partition per worker so that every worker holds a shard."""
     from flows.simulator import Profile, stream
 
     profile = Profile().scaled(args.scale)
-
-    def stream_from(start: int) -> Iterator[tuple[int, bytes]]:
-        return ((arrival, payload) for arrival, _key, payload in stream(args.seed, start, profile))
-
-    settings = runtime.settings
+    parts = simulator_parts(SIMULATOR, total_workers(args))
+    shard_of = placed_shards(args, {str(index): part for index, part in enumerate(parts)})
     source = SimulatorSource(
-        SIMULATOR,
-        stream_from,
-        args.backfill,
-        runtime.clock,
-        runtime.stop,
-        settings.batch_size,
-        settings.max_event_bytes,
+        SIMULATOR, lambda start: stream(args.seed, start, profile), shard_of, args.backfill, runtime
     )
-    return Wiring(source, single(SIMULATOR), Sinks())
+    return Wiring(source, Layout(tuple(source.shards), tuple(source.parts)), Sinks())
+
+
+def placed_shards(args: argparse.Namespace, reader_of: dict[str, str]) -> dict[int, str]:
+    """The shard (state key) of each partition index, held by the worker that reads
+    `reader_of[index]` (flows.placement)."""
+    keys = shard_keys(total_workers(args), reader_of)
+    return {int(index): key for index, key in keys.items()}
 
 
 def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
@@ -108,8 +114,7 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     for topic, count in partitions.items():
         for index in range(count):
             reader_of.setdefault(str(index), part_name(topic, index))
-    keys = shard_keys(total_workers(args), reader_of)
-    shard_of = {int(index): key for index, key in keys.items()}
+    shard_of = placed_shards(args, reader_of)
     source = TpsKafkaSource(kafka, partitions, shard_of, start=args.start, runtime=runtime)
     layout = Layout(
         tuple(source.shards),
@@ -184,26 +189,27 @@ def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | No
     return RecoveryConfig(directory)
 
 
-def check_resume(directory: Path, window: int, outputs: dict[str, list[str]] | None = None) -> None:
+def check_resume(directory: Path, window: int, parts: dict[str, list[str]] | None = None) -> None:
     """`check_recovery`, its refusal a RunError."""
     try:
-        check_recovery(directory, window, outputs)
+        check_recovery(directory, window, parts)
     except SnapshotError as exc:
         raise RunError(f"cannot resume from {directory}: {exc}") from None
 
 
-def holds_no_shard(board: Board, cluster: bool) -> bool:
+def holds_no_shard(board: Board, kafka_cluster: bool) -> bool:
     """Whether this process may hold no shard, so that no batch would ever make it
-    ready. A single process holds every shard; a process of a cluster that reads a
-    Kafka partition holds that partition's shard (flows.placement)."""
-    return cluster and not board.totals().get("cockpit_kafka_up")
+    ready. A single process holds every shard, and so does each worker of the
+    simulator (a partition each); a process of a Kafka cluster holds the shards of
+    the partitions it reads (flows.placement), if it reads any."""
+    return kafka_cluster and not board.totals().get("cockpit_kafka_up")
 
 
-def end_grace(board: Board, cluster: bool) -> None:
+def end_grace(board: Board, kafka_cluster: bool) -> None:
     """Ready after a grace period only a process that holds no shard: where one is
     held, its first batch (flows.dataflow) makes the process ready once restored,
     however long restoring takes."""
-    if holds_no_shard(board, cluster):
+    if holds_no_shard(board, kafka_cluster):
         board.ready.set()
 
 
@@ -217,7 +223,8 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     flow = build_flow(runtime, wiring.source, wiring.layout, wiring.sinks)
     recovery = recovery_config(args.recovery_dir, total_workers(args))
     if args.recovery_dir is not None:
-        check_resume(args.recovery_dir, settings.window, output_parts(wiring.sinks))
+        parts = input_parts(wiring.source) | output_parts(wiring.sinks)
+        check_resume(args.recovery_dir, settings.window, parts)
     process = args.process_id or 0
     port = args.metrics_port + process
     try:
@@ -235,8 +242,8 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
         file=sys.stderr,
         flush=True,
     )
-    cluster = cluster_processes(args) > 1
-    grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, cluster))
+    kafka_cluster = bool(args.kafka) and cluster_processes(args) > 1
+    grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, kafka_cluster))
     grace.daemon = True
     grace.start()
     addresses = args.addresses.split(";") if args.addresses else None
@@ -262,8 +269,8 @@ def stop_on_signals(stop: threading.Event, threaded: bool) -> None:
     """SIGTERM and SIGINT ask the endless sources to stop (`stop_if_asked`).
 
     A bytewax worker stops only at a batch of its own partitions: one that reads none
-    (every worker but one on the single simulator partition, or more workers than
-    Kafka partitions) went on, and the others waited for it forever. bytewax runs
+    (more workers than Kafka partitions; until this release, every worker but one on
+    the simulator) went on, and the others waited for it forever. bytewax runs
     several workers, or a cluster's, in threads and checks for signals in this main
     thread: `Stopped`, raised by the handler there, ends every worker of the process.
     A single worker runs on this thread, where it would be a panic; it reads every

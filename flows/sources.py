@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from io import IOBase
 from itertools import islice
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +23,9 @@ from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourc
 from bytewax.testing import ffwd_iter
 
 from flows.decode import Event, Reject, decode_all
-from flows.timeutil import US_PER_SECOND
+from flows.runtime.consts import MIN_TS
+from flows.settings import Runtime
+from flows.timeutil import US_PER_MS, US_PER_SECOND
 
 Message = tuple[str, tuple[Any, ...]]
 REPLAY_SHARD = "0"
@@ -138,8 +142,10 @@ def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
     return open_lines
 
 
-SimResume = tuple[int, int]  # (start of the simulation, emissions released so far)
+SimResume = tuple[int, int]  # (start of the simulation, emissions passed so far)
 STOP_CHECK = US_PER_SECOND // 2
+MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
+latest_ts = attrgetter("ts")  # a reject's ts is MIN_TS: it never moves the watermark
 
 
 def stop_if_asked(stop: threading.Event) -> None:
@@ -149,31 +155,90 @@ def stop_if_asked(stop: threading.Event) -> None:
         raise AbortExecution()
 
 
+class Marks:
+    """One partition's progress for every shard, so that each knows W over all of them."""
+
+    def __init__(self, name: str, shards: list[str]) -> None:
+        self.name, self.shards = name, shards
+        self.marked: tuple[int, bool] | None = None
+        self.last_mark = 0
+
+    def due(self, now: int, max_ts: int, idle: bool) -> list[Message]:
+        """At once when idleness flips, else at most every MARK_EVERY."""
+        state = (max_ts, idle)
+        if state == self.marked:
+            return []
+        idle_flipped = self.marked is None or self.marked[1] != idle
+        if not idle_flipped and now - self.last_mark < MARK_EVERY:
+            return []
+        self.marked, self.last_mark = state, now
+        return [(shard, ("mark", shard, self.name, max_ts, idle)) for shard in self.shards]
+
+
+def partition_of(key: str, count: int) -> int:
+    """The partition of an entity key: the same in every process (`hash` is not)."""
+    return zlib.crc32(key.encode()) % count
+
+
+def simulator_parts(name: str, count: int) -> list[str]:
+    """One partition is `name` (as every release before several were), more `name:index`."""
+    return [name] if count == 1 else [f"{name}:{index}" for index in range(count)]
+
+
 class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
-    """Simulated events released when the wall clock reaches their arrival time."""
+    """Simulated events released when the wall clock reaches their arrival time.
+
+    Of several partitions, each runs the whole simulation and keeps the events whose
+    key is its own, as a Kafka topic keyed by entity would hold them, and reports
+    its progress to every shard as a Kafka partition does."""
 
     def __init__(
-        self, source: SimulatorSource, stream: Iterator[tuple[int, bytes]], start: int, emitted: int
+        self,
+        source: SimulatorSource,
+        index: int,
+        stream: Iterator[tuple[int, str, bytes]],
+        start: int,
+        emitted: int,
     ) -> None:
-        self.name, self.clock, self.stop = source.name, source.clock, source.stop
+        self.clock, self.stop = source.clock, source.stop
         self.batch_size, self.max_bytes = source.batch_size, source.max_bytes
+        self.idle_timeout = source.idle_timeout
+        self.name, self.shard = source.parts[index], source.shard_of[index]
+        self.index, self.count = index, len(source.parts)
+        self.marks = Marks(self.name, source.shards) if self.count > 1 else None
         self.stream, self.start, self.emitted = stream, start, emitted
         self.pending = next(self.stream)
+        self.max_ts, self.idle, self.last_event = MIN_TS, False, self.clock()
 
     def next_batch(self) -> list[Message]:
         stop_if_asked(self.stop)
         now = self.clock()
         payloads: list[bytes] = []
-        while self.pending[0] <= now and len(payloads) < self.batch_size:
-            payloads.append(self.pending[1])
+        sequences: list[int] = []  # of the whole simulation: a reject's origin
+        passed, most = 0, self.batch_size * self.count
+        while self.pending[0] <= now and passed < most:
+            _arrival, key, payload = self.pending
+            if self.count == 1 or partition_of(key, self.count) == self.index:
+                payloads.append(payload)
+                sequences.append(self.emitted + passed)
+            passed += 1
             self.pending = next(self.stream)
-        if not payloads:
-            return []
-        items = decode_batch(
-            payloads, self.max_bytes, lambda n: {"source": self.name, "sequence": n}, self.emitted
-        )
-        self.emitted += len(payloads)
-        return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
+        self.emitted += passed
+        out: list[Message] = []
+        if payloads:
+            origin = {"source": self.name}
+            items = decode_batch(
+                payloads, self.max_bytes, lambda n: origin | {"sequence": sequences[n]}, 0
+            )
+            latest = max(map(latest_ts, items))
+            if latest > MIN_TS:  # events: a reject has no event time
+                self.max_ts, self.last_event = max(self.max_ts, latest), now
+            out.append((self.shard, ("events", self.shard, self.name, items)))
+        if self.marks is not None:
+            caught_up = self.pending[0] > now
+            self.idle = caught_up and now - self.last_event >= self.idle_timeout
+            out.extend(self.marks.due(now, self.max_ts, self.idle))
+        return out
 
     def next_awake(self) -> datetime | None:
         """At the next arrival, or sooner: a stop request (Ctrl-C) is seen within
@@ -192,24 +257,28 @@ class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
     """The embedded default: simulated history from `backfill` ago at full speed, then live.
 
     The start is part of the resume state, so a restarted process regenerates the
-    same events and skips those it has already released.
+    same events and skips those it has already passed. `shard_of` names the shard of
+    each partition (`simulator_parts`).
     """
 
     def __init__(
         self,
         name: str,
-        stream_from: Callable[[int], Iterator[tuple[int, bytes]]],
+        stream_from: Callable[[int], Iterator[tuple[int, str, bytes]]],
+        shard_of: dict[int, str],
         backfill: int,
-        clock: Callable[[], int],
-        stop: threading.Event,
-        batch_size: int,
-        max_bytes: int,
+        runtime: Runtime,
     ) -> None:
-        self.name, self.stream_from, self.backfill = name, stream_from, backfill
-        self.clock, self.stop, self.batch_size, self.max_bytes = clock, stop, batch_size, max_bytes
+        settings = runtime.settings
+        self.stream_from, self.backfill, self.shard_of = stream_from, backfill, shard_of
+        self.clock, self.stop = runtime.clock, runtime.stop
+        self.batch_size, self.max_bytes = settings.batch_size, settings.max_event_bytes
+        self.idle_timeout = settings.idle_timeout
+        self.parts = simulator_parts(name, len(shard_of))
+        self.shards = sorted(set(shard_of.values()))
 
     def list_parts(self) -> list[str]:
-        return [self.name]
+        return self.parts
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SimResume | None
@@ -222,4 +291,4 @@ class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
             start, emitted = resume_state
         stream = self.stream_from(start)
         ffwd_iter(stream, emitted)
-        return _SimulatorPartition(self, stream, start, emitted)
+        return _SimulatorPartition(self, self.parts.index(for_part), stream, start, emitted)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ import pytest
 from flows.cluster import JOIN_MARGIN_S, JOIN_TIMEOUT_S, join_in_order
 from flows.metrics import METRICS
 from tests.kafka_broker import free_port
-from tests.processes import cockpit, metrics_text, opscockpit, wait_for
+from tests.processes import cockpit, events_read, metrics_text, opscockpit, wait_for
+from tests.reference import Samples, parse_exposition
 
 CONTRACT = [m for m in METRICS if m.contract]
 
@@ -165,6 +167,32 @@ def test_the_processes_of_a_local_cluster_die_with_it_even_by_sigkill():
         running.process.kill()
         running.process.wait()
         wait_for(lambda: not any(map(running_process, pids)), 30, "the children's exits")
+
+
+def test_each_process_of_a_cluster_on_the_simulator_serves_its_share():
+    """The simulator is a partition per worker, so each process of a cluster reads
+    one, holds its shard and serves its figures and ready state (port 0 once
+    showed none); every partition tells every shard its progress, so both keep W."""
+    port = free_port(2)
+    with cockpit("--processes", "2", "--scale", "0.05", "--backfill", "2h", port=port) as running:
+        shares: list[Samples] = []
+
+        def both_serve() -> bool:
+            try:
+                shares[:] = [parse_exposition(metrics_text(port + i)) for i in range(2)]
+            except OSError:  # the second process may not serve yet
+                return False
+            return all(
+                events_read(share) > 0
+                and sum(share.get("cockpit_orders_in_stage", {}).values()) > 0
+                and share.get("cockpit_watermark_timestamp_seconds", {}).get((), 0) > 0
+                for share in shares
+            )
+
+        wait_for(both_serve, 90, "figures on both ports", progress=running.progress)
+        for i in range(2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port + i}/-/ready", timeout=5) as ready:
+                assert ready.status == 200
 
 
 def running_process(pid: int) -> bool:

@@ -21,7 +21,9 @@ from flows.config import load_config
 from flows.decode import INVALID_EVENT, INVALID_JSON, UNKNOWN_TYPE, Reject, decode
 from flows.events import EVENT_TYPES, entity_key
 from flows.live import rate_scale
+from flows.settings import Runtime, Settings
 from flows.simulator import SITES, Profile, stream, write_lines
+from flows.sources import SimulatorSource, partition_of, simulator_parts
 from flows.timeutil import parse_time
 from tests import reference_health
 from tests.reference_health import AGE_BANDS
@@ -32,6 +34,9 @@ HOUR = 3600 * SECOND
 DAY = 24 * HOUR
 LATENESS = 60 * SECOND
 CONFIG = Path(__file__).parents[1] / "docker" / "opscockpit.toml"
+MINUTE = 60 * SECOND
+PROFILE = Profile().scaled(0.1)  # of the run tests' simulator
+SHARDS = ("shard-0", "shard-1")
 
 
 @dataclass
@@ -484,3 +489,96 @@ def test_the_backfill_of_make_run_shows_every_cockpit_kpi(backfill: list[bytes])
     conversions = sum(result.samples["cockpit_recommendations_conversions_total"].values())
     clicks = sum(b'"recommendation.clicked"' in line for line in backfill)
     assert 0 < conversions < clicks
+
+
+class Clock:
+    """Wall-clock time a test moves."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def simulator_source(
+    shards: int, clock: Clock, batch_size: int = 500, idle_timeout: int = 30 * SECOND
+) -> SimulatorSource:
+    """The embedded simulator of `run` with a partition per shard and 2 h of backfill."""
+    runtime = Runtime(Settings(batch_size=batch_size, idle_timeout=idle_timeout), clock=clock)
+    shard_of = {index: f"shard-{index}" for index in range(shards)}
+    return SimulatorSource(
+        "simulator", lambda start: stream(3, start, PROFILE), shard_of, 2 * HOUR, runtime
+    )
+
+
+def released(
+    source: SimulatorSource, part: str, resume: tuple[int, int] | None = None, batches: int = -1
+) -> tuple[list[Any], Any]:
+    """The messages a partition sends until it has released what is due (or `batches`)."""
+    partition = source.build_part("input", part, resume)
+    messages: list[Any] = []
+    while batches != 0 and (batch := partition.next_batch()):
+        messages += batch
+        batches -= 1
+    return messages, partition
+
+
+def identity(item: Any) -> Any:
+    """An event by its id and time; a reject by its payload and origin."""
+    if isinstance(item, Reject):
+        return ("reject", item.payload, item.origin["sequence"])
+    return (item.event_id, item.ts)
+
+
+def test_partitions_of_the_simulator_hold_the_events_of_their_keys_once_each() -> None:
+    """`run --workers/--processes N` splits the simulator into N partitions, each a
+    shard's, as `simulate --kafka` into an N-partition topic keyed by entity would:
+    together they release what the one partition does, each event once, every event
+    of a key in the same partition, and each tells every shard its progress."""
+    now = START + 2 * HOUR
+    one = simulator_source(1, Clock(now))
+    assert one.parts == ["simulator"]
+    messages, _ = released(one, "simulator")
+    assert {message[0] for _shard, message in messages} == {"events"}  # its own progress
+    whole = Counter(identity(item) for _shard, (_kind, _s, _p, items) in messages for item in items)
+    assert len(whole) > 10_000
+
+    start = (now - 2 * HOUR) // MINUTE * MINUTE
+    due = list(takewhile(lambda emission: emission[0] <= now, stream(3, start, PROFILE)))
+    together: Counter[Any] = Counter()
+    for index, part in enumerate(simulator_parts("simulator", 2)):
+        clock = Clock(now)
+        messages, partition = released(simulator_source(2, clock, idle_timeout=1), part)
+        events = [(shard, message) for shard, message in messages if message[0] == "events"]
+        assert {shard for shard, _message in events} == {f"shard-{index}"}
+        items = [item for _shard, (_kind, _s, _p, items) in events for item in items]
+        together.update(identity(item) for item in items)
+        mine = [key for _arrival, key, _payload in due if partition_of(key, 2) == index]
+        assert len(items) == len(mine) > 1_000  # the partition of each event's entity key
+        # Its progress for every shard: after its first batch (then at most every
+        # MARK_EVERY of the wall clock), and at once when it turns idle, caught up
+        # with nothing new for the idle timeout.
+        first = max(item.ts for item in events[0][1][3])
+        marks = [message for _shard, message in messages if message[0] == "mark"]
+        assert marks == [("mark", shard, part, first, False) for shard in SHARDS]
+        assert partition.pending[0] - 1 > now
+        clock.now = partition.pending[0] - 1
+        latest = max(item.ts for item in items)
+        assert partition.next_batch() == [
+            (shard, ("mark", shard, part, latest, True)) for shard in SHARDS
+        ]
+    assert together == whole
+
+
+def test_a_simulator_partition_resumes_after_what_it_had_passed() -> None:
+    source = simulator_source(2, Clock(START + 2 * HOUR), batch_size=200)
+    everything, _ = released(source, "simulator:1")
+    first, partition = released(source, "simulator:1", batches=3)
+    rest, _ = released(source, "simulator:1", partition.snapshot())
+    assert events_of(first + rest) == events_of(everything)
+    assert events_of(first) and events_of(rest)
+
+
+def events_of(messages: list[Any]) -> list[Any]:
+    return [message for _shard, message in messages if message[0] == "events"]

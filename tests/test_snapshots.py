@@ -42,6 +42,7 @@ from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials, record
 from flows.runtime.snapshot import SnapshotError, dump_shard, load_shard
 from flows.settings import HOUR, EngineConfig, Runtime, Settings
 from flows.simulator import Profile, stream
+from flows.sources import simulator_parts
 from flows.timeutil import parse_time
 from tests.builds import state
 from tests.kafka_broker import free_port
@@ -370,6 +371,23 @@ def test_a_recovery_directory_of_other_output_topics_is_refused_in_one_line(tmp_
     assert str(refused.value) == (
         "it wrote alerts to old.alerts, and this run writes them to cockpit.alerts: give the "
         "same output options, or another --recovery-dir"
+    )
+
+
+def test_a_recovery_directory_of_other_input_partitions_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """The release's recovery read the simulator as one partition; a run of two
+    workers now reads it as two, and bytewax panicked on the part it no longer has
+    (an earlier release's `run --workers 2` directory)."""
+    directory = tmp_path / "recovery"
+    shutil.copytree(RELEASE / "recovery", directory)
+    check_recovery(directory, HOUR, {"opscockpit.input": simulator_parts("simulator", 1)})
+    with pytest.raises(SnapshotError) as refused:
+        check_recovery(directory, HOUR, {"opscockpit.input": simulator_parts("simulator", 2)})
+    assert str(refused.value) == (
+        "it read simulator, and this run reads simulator:0, simulator:1: resume with the "
+        "input it read, or start from another --recovery-dir"
     )
 
 
