@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.cockpit.cli import add_grafana_command
-from flows.commands import EXIT_FAILURE, EXIT_USAGE, CliError, Parser
+from flows.commands import EXIT_FAILURE, EXIT_USAGE, CliError, Parser, writable
 from flows.config import (
     MAX_DAYS,
     MAX_INTEGER,
@@ -229,8 +229,9 @@ def build_parser() -> Parser:
         "--idle-timeout",
         type=duration,
         default="30s",
-        help="a partition read to its end, with the broker reachable and no event "
-        "this long (rejects carry no event time), does not hold W back (default 30s)",
+        help="a partition read to its end (of Kafka: with the broker reachable) and no "
+        "event this long (rejects carry no event time) does not hold W back; also the "
+        "simulator's partitions of several workers (default 30s)",
     )
     kafka.add_argument("--kpis-topic", default="cockpit.kpis", help="default cockpit.kpis")
     kafka.add_argument("--alerts-topic", default="cockpit.alerts", help="default cockpit.alerts")
@@ -318,33 +319,6 @@ def build_parser() -> Parser:
     return parser
 
 
-def _writable(path: Path | None, what: str, *, replaced: bool = False) -> None:
-    """Checked before any work: a replay writes its metrics only at the end. A file
-    is opened to append, which changes nothing in it (a pipe or a device is not
-    opened: its reader would see the end); one `replaced` (written to a new file,
-    then renamed) needs a directory that takes new files."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise CliError(f"cannot write {what} {path}: is a directory")
-    if not path.parent.is_dir():
-        raise CliError(f"cannot write {what} {path}: no directory {path.parent}")
-    if path.exists() and not path.is_file():
-        if not os.access(path, os.W_OK):
-            raise CliError(f"cannot write {what} {path}: permission denied")
-        return
-    target = path.resolve() if path.is_symlink() else path
-    try:
-        existed = target.exists()
-        target.open("ab").close()
-        if not existed:
-            target.unlink()
-    except OSError as exc:
-        raise CliError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
-    if replaced and not os.access(target.parent, os.W_OK | os.X_OK):
-        raise CliError(f"cannot write {what} {path}: cannot create files in {target.parent}")
-
-
 def _readable(file: str) -> None:
     """Any path but a directory: a FIFO, /dev/stdin or `<(...)` is read as a file is
     (once, from its start, its size unknown)."""
@@ -362,9 +336,9 @@ def command_replay(args: argparse.Namespace) -> int:
     from flows.sinks import OutputError
 
     _readable(args.file)
-    _writable(args.metrics_file, "metrics", replaced=True)
+    writable(args.metrics_file, "metrics", replaced=True)
     for path, what in ((args.dlq, "dead letters"), (args.alerts, "alerts"), (args.kpis, "KPIs")):
-        _writable(path, what)
+        writable(path, what)
     try:
         replay(
             settings_from(args),
@@ -411,7 +385,7 @@ def command_simulate(args: argparse.Namespace) -> int:
         write_lines(sys.stdout.buffer, args.seed, start, end, profile)
         return 0
     out = Path(args.out)
-    _writable(out, "events")
+    writable(out, "events")
     try:
         with out.open("wb") as handle:
             count = write_lines(handle, args.seed, start, end, profile)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
@@ -32,3 +34,40 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{self.prog}: {message} (see --help)", EXIT_USAGE)
+
+
+def writable(path: Path | None, what: str = "", *, replaced: bool = False) -> None:
+    """Checked before any work: a replay writes its metrics only at the end. A file
+    is opened to append, which changes nothing in it (a pipe or a device is not
+    opened: its reader would see the end); one `replaced` (written to a new file,
+    then renamed) needs a directory that takes new files."""
+    if path is None:
+        return
+    named = f"{what} {path}" if what else str(path)
+    if path.is_dir():
+        raise CliError(f"cannot write {named}: is a directory")
+    if not path.parent.is_dir():
+        raise CliError(f"cannot write {named}: no directory {path.parent}")
+    target = replaced_at(path)
+    if target is None:
+        if not os.access(path, os.W_OK):
+            raise CliError(f"cannot write {named}: permission denied")
+        return
+    try:
+        existed = target.exists()
+        target.open("ab").close()
+        if not existed:
+            target.unlink()
+    except OSError as exc:
+        raise CliError(f"cannot write {named}: {exc.strerror or exc}") from None
+    if replaced and not os.access(target.parent, os.W_OK | os.X_OK):
+        raise CliError(f"cannot write {named}: cannot create files in {target.parent}")
+
+
+def replaced_at(path: Path) -> Path | None:
+    """Where a new file written over `path` goes: through a link, to its target; None
+    for a pipe or a device, written as it is (renaming over one would replace it
+    with a file)."""
+    if path.exists() and not path.is_file():
+        return None
+    return path.resolve() if path.is_symlink() else path

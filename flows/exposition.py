@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from flows.commands import replaced_at
 from flows.ledger import Ledger, SeriesKey, label_tuple, merge_into
 from flows.metrics import HISTOGRAM, METRICS, Metric
 from flows.published import Item, ItemSource, RecentAlerts
@@ -148,11 +149,10 @@ def write_metrics_file(board: Board, path: Path) -> None:
     """Write the exposition atomically (a reader never sees half a file) where the
     path is a file; through a link, to its target; into a pipe or a device as it is
     (renaming over one would replace it with a file)."""
-    if path.exists() and not path.is_file():
+    target = replaced_at(path)
+    if target is None:
         path.write_bytes(render(board))
         return
-    if path.is_symlink():
-        path = path.resolve()
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = target.with_name(target.name + ".tmp")
     tmp.write_bytes(render(board))
-    tmp.replace(path)
+    tmp.replace(target)

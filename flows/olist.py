@@ -30,6 +30,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from flows.commands import CliError, writable
+
 BRAZIL = timezone(timedelta(hours=-3))
 END_OF_DAY = time(23, 59, 59)
 CANCELLED_STATUSES = ("canceled", "unavailable")
@@ -374,10 +376,7 @@ def command_import_olist(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             problem = "not a directory" if directory.exists() else "no such directory"
             raise OlistError(f"cannot read {directory}: {problem}")
-        if args.out != "-" and not Path(args.out).parent.is_dir():
-            raise OlistError(f"cannot write {args.out}: no directory {Path(args.out).parent}")
-        if args.out != "-" and Path(args.out).is_dir():
-            raise OlistError(f"cannot write {args.out}: is a directory")
+        writable(None if args.out == "-" else Path(args.out))
         conversion = convert(directory)
         for problem in conversion.bad_rows:
             print(problem, file=sys.stderr)
@@ -389,7 +388,7 @@ def command_import_olist(args: argparse.Namespace) -> int:
                 raise OlistError(f"cannot write to stdout: {exc.strerror or exc}") from None
         else:
             _write_file(conversion.events, Path(args.out))
-    except OlistError as exc:
+    except (OlistError, CliError) as exc:
         print(f"opscockpit: error: {exc}", file=sys.stderr)
         return 1
     if conversion.bad_rows:

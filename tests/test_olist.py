@@ -416,16 +416,27 @@ def test_unusable_input_is_a_one_line_error_and_writes_nothing(tmp_path, capsys,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("where", ["absent/events.jsonl", "."])
-def test_an_unwritable_output_is_a_one_line_error_before_any_reading(tmp_path, capsys, where):
-    """Checked first: the bad row below would be reported had the files been read."""
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("absent/events.jsonl", "no directory {out.parent}"),
+        (".", "is a directory"),
+        ("link", "No such file or directory"),  # to a file in no directory
+    ],
+)
+def test_an_unwritable_output_is_a_one_line_error_before_any_reading(
+    tmp_path, capsys, where, problem
+):
+    """Checked first, as replay's outputs are: the bad row below would be reported
+    had the files been read."""
     first = item("o1", 1, "p1", "s-sp", "2018-03-05 09:00:00")
     bad = first.replace("o1,1,", "o1,x,", 1)
     directory = olist_dir(tmp_path, [f"o1,c1,created,{GOOD_ORDER}"], [first, bad])
     out = tmp_path / where
+    (tmp_path / "link").symlink_to(tmp_path / "absent" / "events.jsonl")
     assert run_import(str(directory), "--out", str(out)) == 1
-    problem = "is a directory" if where == "." else f"no directory {out.parent}"
-    assert capsys.readouterr().err == f"opscockpit: error: cannot write {out}: {problem}\n"
+    expected = f"opscockpit: error: cannot write {out}: {problem.format(out=out)}\n"
+    assert capsys.readouterr().err == expected
 
 
 @pytest.mark.parametrize("number", ["\u00b2", "\u0663", "9" * 5000, "0001234567890"])
