@@ -197,6 +197,12 @@ def check_resume(directory: Path, window: int, parts: dict[str, list[str]] | Non
         raise RunError(f"cannot resume from {directory}: {exc}") from None
 
 
+def kafka_cluster(args: argparse.Namespace) -> bool:
+    """A cluster reading Kafka, where a process may read no partition (the
+    simulator has one per worker)."""
+    return bool(args.kafka) and cluster_processes(args) > 1
+
+
 def holds_no_shard(board: Board, kafka_cluster: bool) -> bool:
     """Whether this process may hold no shard, so that no batch would ever make it
     ready. A single process holds every shard, and so does each worker of the
@@ -242,8 +248,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
         file=sys.stderr,
         flush=True,
     )
-    kafka_cluster = bool(args.kafka) and cluster_processes(args) > 1
-    grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, kafka_cluster))
+    grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, kafka_cluster(args)))
     grace.daemon = True
     grace.start()
     addresses = args.addresses.split(";") if args.addresses else None

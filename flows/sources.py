@@ -215,8 +215,9 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
         now = self.clock()
         payloads: list[bytes] = []
         sequences: list[int] = []  # of the whole simulation: a reject's origin
+        # At most a batch of its own, from at most a batch per partition of the whole.
         passed, most = 0, self.batch_size * self.count
-        while self.pending[0] <= now and passed < most:
+        while self.pending[0] <= now and passed < most and len(payloads) < self.batch_size:
             _arrival, key, payload = self.pending
             if self.count == 1 or partition_of(key, self.count) == self.index:
                 payloads.append(payload)

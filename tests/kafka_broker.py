@@ -152,7 +152,14 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes | None, 
 
 
 def consume_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) in a topic, reading its partitions from the start until each
+    """Every (key, value) in a topic (`consume_placed`)."""
+    return [(key, value) for _partition, key, value in consume_placed(bootstrap, topic, timeout_s)]
+
+
+def consume_placed(
+    bootstrap: str, topic: str, timeout_s: float = 60.0
+) -> list[tuple[int, bytes, bytes]]:
+    """Every (partition, key, value) in a topic, reading its partitions from the start until each
     reports its end. Ends come from fetch replies, not ListOffsets: Tansu answers a
     ListOffsets for the latest offset with less than it holds (by a batch or so). Fails
     once `timeout_s` seconds pass without a message or another partition's end."""
@@ -169,14 +176,14 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tup
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    out: list[tuple[bytes, bytes]] = []
+    out: list[tuple[int, bytes, bytes]] = []
     at_end: set[int] = set()
 
     def at_the_ends() -> bool:
         for message in consumer.consume(1000, 0.5):
             error = message.error()
             if error is None:
-                out.append((message.key(), message.value()))
+                out.append((message.partition(), message.key(), message.value()))
                 at_end.discard(message.partition())
             elif error.code() == KafkaError._PARTITION_EOF:
                 at_end.add(message.partition())

@@ -10,8 +10,9 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -189,11 +190,21 @@ def test_a_simulation_onto_a_full_disk_is_one_line(tmp_path, capsys):
     assert line == f"opscockpit: error: cannot write events {full}: No space left on device"
 
 
-def test_a_replay_writes_into_a_pipe_a_link_and_a_fifo(six_hours, tmp_path):
-    """Outputs that are not regular files stay what they are and get the records."""
+@pytest.fixture
+def shm_path() -> Iterator[Path]:
+    """A directory on /dev/shm, a filesystem of its own (tmpfs)."""
+    path = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_replay_writes_into_a_pipe_a_link_and_a_fifo(six_hours, tmp_path, shm_path):
+    """Outputs that are not regular files stay what they are and get the records. A
+    link's target gets its new file beside it: the link is on another filesystem
+    (tmpfs), which a file written beside the link could not be renamed across."""
     piped = opscockpit("replay", str(six_hours), "--quiet", "--dlq", "/dev/stdout")
     assert piped.stdout.count(b'"reason":') > 0 and piped.stderr == b""
-    target, link = tmp_path / "target.prom", tmp_path / "link.prom"
+    target, link = tmp_path / "target.prom", shm_path / "link.prom"
     target.write_text("old")
     link.symlink_to(target)
     fifo = tmp_path / "metrics.fifo"

@@ -26,8 +26,16 @@ from flows.events import entity_key
 from flows.kafka import BEHIND_POLL, IDLE_POLL, KafkaSettings, TpsKafkaSource, part_name
 from flows.metrics import BY_NAME
 from flows.settings import Runtime, Settings
+from flows.sources import partition_of
 from flows.timeutil import US_PER_SECOND
-from tests.kafka_broker import consume_all, create_topic, free_port, produce, unique
+from tests.kafka_broker import (
+    consume_all,
+    consume_placed,
+    create_topic,
+    free_port,
+    produce,
+    unique,
+)
 from tests.processes import (
     Cockpit,
     WaitFailed,
@@ -606,7 +614,11 @@ def test_simulate_creates_a_missing_topic_and_says_so(kafka):
     )
     metadata = AdminClient({"bootstrap.servers": kafka}).list_topics(topic, timeout=10)
     assert len(metadata.topics[topic].partitions) == 6
-    assert len(consume_all(kafka, topic)) > 0
+    placed = consume_placed(kafka, topic)
+    # Keyed by entity, placed as the embedded simulator of 6 workers splits them.
+    keyed = [(partition, key.decode()) for partition, key, _value in placed if key]
+    assert len(keyed) > 1_000
+    assert all(partition == partition_of(key, 6) for partition, key in keyed)
 
 
 def test_client_defaults_give_way_to_the_users_properties_but_not_what_it_needs() -> None:

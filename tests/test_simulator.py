@@ -8,7 +8,7 @@ import tomllib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from itertools import islice, takewhile
+from itertools import chain, islice, repeat, takewhile
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +23,7 @@ from flows.events import EVENT_TYPES, entity_key
 from flows.live import rate_scale
 from flows.settings import Runtime, Settings
 from flows.simulator import SITES, Profile, stream, write_lines
-from flows.sources import SimulatorSource, partition_of, simulator_parts
+from flows.sources import MARK_EVERY, Marks, SimulatorSource, partition_of, simulator_parts
 from flows.timeutil import parse_time
 from tests import reference_health
 from tests.reference_health import AGE_BANDS
@@ -552,6 +552,8 @@ def test_partitions_of_the_simulator_hold_the_events_of_their_keys_once_each() -
         messages, partition = released(simulator_source(2, clock, idle_timeout=1), part)
         events = [(shard, message) for shard, message in messages if message[0] == "events"]
         assert {shard for shard, _message in events} == {f"shard-{index}"}
+        sizes = [len(message[3]) for _shard, message in events]
+        assert max(sizes) == 500 and sizes[0] > 375  # a batch of its own from the whole's
         items = [item for _shard, (_kind, _s, _p, items) in events for item in items]
         together.update(identity(item) for item in items)
         mine = [key for _arrival, key, _payload in due if partition_of(key, 2) == index]
@@ -582,3 +584,72 @@ def test_a_simulator_partition_resumes_after_what_it_had_passed() -> None:
 
 def events_of(messages: list[Any]) -> list[Any]:
     return [message for _shard, message in messages if message[0] == "events"]
+
+
+def test_marks_say_what_changed_at_most_every_mark_every_and_idleness_at_once() -> None:
+    marks = Marks("p", ["a", "b"])
+    assert marks.due(0, 5, False) == [
+        ("a", ("mark", "a", "p", 5, False)),
+        ("b", ("mark", "b", "p", 5, False)),
+    ]
+    assert marks.due(MARK_EVERY + 1, 5, False) == []  # nothing new
+    assert marks.due(MARK_EVERY + 2, 6, False) != []
+    assert marks.due(MARK_EVERY + 3, 7, False) == []  # too soon
+    assert marks.due(MARK_EVERY + 4, 7, True) == [
+        (shard, ("mark", shard, "p", 7, True)) for shard in ("a", "b")
+    ]
+
+
+def page_view(number: int, ts: int, key: str) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"ev-{number}",
+            "type": "page.viewed",
+            "ts": ts // 1000,
+            "session_id": key,
+            "page": "home",
+            "load_ms": 120,
+        }
+    )
+
+
+def test_a_simulator_partition_keeps_its_largest_ts_and_idles_on_rejects_alone() -> None:
+    """Its progress is the largest ts so far, not the latest batch's (events come out
+    of order), and a malformed line, which carries no event time, keeps no partition
+    from idling."""
+    keys = [key for key in (f"S-{n}" for n in range(40)) if partition_of(key, 2) == 0][:4]
+    clock = Clock(START)
+    at = START + SECOND
+    emissions = [
+        (at, keys[0], page_view(1, START + 10 * SECOND, keys[0])),
+        (at, keys[1], page_view(2, START + 10 * SECOND, keys[1])),
+        (at, keys[2], page_view(3, START + 5 * SECOND, keys[2])),
+        (at, keys[3], page_view(4, START + 5 * SECOND, keys[3])),
+        (at + 300_000, "", b"{not json"),  # malformed lines have no key: partition 0's
+    ]
+    runtime = Runtime(Settings(batch_size=2, idle_timeout=SECOND), clock=clock)
+    source = SimulatorSource(
+        "simulator",
+        lambda _start: chain(emissions, repeat((START + DAY, "", b""))),
+        {0: "shard-0", 1: "shard-1"},
+        0,
+        runtime,
+    )
+    partition = source.build_part("input", "simulator:0", None)
+    clock.now = at
+    newest = START + 10 * SECOND
+    first = partition.next_batch()
+    assert [message for _shard, message in first if message[0] == "mark"] == [
+        ("mark", shard, "simulator:0", newest, False) for shard in SHARDS
+    ]
+    older = partition.next_batch()
+    assert [message[0] for _shard, message in older] == ["events"]  # marks wait MARK_EVERY
+    clock.now = at + MARK_EVERY
+    assert partition.next_batch() == []  # nothing new: the older batch moved nothing
+    clock.now = at + 300_000
+    rejected = partition.next_batch()
+    assert [type(item) for item in rejected[0][1][3]] == [Reject]
+    clock.now = at + SECOND  # a second after the last event, not after the reject
+    assert partition.next_batch() == [
+        (shard, ("mark", shard, "simulator:0", newest, True)) for shard in SHARDS
+    ]

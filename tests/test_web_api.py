@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from flows.cli import build_parser
 from flows.cockpit import rules
 from flows.exposition import ALERTS_KEPT, Board, render
 from flows.kpisettings import KpiSettings
 from flows.ledger import Ledger
-from flows.live import end_grace
+from flows.live import end_grace, kafka_cluster
 from flows.metrics import BY_NAME
 from flows.published import ITEM_STATES, Item, RecentAlerts
 from flows.replay import replay
@@ -443,16 +444,25 @@ def test_probes_and_pages_before_and_after_ready():
 
 def test_only_a_process_that_may_hold_no_shard_is_ready_after_the_grace():
     """A shard's first batch makes its process ready once restored: the grace must
-    not, however long restoring takes (a single process holds every shard; in a
-    cluster, a process reading a Kafka partition holds its shard)."""
-    alone, reader, idle = Board(), Board(), Board()
+    not, however long restoring takes (a single process holds every shard, and each
+    process of a cluster on the simulator its partition's; in a Kafka cluster, a
+    process reading a partition holds its shard)."""
+    alone, simulated, reader, idle = Board(), Board(), Board(), Board()
     kafka = Ledger(SOURCE_METRICS)
     kafka["cockpit_kafka_up"][()] = 1
     reader.publish("kafka:t:0", kafka)
-    end_grace(alone, cluster=False)
-    end_grace(reader, cluster=True)
-    end_grace(idle, cluster=True)
-    assert not alone.ready.is_set() and not reader.ready.is_set()
+
+    def cluster(*argv: str) -> bool:
+        return kafka_cluster(build_parser().parse_args(["run", *argv]))
+
+    end_grace(alone, kafka_cluster=cluster())
+    end_grace(simulated, kafka_cluster=cluster("--processes", "2"))
+    end_grace(reader, kafka_cluster=cluster("--kafka", "h:9092", "--processes", "2"))
+    end_grace(
+        idle,
+        kafka_cluster=cluster("--kafka", "h:9092", "--addresses", "a:1;b:1", "--process-id", "1"),
+    )
+    assert not any(board.ready.is_set() for board in (alone, simulated, reader))
     assert idle.ready.is_set()
 
 
