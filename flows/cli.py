@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flows.cluster import CLUSTER_DIR
 from flows.cockpit.cli import add_grafana_command
 from flows.commands import EXIT_FAILURE, EXIT_USAGE, CliError, Parser, writable
 from flows.config import (
@@ -32,6 +33,7 @@ from flows.olist import add_import_command
 from flows.timeutil import US_PER_SECOND, parse_duration, parse_time
 
 DEFAULT_METRICS_PORT = 9108
+MAX_PARALLEL = 1024
 MAX_PORT = 65_535
 
 
@@ -65,6 +67,19 @@ def _integer(text: str, least: int, most: int = MAX_INTEGER) -> int:
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     return _integer(text, 1)
+
+
+def parallelism(text: str) -> int:
+    """An argparse type: workers or processes, at most MAX_PARALLEL (a cluster of
+    millions was accepted, then forked until the machine gave out)."""
+    return _integer(text, 1, MAX_PARALLEL)
+
+
+def directory(text: str) -> Path:
+    """An argparse type: a path, not empty (which would be the working directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
 
 
 def port(text: str) -> int:
@@ -239,7 +254,7 @@ def build_parser() -> Parser:
     scale = run.add_argument_group("recovery and scale-out")
     scale.add_argument(
         "--recovery-dir",
-        type=Path,
+        type=directory,
         help="keep state snapshots here and resume from them after a crash",
     )
     scale.add_argument(
@@ -249,11 +264,11 @@ def build_parser() -> Parser:
         help="time between snapshots (bytewax epochs; default 10s)",
     )
     scale.add_argument(
-        "--workers", type=positive_int, default=1, help="worker threads per process (default 1)"
+        "--workers", type=parallelism, default=1, help="worker threads per process (default 1)"
     )
     scale.add_argument(
         "--processes",
-        type=positive_int,
+        type=parallelism,
         default=1,
         help="start a local cluster of this many processes (default 1)",
     )
@@ -407,10 +422,31 @@ def _now_minute() -> int:
     return time.time_ns() // 1000 // minute * minute
 
 
+def _cluster_options(args: argparse.Namespace) -> None:
+    """--processes starts a local cluster, whose children it gives --process-id and
+    --addresses; a cluster across machines takes both, the id one of the addresses."""
+    if args.addresses is None:
+        if args.process_id is not None and args.processes == 1:
+            raise CliError("--process-id needs --addresses", EXIT_USAGE)
+        return
+    if args.processes > 1 and CLUSTER_DIR not in os.environ:
+        raise CliError(
+            "--processes starts a cluster on this machine and --addresses names one across "
+            "machines: give one of them",
+            EXIT_USAGE,
+        )
+    count = len(args.addresses.split(";"))
+    if args.process_id is None or not 0 <= args.process_id < count:
+        raise CliError(
+            f"--addresses names {count} processes: give each its --process-id, from 0 to "
+            f"{count - 1}",
+            EXIT_USAGE,
+        )
+
+
 def command_run(args: argparse.Namespace) -> int:
     """The main job, in this process or in a local cluster of --processes N."""
-    if args.process_id is not None and not args.addresses and args.processes == 1:
-        raise CliError("--process-id needs --addresses", EXIT_USAGE)
+    _cluster_options(args)
     last = max(args.process_id or 0, args.processes - 1)
     if args.metrics_port + last > MAX_PORT:  # process i serves on --metrics-port + i
         raise CliError(
@@ -455,6 +491,8 @@ def _run_local_cluster(args: argparse.Namespace, window: int) -> int:
         except RunError as exc:
             raise CliError(str(exc)) from None
     status = run_local_cluster(args.argv, args.processes)
+    if status < 0:
+        raise CliError(f"a cluster process was killed by signal {-status}")
     if status:
         raise CliError(f"a cluster process exited with status {status}")
     return 0

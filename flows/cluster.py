@@ -99,10 +99,11 @@ def die_with(parent: int) -> None:
 def supervise(children: Sequence[subprocess.Popen[bytes]], poll_s: float = 0.1) -> int:
     """Wait for every child. Once one fails, stop the others: the cluster cannot go on
     without it, and timely would retry connecting to it forever (deaf to SIGTERM
-    while it does, hence SIGKILL after STOP_GRACE_S)."""
+    while it does, hence SIGKILL after STOP_GRACE_S). A death by a signal is the
+    status returned before the failures it caused in the others."""
     while True:
         statuses = [child.poll() for child in children]
-        failed = next((status for status in statuses if status), 0)
+        failed = min(filter(None, statuses), key=lambda status: status > 0, default=0)
         if failed:
             _stop(children)
             return failed

@@ -178,6 +178,7 @@ def check_recovery(directory: Path, window: int, parts: dict[str, list[str]] | N
         f"{FLOW}.{SHARD_STEP}": (snapshot.SHARD_FORMAT, {f.NAME: f.VERSION for f in FAMILIES}),
         f"{FLOW}.{COMBINE_STEP}": (snapshot.COMBINE_FORMAT, {c.NAME: c.VERSION for c in COMBINERS}),
     }
+    kept: dict[str, set[str]] = {}
     for path in sorted(directory.glob("part-*.sqlite3")):
         try:
             with closing(sqlite3.connect(path)) as db:
@@ -186,25 +187,25 @@ def check_recovery(directory: Path, window: int, parts: dict[str, list[str]] | N
                 for step, blob in db.execute(query):
                     if step in readers and (data := snapshot.loads(blob)) is not None:
                         snapshot.read(data, *readers[step], upgrade, window)
-                kept = db.execute("SELECT DISTINCT step_id, state_key FROM snaps").fetchall()
+                for step, part in db.execute("SELECT DISTINCT step_id, state_key FROM snaps"):
+                    kept.setdefault(step, set()).add(part)
         except (sqlite3.Error, snapshot.Damaged) as exc:
             raise snapshot.SnapshotError(
                 f"{path.name} is not an opscockpit recovery file ({exc})"
             ) from None
-        for step, part in kept:
-            if step not in parts or part in parts[step]:
-                continue
-            if step == f"{FLOW}.{INPUT_STEP}":
-                raise snapshot.SnapshotError(
-                    f"it read {part}, and this run reads {', '.join(parts[step])}: resume "
-                    "with the input it read, or start from another --recovery-dir"
-                )
-            name = step.removeprefix(f"{FLOW}.").removesuffix("_out")
+    for step, wanted in parts.items():
+        if not (gone := sorted(kept.get(step, set()) - set(wanted))):
+            continue
+        if step == f"{FLOW}.{INPUT_STEP}":
             raise snapshot.SnapshotError(
-                f"it wrote {name} to {part}, and this run writes them to "
-                f"{', '.join(parts[step])}: give the same output options, or "
-                "another --recovery-dir"
+                f"it read {', '.join(gone)}, and this run reads {', '.join(wanted)}: resume "
+                "with the input it read, or start from another --recovery-dir"
             )
+        name = step.removeprefix(f"{FLOW}.").removesuffix("_out")
+        raise snapshot.SnapshotError(
+            f"it wrote {name} to {', '.join(gone)}, and this run writes them to "
+            f"{', '.join(wanted)}: give the same output options, or another --recovery-dir"
+        )
 
 
 def _is(kind: type) -> Any:

@@ -57,6 +57,7 @@ from flows.web.server import serve
 
 SIMULATOR = "simulator"
 READY_GRACE_S = 10.0
+UNSTARTED_STOP_S = 5.0  # after a stop signal, for a job that never started to end itself
 
 
 class RunError(Exception):
@@ -167,7 +168,10 @@ def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | No
         if not any(directory.glob("part-*.sqlite3")):
             init_db_dir(directory, workers)
             marker.write_text(f"{workers}\n")
-        created = int(marker.read_text()) if marker.exists() else workers
+        # bytewax keeps a part file per worker it was created for: so that a directory
+        # whose marker was lost is still refused to another number of workers.
+        parts = len(list(directory.glob("part-*.sqlite3")))
+        created = int(marker.read_text()) if marker.exists() else parts
     except FileExistsError:
         raise RunError(f"cannot resume from {directory}: it is not a directory") from None
     except OSError as exc:
@@ -183,10 +187,14 @@ def recovery_config(directory: Path | None, workers: int) -> RecoveryConfig | No
         ) from None
     if created != workers:
         raise RunError(
-            f"{directory} holds state of {created} workers, not {workers}: run with "
-            f"{created} workers in total, or start from an empty --recovery-dir"
+            f"{directory} holds state of {_workers(created)}, not {workers}: run with "
+            f"{_workers(created)} in total, or start from an empty --recovery-dir"
         )
     return RecoveryConfig(directory)
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker{'' if count == 1 else 's'}"
 
 
 def check_resume(directory: Path, window: int, parts: dict[str, list[str]] | None = None) -> None:
@@ -232,7 +240,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
         parts = input_parts(wiring.source) | output_parts(wiring.sinks)
         check_resume(args.recovery_dir, settings.window, parts)
     process = args.process_id or 0
-    port = args.metrics_port + process
+    port = args.metrics_port + process if args.metrics_port else 0  # 0: any free port
     try:
         server = serve(
             runtime.board, args.metrics_host, port, settings=runtime.settings, config=web
@@ -254,15 +262,21 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
     addresses = args.addresses.split(";") if args.addresses else None
     with contextlib.suppress(Stopped):
         stop_on_signals(runtime.stop, args.workers > 1 or addresses is not None)
+        exit_if_never_started(runtime.board)
         join_in_order(process, os.environ.get(CLUSTER_DIR))
-        cli_main(
-            flow,
-            workers_per_process=args.workers,
-            process_id=args.process_id,
-            addresses=addresses,
-            epoch_interval=timedelta(microseconds=args.snapshot_interval),
-            recovery_config=recovery,
-        )
+        try:
+            cli_main(
+                flow,
+                workers_per_process=args.workers,
+                process_id=args.process_id,
+                addresses=addresses,
+                epoch_interval=timedelta(microseconds=args.snapshot_interval),
+                recovery_config=recovery,
+            )
+        except BaseException as exc:  # a panic of bytewax is pyo3's, a BaseException
+            if type(exc).__name__ != "PanicException" or addresses is None:
+                raise
+            raise RunError(f"the cluster stopped, a process of it gone ({exc})") from None
     sys.stderr.write("opscockpit: stopped\n")  # one write: processes share the stream
 
 
@@ -291,6 +305,29 @@ def stop_on_signals(stop: threading.Event, threaded: bool) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request)
+
+
+def exit_if_never_started(board: Board) -> None:
+    """End the process soon after a stop signal if its job never started.
+
+    The handlers of `stop_on_signals` run only when the main thread runs Python, and
+    while timely connects to the other processes of a cluster (retrying each that
+    does not answer, for ever) it runs none: the process was deaf to SIGTERM and
+    Ctrl-C. Signals also reach a pipe (`signal.set_wakeup_fd`) that a thread
+    watches; a job never ready (no shard restored, no batch) holds nothing to lose.
+    """
+    wakeup, woken = os.pipe()
+    os.set_blocking(woken, False)
+    signal.set_wakeup_fd(woken)
+
+    def watch() -> None:
+        os.read(wakeup, 1)
+        time.sleep(UNSTARTED_STOP_S)
+        if not board.ready.is_set():
+            sys.stderr.write("opscockpit: stopped before the job started\n")
+            os._exit(0)
+
+    threading.Thread(target=watch, name="opscockpit-stop", daemon=True).start()
 
 
 def rate_scale(seed: int, start: int, rate: float) -> float:

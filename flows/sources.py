@@ -188,9 +188,10 @@ def simulator_parts(name: str, count: int) -> list[str]:
 class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
     """Simulated events released when the wall clock reaches their arrival time.
 
-    Of several partitions, each runs the whole simulation and keeps the events whose
-    key is its own, as a Kafka topic keyed by entity would hold them, and reports
-    its progress to every shard as a Kafka partition does."""
+    Each partition (one per worker) runs the whole simulation and keeps the events
+    whose key is its own, as a Kafka topic keyed by entity would hold them, and tells
+    every shard its progress and idleness as a Kafka partition does: so W is the
+    same for any number of workers."""
 
     def __init__(
         self,
@@ -205,7 +206,7 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
         self.idle_timeout = source.idle_timeout
         self.name, self.shard = source.parts[index], source.shard_of[index]
         self.index, self.count = index, len(source.parts)
-        self.marks = Marks(self.name, source.shards) if self.count > 1 else None
+        self.marks = Marks(self.name, source.shards)
         self.stream, self.start, self.emitted = stream, start, emitted
         self.pending = next(self.stream)
         self.max_ts, self.idle, self.last_event = MIN_TS, False, self.clock()
@@ -235,10 +236,9 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
             if latest > MIN_TS:  # events: a reject has no event time
                 self.max_ts, self.last_event = max(self.max_ts, latest), now
             out.append((self.shard, ("events", self.shard, self.name, items)))
-        if self.marks is not None:
-            caught_up = self.pending[0] > now
-            self.idle = caught_up and now - self.last_event >= self.idle_timeout
-            out.extend(self.marks.due(now, self.max_ts, self.idle))
+        caught_up = self.pending[0] > now
+        self.idle = caught_up and now - self.last_event >= self.idle_timeout
+        out.extend(self.marks.due(now, self.max_ts, self.idle))
         return out
 
     def next_awake(self) -> datetime | None:

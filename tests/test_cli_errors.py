@@ -286,6 +286,25 @@ def test_a_damaged_recovery_dir_is_refused_in_one_line(tmp_path, case, cluster):
     assert {path.name: path.read_bytes() for path in directory.iterdir()} == files
 
 
+@pytest.mark.parametrize("marker", ["kept", "lost"])
+def test_a_recovery_dir_of_another_number_of_workers_is_refused_in_one_line(tmp_path, marker):
+    """State is placed for a number of workers. A directory whose marker was lost
+    resumed with any number, and the cluster counted some events twice; bytewax's
+    part files (one per worker) still say how many it was created for."""
+    directory = tmp_path / "recovery"
+    shutil.copytree(RECOVERY, directory)
+    if marker == "lost":
+        (directory / "opscockpit-workers").unlink()
+    files = {path.name: path.read_bytes() for path in directory.iterdir()}
+    result = opscockpit("run", "--recovery-dir", str(directory), "--workers", "2", check=False)
+    assert result.returncode == EXIT_FAILURE
+    assert result.stderr.decode() == (
+        f"opscockpit: error: {directory} holds state of 1 worker, not 2: run with 1 worker "
+        "in total, or start from an empty --recovery-dir\n"
+    )
+    assert {path.name: path.read_bytes() for path in directory.iterdir()} == files
+
+
 def test_a_recovery_dir_that_is_a_file_is_refused_in_one_line(tmp_path):
     path = tmp_path / "recovery"
     path.write_text("notes\n")

@@ -121,6 +121,20 @@ def test_a_local_cluster_whose_process_fails_stops_with_its_error():
     )
 
 
+def test_a_local_cluster_whose_process_is_killed_says_so_in_one_line_each():
+    """The survivor's bytewax panicked with a traceback, and the cluster reported the
+    survivor's status 1, not the kill that caused it."""
+    with cockpit("--processes", "2", "--scale", "0.05", "--backfill", "1h") as running:
+        wait_for(lambda: len(children(running.process.pid)) == 2, 30, "both processes")
+        wait_for(lambda: events_read(running.samples()) > 0, 60, "events")
+        os.kill(children(running.process.pid)[1], signal.SIGKILL)
+        assert running.process.wait(timeout=60) == 1
+        assert running.process.stderr is not None
+        said = running.process.stderr.read().decode()
+    assert "Traceback" not in said, said
+    assert said.splitlines()[-1] == "opscockpit: error: a cluster process was killed by signal 9"
+
+
 @pytest.mark.parametrize(
     ("option", "signum"),
     [
@@ -195,6 +209,26 @@ def test_each_process_of_a_cluster_on_the_simulator_serves_its_share():
                 assert ready.status == 200
 
 
+@pytest.mark.parametrize("process_id", ["0", "1"])
+def test_a_cluster_process_whose_peer_never_answers_stops_on_sigterm(process_id):
+    """While timely connects a cluster it runs no Python, where the signal handlers
+    run: a process whose peer never came was deaf to SIGTERM and Ctrl-C for ever."""
+    metrics = free_port(4)  # process i serves on metrics + i; the peers listen on + 2, + 3
+    addresses = f"127.0.0.1:{metrics + 2};127.0.0.1:{metrics + 3}"
+
+    def serving(port: int) -> None:  # /metrics answers 503 until the job is ready
+        url = f"http://127.0.0.1:{port + int(process_id)}/-/healthy"
+        urllib.request.urlopen(url, timeout=5).close()
+
+    argv = ("--process-id", process_id, "--addresses", addresses)
+    with cockpit(*argv, port=metrics, probe=serving) as running:
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=30) == 0
+        assert running.process.stderr is not None
+        said = running.process.stderr.read().decode().splitlines()
+        assert said[-1] == "opscockpit: stopped before the job started"
+
+
 def running_process(pid: int) -> bool:
     """Neither gone nor a zombie (an orphan's zombie waits for init to reap it)."""
     try:
@@ -204,6 +238,7 @@ def running_process(pid: int) -> bool:
 
 
 NO_KAFKA_CONFIG = "cannot read Kafka config /nope/x: No such file or directory"
+ADDRESSES_NEED_IDS = "--addresses names 2 processes: give each its --process-id, from 0 to 1"
 
 
 @pytest.mark.parametrize(
@@ -215,6 +250,16 @@ NO_KAFKA_CONFIG = "cannot read Kafka config /nope/x: No such file or directory"
         (["run", "--kafka-config", "/nope/x"], 2, "--kafka-config needs --kafka"),
         (["run", "--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"], 1, NO_KAFKA_CONFIG),
         (["run", "--process-id", "1"], 2, "--process-id needs --addresses"),
+        (["run", "--addresses", "h:1;h:2"], 2, ADDRESSES_NEED_IDS),
+        (["run", "--process-id", "2", "--addresses", "h:1;h:2"], 2, ADDRESSES_NEED_IDS),
+        (["run", "--process-id", "-1", "--addresses", "h:1;h:2"], 2, ADDRESSES_NEED_IDS),
+        (
+            ["run", "--processes", "2", "--process-id", "0", "--addresses", "h:1;h:2"],
+            2,
+            "--processes starts a cluster on this machine and --addresses names one across",
+        ),
+        (["run", "--recovery-dir", ""], 2, "--recovery-dir: an empty path"),
+        (["run", "--processes", "2000"], 2, "--processes: must be an integer from 1 to 1024"),
         (["simulate", "--kafka", "127.0.0.1:9", "--kafka-config", "/nope/x"], 1, NO_KAFKA_CONFIG),
         (["simulate", "--out", "-", "--topic", "t"], 2, "--topic needs --kafka"),
         (

@@ -540,8 +540,11 @@ def test_partitions_of_the_simulator_hold_the_events_of_their_keys_once_each() -
     one = simulator_source(1, Clock(now))
     assert one.parts == ["simulator"]
     messages, _ = released(one, "simulator")
-    assert {message[0] for _shard, message in messages} == {"events"}  # its own progress
-    whole = Counter(identity(item) for _shard, (_kind, _s, _p, items) in messages for item in items)
+    assert {(shard, message[0]) for shard, message in messages} == {
+        ("shard-0", "events"),
+        ("shard-0", "mark"),
+    }
+    whole = Counter(identity(item) for message in events_of(messages) for item in message[3])
     assert len(whole) > 10_000
 
     start = (now - 2 * HOUR) // MINUTE * MINUTE

@@ -399,6 +399,23 @@ def test_a_recovery_directory_of_other_input_partitions_is_refused_in_one_line(
     )
 
 
+def test_a_refusal_names_every_input_partition_this_run_does_not_read(tmp_path: Path) -> None:
+    """It named one of them (`it read simulator:0`) as if that were all it read."""
+    directory = tmp_path / "recovery"
+    shutil.copytree(RELEASE / "recovery", directory)
+    with closing(sqlite3.connect(directory / "part-0.sqlite3")) as db, db:
+        for part in ("simulator:1", "simulator:0"):
+            db.execute(
+                "INSERT INTO snaps (step_id, state_key, snap_epoch) "
+                f"VALUES ('opscockpit.input', '{part}', 1)"
+            )
+    with pytest.raises(SnapshotError) as refused:
+        check_recovery(directory, HOUR, {"opscockpit.input": ["simulator"]})
+    assert str(refused.value).startswith(
+        "it read simulator:0, simulator:1, and this run reads simulator: "
+    )
+
+
 def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path: Path) -> None:
     directory = tmp_path / "recovery"
     shutil.copytree(RELEASE / "recovery", directory)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -466,19 +467,28 @@ def test_only_a_process_that_may_hold_no_shard_is_ready_after_the_grace():
     assert idle.ready.is_set()
 
 
-def test_the_startup_line_names_the_bound_port_when_asked_for_any():
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_startup_line_names_the_bound_port_when_asked_for_any(processes):
+    """Every process of a local cluster binds a free port of its own (the second took
+    port 0 + 1)."""
+    command = ["run", "--metrics-port", "0", "--processes", str(processes), "--scale", "0.05"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "--metrics-port", "0"],
+        [sys.executable, "-m", "flows.cli", *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
         assert process.stderr is not None
         lines = (line.decode() for line in process.stderr)  # ends if the process does
-        line = next(line for line in lines if "serving metrics" in line)
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
-        assert found and found[1] != "0", line
-        assert fetch(f"http://127.0.0.1:{found[1]}/-/healthy")[0] == 200
+        serving = (line for line in lines if "serving metrics" in line)
+        ports = []
+        for line in islice(serving, processes):
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
+            assert found and int(found[1]) > 1024, line
+            ports.append(found[1])
+        assert len(set(ports)) == processes
+        for bound in ports:
+            assert fetch(f"http://127.0.0.1:{bound}/-/healthy")[0] == 200
     finally:
         process.terminate()
         process.wait(timeout=30)
