@@ -237,7 +237,6 @@ def build_parser() -> Parser:
     kafka.add_argument(
         "--start",
         choices=("earliest", "latest"),
-        default="earliest",
         help="where a first run starts reading (default earliest)",
     )
     kafka.add_argument(
@@ -246,10 +245,10 @@ def build_parser() -> Parser:
         default="30s",
         help="a partition read to its end (of Kafka: with the broker reachable) and no "
         "event this long (rejects carry no event time) does not hold W back; also the "
-        "simulator's partitions of several workers (default 30s)",
+        "simulator's (default 30s)",
     )
-    kafka.add_argument("--kpis-topic", default="cockpit.kpis", help="default cockpit.kpis")
-    kafka.add_argument("--alerts-topic", default="cockpit.alerts", help="default cockpit.alerts")
+    kafka.add_argument("--kpis-topic", help="default cockpit.kpis")
+    kafka.add_argument("--alerts-topic", help="default cockpit.alerts")
     kafka.add_argument("--dlq-topic", help="dead letters (default <input topic>.dlq)")
     scale = run.add_argument_group("recovery and scale-out")
     scale.add_argument(
@@ -410,11 +409,21 @@ def command_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kafka_only(args: argparse.Namespace) -> None:
-    """Options that mean something only with --kafka are refused without it."""
-    for option, value in ("--topic", args.topic), ("--kafka-config", args.kafka_config):
-        if value and not args.kafka:
-            raise CliError(f"{option} needs --kafka", EXIT_USAGE)
+# Options of run that mean something only with --kafka, and the defaults of some.
+RUN_KAFKA_ONLY = ("topic", "kafka_config", "start", "kpis_topic", "alerts_topic", "dlq_topic")
+RUN_KAFKA_DEFAULTS = {
+    "start": "earliest",
+    "kpis_topic": "cockpit.kpis",
+    "alerts_topic": "cockpit.alerts",
+}
+
+
+def _kafka_only(args: argparse.Namespace, names: Sequence[str] = ("topic", "kafka_config")) -> None:
+    """Options of --kafka given without it are refused (`run --kpis-topic x` wrote
+    nowhere, silently)."""
+    for name in names:
+        if getattr(args, name) is not None and not args.kafka:
+            raise CliError(f"--{name.replace('_', '-')} needs --kafka", EXIT_USAGE)
 
 
 def _now_minute() -> int:
@@ -452,7 +461,10 @@ def command_run(args: argparse.Namespace) -> int:
         raise CliError(
             f"--metrics-port {args.metrics_port} + process {last} is above {MAX_PORT}", EXIT_USAGE
         )
-    _kafka_only(args)
+    _kafka_only(args, RUN_KAFKA_ONLY)
+    for name, default in RUN_KAFKA_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     settings = settings_from(args, idle_timeout=args.idle_timeout)  # bad values fail here
     web = web_config(args.web_config)
     if args.processes > 1 and args.process_id is None:
