@@ -13,7 +13,7 @@ replay without the CLI.
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from flows.runtime.outputs import SINK_KEY, Alert, DeadLetter, Output, Partials,
 from flows.settings import Runtime, Settings
 from flows.sources import REPLAY_SHARD, LinesSource, file_lines
 
-COMBINE_KEY = "all"
+COMBINE_KEY = "all"  # the window stage's state key: where no placement moves it
 FLOW, INPUT_STEP, SHARD_STEP, COMBINE_STEP = (
     "opscockpit",
     "input",
@@ -49,6 +49,7 @@ class Layout:
 
     shards: tuple[str, ...]
     partitions: tuple[str, ...]
+    windows: str = COMBINE_KEY  # the window stage's state key, which places it
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,17 @@ def input_parts(source: Source[Any]) -> dict[str, list[str]]:
     return {}
 
 
+def kept_windows(directory: Path | None) -> str | None:
+    """The state key of the window stage in a recovery directory, if it holds one: a
+    restart keeps it where it was (an earlier release placed it by its key alone)."""
+    keys: set[str] = set()
+    for path in sorted(directory.glob("part-*.sqlite3")) if directory else ():
+        with suppress(sqlite3.Error), closing(sqlite3.connect(path)) as db:
+            query = "SELECT DISTINCT state_key FROM snaps WHERE step_id = ?"
+            keys.update(key for (key,) in db.execute(query, (f"{FLOW}.{COMBINE_STEP}",)))
+    return min(keys) if keys else None
+
+
 def check_recovery(directory: Path, window: int, parts: dict[str, list[str]] | None = None) -> None:
     """Refuse, before the dataflow starts, snapshots this build cannot read or
     kept on another `window` size, a part file that is no recovery file, and
@@ -237,7 +249,7 @@ def build_flow(
     )
     shard_outputs = op.map("unkey", results, _value)
     partials = op.branch("window_partials", shard_outputs, _is(Partials))
-    keyed = op.map("to_combine", partials.trues, lambda output: (COMBINE_KEY, output))
+    keyed = op.map("to_combine", partials.trues, lambda output: (layout.windows, output))
     records = sinks.kpis is not None  # else the combine steps make none
     combined = op.stateful_batch(
         COMBINE_STEP,

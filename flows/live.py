@@ -27,11 +27,13 @@ from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, join_in_order
 from flows.dataflow import (
+    COMBINE_KEY,
     Layout,
     Sinks,
     build_flow,
     check_recovery,
     input_parts,
+    kept_windows,
     output_parts,
 )
 from flows.exposition import Board
@@ -86,18 +88,21 @@ def embedded_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
 
     profile = Profile().scaled(args.scale)
     parts = simulator_parts(SIMULATOR, total_workers(args))
-    shard_of = placed_shards(args, {str(index): part for index, part in enumerate(parts)})
+    shard_of, windows = placed(args, {str(index): part for index, part in enumerate(parts)})
     source = SimulatorSource(
         SIMULATOR, lambda start: stream(args.seed, start, profile), shard_of, args.backfill, runtime
     )
-    return Wiring(source, Layout(tuple(source.shards), tuple(source.parts)), Sinks())
+    return Wiring(source, Layout(tuple(source.shards), tuple(source.parts), windows), Sinks())
 
 
-def placed_shards(args: argparse.Namespace, reader_of: dict[str, str]) -> dict[int, str]:
+def placed(args: argparse.Namespace, reader_of: dict[str, str]) -> tuple[dict[int, str], str]:
     """The shard (state key) of each partition index, held by the worker that reads
-    `reader_of[index]` (flows.placement)."""
-    keys = shard_keys(total_workers(args), reader_of)
-    return {int(index): key for index, key in keys.items()}
+    `reader_of[index]`, and the window stage's key, on worker 0 unless the recovery
+    directory holds it elsewhere (flows.placement)."""
+    keys, windows = shard_keys(total_workers(args), reader_of, COMBINE_KEY)
+    return {int(index): key for index, key in keys.items()}, (
+        kept_windows(args.recovery_dir) or windows
+    )
 
 
 def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
@@ -115,11 +120,12 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     for topic, count in partitions.items():
         for index in range(count):
             reader_of.setdefault(str(index), part_name(topic, index))
-    shard_of = placed_shards(args, reader_of)
+    shard_of, windows = placed(args, reader_of)
     source = TpsKafkaSource(kafka, partitions, shard_of, start=args.start, runtime=runtime)
     layout = Layout(
         tuple(source.shards),
         tuple(part_name(t, p) for t, n in partitions.items() for p in range(n)),
+        windows,
     )
     dlq_topic = args.dlq_topic
     dlq_topics = [topic for topic in outputs if topic not in (args.kpis_topic, args.alerts_topic)]

@@ -1,4 +1,5 @@
-"""Keep each shard on the worker that reads its Kafka partition.
+"""Keep each shard on the worker that reads its Kafka partition, and the window stage
+on worker 0.
 
 bytewax assigns input partitions to workers and routes keyed items to workers by
 two different hashes, so a shard named after its partition usually lives on
@@ -89,25 +90,30 @@ def _probe(
     )
 
 
-def shard_keys(workers: int, reader_of_shard: dict[str, str]) -> dict[str, str]:
-    """A state key per shard that lands on the worker reading its partition.
+def shard_keys(
+    workers: int, reader_of_shard: dict[str, str], windows: str
+) -> tuple[dict[str, str], str]:
+    """A state key per shard that lands on the worker reading its partition, and a key
+    for the window stage, `windows` or a variant of it, that lands on worker 0, so
+    that process 0 (the first port) serves the figures made from closed windows.
 
     `reader_of_shard` maps a shard (a partition index) to the input partition whose
-    reader should hold it. With one worker the shard is its own key.
+    reader should hold it. With one worker every key is itself.
     """
     if workers <= 1:
-        return {shard: shard for shard in reader_of_shard}
+        return {shard: shard for shard in reader_of_shard}, windows
     candidates = {shard: _candidates(shard) for shard in reader_of_shard}
+    leads = _candidates(windows)
     part_worker, key_worker = _probe(
         workers,
         sorted(set(reader_of_shard.values())),
-        [key for keys in candidates.values() for key in keys],
+        [key for keys in [*candidates.values(), leads] for key in keys],
     )
     chosen = {}
     for shard, part in reader_of_shard.items():
         wanted = part_worker[part]
         chosen[shard] = next((key for key in candidates[shard] if key_worker[key] == wanted), shard)
-    return chosen
+    return chosen, next((key for key in leads if key_worker[key] == 0), windows)
 
 
 def _candidates(shard: str) -> list[str]:

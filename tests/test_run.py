@@ -183,12 +183,15 @@ def test_the_processes_of_a_local_cluster_die_with_it_even_by_sigkill():
         wait_for(lambda: not any(map(running_process, pids)), 30, "the children's exits")
 
 
-def test_each_process_of_a_cluster_on_the_simulator_serves_its_share():
+@pytest.mark.parametrize("scale", [["--processes", "2"], ["--processes", "2", "--workers", "2"]])
+def test_each_process_of_a_cluster_on_the_simulator_serves_its_share(scale):
     """The simulator is a partition per worker, so each process of a cluster reads
     one, holds its shard and serves its figures and ready state (port 0 once
-    showed none); every partition tells every shard its progress, so both keep W."""
+    showed none); every partition tells every shard its progress, so both keep W.
+    The window stage is on process 0: its port serves what closed windows make
+    (it was on process 1 of two, by its key's hash)."""
     port = free_port(2)
-    with cockpit("--processes", "2", "--scale", "0.05", "--backfill", "2h", port=port) as running:
+    with cockpit(*scale, "--scale", "0.05", "--backfill", "3h", port=port) as running:
         shares: list[Samples] = []
 
         def both_serve() -> bool:
@@ -201,9 +204,10 @@ def test_each_process_of_a_cluster_on_the_simulator_serves_its_share():
                 and sum(share.get("cockpit_orders_in_stage", {}).values()) > 0
                 and share.get("cockpit_watermark_timestamp_seconds", {}).get((), 0) > 0
                 for share in shares
-            )
+            ) and bool(shares[0].get("cockpit_sell_through_ratio"))
 
         wait_for(both_serve, 90, "figures on both ports", progress=running.progress)
+        assert "cockpit_sell_through_ratio" not in shares[1]
         for i in range(2):
             with urllib.request.urlopen(f"http://127.0.0.1:{port + i}/-/ready", timeout=5) as ready:
                 assert ready.status == 200

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from flows.dataflow import CombineLogic, ShardLogic, check_recovery, single
+from flows.dataflow import CombineLogic, ShardLogic, check_recovery, kept_windows, single
 from flows.decode import decode_all
 from flows.entities.orders import OrderBook
 from flows.exposition import render
@@ -414,6 +414,21 @@ def test_a_refusal_names_every_input_partition_this_run_does_not_read(tmp_path: 
     assert str(refused.value).startswith(
         "it read simulator:0, simulator:1, and this run reads simulator: "
     )
+
+
+def test_a_restart_keeps_the_window_stage_where_its_recovery_directory_holds_it(
+    tmp_path: Path,
+) -> None:
+    """A cluster places the window stage on worker 0 by the key it gives it; state an
+    earlier release kept under `all`, wherever that landed, stays there."""
+    assert kept_windows(None) is None
+    assert kept_windows(tmp_path) is None
+    directory = tmp_path / "recovery"
+    shutil.copytree(RELEASE / "recovery", directory)
+    assert kept_windows(directory) == "all"
+    with closing(sqlite3.connect(directory / "part-0.sqlite3")) as db, db:
+        db.execute("UPDATE snaps SET state_key = 'all~7' WHERE step_id = 'opscockpit.windows'")
+    assert kept_windows(directory) == "all~7"
 
 
 def test_a_recovery_directory_at_another_version_is_refused_in_one_line(tmp_path: Path) -> None:
