@@ -46,7 +46,7 @@ from flows.sources import simulator_parts
 from flows.timeutil import parse_time
 from tests.builds import state
 from tests.kafka_broker import free_port
-from tests.processes import metrics_text, wait_for
+from tests.processes import metrics_text, opscockpit, wait_for
 from tests.reference import parse_exposition
 from tests.test_properties import AS_DECIDED
 
@@ -374,6 +374,13 @@ def test_a_recovery_directory_of_other_output_topics_is_refused_in_one_line(tmp_
     )
 
 
+def refusal(*args: str) -> str:
+    """What `run ARGS` says as it refuses to start (status 1)."""
+    result = opscockpit("run", *args, check=False, timeout=60)
+    assert result.returncode == 1
+    return result.stderr.decode()
+
+
 def test_a_recovery_directory_of_other_input_partitions_is_refused_in_one_line(
     tmp_path: Path,
 ) -> None:
@@ -384,15 +391,7 @@ def test_a_recovery_directory_of_other_input_partitions_is_refused_in_one_line(
     shutil.copytree(RELEASE / "recovery", directory)
     check_recovery(directory, HOUR, {"opscockpit.input": simulator_parts("simulator", 1)})
     (directory / "opscockpit-workers").write_text("2\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "flows", "run", "--workers", "2", "--recovery-dir", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert result.stderr == (
+    assert refusal("--workers", "2", "--recovery-dir", str(directory)) == (
         f"opscockpit: error: cannot resume from {directory}: it read simulator, and this run "
         "reads simulator:0, simulator:1: resume with the input it read, or start from "
         "another --recovery-dir\n"
@@ -487,15 +486,7 @@ def test_a_recovery_directory_of_another_window_is_refused_in_one_line(tmp_path:
     for window in (["--window", "2h"], ["--window", "90m", "--processes", "2"]):
         (directory / "opscockpit-workers").write_text(f"{window.count('--processes') + 1}\n")
         files = files_of(directory)
-        result = subprocess.run(
-            [sys.executable, "-m", "flows", "run", "--recovery-dir", str(directory), *window],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 1
-        assert result.stderr == (
+        assert refusal("--recovery-dir", str(directory), *window) == (
             f"opscockpit: error: cannot resume from {directory}: its windows are 1h long, and "
             f"this run's --window is {window[1]}: run with --window 1h, or start from an "
             "empty --recovery-dir\n"
