@@ -69,13 +69,22 @@ def test_random_kills_change_no_final_metric(kafka, day, tmp_path):
     )
     rng = random.Random(2026)
     kills = 0
+    recovery = tmp_path / "recovery"
     for _ in range(3):
         with cockpit(*args, "--snapshot-interval", "500ms") as running:
-            # Let it read part of the backlog and take a few snapshots, then crash.
+            # Let it read part of the backlog and take a few snapshots, then crash. On
+            # a busy machine the first run's first snapshot can take longer than the
+            # random wait: it is waited for (then the later runs restore from one).
             wait_for(
                 lambda r=running: events_read(r.samples()) > 0,  # its series start at 0
                 60,
                 "progress",
+                progress=running.progress,
+            )
+            wait_for(
+                lambda: snapshot_events(recovery) > 0,
+                120,
+                "a snapshot to resume from",
                 progress=running.progress,
             )
             time.sleep(rng.uniform(0.5, 3.0))
@@ -88,7 +97,7 @@ def test_random_kills_change_no_final_metric(kafka, day, tmp_path):
     # A run that ignored the directory would read the topic again from its start and
     # end with the same metrics: the kills must have left snapshots, and the restart
     # must show their counts at its first scrape (a fresh run shows a batch or two).
-    resumed_from = snapshot_events(tmp_path / "recovery")
+    resumed_from = snapshot_events(recovery)
     assert resumed_from > 0, "no snapshot to resume from"
     with cockpit(*args) as running:
         restored = running.samples()
