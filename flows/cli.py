@@ -36,6 +36,14 @@ DEFAULT_METRICS_PORT = 9108
 MAX_PARALLEL = 1024
 MAX_PORT = 65_535
 
+# Options of run that mean something only with --kafka, and the defaults of some.
+RUN_KAFKA_ONLY = ("topic", "kafka_config", "start", "kpis_topic", "alerts_topic", "dlq_topic")
+RUN_KAFKA_DEFAULTS = {
+    "start": "earliest",
+    "kpis_topic": "cockpit.kpis",
+    "alerts_topic": "cockpit.alerts",
+}
+
 
 def duration(text: str) -> int:
     """An argparse type: '60s', '1h', '30d' -> microseconds."""
@@ -237,7 +245,7 @@ def build_parser() -> Parser:
     kafka.add_argument(
         "--start",
         choices=("earliest", "latest"),
-        help="where a first run starts reading (default earliest)",
+        help=f"where a first run starts reading (default {RUN_KAFKA_DEFAULTS['start']})",
     )
     kafka.add_argument(
         "--idle-timeout",
@@ -247,8 +255,8 @@ def build_parser() -> Parser:
         "event this long (rejects carry no event time) does not hold W back; also the "
         "simulator's (default 30s)",
     )
-    kafka.add_argument("--kpis-topic", help="default cockpit.kpis")
-    kafka.add_argument("--alerts-topic", help="default cockpit.alerts")
+    kafka.add_argument("--kpis-topic", help=f"default {RUN_KAFKA_DEFAULTS['kpis_topic']}")
+    kafka.add_argument("--alerts-topic", help=f"default {RUN_KAFKA_DEFAULTS['alerts_topic']}")
     kafka.add_argument("--dlq-topic", help="dead letters (default <input topic>.dlq)")
     scale = run.add_argument_group("recovery and scale-out")
     scale.add_argument(
@@ -407,15 +415,6 @@ def command_simulate(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write events {out}: {exc.strerror or exc}") from None
     print(f"opscockpit: wrote {count:,} events to {out}", file=sys.stderr)
     return 0
-
-
-# Options of run that mean something only with --kafka, and the defaults of some.
-RUN_KAFKA_ONLY = ("topic", "kafka_config", "start", "kpis_topic", "alerts_topic", "dlq_topic")
-RUN_KAFKA_DEFAULTS = {
-    "start": "earliest",
-    "kpis_topic": "cockpit.kpis",
-    "alerts_topic": "cockpit.alerts",
-}
 
 
 def _kafka_only(args: argparse.Namespace, names: Sequence[str] = ("topic", "kafka_config")) -> None:
