@@ -21,6 +21,8 @@ from types import FrameType
 
 # A local cluster's processes join in order through marker files in this directory.
 CLUSTER_DIR = "OPSCOCKPIT_CLUSTER_DIR"
+# The wall clock (µs) at its start, so that each process simulates the same history.
+CLUSTER_STARTED = "OPSCOCKPIT_CLUSTER_STARTED"
 JOIN_MARGIN_S = 0.1  # from a marker to its process listening (a few ms of bytewax set-up)
 JOIN_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0  # for the other processes to stop once one has failed
@@ -48,6 +50,13 @@ def join_in_order(
     Path(directory, str(process)).touch()
 
 
+def cluster_started() -> int | None:
+    """When the local cluster of this process started (None: not one of a local
+    cluster's processes)."""
+    value = os.environ.get(CLUSTER_STARTED, "")
+    return int(value) if value.isdigit() else None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,7 +72,7 @@ def run_local_cluster(argv: Sequence[str], processes: int) -> int:
     addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(processes))
     command = [sys.executable, "-m", "flows.cli", *argv]
     with tempfile.TemporaryDirectory(prefix="opscockpit-cluster-") as markers:
-        env = {**os.environ, CLUSTER_DIR: markers}
+        env = {**os.environ, CLUSTER_DIR: markers, CLUSTER_STARTED: str(time.time_ns() // 1000)}
         parent = os.getpid()
         children = [
             subprocess.Popen(

@@ -25,7 +25,7 @@ from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from flows.cluster import CLUSTER_DIR, join_in_order
+from flows.cluster import CLUSTER_DIR, cluster_started, join_in_order
 from flows.dataflow import (
     COMBINE_KEY,
     Layout,
@@ -88,20 +88,31 @@ def embedded_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
 
     profile = Profile().scaled(args.scale)
     parts = simulator_parts(SIMULATOR, total_workers(args))
-    shard_of, windows = placed(args, {str(index): part for index, part in enumerate(parts)})
+    shard_of, windows, local = placed(args, {str(i): part for i, part in enumerate(parts)})
     source = SimulatorSource(
-        SIMULATOR, lambda start: stream(args.seed, start, profile), shard_of, args.backfill, runtime
+        SIMULATOR,
+        lambda start: stream(args.seed, start, profile),
+        shard_of,
+        args.backfill,
+        runtime,
+        local=local,
+        started=cluster_started(),
     )
     return Wiring(source, Layout(tuple(source.shards), tuple(source.parts), windows), Sinks())
 
 
-def placed(args: argparse.Namespace, reader_of: dict[str, str]) -> tuple[dict[int, str], str]:
+def placed(
+    args: argparse.Namespace, reader_of: dict[str, str]
+) -> tuple[dict[int, str], str, list[int]]:
     """The shard (state key) of each partition index, held by the worker that reads
-    `reader_of[index]`, and the window stage's key, on worker 0 unless the recovery
-    directory holds it elsewhere (flows.placement)."""
-    keys, windows = shard_keys(total_workers(args), reader_of, COMBINE_KEY)
-    return {int(index): key for index, key in keys.items()}, (
-        kept_windows(args.recovery_dir) or windows
+    `reader_of[index]`; the window stage's key, on worker 0 unless the recovery
+    directory holds it elsewhere (flows.placement); the indices this process reads."""
+    keys, windows, worker_of = shard_keys(total_workers(args), reader_of, COMBINE_KEY)
+    process = args.process_id or 0
+    return (
+        {int(index): key for index, key in keys.items()},
+        kept_windows(args.recovery_dir) or windows,
+        [int(index) for index, worker in worker_of.items() if worker // args.workers == process],
     )
 
 
@@ -120,7 +131,7 @@ def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     for topic, count in partitions.items():
         for index in range(count):
             reader_of.setdefault(str(index), part_name(topic, index))
-    shard_of, windows = placed(args, reader_of)
+    shard_of, windows, _local = placed(args, reader_of)
     source = TpsKafkaSource(kafka, partitions, shard_of, start=args.start, runtime=runtime)
     layout = Layout(
         tuple(source.shards),

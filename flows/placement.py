@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -90,9 +90,13 @@ def _probe(
     )
 
 
-def shard_keys(
-    workers: int, reader_of_shard: dict[str, str], windows: str
-) -> tuple[dict[str, str], str]:
+class Placement(NamedTuple):
+    keys: dict[str, str]  # shard -> its state key
+    windows: str  # the window stage's state key
+    worker_of: dict[str, int]  # shard -> the worker reading its partition
+
+
+def shard_keys(workers: int, reader_of_shard: dict[str, str], windows: str) -> Placement:
     """A state key per shard that lands on the worker reading its partition, and a key
     for the window stage, `windows` or a variant of it, that lands on worker 0, so
     that process 0 (the first port) serves the figures made from closed windows.
@@ -101,7 +105,9 @@ def shard_keys(
     reader should hold it. With one worker every key is itself.
     """
     if workers <= 1:
-        return {shard: shard for shard in reader_of_shard}, windows
+        return Placement(
+            {shard: shard for shard in reader_of_shard}, windows, dict.fromkeys(reader_of_shard, 0)
+        )
     candidates = {shard: _candidates(shard) for shard in reader_of_shard}
     leads = _candidates(windows)
     part_worker, key_worker = _probe(
@@ -109,11 +115,13 @@ def shard_keys(
         sorted(set(reader_of_shard.values())),
         [key for keys in [*candidates.values(), leads] for key in keys],
     )
-    chosen = {}
+    chosen, worker_of = {}, {}
     for shard, part in reader_of_shard.items():
-        wanted = part_worker[part]
+        wanted = worker_of[shard] = part_worker[part]
         chosen[shard] = next((key for key in candidates[shard] if key_worker[key] == wanted), shard)
-    return chosen, next((key for key in leads if key_worker[key] == 0), windows)
+    return Placement(
+        chosen, next((key for key in leads if key_worker[key] == 0), windows), worker_of
+    )
 
 
 def _candidates(shard: str) -> list[str]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from io import IOBase
 from itertools import islice
@@ -143,8 +144,10 @@ def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
 
 
 SimResume = tuple[int, int]  # (start of the simulation, emissions passed so far)
+Emission = tuple[int, str, bytes]  # (arrival, entity key, payload)
 STOP_CHECK = US_PER_SECOND // 2
 MARK_EVERY = 100 * US_PER_MS  # at most one progress mark per partition this often
+UNCLAIMED_MAX = 100_000  # events kept for a partition of the process not built yet
 latest_ts = attrgetter("ts")  # a reject's ts is MIN_TS: it never moves the watermark
 
 
@@ -185,47 +188,118 @@ def simulator_parts(name: str, count: int) -> list[str]:
     return [name] if count == 1 else [f"{name}:{index}" for index in range(count)]
 
 
-class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
-    """Simulated events released when the wall clock reaches their arrival time.
+class _Simulation:
+    """One run of the simulation, its events queued for the partitions that take them.
 
-    Each partition (one per worker) runs the whole simulation and keeps the events
-    whose key is its own, as a Kafka topic keyed by entity would hold them, and tells
-    every shard its progress and idleness as a Kafka partition does: so W is the
-    same for any number of workers."""
+    Every partition runs the same simulation and keeps the events of its own keys, so
+    the partitions of one process share one run (each running its own would cost N
+    times the generation under one GIL, ~6 µs an event). A partition takes its events
+    in the run's order; the others' wait in their queues. A partition built after the
+    run generated past its position runs the simulation on its own, as does one built again
+    (a test's resume), and so does a partition of this process not built yet whose
+    queue reached UNCLAIMED_MAX.
+    """
 
     def __init__(
         self,
-        source: SimulatorSource,
-        index: int,
-        stream: Iterator[tuple[int, str, bytes]],
+        stream_from: Callable[[int], Iterator[Emission]],
         start: int,
-        emitted: int,
+        first: int,
+        count: int,
+        indices: Iterable[int],
     ) -> None:
+        self.stream_from, self.start, self.count = stream_from, start, count
+        self.lock = threading.Lock()  # a process's workers are threads
+        self.begin(first)
+        self.queues: dict[int, deque[tuple[int, bytes]]] = {index: deque() for index in indices}
+        self.skip: dict[int, int] = {}  # partition -> its events before this were taken
+        self.joined: set[int] = set()
+
+    def join(self, index: int, start: int, emitted: int) -> bool:
+        """Partition `index`, resuming after `emitted` events of the run from `start`,
+        takes its events here; False if this run cannot give them all (then it runs
+        its own)."""
+        with self.lock:
+            queue = self.queues.get(index)
+            if index in self.joined or queue is None or start != self.start:
+                return False
+            if emitted < self.first:
+                if self.sequence > self.first:  # events it passed are gone
+                    return False
+                self.begin(emitted)
+            while queue and queue[0][0] < emitted:
+                queue.popleft()
+            self.skip[index] = emitted
+            self.joined.add(index)
+            return True
+
+    def begin(self, first: int) -> None:
+        """Generate from the run's event `first` on."""
+        self.stream = self.stream_from(self.start)
+        ffwd_iter(self.stream, first)
+        self.pending = next(self.stream)
+        self.sequence = self.first = first  # the whole run's index of `pending`
+
+    def take(self, index: int, now: int, most: int) -> tuple[list[bytes], list[int], bool]:
+        """Up to `most` of the partition's events that arrived by `now`, their
+        sequence numbers, and whether it has taken every event arrived by now. At most
+        `most` events per partition of the run are generated per call."""
+        payloads: list[bytes] = []
+        sequences: list[int] = []
+        with self.lock:
+            queue, queues, count = self.queues[index], self.queues, self.count
+            budget = most * count
+            while len(queue) < most and budget and self.pending[0] <= now:
+                _arrival, key, payload = self.pending
+                owner = partition_of(key, count) if count > 1 else 0
+                waiting = queues.get(owner)
+                if waiting is not None and self.sequence >= self.skip.get(owner, 0):
+                    waiting.append((self.sequence, payload))
+                    if len(waiting) > UNCLAIMED_MAX and owner not in self.joined:
+                        del queues[owner]  # never built here: its partition runs its own
+                self.sequence += 1
+                budget -= 1
+                self.pending = next(self.stream)
+            while queue and len(payloads) < most:
+                sequence, payload = queue.popleft()
+                payloads.append(payload)
+                sequences.append(sequence)
+            caught_up = not queue and self.pending[0] > now
+        return payloads, sequences, caught_up
+
+    def next_arrival(self, index: int) -> int:
+        """When the partition next has an event to take (at once if one waits)."""
+        with self.lock:
+            return MIN_TS if self.queues[index] else self.pending[0]
+
+    def position(self, index: int) -> int:
+        """The run's events before this hold none the partition has not taken."""
+        with self.lock:
+            queue = self.queues[index]
+            return queue[0][0] if queue else max(self.sequence, self.skip.get(index, 0))
+
+
+class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
+    """Simulated events released when the wall clock reaches their arrival time.
+
+    Each partition (one per worker) keeps the events of the simulation whose key is
+    its own, as a Kafka topic keyed by entity would hold them, and tells every shard
+    its progress and idleness as a Kafka partition does: so W is the same for any
+    number of workers."""
+
+    def __init__(self, source: SimulatorSource, index: int, simulation: _Simulation) -> None:
         self.clock, self.stop = source.clock, source.stop
         self.batch_size, self.max_bytes = source.batch_size, source.max_bytes
         self.idle_timeout = source.idle_timeout
         self.name, self.shard = source.parts[index], source.shard_of[index]
-        self.index, self.count = index, len(source.parts)
+        self.index, self.simulation = index, simulation
         self.marks = Marks(self.name, source.shards)
-        self.stream, self.start, self.emitted = stream, start, emitted
-        self.pending = next(self.stream)
         self.max_ts, self.idle, self.last_event = MIN_TS, False, self.clock()
 
     def next_batch(self) -> list[Message]:
         stop_if_asked(self.stop)
         now = self.clock()
-        payloads: list[bytes] = []
-        sequences: list[int] = []  # of the whole simulation: a reject's origin
-        # At most a batch of its own, from at most a batch per partition of the whole.
-        passed, most = 0, self.batch_size * self.count
-        while self.pending[0] <= now and passed < most and len(payloads) < self.batch_size:
-            _arrival, key, payload = self.pending
-            if self.count == 1 or partition_of(key, self.count) == self.index:
-                payloads.append(payload)
-                sequences.append(self.emitted + passed)
-            passed += 1
-            self.pending = next(self.stream)
-        self.emitted += passed
+        payloads, sequences, caught_up = self.simulation.take(self.index, now, self.batch_size)
         out: list[Message] = []
         if payloads:
             origin = {"source": self.name}
@@ -236,7 +310,6 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
             if latest > MIN_TS:  # events: a reject has no event time
                 self.max_ts, self.last_event = max(self.max_ts, latest), now
             out.append((self.shard, ("events", self.shard, self.name, items)))
-        caught_up = self.pending[0] > now
         self.idle = caught_up and now - self.last_event >= self.idle_timeout
         out.extend(self.marks.due(now, self.max_ts, self.idle))
         return out
@@ -244,14 +317,14 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
     def next_awake(self) -> datetime | None:
         """At the next arrival, or sooner: a stop request (Ctrl-C) is seen within
         STOP_CHECK even when the next simulated event is minutes away."""
-        arrival = self.pending[0]
+        arrival = self.simulation.next_arrival(self.index)
         now = self.clock()
         if arrival <= now:
             return None
         return datetime.fromtimestamp(min(arrival, now + STOP_CHECK) / US_PER_SECOND, UTC)
 
     def snapshot(self) -> SimResume:
-        return (self.start, self.emitted)
+        return (self.simulation.start, self.simulation.position(self.index))
 
 
 class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
@@ -259,16 +332,21 @@ class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
 
     The start is part of the resume state, so a restarted process regenerates the
     same events and skips those it has already passed. `shard_of` names the shard of
-    each partition (`simulator_parts`).
+    each partition (`simulator_parts`); `local`, the partitions this process reads
+    (all when not given), which share one run of the simulation. A new run starts
+    `backfill` before `started` (the cluster's start, so that every process starts
+    the same run) or else the clock at the first partition built.
     """
 
     def __init__(
         self,
         name: str,
-        stream_from: Callable[[int], Iterator[tuple[int, str, bytes]]],
+        stream_from: Callable[[int], Iterator[Emission]],
         shard_of: dict[int, str],
         backfill: int,
         runtime: Runtime,
+        local: Iterable[int] | None = None,
+        started: int | None = None,
     ) -> None:
         settings = runtime.settings
         self.stream_from, self.backfill, self.shard_of = stream_from, backfill, shard_of
@@ -277,6 +355,10 @@ class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
         self.idle_timeout = settings.idle_timeout
         self.parts = simulator_parts(name, len(shard_of))
         self.shards = sorted(set(shard_of.values()))
+        self.local = sorted(shard_of if local is None else local)
+        self.started = started
+        self.shared: _Simulation | None = None
+        self.lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
         return self.parts
@@ -284,12 +366,22 @@ class SimulatorSource(FixedPartitionedSource[Message, SimResume]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: SimResume | None
     ) -> _SimulatorPartition:
-        if resume_state is None:
-            minute = 60 * US_PER_SECOND
-            start = (self.clock() - self.backfill) // minute * minute
-            emitted = 0
-        else:
-            start, emitted = resume_state
-        stream = self.stream_from(start)
-        ffwd_iter(stream, emitted)
-        return _SimulatorPartition(self, self.parts.index(for_part), stream, start, emitted)
+        index = self.parts.index(for_part)
+        with self.lock:
+            if resume_state is None:
+                if self.started is None:
+                    self.started = self.clock()
+                minute = 60 * US_PER_SECOND
+                start, emitted = (self.started - self.backfill) // minute * minute, 0
+            else:
+                start, emitted = resume_state
+            if self.shared is None:
+                self.shared = self.run(start, emitted, self.local)
+            simulation = self.shared
+            if not simulation.join(index, start, emitted):
+                simulation = self.run(start, emitted, [index])
+                simulation.join(index, start, emitted)
+        return _SimulatorPartition(self, index, simulation)
+
+    def run(self, start: int, emitted: int, indices: Iterable[int]) -> _Simulation:
+        return _Simulation(self.stream_from, start, emitted, len(self.parts), indices)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import statistics
 import tomllib
+from argparse import Namespace
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import chain, islice, repeat, takewhile
@@ -17,10 +19,12 @@ import msgspec
 import orjson
 import pytest
 
+from flows import sources
+from flows.cluster import CLUSTER_STARTED
 from flows.config import load_config
 from flows.decode import INVALID_EVENT, INVALID_JSON, UNKNOWN_TYPE, Reject, decode
 from flows.events import EVENT_TYPES, entity_key
-from flows.live import rate_scale
+from flows.live import embedded_wiring, placed, rate_scale
 from flows.settings import Runtime, Settings
 from flows.simulator import SITES, Profile, stream, write_lines
 from flows.sources import MARK_EVERY, Marks, SimulatorSource, partition_of, simulator_parts
@@ -567,8 +571,9 @@ def test_partitions_of_the_simulator_hold_the_events_of_their_keys_once_each() -
         first = max(item.ts for item in events[0][1][3])
         marks = [message for _shard, message in messages if message[0] == "mark"]
         assert marks == [("mark", shard, part, first, False) for shard in SHARDS]
-        assert partition.pending[0] - 1 > now
-        clock.now = partition.pending[0] - 1
+        arrival = partition.simulation.next_arrival(partition.index)
+        assert arrival - 1 > now
+        clock.now = arrival - 1
         latest = max(item.ts for item in items)
         assert partition.next_batch() == [
             (shard, ("mark", shard, part, latest, True)) for shard in SHARDS
@@ -583,6 +588,121 @@ def test_a_simulator_partition_resumes_after_what_it_had_passed() -> None:
     rest, _ = released(source, "simulator:1", partition.snapshot())
     assert events_of(first + rest) == events_of(everything)
     assert events_of(first) and events_of(rest)
+
+
+PARTS = simulator_parts("simulator", 2)
+
+
+def counted(source: SimulatorSource) -> list[int]:
+    """How many emissions each run of the source's simulation generates."""
+    runs: list[int] = []
+    stream_from = source.stream_from
+
+    def counting(start: int) -> Iterator[tuple[int, str, bytes]]:
+        runs.append(0)
+        run = len(runs) - 1
+        for emission in stream_from(start):
+            runs[run] += 1
+            yield emission
+
+    source.stream_from = counting
+    return runs
+
+
+def items_of(messages: list[Any]) -> list[Any]:
+    return [identity(item) for message in events_of(messages) for item in message[3]]
+
+
+def take_turns(partitions: list[Any]) -> list[list[Any]]:
+    """What each partition releases, called in turn until none releases events."""
+    taken: list[list[Any]] = [[] for _ in partitions]
+    while True:
+        batches = [partition.next_batch() for partition in partitions]
+        if not any(events_of(batch) for batch in batches):
+            return taken
+        for index, batch in enumerate(batches):
+            taken[index] += items_of(batch)
+
+
+def test_the_partitions_of_a_process_share_one_run_of_the_simulation() -> None:
+    """Workers of one process run the simulation once between them (N runs under one
+    GIL took N times as long), each still releasing exactly its own events."""
+    now = START + 2 * HOUR
+    alone = [items_of(released(simulator_source(2, Clock(now)), part)[0]) for part in PARTS]
+    source = simulator_source(2, Clock(now))
+    runs = counted(source)
+    partitions = [source.build_part("input", part, None) for part in PARTS]
+    assert partitions[0].simulation is partitions[1].simulation
+    assert take_turns(partitions) == alone
+    start = (now - 2 * HOUR) // MINUTE * MINUTE
+    due = sum(1 for _ in takewhile(lambda emission: emission[0] <= now, stream(3, start, PROFILE)))
+    assert runs == [due + 1]  # one run, to the first emission not due yet
+
+
+@pytest.mark.parametrize(
+    ("order", "running"),
+    [((0, 1), False), ((1, 0), False), ((1, 0), True)],
+    ids=["further first", "nearer first", "nearer first and running"],
+)
+def test_partitions_resuming_at_different_points_share_a_run(
+    order: tuple[int, int], running: bool
+) -> None:
+    """Each partition resumes after what it had taken (its own position in the run);
+    they share a run whichever is built first, as long as the run has not generated
+    past the other's position."""
+    clock = Clock(START + 2 * HOUR)
+    everything = [items_of(released(simulator_source(2, clock), part)[0]) for part in PARTS]
+    before = simulator_source(2, clock, batch_size=200)
+    partitions = [before.build_part("input", part, None) for part in PARTS]
+    first = [items_of(partitions[0].next_batch() + partitions[0].next_batch())]
+    first.append(items_of(partitions[1].next_batch()))
+    resumes = [partition.snapshot() for partition in partitions]
+    assert resumes[0][1] > resumes[1][1] > 0
+    after = simulator_source(2, clock, batch_size=200)
+    built, ahead = {}, []  # what the nearer one took before the other was built
+    for index in order:
+        built[index] = after.build_part("input", PARTS[index], resumes[index])
+        if running and index == 1:
+            ahead = items_of(built[1].next_batch())
+    resumed = [built[0], built[1]]
+    assert resumed[0].simulation is resumed[1].simulation
+    rest = take_turns(resumed)
+    rest[1] = ahead + rest[1]
+    assert [first[index] + rest[index] for index in (0, 1)] == everything
+    assert all(first) and all(rest)
+
+
+def test_a_partition_built_after_its_queue_overflowed_runs_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A partition of the process not built yet has its events kept only up to
+    UNCLAIMED_MAX (placement said it is this process's, and it may never come):
+    built later, it runs the simulation on its own, and misses nothing."""
+    monkeypatch.setattr(sources, "UNCLAIMED_MAX", 100)
+    clock = Clock(START + 2 * HOUR)
+    alone = items_of(released(simulator_source(2, clock), PARTS[1])[0])
+    source = simulator_source(2, clock)
+    runs = counted(source)
+    first = source.build_part("input", PARTS[0], None)
+    take_turns([first])
+    late = source.build_part("input", PARTS[1], None)
+    assert late.simulation is not first.simulation and len(runs) == 2
+    assert take_turns([late]) == [alone]
+
+
+def test_a_new_run_starts_the_backfill_before_the_clusters_start() -> None:
+    """Every process of a local cluster starts the same history (their own clocks, a
+    second apart, could straddle a minute), from the start their parent gives."""
+    runtime = Runtime(Settings(), clock=Clock(START + 2 * HOUR))
+    source = SimulatorSource(
+        "simulator",
+        lambda start: stream(3, start, PROFILE),
+        {0: "shard-0"},
+        HOUR,
+        runtime,
+        started=START + 90 * SECOND,
+    )
+    assert source.build_part("input", "simulator", None).snapshot() == (START - HOUR + MINUTE, 0)
 
 
 def events_of(messages: list[Any]) -> list[Any]:
@@ -656,3 +776,33 @@ def test_a_simulator_partition_keeps_its_largest_ts_and_idles_on_rejects_alone()
     assert partition.next_batch() == [
         (shard, ("mark", shard, "simulator:0", newest, True)) for shard in SHARDS
     ]
+
+
+def test_the_processes_of_a_cluster_each_share_a_run_among_the_partitions_they_read() -> None:
+    """Placement tells each process which partitions its workers read: between them
+    every partition once, so no process keeps events for a partition it never reads."""
+    reader_of = {str(index): part for index, part in enumerate(simulator_parts("simulator", 4))}
+    cluster = {"workers": 2, "processes": 2, "addresses": None, "recovery_dir": None}
+    local = [placed(Namespace(**cluster, process_id=p), reader_of)[2] for p in (0, 1)]
+    assert sorted(local[0] + local[1]) == [0, 1, 2, 3]
+    assert local[0] and local[1]
+
+
+@pytest.mark.parametrize(("value", "started"), [("1796601600000000", 1796601600000000), ("", None)])
+def test_the_simulator_of_a_local_clusters_process_starts_where_its_parent_said(
+    monkeypatch: pytest.MonkeyPatch, value: str, started: int | None
+) -> None:
+    monkeypatch.setenv(CLUSTER_STARTED, value)
+    args = Namespace(
+        workers=1,
+        processes=0,
+        addresses=None,
+        recovery_dir=None,
+        process_id=None,
+        scale=0.1,
+        seed=3,
+        backfill=HOUR,
+    )
+    source = embedded_wiring(Runtime(Settings()), args).source
+    assert isinstance(source, SimulatorSource)
+    assert source.started == started
