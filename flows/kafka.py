@@ -42,12 +42,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from flows.commands import EXIT_FAILURE
 from flows.decode import truncated
 from flows.ledger import Ledger
-from flows.runtime.consts import MIN_TS
 from flows.runtime.core import add
 from flows.runtime.outputs import DeadLetter, Output, Written, written
 from flows.runtime.pipeline import SINK_METRICS, SOURCE_METRICS
 from flows.settings import Runtime
-from flows.sources import Marks, Message, decode_batch, latest_ts, stop_if_asked
+from flows.sources import Marks, Message, decode_batch, stop_if_asked
 from flows.timeutil import US_PER_MS, US_PER_SECOND
 
 log = logging.getLogger("opscockpit.kafka")
@@ -211,13 +210,9 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
     def __init__(self, source: TpsKafkaSource, topic: str, partition: int, offset: int) -> None:
         self.source, self.topic, self.partition = source, topic, partition
         self.name, self.shard = part_name(topic, partition), source.shard_of[partition]
-        self.max_ts = MIN_TS
-        now = source.clock()
-        self.last_event = now
-        self.idle = False
         self.behind = False  # the latest poll found nothing, yet the broker holds more
         self.known_end = -1  # the partition's end as the start lookup found it
-        self.marks = Marks(self.name, source.shards)
+        self.marks = Marks(self.name, source.shards, source.clock(), source.idle_timeout)
         self.empty_polls = 0
         self.ledger = Ledger(SOURCE_METRICS)
         self.ledger["cockpit_kafka_up"][()] = 1
@@ -313,11 +308,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             payloads = cast(list[bytes], values)
             items = decode_batch(payloads, self.source.max_bytes, self._origin(messages), 0)
             self.next_offset = int(messages[-1].offset() or 0) + 1
-            latest = max(map(latest_ts, items))
-            if latest > MIN_TS:  # events: a reject (a tombstone too) has no event time
-                self.last_event = now
-                self.idle = False
-                self.max_ts = max(self.max_ts, latest)
+            self.marks.saw(items, now)  # a reject (a tombstone too) moves nothing
             out.append((self.shard, ("events", self.shard, self.name, items)))
         for error in errors:  # after the messages before them moved next_offset
             if error.code() == KafkaError._AUTO_OFFSET_RESET:
@@ -330,8 +321,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             up = self.ledger["cockpit_kafka_up"].get(()) == 1
             caught_up = self._caught_up()
             self.behind = up and not caught_up  # a fresh start, or reading outran fetching
-            self.idle = up and caught_up and now - self.last_event >= self.source.idle_timeout
-        out.extend(self.marks.due(now, self.max_ts, self.idle))
+            self.marks.settle(up and caught_up, now)  # only here: a poll found nothing
+        out.extend(self.marks.due(now))
         return out
 
     def _check_end(self) -> None:

@@ -159,23 +159,35 @@ def stop_if_asked(stop: threading.Event) -> None:
 
 
 class Marks:
-    """One partition's progress for every shard, so that each knows W over all of them."""
+    """One partition's progress (its largest event ts, and whether it idles), told to
+    every shard so that each knows W over all partitions."""
 
-    def __init__(self, name: str, shards: list[str]) -> None:
-        self.name, self.shards = name, shards
+    def __init__(self, name: str, shards: list[str], now: int, idle_timeout: int) -> None:
+        self.name, self.shards, self.idle_timeout = name, shards, idle_timeout
+        self.max_ts, self.idle, self.last_event = MIN_TS, False, now
         self.marked: tuple[int, bool] | None = None
         self.last_mark = 0
 
-    def due(self, now: int, max_ts: int, idle: bool) -> list[Message]:
+    def saw(self, items: list[Event | Reject], now: int) -> None:
+        """A batch read at `now`: events move the progress, rejects (no event time) not."""
+        latest = max(map(latest_ts, items))
+        if latest > MIN_TS:
+            self.max_ts, self.idle, self.last_event = max(self.max_ts, latest), False, now
+
+    def settle(self, caught_up: bool, now: int) -> None:
+        """Idle once caught up with no event for the idle timeout."""
+        self.idle = caught_up and now - self.last_event >= self.idle_timeout
+
+    def due(self, now: int) -> list[Message]:
         """At once when idleness flips, else at most every MARK_EVERY."""
-        state = (max_ts, idle)
+        state = (self.max_ts, self.idle)
         if state == self.marked:
             return []
-        idle_flipped = self.marked is None or self.marked[1] != idle
+        idle_flipped = self.marked is None or self.marked[1] != self.idle
         if not idle_flipped and now - self.last_mark < MARK_EVERY:
             return []
         self.marked, self.last_mark = state, now
-        return [(shard, ("mark", shard, self.name, max_ts, idle)) for shard in self.shards]
+        return [(shard, ("mark", shard, self.name, *state)) for shard in self.shards]
 
 
 def partition_of(key: str, count: int) -> int:
@@ -290,11 +302,9 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
     def __init__(self, source: SimulatorSource, index: int, simulation: _Simulation) -> None:
         self.clock, self.stop = source.clock, source.stop
         self.batch_size, self.max_bytes = source.batch_size, source.max_bytes
-        self.idle_timeout = source.idle_timeout
         self.name, self.shard = source.parts[index], source.shard_of[index]
         self.index, self.simulation = index, simulation
-        self.marks = Marks(self.name, source.shards)
-        self.max_ts, self.idle, self.last_event = MIN_TS, False, self.clock()
+        self.marks = Marks(self.name, source.shards, self.clock(), source.idle_timeout)
 
     def next_batch(self) -> list[Message]:
         stop_if_asked(self.stop)
@@ -306,12 +316,10 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
             items = decode_batch(
                 payloads, self.max_bytes, lambda n: origin | {"sequence": sequences[n]}, 0
             )
-            latest = max(map(latest_ts, items))
-            if latest > MIN_TS:  # events: a reject has no event time
-                self.max_ts, self.last_event = max(self.max_ts, latest), now
+            self.marks.saw(items, now)
             out.append((self.shard, ("events", self.shard, self.name, items)))
-        self.idle = caught_up and now - self.last_event >= self.idle_timeout
-        out.extend(self.marks.due(now, self.max_ts, self.idle))
+        self.marks.settle(caught_up, now)
+        out.extend(self.marks.due(now))
         return out
 
     def next_awake(self) -> datetime | None:

@@ -25,6 +25,7 @@ from flows.config import load_config
 from flows.decode import INVALID_EVENT, INVALID_JSON, UNKNOWN_TYPE, Reject, decode
 from flows.events import EVENT_TYPES, entity_key
 from flows.live import embedded_wiring, placed, rate_scale
+from flows.runtime.consts import MIN_TS
 from flows.settings import Runtime, Settings
 from flows.simulator import SITES, Profile, stream, write_lines
 from flows.sources import MARK_EVERY, Marks, SimulatorSource, partition_of, simulator_parts
@@ -710,17 +711,33 @@ def events_of(messages: list[Any]) -> list[Any]:
 
 
 def test_marks_say_what_changed_at_most_every_mark_every_and_idleness_at_once() -> None:
-    marks = Marks("p", ["a", "b"])
-    assert marks.due(0, 5, False) == [
-        ("a", ("mark", "a", "p", 5, False)),
-        ("b", ("mark", "b", "p", 5, False)),
+    marks = Marks("p", ["a", "b"], 0, idle_timeout=SECOND)
+    assert marks.due(0) == [
+        ("a", ("mark", "a", "p", MIN_TS, False)),
+        ("b", ("mark", "b", "p", MIN_TS, False)),
     ]
-    assert marks.due(MARK_EVERY + 1, 5, False) == []  # nothing new
-    assert marks.due(MARK_EVERY + 2, 6, False) != []
-    assert marks.due(MARK_EVERY + 3, 7, False) == []  # too soon
-    assert marks.due(MARK_EVERY + 4, 7, True) == [
-        (shard, ("mark", shard, "p", 7, True)) for shard in ("a", "b")
+    marks.saw([view(5)], 1)
+    assert marks.due(2) == []  # too soon
+    assert marks.due(MARK_EVERY + 1) != []
+    assert marks.due(MARK_EVERY + 2) == []  # nothing new
+    seen = MARK_EVERY + 3
+    marks.saw([view(7), view(6)], seen)  # the largest ts, not the latest
+    marks.saw([Reject(INVALID_JSON, "", b"{")], seen + 1)  # no event time
+    assert marks.max_ts == START + 7 * SECOND
+    marks.settle(True, seen + SECOND - 1)
+    assert not marks.idle  # an event less than the idle timeout ago
+    marks.settle(True, seen + SECOND)
+    assert marks.due(seen + SECOND) == [
+        (shard, ("mark", shard, "p", START + 7 * SECOND, True)) for shard in ("a", "b")
     ]
+    marks.saw([view(2)], seen + 2 * SECOND)  # an event, however old: no longer idle
+    assert (marks.max_ts, marks.idle) == (START + 7 * SECOND, False)
+    marks.settle(False, seen + 10 * SECOND)
+    assert not marks.idle  # not caught up
+
+
+def view(second: int) -> Any:
+    return decode(page_view(second, START + second * SECOND, "S-1"))
 
 
 def page_view(number: int, ts: int, key: str) -> bytes:
