@@ -464,7 +464,8 @@ def produce(
 
 class _TopicWriter(StatefulSinkPartition[Output, None]):
     def __init__(self, sink: TopicSink) -> None:
-        self.kafka, self.client, self.topic_for = sink.kafka, f"output {sink.name}", sink.topic_for
+        self.kafka, self.topic_for = sink.kafka, sink.topic_for
+        self.client = f"output {', '.join(sink.topics)}"  # what a log line names
         self.skipped = sink.ledger["cockpit_kafka_records_skipped_total"]
         self.up = True  # until an outage is logged; a delivery shows the brokers back
         config = self.kafka.producer(
@@ -608,8 +609,9 @@ class TopicSink(FixedPartitionedSink[Output, None]):
         role: str,
     ) -> None:
         self.kafka, self.name, self.topic_for = kafka, name, topic_for
+        self.topics = list(topics)
         self.ledger = Ledger(SINK_METRICS)
-        self.ledger["cockpit_kafka_records_skipped_total"].update(dict.fromkeys(topics, 0))
+        self.ledger["cockpit_kafka_records_skipped_total"].update(dict.fromkeys(self.topics, 0))
         runtime.board.publish(f"sink:{role}", self.ledger)
 
     def list_parts(self) -> list[str]:

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from flows.kafka import KafkaSettings, ensure_topics
+from flows.kafka import KafkaSettings, TopicSink, ensure_topics
 from flows.live import to_one_topic
 from flows.settings import Runtime, Settings
 from tests.kafka_broker import (
@@ -230,6 +230,23 @@ def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog)
         writer._error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
     said = "Kafka unreachable from output kpis: Connect to ipv4#127.0.0.1:9 failed; retrying"
     assert [record.getMessage() for record in caplog.records] == [said, said]
+    writer.close()
+
+
+def test_an_output_producers_log_names_the_topics_it_writes(caplog):
+    """The dead-letter writer said "output dead_letters": a role, not a topic an
+    operator can look up."""
+    runtime, kafka = Runtime(Settings()), KafkaSettings("127.0.0.1:9")
+    topics = ["orders.dlq", "scans.dlq"]
+    sink = TopicSink(kafka, "dead_letters", lambda _o: "orders.dlq", topics, runtime, "dlq")
+    writer = sink.build_part("output", "dead_letters", None)
+    lost = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed")
+    with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+        writer._error(lost)
+    assert [record.getMessage() for record in caplog.records] == [
+        "Kafka unreachable from output orders.dlq, scans.dlq: "
+        "Connect to ipv4#127.0.0.1:9 failed; retrying"
+    ]
     writer.close()
 
 
