@@ -35,6 +35,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
+    ClusterMetadata,
     ConfigResource,
     NewTopic,
 )
@@ -180,17 +181,22 @@ def redact(settings: KafkaSettings, text: str) -> str:
     return text
 
 
+def cluster_metadata(settings: KafkaSettings, timeout_s: float) -> ClusterMetadata:
+    """The brokers' topics; a one-line error when they cannot be reached."""
+    errors: list[str] = []
+    admin = AdminClient(settings.admin(error_cb=lambda err: errors.append(err.str())))
+    try:
+        return admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        detail = redact(settings, errors[-1] if errors else exc.args[0].str())
+        raise KafkaSetupError(f"Kafka at {settings.bootstrap} is unreachable ({detail})") from None
+
+
 def partitions_of(
     settings: KafkaSettings, topics: Iterable[str], timeout_s: float = 10.0
 ) -> dict[str, int]:
     """Partition count per topic; one-line errors when unreachable or missing."""
-    errors: list[str] = []
-    admin = AdminClient(settings.admin(error_cb=lambda err: errors.append(err.str())))
-    try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        detail = redact(settings, errors[-1] if errors else exc.args[0].str())
-        raise KafkaSetupError(f"Kafka at {settings.bootstrap} is unreachable ({detail})") from None
+    metadata = cluster_metadata(settings, timeout_s)
     counts = {}
     for topic in topics:
         found = metadata.topics.get(topic)
@@ -630,11 +636,11 @@ def ensure_topics(
     """Create missing topics (partitions by name) and wait until they exist, each
     replicated as the broker's default.replication.factor says (-1: KIP-464, Kafka 2.4).
     Returns the topics it created."""
-    admin = AdminClient(settings.admin())
-    existing = admin.list_topics(timeout=timeout_s).topics
+    existing = cluster_metadata(settings, timeout_s).topics
     wanted = [NewTopic(name, count, -1) for name, count in topics.items() if name not in existing]
     if not wanted:
         return []
+    admin = AdminClient(settings.admin())
     for topic, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
         try:
             future.result(timeout_s)

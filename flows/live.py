@@ -385,7 +385,6 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
 
     try:
         kafka = kafka_settings(args)
-        partitions_of(kafka, [])  # reachable, else one line
         if ensure_topics(kafka, {args.topic: NEW_INPUT_PARTITIONS}):
             print(
                 f"opscockpit: created topic {args.topic} ({NEW_INPUT_PARTITIONS} partitions)",

@@ -570,11 +570,14 @@ def test_a_cluster_with_a_process_reading_no_partition_stops_on_a_signal(kafka, 
     assert stderr.count("opscockpit: stopped") == 2 and "Traceback" not in stderr, stderr
 
 
-def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit():
+@pytest.mark.parametrize(
+    "command",
+    [["run", "--metrics-port", "0"], ["simulate", "--hours", "1"]],
+    ids=["run", "simulate"],
+)
+def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit(command):
     started = time.monotonic()
-    result = opscockpit(
-        "run", "--kafka", "127.0.0.1:9", "--metrics-port", "0", check=False, timeout=60
-    )
+    result = opscockpit(*command, "--kafka", "127.0.0.1:9", check=False, timeout=60)
     assert result.returncode != 0
     assert time.monotonic() - started < 20
     lines = result.stderr.decode().strip().splitlines()
