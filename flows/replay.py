@@ -30,9 +30,6 @@ def replay(
 ) -> Board:
     """Process every line of `path` (or stdin for `-`) with `families`;
     return the final metrics board. OutputError: an output could not be written."""
-    for output in (dlq, alerts, kpis):
-        if output is not None:
-            output.write_bytes(b"")  # exists, and empty, even when nothing is written
     runtime = Runtime(settings)
     source = LinesSource(
         SOURCE_NAME,
@@ -53,6 +50,7 @@ def replay(
     runtime.board.ready.set()  # all input processed, even if there was none
     for sink in (sinks.dead_letters, sinks.alerts, sinks.kpis):
         if isinstance(sink, JsonLinesSink):
+            sink.close()
             sink.check()
     if metrics_file is not None:
         try:

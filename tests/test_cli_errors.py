@@ -17,6 +17,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from flows.cli import main
@@ -217,6 +218,58 @@ def test_a_replay_writes_into_a_pipe_a_link_and_a_fifo(six_hours, tmp_path, shm_
     reader.join(timeout=60)
     assert link.is_symlink() and "cockpit_events_total" in target.read_text()
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and b"cockpit_events_total" in read[0]
+
+
+def test_a_replays_records_go_into_named_pipes_each_opened_once(tmp_path):
+    """Each output was opened twice (emptied first, then written): the reader of a
+    named pipe saw its end at the first close, and the replay then waited for ever
+    for a reader. A pipe nothing is written to ends when the replay does."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(EVENT + b"{not json\n")
+    read: dict[str, bytes] = {}
+    readers = []
+    for option in ("--dlq", "--alerts"):
+        fifo = tmp_path / f"{option[2:]}.fifo"
+        os.mkfifo(fifo)
+        readers.append(
+            threading.Thread(target=lambda f=fifo, o=option: read.update({o: f.read_bytes()}))
+        )
+        readers[-1].start()
+    opscockpit(
+        "replay",
+        str(events),
+        "--quiet",
+        "--dlq",
+        str(tmp_path / "dlq.fifo"),
+        "--alerts",
+        str(tmp_path / "alerts.fifo"),
+        timeout=60,
+    )
+    for reader in readers:
+        reader.join(timeout=30)
+    assert read["--alerts"] == b""
+    assert [orjson.loads(line)["reason"] for line in read["--dlq"].splitlines()] == ["invalid_json"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("out.jsonl", "out.jsonl"), ("old.jsonl", "link.jsonl"), ("sub/../new.jsonl", "new.jsonl")],
+    ids=["one path", "a link to it", "another spelling"],
+)
+def test_two_replay_outputs_into_one_file_are_refused(tmp_path, capsys, first, second):
+    """They would write over each other's records. (Pipes and devices take both.)"""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(EVENT)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "old.jsonl").write_text("kept")
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "old.jsonl")
+    argv = ["replay", str(events), "--dlq", str(tmp_path / first), "--kpis", str(tmp_path / second)]
+    line = one_line_error(capsys, argv, EXIT_FAILURE)
+    assert line == f"opscockpit: error: --dlq and --kpis name the same file {tmp_path / second}"
+    assert (tmp_path / "old.jsonl").read_text() == "kept"
+    assert (
+        main(["replay", str(events), "--quiet", "--kpis", "/dev/null", "--dlq", "/dev/null"]) == 0
+    )
 
 
 RECOVERY = Path(__file__).parent / "fixtures" / "release-3862025" / "recovery"
