@@ -202,6 +202,13 @@ def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
     ("text", "message"),
     [
         ("tls_server_config: [", "is not YAML"),
+        # YAML keeps the last: an empty second one turned authentication off.
+        (
+            'basic_auth_users: {u: "$2b$04$abcdefghijklmnopqrstuu5Ln2vAr3E3QDHsMvXK4kVG1eAfw8Tq"}'
+            "\nbasic_auth_users:",
+            "key 'basic_auth_users' is given twice (line 2)",
+        ),
+        ("basic_auth_users:\n  u: a\n  u: b", "key 'u' is given twice (line 3)"),
         ("- a list", "the file must be a mapping"),
         ("basic_auth: {}", "unknown key 'basic_auth' in the file"),
         ("basic_auth_users: {u: secret}", "the password of user 'u' is not a bcrypt hash"),

@@ -80,8 +80,25 @@ def load(path: Path) -> WebConfig:
     """Read and check a web-config file; every problem is a WebConfigError."""
     import yaml  # here: without a file, a start need not import it (~12 ms)
 
+    class StrictLoader(yaml.SafeLoader):
+        """YAML keeps the last of a key given twice: a second, empty
+        `basic_auth_users` would silently turn authentication off (Prometheus'
+        exporter-toolkit reads the file strictly, refusing it)."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise WebConfigError(f"{path}: key {key!r} is given twice (line {line})")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), StrictLoader)
     except OSError as exc:
         raise WebConfigError(f"cannot read {path}: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
