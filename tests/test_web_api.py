@@ -135,6 +135,23 @@ def test_figures_not_declared_yet_say_no_data_and_every_name_is_known(served):
     assert {f for t in TILES for f in t.figures} <= set(BY_ID)
 
 
+def test_every_figure_says_which_way_is_worse_and_its_value_s_unit(served):
+    """So that the page lists every breakdown worst first (the SKUs tile listed its
+    fcs alphabetically, and cut the rest: an fc with 9 stockouts shown, those with
+    10 hidden), and a reader of the API knows what a value is (days of cover was
+    labelled days and valued in seconds)."""
+    figures = {f["id"]: f for f in api(served.base, "summary")["figures"]}
+    for name in ("skus_out_of_stock", "skus_at_risk", "page_load_p90", "stage_backlog"):
+        assert figures[name]["higher_is_worse"] is True, name
+    for name in ("stock_cover", "click_through", "conversion", "ship_sla_compliance"):
+        assert figures[name]["higher_is_worse"] is False, name
+    for name in ("units_on_hand", "sell_through", "events", "watermark"):
+        assert figures[name]["higher_is_worse"] is None, name
+    cover = figures["stock_cover"]
+    assert cover["unit"] == "seconds" and cover["metrics"] == ["cockpit_stock_cover_seconds"]
+    assert {f["unit"] for f in figures.values()} == {"ratio", "seconds", "count", "timestamp"}
+
+
 def test_every_threshold_is_the_one_of_the_alert_rules(served):
     """The page colours by the `Limit` of the generated alert rule: same numbers,
     same comparison (>= for higher-is-worse, < otherwise) at the very levels."""
@@ -155,6 +172,7 @@ def test_every_threshold_is_the_one_of_the_alert_rules(served):
             limit.critical,
         )
         assert figure["limit"]["higher_is_worse"] == limit.higher_is_worse
+        assert figure["higher_is_worse"] == limit.higher_is_worse  # one way for every figure
         for row in figure["by"]:
             assert row["status"] == limit.severity(row["value"])
         # Per fc (region), the rule fires where one of them is over: the worst of theirs.
@@ -270,6 +288,10 @@ def test_items_are_paged_worst_first(items_only):
         "as_of": "1970-01-01T00:00:00Z",
     }
     assert set(ITEM_STATES) == {s for i in ITEMS for s in i.states}
+    # An item's states worst first (records list them sorted, as the contract says).
+    states = {i["sku"]: i["states"] for i in everything["items"]}
+    assert states["oos-high"] == ["out_of_stock", "below_safety_stock"]
+    assert states["risk-fast"] == ["at_risk", "below_safety_stock"]
 
 
 def test_no_published_items_is_an_empty_page():
@@ -331,6 +353,7 @@ def test_no_published_items_is_an_empty_page():
 def test_bad_requests_get_a_json_error(served, path, status):
     code, headers, body = fetch(f"{served.base}/api/v1/{path}")
     assert code == status and headers["Content-Type"] == "application/json"
+    assert headers["Server"] == "opscockpit"  # once: joined, a second would show
     answer = json.loads(body)
     validate("error", answer)
     assert answer["errorType"] == ("bad_data" if status == 400 else "not_found")
@@ -344,10 +367,12 @@ def test_bad_requests_get_a_json_error(served, path, status):
         (b"GET / HTTP/1.1\r\nX-A: " + b"b" * 70_000 + b"\r\n\r\n", 431),
         (b'GET / HTTP/9"x\r\n\r\n', 400),
         (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
+        (b"GET /nope\r\n\r\n", 400),  # HTTP/0.9: answered with a bare body, no status
     ],
 )
 def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes, status):
-    """Refused before the app sees them, yet answered like every other error."""
+    """Refused before the app sees them, yet answered like every other error, and
+    with no software versions (wsgiref's Server header named Python's)."""
     host, port = served.base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(request_bytes)
@@ -359,6 +384,7 @@ def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes,
     assert headers["Content-Type"] == "application/json"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Content-Length"] == str(len(body))
+    assert headers["Server"] == "opscockpit"
     error = json.loads(body)
     validate("error", error)
     assert error["errorType"] == "bad_data"

@@ -93,6 +93,24 @@ def differences(page: list[dict[str, Any]], summary: dict[str, Any]) -> list[str
         if (number is not None or ranged) and value["status"] != "none":
             assert value["status"] in value["classes"], value
         out.extend(text_differences(value, figure["unit"], number))
+    return out + order_differences(page, figures)
+
+
+RANK = {"critical": 0, "warning": 1, "ok": 2, "none": 3}
+
+
+def order_differences(page: list[dict[str, Any]], figures: dict[str, Any]) -> list[str]:
+    """A breakdown lists its rows worst first (then cuts it to fit): by colour, then
+    by value the worse way. (The SKUs tile listed its fcs alphabetically.)"""
+    out = []
+    for name, figure in figures.items():
+        worse = figure["higher_is_worse"]
+        rows = [v for v in page if v["figure"] == name and v["key"] and v["value"] != ""]
+        if worse is None or any("|" in v["key"] for v in rows):  # none, or a table
+            continue
+        ranks = [(RANK[v["status"]], (-1 if worse else 1) * float(v["value"])) for v in rows]
+        if ranks != sorted(ranks):
+            out.append(f"{name}: not worst first: {[(v['key'], v['value']) for v in rows]}")
     return out
 
 
@@ -347,6 +365,13 @@ def test_the_page_works_over_tls_with_basic_auth(browser, certs):  # noqa: F811
         base = f"https://127.0.0.1:{running.port}"
         browser.get(base + "/")
         assert 'id="tiles"' not in browser.page_source  # a password prompt, no page
+        # A kiosk's usual address for a page behind basic auth: the page loaded, and
+        # each of its requests failed (fetch refuses a URL with credentials, and a
+        # relative one resolved against this address has them).
+        console_errors(browser)  # read, so the log holds only what follows (not the 401)
+        browser.get(f"https://{USER}:{PASSWORD}@127.0.0.1:{running.port}/")
+        wait_for(lambda: has_data(browser), 60, "data on the page opened with credentials")
+        assert not console_errors(browser)
         # What the browser sends once a person has answered its password prompt.
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         browser.execute_cdp_cmd("Network.enable", {})

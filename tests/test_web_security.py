@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import ssl
 import sys
 from collections.abc import Iterator
@@ -145,12 +146,26 @@ def test_a_client_outside_the_tls_versions_is_refused(certs, server, client):
         assert fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())[0] == 200
 
 
-def test_plain_http_gets_no_answer_and_the_server_goes_on(certs):
+def test_plain_http_is_told_the_port_speaks_https_and_the_server_goes_on(certs):
+    """As Go's servers (Prometheus' own) answer: a 400 saying so, not a reset
+    connection (curl: "Recv failure"), and nothing else, with or without a password."""
     with secured(certs) as base:
         plain = base.replace("https://", "http://")
-        with pytest.raises(OSError):
-            fetch(plain + "/metrics", USER, PASSWORD)
+        for user in (USER, None):
+            status, headers, body = fetch(plain + "/metrics", user, PASSWORD)
+            assert status == 400 and headers["Content-Type"] == "application/json"
+            assert headers["Strict-Transport-Security"] == "max-age=31536000"
+            assert json.loads(body)["error"] == "this port speaks HTTPS"
         assert fetch(base + "/metrics", USER, PASSWORD, context=certs.trusting())[0] == 200
+        # Bytes that are neither a handshake nor a request: no answer at all.
+        host, port = base.removeprefix("https://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(b"\x00\x01garbage\r\n\r\n")
+            try:
+                answer = b"".join(iter(lambda: conn.recv(65536), b""))
+            except ConnectionResetError:  # closed with the bytes unread
+                answer = b""
+            assert answer == b""
 
 
 def test_client_certificates_when_the_config_requires_them(certs):

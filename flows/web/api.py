@@ -57,7 +57,8 @@ class Query:
             raise bad(f"malformed query string: {text!r}") from None
         for name in self.values:
             if name not in allowed:
-                raise bad(f"unknown parameter {name!r}; this endpoint takes {sorted(allowed)}")
+                takes = ", ".join(sorted(allowed)) if allowed else "none"
+                raise bad(f"unknown parameter {name!r}; this endpoint takes {takes}")
 
     def many(self, name: str) -> list[str]:
         return self.values.get(name, [])
@@ -110,6 +111,7 @@ def _figure(figure: Figure, view: View) -> dict[str, Any]:
         "since": view.start(window) if window else None,
         "value": reading.value,
         "status": figure.overall(reading),
+        "higher_is_worse": figure.worse_when_higher,
         "limit": None
         if limit is None or figure.alert is None
         else {
@@ -225,7 +227,7 @@ def _item(item: Item) -> dict[str, Any]:
         "demand_per_day": item.demand_per_day,
         "cover_days": item.cover_days,
         "safety_stock": item.safety_stock,
-        "states": list(item.states),
+        "states": sorted(item.states, key=ITEM_STATES.index),  # worst first
         "units_by_age": dict(item.units_by_age),
         "as_of": format_time(item.as_of),
     }

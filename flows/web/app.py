@@ -71,7 +71,7 @@ class App:
 
     def merged(self, headers: Headers) -> Headers:
         """An answer's headers and the configured ones, which replace any of the same name."""
-        own = [*headers, ("X-Content-Type-Options", "nosniff")]
+        own = [*headers, ("X-Content-Type-Options", "nosniff"), ("Server", SERVER)]
         return [h for h in own if h[0].lower() not in self.configured] + self.headers
 
     def route(self, environ: dict[str, Any], path: str) -> Answer:
@@ -169,6 +169,9 @@ def _text() -> Headers:
 
 def _json_headers() -> Headers:
     return [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+
+
+SERVER = "opscockpit"  # no versions: wsgiref said WSGIServer/0.2 CPython/3.11.7
 
 
 def json_error(code: int, kind: str, message: str, extra: Headers | None = None) -> Answer:

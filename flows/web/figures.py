@@ -278,8 +278,8 @@ Source = Ratio | Quantile | Increase | Gauge
 class Figure:
     """One number on the page: what it is, how to show it, how to colour it.
 
-    `unit` is how the page formats it: ratio (as %), seconds, days (a value in
-    seconds shown in days), count, timestamp.
+    `unit` is the value's, which the page formats by: ratio (shown as %), seconds
+    (as a duration), count, timestamp.
     """
 
     id: str
@@ -288,10 +288,17 @@ class Figure:
     source: Source
     description: str
     alert: rules.Alert | None = None
+    higher_is_worse: bool | None = None  # without an alert; None: neither way
 
     @property
     def limit(self) -> rules.Limit | None:
         return None if self.alert is None else self.alert.limit
+
+    @property
+    def worse_when_higher(self) -> bool | None:
+        """Which way is worse, so that a breakdown lists its worst rows first."""
+        limit = self.limit
+        return self.higher_is_worse if limit is None else limit.higher_is_worse
 
     def status(self, value: float | None) -> str:
         """ok / warning / critical by the alert's limit; none without one or a value."""
@@ -340,6 +347,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Increase(rules.SHIP_SLA.rest, "fc"),
         f"Orders neither shipped nor cancelled by their ship promise, {KPI_SPAN}.",
+        higher_is_worse=True,
     ),
     Figure(
         "orders_past_ship_promise",
@@ -355,6 +363,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Gauge("cockpit_orders_awaiting_shipment", FC),
         "Orders placed, not shipped, not cancelled, now.",
+        higher_is_worse=True,
     ),
     Figure(
         "late_deliveries",
@@ -370,6 +379,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Increase(rules.LATE_DELIVERY.part, "region"),
         f"Orders late for their delivery promise, {KPI_SPAN}.",
+        higher_is_worse=True,
     ),
     Figure(
         "orders_past_delivery_promise",
@@ -377,6 +387,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Gauge("cockpit_orders_past_delivery_promise", REGION),
         "Orders not delivered, not cancelled, past their delivery promise, now.",
+        higher_is_worse=True,
     ),
     Figure(
         "dock_to_stock_p90",
@@ -405,9 +416,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure(
         "stock_cover",
         "Days of cover",
-        "days",
+        "seconds",
         Gauge("cockpit_stock_cover_seconds", FC, total=False),
         "How long on hand lasts at the ordering rate of the latest closed window.",
+        higher_is_worse=False,
     ),
     Figure(
         "units_on_hand",
@@ -422,6 +434,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Gauge("cockpit_stage_backlog", ("fc", "stage")),
         "Orders waiting for pick, pack, ship and receipts for stow, latest close.",
+        higher_is_worse=True,
     ),
     Figure(
         "orders_in_stage",
@@ -429,6 +442,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Gauge("cockpit_orders_in_stage", ("fc", "stage")),
         "Orders awaiting shipment by the last stage reached, now.",
+        higher_is_worse=True,
     ),
     Figure(
         "bottleneck",
@@ -436,6 +450,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Gauge("cockpit_bottleneck", ("fc", "stage")),
         "Stages whose backlog rose at each of the last closes, latest close.",
+        higher_is_worse=True,
     ),
     Figure(
         "skus_out_of_stock",
@@ -443,6 +458,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Gauge("cockpit_skus_out_of_stock", FC),
         "Items with no stock and demand, latest close.",
+        higher_is_worse=True,
     ),
     Figure(
         "skus_at_risk",
@@ -450,6 +466,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Gauge("cockpit_skus_at_risk", FC),
         "Items whose cover is below the lead time, latest close.",
+        higher_is_worse=True,
     ),
     Figure(
         "page_load_p90",
@@ -457,6 +474,7 @@ FIGURES: tuple[Figure, ...] = (
         "seconds",
         Quantile(rules.PAGE_LOAD_P90),
         f"90th percentile storefront page load, {rules.span(rules.WEB_WINDOW)}.",
+        higher_is_worse=True,
     ),
     Figure(
         "cancellation_ratio",
@@ -472,6 +490,7 @@ FIGURES: tuple[Figure, ...] = (
         "ratio",
         Gauge("cockpit_return_ratio", FC, total=False),
         "Units returned / units shipped, latest closed window.",
+        higher_is_worse=True,
     ),
     Figure(
         "click_through",
@@ -479,6 +498,7 @@ FIGURES: tuple[Figure, ...] = (
         "ratio",
         Gauge("cockpit_recommendation_click_through_ratio", ("widget",), total=False),
         "Recommendation clicks / impressions, latest closed window.",
+        higher_is_worse=False,
     ),
     Figure(
         "conversion",
@@ -486,6 +506,7 @@ FIGURES: tuple[Figure, ...] = (
         "ratio",
         Ratio(rules.RECOMMENDATION_CONVERSION),
         f"Recommendation clicks followed by a cart add / clicks, {KPI_SPAN}.",
+        higher_is_worse=False,
     ),
     Figure(
         "dead_letters",
@@ -508,6 +529,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Increase(Count("cockpit_events_late_total"), NETWORK, rules.PIPELINE_WINDOW),
         f"Events later than the allowed lateness, ignored, {rules.span(rules.PIPELINE_WINDOW)}.",
+        higher_is_worse=True,
     ),
     Figure(
         "duplicate_events",
@@ -515,6 +537,7 @@ FIGURES: tuple[Figure, ...] = (
         "count",
         Increase(Count("cockpit_events_duplicate_total"), NETWORK, rules.PIPELINE_WINDOW),
         f"Events with an id already seen, ignored, {rules.span(rules.PIPELINE_WINDOW)}.",
+        higher_is_worse=True,
     ),
     Figure(
         "watermark",

@@ -30,7 +30,7 @@ FIGURE = _object(
         "id": {"type": "string"},
         "title": {"type": "string"},
         "description": {"type": "string"},
-        "unit": {"enum": ["ratio", "seconds", "days", "count", "timestamp"]},
+        "unit": {"enum": ["ratio", "seconds", "count", "timestamp"]},
         "labels": {"type": "array", "items": {"type": "string"}},
         "window": {"type": ["string", "null"], "description": "e.g. 1h; null for a gauge"},
         "since": {
@@ -39,6 +39,11 @@ FIGURE = _object(
         },
         "value": {**NUMBER_OR_NULL, "description": "Over every label; null: no data yet."},
         "status": STATUS,
+        "higher_is_worse": {
+            "type": ["boolean", "null"],
+            "description": "Which way is worse (the page lists a breakdown worst first); "
+            "null: neither.",
+        },
         "limit": {
             "oneOf": [
                 {"type": "null"},
@@ -79,7 +84,12 @@ ITEM = _object(
         "demand_per_day": {"type": "number", "minimum": 0},
         "cover_days": NUMBER_OR_NULL,
         "safety_stock": {"type": "number", "minimum": 0},
-        "states": {"type": "array", "items": {"enum": list(ITEM_STATES)}, "uniqueItems": True},
+        "states": {
+            "type": "array",
+            "items": {"enum": list(ITEM_STATES)},
+            "uniqueItems": True,
+            "description": "Worst first, in the order of the enum.",
+        },
         "units_by_age": {"type": "object", "additionalProperties": {"type": "integer"}},
         "as_of": TEXT_TIME,
     }

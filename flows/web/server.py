@@ -6,6 +6,7 @@ slow or hostile client never holds up the others.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import sys
 import threading
@@ -20,11 +21,12 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from flows.exposition import Board
 from flows.settings import Settings
 from flows.web.api import Api
-from flows.web.app import App, json_error
+from flows.web.app import SERVER, App, json_error
 from flows.web.config import Users, WebConfig
 from flows.web.history import History
 
 TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
+MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -32,6 +34,19 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and page polls are not worth a log line each."""
+
+    def version_string(self) -> str:
+        return SERVER
+
+    def parse_request(self) -> bool:
+        """An HTTP/0.9 request (`GET /path`) would be answered with a bare body, no
+        status line or headers: it is refused as a bad request instead."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
+            return False
+        return True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """A request refused before the app sees it (a line too long, too many
@@ -62,6 +77,8 @@ class Server(ThreadingWSGIServer):
             super().finish_request(request, client_address)
             return
         request.settimeout(TIMEOUT_S)
+        if self.plain_http(request):
+            return
         try:
             secure = self.tls.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError):
@@ -70,6 +87,25 @@ class Server(ThreadingWSGIServer):
             super().finish_request(secure, client_address)
         finally:
             self.shutdown_request(secure)
+
+    def plain_http(self, request: socket.socket) -> bool:
+        """Whether the client spoke plain HTTP to this TLS port (a TLS handshake
+        starts with byte 0x16, a request with its method's letters): then it gets a
+        400 saying so, as Go's servers answer, rather than a reset connection."""
+        try:
+            if not request.recv(1, socket.MSG_PEEK).isalpha():
+                return False
+            request.recv(MAX_REQUEST_HEAD)  # read, so that closing does not reset it
+            app = self.get_app()
+            assert isinstance(app, App)
+            _status, headers, body = json_error(400, "bad_data", "this port speaks HTTPS")
+            head = ["HTTP/1.0 400 Bad Request", "Connection: close"]
+            head += [f"{name}: {value}" for name, value in app.merged(headers)]
+            head.append(f"Content-Length: {len(body)}")
+            request.sendall("\r\n".join([*head, "", ""]).encode() + body)
+        except OSError:
+            pass  # gone: nothing to answer
+        return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that goes away or times out (an OSError) is no error of the server's."""

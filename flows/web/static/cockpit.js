@@ -45,7 +45,6 @@ function format(unit, value) {
   switch (unit) {
     case "ratio": return `${number(value * 100, 1)}%`;
     case "seconds": return duration(value);
-    case "days": return `${number(value / 86400, 1)} d`;
     case "timestamp": return clockTime(value, true);
     default: return number(value, Number.isInteger(value) ? 0 : 1);
   }
@@ -130,8 +129,8 @@ function sparkline(figure) {
 
 function worstFirst(figure) {
   const rows = figure.by.slice();
-  if (!figure.limit) return rows;
-  const sign = figure.limit.higher_is_worse ? -1 : 1;
+  if (figure.higher_is_worse === null) return rows;
+  const sign = figure.higher_is_worse ? -1 : 1;
   return rows.sort((a, b) => RANK[a.status] - RANK[b.status] || sign * (a.value - b.value));
 }
 
@@ -307,7 +306,10 @@ async function getJson(url) {
   const control = new AbortController();
   const timer = setTimeout(() => control.abort(), TIMEOUT_MS);
   try {
-    const answer = await fetch(url, { signal: control.signal, cache: "no-store" });
+    // Against the origin: a page opened as https://user:password@host/ resolves a
+    // relative URL with its credentials, which fetch refuses.
+    const where = new URL(url, location.origin);
+    const answer = await fetch(where, { signal: control.signal, cache: "no-store" });
     const body = await answer.json();
     if (!answer.ok) throw new Error(body.error || answer.statusText);
     return body.data;
