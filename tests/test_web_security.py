@@ -229,6 +229,14 @@ def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
         ("basic_auth_users: {u: secret}", "the password of user 'u' is not a bcrypt hash"),
         ("tls_server_config: {cert_file: cert.pem}", "needs cert_file and key_file"),
         ("tls_server_config: {cert_file: no.pem, key_file: key.pem}", "cannot load"),
+        (  # OpenSSL says only "PEM lib"
+            "tls_server_config: {cert_file: key.pem, key_file: cert.pem}",
+            "cert_file key.pem holds no PEM certificate",
+        ),
+        (
+            "tls_server_config: {cert_file: cert.pem, key_file: ca.pem}",
+            "key_file ca.pem holds no PEM key",
+        ),
         (
             "tls_server_config: {cert_file: cert.pem, key_file: key.pem, min_version: SSL3}",
             "min_version 'SSL3' is not one of TLS10, TLS11, TLS12, TLS13",

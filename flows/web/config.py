@@ -154,7 +154,9 @@ def _tls(path: Path, where: Path, data: Any) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise WebConfigError(f"{path}: cannot load {cert} and {key}: {_reason(exc)}") from None
+        raise WebConfigError(
+            f"{path}: cannot load {cert} and {key}: {_misplaced(cert, key) or _reason(exc)}"
+        ) from None
     auth = str(tls.get("client_auth_type", "NoClientCert"))
     if auth not in CLIENT_AUTH:
         raise WebConfigError(
@@ -170,6 +172,21 @@ def _tls(path: Path, where: Path, data: Any) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as exc:
             raise WebConfigError(f"{path}: cannot load {ca}: {_reason(exc)}") from None
     return context
+
+
+def _misplaced(cert: Path, key: Path) -> str | None:
+    """Which file holds the wrong PEM block (OpenSSL says only "PEM lib"), if one does."""
+    for file, name, marker in (
+        (cert, "cert_file", "CERTIFICATE-----"),
+        (key, "key_file", "KEY-----"),
+    ):
+        try:
+            text = file.read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return None  # OpenSSL's reason says it
+        if marker not in text:
+            return f"{name} {file.name} holds no PEM {marker.removesuffix('-----').lower()}"
+    return None
 
 
 def _version(path: Path, tls: dict[str, Any], key: str, default: str) -> ssl.TLSVersion:
