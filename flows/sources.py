@@ -207,9 +207,9 @@ class _Simulation:
     the partitions of one process share one run (each running its own would cost N
     times the generation under one GIL, ~6 µs an event). A partition takes its events
     in the run's order; the others' wait in their queues. A partition built after the
-    run generated past its position runs the simulation on its own, as does one built again
-    (a test's resume), and so does a partition of this process not built yet whose
-    queue reached UNCLAIMED_MAX.
+    run generated past its position runs the simulation on its own, as does one built
+    again (a test's resume), and so does a partition of this process not built yet
+    whose queue reached UNCLAIMED_MAX.
     """
 
     def __init__(

@@ -9,6 +9,7 @@ says otherwise: lateness 60 s, 1 h windows, bottleneck_windows 3, bottleneck_min
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,12 +18,14 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from flows.decode import decode
+from flows.entities.orders import T_SHIPMENT
 from flows.kpis import FAMILIES
 from flows.kpis.upgrade import upgrade
 from flows.kpisettings import KpiSettings
 from flows.labels import LabelCap
+from flows.runtime.consts import MIN_TS, NEVER, TAG_BITS
 from flows.runtime.core import Shard
-from flows.runtime.snapshot import dump_shard, load_shard
+from flows.runtime.snapshot import dump_combine, dump_shard, load_combine, load_shard
 from flows.settings import EngineConfig
 from tests.scenario import Events, Run
 
@@ -405,3 +408,168 @@ def test_a_snapshot_taken_without_the_flow_family_restores_every_open_backlog() 
     assert histogram(resumed, "cockpit_pick_wait_seconds") == histogram(
         whole, "cockpit_pick_wait_seconds"
     )
+
+
+RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release-3862025"
+
+
+def test_a_pack_of_an_order_picked_before_the_upgrade_observes_no_pick_to_pack() -> None:
+    """A snapshot of the release before KPI families (tests/fixtures/release-3862025,
+    W 2026-11-20T17:19:19.615Z): ORD-11-00000225 (FC-ORD1) was picked then, at a
+    time that release did not keep, and not packed. Its pack at 17:25 is in the
+    stage backlog but observes no pick to pack (README, Updates: a pick at an
+    unknown time observes no stage time), not 17:25 minus the minimum time."""
+    run = Run()
+    run.shard = run.every["0"] = load_shard(
+        (RELEASE / "shards.snapshot").read_bytes(),
+        EngineConfig(),
+        run.shard.labels,
+        FAMILIES,
+        upgrade,
+    )
+    book = run.orders()
+    assert book["ORD-11-00000225"].picked == MIN_TS  # the flow family's UNKNOWN_TIME
+    assert book["ORD-11-00000225"].packed == NEVER
+    before = list(run.series("cockpit_pick_to_pack_seconds").get("FC-ORD1", []))
+    e = Events()
+    run.feed(
+        e("inventory.packed", "2026-11-20T17:25:00Z", order_id="ORD-11-00000225", fc="FC-ORD1"),
+        e.tick("2026-11-20T17:30:00Z"),
+    )
+    assert run.orders()["ORD-11-00000225"].packed < NEVER  # the pack applied
+    assert run.series("cockpit_pick_to_pack_seconds").get("FC-ORD1", []) == before
+
+
+def test_the_retention_takes_an_order_out_of_the_backlog_at_its_later_promise() -> None:
+    """o1's ship promise (12:00) is later than its delivery promise (10:00), so its
+    retention deadline is 12:00 + the retention. Restarted with the retention
+    lengthened from 1 h to 3 h, it leaves state at the old deadline (W past
+    13:00) and the stage backlog at the new one, 15:00 (README, Updates:
+    "Lengthened"): in the pick backlog at the 14:00 and 15:00 closes, out at
+    16:00; never at 10:00 + 3 h. Without the restart W passes 13:00 before it
+    leaves: in the 13:00 backlog, out at 14:00."""
+    e = Events()
+    placed = e.placed("o1", on("09:30"), on("12:00"), on("10:00"))
+    one_hour = replace(EngineConfig(), retention=HOUR)
+    run = Run(one_hour).feed(placed, e.tick(on("12:01")))
+    assert backlog(run) == {("FC1", "pick"): 1}
+    three_hours = replace(EngineConfig(), retention=3 * HOUR)
+    resumed = Run(three_hours)
+    resumed.shard = resumed.every["0"] = load_shard(
+        dump_shard(run.shard), three_hours, resumed.shard.labels, FAMILIES, upgrade
+    )
+    load_combine(dump_combine(run.combine), resumed.combine, upgrade)
+    run.feed(e.tick(on("13:01")))
+    resumed.feed(e.tick(on("13:01")))
+    assert backlog(run) == backlog(resumed) == {("FC1", "pick"): 1}
+    run.feed(e.tick(on("14:01")))
+    resumed.feed(e.tick(on("14:01")))
+    assert "o1" not in run.orders() and "o1" not in resumed.orders()
+    assert backlog(run) == {}
+    assert backlog(resumed) == {("FC1", "pick"): 1}
+    resumed.feed(e.tick(on("15:01")))
+    assert backlog(resumed) == {("FC1", "pick"): 1}
+    resumed.feed(e.tick(on("16:01")))
+    assert backlog(resumed) == {}
+
+
+def as_version_2_at_its_shipment(data: bytes, order_id: str) -> bytes:
+    """A shard snapshot taken with W at the order's earliest shipment, as the order
+    entity at state version 2 wrote it (README, Updates: a shipment was final once
+    W reached it): the order `final`, its shipment timer fired, version 2."""
+    header = pickle.loads(data)
+    body = pickle.loads(header["body"])
+    saved = body["families"]["orders_entity"]["state"]["orders"][order_id]
+    assert saved.shipped == body["runtime"]["watermark"]
+    saved.final = True
+    entity = body["family_order"].index("orders_entity") << TAG_BITS | T_SHIPMENT
+    timers = body["runtime"]["timers"]
+    body["runtime"]["timers"] = [t for t in timers if (t[1], t[2]) != (entity, order_id)]
+    assert len(body["runtime"]["timers"]) == len(timers) - 1
+    header["versions"]["orders_entity"] = 2
+    header["body"] = pickle.dumps(body)
+    return pickle.dumps(header)
+
+
+def test_a_pack_at_a_shipment_final_since_an_upgrade_is_observed() -> None:
+    """Restored from a version-2 snapshot taken at W = 08:10, o8's shipment at
+    08:10 is final already (that version made it final once W reached it, and
+    told every family then). Its pack at 08:10 (ts = W, not late) is observed at
+    once (0 s): no announcement of the shipment is left to find it. (Today a
+    shipment is final only once W passes it, so a pack at its time arriving
+    later always has k2 > s, or comes while the shipment is not final.)"""
+    e = Events()
+    run = Run().feed(
+        order(e, "o8", "08:00"),
+        e.shipped("o8", on("08:10")),
+        e.tick(on("08:11")),  # W = 08:10: the shipment is not final today
+    )
+    resumed = Run()
+    resumed.shard = resumed.every["0"] = load_shard(
+        as_version_2_at_its_shipment(dump_shard(run.shard), "o8"),
+        EngineConfig(),
+        resumed.shard.labels,
+        FAMILIES,
+        upgrade,
+    )
+    assert resumed.orders()["o8"].final
+    resumed.feed(packed(e, "o8", "08:10"))
+    assert histogram(resumed, "cockpit_pack_to_ship_seconds") == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0]
+    resumed.feed(e.tick(on("09:00")))
+    assert histogram(resumed, "cockpit_pack_to_ship_seconds") == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0]
+
+
+def test_an_order_packed_before_its_pick_goes_from_pick_straight_to_ship() -> None:
+    """o1 is packed at 10:30 and picked only at 11:30, in the next window: its
+    furthest stage is `ship` from 10:30 (contract §3.3), so it is in `ship` at
+    the 11:00 and 12:00 closes and never in `pack` (no -1 there, nor in `pick`)."""
+    e = Events()
+    run = Run().feed(order(e, "o1", "10:00"), packed(e, "o1", "10:30"), e.tick(on("11:01")))
+    assert backlog(run) == {("FC1", "ship"): 1}
+    run.feed(e.picked("o1", on("11:30")), e.tick(on("12:01")))
+    assert backlog(run) == {("FC1", "ship"): 1}
+
+
+def test_a_flat_backlog_is_no_rise() -> None:
+    """30 orders at 10:00; in each of the next three windows one order is placed and
+    one picked: the pick backlog stays at 30 (30 at 11:00 .. 14:00) while the pack
+    backlog rises 1, 2, 3. Holding still is no strict rise: no bottleneck."""
+    e = Events()
+    lines = orders_per_window(e, "FC1", {"10:00": 30})
+    for n, hour in enumerate(("11", "12", "13")):
+        lines += [order(e, f"n{n}", f"{hour}:10"), e.picked(f"FC1-10:00-{n}", on(f"{hour}:20"))]
+    run = Run().feed(*lines, e.tick(on("14:01")))
+    assert backlog(run) == {("FC1", "pick"): 30, ("FC1", "pack"): 3}
+    assert bottlenecks(run) == [] and flags(run) == {}
+
+
+def test_a_bottleneck_alert_holds_the_last_bottleneck_windows_rises() -> None:
+    """Backlog 10, 20, 30, 40 at 11:00 .. 14:00, bottleneck_min 35: four rises in a
+    row, the bottleneck at 40; its samples are the last 3 (bottleneck_windows)."""
+    e = Events()
+    placed = orders_per_window(e, "FC1", {"10:00": 10, "11:00": 10, "12:00": 10, "13:00": 10})
+    run = Run(replace(EngineConfig(), kpi=KpiSettings(bottleneck_min=35)))
+    run.feed(*placed, e.tick(on("14:01")))
+    assert bottlenecks(run) == [("FC1", "pick", on("14:00"), 40, [20, 30, 40])]
+
+
+def test_an_earlier_cancellation_of_a_shipped_order_leaves_the_ship_backlog_alone() -> None:
+    """o1, packed, ships at 10:30 and is out of every backlog from then. Cancelled at
+    12:00:30, then (arriving later, within the lateness) at 12:00: its end stays
+    the shipment, so the ship backlog stays 0 at the 12:00 and 13:00 closes."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o1", "10:00"),
+        packed(e, "o1", "10:10"),
+        e.shipped("o1", on("10:30")),
+        e.tick(on("11:01")),
+    )
+    assert backlog(run) == {}
+    run.feed(
+        e.cancelled("o1", on("12:00:30")),  # W = 11:59:30
+        e.cancelled("o1", on("12:00")),
+        e.tick(on("12:01")),
+    )
+    assert backlog(run) == {}
+    run.feed(e.tick(on("13:01")))
+    assert backlog(run) == {}

@@ -91,3 +91,19 @@ def test_each_held_stow_is_dropped_at_its_own_horizon_in_any_arrival_order(earli
     run.feed(e.tick(at(605, days=1)), e.received("RX", at(600, days=1), 3)).finish()
     assert run.value("cockpit_orphan_events_total", "inventory.stowed") == 1
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 1
+
+
+def test_a_receipt_completed_after_its_retention_deadline_is_not_expired() -> None:
+    """R1 is received at 08:00 with a 1 h retention; its stow at 09:00:30, within
+    the lateness, completes it (no longer awaiting) before W passes 09:00. The
+    retention only drops a receipt still awaiting stow: R1 is observed once,
+    3630 s, when W reaches its stow, the gauge never goes below 0."""
+    e = Events()
+    run = Run(replace(EngineConfig(), retention=3600 * 10**6))
+    run.feed(e.received("R1", at(0), 5), e.stowed("R1", at(60, seconds=30), 5))
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0  # W = 08:59:30
+    run.feed(e.tick(at(62)))  # W = 09:01: the retention deadline, then the stow
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+    counts = run.value("cockpit_dock_to_stock_seconds", "FC1")
+    assert sum(counts[:-1]) == 1 and counts[-1] == 3630 * 10**6
+    assert not any(run.series("cockpit_state_expired_total").values())

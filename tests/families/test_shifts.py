@@ -340,3 +340,59 @@ def test_fcs_folded_into_other_add_up() -> None:
     assert [units for _fc, _name, _a, _b, _h, units, *_ in shifts(run)] == [1, 2, 8, 16]
     assert gauges(run, "other", "early") == (24, 0, 3.0)
     assert gauges(run, "FC2", "early") == (2, 0, 0.25)
+
+
+def test_an_order_id_placed_again_after_it_left_state_counts_again_in_the_same_shift() -> None:
+    """o1 ships at 07:00 and is delivered at 07:10, both promises passed: it
+    leaves state once W passes 07:10. Placed again at 08:00 it is a new order
+    (README, Orders) whose first shipment at 09:00 falls in the same early
+    instance: the instance counts both lives, 2 orders shipped."""
+    e = Events()
+    run = Run().feed(
+        e.placed("o1", on(0, "06:00"), on(0, "07:00"), on(0, "07:10")),
+        e.picked("o1", on(0, "06:30"), 1),
+        e.shipped("o1", on(0, "07:00")),
+        e.delivered("o1", on(0, "07:10")),
+        e.tick(on(0, "07:30")),  # W 07:29: shipped, delivered, counted: o1 leaves state
+    )
+    assert "o1" not in run.orders()
+    run.feed(
+        order(e, "o1", on(0, "08:00")),
+        e.shipped("o1", on(0, "09:00")),
+        e.tick(on(0, "14:01")),
+    )
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "true")) == 2
+    assert shifts(run) == [("FC1", "early", on(0, "06:00"), on(0, "14:00"), 8.0, 1, 2, 0.125)]
+    assert gauges(run, "FC1", "early") == (1, 2, 0.125)
+
+
+def test_a_shift_of_a_fractional_length_divides_by_its_real_hours() -> None:
+    """Shifts at 06:30 and 14:00: the early instance lasts 7.5 h, so 15 units
+    picked in it are 2.0 an hour, in the record as in the gauge (not 15 / 8)."""
+    e = Events()
+    config = replace(
+        EngineConfig(), kpi=KpiSettings(shifts=(("early", "06:30"), ("late", "14:00")))
+    )
+    run = Run(config).feed(
+        e.picked("a", on(0, "07:00"), 10),
+        e.picked("b", on(0, "13:59"), 5),
+        e.tick(on(0, "14:01")),
+    )
+    assert shifts(run) == [("FC1", "early", on(0, "06:30"), on(0, "14:00"), 7.5, 15, 0, 2.0)]
+    assert gauges(run, "FC1", "early") == (15, 0, 2.0)
+
+
+def test_an_earlier_instance_reported_late_by_a_slower_shard_is_not_lost() -> None:
+    """Shard a, fast, has a pick only in the late shift and reports it at 22:00;
+    shard b, slow, then reports its early-shift pick at 14:00. The fc's first
+    instance is the early one: it closes once both shards passed 14:00 (with b's
+    units), and the late one once both passed 22:00."""
+    e = Events()
+    run = Run(shards=("a", "b"))
+    run.feed(e.picked("x", on(0, "15:00"), 4), e.tick(on(0, "22:01")), shard="a")
+    assert shifts(run) == []
+    run.feed(e.picked("y", on(0, "07:00"), 8), e.tick(on(0, "14:01")), shard="b")
+    assert shifts(run) == [("FC1", "early", on(0, "06:00"), on(0, "14:00"), 8.0, 8, 0, 1.0)]
+    run.feed(e.tick(on(0, "22:01")), shard="b")
+    assert shifts(run)[1:] == [("FC1", "late", on(0, "14:00"), on(0, "22:00"), 8.0, 4, 0, 0.5)]
+    assert gauges(run, "FC1", "early") == (8, 0, 1.0)
