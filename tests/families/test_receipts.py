@@ -107,3 +107,18 @@ def test_a_receipt_completed_after_its_retention_deadline_is_not_expired() -> No
     counts = run.value("cockpit_dock_to_stock_seconds", "FC1")
     assert sum(counts[:-1]) == 1 and counts[-1] == 3630 * 10**6
     assert not any(run.series("cockpit_state_expired_total").values())
+
+
+def test_a_receipt_is_kept_while_w_is_at_its_retention_deadline() -> None:
+    """R1 completes at 00:10 and leaves state; R1 received again at 00:30 has, with a
+    1 h retention, the deadline 01:30. The first one's timer fires as W reaches
+    01:30 exactly: a deadline has passed only once W is past it (contract §2), so a
+    stow at 01:30, which may still come, completes the new receipt."""
+    e = Events()
+    run = Run(replace(EngineConfig(), retention=3600 * 10**6))
+    run.feed(e.received("R1", at(0), 5), e.stowed("R1", at(10), 5), e.tick(at(11)))
+    run.feed(e.received("R1", at(30), 5), e.tick(at(91)))  # W = 01:30
+    run.feed(e.stowed("R1", at(90), 5), e.tick(at(100))).finish()
+    assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == (600 + 3600) * 10**6
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+    assert not any(run.series("cockpit_state_expired_total").values())
