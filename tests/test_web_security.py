@@ -156,6 +156,7 @@ def test_plain_http_is_told_the_port_speaks_https_and_the_server_goes_on(certs):
             assert status == 400 and headers["Content-Type"] == "application/json"
             assert headers["Strict-Transport-Security"] == "max-age=31536000"
             assert json.loads(body)["error"] == "this port speaks HTTPS"
+            assert headers["Server"] == "opscockpit"  # once: a second would be joined
         assert fetch(base + "/metrics", USER, PASSWORD, context=certs.trusting())[0] == 200
         # Bytes that are neither a handshake nor a request: no answer at all.
         host, port = base.removeprefix("https://").split(":")

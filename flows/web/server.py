@@ -29,6 +29,15 @@ TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
 MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
 
 
+def refusal(server: Any, code: int, message: str) -> tuple[list[tuple[str, str]], bytes]:
+    """The headers and body of a request refused before the app sees it: the app's
+    JSON error with the app's headers, on a connection then closed."""
+    app = server.get_app()
+    assert isinstance(app, App)
+    _status, headers, body = json_error(code, "bad_data", message)
+    return [*app.merged(headers), ("Content-Length", str(len(body))), ("Connection", "close")], body
+
+
 class _QuietHandler(WSGIRequestHandler):
     timeout = TIMEOUT_S
 
@@ -52,15 +61,13 @@ class _QuietHandler(WSGIRequestHandler):
         """A request refused before the app sees it (a line too long, too many
         headers, bad syntax) gets a JSON error with the app's headers, like every
         other error, not the standard library's HTML page."""
-        app = self.server.get_app()  # type: ignore[attr-defined]
-        assert isinstance(app, App)
-        _status, headers, body = json_error(code, "bad_data", message or HTTPStatus(code).phrase)
+        headers, body = refusal(self.server, code, message or HTTPStatus(code).phrase)
         self.close_connection = True
         self.request_version = "HTTP/1.0"  # a status line even when the version was bad
-        self.send_response(code)
-        for name, value in [*app.merged(headers), ("Content-Length", str(len(body)))]:
+        self.send_response_only(code)  # the Server header is the app's
+        self.send_header("Date", self.date_time_string())
+        for name, value in headers:
             self.send_header(name, value)
-        self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -96,12 +103,8 @@ class Server(ThreadingWSGIServer):
             if not request.recv(1, socket.MSG_PEEK).isalpha():
                 return False
             request.recv(MAX_REQUEST_HEAD)  # read, so that closing does not reset it
-            app = self.get_app()
-            assert isinstance(app, App)
-            _status, headers, body = json_error(400, "bad_data", "this port speaks HTTPS")
-            head = ["HTTP/1.0 400 Bad Request", "Connection: close"]
-            head += [f"{name}: {value}" for name, value in app.merged(headers)]
-            head.append(f"Content-Length: {len(body)}")
+            headers, body = refusal(self, HTTPStatus.BAD_REQUEST, "this port speaks HTTPS")
+            head = ["HTTP/1.0 400 Bad Request", *(f"{name}: {value}" for name, value in headers)]
             request.sendall("\r\n".join([*head, "", ""]).encode() + body)
         except OSError:
             pass  # gone: nothing to answer
