@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
@@ -150,6 +150,12 @@ def test_every_figure_says_which_way_is_worse_and_its_value_s_unit(served):
     cover = figures["stock_cover"]
     assert cover["unit"] == "seconds" and cover["metrics"] == ["cockpit_stock_cover_seconds"]
     assert {f["unit"] for f in figures.values()} == {"ratio", "seconds", "count", "timestamp"}
+
+
+def test_a_figure_with_an_alert_takes_which_way_is_worse_from_its_limit_alone():
+    """Declared once: a second `higher_is_worse` beside the limit could disagree."""
+    with pytest.raises(ValueError, match="ship_sla_compliance: its alert's limit says"):
+        replace(BY_ID["ship_sla_compliance"], higher_is_worse=True)
 
 
 def test_every_threshold_is_the_one_of_the_alert_rules(served):

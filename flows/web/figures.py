@@ -294,6 +294,10 @@ class Figure:
     def limit(self) -> rules.Limit | None:
         return None if self.alert is None else self.alert.limit
 
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.higher_is_worse is not None:
+            raise ValueError(f"figure {self.id}: its alert's limit says which way is worse")
+
     @property
     def worse_when_higher(self) -> bool | None:
         """Which way is worse, so that a breakdown lists its worst rows first."""
