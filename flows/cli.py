@@ -383,8 +383,12 @@ def command_replay(args: argparse.Namespace) -> int:
     for path, what in ((args.dlq, "dead letters"), (args.alerts, "alerts"), (args.kpis, "KPIs")):
         writable(path, what)
     _distinct(
-        {"--metrics-file": args.metrics_file, "--dlq": args.dlq, "--alerts": args.alerts}
-        | {"--kpis": args.kpis}
+        {
+            "--metrics-file": args.metrics_file,
+            "--dlq": args.dlq,
+            "--alerts": args.alerts,
+            "--kpis": args.kpis,
+        }
     )
     try:
         replay(
