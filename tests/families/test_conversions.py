@@ -89,3 +89,30 @@ def test_widget_labels_fold_as_the_storefront_counts_them():
     )
     assert run.series(CONVERSIONS) == {"w1": 1, "other": 1}
     assert run.value("cockpit_label_overflow_total", "widget") == 1  # once, by the storefront
+
+
+def test_a_cart_that_came_first_converts_a_click_up_to_the_horizon_of_its_sku():
+    """conversion_minutes 1/2 (30 s): carts at 08:00:30 (sku A) and 08:00:30.000001
+    (sku C), then clicks at 08:00 arriving after them (W = 07:59:30, not late).
+    A's cart is exactly 30 s after its click: converts; C's is 1 µs beyond: does
+    not; B has no cart of its sku (a cart of another sku converts nothing)."""
+    config = EngineConfig(kpi=KpiSettings(conversion_minutes=Fraction(1, 2)))
+    e = Events()
+    run = Run(config).feed(
+        e.cart(at(0, seconds=30), "A"),
+        e.cart(at(0, seconds=30, us=1), "C"),
+        e.clicked(at(0), sku="A"),
+        e.clicked(at(0), "w2", sku="B"),
+        e.clicked(at(0), "w3", sku="C"),
+        e.tick(at(3)),
+    )
+    assert run.series(CONVERSIONS) == {"w1": 1, "w2": 0, "w3": 0}
+    assert run.series(DECIDED) == {"w1": 1, "w2": 1, "w3": 1}
+
+
+def test_a_click_restored_from_a_snapshot_keeps_its_conversion():
+    """The cart converts the click before the snapshot; decided after the restore."""
+    e = Events()
+    run = Run().feed(e.clicked(at(0), sku="A"), e.cart(at(5), "A"))
+    run = run.restored().feed(e.tick(at(32)))
+    assert run.series(CONVERSIONS) == {"w1": 1}

@@ -577,3 +577,141 @@ def test_a_sku_health_record_is_written_as_orjson_would_write_its_object(on_hand
     assert record.value == orjson.dumps(by_hand)
     assert record.record == by_hand
     assert record.key == "sku_health|FC1|H|2026-11-21T00:00:00.000Z"
+
+
+def test_an_order_line_counts_in_the_item_of_its_own_fc_when_the_label_folds() -> None:
+    """A cap of 1: FC2 folds into `other` in the metrics, but its order line makes
+    the item (FC2, B), whose stockout alert names FC2."""
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        e.stowed("R1", on(0, 1), 10, sku="A"),  # FC1 takes the one label
+        order(e, "O1", on(0, 1), "B", 3, fc="FC2"),
+        e.tick(after(0, 2)),
+    )
+    assert [(r["fc"], r["sku"]) for r in run.records("alert")] == [("FC2", "B")]
+    assert run.value("cockpit_skus_out_of_stock", "other") == 1
+
+
+def test_a_spike_needs_at_least_the_minimum_units() -> None:
+    """Baseline 1 (one unit at 10:xx on each of the 7 days before): u = 10, exactly
+    spike_min_units, spikes; u = 9 (three times the baseline and more) does not."""
+    e = Events()
+    lines = []
+    for sku, now in (("U", 10), ("V", 9)):
+        lines += [e.adjusted(on(-8, 9), 0, sku=sku)]
+        lines += [order(e, f"{sku}-{day}", on(-day, 10, 10), sku, 1) for day in range(7, 0, -1)]
+        lines += [order(e, f"{sku}-now", on(0, 10, 10), sku, now)]
+    run = Run().feed(*in_time_order(*lines), e.tick(after(0, 11)))
+    assert alerts(run, "demand_spike") == [("U", on(0, 11))]
+
+
+def test_demand_exactly_demand_days_before_the_close_is_in_its_window() -> None:
+    """7 ordered at 00:10 on day -7: its window [00:00, 01:00) starts exactly at
+    b - 7 days for the close b = midnight of day 0, so it is in [b - 7 d, b): d = 1
+    (it leaves at the close of 01:00). A stow at 23:30 on day -1 makes the item
+    change at the close of midnight."""
+    e = Events()
+    run = Run().feed(
+        order(e, "O1", on(-7, 0, 10), "W", 7),
+        e.tick(after(-6)),
+        e.stowed("R1", on(-1, 23, 30), 5, sku="W"),
+        e.tick(after(0)),
+    )
+    record = health(run, "W", on(0))
+    assert (record["on_hand"], record["demand_per_day"]) == (5, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("day", "hour"),
+    [(-1, 0), (-28, 10)],
+    ids=["in the day's first window", "on the oldest of the 28 days"],
+)
+def test_safety_stock_counts_the_edges_of_its_days(day: int, hour: int) -> None:
+    """28 units on one day of the 28 before day 0, as in the sigma test above: an
+    order in the first window (00:xx) of day -1 counts in day -1, and day -28 is
+    the first of the 28 whole days. Safety stock z * sqrt(27) * sqrt(7)."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(-40, 9), 48, sku="H"),
+        order(e, "O1", on(day, hour, 10), "H", 28),
+        e.tick(after(0, 0)),
+    )
+    z = NormalDist().inv_cdf(0.95)
+    assert health(run, "H", on(0))["safety_stock"] == pytest.approx(z * SIGMA * math.sqrt(7))
+
+
+def test_a_pick_that_empties_the_oldest_lot_exactly_leaves_the_next_one_oldest() -> None:
+    """Lots of 5 from day -200 and from day -100; a pick of 5 on day -50 takes
+    the whole oldest lot, one of 2 on day -20 then takes from the lot of day
+    -100: 3 left, 100 days old."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(-200), 5, sku="K"),
+        e.stowed("R2", on(-100), 5, sku="K"),
+        e.picked("X1", on(-50), 5, sku="K"),
+        e.picked("X2", on(-20), 2, sku="K"),
+        e.tick(after(0, 0)),
+    )
+    record = health(run, "K", on(0))
+    assert record["on_hand"] == 3
+    assert record["units_by_age"] == {"0-90": 0, "91-180": 3, "181-270": 0, "271-365": 0, "365+": 0}
+
+
+def test_an_item_with_negative_on_hand_and_no_demand_gets_its_record() -> None:
+    """§5: a record for every item with on hand != 0 or d > 0: C, picked without
+    stock, has on hand -5 and no state."""
+    e = Events()
+    run = Run().feed(e.picked("X1", on(0, 1), 5, sku="C"), e.tick(after(1, 0)))
+    record = health(run, "C", on(1))
+    assert (record["on_hand"], record["demand_per_day"], record["states"]) == (-5, 0, [])
+
+
+def test_two_shards_moves_and_takes_of_one_window_add_up() -> None:
+    """Both shards stow and pick item A in the window [12:00, 13:00): the combine
+    step adds the second shard's moves and takes to the first's: 10 + 5 - 2 - 3."""
+    e = Events()
+    run = Run(shards=("0", "1"))
+    run.feed(
+        e.stowed("R1", on(0, 12, 10), 10, sku="A"),
+        e.picked("X1", on(0, 12, 15), 2, sku="A"),
+        e.tick(after(1, 0)),
+        shard="0",
+    )
+    run.feed(
+        e.stowed("R2", on(0, 12, 20), 5, sku="A"),
+        e.picked("X2", on(0, 12, 25), 3, sku="A"),
+        e.tick(after(1, 0)),
+        shard="1",
+    )
+    assert health(run, "A", on(1))["on_hand"] == 10
+    assert run.value("cockpit_units_on_hand_by_age", ("FC1", "0-90")) == 10
+
+
+def test_stows_of_one_window_make_lots_in_time_order_whatever_their_arrival() -> None:
+    """Two stows in the window [00:00, 01:00) of day -91, the later (00:00:30)
+    first to arrive, within the lateness; a pick on day -50 takes the earlier one
+    (00:00, 91 days old at midnight of day 0): the 5 left are 90 days old then."""
+    e = Events()
+    run = Run().feed(e.stowed("R2", on(-91, 0, 0.5), 5, sku="F"))
+    run.feed(e.stowed("R1", on(-91), 5, sku="F"))
+    run.feed(e.picked("X1", on(-50), 5, sku="F"), e.tick(after(0, 0)))
+    record = health(run, "F", on(0))
+    assert record["units_by_age"] == {"0-90": 5, "91-180": 0, "181-270": 0, "271-365": 0, "365+": 0}
+
+
+def test_below_safety_stock_clears_when_the_order_day_leaves_the_28_days() -> None:
+    """H is below its safety stock at day 0 (the sigma test above) and nothing
+    happens to it after day 6; at the close of day 28 day -1 has left the 28 days:
+    safety stock 0, excess (stock, no demand) only."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(-1, 9), 48, sku="H"),
+        order(e, "O1", on(-1, 10), "H", 28),
+        e.picked("O1", on(-1, 11), 28, sku="H"),
+        e.tick(after(27, 0)),
+    )
+    assert health(run, "H", on(27))["states"] == ["below_safety_stock", "excess"]
+    run.feed(e.tick(after(28, 0)))
+    record = health(run, "H", on(28))
+    assert (record["safety_stock"], record["states"]) == (0, ["excess"])
+    assert gauges(run)["below_safety_stock"] == 0

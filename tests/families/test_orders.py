@@ -242,3 +242,78 @@ def test_a_shipment_at_the_last_ts_of_a_finite_input_counts_at_its_end():
     assert run.value("cockpit_orders_shipped_total", ("FC1", "true")) == 1
     assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 0
     assert run.alerts() == set()
+
+
+def test_a_late_shipment_known_at_the_deadline_counts_once_w_passes_it():
+    """O1 ships at 09:00:30, 30 s after its ship promise, and is delivered (late:
+    promised by 08:30) at 09:00:45, both known before W passes 09:00. There the
+    breach is decided and every other family has let O1 go, but the order stays
+    until W passes 09:00:30, where its shipment counts, late."""
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(30)),
+        e.shipped("O1", at(60, seconds=30)),
+        e.delivered("O1", at(60, seconds=45)),  # W = 08:59:45
+        e.tick(at(61, seconds=10)),  # W = 09:00:10
+    )
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 1
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 0
+    run.feed(e.tick(at(62)))  # W = 09:01
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 1
+    assert run.value("cockpit_units_shipped_total", "FC1") == 1
+    assert run.orders() == {}
+
+
+def test_a_shipment_at_w_when_the_retention_passes_leaves_with_the_order():
+    """README, Semantics: O1's later promise 08:20 plus 1 h passes while W is at
+    its shipment's ts, 09:20:30 (not final yet: a tie may still come): the order
+    leaves state uncounted; W passing 09:20:30 then counts nothing."""
+    e = Events()
+    run = Run(EngineConfig(retention=3600 * 10**6)).feed(
+        e.placed("O1", at(0), at(10), at(20)),
+        e.shipped("O1", at(80, seconds=30)),  # W = 09:19:30
+        e.tick(at(81, seconds=30)),  # W = 09:20:30, the shipment's ts
+    )
+    assert run.value("cockpit_state_expired_total", "order") == 1
+    run.feed(e.tick(at(90)))
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "false")) == 0
+    assert run.value("cockpit_units_shipped_total", "FC1") == 0
+
+
+def test_an_order_whose_held_events_all_dropped_leaves_no_entry():
+    """O9's one held shipment is dropped once W passes its ts + 24 h: nothing of O9
+    is held any more, not even an empty list."""
+    e = Events()
+    run = Run().feed(e.shipped("O9", at(0)), e.tick(at(24 * 60 + 1, ms=1)))
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 1
+    assert run.orphans() == {}
+    assert run.value("cockpit_state_entries", "orphans") == 0
+
+
+def test_a_shipment_restored_without_its_event_id_keeps_its_fc_against_a_tie():
+    """An order from a snapshot of state version 2 may hold its earliest shipment
+    without that event's id: a shipment at the same ts then does not replace it
+    (which of the two came first is unknown), so O1 ships from FC3."""
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(3000)),
+        e("order.shipped", at(30), "s-2", order_id="O1", fc="FC3"),
+    )
+    run.orders()["O1"].ship_id = None  # as restored from version 2
+    run.feed(e("order.shipped", at(30), "s-1", order_id="O1", fc="FC2"), e.tick(at(32)))
+    assert {k: v for k, v in run.series("cockpit_units_shipped_total").items() if v} == {"FC3": 1}
+
+
+def test_a_snapshot_without_retention_timers_sets_them_past_the_later_promise():
+    """Restored from a snapshot whose orders had no retention timer, with a 1 h
+    retention on: O1 (later promise 08:20) leaves once W passes 09:20, not at it."""
+    config = EngineConfig(retention=3600 * 10**6)
+    e = Events()
+    before = Run().feed(e.placed("O1", at(0), at(10), at(20)))
+    state = before.shard.family("orders_entity").export_state()
+    run = Run(config)
+    run.shard.family("orders_entity").restore_state({**state, "retention_timers": False})
+    run.feed(e.tick(at(81)))  # W = 09:20
+    assert run.value("cockpit_state_expired_total", "order") == 0
+    run.feed(e.tick(at(81, us=1)))
+    assert run.value("cockpit_state_expired_total", "order") == 1

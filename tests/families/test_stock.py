@@ -61,3 +61,40 @@ def test_fcs_beyond_the_label_cap_fold_into_other_and_each_event_counts_the_fold
     # every family reading an event's fc counts its fold (stock, inventory health
     # per shard event: here the stock family alone asks for the label of stock events)
     assert run.value("cockpit_label_overflow_total", "fc") == 3
+
+
+def test_sell_through_of_a_negative_divisor_is_set_and_of_a_zero_one_is_not():
+    """§3.1: not set only when the divisor is 0. FC1 has -10 on hand at 09:00 and
+    orders 2 in [09:00, 10:00): -0.2. FC2 stows 5 and picks 5 in [08:00, 09:00),
+    then has 0 on hand: no gauge at the close of 10:00, nor at that of 11:00,
+    after a window without a stock event anywhere (FC1's quiet window: 0)."""
+    e = Events()
+    run = Run().feed(
+        e.adjusted(at(10), -10),
+        e.stowed("R1", at(10), 5, fc="FC2"),
+        e.picked("X1", at(20), 5, fc="FC2"),
+        e.placed("O1", at(70), at(600), at(3000), qty=2),
+        e.tick(at(121)),  # closes 10:00
+    )
+    kpis = {(r["kpi"], r["fc"], r["window_start"]): r for r in run.records("kpi")}
+    record = kpis[("sell_through", "FC1", at(60))]
+    assert (record["numerator"], record["divisor"], record["value"]) == (2, -10, -0.2)
+    assert run.combine.ledger.series["cockpit_sell_through_ratio"] == {"FC1": -0.2}
+    run.feed(e.tick(at(185)))  # closes 11:00
+    assert run.combine.ledger.series["cockpit_sell_through_ratio"] == {"FC1": 0.0}
+
+
+def test_units_ordered_count_in_the_fc_label_the_stock_events_fold_into():
+    """A cap of 1: FC2 folds into `other`, for its order's units as for its stows,
+    so its sell-through is 4 / 10, with no record of FC2 itself."""
+    e = Events()
+    run = Run(max_label_values=1).feed(
+        e.stowed("R1", at(0), 10, fc="FC1"),
+        e.stowed("R2", at(0), 10, fc="FC2"),
+        e.placed("O1", at(10), at(600), at(3000), fc="FC2", qty=4),
+        e.tick(at(61)),
+    )
+    ratios = {(r["kpi"], r["fc"]): r["value"] for r in run.records("kpi")}
+    assert ratios[("sell_through", "other")] == 4 / 10
+    assert ratios[("sell_through", "FC1")] == 0.0
+    assert {fc for _kpi, fc in ratios} == {"FC1", "other"}
