@@ -5,11 +5,11 @@ naming its key and the file before anything runs."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -74,12 +74,13 @@ def _integer(least: int, most: int = MAX_INTEGER) -> Callable[[object], int]:
 
 
 def _exact(value: object) -> Fraction:
-    """A TOML number as the exact rational its decimal text says (0.95 is 19/20)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A TOML number as the exact rational its decimal text says (0.95 is 19/20):
+    floats are read as Decimals, so no digit is lost to a double on the way."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise ValueError(f"must be a number, not {_shown(value)}")
-    if not math.isfinite(value):
-        raise ValueError(f"must be a finite number, not {value}")
-    return Fraction(str(value))
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError(f"must be a finite number, not {_shown(value)}")
+    return Fraction(value)
 
 
 def _positive(most: int | None = None) -> Callable[[object], Fraction]:
@@ -94,9 +95,12 @@ def _positive(most: int | None = None) -> Callable[[object], Fraction]:
 
 
 def _probability(value: object) -> Fraction:
+    """Strictly between 0 and 1, also as the double z is computed from."""
     number = _exact(value)
     if not 0 < number < 1:
         raise ValueError(f"must be between 0 and 1 (exclusive), not {value}")
+    if not 0 < float(number) < 1:
+        raise ValueError(f"must be between 0 and 1 (exclusive) as a double too, not {value}")
     return number
 
 
@@ -166,7 +170,7 @@ def load_config(path: Path) -> Config:
     key for anything wrong with it."""
     try:
         text = path.read_bytes().decode()
-        document = tomllib.loads(text)
+        document = tomllib.loads(text, parse_float=Decimal)
     except OSError as exc:
         raise CliError(f"cannot read config {path}: {exc.strerror or exc}", EXIT_USAGE) from None
     except UnicodeDecodeError:
@@ -247,7 +251,9 @@ def _dotted(key: tuple[str, ...]) -> str:
 
 def _shown(value: object) -> str:
     """A value as TOML writes it (shortened), or its kind."""
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, Decimal):  # a TOML float: inf and nan as TOML writes them
+        return str(value if value.is_finite() else float(value))[:60]
+    if isinstance(value, str | bool | int):
         return json.dumps(value)[:60]
     return "a table" if isinstance(value, dict) else f"a {type(value).__name__}"
 

@@ -380,3 +380,16 @@ def test_the_readme_example_is_a_valid_file(tmp_path):
     assert kpi.calendar("FC-BER1") == ("Europe/Berlin", (("day", "06:00"), ("evening", "14:30")))
     assert kpi.calendar("FC-ATL1") == ("UTC", DEFAULT_SHIFTS)
     assert dataclasses.replace(kpi, fcs=()) == KpiSettings(), "the rest are the defaults"
+
+
+def test_a_number_is_the_exact_rational_of_its_decimal_text_past_a_doubles_digits(tmp_path):
+    """1e-400 is above 0 (a double makes it 0.0, which was refused as out of range),
+    and 0.3000000000000000000001 is not 0.3. A service level below 1 that a double
+    rounds to 1 is refused: z, computed in doubles, would be infinite."""
+    text = "excess_days = 1e-400\nspike_factor = 0.3000000000000000000001\n"
+    kpi = load_config(config_file(tmp_path, text)).kpi
+    assert kpi.excess_days == Fraction(1, 10**400)
+    assert kpi.spike_factor == Fraction(3, 10) + Fraction(1, 10**22)
+    path = config_file(tmp_path, "service_level = 0.99999999999999999999\n")
+    with pytest.raises(CliError, match=r"as a double too, not 0\.99999999999999999999$"):
+        load_config(path)
