@@ -19,7 +19,7 @@ from typing import Any
 
 from flows.cluster import CLUSTER_DIR
 from flows.cockpit.cli import add_grafana_command
-from flows.commands import EXIT_FAILURE, EXIT_USAGE, CliError, Parser, writable
+from flows.commands import DEFAULT_TOPIC, EXIT_FAILURE, EXIT_USAGE, CliError, Parser, writable
 from flows.config import (
     MAX_DAYS,
     MAX_INTEGER,
@@ -234,7 +234,7 @@ def build_parser() -> Parser:
     kafka.add_argument(
         "--topic",
         action="append",
-        help="input topic, repeatable; co-partitioned (default tps.events)",
+        help=f"input topic, repeatable; co-partitioned (default {DEFAULT_TOPIC})",
     )
     kafka.add_argument(
         "--kafka-config",
@@ -316,7 +316,7 @@ def build_parser() -> Parser:
     target = simulate.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="JSON Lines file, or - for stdout")
     target.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to produce to")
-    simulate.add_argument("--topic", help="topic (default tps.events)")
+    simulate.add_argument("--topic", help=f"topic (default {DEFAULT_TOPIC})")
     simulate.add_argument(
         "--kafka-config", type=Path, metavar="FILE", help="librdkafka properties for the producer"
     )
@@ -413,7 +413,8 @@ def command_simulate(args: argparse.Namespace) -> int:
     if args.rate is not None and args.out is not None:
         raise CliError("--rate needs --kafka", EXIT_USAGE)
     _kafka_only(args)
-    args.topic = args.topic or "tps.events"
+    _named("--topic", args.topic)
+    args.topic = args.topic or DEFAULT_TOPIC
     live = args.rate is not None
     start = (
         args.start
@@ -452,6 +453,35 @@ def _kafka_only(args: argparse.Namespace, names: Sequence[str] = ("topic", "kafk
     for name in names:
         if getattr(args, name) is not None and not args.kafka:
             raise CliError(f"--{name.replace('_', '-')} needs --kafka", EXIT_USAGE)
+
+
+def _named(option: str, topic: str | None) -> None:
+    """An empty topic name is refused: `--topic "$UNSET"` wrote to the default topic."""
+    if topic == "":
+        raise CliError(f"{option} needs a topic name, not an empty string", EXIT_USAGE)
+
+
+def _topics_apart(args: argparse.Namespace) -> None:
+    """Every topic named, and no output topic that is also an input: the job would
+    read its own records back (a dead letter of a dead letter, each escaping the
+    last, without end: it filled a broker's memory)."""
+    if not args.kafka:
+        return
+    inputs = args.topic or [DEFAULT_TOPIC]
+    for topic in inputs:
+        _named("--topic", topic)
+    outputs = [("--kpis-topic", args.kpis_topic), ("--alerts-topic", args.alerts_topic)]
+    if args.dlq_topic is None:
+        outputs += [("the default --dlq-topic", f"{topic}.dlq") for topic in inputs]
+    else:
+        outputs.append(("--dlq-topic", args.dlq_topic))
+    for option, topic in outputs:
+        _named(option, topic)
+        if topic in inputs:
+            raise CliError(
+                f"{option} {topic} is also an input topic: the job would read its own records back",
+                EXIT_USAGE,
+            )
 
 
 def _now_minute() -> int:
@@ -493,6 +523,7 @@ def command_run(args: argparse.Namespace) -> int:
     for name, default in RUN_KAFKA_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+    _topics_apart(args)
     settings = settings_from(args, idle_timeout=args.idle_timeout)  # bad values fail here
     web = web_config(args.web_config)
     if args.processes > 1 and args.process_id is None:

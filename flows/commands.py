@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+DEFAULT_TOPIC = "tps.events"  # the input topic of `run` and `simulate`
 
 
 class CliError(Exception):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +65,7 @@ MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 MESSAGE_OVERHEAD = 36  # what librdkafka counts against it beyond the key and value
 BATCH_OVERHEAD = 61  # a record batch's header, which a broker counts too (max.message.bytes)
 SHOWN_KEY = 80  # characters of a message key a log line shows
+STOP_FLUSH_S = 10  # a stopped job waits this long for Kafka to take its last records
 UNREACHABLE = (
     KafkaError._ALL_BROKERS_DOWN,
     KafkaError._TRANSPORT,
@@ -468,9 +471,23 @@ def produce(
             producer.poll(wait_s)
 
 
+def flush(producer: Producer, stop: threading.Event) -> int:
+    """Wait until the broker has taken every record produced, however long, or, once
+    `stop` is set, STOP_FLUSH_S more at most (a hung broker kept a stop waiting for
+    ever): the records still waiting then."""
+    stopping = None
+    while waiting := producer.flush(1.0):
+        if stop.is_set():
+            stopping = stopping or time.monotonic()
+            if time.monotonic() - stopping >= STOP_FLUSH_S:
+                return waiting
+    return 0
+
+
 class _TopicWriter(StatefulSinkPartition[Output, None]):
     def __init__(self, sink: TopicSink) -> None:
         self.kafka, self.topic_for = sink.kafka, sink.topic_for
+        self.stop, self.recovery = sink.runtime.stop, sink.runtime.settings.recovery
         self.client = f"output {', '.join(sink.topics)}"  # what a log line names
         self.skipped = sink.ledger["cockpit_kafka_records_skipped_total"]
         self.up = True  # until an outage is logged; a delivery shows the brokers back
@@ -570,9 +587,23 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
         # A snapshot commits the input offsets: everything before it must be written.
         if self.producer.flush(1.0):
             log.warning("waiting for Kafka to accept the records of %s", self.client)
-            while self.producer.flush(1.0):
-                pass
+            if flush(self.producer, self.stop):
+                self._abandon()
         self._confirm(0)
+
+    def _abandon(self) -> None:
+        """Asked to stop, with Kafka still not taking the records: end now, before a
+        snapshot commits the input past them (a stop signal waited for ever behind a
+        hung broker, deaf to a second one)."""
+        fate = "written again by a restart" if self.recovery else "lost: no --recovery-dir"
+        log.error(
+            "error: stopped while Kafka took no records of %s for %d s (%d waiting): %s",
+            self.client,
+            STOP_FLUSH_S,
+            len(self.producer),
+            fate,
+        )
+        os._exit(EXIT_FAILURE)
 
     def close(self) -> None:
         self.snapshot()
@@ -615,7 +646,7 @@ class TopicSink(FixedPartitionedSink[Output, None]):
         role: str,
     ) -> None:
         self.kafka, self.name, self.topic_for = kafka, name, topic_for
-        self.topics = list(topics)
+        self.topics, self.runtime = list(topics), runtime
         self.ledger = Ledger(SINK_METRICS)
         self.ledger["cockpit_kafka_records_skipped_total"].update(dict.fromkeys(self.topics, 0))
         runtime.board.publish(f"sink:{role}", self.ledger)

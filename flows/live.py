@@ -26,6 +26,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, cluster_started, join_in_order
+from flows.commands import DEFAULT_TOPIC
 from flows.dataflow import (
     COMBINE_KEY,
     Layout,
@@ -38,12 +39,14 @@ from flows.dataflow import (
 )
 from flows.exposition import Board
 from flows.kafka import (
+    STOP_FLUSH_S,
     KafkaSettings,
     KafkaSetupError,
     TopicSink,
     TpsKafkaSource,
     describe,
     ensure_topics,
+    flush,
     part_name,
     partitions_of,
     produce,
@@ -118,7 +121,7 @@ def placed(
 
 def kafka_wiring(runtime: Runtime, args: argparse.Namespace) -> Wiring:
     kafka = kafka_settings(args)
-    topics = args.topic or ["tps.events"]
+    topics = args.topic or [DEFAULT_TOPIC]
     partitions = partitions_of(kafka, topics)
     outputs = {args.kpis_topic: 1, args.alerts_topic: 1}
     outputs.update(
@@ -400,25 +403,31 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
 
     producer = Producer(kafka.producer(on_delivery=delivered))
     count = 0
+    # Ctrl-C, or SIGTERM (`docker stop`): flush what was produced and say how much. A
+    # flag, not KeyboardInterrupt: raised inside librdkafka's calls, that broke them.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
     emissions = stream(args.seed, start, Profile().scaled(args.scale))
-    try:
-        for arrival, key, payload in emissions if end is None else _until(emissions, end):
-            if end is None:
-                wait = (arrival - time.time_ns() // 1000) / US_PER_SECOND
-                if wait > 0:
-                    producer.poll(0)
-                    time.sleep(wait)
-            produce(producer, args.topic, payload, key.encode() or None)
-            count += 1
-            if count % 10000 == 0:
+    for arrival, key, payload in emissions if end is None else _until(emissions, end):
+        if end is None:
+            wait = (arrival - time.time_ns() // 1000) / US_PER_SECOND
+            if wait > 0:
                 producer.poll(0)
-            if undelivered:
-                break  # say so now, rather than after producing the rest
-    except KeyboardInterrupt:
-        pass
-    finally:
-        while producer.flush(1.0):
-            pass
+                stop.wait(wait)
+        if stop.is_set():
+            break
+        produce(producer, args.topic, payload, key.encode() or None)
+        count += 1
+        if count % 10000 == 0:
+            producer.poll(0)
+        if undelivered:
+            break  # say so now, rather than after producing the rest
+    if waiting := flush(producer, stop):
+        raise RunError(
+            f"{waiting:,} of {count:,} events were not delivered to {args.topic}: stopped "
+            f"while Kafka took none of them for {STOP_FLUSH_S} s"
+        )
     if undelivered:
         raise RunError(
             f"{len(undelivered):,} of {count:,} events were not delivered to {args.topic}: "

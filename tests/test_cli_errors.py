@@ -370,3 +370,29 @@ def test_a_recovery_dir_that_is_a_file_is_refused_in_one_line(tmp_path):
             f"opscockpit: error: cannot resume from {path}: it is not a directory\n"
         )
     assert path.read_text() == "notes\n"
+
+
+TOPIC_CLASHES = [
+    ("--topic a --dlq-topic a", "--dlq-topic a is also an input topic"),
+    ("--topic a --topic a.dlq", "the default --dlq-topic a.dlq is also an input topic"),
+    ("--kpis-topic tps.events", "--kpis-topic tps.events is also an input topic"),
+    ("--topic b --alerts-topic b", "--alerts-topic b is also an input topic"),
+    ("--topic ''", "--topic needs a topic name, not an empty string"),
+    ("--kpis-topic ''", "--kpis-topic needs a topic name, not an empty string"),
+    ("--dlq-topic ''", "--dlq-topic needs a topic name, not an empty string"),
+]
+
+
+@pytest.mark.parametrize(("options", "problem"), TOPIC_CLASHES, ids=[o for o, _ in TOPIC_CLASHES])
+def test_an_output_topic_that_is_an_input_or_unnamed_is_refused(capsys, options, problem):
+    """An output topic read back as input looped for ever (each dead letter escaping
+    the last, until the broker ran out of memory); an empty name fell back to the
+    default topic. Both are refused before any broker is asked (h:1 is no broker)."""
+    argv = ["run", "--kafka", "h:1", *(o.strip("'") for o in options.split())]
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    assert line.startswith(f"opscockpit: error: {problem}"), line
+
+
+def test_a_simulation_to_an_empty_topic_name_is_refused(capsys):
+    line = one_line_error(capsys, ["simulate", "--kafka", "h:1", "--topic", ""], EXIT_USAGE)
+    assert line == "opscockpit: error: --topic needs a topic name, not an empty string"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -250,6 +251,41 @@ def test_an_output_producers_log_names_the_topics_it_writes(caplog):
     writer.close()
 
 
+ABANDONING = """
+import logging
+from flows import kafka
+from flows.runtime.outputs import DeadLetter
+from flows.settings import Runtime, Settings
+logging.basicConfig(format="opscockpit: %(message)s")
+kafka.STOP_FLUSH_S = 1
+runtime = Runtime(Settings().with_(recovery=True))
+topic = lambda _output: "in.dlq"
+sink = kafka.TopicSink(kafka.KafkaSettings("127.0.0.1:9"), "dlq", topic, ["in.dlq"], runtime, "dlq")
+writer = sink.build_part("output", "dlq", None)
+writer.write_batch([DeadLetter("in|0|7", {"reason": "invalid_json"})])
+runtime.stop.set()
+writer.snapshot()
+"""
+
+
+def test_a_stopped_job_gives_up_on_a_broker_that_takes_no_records():
+    """SIGTERM while the broker took none of the records waiting to be written: the
+    job waited for ever (and a second signal was ignored). Once stopping, it waits
+    STOP_FLUSH_S, then ends with one line and status 1, before a snapshot could
+    commit the input past the records (a restart from the recovery directory
+    writes them again). 127.0.0.1:9 is no broker."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", ABANDONING], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "opscockpit: error: stopped while Kafka took no records of output in.dlq for 1 s "
+        "(1 waiting): written again by a restart"
+    )
+    assert time.monotonic() - started < 30
+
+
 def test_outputs_sharing_a_topic_show_every_skip():
     """--kpis-topic and --alerts-topic may name one topic: each output's counts
     stay on the board, summed."""
@@ -286,6 +322,29 @@ def test_simulate_stops_and_says_so_when_the_broker_loses_its_events(tmp_path):
     assert re.fullmatch(
         r"opscockpit: error: [\d,]+ of [\d,]+ events were not delivered to \S+: .+", lines[0]
     )
+
+
+def test_simulate_stops_on_sigterm_as_on_ctrl_c(kafka):
+    """`docker stop` sends SIGTERM: `simulate --kafka` was killed by it (status 143),
+    its queued events unsent and uncounted. Now it flushes and says how many."""
+    topic = topics()["input"]
+    create_topic(kafka, topic, 3)
+    command = ["simulate", "--kafka", kafka, "--topic", topic, "--hours", "2000"]
+    simulate = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *command], stderr=subprocess.PIPE
+    )
+    try:
+        wait_for(lambda: stored(kafka, topic) > 0, 60, "the first events")
+        simulate.send_signal(signal.SIGTERM)
+        _out, err = simulate.communicate(timeout=60)
+    finally:
+        simulate.kill()
+    assert simulate.returncode == 0, err
+    [line] = err.decode().splitlines()
+    produced = re.fullmatch(rf"opscockpit: produced ([\d,]+) events to {topic}", line)
+    assert produced, line
+    count = int(produced[1].replace(",", ""))
+    assert len(consume_all(kafka, topic)) == count
 
 
 def stored(bootstrap: str, topic: str) -> int:

@@ -47,7 +47,7 @@ def add_grafana_command(commands: argparse._SubParsersAction) -> None:  # type: 
         "generate",
         help="write dashboards, provisioning and rules files",
         description=f"Write {DASHBOARDS_DIR}/*.json, grafana/provisioning/, grafana/grafana.ini "
-        f"and {RULES_PATH} under DIR (stale dashboard files there are removed).",
+        f"and {RULES_PATH} under --out (stale dashboard files there are removed).",
     )
     generate.add_argument(
         "--out",
