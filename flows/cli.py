@@ -256,6 +256,14 @@ def build_parser() -> Parser:
         "event this long (rejects carry no event time) does not hold W back; also the "
         "simulator's (default 30s)",
     )
+    kafka.add_argument(
+        "--max-future",
+        type=duration,
+        default="1h",
+        help="an event whose ts is further ahead of this host's clock is dead-lettered "
+        "(invalid_event), as Kafka 4's brokers refuse such records; 0: no bound "
+        "(default 1h)",
+    )
     kafka.add_argument("--kpis-topic", help=f"default {RUN_KAFKA_DEFAULTS['kpis_topic']}")
     kafka.add_argument("--alerts-topic", help=f"default {RUN_KAFKA_DEFAULTS['alerts_topic']}")
     kafka.add_argument("--dlq-topic", help="dead letters (default <input topic>.dlq)")
@@ -524,7 +532,9 @@ def command_run(args: argparse.Namespace) -> int:
         if getattr(args, name) is None:
             setattr(args, name, default)
     _topics_apart(args)
-    settings = settings_from(args, idle_timeout=args.idle_timeout)  # bad values fail here
+    settings = settings_from(  # bad values fail here
+        args, idle_timeout=args.idle_timeout, max_future=args.max_future
+    )
     web = web_config(args.web_config)
     if args.processes > 1 and args.process_id is None:
         return _run_local_cluster(args, settings.window)

@@ -49,7 +49,7 @@ from flows.runtime.core import add
 from flows.runtime.outputs import DeadLetter, Output, Written, written
 from flows.runtime.pipeline import SINK_METRICS, SOURCE_METRICS
 from flows.settings import Runtime
-from flows.sources import Marks, Message, decode_batch, stop_if_asked
+from flows.sources import Marks, Message, decode_batch, refuse_ahead, stop_if_asked
 from flows.timeutil import US_PER_MS, US_PER_SECOND
 
 log = logging.getLogger("opscockpit.kafka")
@@ -315,7 +315,9 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             if None in values:  # a tombstone: an empty payload, rejected as such
                 values = [value or b"" for value in values]
             payloads = cast(list[bytes], values)
-            items = decode_batch(payloads, self.source.max_bytes, self._origin(messages), 0)
+            origin = self._origin(messages)
+            items = decode_batch(payloads, self.source.max_bytes, origin, 0)
+            refuse_ahead(items, payloads, origin, now, self.source.max_future)
             self.next_offset = int(messages[-1].offset() or 0) + 1
             self.marks.saw(items, now)  # a reject (a tombstone too) moves nothing
             out.append((self.shard, ("events", self.shard, self.name, items)))
@@ -441,7 +443,7 @@ class TpsKafkaSource(FixedPartitionedSource[Message, int]):
         self.board, self.clock, self.stop = runtime.board, runtime.clock, runtime.stop
         self.start = OFFSET_BEGINNING if start == "earliest" else OFFSET_END
         self.batch_size, self.max_bytes = settings.batch_size, settings.max_event_bytes
-        self.idle_timeout = settings.idle_timeout
+        self.idle_timeout, self.max_future = settings.idle_timeout, settings.max_future
         self.shards = sorted(set(shard_of.values()))
 
     def list_parts(self) -> list[str]:

@@ -36,6 +36,7 @@ class Settings:
     lateness: int = 60 * SECOND
     window: int = 3600 * SECOND
     idle_timeout: int = 30 * SECOND
+    max_future: int = HOUR  # Kafka events further ahead of the clock are rejected; 0: none
     dedup_horizon: int = 24 * 3600 * SECOND
     orphan_horizon: int = 24 * 3600 * SECOND
     retention: int = 0

@@ -23,10 +23,10 @@ from typing import Any, TextIO
 from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import ffwd_iter
 
-from flows.decode import Event, Reject, decode_all
+from flows.decode import INVALID_EVENT, Event, Reject, decode_all
 from flows.runtime.consts import MIN_TS
 from flows.settings import Runtime
-from flows.timeutil import US_PER_MS, US_PER_SECOND
+from flows.timeutil import US_PER_MS, US_PER_SECOND, format_time
 
 Message = tuple[str, tuple[Any, ...]]
 REPLAY_SHARD = "0"
@@ -46,6 +46,29 @@ def decode_batch(
         reject.origin = origin(first + index)
         reject.payload = reject.payload.rstrip(b"\n")
     return items
+
+
+def refuse_ahead(
+    items: list[Event | Reject],
+    payloads: list[bytes],
+    origin: Callable[[int], dict[str, Any]],
+    now: int,
+    most: int,
+) -> None:
+    """Events more than `most` ahead of the clock `now` become rejects (invalid_event)
+    in place, as Kafka 4's brokers refuse records stamped an hour ahead: one producer
+    with a clock in the future moved W there for good (every open order's deadline
+    passed, false alerts by the thousand, each later event of its partition late).
+    0: no bound."""
+    if not most or not items or max(map(latest_ts, items)) <= now + most:
+        return
+    for index, item in enumerate(items):
+        if item.ts > now + most:
+            error = (
+                f"ts {format_time(item.ts)} is more than {most / US_PER_SECOND:g} s "
+                f"(--max-future) ahead of the clock, {format_time(now)}"
+            )
+            items[index] = Reject(INVALID_EVENT, error, payloads[index], origin(index))
 
 
 class Progress:

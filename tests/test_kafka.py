@@ -27,7 +27,7 @@ from flows.kafka import BEHIND_POLL, IDLE_POLL, KafkaSettings, TpsKafkaSource, p
 from flows.metrics import BY_NAME
 from flows.settings import Runtime, Settings
 from flows.sources import partition_of
-from flows.timeutil import US_PER_SECOND
+from flows.timeutil import US_PER_SECOND, parse_time
 from tests.kafka_broker import (
     consume_all,
     consume_placed,
@@ -373,6 +373,33 @@ def test_a_tombstone_among_events_is_dead_lettered_where_it_stands(kafka):
         b"",
         1,
     )
+
+
+def test_an_event_stamped_beyond_max_future_is_dead_lettered(kafka):
+    """One producer's clock a year ahead moved W there for good: thousands of false
+    breach alerts, and every later event of its partition late. With the clock at
+    2026-12-07T00:00Z and --max-future 1h (the default), an event at 01:00 is
+    accepted and one at 01:00:00.001 is an invalid_event with its offset."""
+    topic = unique("tps")
+    create_topic(kafka, topic, 1)
+    event = '{"event_id":"e%d","type":"page.viewed","ts":"%s","session_id":"s",'
+    event += '"page":"home","load_ms":5}'
+    times = ["2026-12-06T23:00:00Z", "2026-12-07T01:00:00.001Z", "2026-12-07T01:00:00Z"]
+    produce(kafka, topic, [(0, b"k", (event % (n, t)).encode()) for n, t in enumerate(times)])
+    clock = parse_time("2026-12-07T00:00:00Z")
+    runtime = Runtime(Settings(), clock=lambda: clock)
+    source = TpsKafkaSource(
+        KafkaSettings(kafka), {topic: 1}, {0: "0"}, start="earliest", runtime=runtime
+    )
+    items = read_items(source.build_part("input", part_name(topic, 0), None), 3, timeout=30)
+    assert [type(item).__name__ for item in items] == ["PageViewed", "Reject", "PageViewed"]
+    assert (items[1].reason, items[1].error, items[1].origin["offset"]) == (
+        "invalid_event",
+        "ts 2026-12-07T01:00:00.001000Z is more than 3600 s (--max-future) ahead of the clock, "
+        "2026-12-07T00:00:00Z",
+        1,
+    )
+    assert orjson.loads(items[1].record()["payload"])["event_id"] == "e1"
 
 
 def test_a_reject_too_large_for_a_message_is_dead_lettered_cut_to_fit(kafka):
