@@ -10,6 +10,7 @@ import argparse
 import gc
 import logging
 import os
+import re
 import stat
 import sys
 import time
@@ -94,6 +95,25 @@ def directory(text: str) -> Path:
 def port(text: str) -> int:
     """An argparse type: a TCP port; 0 binds any free one (as the tests do)."""
     return _integer(text, 0, MAX_PORT)
+
+
+# A bootstrap server as librdkafka reads one: [protocol://]host[:port], the host a
+# name, an IPv4 address or a bracketed IPv6 one.
+BOOTSTRAP_SERVER = re.compile(
+    r"(?:(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)://)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?",
+    re.IGNORECASE,
+)
+
+
+def bootstrap(text: str) -> str:
+    """An argparse type: bootstrap servers, comma-separated. A malformed one waited
+    10 s, then read as an unreachable broker."""
+    for server in text.split(","):
+        found = BOOTSTRAP_SERVER.fullmatch(server.strip())
+        if found is None or not 0 < int(found["port"] or 9092) <= MAX_PORT:
+            raise argparse.ArgumentTypeError(f"not HOST:PORT[,HOST:PORT...]: {text!r}")
+    return text
 
 
 def positive_number(most: int) -> Callable[[str], float]:
@@ -230,7 +250,9 @@ def build_parser() -> Parser:
         "--scale", type=traffic, default=1.0, help="multiply the simulated traffic (default 1)"
     )
     kafka = run.add_argument_group("Kafka")
-    kafka.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to consume from")
+    kafka.add_argument(
+        "--kafka", type=bootstrap, metavar="HOST:PORT", help="bootstrap servers to consume from"
+    )
     kafka.add_argument(
         "--topic",
         action="append",
@@ -323,7 +345,9 @@ def build_parser() -> Parser:
     )
     target = simulate.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="JSON Lines file, or - for stdout")
-    target.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers to produce to")
+    target.add_argument(
+        "--kafka", type=bootstrap, metavar="HOST:PORT", help="bootstrap servers to produce to"
+    )
     simulate.add_argument("--topic", help=f"topic (default {DEFAULT_TOPIC})")
     simulate.add_argument(
         "--kafka-config", type=Path, metavar="FILE", help="librdkafka properties for the producer"

@@ -70,6 +70,7 @@ PORT = "argument --metrics-port: must be an integer from 0 to 65535, not"
 SCALE = "argument --scale: must be greater than 0 and at most 1000000, not"
 RATE = "argument --rate: must be greater than 0 and at most 1000000, not"
 HOURS = "argument --hours: must be greater than 0 and at most 876000, not"
+BOOTSTRAP = "argument --kafka: not HOST:PORT[,HOST:PORT...]:"
 BAD_VALUES = [
     ("run --metrics-port 70000", f"{PORT} 70000"),
     ("run --metrics-port=-1", f"{PORT} -1"),
@@ -90,6 +91,11 @@ BAD_VALUES = [
     ("replay e.jsonl --lateness -5s", "argument --lateness: must not be negative, not '-5s'"),
     ("run --backfill -1.5h", "argument --backfill: must not be negative, not '-1.5h'"),
     ("run --metrics-port -x", "argument --metrics-port: expected one argument"),
+    ("run --kafka 127.0.0.1:99999", f"{BOOTSTRAP} '127.0.0.1:99999'"),
+    ("run --kafka :9092", f"{BOOTSTRAP} ':9092'"),
+    ("run --kafka http://h:9092", f"{BOOTSTRAP} 'http://h:9092'"),
+    ("run --kafka h:1,,h:2", f"{BOOTSTRAP} 'h:1,,h:2'"),
+    ("simulate --kafka h:0", f"{BOOTSTRAP} 'h:0'"),
 ]
 
 
