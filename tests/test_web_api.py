@@ -375,6 +375,7 @@ def test_bad_requests_get_a_json_error(served, path, status):
         (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
         (b"GET /nope\r\n\r\n", 400),  # HTTP/0.9: answered with a bare body, no status
         (b"GET /metrics HTTP/2.0\r\n\r\n", 505),  # HTTP Version Not Supported
+        (b"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\nX-A: b\r\n\r\n", 400),  # was served
     ],
 )
 def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes, status):

@@ -49,11 +49,16 @@ class _QuietHandler(WSGIRequestHandler):
 
     def parse_request(self) -> bool:
         """An HTTP/0.9 request (`GET /path`) would be answered with a bare body, no
-        status line or headers: it is refused as a bad request instead."""
+        status line or headers, and a header line without a colon ended the headers
+        (those after it were dropped) and was served: both are refused as bad
+        requests instead."""
         if not super().parse_request():
             return False
         if self.request_version == "HTTP/0.9":
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
+            return False
+        if self.headers.defects:  # a line that is no header: the parser took the rest as a body
+            self.send_error(HTTPStatus.BAD_REQUEST, "a header line without a colon")
             return False
         return True
 
