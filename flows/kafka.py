@@ -460,29 +460,48 @@ def produce(
     topic: str,
     value: bytes,
     key: bytes | None,
+    stop: threading.Event | None = None,
     partition: int = -1,
     wait_s: float = 0.5,
-) -> None:
-    """Produce one message, waiting for the broker while the local queue is full."""
+) -> bool:
+    """Produce one message, waiting for the broker while the local queue is full;
+    False once a `stop` has waited out its Patience with the queue still full."""
+    patience = None
     while True:
         try:
             # Positional: a keyword argument cost ~0.2 µs a record (~40k at a day's close).
             producer.produce(topic, value, key, partition)
-            return
+            return True
         except BufferError:
+            if stop is not None:
+                patience = patience or Patience(stop)
+                if patience.over():
+                    return False
             producer.poll(wait_s)
 
 
+class Patience:
+    """How long a job still waits for the broker to take its records: for ever, until
+    `stop` is set, then STOP_FLUSH_S more (a hung broker kept a stop waiting for ever,
+    deaf to a second signal)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop, self.since = stop, 0.0
+
+    def over(self) -> bool:
+        if not self.stop.is_set():
+            return False
+        self.since = self.since or time.monotonic()
+        return time.monotonic() - self.since >= STOP_FLUSH_S
+
+
 def flush(producer: Producer, stop: threading.Event) -> int:
-    """Wait until the broker has taken every record produced, however long, or, once
-    `stop` is set, STOP_FLUSH_S more at most (a hung broker kept a stop waiting for
-    ever): the records still waiting then."""
-    stopping = None
+    """Wait until the broker has taken every record produced, as `Patience` allows:
+    the records still waiting then."""
+    patience = Patience(stop)
     while waiting := producer.flush(1.0):
-        if stop.is_set():
-            stopping = stopping or time.monotonic()
-            if time.monotonic() - stopping >= STOP_FLUSH_S:
-                return waiting
+        if patience.over():
+            return waiting
     return 0
 
 
@@ -547,7 +566,8 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
                     continue
                 value = fitted
             produced += 1
-            produce(self.producer, topic, value, key)
+            if not produce(self.producer, topic, value, key, self.stop):
+                self._abandon()
         self.producer.poll(0)
         self._confirm(produced)
 

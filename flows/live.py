@@ -417,7 +417,8 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
                 stop.wait(wait)
         if stop.is_set():
             break
-        produce(producer, args.topic, payload, key.encode() or None)
+        if not produce(producer, args.topic, payload, key.encode() or None, stop):
+            break
         count += 1
         if count % 10000 == 0:
             producer.poll(0)

@@ -140,7 +140,7 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes | None, 
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for partition, key, value in messages:
-        kafka.produce(producer, topic, value, key, partition)  # waits while the queue is full
+        kafka.produce(producer, topic, value, key, partition=partition)  # waits while full
         producer.poll(0)
     wait_for(
         lambda: producer.flush(1) == 0,

@@ -19,9 +19,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from flows import kafka as kafka_client
 from flows.kafka import KafkaSettings, TopicSink, ensure_topics
 from flows.live import to_one_topic
 from flows.settings import Runtime, Settings
@@ -253,7 +254,7 @@ def test_an_output_producers_log_names_the_topics_it_writes(caplog):
 
 ABANDONING = """
 import logging
-from flows import kafka
+from flows import kafka as kafka_client
 from flows.runtime.outputs import DeadLetter
 from flows.settings import Runtime, Settings
 logging.basicConfig(format="opscockpit: %(message)s")
@@ -284,6 +285,20 @@ def test_a_stopped_job_gives_up_on_a_broker_that_takes_no_records():
         "(1 waiting): written again by a restart"
     )
     assert time.monotonic() - started < 30
+
+
+def test_a_full_queue_holds_a_stopping_producer_only_so_long(monkeypatch):
+    """A hung broker and a full local queue held produce() for ever, signal or not:
+    once stopping, it gives up after STOP_FLUSH_S. 127.0.0.1:9 is no broker."""
+    monkeypatch.setattr(kafka_client, "STOP_FLUSH_S", 0.2)
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "queue.buffering.max.messages": 1})
+    stop = threading.Event()
+    assert kafka_client.produce(producer, "t", b"first", None, stop)  # queued
+    stop.set()
+    started = time.monotonic()
+    assert not kafka_client.produce(producer, "t", b"second", None, stop, wait_s=0.05)
+    assert 0.2 <= time.monotonic() - started < 5
+    assert len(producer) == 1
 
 
 def test_outputs_sharing_a_topic_show_every_skip():
