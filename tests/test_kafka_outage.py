@@ -254,7 +254,7 @@ def test_an_output_producers_log_names_the_topics_it_writes(caplog):
 
 ABANDONING = """
 import logging
-from flows import kafka as kafka_client
+from flows import kafka
 from flows.runtime.outputs import DeadLetter
 from flows.settings import Runtime, Settings
 logging.basicConfig(format="opscockpit: %(message)s")
