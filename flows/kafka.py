@@ -317,9 +317,9 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             payloads = cast(list[bytes], values)
             origin = self._origin(messages)
             items = decode_batch(payloads, self.source.max_bytes, origin, 0)
-            refuse_ahead(items, payloads, origin, now, self.source.max_future)
+            latest = refuse_ahead(items, payloads, origin, now, self.source.max_future)
             self.next_offset = int(messages[-1].offset() or 0) + 1
-            self.marks.saw(items, now)  # a reject (a tombstone too) moves nothing
+            self.marks.saw(latest, now)  # a reject (a tombstone too) moves nothing
             out.append((self.shard, ("events", self.shard, self.name, items)))
         for error in errors:  # after the messages before them moved next_offset
             if error.code() == KafkaError._AUTO_OFFSET_RESET:

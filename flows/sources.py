@@ -54,21 +54,24 @@ def refuse_ahead(
     origin: Callable[[int], dict[str, Any]],
     now: int,
     most: int,
-) -> None:
+) -> int:
     """Events more than `most` ahead of the clock `now` become rejects (invalid_event)
     in place, as Kafka 4's brokers refuse records stamped an hour ahead: one producer
     with a clock in the future moved W there for good (every open order's deadline
     passed, false alerts by the thousand, each later event of its partition late).
-    0: no bound."""
-    if not most or not items or max(map(latest_ts, items)) <= now + most:
-        return
+    0: no bound. Returns the batch's `latest_of` then, for its Marks (one pass over
+    its times, not two)."""
+    latest, bound = latest_of(items), now + most
+    if not most or latest <= bound:
+        return latest
     for index, item in enumerate(items):
-        if item.ts > now + most:
+        if item.ts > bound:
             error = (
                 f"ts {format_time(item.ts)} is more than {most / US_PER_SECOND:g} s "
                 f"(--max-future) ahead of the clock, {format_time(now)}"
             )
             items[index] = Reject(INVALID_EVENT, error, payloads[index], origin(index))
+    return latest_of(items)
 
 
 class Progress:
@@ -174,6 +177,12 @@ UNCLAIMED_MAX = 100_000  # events kept for a partition of the process not built 
 latest_ts = attrgetter("ts")  # a reject's ts is MIN_TS: it never moves the watermark
 
 
+def latest_of(items: list[Event | Reject]) -> int:
+    """The largest ts of a batch's events (MIN_TS: rejects only)."""
+    latest: int = max(map(latest_ts, items))
+    return latest
+
+
 def stop_if_asked(stop: threading.Event) -> None:
     """End an endless source without end-of-input semantics: state resumes from the last
     snapshot, and W is not flushed as it would be at the end of a file."""
@@ -191,9 +200,9 @@ class Marks:
         self.marked: tuple[int, bool] | None = None
         self.last_mark = 0
 
-    def saw(self, items: list[Event | Reject], now: int) -> None:
-        """A batch read at `now`: events move the progress, rejects (no event time) not."""
-        latest = max(map(latest_ts, items))
+    def saw(self, latest: int, now: int) -> None:
+        """A batch read at `now` whose `latest_of` is `latest`: events move the
+        progress, rejects (no event time) not."""
         if latest > MIN_TS:
             self.max_ts, self.idle, self.last_event = max(self.max_ts, latest), False, now
 
@@ -339,7 +348,7 @@ class _SimulatorPartition(StatefulSourcePartition[Message, SimResume]):
             items = decode_batch(
                 payloads, self.max_bytes, lambda n: origin | {"sequence": sequences[n]}, 0
             )
-            self.marks.saw(items, now)
+            self.marks.saw(latest_of(items), now)
             out.append((self.shard, ("events", self.shard, self.name, items)))
         self.marks.settle(caught_up, now)
         out.extend(self.marks.due(now))

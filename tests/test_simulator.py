@@ -28,7 +28,14 @@ from flows.live import embedded_wiring, placed, rate_scale
 from flows.runtime.consts import MIN_TS
 from flows.settings import Runtime, Settings
 from flows.simulator import SITES, Profile, stream, write_lines
-from flows.sources import MARK_EVERY, Marks, SimulatorSource, partition_of, simulator_parts
+from flows.sources import (
+    MARK_EVERY,
+    Marks,
+    SimulatorSource,
+    latest_of,
+    partition_of,
+    simulator_parts,
+)
 from flows.timeutil import parse_time
 from tests import reference_health
 from tests.reference_health import AGE_BANDS
@@ -716,13 +723,13 @@ def test_marks_say_what_changed_at_most_every_mark_every_and_idleness_at_once() 
         ("a", ("mark", "a", "p", MIN_TS, False)),
         ("b", ("mark", "b", "p", MIN_TS, False)),
     ]
-    marks.saw([view(5)], 1)
+    marks.saw(latest_of([view(5)]), 1)
     assert marks.due(2) == []  # too soon
     assert marks.due(MARK_EVERY + 1) != []
     assert marks.due(MARK_EVERY + 2) == []  # nothing new
     seen = MARK_EVERY + 3
-    marks.saw([view(7), view(6)], seen)  # the largest ts, not the latest
-    marks.saw([Reject(INVALID_JSON, "", b"{")], seen + 1)  # no event time
+    marks.saw(latest_of([view(7), view(6)]), seen)  # the largest ts, not the latest
+    marks.saw(latest_of([Reject(INVALID_JSON, "", b"{")]), seen + 1)  # no event time
     assert marks.max_ts == START + 7 * SECOND
     marks.settle(True, seen + SECOND - 1)
     assert not marks.idle  # an event less than the idle timeout ago
@@ -730,7 +737,7 @@ def test_marks_say_what_changed_at_most_every_mark_every_and_idleness_at_once() 
     assert marks.due(seen + SECOND) == [
         (shard, ("mark", shard, "p", START + 7 * SECOND, True)) for shard in ("a", "b")
     ]
-    marks.saw([view(2)], seen + 2 * SECOND)  # an event, however old: no longer idle
+    marks.saw(latest_of([view(2)]), seen + 2 * SECOND)  # an event, however old: no longer idle
     assert (marks.max_ts, marks.idle) == (START + 7 * SECOND, False)
     marks.settle(False, seen + 10 * SECOND)
     assert not marks.idle  # not caught up
