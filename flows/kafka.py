@@ -66,12 +66,7 @@ MESSAGE_OVERHEAD = 36  # what librdkafka counts against it beyond the key and va
 BATCH_OVERHEAD = 61  # a record batch's header, which a broker counts too (max.message.bytes)
 SHOWN_KEY = 80  # characters of a message key a log line shows
 STOP_FLUSH_S = 10  # a stopped job waits this long for Kafka to take its last records
-UNREACHABLE = (
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._TRANSPORT,
-    KafkaError._RESOLVE,
-    KafkaError.NETWORK_EXCEPTION,
-)
+BROKER_FAILED = (KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError.NETWORK_EXCEPTION)
 SECRET_WORDS = ("password", "secret", "key", "token")
 
 
@@ -224,7 +219,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.marks = Marks(self.name, source.shards, source.clock(), source.idle_timeout)
         self.empty_polls = 0
         self.ledger = Ledger(SOURCE_METRICS)
-        self.ledger["cockpit_kafka_up"][()] = 1
+        self.reach = Reachability(self.name)
+        self._show_reach()
         source.board.publish(f"kafka:{self.name}", self.ledger)
         self.consumer = self._consumer()
         self.next_offset = self._start(offset)
@@ -329,7 +325,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         if not messages:
             self.empty_polls += 1
             self._check_end()
-            up = self.ledger["cockpit_kafka_up"].get(()) == 1
+            up = self.reach.up
             caught_up = self._caught_up()
             self.behind = up and not caught_up  # a fresh start, or reading outran fetching
             self.marks.settle(up and caught_up, now)  # only here: a poll found nothing
@@ -394,12 +390,18 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         if high >= 0:
             # app_offset, like position(), steps over transaction markers.
             self._set_lag(high, max(self.next_offset, partition.get("app_offset", -1)))
-        up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
-        self.ledger["cockpit_kafka_up"][()] = 1 if up else 0
+        if any(b.get("state") == "UP" for b in stats.get("brokers", {}).values()):
+            self.reach.back()
+        else:
+            self.reach.up = False
+        self._show_reach()
 
     def _error(self, error: KafkaError) -> None:
-        up = self.ledger["cockpit_kafka_up"]
-        up[()] = 1 if report_error(error, self.name, up.get(()) != 0) else 0
+        self.reach.heard(error)
+        self._show_reach()
+
+    def _show_reach(self) -> None:
+        self.ledger["cockpit_kafka_up"][()] = 1 if self.reach.up else 0
 
     def snapshot(self) -> int:
         return self.next_offset
@@ -408,18 +410,35 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.consumer.close()
 
 
-def report_error(error: KafkaError, client: str, up: bool) -> bool:
-    """Log a client's error (`error_cb`) and say whether the brokers are still up.
+class Reachability:
+    """What one client has said of the brokers (its `error_cb`), and whether any
+    is still reachable: librdkafka reports every failed reconnection, several a
+    second. Losing them all is logged once per outage. A broker that fails while
+    others serve (one dead address of several bootstrap servers) is logged once,
+    until an outage ends, and is no outage."""
 
-    librdkafka reports every failed reconnection, several a second: losing the
-    brokers is logged once, while they were `up`, and the client retries.
-    """
-    if error.code() in UNREACHABLE:
-        if up:
-            log.warning("Kafka unreachable from %s: %s; retrying", client, error.str())
-        return False
-    log.warning("Kafka error on %s: %s", client, error.str())
-    return up
+    def __init__(self, client: str) -> None:
+        self.client, self.up = client, True
+        self.failed: set[str] = set()  # brokers logged, as librdkafka names them
+
+    def heard(self, error: KafkaError) -> None:
+        code, said = error.code(), error.str()
+        if code == KafkaError._ALL_BROKERS_DOWN:
+            if self.up:
+                log.warning("Kafka unreachable from %s: %s; retrying", self.client, said)
+            self.up = False
+        elif code in BROKER_FAILED:
+            broker = said.split(": ", 1)[0]  # "host:port/id: what failed"
+            if self.up and broker not in self.failed:
+                self.failed.add(broker)
+                log.warning("Kafka broker failed for %s: %s; retrying", self.client, said)
+        else:
+            log.warning("Kafka error on %s: %s", self.client, said)
+
+    def back(self) -> None:
+        if not self.up:
+            self.failed.clear()
+        self.up = True
 
 
 _ERROR, _VALUE = KafkaMessage.error, KafkaMessage.value
@@ -511,7 +530,7 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
         self.stop, self.recovery = sink.runtime.stop, sink.runtime.settings.recovery
         self.client = f"output {', '.join(sink.topics)}"  # what a log line names
         self.skipped = sink.ledger["cockpit_kafka_records_skipped_total"]
-        self.up = True  # until an outage is logged; a delivery shows the brokers back
+        self.reach = Reachability(self.client)  # a delivery shows the brokers back
         config = self.kafka.producer(
             **{
                 "message.timeout.ms": 0,  # retry until delivered: nothing is dropped
@@ -528,10 +547,10 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
         self.unconfirmed = 0  # records written since the brokers were lost (`_confirm`)
 
     def _error(self, error: KafkaError) -> None:
-        up = report_error(error, self.client, self.up)
-        if self.up and not up:
+        was_up = self.reach.up
+        self.reach.heard(error)
+        if was_up and not self.reach.up:
             self.unconfirmed = 0
-        self.up = up
 
     def _confirm(self, produced: int) -> None:
         """While the brokers are lost, with `produced` more records written: once
@@ -539,11 +558,11 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
         ends the job in `_delivered`), they are back. Deliveries, not statistics as
         for a reader: a producer is polled only when it writes, and statistics
         would pile up in one that has nothing to write."""
-        if self.up:
+        if self.reach.up:
             return
         self.unconfirmed += produced
         if self.unconfirmed and not self.producer.flush(0):
-            self.up = True
+            self.reach.back()
 
     def _delivered(self, error: KafkaError | None, message: KafkaMessage) -> None:
         if error is None:  # not reported (delivery.report.only.error): see `_confirm`

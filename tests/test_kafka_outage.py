@@ -128,21 +128,22 @@ def cut_off(proxy: Proxy, running: Cockpit, seconds: float) -> None:
 
 
 LOST = re.compile(r"opscockpit: Kafka unreachable from (output \S+|\S+): .+; retrying")
+FAILED = re.compile(r"opscockpit: Kafka broker failed for (output \S+|\S+): .+; retrying")
 WAITING = re.compile(r"opscockpit: waiting for Kafka to accept the records of (output \S+)")
 
 
 def assert_reported_once(stopped: Cockpit) -> None:
     """What a job said of one outage: each partition reader and output producer that
-    noticed it said so once, and a producer once more if a snapshot waited for the
-    broker, however long the outage. librdkafka reports every failed reconnection,
-    several a second: they were all logged."""
+    noticed it said so once, with the broker that failed first, and a producer once
+    more if a snapshot waited for the broker, however long the outage. librdkafka
+    reports every failed reconnection, several a second: they were all logged."""
     assert stopped.process.stderr is not None
     lines = stopped.process.stderr.read().decode().splitlines()
     said = [line for line in lines if "serving metrics" not in line and "stopped" not in line]
-    for kind in (LOST, WAITING):
+    for kind in (LOST, FAILED, WAITING):
         clients = [found[1] for found in map(kind.fullmatch, said) if found]
         assert len(clients) == len(set(clients)), said
-    assert all(LOST.fullmatch(line) or WAITING.fullmatch(line) for line in said), said
+    assert all(any(k.fullmatch(line) for k in (LOST, FAILED, WAITING)) for line in said), said
     assert any(LOST.fullmatch(line) for line in said), said
 
 
@@ -220,19 +221,68 @@ def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog)
     since have left its queue (deliveries are not reported one by one)."""
     sink = to_one_topic(KafkaSettings("127.0.0.1:9"), "kpis", Runtime(Settings()), "kpis")
     writer = sink.build_part("output", "kpis", None)
-    lost = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed")
+    failed = KafkaError(KafkaError._TRANSPORT, "127.0.0.1:9/bootstrap: Connect to 127.0.0.1:9")
+    down = KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")
     with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
         for _ in range(3):
-            writer._error(lost)
+            writer._error(failed)
+            writer._error(down)
         writer._confirm(0)  # nothing written since: still lost
-        writer._error(lost)
+        writer._error(failed)
+        writer._error(down)
         writer.unconfirmed = 1  # as if a record written since had been delivered
         writer._confirm(0)
-        writer._error(lost)
-        writer._error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
-    said = "Kafka unreachable from output kpis: Connect to ipv4#127.0.0.1:9 failed; retrying"
-    assert [record.getMessage() for record in caplog.records] == [said, said]
+        writer._error(failed)
+        writer._error(down)
+    broker = "Kafka broker failed for output kpis: 127.0.0.1:9/bootstrap: Connect to 127.0.0.1:9"
+    lost = "Kafka unreachable from output kpis: 1/1 brokers are down; retrying"
+    said = [f"{broker}; retrying", lost] * 2
+    assert [record.getMessage() for record in caplog.records] == said
     writer.close()
+
+
+def test_one_failed_broker_of_several_is_one_line_and_no_outage(caplog):
+    """A dead address among the bootstrap servers fails at every reconnection while the
+    others serve: one line per broker, and the brokers stay up."""
+    sink = to_one_topic(KafkaSettings("127.0.0.1:9"), "kpis", Runtime(Settings()), "kpis")
+    writer = sink.build_part("output", "kpis", None)
+    with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+        for broker in ("127.0.0.1:9/bootstrap", "127.0.0.1:9/bootstrap", "b:9092/2"):
+            writer._error(KafkaError(KafkaError._TRANSPORT, f"{broker}: Connect failed"))
+    assert writer.reach.up
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Kafka broker failed for output kpis: {broker}: Connect failed; retrying"
+        for broker in ("127.0.0.1:9/bootstrap", "b:9092/2")
+    ]
+    writer.close()
+
+
+def test_a_dead_bootstrap_address_beside_a_live_one_is_no_outage(kafka):
+    """The job runs on the live broker; cockpit_kafka_up stays 1 (it was 0 after each
+    failed connection to a dead address, and "Kafka unreachable" was logged). Each
+    client starts at a random one of the three; with two dead, some client of the
+    five (two readers, three writers) tries one but for a chance of 1 in 243."""
+    names = topics()
+    create_topic(kafka, names["input"], 2)
+    e = Events()
+    produce(
+        kafka, names["input"], [(p, b"O1", e.placed("O1", at(0), at(5), at(600))) for p in (0, 1)]
+    )
+    args = run_args(f"127.0.0.1:9,127.0.0.1:7,{kafka}", names, "--idle-timeout", "1s")
+    with cockpit(*args) as running:
+        wait_for(
+            lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
+            60,
+            "both events",
+            progress=running.progress,
+        )
+        for _ in range(7):  # past a statistics report (5 s), which set it back to 1
+            assert running.samples()["cockpit_kafka_up"] == {(): 1.0}
+            time.sleep(1)
+    assert running.process.stderr is not None
+    said = running.process.stderr.read().decode()
+    assert "unreachable" not in said, said
+    assert FAILED.search(said), said
 
 
 def test_an_output_producers_log_names_the_topics_it_writes(caplog):
@@ -242,12 +292,10 @@ def test_an_output_producers_log_names_the_topics_it_writes(caplog):
     topics = ["orders.dlq", "scans.dlq"]
     sink = TopicSink(kafka, "dead_letters", lambda _o: "orders.dlq", topics, runtime, "dlq")
     writer = sink.build_part("output", "dead_letters", None)
-    lost = KafkaError(KafkaError._TRANSPORT, "Connect to ipv4#127.0.0.1:9 failed")
     with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
-        writer._error(lost)
+        writer._error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
     assert [record.getMessage() for record in caplog.records] == [
-        "Kafka unreachable from output orders.dlq, scans.dlq: "
-        "Connect to ipv4#127.0.0.1:9 failed; retrying"
+        "Kafka unreachable from output orders.dlq, scans.dlq: 1/1 brokers are down; retrying"
     ]
     writer.close()
 
