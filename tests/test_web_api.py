@@ -371,9 +371,11 @@ def test_bad_requests_get_a_json_error(served, path, status):
         (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 120 + b"\r\n", 431),
         (b"GET / HTTP/1.1\r\nX-A: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\n" + (b"X-A: " + b"b" * 1000 + b"\r\n") * 66 + b"\r\n", 431),
         (b'GET / HTTP/9"x\r\n\r\n', 400),
         (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
         (b"GET /nope\r\n\r\n", 400),  # HTTP/0.9: answered with a bare body, no status
+        (b"GET /nope\r\n", 400),  # HTTP/0.9 has no headers: the server waited for them
         (b"GET /metrics HTTP/2.0\r\n\r\n", 505),  # HTTP Version Not Supported
         (b"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\nX-A: b\r\n\r\n", 400),  # was served
     ],

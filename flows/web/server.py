@@ -6,6 +6,7 @@ slow or hostile client never holds up the others.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 import sys
@@ -13,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from io import BufferedIOBase
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client.exposition import ThreadingWSGIServer
@@ -27,6 +29,7 @@ from flows.web.history import History
 
 TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
 MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
+MAX_HEADERS = 65536  # bytes of a request's headers (the standard library's bound: 6.4 MB)
 
 
 def refusal(server: Any, code: int, message: str) -> tuple[list[tuple[str, str]], bytes]:
@@ -38,8 +41,30 @@ def refusal(server: Any, code: int, message: str) -> tuple[list[tuple[str, str]]
     return [*app.merged(headers), ("Content-Length", str(len(body))), ("Connection", "close")], body
 
 
+class HeadersTooLarge(http.client.HTTPException):
+    """Raised inside the standard library's header parser, which answers it with a 431."""
+
+
+class _HeaderReader:
+    """The connection's reader while the headers are parsed, which ends them after
+    `MAX_HEADERS` bytes: the parser's own bounds (100 lines of 64 KiB) let one
+    request hold 6.4 MB."""
+
+    def __init__(self, rfile: Any) -> None:
+        self.rfile, self.left = rfile, MAX_HEADERS
+
+    def readline(self, limit: int = -1) -> bytes:
+        most = self.left + 1 if limit < 0 else min(limit, self.left + 1)
+        line: bytes = self.rfile.readline(most)
+        self.left -= len(line)
+        if self.left < 0:
+            raise HeadersTooLarge(f"the headers are over {MAX_HEADERS} bytes")
+        return line
+
+
 class _QuietHandler(WSGIRequestHandler):
     timeout = TIMEOUT_S
+    raw_requestline: bytes  # set by handle_one_request (not in the stubs)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and page polls are not worth a log line each."""
@@ -49,14 +74,20 @@ class _QuietHandler(WSGIRequestHandler):
 
     def parse_request(self) -> bool:
         """An HTTP/0.9 request (`GET /path`) would be answered with a bare body, no
-        status line or headers, and a header line without a colon ended the headers
-        (those after it were dropped) and was served: both are refused as bad
-        requests instead."""
-        if not super().parse_request():
-            return False
-        if self.request_version == "HTTP/0.9":
+        status line or headers (after waiting for headers it has none of), and a
+        header line without a colon ended the headers (those after it were dropped)
+        and was served: both are refused as bad requests instead."""
+        words = str(self.raw_requestline, "iso-8859-1").split()  # as the parser splits it
+        if len(words) == 2:
+            self.command = words[0]
             self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
             return False
+        rfile, self.rfile = self.rfile, cast(BufferedIOBase, _HeaderReader(self.rfile))
+        try:
+            if not super().parse_request():
+                return False
+        finally:
+            self.rfile = rfile
         if self.headers.defects:  # a line that is no header: the parser took the rest as a body
             self.send_error(HTTPStatus.BAD_REQUEST, "a header line without a colon")
             return False
@@ -65,8 +96,11 @@ class _QuietHandler(WSGIRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """A request refused before the app sees it (a line too long, too many
         headers, bad syntax) gets a JSON error with the app's headers, like every
-        other error, not the standard library's HTML page."""
-        headers, body = refusal(self.server, code, message or HTTPStatus(code).phrase)
+        other error, not the standard library's HTML page. The parser's `explain`
+        says more than its message ("got more than 100 headers": "Too many
+        headers", which a header too large got too)."""
+        said = explain or message or HTTPStatus(code).phrase
+        headers, body = refusal(self.server, code, said)
         self.close_connection = True
         self.request_version = "HTTP/1.0"  # a status line even when the version was bad
         self.send_response_only(code)  # the Server header is the app's
