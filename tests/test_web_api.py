@@ -400,6 +400,23 @@ def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes,
     assert error["errorType"] == "bad_data"
 
 
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        (b"/api/v1/items?\xc3\xa9=1", "unknown parameter '\u00e9'"),  # raw UTF-8
+        (b"/api/v1/items?%C3%A9=1", "unknown parameter '\u00e9'"),
+        (b"/api/v1/noth%C3%A9", "nothing at /api/v1/noth\u00e9"),  # was "nothÃ©"
+        (b"/api/v1/noth\xff", "nothing at /api/v1/noth\ufffd"),  # no UTF-8
+    ],
+)
+def test_a_url_is_read_as_utf_8(served, target, said):
+    host, port = served.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET " + target + b" HTTP/1.0\r\n\r\n")
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"].startswith(said)
+
+
 def test_other_methods_are_refused_where_something_is(served):
     for path in ("/", "/metrics", "/api/v1/summary", "/-/ready", "/static/cockpit.js"):
         for method in ("POST", "PUT", "DELETE"):

@@ -63,7 +63,7 @@ class App:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        path = environ.get("PATH_INFO") or "/"
+        path = url_text(environ, "PATH_INFO") or "/"
         status, headers, body = self.route(environ, path)
         start_response(status, [*self.merged(headers), ("Content-Length", str(len(body)))])
         # HEAD: the headers of GET, without its body (RFC 9110 9.3.2).
@@ -137,7 +137,7 @@ class App:
 
     def json(self, environ: dict[str, Any], path: str) -> Answer:
         try:
-            data = self.api.answer(path.removeprefix("/api/v1/"), environ.get("QUERY_STRING", ""))
+            data = self.api.answer(path.removeprefix("/api/v1/"), url_text(environ, "QUERY_STRING"))
         except ApiError as exc:
             return json_error(exc.status, exc.kind, str(exc))
         return "200 OK", _json_headers(), orjson.dumps({"status": "success", "data": data})
@@ -165,6 +165,13 @@ def accepts_gzip(header: str) -> bool:
 
 def _text() -> Headers:
     return [("Content-Type", "text/plain; charset=utf-8")]
+
+
+def url_text(environ: dict[str, Any], name: str) -> str:
+    """A part of the URL as the client wrote it: WSGI hands its bytes over as
+    Latin-1 (PEP 3333), which showed `é` as `Ã©` and matched no fc named so."""
+    text: str = environ.get(name, "")
+    return text.encode("latin-1").decode("utf-8", "replace")
 
 
 def _json_headers() -> Headers:
