@@ -299,3 +299,72 @@ def test_ratio_records_follow_their_schema():
     clicks = next(r for r in records if r["kpi"] == "click_through_ratio")
     assert not validator.is_valid({**clicks, "fc": "FC1"})  # a widget's record has no fc
     assert not validator.is_valid({k: v for k, v in clicks.items() if k != "widget"})
+
+
+def test_the_cancellation_ratio_counts_orders_not_units():
+    """O1 (3 units) is cancelled, O2 (2 units in two lines) is not: 1 of 2 orders."""
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), *LATER, qty=3),
+        e.placed("O2", at(5), *LATER, lines=[("S1", 1), ("S2", 1)]),
+        e.cancelled("O1", at(10)),
+        e.tick(at(61)),
+    )
+    assert ratios(run, "cancellation_ratio") == {("FC1", at(0)): (1, 2, 0.5)}
+
+
+def test_the_parts_of_each_shard_add_up():
+    """The orders and impressions of one window come from two shards: each ratio
+    adds both shards' numerators and divisors."""
+    e = Events()
+    run = Run(shards=("a", "b"))
+    run.feed(
+        e.placed("O1", at(0), *LATER),
+        e.shown(at(1)),
+        e.clicked(at(2)),
+        e.placed("O2", at(5), *LATER),
+        e.cancelled("O1", at(10)),
+        e.tick(at(61)),
+        shard="a",
+    )
+    run.feed(
+        e.shown(at(3)),
+        e.shown(at(4)),
+        e.placed("O3", at(20), *LATER),
+        e.cancelled("O3", at(30)),
+        e.tick(at(61)),
+        shard="b",
+    )
+    assert ratios(run, "cancellation_ratio") == {("FC1", at(0)): (2, 3, 2 / 3)}
+    assert ratios(run, "click_through_ratio") == {("w1", at(0)): (1, 3, 1 / 3)}
+    assert gauge(run, "cockpit_cancellation_ratio") == {"FC1": 2 / 3}
+
+
+def test_returned_units_count_at_the_fc_of_the_return():
+    """O1 (2 units) ships from FC1, O2 (4 units) from FC2; one unit of O2 comes
+    back to FC2: FC1 0 of 2, FC2 1 of 4."""
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), *LATER, qty=2),
+        e.placed("O2", at(0), *LATER, fc="FC2", qty=4),
+        e.shipped("O1", at(10)),
+        e.shipped("O2", at(10), fc="FC2"),
+        e.returned("O2", at(20), 1, fc="FC2"),
+        e.tick(at(61)),
+    )
+    assert ratios(run, "return_ratio") == {
+        ("FC1", at(0)): (0, 2, 0.0),
+        ("FC2", at(0)): (1, 4, 0.25),
+    }
+
+
+def test_the_gauges_are_set_when_nothing_takes_ratio_records():
+    e = Events()
+    run = Run(takes_records=False).feed(
+        e.placed("O1", at(0), *LATER),
+        e.placed("O2", at(1), *LATER),
+        e.cancelled("O1", at(2)),
+        e.tick(at(61)),
+    )
+    assert run.records("kpi") == []
+    assert gauge(run, "cockpit_cancellation_ratio") == {"FC1": 0.5}

@@ -379,6 +379,19 @@ def test_steps_runs_of_rises_and_stage_timers_survive_a_snapshot() -> None:
     assert histogram(whole, "cockpit_pick_to_pack_seconds") == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 300.0]
 
 
+def restored_without_flow(lines: list[bytes]) -> Run:
+    """A run restored from a snapshot of a shard that ran `lines` without the flow
+    family (new since the snapshot)."""
+    without = tuple(family for family in FAMILIES if family.NAME != "flow")
+    old = Shard("0", EngineConfig(), LabelCap(1000), without)
+    old.process("input", [decode(line) for line in lines])
+    resumed = Run()
+    resumed.shard = resumed.every["0"] = load_shard(
+        dump_shard(old), EngineConfig(), resumed.shard.labels, FAMILIES, upgrade
+    )
+    return resumed
+
+
 def test_a_snapshot_taken_without_the_flow_family_restores_every_open_backlog() -> None:
     """The family is new since the snapshot: it takes the steps of the orders and
     receipts in state then, and goes on as if it had always run."""
@@ -395,19 +408,29 @@ def test_a_snapshot_taken_without_the_flow_family_restores_every_open_backlog() 
     ]
     after = [e.picked("o1", on("11:40")), e.shipped("o3", on("11:45")), e.tick(on("12:01"))]
     whole = Run().feed(*before).feed(*after)
-    without = tuple(family for family in FAMILIES if family.NAME != "flow")
-    old = Shard("0", EngineConfig(), LabelCap(1000), without)
-    old.process("input", [decode(line) for line in before])
-    resumed = Run()
-    resumed.shard = resumed.every["0"] = load_shard(
-        dump_shard(old), EngineConfig(), resumed.shard.labels, FAMILIES, upgrade
-    )
-    resumed.feed(*after)
+    resumed = restored_without_flow(before).feed(*after)
     expected = {("FC1", "pack"): 2, ("FC1", "stow"): 1}
     assert backlog(resumed) == backlog(whole) == expected
     assert histogram(resumed, "cockpit_pick_wait_seconds") == histogram(
         whole, "cockpit_pick_wait_seconds"
     )
+
+
+def test_a_snapshot_without_the_flow_family_keeps_a_cancelled_order_out_of_the_backlog() -> None:
+    """o1 is cancelled at 10:55 and shipped at 12:00:05, after that; the snapshot is
+    taken at W = 11:59:10, the shipment not final yet. Cancelled, o1 is in no
+    backlog at the 12:00 close (nor at 13:00), not in `pick` until its shipment."""
+    e = Events()
+    before = [
+        order(e, "o1", "10:45"),
+        e.cancelled("o1", on("10:55")),
+        e.shipped("o1", on("12:00:05")),
+        e.tick(on("12:00:10")),  # W = 11:59:10
+    ]
+    resumed = restored_without_flow(before).feed(e.tick(on("12:01")))
+    assert backlog(resumed) == {}
+    resumed.feed(e.tick(on("13:01")))
+    assert backlog(resumed) == {}
 
 
 RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release-3862025"
@@ -573,3 +596,105 @@ def test_an_earlier_cancellation_of_a_shipped_order_leaves_the_ship_backlog_alon
     assert backlog(run) == {}
     run.feed(e.tick(on("13:01")))
     assert backlog(run) == {}
+
+
+def test_a_pick_before_the_order_is_placed_waits_for_w_to_reach_the_placement() -> None:
+    """o1's pick (08:00) arrives before o1 is placed (08:00:40, W 08:00:30 then):
+    the pick wait (-40 s) is observed once W reaches p, the later of the two, not
+    once W passes the pick."""
+    e = Events()
+    run = Run().feed(
+        e.picked("o1", on("08:00")),  # held until o1 is placed
+        e.tick(on("08:01:30")),  # W = 08:00:30
+        order(e, "o1", "08:00:40"),
+        e.tick(on("08:01:35")),  # W = 08:00:35: past the pick, not the placement
+    )
+    assert histogram(run, "cockpit_pick_wait_seconds") == []
+    run.feed(e.tick(on("08:01:40")))  # W = 08:00:40
+    assert histogram(run, "cockpit_pick_wait_seconds") == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, -40.0]
+
+
+def test_a_pick_at_the_placement_time_arriving_later_moves_the_order_to_pack() -> None:
+    """o1 is placed and picked at 10:00, the pick arriving second: its furthest
+    stage as of 11:00 is picked, so it waits in `pack`, not in `pick`."""
+    e = Events()
+    run = Run().feed(order(e, "o1", "10:00"), e.picked("o1", on("10:00")), e.tick(on("11:01")))
+    assert backlog(run) == {("FC1", "pack"): 1}
+
+
+def test_a_pack_before_the_pick_observes_a_negative_pick_to_pack() -> None:
+    """o1 is packed at 10:30 and picked at 11:30: pick to pack k2 - k1 is -3600 s,
+    observed once W reaches the pick (the later time)."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o1", "10:00"),
+        packed(e, "o1", "10:30"),
+        e.picked("o1", on("11:30")),
+        e.tick(on("11:30:59")),  # W = 11:29:59
+    )
+    assert histogram(run, "cockpit_pick_to_pack_seconds") == []
+    run.feed(e.tick(on("11:31")))  # W = 11:30
+    assert histogram(run, "cockpit_pick_to_pack_seconds") == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, -3600.0]
+
+
+def test_an_earlier_shipment_after_the_cancellation_leaves_the_backlog_alone() -> None:
+    """o1 is cancelled at 10:20, so out of every backlog from then on; shipped at
+    11:00:30 and then (within the lateness) at 10:59:50, both after the
+    cancellation: no close counts it."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o1", "10:00"),
+        e.cancelled("o1", on("10:20")),
+        e.shipped("o1", on("11:00:30")),  # W = 10:59:30
+        e.shipped("o1", on("10:59:50")),
+        e.tick(on("11:01")),
+    )
+    assert backlog(run) == {}
+    run.feed(e.tick(on("12:01")))
+    assert backlog(run) == {}
+
+
+def test_a_receipt_completes_at_its_stows_in_time_order_not_arrival_order() -> None:
+    """r1 (4 units) is stowed 2 at 11:00:30, then (within the lateness) 2 at
+    10:59:45: the stowed quantity reaches 4 only at 11:00:30, so r1 is in the
+    stow backlog as of 11:00 and out of it as of 12:00."""
+    e = Events()
+    run = Run().feed(
+        e.received("r1", on("10:00"), 4),
+        e.stowed("r1", on("11:00:30"), 2),
+        e.stowed("r1", on("10:59:45"), 2),
+        e.tick(on("11:01")),
+    )
+    assert backlog(run) == {("FC1", "stow"): 1}
+    run.feed(e.tick(on("12:01")))
+    assert backlog(run) == {}
+
+
+def test_a_later_pick_arriving_first_waits_for_an_earlier_one_before_pick_to_pack() -> None:
+    """o1 is picked at 10:00:50 and packed at 10:00:10; W passes the pack, then a
+    pick at 10:00:30 (not late) becomes the earliest: pick to pack is observed
+    once, -20 s, once W reaches the earliest pick."""
+    e = Events()
+    run = Run().feed(
+        order(e, "o1", "10:00"),
+        e.picked("o1", on("10:00:50")),  # W = 09:59:50
+        packed(e, "o1", "10:00:10"),
+        e.tick(on("10:01:20")),  # W = 10:00:20: past the pack, not the pick
+        e.picked("o1", on("10:00:30")),
+        e.tick(on("11:00")),
+    )
+    assert histogram(run, "cockpit_pick_to_pack_seconds") == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, -20.0]
+
+
+def test_a_receipt_leaving_at_its_retention_keeps_the_pick_backlog_rising() -> None:
+    """With a 1 h retention, r1 (received 10:00, never stowed) leaves the stow
+    backlog at 11:00 while FC1's pick backlog rises 10, 20, 30 at 11:00 .. 13:00
+    (fed a window at a time): a pick bottleneck at 13:00 all the same."""
+    e = Events()
+    placed = orders_per_window(e, "FC1", {"10:00": 10, "11:00": 10, "12:00": 10})
+    run = Run(replace(EngineConfig(), retention=HOUR))
+    run.feed(e.received("r1", on("10:00"), 5), *placed[:10], e.tick(on("11:01")))
+    run.feed(*placed[10:20], e.tick(on("12:01")))  # W passes r1's deadline
+    run.feed(*placed[20:], e.tick(on("13:01")))
+    assert bottlenecks(run) == [("FC1", "pick", on("13:00"), 30, [10, 20, 30])]
+    assert backlog(run) == {("FC1", "pick"): 30}

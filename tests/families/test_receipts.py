@@ -122,3 +122,42 @@ def test_a_receipt_is_kept_while_w_is_at_its_retention_deadline() -> None:
     assert run.value("cockpit_dock_to_stock_seconds", "FC1")[-1] == (600 + 3600) * 10**6
     assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
     assert not any(run.series("cockpit_state_expired_total").values())
+
+
+def test_a_second_dock_scan_of_a_receipt_counts_only_its_units_received() -> None:
+    """R1 (10 units) is scanned again at 08:05 with 5: the first scan defines the
+    receipt, so its stow of 10 at 08:20 completes it, 1200 s after 08:00; both
+    scans count in the units received."""
+    e = Events()
+    run = Run().feed(
+        e.received("R1", at(0), 10),
+        e.received("R1", at(5), 5),
+        e.stowed("R1", at(20), 10),
+        e.tick(at(21)),
+    )
+    counts = run.value("cockpit_dock_to_stock_seconds", "FC1")
+    assert sum(counts[:-1]) == 1 and counts[-1] == 1200 * 10**6
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+    assert run.value("cockpit_units_received_total", "FC1") == 15
+
+
+def test_the_retention_drops_a_receipt_still_awaiting_stow() -> None:
+    """R1 is received at 08:00 and only partly stowed; with a 1 h retention it
+    leaves state once W passes 09:00: no longer awaiting stow, counted expired."""
+    e = Events()
+    run = Run(replace(EngineConfig(), retention=3600 * 10**6))
+    run.feed(e.received("R1", at(0), 5), e.stowed("R1", at(10), 2), e.tick(at(61)))
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 1  # W = 09:00
+    run.feed(e.tick(at(61, us=1)))
+    assert run.value("cockpit_receipts_awaiting_stow", "FC1") == 0
+    assert run.value("cockpit_state_expired_total", "receipt") == 1
+    assert run.value("cockpit_state_entries", "receipts") == 0
+
+
+def test_stows_of_a_receipt_never_received_leave_state_at_their_horizon() -> None:
+    e = Events()
+    run = Run().feed(e.stowed("RX", at(0), 2), e.tick(at(1)))
+    assert run.value("cockpit_state_entries", "receipts") == 1
+    run.feed(e.tick(at(1, days=1, us=1)))  # W passes 08:00 + 24 h
+    assert run.value("cockpit_orphan_events_total", "inventory.stowed") == 1
+    assert run.value("cockpit_state_entries", "receipts") == 0

@@ -396,3 +396,46 @@ def test_an_earlier_instance_reported_late_by_a_slower_shard_is_not_lost() -> No
     run.feed(e.tick(on(0, "22:01")), shard="b")
     assert shifts(run)[1:] == [("FC1", "late", on(0, "14:00"), on(0, "22:00"), 8.0, 4, 0, 0.5)]
     assert gauges(run, "FC1", "early") == (8, 0, 1.0)
+
+
+def test_a_snapshot_after_an_instance_with_a_shipment_closed_restores() -> None:
+    """o1 ships at 12:00 and stays in state (its promises are far off); the early
+    instance closes at 14:00 and the snapshot is taken after it: the late
+    instance goes on with o1's pick at 15:00, as without the snapshot."""
+    e = Events()
+    before = [
+        order(e, "o1", on(0, "10:00")),
+        e.shipped("o1", on(0, "12:00")),
+        e.tick(on(0, "14:01")),
+    ]
+    after = [e.picked("o1", on(0, "15:00"), 2), e.tick(on(0, "22:01"))]
+    resumed = Run().feed(*before).restored().feed(*after)
+    assert shifts(resumed) == [
+        ("FC1", "early", on(0, "06:00"), on(0, "14:00"), 8.0, 0, 1, 0.0),
+        ("FC1", "late", on(0, "14:00"), on(0, "22:00"), 8.0, 2, 0, 0.25),
+    ]
+
+
+def test_the_gauges_are_set_when_nothing_takes_shift_records() -> None:
+    e = Events()
+    run = Run(takes_records=False).feed(e.picked("a", on(0, "07:00"), 4), e.tick(on(0, "14:01")))
+    assert shifts(run) == []
+    assert gauges(run, "FC1", "early") == (4, 0, 0.5)
+
+
+def test_orders_shipped_on_two_shards_add_up() -> None:
+    e = Events()
+    run = Run(shards=("a", "b"))
+    run.feed(
+        order(e, "o1", on(0, "05:00")),
+        e.shipped("o1", on(0, "07:00")),
+        e.tick(on(0, "14:01")),
+        shard="a",
+    )
+    run.feed(
+        order(e, "o2", on(0, "06:30")),
+        e.shipped("o2", on(0, "08:00")),
+        e.tick(on(0, "14:01")),
+        shard="b",
+    )
+    assert shifts(run) == [("FC1", "early", on(0, "06:00"), on(0, "14:00"), 8.0, 0, 2, 0.0)]
