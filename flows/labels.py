@@ -4,8 +4,10 @@ The first N distinct values of each label are kept, in arrival order; later
 ones fold into `other`, and so does any value longer than MAX_LENGTH: the cap
 bounds what a scrape carries, and a value of a megabyte in one event would be
 repeated in every series of its label (Prometheus' `label_value_length_limit`
-then refuses the whole target). The admitted values are part of the snapshot so
-that a restarted process keeps the same series.
+then refuses the whole target). An empty value shows as `unknown`, as an absent
+one does (§2): Prometheus reads `fc=""` as no fc label at all. The admitted
+values are part of the snapshot so that a restarted process keeps the same
+series.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import threading
 
 OTHER = "other"
+UNKNOWN = "unknown"  # an absent or empty value
 MAX_LENGTH = 256  # characters of a label value
 
 
@@ -25,7 +28,7 @@ class LabelCap:
         self._lock = threading.Lock()
 
     def values(self, label: str) -> dict[str, str]:
-        """The admitted values of one label, as value -> value for fast lookups."""
+        """The admitted values of one label, as value -> shown value for fast lookups."""
         known = self.admitted.get(label)
         if known is None:
             with self._lock:
@@ -39,12 +42,13 @@ class LabelCap:
             return None
         known = self.values(label)
         with self._lock:
-            if value in known:
-                return value
+            shown = known.get(value)
+            if shown is not None:
+                return shown
             if len(known) >= self.limit:
                 return None
-            known[value] = value
-            return value
+            shown = known[value] = value or UNKNOWN
+            return shown
 
     def fold(self, label: str, value: str) -> str:
         """A value as metrics show it, counting no use: admitted, or `other` beyond

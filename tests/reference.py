@@ -461,7 +461,7 @@ def _apply(
                 c["cockpit_label_overflow_total"][(("label", name),)] += 1
             else:
                 kept[name].add(value)
-            e.labels[name] = value
+            e.labels[name] = value or "unknown"  # README, Labels: Prometheus drops fc=""
 
     def attach(entity: Order | Receipt, e: Event) -> None:
         if e.type in FOLD_EARLIEST and not any(

@@ -198,6 +198,21 @@ def test_a_label_value_longer_than_its_limit_folds_into_other_whatever_the_cap()
     assert breaches == {"O1": longest, "O2": too_long}
 
 
+def test_an_empty_label_value_shows_as_unknown():
+    """Prometheus reads `fc=""` as no fc label at all: the series would lose the
+    label a dashboard sums by. "" shows as `unknown`, as an absent reason does, and
+    takes its own place under the cap; an alert names the fc as the event spells it."""
+    e = Events()
+    run = Run(max_label_values=2).feed(
+        e.placed("O1", at(0), at(5), at(600), fc=""),
+        e.placed("O2", at(0), at(5), at(600), fc="FC1"),
+        e.placed("O3", at(0), at(5), at(600), fc="FC2"),
+        e.tick(at(7)),
+    )
+    assert run.series("cockpit_orders_placed_total") == {"unknown": 1, "FC1": 1, "other": 1}
+    assert {r["order_id"]: r["fc"] for r in run.records("alert")}["O1"] == ""
+
+
 def test_engine_state_survives_pickling_with_its_labels():
     e = Events()
     run = Run(max_label_values=1).feed(

@@ -35,6 +35,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
 
 from flows.declare import COUNTER, GAUGE, Metric, metric
 from flows.kpis.stock import record
+from flows.labels import UNKNOWN
 from flows.runtime.combine import CombineContext
 
 if cython.compiled:
@@ -95,7 +96,6 @@ RATIOS = (
 CANCELLATIONS = cython.declare(cython.int, 0)
 RETURNS = cython.declare(cython.int, 1)
 CLICKS = cython.declare(cython.int, 2)
-UNKNOWN = "unknown"  # the reason of an event without one (§2)
 T_CANCELLATION = cython.declare(cython.longlong, 0)
 
 
