@@ -220,7 +220,7 @@ def build_parser() -> Parser:
         "--metrics-host",
         default="127.0.0.1",
         help="address to serve /metrics, the cockpit page and its API on "
-        "(default 127.0.0.1; 0.0.0.0 for all)",
+        "(default 127.0.0.1; 0.0.0.0 for all of IPv4, :: for IPv6 too)",
     )
     run.add_argument(
         "--metrics-port",

@@ -261,15 +261,14 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
         check_resume(args.recovery_dir, settings.window, parts)
     process = args.process_id or 0
     port = args.metrics_port + process if args.metrics_port else 0  # 0: any free port
+    host = f"[{args.metrics_host}]" if ":" in args.metrics_host else args.metrics_host  # in a URL
     try:
         server = serve(
             runtime.board, args.metrics_host, port, settings=runtime.settings, config=web
         )
     except OSError as exc:
-        raise RunError(
-            f"cannot serve /metrics on {args.metrics_host}:{port}: {exc.strerror}"
-        ) from None
-    base = f"{'https' if web.tls else 'http'}://{args.metrics_host}:{server.server_port}"
+        raise RunError(f"cannot serve /metrics on {host}:{port}: {exc.strerror}") from None
+    base = f"{'https' if web.tls else 'http'}://{host}:{server.server_port}"
     reading = f"{wiring.reading}; " if wiring.reading else ""
     print(
         f"opscockpit: {reading}serving metrics on {base}/metrics and the cockpit on {base}/",

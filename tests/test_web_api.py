@@ -377,6 +377,8 @@ def test_bad_requests_get_a_json_error(served, path, status):
         (b"GET /nope\r\n\r\n", 400),  # HTTP/0.9: answered with a bare body, no status
         (b"GET /nope\r\n", 400),  # HTTP/0.9 has no headers: the server waited for them
         (b"GET /metrics HTTP/2.0\r\n\r\n", 505),  # HTTP Version Not Supported
+        (b"GET /metrics HTTP/2\r\n\r\n", 505),  # as HTTP/2 is written: was a 400
+        (b"GET /metrics HTTP/0.9\r\n\r\n", 400),  # was answered with a bare body
         (b"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\nX-A: b\r\n\r\n", 400),  # was served
     ],
 )
@@ -415,6 +417,24 @@ def test_a_url_is_read_as_utf_8(served, target, said):
         conn.sendall(b"GET " + target + b" HTTP/1.0\r\n\r\n")
         answer = b"".join(iter(lambda: conn.recv(65536), b""))
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"].startswith(said)
+
+
+def test_the_server_listens_on_an_ipv6_address(served):
+    """`--metrics-host ::1` failed: "Address family for hostname not supported". On a
+    machine without IPv6, the bind fails as any bind does (an OSError, one line)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        with pytest.raises(OSError):
+            serve(served.board, "::1", 0)
+        return
+    server = serve(served.board, "::1", 0)
+    try:
+        code, _headers, body = fetch(f"http://[::1]:{server.server_port}/-/healthy")
+        assert (code, body) == (200, b"opscockpit is healthy\n")
+    finally:
+        server.shutdown()
 
 
 def test_other_methods_are_refused_where_something_is(served):

@@ -7,6 +7,7 @@ slow or hostile client never holds up the others.
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import ssl
 import sys
@@ -29,6 +30,7 @@ from flows.web.history import History
 
 TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
 MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
+MAJOR_ONLY = re.compile(r"HTTP/(\d{1,10})")  # a version without a minor: HTTP/2, HTTP/3
 MAX_HEADERS = 65536  # bytes of a request's headers (the standard library's bound: 6.4 MB)
 
 
@@ -73,15 +75,24 @@ class _QuietHandler(WSGIRequestHandler):
         return SERVER
 
     def parse_request(self) -> bool:
-        """An HTTP/0.9 request (`GET /path`) would be answered with a bare body, no
-        status line or headers (after waiting for headers it has none of), and a
-        header line without a colon ended the headers (those after it were dropped)
-        and was served: both are refused as bad requests instead."""
+        """What the standard library's parser got wrong, refused instead: an HTTP/0.9
+        request (`GET /path`, or naming it) was answered with a bare body, no status
+        line or headers (and without a version, after waiting for headers it has
+        none of); `HTTP/2`, as that version is written, was a 400 (`HTTP/2.0` a
+        505); a header line without a colon ended the headers (those after it were
+        dropped) and the request was served."""
         words = str(self.raw_requestline, "iso-8859-1").split()  # as the parser splits it
-        if len(words) == 2:
+        if len(words) in (2, 3):
             self.command = words[0]
-            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
-            return False
+            if len(words) == 2 or words[2] == "HTTP/0.9":
+                self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
+                return False
+            major = MAJOR_ONLY.fullmatch(words[2])  # the parser's 505 wants a minor too
+            if major and int(major[1]) >= 2:
+                self.send_error(
+                    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"{words[2]} is not supported"
+                )
+                return False
         rfile, self.rfile = self.rfile, cast(BufferedIOBase, _HeaderReader(self.rfile))
         try:
             if not super().parse_request():
@@ -117,6 +128,11 @@ class Server(ThreadingWSGIServer):
 
     tls: ssl.SSLContext | None = None
     history_stop: threading.Event
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        if ":" in address[0]:  # an IPv6 address (`::` for all); names stay IPv4, as before
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is None:
