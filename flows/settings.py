@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from flows.exposition import Board
 from flows.kpisettings import KpiSettings
@@ -29,17 +30,23 @@ class EngineConfig:
     kpi: KpiSettings = field(default_factory=KpiSettings)  # what the KPI families read
 
 
+def duration(default: int) -> Any:
+    """A setting in microseconds, so marked for those who show it in seconds."""
+    return field(default=default, metadata={"duration": True})
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the user chose; durations in microseconds."""
 
-    lateness: int = 60 * SECOND
-    window: int = 3600 * SECOND
-    idle_timeout: int = 30 * SECOND
-    max_future: int = HOUR  # Kafka events further ahead of the clock are rejected; 0: none
-    dedup_horizon: int = 24 * 3600 * SECOND
-    orphan_horizon: int = 24 * 3600 * SECOND
-    retention: int = 0
+    lateness: int = duration(60 * SECOND)
+    window: int = duration(3600 * SECOND)
+    idle_timeout: int = duration(30 * SECOND)
+    # Kafka events further ahead of the clock are rejected; 0: none
+    max_future: int = duration(HOUR)
+    dedup_horizon: int = duration(24 * 3600 * SECOND)
+    orphan_horizon: int = duration(24 * 3600 * SECOND)
+    retention: int = duration(0)
     max_label_values: int = 1000
     max_event_bytes: int = 1 << 20
     batch_size: int = 1000

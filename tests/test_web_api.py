@@ -471,6 +471,7 @@ def test_settings_in_force(served):
     settings = data["settings"]
     assert settings["lateness_seconds"] == 60 and settings["window_seconds"] == 3600
     assert "lateness" not in settings and settings["max_label_values"] == 1000
+    assert settings["max_future_seconds"] == 3600 and "max_future" not in settings  # was in µs
     assert settings["kpi"]["service_level"] == 0.9
     assert settings["kpi"]["shifts"] == {"early": "06:00", "late": "14:00", "night": "22:00"}
     assert settings["kpi"]["fcs"] == {}  # a table is an object, also when empty

@@ -27,7 +27,7 @@ MAX_LIMIT = 1000
 # Unix seconds as the page sends them: no exponent, no `_`, ASCII digits only.
 DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # Settings in microseconds, shown in seconds as `<name>_seconds`.
-DURATIONS = ("lateness", "window", "idle_timeout", "dedup_horizon", "orphan_horizon", "retention")
+DURATIONS = tuple(f.name for f in dataclasses.fields(Settings) if f.metadata.get("duration"))
 # A settings field of (name, value) pairs, as its annotation reads.
 TABLE = "tuple[tuple[str, "
 
