@@ -270,6 +270,36 @@ def test_a_figure_per_fc_is_coloured_as_its_rule_fires_per_fc(browser):
         server.shutdown()
 
 
+def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(browser):
+    """An fc spelt with U+202E (right-to-left override) reversed the rest of its
+    line: the order id and the time of an alert read backwards ("FC-24:40 70-21-6202
+    · <41>O · LTR"). Each event text is a bidi run of its own: the time stays whole,
+    to the right of the fc and the order id, and a table row's fc keeps to its cell."""
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: browser.execute_script("return state.lastOk > 0"), 30, "the page")
+        placed = browser.execute_script(
+            "const list = alertList({alerts: [{alert: 'late_delivery', fc: 'FC-\u202eRTL',"
+            " order_id: 'O<14>', decided_ts: '2026-12-07T06:04:00Z'}], total: 1});"
+            "document.body.prepend(list);"
+            "const li = list.firstChild, time = li.lastChild, range = document.createRange();"
+            "range.selectNodeContents(time);"
+            "const right = (node) => node.getBoundingClientRect().right;"
+            "return {time: time.textContent, left: range.getBoundingClientRect().left,"
+            " runs: [...li.querySelectorAll('bdi')].map((run) => [run.textContent, right(run)])};"
+        )
+        assert placed["time"] == " \u00b7 2026-12-07 06:04"
+        assert [text for text, _right in placed["runs"]] == ["FC-\u202eRTL", "O<14>"]
+        assert all(right <= placed["left"] + 0.5 for _text, right in placed["runs"]), placed
+        assert console_errors(browser) == []
+    finally:
+        server.shutdown()
+
+
 def compare_while_still(driver: webdriver.Chrome, base: str) -> set[str]:
     """Compare the page's figures with two scrapes around its update; only figures
     whose inputs did not change between the scrapes can be held to one of them.

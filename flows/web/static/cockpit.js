@@ -22,6 +22,14 @@ function el(tag, cls, text) {
   return node;
 }
 
+// Text from events (an fc, an sku, an order id), each in its own bidi run: a
+// right-to-left override inside one reordered the figures and times beside it.
+function spelt(tag, parts) {
+  const node = el(tag);
+  parts.forEach((part, index) => node.append(index ? " · " : "", el("bdi", "", String(part))));
+  return node;
+}
+
 function number(value, digits) {
   return value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
@@ -139,7 +147,7 @@ function breakdown(figure) {
   const rows = worstFirst(figure);
   for (const row of rows.slice(0, ROWS)) {
     const tr = el("tr", "row");
-    tr.append(el("td", "", row.key.join(" · ")));
+    tr.append(spelt("td", row.key));
     tr.append(valueNode("td", "", figure, row.value, row.status, row.key));
     table.append(tr);
   }
@@ -229,7 +237,7 @@ function stageTable(backlog, marks) {
   table.append(head);
   for (const fc of fcs.slice(0, ROWS)) {
     const tr = el("tr", "row");
-    tr.append(el("td", "", fc));
+    tr.append(spelt("td", [fc]));
     for (const stage of stages) {
       const row = cell.get(`${fc}|${stage}`);
       const td = valueNode("td", "", backlog, row ? row.value : null, "none", [fc, stage]);
@@ -264,7 +272,7 @@ function itemList(items) {
     li.dataset.sku = item.sku;
     li.append(el("span", "kind", item.states.join(", ").replace(/_/g, " ")));
     const cover = item.cover_days === null ? "no demand" : `${number(item.cover_days, 1)} d cover`;
-    li.append(`${item.fc} · ${item.sku} · ${number(item.on_hand, 0)} on hand · ${cover}`);
+    li.append(spelt("span", [item.fc, item.sku]), ` · ${number(item.on_hand, 0)} on hand · ${cover}`);
     list.append(li);
   }
   return counted(list, items.total);  // empty until the inventory family publishes its items
@@ -276,10 +284,9 @@ function alertList(alerts) {
     const li = el("li", "row");
     li.dataset.alert = alert.alert;
     li.append(el("span", "kind", String(alert.alert).replace(/_/g, " ")));
-    const what = [alert.fc || alert.region, alert.order_id || alert.sku || alert.stage]
-      .filter(Boolean).join(" · ");
+    const what = [alert.fc || alert.region, alert.order_id || alert.sku || alert.stage];
     const when = String(alert.decided_ts || "").slice(0, 16).replace("T", " ");
-    li.append(when ? `${what} · ${when}` : what);
+    li.append(spelt("span", what.filter(Boolean)), when ? ` · ${when}` : "");
     list.append(li);
   }
   if (!alerts.alerts.length) list.append(el("li", "muted", "no alert yet"));
