@@ -10,6 +10,8 @@ import json
 import socket
 import ssl
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -201,6 +203,33 @@ def test_a_password_that_passed_is_not_checked_with_bcrypt_again(monkeypatch):
     assert users.check(USER, PASSWORD) and users.check(USER, PASSWORD)
     assert len(calls) == 1, "the second from the cache"
     assert not users.check(USER, PASSWORD.upper()) and len(calls) == 2, "a wrong one is checked"
+
+
+def test_bcrypt_checks_run_one_at_a_time(monkeypatch):
+    """A burst of wrong passwords shared the cores among their checks, and a probe
+    or a cached login waited a minute for a core: the checks queue instead."""
+    users = Users({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))})
+    running, most, lock = [0], [0], threading.Lock()
+    checkpw = bcrypt.checkpw
+
+    def counted(*args: bytes) -> bool:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)  # a check long enough for the others to start theirs
+        try:
+            return checkpw(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(bcrypt, "checkpw", counted)
+    threads = [threading.Thread(target=users.check, args=(USER, f"wrong{n}")) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
 
 
 def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():

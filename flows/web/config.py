@@ -234,6 +234,9 @@ class Users:
     A bcrypt check costs ~50 ms by design; a page polling every few seconds and
     Prometheus scraping every 5 s would pay it each time, so the digests of
     credentials that passed are kept (as exporter-toolkit does), a bounded few.
+    One check runs at a time: a hundred wrong passwords at once each took a core
+    share, and a request that needs no check (a probe, a cached login) waited a
+    minute for its own; now they queue, and only those wait.
     """
 
     def __init__(self, users: dict[str, bytes]) -> None:
@@ -241,6 +244,7 @@ class Users:
         self.decoy = decoy(users.values())
         self._passed: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
+        self._hashing = threading.Lock()
 
     def check(self, user: str, password: str) -> bool:
         hashed = self.users.get(user)
@@ -251,7 +255,8 @@ class Users:
                 self._passed.move_to_end(key)
                 return True
         try:
-            matches = bcrypt.checkpw(secret, hashed or self.decoy)
+            with self._hashing:
+                matches = bcrypt.checkpw(secret, hashed or self.decoy)
         except ValueError:  # longer than bcrypt's 72 bytes
             return False
         if not matches or hashed is None:
