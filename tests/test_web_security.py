@@ -257,6 +257,10 @@ def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
         ("- a list", "the file must be a mapping"),
         ("basic_auth: {}", "unknown key 'basic_auth' in the file"),
         ("basic_auth_users: {u: secret}", "the password of user 'u' is not a bcrypt hash"),
+        ("basic_auth_users: {}", "basic_auth_users names no user"),  # served without auth
+        ("basic_auth_users:", "basic_auth_users names no user"),
+        ('basic_auth_users: {"": x}', "user '' cannot log in by basic auth"),
+        ('basic_auth_users: {"a:b": x}', "user 'a:b' cannot log in by basic auth"),
         ("tls_server_config: {cert_file: cert.pem}", "needs cert_file and key_file"),
         ("tls_server_config: {cert_file: no.pem, key_file: key.pem}", "cannot load"),
         (  # OpenSSL says only "PEM lib"
@@ -304,6 +308,9 @@ def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
         ('http_server_config: {headers: {"": b}}', "'' cannot be a configured header"),
         ("http_server_config: {headers: {X-A:: b}}", "'X-A:' cannot be a configured header"),
         ("http_server_config: {headers: {content-length: 0}}", "cannot be a configured header"),
+        ("http_server_config: {headers: {Vary: Cookie}}", "'Vary' cannot be a configured"),
+        ("http_server_config: {headers: {Date: x}}", "'Date' cannot be a configured header"),
+        ("http_server_config: {headers: {Set-Cookie: a=1}}", "cannot be a configured header"),
     ],
 )
 def test_a_bad_web_config_says_what_is_wrong(certs, text, message):

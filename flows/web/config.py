@@ -60,7 +60,8 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 # Headers that describe each answer's body or exchange: never configured.
 PER_ANSWER = {"content-length", "content-type", "content-encoding", "transfer-encoding"}
-PER_ANSWER |= {"connection", "allow", "www-authenticate"}
+PER_ANSWER |= {"connection", "allow", "www-authenticate", "vary", "date"}
+PER_ANSWER |= {"set-cookie", "location"}  # no answer here sets a cookie or redirects
 
 
 class WebConfigError(Exception):
@@ -109,6 +110,8 @@ def load(path: Path) -> WebConfig:
     tls = top.get("tls_server_config")
     http = _table(path, top.get("http_server_config") or {}, "http_server_config", {"headers"})
     headers = _table(path, http.get("headers") or {}, "headers", None)
+    if "basic_auth_users" in top and not top["basic_auth_users"]:  # every page open
+        raise WebConfigError(f"{path}: basic_auth_users names no user (remove it for none)")
     return WebConfig(
         tls=None if tls is None else _tls(path, where, tls),
         users=_users(path, top.get("basic_auth_users") or {}),
@@ -201,9 +204,13 @@ def _reason(exc: Exception) -> str:
 
 
 def _users(path: Path, data: Any) -> dict[str, bytes]:
+    """The users of `basic_auth_users`, each a name basic auth can send (RFC 7617:
+    not empty, and a colon would end it) with a bcrypt hash."""
     users = _table(path, data, "basic_auth_users", None)
     out = {}
     for user, hashed in users.items():
+        if not str(user) or ":" in str(user):
+            raise WebConfigError(f"{path}: user {user!r} cannot log in by basic auth")
         text = str(hashed or "").encode()
         try:
             bcrypt.checkpw(b"", text)
