@@ -506,13 +506,16 @@ def test_probes_and_pages_before_and_after_ready():
         assert fetch(base + "/")[0] == 200  # the page says it is restoring
         board.ready.set()
         assert fetch(base + "/-/ready")[0] == 200
+        assert api(base, "summary")["kafka_up"] is None  # no Kafka read
         kafka = Ledger(SOURCE_METRICS)
         kafka["cockpit_kafka_up"][()] = 0
         board.publish("kafka:t:0", kafka)
         code, _headers, body = fetch(base + "/-/ready")
         assert code == 503 and b"Kafka" in body
+        assert api(base, "summary")["kafka_up"] is False  # the page says so
         kafka["cockpit_kafka_up"][()] = 1
         assert fetch(base + "/-/ready")[0] == 200
+        assert api(base, "summary")["kafka_up"] is True
     finally:
         server.shutdown()
 

@@ -21,6 +21,7 @@ from selenium import webdriver
 from flows.exposition import Board
 from flows.ledger import Ledger
 from flows.metrics import METRICS
+from flows.runtime.pipeline import SOURCE_METRICS
 from flows.web.figures import TILES
 from flows.web.server import serve
 from tests.browser import (
@@ -295,6 +296,34 @@ def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(brows
         assert placed["time"] == " \u00b7 2026-12-07 06:04"
         assert [text for text, _right in placed["runs"]] == ["FC-\u202eRTL", "O<14>"]
         assert all(right <= placed["left"] + 0.5 for _text, right in placed["runs"]), placed
+        assert console_errors(browser) == []
+    finally:
+        server.shutdown()
+
+
+def test_the_page_says_when_kafka_is_unreachable(browser):
+    """The header said "live" in full colour while no event could come."""
+    board, kafka = Board(), Ledger(SOURCE_METRICS)
+    board.publish("kafka:t:0", kafka)
+    board.ready.set()
+    kafka["cockpit_kafka_up"][()] = 0
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+
+    def said() -> list[str]:
+        return browser.execute_script(
+            "const node = document.getElementById('connection');"
+            "return [node.textContent, node.dataset.state, getComputedStyle(node).color];"
+        )
+
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: said()[1] == "stale", 30, "the page to say Kafka is unreachable")
+        text, _state, colour = said()
+        assert text.startswith("Kafka unreachable: no new events · updated "), text
+        assert colour == "rgb(210, 153, 34)"  # the warning amber
+        kafka["cockpit_kafka_up"][()] = 1
+        wait_for(lambda: said()[0].startswith("live · updated "), 30, "the page to say live")
         assert console_errors(browser) == []
     finally:
         server.shutdown()

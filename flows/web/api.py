@@ -128,6 +128,12 @@ def _figure(figure: Figure, view: View) -> dict[str, Any]:
     }
 
 
+def kafka_up(board: Board) -> bool | None:
+    """Whether Kafka answers every reader of this process (None: it reads no Kafka)."""
+    up = board.totals().get("cockpit_kafka_up", {})
+    return None if not up else min(up.values()) >= 1
+
+
 class Api:
     """The endpoints, each a function of the query string to the `data` it answers."""
 
@@ -164,6 +170,7 @@ class Api:
                 "timestamp": watermark,
                 "lag_seconds": None if watermark is None else view.now - watermark,
             },
+            "kafka_up": kafka_up(self.board),
             "figures": figures,
             "tiles": [dataclasses.asdict(tile) for tile in TILES],
             "sample": self.history.latest(),

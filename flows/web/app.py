@@ -16,7 +16,7 @@ import orjson
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from flows.exposition import GZIP_LEVEL, Board, render
-from flows.web.api import Api, ApiError
+from flows.web.api import Api, ApiError, kafka_up
 from flows.web.config import Users
 
 STATIC = Path(__file__).parent / "static"
@@ -130,8 +130,7 @@ class App:
         """Ready once state is restored and input processed, while Kafka (if read) answers."""
         if not self.board.ready.is_set():
             return "503 Service Unavailable", _text(), b"opscockpit is restoring its state\n"
-        up = self.board.totals().get("cockpit_kafka_up", {})
-        if up and min(up.values()) < 1:
+        if kafka_up(self.board) is False:
             return "503 Service Unavailable", _text(), b"Kafka is unreachable\n"
         return "200 OK", _text(), b"opscockpit is ready\n"
 

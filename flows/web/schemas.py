@@ -118,6 +118,10 @@ def api_schemas() -> dict[str, dict[str, Any]]:
                     "watermark": _object(
                         {"timestamp": NUMBER_OR_NULL, "lag_seconds": NUMBER_OR_NULL}
                     ),
+                    "kafka_up": {
+                        "type": ["boolean", "null"],
+                        "description": "Kafka answers every reader (null: no Kafka is read).",
+                    },
                     "figures": {"type": "array", "items": FIGURE},
                     "tiles": {
                         "type": "array",

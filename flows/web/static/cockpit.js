@@ -390,7 +390,9 @@ async function poll() {
     await updateTrend(summary);
     draw(summary, alerts, items);
     state.lastOk = Date.now();
-    connection(`live · updated ${clockTime(summary.now, true)}`, "live");
+    const updated = `updated ${clockTime(summary.now, true)}`;
+    if (summary.kafka_up === false) connection(`Kafka unreachable: no new events · ${updated}`, "stale");
+    else connection(`live · ${updated}`, "live");
   } catch (error) {
     if (Date.now() - state.lastOk > STALE_MS) connection(`stale: ${error.message}; retrying`, "stale");
   } finally {
