@@ -103,6 +103,7 @@ def validate(name: str, answer: object) -> None:
         *("summary", "history", "items", "alerts", "settings", "history?since=0"),
         *("history?since=1796197000.25", "history?since=-1"),
         "items?limit=0100&offset=0000000000",
+        "items?limit=00001&offset=00000000001",  # leading zeros, as 01 was: were refused
         # Empty fields are nothing, as in Prometheus' API.
         *("items?limit=5&", "items?&limit=5&&offset=0", "alerts?&", "summary?&&"),
     ],
@@ -337,7 +338,6 @@ def test_no_published_items_is_an_empty_page():
         ("items?offset=%EF%BC%95", 400),
         ("alerts?limit=%EF%BC%95", 400),
         ("items?offset=" + "9" * 5000, 400),  # beyond int()'s digits
-        ("items?offset=00000000001", 400),
         ("alerts?limit=+5", 400),
         ("history?since=yesterday", 400),
         ("history?since=nan", 400),

@@ -74,11 +74,13 @@ class Query:
         if text is None:
             return default
         # ASCII digits only (isdigit() alone takes "²" and "٣", which int() refuses or
-        # reads), and no more of them than `high` has (int() refuses 5,000 digits).
-        digits = text.isascii() and text.isdigit() and len(text) <= len(str(high))
-        if not digits or not low <= int(text) <= high:
+        # reads), leading zeros aside no more of them than `high` has (int() refuses
+        # 5,000 digits).
+        value = text.lstrip("0") or "0"
+        digits = text.isascii() and text.isdigit() and len(value) <= len(str(high))
+        if not digits or not low <= int(value) <= high:
             raise bad(f"{name} must be an integer from {low} to {high}, not {text!r}")
-        return int(text)
+        return int(value)
 
     def number(self, name: str, default: float) -> float:
         text = self.one(name)
