@@ -80,16 +80,17 @@ def sku_health(
     bands: tuple[int, ...],  # units per age band, in the order of BANDS
 ) -> SkuHealth:
     """An item's record from its figures: demand per day over demand_days, and the
-    days its stock covers at that rate (None without demand)."""
-    demand_per_day = ordered / demand_days
+    days its stock covers at that rate (None without demand), each one division
+    of integers, rounded once (on hand ÷ demand per day gave 6.999999999999999 for
+    a cover of exactly 7)."""
     return SkuHealth(
         fc,
         sku,
         window_start,
         window_end,
         on_hand,
-        demand_per_day,
-        on_hand / demand_per_day if ordered else None,
+        ordered / demand_days,
+        on_hand * demand_days / ordered if ordered else None,
         safety_stock,
         states,
         AgeUnits(*bands),

@@ -144,6 +144,19 @@ def test_cover_at_the_lead_time_boundary_is_not_at_risk() -> None:
     }
 
 
+def test_a_cover_of_exactly_7_days_reads_7() -> None:
+    """9 on hand for 9 ordered in 7 days: 9 ÷ (9 / 7) rounded twice is
+    6.999999999999999, shown beside a state that is not at risk."""
+    e = Events()
+    run = Run().feed(
+        e.stowed("R1", on(0, 1), 9, sku="A"),
+        order(e, "O1", on(0, 2), "A", 9),
+        e.tick(after(1)),
+    )
+    assert health(run, "A", on(1))["cover_days"] == 7.0
+    assert gauges(run)["at_risk"] == 0
+
+
 def test_out_of_stock_needs_demand_and_alerts_once_while_it_holds() -> None:
     """C: picked without stock and never ordered: on hand -5, no demand, no state.
     D: ordered without stock: out of stock (and alerting) at its first close; still
@@ -569,7 +582,7 @@ def test_a_sku_health_record_is_written_as_orjson_would_write_its_object(on_hand
         "window_end": "2026-11-21T00:00:00.000Z",
         "on_hand": on_hand,
         "demand_per_day": ordered / 28,
-        "cover_days": on_hand / (ordered / 28) if ordered else None,
+        "cover_days": on_hand * 28 / ordered if ordered else None,
         "safety_stock": safety,
         "states": ["at_risk", "below_safety_stock"],
         "units_by_age": {"0-90": 1, "91-180": 2, "181-270": 3, "271-365": 4, "365+": 5},
