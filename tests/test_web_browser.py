@@ -10,6 +10,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -271,11 +272,9 @@ def test_a_figure_per_fc_is_coloured_as_its_rule_fires_per_fc(browser):
         server.shutdown()
 
 
-def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(browser):
-    """An fc spelt with U+202E (right-to-left override) reversed the rest of its
-    line: the order id and the time of an alert read backwards ("FC-24:40 70-21-6202
-    · <41>O · LTR"). Each event text is a bidi run of its own: the time stays whole,
-    to the right of the fc and the order id, and a table row's fc keeps to its cell."""
+@contextmanager
+def empty_page(browser: webdriver.Chrome) -> Iterator[None]:
+    """The page of a board with nothing on it, loaded: its functions to call."""
     board = Board()
     board.ready.set()
     port = free_port()
@@ -283,6 +282,18 @@ def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(brows
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         wait_for(lambda: browser.execute_script("return state.lastOk > 0"), 30, "the page")
+        yield
+        assert console_errors(browser) == []
+    finally:
+        server.shutdown()
+
+
+def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(browser):
+    """An fc spelt with U+202E (right-to-left override) reversed the rest of its
+    line: the order id and the time of an alert read backwards ("FC-24:40 70-21-6202
+    · <41>O · LTR"). Each event text is a bidi run of its own: the time stays whole,
+    to the right of the fc and the order id."""
+    with empty_page(browser):
         placed = browser.execute_script(
             "const list = alertList({alerts: [{alert: 'late_delivery', fc: 'FC-\u202eRTL',"
             " order_id: 'O<14>', decided_ts: '2026-12-07T06:04:00Z'}], total: 1});"
@@ -293,12 +304,25 @@ def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(brows
             "return {time: time.textContent, left: range.getBoundingClientRect().left,"
             " runs: [...li.querySelectorAll('bdi')].map((run) => [run.textContent, right(run)])};"
         )
-        assert placed["time"] == " \u00b7 2026-12-07 06:04"
-        assert [text for text, _right in placed["runs"]] == ["FC-\u202eRTL", "O<14>"]
-        assert all(right <= placed["left"] + 0.5 for _text, right in placed["runs"]), placed
-        assert console_errors(browser) == []
-    finally:
-        server.shutdown()
+    assert placed["time"] == " \u00b7 2026-12-07 06:04"
+    assert [text for text, _right in placed["runs"]] == ["FC-\u202eRTL", "O<14>"]
+    assert all(right <= placed["left"] + 0.5 for _text, right in placed["runs"]), placed
+
+
+def test_an_item_row_names_its_worst_state_only(browser):
+    """ "out of stock, below safety stock" left no room for the figures on a wall."""
+    with empty_page(browser):
+        row = browser.execute_script(
+            "const kind = itemList({items: [{fc: 'FC1', sku: 'S1', on_hand: 0, cover_days: 0,"
+            " states: ['out_of_stock', 'below_safety_stock']}], total: 1})"
+            ".querySelector('.kind');"
+            "return [kind.textContent, kind.title, kind.parentNode.textContent];"
+        )
+    assert row == [
+        "out of stock",
+        "out of stock, below safety stock",
+        "out of stockFC1 \u00b7 S1 \u00b7 0 on hand \u00b7 0.0 d cover",
+    ]
 
 
 def test_the_page_says_when_kafka_is_unreachable(browser):

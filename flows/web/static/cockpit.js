@@ -270,7 +270,11 @@ function itemList(items) {
   for (const item of items.items) {
     const li = el("li", "row");
     li.dataset.sku = item.sku;
-    li.append(el("span", "kind", item.states.join(", ").replace(/_/g, " ")));
+    // The worst state only (the API lists them all, worst first): "out of stock,
+    // below safety stock" left no room for the figures on a wall.
+    const worst = el("span", "kind", (item.states[0] || "").replace(/_/g, " "));
+    worst.title = item.states.join(", ").replace(/_/g, " ");
+    li.append(worst);
     const cover = item.cover_days === null ? "no demand" : `${number(item.cover_days, 1)} d cover`;
     li.append(spelt("span", [item.fc, item.sku]), ` · ${number(item.on_hand, 0)} on hand · ${cover}`);
     list.append(li);
