@@ -55,6 +55,21 @@ def test_a_deadline_fires_at_the_event_that_takes_w_exactly_past_it():
     ]
 
 
+def test_a_deadline_already_passed_when_its_order_comes_fires_at_that_event():
+    """An order placed at W whose ship-by lies 1 µs before W is breached at once:
+    its `decided_ts` is that W, not the W of the next event of the batch."""
+    e = Events()
+    run = Run().feed(
+        e.tick(at(20)),  # W = 08:19:00
+        e.placed("O1", at(19), at(19, us=-1), at(3000)),
+        e.tick(at(25)),
+    )
+    alerts = run.records("alert")
+    assert [(a["alert"], a["decided_ts"]) for a in alerts] == [
+        ("ship_sla_breach", format_time(us(at(19))))
+    ]
+
+
 def test_a_partition_back_from_idle_is_late_below_w_not_only_below_its_own_max():
     """Contract §2: from Kafka an event is late below its own partition's
     watermark *or below W*, which is ahead of it after the partition idled."""
@@ -104,6 +119,27 @@ def test_ids_are_remembered_until_the_horizon():
     assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
 
 
+def test_an_id_is_remembered_across_batches_for_24_hours_of_event_time():
+    """Contract §2: ids are remembered for at least 24 h of event time. An id seen
+    at 08:59 is still known in a later batch at W = 08:30 the next day (23 h 31 min
+    on): a duplicate, which the duplicate check finds before the lateness one."""
+    e = Events()
+    first = e.adjusted(at(59), 5)
+    run = Run().feed(first).feed(e.tick(at(24 * 60 + 31))).feed(first)
+    assert run.value("cockpit_events_duplicate_total", "inventory.adjusted") == 1
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 0
+
+
+def test_a_late_event_within_24_hours_of_w_is_remembered():
+    """A late event's id is remembered too: one at 09:45, 23 h 45 min before
+    W = 09:30 the next day, sent twice is late once and a duplicate once."""
+    e = Events()
+    late = e.adjusted(at(105), 5)
+    run = Run().feed(e.tick(at(24 * 60 + 91)), late, late)
+    assert run.value("cockpit_events_late_total", "inventory.adjusted") == 1
+    assert run.value("cockpit_events_duplicate_total", "inventory.adjusted") == 1
+
+
 def test_rejects_go_to_the_dead_letter_output_with_reason():
     run = Run().feed(b"not json", b'{"type": "nope"}', b'{"type": "order.shipped"}', b"\xff")
     reasons = [r["reason"] for r in run.records("dlq")]
@@ -138,6 +174,26 @@ def test_watermark_is_the_minimum_over_partitions_that_are_not_idle():
     assert run.shard.watermark == us(at(100))
 
 
+def test_a_partition_that_idled_holds_w_again_once_it_reads_or_says_it_is_active():
+    """Contract §2: W is the minimum over the partitions that are *not idle*. An idle
+    partition that delivers an event, or whose reader reports it active, counts
+    again: W (never going back) waits for it instead of following the other."""
+    config = EngineConfig(sources=("a", "b"))
+    e = Events()
+    run = Run(config)
+    run.shard.process("a", [decode(e.tick(at(100)))])
+    run.shard.mark("b", us(at(0)), idle=True)
+    assert run.shard.watermark == us(at(99))
+    run.shard.process("b", [decode(e.tick(at(99, seconds=30)))])  # b active again
+    run.shard.process("a", [decode(e.tick(at(200)))])
+    assert run.shard.watermark == us(at(99))  # held by b (its max - 60 s is below)
+    run.shard.mark("b", us(at(99, seconds=30)), idle=True)
+    assert run.shard.watermark == us(at(199))
+    run.shard.mark("b", us(at(99, seconds=30)), idle=False)  # its reader has a backlog
+    run.shard.process("a", [decode(e.tick(at(300)))])
+    assert run.shard.watermark == us(at(199))
+
+
 def test_a_stale_progress_report_does_not_take_a_partition_back():
     """A partition's largest ts only grows: a report below what the shard knows
     holds neither W nor that partition's lateness back."""
@@ -169,6 +225,28 @@ def test_a_restored_shard_counts_no_partition_idle_until_its_reader_says_so():
     assert again.value("cockpit_events_late_total", "page.viewed") == 0
     again.shard.mark("a", us(at(101)), idle=True)  # a caught up and idle again
     assert again.shard.watermark == us(at(599))
+
+
+def test_a_restored_shard_ends_a_finite_input_at_its_largest_accepted_ts():
+    """Contract §2: at the end of a finite input W becomes the largest accepted ts,
+    also when that event came before the snapshot: a ship-by 30 s before it passes."""
+    e = Events()
+    run = Run().feed(e.placed("O1", at(0), at(99, seconds=30), at(3000)), e.tick(at(100)))
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 0  # W = 09:39
+    again = run.restored().finish()
+    assert again.shard.watermark == us(at(100))
+    assert again.value("cockpit_ship_sla_breaches_total", "FC1") == 1
+
+
+def test_the_combine_stage_keeps_each_shards_w_across_a_snapshot():
+    """The least W over shards is the `decided_ts` of window KPIs: a restored
+    combine stage knows each shard's W, not only how far it closed windows."""
+    e = Events()
+    run = Run(shards=("0", "1"))
+    run.feed(e.tick(at(100)), shard="0").feed(e.tick(at(130)), shard="1")
+    again = run.restored()
+    assert again.combine.progress == {"0": us(at(60)), "1": us(at(120))}
+    assert again.combine.watermarks == {"0": us(at(99)), "1": us(at(129))}
 
 
 # --- labels and state
@@ -307,6 +385,25 @@ def test_timers_come_out_in_when_slot_key_order_however_they_were_set(steps) -> 
         assert fired == expected
     assert len(timers) == len(pending)
     assert sorted((t.when, t.slot, t.key) for t in timers.export()) == sorted(pending)
+
+
+def test_timers_at_one_time_come_out_by_slot_across_the_late_heap_and_a_far_bucket() -> None:
+    """A timer set for exactly the end of the bucket W last reached waits in the
+    next bucket, with the timers already there, so that timers at one time still
+    come out by slot whichever was set first."""
+    from flows.runtime.consts import TIMER_BUCKET
+    from flows.runtime.core import Timer, Timers
+
+    timers = Timers()
+    timers.push(Timer(TIMER_BUCKET, 1, "k"))  # in the bucket after the first
+    timers.push(Timer(5, 0, "k"))
+    first = timers.due(10)  # W reaches the first bucket: it ends at TIMER_BUCKET
+    assert first is not None and (first.when, first.slot) == (5, 0)
+    timers.push(Timer(TIMER_BUCKET, 5, "k"))
+    fired = []
+    while (timer := timers.due(TIMER_BUCKET)) is not None:
+        fired.append((timer.when, timer.slot))
+    assert fired == [(TIMER_BUCKET, 1), (TIMER_BUCKET, 5)]
 
 
 def test_a_histogram_counts_a_value_at_a_bound_in_that_bound_and_keeps_the_exact_sum() -> None:

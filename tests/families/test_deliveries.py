@@ -59,3 +59,19 @@ def test_an_order_cancelled_by_its_delivery_promise_is_not_late(cancelled, late)
     assert run.value("cockpit_late_deliveries_total", "east") == late
     assert run.value("cockpit_orders_past_delivery_promise", "east") == 0
     assert run.orders() == {}
+
+
+def test_a_delivery_at_the_promise_arriving_when_w_reaches_it_is_on_time():
+    """Dd passes when W > Dd (contract §2): at W = Dd a delivery at Dd may still
+    come, and it is on time (contract §3.1); nothing was late meanwhile."""
+    e = Events()
+    run = Run().feed(
+        e.placed("O1", at(0), at(60), at(120)), e.shipped("O1", at(30)), e.tick(at(121))
+    )  # W = Dd
+    assert run.value("cockpit_late_deliveries_total", "east") == 0
+    assert run.value("cockpit_orders_past_delivery_promise", "east") == 0
+    run.feed(e.delivered("O1", at(120)), e.tick(at(300)))
+    assert run.value("cockpit_late_deliveries_total", "east") == 0
+    assert run.value("cockpit_deliveries_total", ("east", "true")) == 1
+    assert run.value("cockpit_deliveries_total", ("east", "false")) == 0
+    assert ("late_delivery", "O1") not in run.alerts()

@@ -191,6 +191,29 @@ def test_each_held_event_is_dropped_at_its_own_horizon_in_any_arrival_order(earl
     assert cycle[-1] == -86400 * 10**6 + 3  # whole µs  # from the later shipment
 
 
+def test_a_held_event_is_kept_while_w_is_at_its_horizon_and_dropped_once_w_passes_it():
+    """A held event is dropped when W passes its ts + 24 h, not when W reaches it:
+    the earlier event's timer, firing at that W, leaves the later one held."""
+    e = Events()
+    run = Run().feed(e.cancelled("O1", at(0, us=-1)), e.shipped("O1", at(0)))
+    run.feed(e.tick(at(1, days=1)))  # W = ts of the shipment + 24 h
+    assert run.value("cockpit_orphan_events_total", "order.cancelled") == 1
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 0
+    run.feed(e.tick(at(1, days=1, us=1)))
+    assert run.value("cockpit_orphan_events_total", "order.shipped") == 1
+
+
+def test_a_ship_promise_at_the_last_ts_of_a_finite_input_has_not_passed():
+    """At the end of a finite input W becomes the largest accepted ts (contract §2),
+    and S passes only when W > S: a promise at that ts is not breached."""
+    e = Events()
+    run = Run().feed(e.placed("O1", at(0), at(10), at(3000)), e.tick(at(10))).finish()
+    assert run.shard.watermark == us(at(10))
+    assert run.value("cockpit_ship_sla_breaches_total", "FC1") == 0
+    assert run.value("cockpit_orders_past_ship_promise", "FC1") == 0
+    assert ("ship_sla_breach", "O1") not in run.alerts()
+
+
 def test_a_per_order_alert_names_the_fc_and_region_a_label_cap_folded():
     """One value per label: O2's fc and region fold into `other` in the metrics, but
     its alerts, records of one order, name them as its events do."""
