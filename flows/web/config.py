@@ -153,7 +153,7 @@ def _tls(path: Path, where: Path, data: Any) -> ssl.SSLContext:
                 f"{path}: max_version {tls['max_version']} is below "
                 f"min_version {tls.get('min_version', 'TLS12')}: no TLS version is left"
             )
-    cert, key = (where / str(tls[name]) for name in ("cert_file", "key_file"))
+    cert, key = (_regular(path, name, where / str(tls[name])) for name in ("cert_file", "key_file"))
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
@@ -169,12 +169,20 @@ def _tls(path: Path, where: Path, data: Any) -> ssl.SSLContext:
     if context.verify_mode != ssl.CERT_NONE:
         if not tls.get("client_ca_file"):
             raise WebConfigError(f"{path}: client_auth_type {auth} needs client_ca_file")
-        ca = where / str(tls["client_ca_file"])
+        ca = _regular(path, "client_ca_file", where / str(tls["client_ca_file"]))
         try:
             context.load_verify_locations(ca)
         except (OSError, ssl.SSLError) as exc:
             raise WebConfigError(f"{path}: cannot load {ca}: {_reason(exc)}") from None
     return context
+
+
+def _regular(path: Path, name: str, file: Path) -> Path:
+    """A file to load, refused if it is there but no regular file: OpenSSL read
+    /dev/zero (or waited on a pipe) for ever, and the start hung without a word."""
+    if file.exists() and not file.is_file():
+        raise WebConfigError(f"{path}: {name} {file} is not a regular file")
+    return file
 
 
 def _misplaced(cert: Path, key: Path) -> str | None:

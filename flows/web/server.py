@@ -66,7 +66,7 @@ class _HeaderReader:
 
 class _QuietHandler(WSGIRequestHandler):
     timeout = TIMEOUT_S
-    raw_requestline: bytes  # set by handle_one_request (not in the stubs)
+    raw_requestline: bytes  # read by handle() before parse_request (not in the stubs)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and page polls are not worth a log line each."""
