@@ -216,6 +216,15 @@ def test_times_at_the_ends_of_the_calendar_have_an_instance(zone, moment):
     assert calendar.instance_at(found.end_us).start_us == found.end_us
 
 
+def test_past_the_end_of_the_calendar_a_zone_keeps_its_offset():
+    """Kiritimati is UTC+14 in year 9999 and stays so past it: at 12:00 UTC on
+    31 December 9999 it is 02:00 on 1 January 10000 there, in the night shift."""
+    calendar = Calendar.from_settings("Pacific/Kiritimati", DEFAULT_SHIFTS)
+    assert calendar.instance_at(at("9999-12-31T12:00:00Z")) == shift(
+        "night", "9999-12-31T08:00:00Z", "9999-12-31T16:00:00Z"
+    )
+
+
 def test_instances_over_more_days_than_are_kept_stay_right():
     calendar = Calendar.from_settings("Europe/Berlin", DEFAULT_SHIFTS)
     years = calendar.instances(at("2026-01-01T00:00:00Z"), at("2029-01-01T00:00:00Z"))
@@ -223,6 +232,15 @@ def test_instances_over_more_days_than_are_kept_stay_right():
     assert all(a.end_us == b.start_us for a, b in pairwise(years))
     assert len(calendar._local_days) <= CACHED_DAYS and len(calendar._utc_days) <= CACHED_DAYS
     assert calendar.instance_at(at("2026-03-29T00:00:00Z")).hours == 7
+
+
+def test_at_most_cached_days_are_kept():
+    calendar = Calendar.from_settings("UTC", (("day", "00:00"),))
+    noon = at("2026-01-01T12:00:00Z")
+    for day in range(CACHED_DAYS + 1):
+        calendar.instance_at(noon + day * 24 * 3600 * 10**6)
+    assert len(calendar._utc_days) <= CACHED_DAYS
+    assert len(calendar._local_days) <= CACHED_DAYS
 
 
 def test_each_fc_has_its_own_calendar_or_the_default():
@@ -253,6 +271,7 @@ def test_each_fc_has_its_own_calendar_or_the_default():
         ("Mars/Olympus_Mons", DEFAULT_SHIFTS, "unknown time zone 'Mars/Olympus_Mons'"),
         ("../../etc/passwd", DEFAULT_SHIFTS, "unknown time zone"),
         ("", DEFAULT_SHIFTS, "unknown time zone"),
+        ("Europe", DEFAULT_SHIFTS, "unknown time zone 'Europe'"),  # a folder of zones
         ("UTC", (("early", "24:00"),), "not a local start time HH:MM"),
         ("UTC", (("early", "6:00"),), "not a local start time HH:MM"),
         ("UTC", (("early", "06:00:00"),), "not a local start time HH:MM"),

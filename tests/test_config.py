@@ -173,12 +173,20 @@ def test_the_default_calendar_and_a_per_fc_calendar(tmp_path):
     assert KpiSettings().calendar("FC-NYC") == ("UTC", DEFAULT_SHIFTS), "without a file"
 
 
+def test_an_fc_with_only_its_own_shifts_keeps_the_default_time_zone(tmp_path):
+    text = 'time_zone = "Europe/Berlin"\n[fc.X.shifts]\nday = "08:00"\n'
+    kpi = load_config(config_file(tmp_path, text)).kpi
+    assert kpi.calendar("X") == ("Europe/Berlin", (("day", "08:00"),))
+    assert kpi.calendar("Y") == ("Europe/Berlin", DEFAULT_SHIFTS)
+
+
 BAD = [
     # unknown keys, at every level
     ("demand_dayz = 7", "demand_dayz: unknown key"),
     ("idle_timeout = '30s'", "idle_timeout: unknown key"),
     ('[fc."FC-1"]\nlead_time = 3', "fc.FC-1.lead_time: unknown key"),
     ('[fc."FC 1"]\nspike_days = 3', 'fc."FC 1".spike_days: unknown key'),
+    ("[fc.X]\ndemand_days = 3", "fc.X.demand_days: unknown key"),
     ('[fc.X.shifts]\nearly = "06:00"\ntime_zone = "UTC"', "fc.X.shifts.time_zone: not a local"),
     ("[shifts.early]\nstart = '06:00'", "shifts.early: must be a local start time"),
     # wrong types
@@ -200,6 +208,9 @@ BAD = [
     ("demand_days = 0", "demand_days: must be an integer from 1 to 36500, not 0"),
     ("safety_days = -3", "safety_days: must be an integer from 1"),
     ("spike_days = 36501", "spike_days: must be an integer from 1 to 36500"),
+    ("demand_days = 36501", "demand_days: must be an integer from 1 to 36500"),
+    ("safety_days = 36501", "safety_days: must be an integer from 1 to 36500"),
+    ("excess_days = 36500.5", "excess_days: must be greater than 0 and at most 36500"),
     ("lead_time_days = 1e9", "lead_time_days: must be greater than 0 and at most 36500"),
     # integers where integers are required
     ("demand_days = 7.5", "demand_days: must be an integer, not 7.5"),
@@ -208,19 +219,23 @@ BAD = [
     ("spike_min_units = 0", "spike_min_units: must be an integer from 1"),
     ("bottleneck_min = -1", "bottleneck_min: must be an integer from 0"),
     ("max_label_values = 0", "max_label_values: must be an integer from 1"),
+    ("batch_size = 0", "batch_size: must be an integer from 1"),
     ("max_event_bytes = 9223372036854775808", "max_event_bytes: must be an integer from 1"),
     ("batch_size = 1.5", "batch_size: must be an integer, not 1.5"),
     # other numbers
     ("service_level = 1", "service_level: must be between 0 and 1 (exclusive), not 1"),
-    ("service_level = 0.0", "service_level: must be between 0 and 1"),
+    ("service_level = 0.0", "service_level: must be between 0 and 1 (exclusive), not 0.0"),
     ("service_level = 1.5", "service_level: must be between 0 and 1"),
     ("spike_factor = inf", "spike_factor: must be a finite number, not inf"),
     ("conversion_minutes = nan", "conversion_minutes: must be a finite number"),
     ("conversion_minutes = 0", "conversion_minutes: must be greater than 0"),
+    # 36500 days of minutes, as every duration
+    ("conversion_minutes = 52560001", "conversion_minutes: must be greater than 0 and at most"),
     # time zones
     ('time_zone = "Mars/Olympus_Mons"', "time_zone: unknown time zone 'Mars/Olympus_Mons'"),
     ('time_zone = "utc"', "time_zone: unknown time zone 'utc'"),
     ('time_zone = "/etc/localtime"', "time_zone: unknown time zone"),
+    ('time_zone = "Europe"', "time_zone: unknown time zone 'Europe'"),
     ('[fc.X]\ntime_zone = "Europe/Berlyn"', "fc.X.time_zone: unknown time zone 'Europe/Berlyn'"),
     # shift starts and tables
     ('[shifts]\nearly = "24:00"', "shifts.early: not a local start time HH:MM (00:00-23:59)"),
@@ -238,6 +253,7 @@ BAD = [
     ('lateness = "soon"', "lateness: not a duration: 'soon'"),
     ("lateness = -1", "lateness: must not be negative, not -1"),
     ('retention = "36501d"', "retention: must be at most 36500d"),
+    ("retention = 3153600001", "retention: must be at most 36500d"),
     # not TOML
     ("demand_days = \nsafety_days = 3", "invalid TOML: Invalid value (at line 1, column 15)"),
     ("demand_days = 7\ndemand_days = 8", "invalid TOML: Cannot overwrite a value"),
