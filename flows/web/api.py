@@ -20,7 +20,7 @@ from flows.published import ITEM_STATES, Item
 from flows.schemas import ALERT_KINDS
 from flows.settings import Settings
 from flows.timeutil import format_time
-from flows.web.figures import BY_ID, FIGURES, TILES, Figure, View
+from flows.web.figures import BY_ID, FIGURES, TILES, Figure, Totals, View
 from flows.web.history import History
 
 MAX_LIMIT = 1000
@@ -130,9 +130,10 @@ def _figure(figure: Figure, view: View) -> dict[str, Any]:
     }
 
 
-def kafka_up(board: Board) -> bool | None:
-    """Whether Kafka answers every reader of this process (None: it reads no Kafka)."""
-    up = board.totals().get("cockpit_kafka_up", {})
+def kafka_up(totals: Totals) -> bool | None:
+    """Whether Kafka answers every reader of this process (None: it reads no Kafka),
+    from the board's totals."""
+    up = totals.get("cockpit_kafka_up", {})
     return None if not up else min(up.values()) >= 1
 
 
@@ -172,7 +173,7 @@ class Api:
                 "timestamp": watermark,
                 "lag_seconds": None if watermark is None else view.now - watermark,
             },
-            "kafka_up": kafka_up(self.board),
+            "kafka_up": kafka_up(view.totals),
             "figures": figures,
             "tiles": [dataclasses.asdict(tile) for tile in TILES],
             "sample": self.history.latest(),

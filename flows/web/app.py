@@ -130,7 +130,7 @@ class App:
         """Ready once state is restored and input processed, while Kafka (if read) answers."""
         if not self.board.ready.is_set():
             return "503 Service Unavailable", _text(), b"opscockpit is restoring its state\n"
-        if kafka_up(self.board) is False:
+        if kafka_up(self.board.totals()) is False:
             return "503 Service Unavailable", _text(), b"Kafka is unreachable\n"
         return "200 OK", _text(), b"opscockpit is ready\n"
 
