@@ -7,11 +7,12 @@ import reprlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from tests.kafka_broker import free_port
 from tests.reference import Samples, parse_exposition
@@ -35,6 +36,36 @@ def opscockpit(
     if check and result.returncode != 0:
         raise AssertionError(f"opscockpit {' '.join(args)} failed: {result.stderr.decode()}")
     return result
+
+
+def stderr_lines(
+    process: subprocess.Popen[bytes], needle: str, count: int, timeout: float = 120
+) -> list[str]:
+    """The first `count` lines of a process's stderr that contain `needle`; fails with
+    all it wrote if they do not come within `timeout` s or it exits first (a plain
+    loop over stderr waits for ever on a process that hangs)."""
+    assert process.stderr is not None
+    written: list[str] = []
+    found: list[str] = []
+    done = threading.Event()
+
+    def read(stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace")
+            written.append(line)
+            if needle in line:
+                found.append(line)
+            if len(found) >= count:
+                break
+        done.set()
+
+    threading.Thread(target=read, args=(process.stderr,), daemon=True).start()
+    if not done.wait(timeout) or len(found) < count:
+        raise AssertionError(
+            f"{len(found)} of {count} lines with {needle!r} in {timeout:.0f} s"
+            f" (exit status {process.poll()}); stderr:\n{''.join(written)}"
+        )
+    return found[:count]
 
 
 def metrics_text(port: int) -> str:

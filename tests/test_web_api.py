@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,7 @@ from flows.web.figures import BY_ID, TILES, WORST
 from flows.web.schemas import api_schemas
 from flows.web.server import serve
 from tests.kafka_broker import free_port
-from tests.processes import opscockpit
+from tests.processes import opscockpit, stderr_lines
 from tests.reference import parse_exposition
 from tests.web import api, expected_figures, fetch, figure_differences
 
@@ -555,11 +554,8 @@ def test_the_startup_line_names_the_bound_port_when_asked_for_any(processes):
         stderr=subprocess.PIPE,
     )
     try:
-        assert process.stderr is not None
-        lines = (line.decode() for line in process.stderr)  # ends if the process does
-        serving = (line for line in lines if "serving metrics" in line)
         ports = []
-        for line in islice(serving, processes):
+        for line in stderr_lines(process, "serving metrics", processes):
             found = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
             assert found and int(found[1]) > 1024, line
             ports.append(found[1])
