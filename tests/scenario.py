@@ -43,7 +43,12 @@ class Events:
 
     def __call__(self, kind: str, ts: str, event_id: str | None = None, **fields: Any) -> bytes:
         self.count += 1
-        event = {"event_id": event_id or f"e{self.count}", "type": kind, "ts": ts, **fields}
+        event = {
+            "event_id": f"e{self.count}" if event_id is None else event_id,
+            "type": kind,
+            "ts": ts,
+            **fields,
+        }
         return orjson.dumps(event)
 
     def placed(
@@ -108,8 +113,10 @@ class Events:
     ) -> bytes:
         return self("inventory.picked", ts, order_id=order, fc=fc, sku=sku, qty=qty)
 
-    def adjusted(self, ts: str, delta: int, *, fc: str = "FC1", sku: str = "S1") -> bytes:
-        return self("inventory.adjusted", ts, fc=fc, sku=sku, delta=delta)
+    def adjusted(
+        self, ts: str, delta: int, *, fc: str = "FC1", sku: str = "S1", event_id: str | None = None
+    ) -> bytes:
+        return self("inventory.adjusted", ts, event_id, fc=fc, sku=sku, delta=delta)
 
     def tick(self, ts: str) -> bytes:
         """An unrelated event that only moves the watermark."""

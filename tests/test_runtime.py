@@ -473,3 +473,18 @@ def test_a_shard_has_one_histogram_per_metric() -> None:
     first.flush()
     assert shard.series(CYCLE)["FC9"][-1] == 7_750_000  # whole µs
     assert sum(shard.series(CYCLE)["FC9"][:-1]) == 2
+
+
+def test_an_empty_id_is_an_id_like_any_other():
+    """The contract asks for string ids and sets no length (README, Checks): an empty
+    `event_id` is remembered, and an empty `order_id` is an order that ships."""
+    e = Events()
+    run = Run().feed(
+        e.placed("", at(0), at(600), at(3000), event_id=""),
+        e.adjusted(at(1), 5, event_id=""),
+        e.shipped("", at(2)),
+    )
+    run.finish()
+    assert run.value("cockpit_events_total", "order.placed") == 1
+    assert run.value("cockpit_events_duplicate_total", "inventory.adjusted") == 1
+    assert run.value("cockpit_orders_shipped_total", ("FC1", "true")) == 1
