@@ -8,7 +8,7 @@ pass over the series, whatever the event rate.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +32,9 @@ class Board:
         self._ledgers: dict[str, Ledger] = {}
         self._items: dict[str, ItemSource] = {}
         self._lock = threading.Lock()
+        # The sources' latest lists, and their items worst first.
+        self._ranked: tuple[list[Iterable[Item]], list[Item]] = ([], [])
+        self._ranking = threading.Lock()
         self.ready = threading.Event()
         self.exposition = Exposition()
         self.alerts = RecentAlerts(ALERTS_KEPT)
@@ -48,10 +51,18 @@ class Board:
             self._items[owner] = source
 
     def items(self) -> list[Item]:
-        """Every published item of this process, in no particular order."""
+        """Every published item of this process, worst first (`Item.severity`).
+        Sorted again only when a source returns another list: each poll of each
+        wall display sorted them all (18k items: 43 ms)."""
         with self._lock:
             sources = list(self._items.values())
-        return [item for source in sources for item in source()]
+        lists = [source() for source in sources]
+        with self._ranking:
+            known, ranked = self._ranked
+            if list(map(id, known)) != list(map(id, lists)):  # `known` keeps its ids taken
+                ranked = sorted((item for items in lists for item in items), key=Item.severity)
+                self._ranked = lists, ranked
+        return ranked
 
     def totals(self) -> dict[str, dict[Any, Any]]:
         """Every series summed over the ledgers of this process."""

@@ -41,8 +41,9 @@ class Item:
         return (rank, cover, -self.demand_per_day, self.fc, self.sku)
 
 
-# Called from the HTTP server's threads: it must return a snapshot (a new list),
-# never a view the dataflow goes on changing.
+# Called from the HTTP server's threads: it must return a snapshot, never a view the
+# dataflow goes on changing; the same snapshot while nothing changed (`Board.items`
+# sorts again only what is new).
 ItemSource = Callable[[], Iterable[Item]]
 
 

@@ -4,6 +4,7 @@ against the exposition, items paging and filters, bad parameters, thresholds."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import operator
 import re
@@ -300,6 +301,19 @@ def test_items_are_paged_worst_first(items_only):
     assert states["risk-fast"] == ["at_risk", "below_safety_stock"]
 
 
+def test_the_board_sorts_items_again_only_when_a_source_gives_another_list():
+    """Each poll of each wall display sorted every item: now only a new list is."""
+    board = Board()
+    first, second = list(ITEMS[:4]), list(ITEMS[4:])
+    board.publish_items("a", lambda: first)
+    board.publish_items("b", lambda: second)
+    ranked = board.items()
+    assert [i.sku for i in ranked] == WORST_FIRST
+    assert board.items() is ranked
+    second = [*second, item("FC-C", "oos-new", -9, 1.0, "out_of_stock")]  # the least cover
+    assert [i.sku for i in board.items()] == ["oos-new", *WORST_FIRST]
+
+
 def test_no_published_items_is_an_empty_page():
     board = Board()
     board.ready.set()
@@ -399,6 +413,55 @@ def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes,
     error = json.loads(body)
     validate("error", error)
     assert error["errorType"] == "bad_data"
+
+
+def test_one_connection_carries_request_after_request(served):
+    """HTTP/1.1 keep-alive: the page's three requests a poll, and scrapes, reuse one
+    connection (wsgiref answered HTTP/1.0 and closed each)."""
+    host, port = served.base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        answers, sockets = [], set()
+        for method, path in [
+            ("GET", "/api/v1/summary"),
+            ("GET", "/api/v1/alerts?limit=8"),
+            ("HEAD", "/metrics"),
+            ("GET", "/metrics"),
+            ("GET", "/api/v1/nope"),
+            ("GET", "/"),
+        ]:
+            conn.request(method, path)
+            response = conn.getresponse()
+            body = response.read()
+            assert len(body) == (0 if method == "HEAD" else int(response.headers["Content-Length"]))
+            answers.append((response.version, response.status, response.headers["Connection"]))
+            sockets.add(id(conn.sock))
+        assert answers == [(11, 200, None)] * 4 + [(11, 404, None), (11, 200, None)]
+        assert len(sockets) == 1 and conn.sock is not None
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("last", "answers"),
+    [
+        (b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n", 3),
+        (b"GET /-/healthy HTTP/1.0\r\n\r\n", 3),
+        (b"POST /-/healthy HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 3),  # a 405
+        (b"GET /-/healthy HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 3),
+        (b"GET /-/healthy HTTP/1.1 x\r\n\r\n", 3),  # a 400
+    ],
+)
+def test_a_connection_ends_where_its_client_or_its_last_request_says(served, last, answers):
+    """Pipelined requests are answered in turn; the connection closes after one that
+    asks to, one of HTTP/1.0, one with a body (which nothing reads), or a bad one."""
+    host, port = served.base.removeprefix("http://").split(":")
+    healthy = b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(healthy + healthy + last + healthy)
+        stream = b"".join(iter(lambda: conn.recv(65536), b""))  # ends: the server closed
+    assert stream.count(b"HTTP/1.") == answers
+    assert stream.count(b"\r\nConnection: close\r\n") == 1
 
 
 @pytest.mark.parametrize(

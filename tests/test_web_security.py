@@ -5,7 +5,9 @@ stack's docker/prometheus/prometheus.secure.yml does."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import http.client
 import json
 import socket
 import ssl
@@ -131,6 +133,27 @@ def test_nothing_answers_without_the_right_password(certs):
         }
         data = json.loads(fetch(base + "/api/v1/settings", USER, PASSWORD, context=context)[2])
         assert data["data"]["web"] == {"tls": True, "basic_auth": True}
+
+
+def test_one_tls_connection_carries_request_after_request(certs):
+    """Keep-alive over TLS: one handshake for every poll, a refused one included."""
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    with secured(certs) as base:
+        host, port = base.removeprefix("https://").split(":")
+        conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=certs.trusting())
+        try:
+            statuses, sockets = [], set()
+            for auth in (True, False, True):
+                headers = {"Authorization": f"Basic {token}"} if auth else {}
+                conn.request("GET", "/api/v1/summary", headers=headers)
+                response = conn.getresponse()
+                response.read()
+                statuses.append((response.version, response.status))
+                sockets.add(id(conn.sock))
+            assert statuses == [(11, 200), (11, 401), (11, 200)]
+            assert len(sockets) == 1 and conn.sock is not None
+        finally:
+            conn.close()
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,8 @@ cdef class ItemHealth:
     cdef public dict checks
     cdef public Demand demand
     cdef public long long closed, demand_span, keep_windows
+    cdef public object shown
+    cdef public long long shown_as_of
     cdef public double z
     cdef public core.Counts tracked, by_age, stockouts, spikes
     cdef public tuple states

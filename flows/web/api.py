@@ -192,14 +192,11 @@ class Api:
         states = set(query.choices("state", ITEM_STATES))
         limit = query.integer("limit", 100, 1, MAX_LIMIT)
         offset = query.integer("offset", 0, 0, 10**9)
-        chosen = sorted(
-            (
-                item
-                for item in self.board.items()
-                if (not fcs or item.fc in fcs) and (not states or states & set(item.states))
-            ),
-            key=Item.severity,
-        )
+        chosen = [
+            item
+            for item in self.board.items()
+            if (not fcs or item.fc in fcs) and (not states or states.intersection(item.states))
+        ]
         return {
             "total": len(chosen),
             "offset": offset,

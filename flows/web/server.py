@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from io import BufferedIOBase
-from typing import Any, cast
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from typing import IO, Any, cast
+from wsgiref.headers import Headers
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.exposition import ThreadingWSGIServer
 
@@ -64,9 +65,67 @@ class _HeaderReader:
         return line
 
 
+class _Answer(ServerHandler):
+    """One answer, as HTTP/1.1, saying when its connection then closes (wsgiref's
+    answered HTTP/1.0: every poll of the page and every scrape was a new connection,
+    and with TLS a new handshake)."""
+
+    http_version = "1.1"
+    request_handler: _QuietHandler
+    headers: Headers  # set by start_response (not in the stubs)
+
+    def cleanup_headers(self) -> None:
+        super().cleanup_headers()
+        if self.request_handler.close_connection:
+            self.headers["Connection"] = "close"
+
+    def handle_error(self) -> None:
+        """An answer that failed may have been cut short: its connection ends with it."""
+        self.request_handler.close_connection = True
+        super().handle_error()
+
+
 class _QuietHandler(WSGIRequestHandler):
-    timeout = TIMEOUT_S
+    timeout = TIMEOUT_S  # also how long an idle kept-alive connection stays open
+    protocol_version = "HTTP/1.1"  # the parser keeps an HTTP/1.1 connection open
     raw_requestline: bytes  # read by handle() before parse_request (not in the stubs)
+    server: WSGIServer
+
+    def handle(self) -> None:
+        """The requests of one connection in turn, until the client closes it or asks
+        to, or sends a request with a body (which no route reads, so the next request
+        could not be found), or an answer fails. Every answer has its Content-Length."""
+        self.close_connection = True
+        self.answer_one()
+        while not self.close_connection:
+            self.answer_one()
+
+    def answer_one(self) -> None:
+        """wsgiref's `handle`, for one request of several, with an HTTP/1.1 answer."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:  # the client closed the connection
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.parse_request():  # an error was sent
+            return
+        body = "content-length" in self.headers or "transfer-encoding" in self.headers
+        if body or self.request_version != "HTTP/1.1":
+            self.close_connection = True
+        answer = _Answer(
+            self.rfile,
+            cast(IO[bytes], self.wfile),
+            self.get_stderr(),
+            self.get_environ(),
+            multithread=False,
+        )
+        answer.request_handler = self
+        app = self.server.get_app()
+        assert app is not None  # make_server set it
+        answer.run(app)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and page polls are not worth a log line each."""

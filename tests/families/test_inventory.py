@@ -728,3 +728,20 @@ def test_below_safety_stock_clears_when_the_order_day_leaves_the_28_days() -> No
     record = health(run, "H", on(28))
     assert (record["safety_stock"], record["states"]) == (0, ["excess"])
     assert gauges(run)["below_safety_stock"] == 0
+
+
+def test_published_items_are_made_once_per_close_and_again_after_a_restore() -> None:
+    """The web API polls the items every 2 s per display: they change only at a close."""
+    e = Events()
+    run = Run().feed(e.adjusted(on(0, 8), 5), e.tick(on(0, 9, 1)))
+    (source,) = run.combine.item_sources().values()
+    first = source()
+    assert source() is first
+    assert [(i.sku, i.on_hand, i.as_of) for i in first] == [("S1", 5, parse_time(on(0, 9)))]
+    run.feed(e.adjusted(on(0, 9, 30), 2))  # within the open window: no close
+    assert source() is first
+    run.feed(e.tick(on(0, 10, 1)))
+    later = source()
+    assert [(i.on_hand, i.as_of) for i in later] == [(7, parse_time(on(0, 10)))]
+    (restored,) = run.restored().combine.item_sources().values()
+    assert restored() is not later and restored() == later
