@@ -29,7 +29,15 @@ from flows.cli import build_parser
 from flows.exposition import Board
 from flows.ledger import Ledger
 from flows.metrics import METRICS
-from flows.web.config import Users, WebConfigError, cost, load
+from flows.web.config import (
+    CHECKS_PER_CLIENT,
+    TooManyChecks,
+    Users,
+    WebConfig,
+    WebConfigError,
+    cost,
+    load,
+)
 from flows.web.server import serve
 from tests.kafka_broker import free_port
 from tests.processes import cockpit, opscockpit, wait_for
@@ -247,12 +255,109 @@ def test_bcrypt_checks_run_one_at_a_time(monkeypatch):
                 running[0] -= 1
 
     monkeypatch.setattr(bcrypt, "checkpw", counted)
-    threads = [threading.Thread(target=users.check, args=(USER, f"wrong{n}")) for n in range(8)]
+    threads = [
+        threading.Thread(target=users.check, args=(USER, f"wrong{n}", f"10.0.0.{n}"))
+        for n in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert most[0] == 1
+
+
+def test_requests_with_the_same_credentials_share_one_check(monkeypatch):
+    """A page's first requests come together, each with the credentials not cached
+    yet: one bcrypt check answers them all (they queued for one each)."""
+    users = Users({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))})
+    calls = []
+    checkpw = bcrypt.checkpw
+
+    def slow(*args: bytes) -> bool:
+        calls.append(args)
+        time.sleep(0.05)
+        return checkpw(*args)
+
+    monkeypatch.setattr(bcrypt, "checkpw", slow)
+    answers: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(users.check(USER, PASSWORD, "10.0.0.1")))
+        for _ in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [True] * 6 and len(calls) == 1
+
+
+@contextmanager
+def checks_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """bcrypt checks that wait until the event is set (and then fail), until the end."""
+    release = threading.Event()
+    with monkeypatch.context() as patch:
+        patch.setattr(bcrypt, "checkpw", lambda *_a: release.wait(30) and False)
+        try:
+            yield release
+        finally:
+            release.set()
+
+
+def started(target: Any, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "not within 30 s"
+        time.sleep(0.01)
+
+
+def test_a_client_with_its_quota_of_checks_under_way_is_refused_more(monkeypatch):
+    """One address guessing passwords queues at most CHECKS_PER_CLIENT checks; the
+    same credentials again wait for theirs, and another address is not refused."""
+    users = Users({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))})
+    with checks_held(monkeypatch) as release:
+        guesses = [started(users.check, USER, f"guess{n}", "a") for n in range(CHECKS_PER_CLIENT)]
+        wait_until(lambda: users._clients.get("a") == CHECKS_PER_CLIENT)
+        with pytest.raises(TooManyChecks):
+            users.check(USER, "one more", "a")
+        answers: dict[str, bool] = {}
+        again = started(lambda: answers.update(again=users.check(USER, "guess0", "a")))
+        other = started(lambda: answers.update(other=users.check(USER, "x", "b")))
+        wait_until(lambda: users._clients.get("b") == 1)
+        release.set()
+        for thread in (*guesses, again, other):
+            thread.join()
+    assert answers == {"again": False, "other": False}
+    assert users._clients == {} and users._checks == {}
+    assert users.check(USER, "one more", "a") is False  # the quota is back
+
+
+def test_too_many_logins_from_one_address_get_a_429_and_the_rest_are_served(monkeypatch):
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))
+    server = serve(board, "127.0.0.1", port, config=WebConfig(users={USER: hashed}))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        users = server.get_app().users
+        with checks_held(monkeypatch):
+            for n in range(CHECKS_PER_CLIENT):
+                started(fetch, f"{base}/-/healthy", USER, f"guess{n}")
+            wait_until(lambda: users._clients.get("127.0.0.1") == CHECKS_PER_CLIENT)
+            status, headers, body = fetch(f"{base}/api/v1/summary", USER, "one more")
+        assert (status, headers["Retry-After"]) == (429, "1")
+        error = json.loads(body)
+        assert error["errorType"] == "too_many_requests"
+        assert error["error"].startswith(f"{CHECKS_PER_CLIENT} logins from this address")
+        assert fetch(f"{base}/-/healthy", USER, PASSWORD)[0] == 200
+    finally:
+        server.shutdown()
 
 
 def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():

@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from flows.exposition import GZIP_LEVEL, Board, render
 from flows.web.api import Api, ApiError, kafka_up
-from flows.web.config import Users
+from flows.web.config import CHECKS_PER_CLIENT, TooManyChecks, Users
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {
@@ -77,8 +77,14 @@ class App:
     def route(self, environ: dict[str, Any], path: str) -> Answer:
         """Credentials first (nothing, not even what exists, is told without them),
         then the resource (404), then the method (405)."""
-        if self.users is not None and not self._authorized(environ):
-            return json_error(401, "unauthorized", "unauthorized", [("WWW-Authenticate", REALM)])
+        try:
+            if self.users is not None and not self._authorized(environ):
+                return json_error(
+                    401, "unauthorized", "unauthorized", [("WWW-Authenticate", REALM)]
+                )
+        except TooManyChecks:
+            message = f"{CHECKS_PER_CLIENT} logins from this address are being checked; retry"
+            return json_error(429, "too_many_requests", message, [("Retry-After", "1")])
         handler = self.handler(path)
         if handler is None:
             return json_error(404, "not_found", f"nothing at {path}")
@@ -104,7 +110,7 @@ class App:
             user, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        return bool(colon) and self.users.check(user, password)
+        return bool(colon) and self.users.check(user, password, environ.get("REMOTE_ADDR", ""))
 
     def healthy(self, _environ: dict[str, Any], _path: str) -> Answer:
         return "200 OK", _text(), b"opscockpit is healthy\n"

@@ -243,6 +243,21 @@ def decoy(hashes: Iterable[bytes]) -> bytes:
     return bcrypt.hashpw(b"opscockpit decoy", bcrypt.gensalt(rounds=rounds))
 
 
+class TooManyChecks(Exception):
+    """A client address already has `CHECKS_PER_CLIENT` credential checks under way."""
+
+
+CHECKS_PER_CLIENT = 4  # distinct credentials one client address may have checked at once
+
+
+class _Check:
+    """A bcrypt check under way; requests with the same credentials wait for it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.matches = False
+
+
 class Users:
     """Checks basic-auth credentials against bcrypt hashes.
 
@@ -251,17 +266,24 @@ class Users:
     credentials that passed are kept (as exporter-toolkit does), a bounded few.
     One check runs at a time: a hundred wrong passwords at once each took a core
     share, and a request that needs no check (a probe, a cached login) waited a
-    minute for its own; now they queue, and only those wait.
+    minute for its own; now they queue, and only those wait. Requests with the
+    same credentials share one check (a page's first requests come together), and
+    a client address may have `CHECKS_PER_CLIENT` checks under way: one guessing
+    passwords queues no more, so another's first login waits for at most those.
     """
 
     def __init__(self, users: dict[str, bytes]) -> None:
         self.users = users
         self.decoy = decoy(users.values())
         self._passed: OrderedDict[bytes, None] = OrderedDict()
+        self._checks: dict[bytes, _Check] = {}  # under way, by credentials' digest
+        self._clients: dict[str, int] = {}  # checks under way, by client address
         self._lock = threading.Lock()
         self._hashing = threading.Lock()
 
-    def check(self, user: str, password: str) -> bool:
+    def check(self, user: str, password: str, client: str = "") -> bool:
+        """Whether the credentials match a user. TooManyChecks: `client` has its
+        quota of checks under way, none of them of these credentials."""
         hashed = self.users.get(user)
         secret = password.encode()
         key = hashlib.sha256(b"\0".join((user.encode(), secret, hashed or b""))).digest()
@@ -269,15 +291,36 @@ class Users:
             if key in self._passed:
                 self._passed.move_to_end(key)
                 return True
+            shared = self._checks.get(key)
+            if shared is None:
+                if self._clients.get(client, 0) >= CHECKS_PER_CLIENT:
+                    raise TooManyChecks
+                self._checks[key] = mine = _Check()
+                self._clients[client] = self._clients.get(client, 0) + 1
+        if shared is not None:
+            shared.done.wait()
+            return shared.matches
+        try:
+            mine.matches = self._hash_check(secret, hashed)
+            if mine.matches:
+                with self._lock:
+                    self._passed[key] = None
+                    if len(self._passed) > _CACHE_SIZE:
+                        self._passed.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._checks[key]
+                self._clients[client] -= 1
+                if not self._clients[client]:
+                    del self._clients[client]
+            mine.done.set()
+        return mine.matches
+
+    def _hash_check(self, secret: bytes, hashed: bytes | None) -> bool:
+        """bcrypt's verdict, one check at a time (an unknown user's against the decoy)."""
         try:
             with self._hashing:
                 matches = bcrypt.checkpw(secret, hashed or self.decoy)
         except ValueError:  # longer than bcrypt's 72 bytes
             return False
-        if not matches or hashed is None:
-            return False
-        with self._lock:
-            self._passed[key] = None
-            if len(self._passed) > _CACHE_SIZE:
-                self._passed.popitem(last=False)
-        return True
+        return matches and hashed is not None
