@@ -390,8 +390,9 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         if high >= 0:
             # app_offset, like position(), steps over transaction markers.
             self._set_lag(high, max(self.next_offset, partition.get("app_offset", -1)))
-        if any(b.get("state") == "UP" for b in stats.get("brokers", {}).values()):
-            self.reach.back()
+        up = [name for name, b in stats.get("brokers", {}).items() if b.get("state") == "UP"]
+        if up:
+            self.reach.back(up)
         else:
             self.reach.up = False
         self._show_reach()
@@ -415,7 +416,8 @@ class Reachability:
     is still reachable: librdkafka reports every failed reconnection, several a
     second. Losing them all is logged once per outage. A broker that fails while
     others serve (one dead address of several bootstrap servers) is logged once,
-    until an outage ends, and is no outage."""
+    until an outage ends or a reader's statistics show it up again, and is no
+    outage."""
 
     def __init__(self, client: str) -> None:
         self.client, self.up = client, True
@@ -435,9 +437,12 @@ class Reachability:
         else:
             log.warning("Kafka error on %s: %s", self.client, said)
 
-    def back(self) -> None:
+    def back(self, brokers: Iterable[str] = ()) -> None:
+        """Some broker answers (`brokers`: those a reader's statistics show up, each
+        logged again should it fail again)."""
         if not self.up:
             self.failed.clear()
+        self.failed.difference_update(brokers)
         self.up = True
 
 

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from flows import kafka as kafka_client
-from flows.kafka import KafkaSettings, TopicSink, ensure_topics
+from flows.kafka import KafkaSettings, Reachability, TopicSink, ensure_topics
 from flows.live import to_one_topic
 from flows.settings import Runtime, Settings
 from tests.kafka_broker import (
@@ -255,6 +255,23 @@ def test_one_failed_broker_of_several_is_one_line_and_no_outage(caplog):
         for broker in ("127.0.0.1:9/bootstrap", "b:9092/2")
     ]
     writer.close()
+
+
+def test_a_broker_that_came_back_and_fails_again_is_logged_again(caplog):
+    """A reader's statistics show which brokers are up: one seen up since its failure
+    was logged is logged again when it fails again (it was not, until every broker
+    had been lost)."""
+    reach = Reachability("tps.events:0")
+    lost = KafkaError(KafkaError._TRANSPORT, "b:9092/2: Disconnected")
+    with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+        reach.heard(lost)
+        reach.back(["b:9092/1"])  # another broker up: b:9092/2 still down
+        reach.heard(lost)
+        reach.back(["b:9092/1", "b:9092/2"])
+        reach.heard(lost)
+    said = "Kafka broker failed for tps.events:0: b:9092/2: Disconnected; retrying"
+    assert [record.getMessage() for record in caplog.records] == [said, said]
+    assert reach.up
 
 
 def test_a_dead_bootstrap_address_beside_a_live_one_is_no_outage(kafka):
