@@ -7,11 +7,15 @@ from __future__ import annotations
 import http.client
 import json
 import operator
+import os
 import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +34,7 @@ from flows.published import ITEM_STATES, Item, RecentAlerts
 from flows.replay import replay
 from flows.runtime.pipeline import SOURCE_METRICS
 from flows.settings import Settings
+from flows.web import server as server_module
 from flows.web.api import MAX_LIMIT
 from flows.web.figures import BY_ID, TILES, WORST
 from flows.web.schemas import api_schemas
@@ -443,25 +448,136 @@ def test_one_connection_carries_request_after_request(served):
 
 
 @pytest.mark.parametrize(
-    ("last", "answers"),
+    ("middle", "answers"),
     [
         (b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n", 3),
+        (b"GET /-/healthy HTTP/1.1\r\nConnection: TE, close\r\nTE: trailers\r\n\r\n", 3),
+        (b"GET /-/healthy HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", 3),
         (b"GET /-/healthy HTTP/1.0\r\n\r\n", 3),
         (b"POST /-/healthy HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 3),  # a 405
         (b"GET /-/healthy HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 3),
         (b"GET /-/healthy HTTP/1.1 x\r\n\r\n", 3),  # a 400
+        (b"GET /-/healthy HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 5),  # no body: goes on
+        (b"GET /-/healthy HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", 5),
     ],
 )
-def test_a_connection_ends_where_its_client_or_its_last_request_says(served, last, answers):
+def test_a_connection_ends_where_its_client_or_its_last_request_says(served, middle, answers):
     """Pipelined requests are answered in turn; the connection closes after one that
-    asks to, one of HTTP/1.0, one with a body (which nothing reads), or a bad one."""
+    asks to (`close` among the Connection options, in any of its headers), one of
+    HTTP/1.0, one with a body (which nothing reads), or a bad one."""
     host, port = served.base.removeprefix("http://").split(":")
     healthy = b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n"
+    closing = b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(healthy + healthy + last + healthy)
+        conn.sendall(healthy + healthy + middle + healthy + closing)
         stream = b"".join(iter(lambda: conn.recv(65536), b""))  # ends: the server closed
     assert stream.count(b"HTTP/1.") == answers
     assert stream.count(b"\r\nConnection: close\r\n") == 1
+
+
+def listen_overflows() -> int:
+    """Connections this host's kernel dropped for a full accept queue (TcpExt)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
+    raise AssertionError("no TcpExt counters")
+
+
+def test_a_burst_of_new_connections_fits_the_accept_queue():
+    """socketserver's queue held 5: a burst (a room of displays reloading, scrapers
+    after a restart) overflowed it, and each dropped connection waited a second or
+    more for the kernel to retry."""
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    before = listen_overflows()
+    try:
+        with ThreadPoolExecutor(100) as pool:
+            opened = list(
+                pool.map(lambda _: socket.create_connection(("127.0.0.1", port), 10), range(100))
+            )
+        for conn in opened:
+            conn.close()
+        assert listen_overflows() == before
+    finally:
+        server.shutdown()
+
+
+OUT_OF_FILES = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from flows.exposition import Board
+from flows.web.server import serve
+board = Board()
+board.ready.set()
+serve(board, "127.0.0.1", int(sys.argv[1]))
+print("serving", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_server_out_of_file_descriptors_waits_instead_of_spinning():
+    """With every descriptor in use, accept fails at once while connections wait:
+    the accept loop used a whole core until one was freed."""
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-c", OUT_OF_FILES, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    held: list[socket.socket] = []
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "serving\n"
+        for _ in range(80):  # more than its 64 descriptors
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+            conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+            held.append(conn)
+        stat = Path(f"/proc/{child.pid}/stat")
+        used = lambda: sum(map(int, stat.read_text().rsplit(")", 1)[1].split()[11:13]))  # noqa: E731
+        before = used()
+        time.sleep(2)
+        ticks = used() - before
+        assert ticks < 0.25 * os.sysconf("SC_CLK_TCK") * 2, f"{ticks} ticks of CPU in 2 s"
+    finally:
+        for conn in held:
+            conn.close()
+        child.kill()
+        child.wait()
+
+
+def test_a_request_that_trickles_in_is_dropped_at_its_deadline(monkeypatch):
+    """Each read had 30 s: a byte every few seconds held a request, and its thread,
+    for as long as the client liked. Now its line and headers have 30 s in all."""
+    monkeypatch.setattr(server_module, "TIMEOUT_S", 1.0)
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nX-A: ")
+            sent = 0
+            stop = threading.Event()
+
+            def trickle() -> None:
+                nonlocal sent
+                while not stop.wait(0.2) and sent < 50:  # 10 s of it
+                    try:
+                        conn.send(b"a")
+                    except OSError:
+                        return
+                    sent += 1
+
+            threading.Thread(target=trickle, daemon=True).start()
+            try:
+                answer = conn.recv(65536)
+            except ConnectionResetError:
+                answer = b""
+            stop.set()
+        assert answer == b"" and sent < 50, (answer, sent)
+        assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.parametrize(

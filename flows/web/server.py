@@ -6,7 +6,10 @@ slow or hostile client never holds up the others.
 
 from __future__ import annotations
 
+import errno
 import http.client
+import io
+import math
 import re
 import socket
 import ssl
@@ -32,6 +35,7 @@ from flows.web.history import History
 TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
 MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
 MAJOR_ONLY = re.compile(r"HTTP/(\d{1,10})")  # a version without a minor: HTTP/2, HTTP/3
+ACCEPT_BACKOFF_S = 0.1  # between accepts while the process is out of file descriptors
 MAX_HEADERS = 65536  # bytes of a request's headers (the standard library's bound: 6.4 MB)
 
 
@@ -85,11 +89,36 @@ class _Answer(ServerHandler):
         super().handle_error()
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads, each allowed only the time left until `deadline`: the
+    socket's timeout bounds each read, so a client sending a byte every few seconds
+    held a request (and its thread) open for as long as it liked."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.deadline = sock, math.inf
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no whole request within {TIMEOUT_S:g} s")
+        self.sock.settimeout(min(left, TIMEOUT_S))
+        return self.sock.recv_into(buffer)
+
+
 class _QuietHandler(WSGIRequestHandler):
-    timeout = TIMEOUT_S  # also how long an idle kept-alive connection stays open
+    timeout = TIMEOUT_S
     protocol_version = "HTTP/1.1"  # the parser keeps an HTTP/1.1 connection open
     raw_requestline: bytes  # read by handle() before parse_request (not in the stubs)
     server: WSGIServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own file: reads go through the deadline
+        self.reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
 
     def handle(self) -> None:
         """The requests of one connection in turn, until the client closes it or asks
@@ -101,7 +130,11 @@ class _QuietHandler(WSGIRequestHandler):
             self.answer_one()
 
     def answer_one(self) -> None:
-        """wsgiref's `handle`, for one request of several, with an HTTP/1.1 answer."""
+        """wsgiref's `handle`, for one request of several, with an HTTP/1.1 answer.
+        A request's line and headers must all come within TIMEOUT_S of the
+        connection or the previous answer (which is also how long an idle
+        kept-alive connection stays open)."""
+        self.reader.deadline = time.monotonic() + TIMEOUT_S
         self.raw_requestline = self.rfile.readline(65537)
         if not self.raw_requestline:  # the client closed the connection
             self.close_connection = True
@@ -112,8 +145,20 @@ class _QuietHandler(WSGIRequestHandler):
             return
         if not self.parse_request():  # an error was sent
             return
-        body = "content-length" in self.headers or "transfer-encoding" in self.headers
-        if body or self.request_version != "HTTP/1.1":
+        self.reader.deadline = math.inf
+        self.connection.settimeout(TIMEOUT_S)  # for writing the answer
+        # Connection is a list of options, in one header or several (RFC 9110 7.6.1):
+        # `TE, close` (LWP, others) asks to close as `close` does; the parser
+        # compared the first header's whole value only.
+        options = {
+            option.strip().lower()
+            for value in self.headers.get_all("Connection", [])
+            for option in value.split(",")
+        }
+        # A Content-Length of 0 announces no body: the next request follows at once.
+        lengths = self.headers.get_all("Content-Length", [])
+        body = "transfer-encoding" in self.headers or any(n.strip() != "0" for n in lengths)
+        if body or "close" in options or self.request_version != "HTTP/1.1":
             self.close_connection = True
         answer = _Answer(
             self.rfile,
@@ -187,6 +232,10 @@ class Server(ThreadingWSGIServer):
 
     tls: ssl.SSLContext | None = None
     history_stop: threading.Event
+    # socketserver's listen backlog is 5: a burst of new connections (a page's
+    # reload by a room of displays, scrapers after a restart) overflowed it and
+    # the kernel dropped SYNs, each retried after 1 s or more.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
         if ":" in address[0]:  # an IPv6 address (`::` for all); names stay IPv4, as before
@@ -223,6 +272,16 @@ class Server(ThreadingWSGIServer):
         except OSError:
             pass  # gone: nothing to answer
         return True
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """A new connection. Out of file descriptors, accept fails at once while the
+        connection waits: the accept loop spun a core until one was freed."""
+        try:
+            return super().get_request()
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):
+                time.sleep(ACCEPT_BACKOFF_S)
+            raise
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that goes away or times out (an OSError) is no error of the server's."""
