@@ -545,6 +545,25 @@ def test_a_server_out_of_file_descriptors_waits_instead_of_spinning():
         child.wait()
 
 
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        (b"http://h/-/healthy", 200),
+        (b"HTTPS://h:9108/api/v1/items?limit=1", 200),
+        (b"http://h", 200),  # the page
+        (b"http://h?x=1", 200),
+        (b"http://h/nowhere", 404),
+    ],
+)
+def test_a_target_in_absolute_form_is_its_path(served, target, status):
+    """Every server must take `GET http://host/path` (RFC 9112 3.2.2): it was a 404."""
+    host, port = served.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:200]
+
+
 def test_a_request_that_trickles_in_is_dropped_at_its_deadline(monkeypatch):
     """Each read had 30 s: a byte every few seconds held a request, and its thread,
     for as long as the client liked. Now its line and headers have 30 s in all."""

@@ -360,6 +360,25 @@ def test_too_many_logins_from_one_address_get_a_429_and_the_rest_are_served(monk
         server.shutdown()
 
 
+def test_basic_credentials_may_follow_more_than_one_space():
+    """RFC 9110 11.4: `Basic` and the credentials are parted by one space or more
+    (more were refused: base64 has no spaces)."""
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))
+    server = serve(board, "127.0.0.1", port, config=WebConfig(users={USER: hashed}))
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    try:
+        for header in (f"Basic {token}", f"Basic   {token}", f"basic  {token}"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/-/healthy", headers={"Authorization": header})
+            assert conn.getresponse().status == 200, header
+            conn.close()
+    finally:
+        server.shutdown()
+
+
 def test_an_unknown_user_costs_one_bcrypt_check_like_a_wrong_password():
     """The decoy an unknown user is checked against is a well-formed hash at the
     highest cost of the real ones (a cheaper or malformed one would answer sooner,

@@ -107,7 +107,8 @@ class App:
         if scheme.lower() != "basic":
             return False
         try:
-            user, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+            credentials = base64.b64decode(encoded.strip(" "), validate=True).decode()
+            user, colon, password = credentials.partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
         return bool(colon) and self.users.check(user, password, environ.get("REMOTE_ADDR", ""))

@@ -34,6 +34,7 @@ from flows.web.history import History
 
 TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
 MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
+ABSOLUTE_FORM = re.compile(r"https?://[^/?#]*(.*)", re.IGNORECASE | re.DOTALL)  # -> path
 MAJOR_ONLY = re.compile(r"HTTP/(\d{1,10})")  # a version without a minor: HTTP/2, HTTP/3
 ACCEPT_BACKOFF_S = 0.1  # between accepts while the process is out of file descriptors
 MAX_HEADERS = 65536  # bytes of a request's headers (the standard library's bound: 6.4 MB)
@@ -206,6 +207,11 @@ class _QuietHandler(WSGIRequestHandler):
         if self.headers.defects:  # a line that is no header: the parser took the rest as a body
             self.send_error(HTTPStatus.BAD_REQUEST, "a header line without a colon")
             return False
+        # A target in absolute form (`GET http://host/-/healthy`), which every server
+        # must take (RFC 9112 3.2.2), was looked up whole: a 404.
+        absolute = ABSOLUTE_FORM.match(self.path)
+        if absolute:
+            self.path = absolute[1] if absolute[1].startswith("/") else f"/{absolute[1]}"
         return True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
