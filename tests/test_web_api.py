@@ -4,6 +4,7 @@ against the exposition, items paging and filters, bad parameters, thresholds."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import operator
@@ -12,7 +13,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +42,7 @@ from flows.web.server import serve
 from tests.kafka_broker import free_port
 from tests.processes import opscockpit, stderr_lines
 from tests.reference import parse_exposition
-from tests.web import api, expected_figures, fetch, figure_differences
+from tests.web import TRICKLE_BYTES, api, expected_figures, fetch, figure_differences, trickled
 
 NOW = 1_800_000_000.0
 KINDS = ("ship_sla_breach", "late_delivery")  # the alerts the shards write to the sink
@@ -505,6 +505,37 @@ def test_a_burst_of_new_connections_fits_the_accept_queue():
         server.shutdown()
 
 
+def test_connections_past_the_cap_are_closed_and_the_rest_served(monkeypatch):
+    """Each open connection holds a thread (an idle kept-alive one for 30 s), and
+    nothing bounded them: past MAX_CONNECTIONS a connection is closed at once."""
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 3)
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+
+    def counted(connections: int) -> None:
+        deadline = time.monotonic() + 30
+        while server.connections != connections:
+            assert time.monotonic() < deadline, server.connections
+            time.sleep(0.01)
+
+    try:
+        counted(3)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            extra.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):  # closed, the request unread
+                assert extra.recv(65536) == b""
+        idle.pop().close()
+        counted(2)
+        assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
+    finally:
+        for conn in idle:
+            conn.close()
+        server.shutdown()
+
+
 OUT_OF_FILES = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
@@ -573,27 +604,8 @@ def test_a_request_that_trickles_in_is_dropped_at_its_deadline(monkeypatch):
     port = free_port()
     server = serve(board, "127.0.0.1", port)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nX-A: ")
-            sent = 0
-            stop = threading.Event()
-
-            def trickle() -> None:
-                nonlocal sent
-                while not stop.wait(0.2) and sent < 50:  # 10 s of it
-                    try:
-                        conn.send(b"a")
-                    except OSError:
-                        return
-                    sent += 1
-
-            threading.Thread(target=trickle, daemon=True).start()
-            try:
-                answer = conn.recv(65536)
-            except ConnectionResetError:
-                answer = b""
-            stop.set()
-        assert answer == b"" and sent < 50, (answer, sent)
+        answer, sent = trickled(port, b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nX-A: ")
+        assert answer == b"" and sent < TRICKLE_BYTES, (answer, sent)
         assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
     finally:
         server.shutdown()

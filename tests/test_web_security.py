@@ -29,6 +29,7 @@ from flows.cli import build_parser
 from flows.exposition import Board
 from flows.ledger import Ledger
 from flows.metrics import METRICS
+from flows.web import server as server_module
 from flows.web.config import (
     CHECKS_PER_CLIENT,
     TooManyChecks,
@@ -45,7 +46,7 @@ from tests.test_cockpit_generated import DOCKER, compose, run, tool
 from tests.test_cockpit_live import api as prometheus_api
 from tests.test_cockpit_live import daemon
 from tests.test_security import one_line_error
-from tests.web import fetch
+from tests.web import TRICKLE_BYTES, fetch, trickled
 
 USER, PASSWORD = "prometheus", "correct horse battery staple"
 PATHS = [
@@ -200,6 +201,18 @@ def test_plain_http_is_told_the_port_speaks_https_and_the_server_goes_on(certs):
             except ConnectionResetError:  # closed with the bytes unread
                 answer = b""
             assert answer == b""
+
+
+def test_a_tls_hello_that_trickles_in_is_dropped_at_its_deadline(certs, monkeypatch):
+    """The TLS handshake has one deadline in all (CPython's, from the socket's
+    timeout), unlike a request's reads: a hello sent a byte at a time does not hold
+    the connection and its thread past it."""
+    monkeypatch.setattr(server_module, "TIMEOUT_S", 1.0)
+    with secured(certs) as base:
+        port = int(base.rsplit(":", 1)[1])
+        answer, sent = trickled(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        assert answer == b"" and sent < TRICKLE_BYTES, (answer, sent)
+        assert fetch(base + "/-/healthy", USER, PASSWORD, context=certs.trusting())[0] == 200
 
 
 def test_client_certificates_when_the_config_requires_them(certs):

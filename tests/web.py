@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import socket
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -16,6 +18,36 @@ from typing import Any
 from tests.reference import Samples
 
 Expected = dict[str, tuple[float | None, dict[tuple[str, ...], float]]]
+
+
+TRICKLE_BYTES = 50  # sent a byte every 0.2 s by `trickled`: 10 s
+
+
+def trickled(port: int, start: bytes) -> tuple[bytes, int]:
+    """Send `start` to a loopback port, then a byte every 0.2 s; what came back
+    before the server closed (b"": nothing) and how many bytes had trickled by
+    then (TRICKLE_BYTES: the server waited for all of them)."""
+    sent = 0
+    stop = threading.Event()
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+        conn.sendall(start)
+
+        def trickle() -> None:
+            nonlocal sent
+            while not stop.wait(0.2) and sent < TRICKLE_BYTES:
+                try:
+                    conn.send(b"a")
+                except OSError:
+                    return
+                sent += 1
+
+        threading.Thread(target=trickle, daemon=True).start()
+        try:
+            answer = conn.recv(65536)
+        except ConnectionResetError:
+            answer = b""
+        stop.set()
+    return answer, sent
 
 
 def fetch(

@@ -36,6 +36,7 @@ TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
 MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
 ABSOLUTE_FORM = re.compile(r"https?://[^/?#]*(.*)", re.IGNORECASE | re.DOTALL)  # -> path
 MAJOR_ONLY = re.compile(r"HTTP/(\d{1,10})")  # a version without a minor: HTTP/2, HTTP/3
+MAX_CONNECTIONS = 1000  # served at once; more are closed unanswered
 ACCEPT_BACKOFF_S = 0.1  # between accepts while the process is out of file descriptors
 MAX_HEADERS = 65536  # bytes of a request's headers (the standard library's bound: 6.4 MB)
 
@@ -247,6 +248,34 @@ class Server(ThreadingWSGIServer):
         if ":" in address[0]:  # an IPv6 address (`::` for all); names stay IPv4, as before
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+        self.connections = 0  # open, each with its thread
+        self._counting = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection; none past MAX_CONNECTIONS, which are closed at
+        once: each open connection holds a thread (an idle kept-alive one for 30 s),
+        and there was no bound on them."""
+        with self._counting:
+            full = self.connections >= MAX_CONNECTIONS
+            self.connections += 0 if full else 1
+        if full:
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread: it will not count itself out
+            self._count_out()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._count_out()
+
+    def _count_out(self) -> None:
+        with self._counting:
+            self.connections -= 1
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is None:
