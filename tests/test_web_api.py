@@ -40,7 +40,7 @@ from flows.web.figures import BY_ID, TILES, WORST
 from flows.web.schemas import api_schemas
 from flows.web.server import serve
 from tests.kafka_broker import free_port
-from tests.processes import opscockpit, stderr_lines
+from tests.processes import opscockpit, stderr_lines, wait_for
 from tests.reference import parse_exposition
 from tests.web import TRICKLE_BYTES, api, expected_figures, fetch, figure_differences, trickled
 
@@ -514,21 +514,14 @@ def test_connections_past_the_cap_are_closed_and_the_rest_served(monkeypatch):
     port = free_port()
     server = serve(board, "127.0.0.1", port)
     idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
-
-    def counted(connections: int) -> None:
-        deadline = time.monotonic() + 30
-        while server.connections != connections:
-            assert time.monotonic() < deadline, server.connections
-            time.sleep(0.01)
-
     try:
-        counted(3)
+        wait_for(lambda: server.connections == 3, 30, "3 connections", 0.01)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
             extra.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
             with contextlib.suppress(ConnectionResetError):  # closed, the request unread
                 assert extra.recv(65536) == b""
         idle.pop().close()
-        counted(2)
+        wait_for(lambda: server.connections == 2, 30, "the closed one counted out", 0.01)
         assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
     finally:
         for conn in idle:

@@ -322,26 +322,19 @@ def started(target: Any, *args: Any) -> threading.Thread:
     return thread
 
 
-def wait_until(condition: Any) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, "not within 30 s"
-        time.sleep(0.01)
-
-
 def test_a_client_with_its_quota_of_checks_under_way_is_refused_more(monkeypatch):
     """One address guessing passwords queues at most CHECKS_PER_CLIENT checks; the
     same credentials again wait for theirs, and another address is not refused."""
     users = Users({USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))})
     with checks_held(monkeypatch) as release:
         guesses = [started(users.check, USER, f"guess{n}", "a") for n in range(CHECKS_PER_CLIENT)]
-        wait_until(lambda: users._clients.get("a") == CHECKS_PER_CLIENT)
+        wait_for(lambda: users._clients.get("a") == CHECKS_PER_CLIENT, 30, "a's checks", 0.01)
         with pytest.raises(TooManyChecks):
             users.check(USER, "one more", "a")
         answers: dict[str, bool] = {}
         again = started(lambda: answers.update(again=users.check(USER, "guess0", "a")))
         other = started(lambda: answers.update(other=users.check(USER, "x", "b")))
-        wait_until(lambda: users._clients.get("b") == 1)
+        wait_for(lambda: users._clients.get("b") == 1, 30, "b's check", 0.01)
         release.set()
         for thread in (*guesses, again, other):
             thread.join()
@@ -362,7 +355,8 @@ def test_too_many_logins_from_one_address_get_a_429_and_the_rest_are_served(monk
         with checks_held(monkeypatch):
             for n in range(CHECKS_PER_CLIENT):
                 started(fetch, f"{base}/-/healthy", USER, f"guess{n}")
-            wait_until(lambda: users._clients.get("127.0.0.1") == CHECKS_PER_CLIENT)
+            queued = lambda: users._clients.get("127.0.0.1") == CHECKS_PER_CLIENT  # noqa: E731
+            wait_for(queued, 30, "the address's checks", 0.01)
             status, headers, body = fetch(f"{base}/api/v1/summary", USER, "one more")
         assert (status, headers["Retry-After"]) == (429, "1")
         error = json.loads(body)
