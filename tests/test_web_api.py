@@ -4,7 +4,6 @@ against the exposition, items paging and filters, bad parameters, thresholds."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import operator
@@ -505,28 +504,100 @@ def test_a_burst_of_new_connections_fits_the_accept_queue():
         server.shutdown()
 
 
-def test_connections_past_the_cap_are_closed_and_the_rest_served(monkeypatch):
-    """Each open connection holds a thread (an idle kept-alive one for 30 s), and
-    nothing bounded them: past MAX_CONNECTIONS a connection is closed at once."""
+def started_requests(
+    server: server_module.Server, count: int, source: str = "127.0.0.1"
+) -> list[socket.socket]:
+    """Connections from `source` that each began a request and never end it, once
+    the server reads them (none of them waits idle)."""
+    idle = len(server.waiting)
+    opened = []
+    for _ in range(count):
+        conn = socket.create_connection(server.server_address, 10, source_address=(source, 0))
+        conn.sendall(b"GET /-/healthy HTTP/1.1\r\n")
+        opened.append(conn)
+    wait_for(lambda: len(server.waiting) <= idle, 30, "the requests read", 0.01)
+    time.sleep(0.2)  # a thread not started yet would wait idle for a moment
+    wait_for(lambda: len(server.waiting) <= idle, 30, "the requests read", 0.01)
+    return opened
+
+
+def closed_unanswered(port: int, source: str = "127.0.0.1") -> bool:
+    """Whether a new connection from `source` is closed without an answer."""
+    with socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0)) as conn:
+        conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+        try:
+            return conn.recv(65536) == b""
+        except ConnectionResetError:  # closed, the request unread
+            return True
+
+
+@pytest.fixture
+def capped(monkeypatch):
+    """A server that serves 3 connections at once, 2 from one address: its port."""
     monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(server_module, "MAX_PER_ADDRESS", 2)
     board = Board()
     board.ready.set()
     port = free_port()
     server = serve(board, "127.0.0.1", port)
-    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    yield server, port
+    server.shutdown()
+
+
+def test_connections_past_the_cap_are_closed_and_the_rest_served(capped):
+    """Each open connection holds a thread (an idle kept-alive one for 30 s), and
+    nothing bounded them: past MAX_CONNECTIONS, with no connection idle, a new one
+    is closed at once."""
+    server, port = capped
+    busy = started_requests(server, 1) + started_requests(server, 2, "127.0.0.2")
     try:
         wait_for(lambda: server.connections == 3, 30, "3 connections", 0.01)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
-            extra.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
-            with contextlib.suppress(ConnectionResetError):  # closed, the request unread
-                assert extra.recv(65536) == b""
-        idle.pop().close()
+        assert closed_unanswered(port, "127.0.0.3")
+        busy.pop().close()
         wait_for(lambda: server.connections == 2, 30, "the closed one counted out", 0.01)
         assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
     finally:
+        for conn in busy:
+            conn.close()
+
+
+def test_a_new_connection_takes_the_place_of_the_longest_idle(capped):
+    """Connections that only wait for a request (kept alive, or never used) locked
+    every other client out for 30 s: past the cap, the one idle longest is closed."""
+    server, port = capped
+    idle = []
+    for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        idle.append(socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0)))
+        wait_for(lambda: len(server.waiting) == len(idle), 30, "the connection idle", 0.01)
+    try:
+        assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
+        assert idle[0].recv(1) == b""  # the oldest was closed for it
+        for conn in idle[1:]:  # the others wait on
+            conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
         for conn in idle:
             conn.close()
-        server.shutdown()
+
+
+def test_one_address_cannot_take_every_connection(capped):
+    """Past its share of the connections, an address's new connection takes the place
+    of its own longest idle one, or is closed; other addresses are still served."""
+    server, port = capped
+    idle = socket.create_connection(("127.0.0.1", port), 10, source_address=("127.0.0.2", 0))
+    wait_for(lambda: len(server.waiting) == 1, 30, "one idle", 0.01)
+    busy = started_requests(server, 1, "127.0.0.2")
+    try:
+        assert server.by_address["127.0.0.2"] == 2
+        busy += started_requests(server, 1, "127.0.0.2")  # its own idle one made room
+        assert idle.recv(1) == b""
+        wait_for(lambda: server.connections == 2, 30, "the idle one counted out", 0.01)
+        assert closed_unanswered(port, "127.0.0.2")  # at its share, none idle
+        assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200  # the third connection
+    finally:
+        idle.close()
+        for conn in busy:
+            conn.close()
 
 
 OUT_OF_FILES = """

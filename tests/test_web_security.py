@@ -102,6 +102,13 @@ def web_config(directory: Path, rounds: int = 4, **tls: str) -> Path:
 @contextmanager
 def secured(certs: Certs, **tls: str) -> Iterator[str]:
     """A board served in-process with `web_config(**tls)`; yields its https base URL."""
+    with secured_server(certs, **tls) as (_server, base):
+        yield base
+
+
+@contextmanager
+def secured_server(certs: Certs, **tls: str) -> Iterator[tuple[server_module.Server, str]]:
+    """`secured`, yielding the server too."""
     board = Board()
     ledger = Ledger(METRICS)
     ledger["cockpit_units_on_hand"]["FC1"] = 5
@@ -110,7 +117,7 @@ def secured(certs: Certs, **tls: str) -> Iterator[str]:
     port = free_port()
     server = serve(board, "127.0.0.1", port, config=load(web_config(certs.directory, **tls)))
     try:
-        yield f"https://127.0.0.1:{port}"
+        yield server, f"https://127.0.0.1:{port}"
     finally:
         server.shutdown()
 
@@ -163,6 +170,25 @@ def test_one_tls_connection_carries_request_after_request(certs):
             assert len(sockets) == 1 and conn.sock is not None
         finally:
             conn.close()
+
+
+def test_an_idle_tls_connection_makes_room_for_a_new_one(certs, monkeypatch):
+    """At the cap, a new client's connection takes the place of a kept-alive TLS
+    connection waiting for its next request (closed under its TLS layer)."""
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 1)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    with secured_server(certs) as (server, base):
+        host, port = base.removeprefix("https://").split(":")
+        kept = http.client.HTTPSConnection(host, int(port), timeout=10, context=certs.trusting())
+        try:
+            kept.request("GET", "/-/healthy", headers={"Authorization": f"Basic {token}"})
+            assert kept.getresponse().read() is not None and kept.sock is not None
+            wait_for(lambda: server.waiting, 30, "the connection idle", 0.01)
+            status, _headers, _body = fetch(base + "/-/healthy", USER, PASSWORD, certs.trusting())
+            assert status == 200
+            assert kept.sock.recv(1) == b""  # its connection was closed for the new one
+        finally:
+            kept.close()
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ slow or hostile client never holds up the others.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import io
@@ -16,7 +17,8 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from io import BufferedIOBase
 from typing import IO, Any, cast
@@ -37,6 +39,7 @@ MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before 
 ABSOLUTE_FORM = re.compile(r"https?://[^/?#]*(.*)", re.IGNORECASE | re.DOTALL)  # -> path
 MAJOR_ONLY = re.compile(r"HTTP/(\d{1,10})")  # a version without a minor: HTTP/2, HTTP/3
 MAX_CONNECTIONS = 1000  # served at once; more are closed unanswered
+MAX_PER_ADDRESS = 250  # of them from one client address: one client cannot take them all
 ACCEPT_BACKOFF_S = 0.1  # between accepts while the process is out of file descriptors
 MAX_HEADERS = 65536  # bytes of a request's headers (the standard library's bound: 6.4 MB)
 
@@ -137,6 +140,9 @@ class _QuietHandler(WSGIRequestHandler):
         connection or the previous answer (which is also how long an idle
         kept-alive connection stays open)."""
         self.reader.deadline = time.monotonic() + TIMEOUT_S
+        # Idle until the request's first byte (or the end, or the deadline) comes.
+        with cast(Server, self.server).idle(self.connection, self.client_address):
+            cast(io.BufferedReader, self.rfile).peek(1)
         self.raw_requestline = self.rfile.readline(65537)
         if not self.raw_requestline:  # the client closed the connection
             self.close_connection = True
@@ -249,33 +255,68 @@ class Server(ThreadingWSGIServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
         self.connections = 0  # open, each with its thread
+        self.by_address: Counter[str] = Counter()
+        self.waiting: dict[socket.socket, str] = {}  # connections awaiting a request, oldest first
         self._counting = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """A thread for the connection; none past MAX_CONNECTIONS, which are closed at
-        once: each open connection holds a thread (an idle kept-alive one for 30 s),
-        and there was no bound on them."""
+        """A thread for the connection. Each open connection holds a thread (an idle
+        kept-alive one for 30 s), so there are at most MAX_CONNECTIONS, and at most
+        MAX_PER_ADDRESS from one address; past either, the longest idle connection
+        (of that address) is closed to make room, and with none idle the new one
+        is closed unanswered. Idle connections alone locked every other client out."""
+        address = client_address[0]
         with self._counting:
-            full = self.connections >= MAX_CONNECTIONS
-            self.connections += 0 if full else 1
-        if full:
+            mine = self.by_address[address] >= MAX_PER_ADDRESS
+            room = (not mine and self.connections < MAX_CONNECTIONS) or self._close_idle(
+                address if mine else None
+            )
+            if room:
+                self.connections += 1
+                self.by_address[address] += 1
+        if not room:
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread: it will not count itself out
-            self._count_out()
+            self._count_out(address)
             raise
+
+    def _close_idle(self, address: str | None) -> bool:
+        """Close the connection (of `address`, or any) that has waited longest for a
+        request, if one waits: its thread sees the end and counts itself out."""
+        for connection, of in self.waiting.items():
+            if address in (None, of):
+                del self.waiting[connection]
+                with contextlib.suppress(OSError):  # the socket's own: not TLS's close
+                    socket.socket.shutdown(connection, socket.SHUT_RDWR)
+                return True
+        return False
+
+    @contextlib.contextmanager
+    def idle(self, connection: socket.socket, client_address: Any) -> Iterator[None]:
+        """While a connection waits for a request, a new one may take its place."""
+        with self._counting:
+            self.waiting[connection] = client_address[0]
+        try:
+            yield
+        finally:
+            with self._counting:
+                self.waiting.pop(connection, None)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._count_out()
+            self._count_out(client_address[0])
 
-    def _count_out(self) -> None:
+    def _count_out(self, address: str) -> None:
         with self._counting:
             self.connections -= 1
+            self.by_address[address] -= 1
+            if not self.by_address[address]:
+                del self.by_address[address]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is None:
