@@ -17,7 +17,8 @@ import orjson
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from flows.kafka import produce
+from flows.kafka import KafkaSettings, produce
+from flows.settings import Settings
 from tests.bench import data
 from tests.bench.common import (
     BENCH_DIR,
@@ -75,6 +76,37 @@ def produce_all(bootstrap: str, topic: str, lines: list[bytes], partitions: int)
     if remaining:
         raise BenchFailure(f"{remaining} messages not acknowledged by the broker")
     return time.monotonic() - started
+
+
+def bare_read(bootstrap: str, topic: str, partitions: int, count: int) -> tuple[float, float]:
+    """Events/s, from the start and after the first message, of a reader that only
+    reads: a consumer per partition with the cockpit's settings, polled in turn for
+    batches of the cockpit's size, each message's value taken. The Kafka client's
+    own share of the live path, which no work of the cockpit's can go below."""
+    batch = Settings().batch_size
+    started = time.perf_counter()
+    consumers = [Consumer(KafkaSettings(bootstrap).consumer()) for _ in range(partitions)]
+    for partition, consumer in enumerate(consumers):
+        consumer.assign([TopicPartition(topic, partition, 0)])  # a number: no lookup
+    read, first = 0, None
+    while read < count:
+        for consumer in consumers:
+            read += len(list(map(_value, consumer.consume(batch, 0))))
+        if read and first is None:
+            first = time.perf_counter()
+        if time.perf_counter() - started > 300:
+            raise BenchFailure(f"the bare reader read {read:,} of {count:,} messages in 300 s")
+    done = time.perf_counter()
+    for consumer in consumers:
+        consumer.close()
+    if read != count:
+        raise BenchFailure(f"the bare reader read {read:,} messages for {count:,}")
+    return count / (done - started), count / (done - (first or started))
+
+
+def _value(message: Any) -> bytes | None:
+    value: bytes | None = message.value()
+    return value
 
 
 def find_broker() -> psutil.Process | None:
@@ -196,8 +228,11 @@ def bench_kafka(ctx: dict[str, Any]) -> list[Figure]:
         # benchmark's counting: one pass in a slow spell of this shared host must not
         # make the runs look faster than they are.
         floors = [ctx.get("floor_rate", 0.0)]
+        bare: list[tuple[float, float]] = []
         for _ in range(reps):
             floors.append(floor_passes(path, 2))
+            bare.append(bare_read(bootstrap, topics[PARTITIONS], PARTITIONS, count))
+            log(f"bare reader: {rate(bare[-1][0])} ({rate(bare[-1][1])} after the first message)")
             for processes in (1, 2):
                 for partitions, results in ((PARTITIONS, runs), (BALANCED_PARTITIONS, balanced)):
                     results[processes].append(
@@ -218,6 +253,7 @@ def bench_kafka(ctx: dict[str, Any]) -> list[Figure]:
         "runs": runs,
         "speed_up_two_processes": two.best / one.best,
         "speed_up_after_first_count": two_steady.best / one_steady.best,
+        "bare_reader_events_per_s": bare,
     }
     ctx["raw"]["kafka_throughput_balanced"] = {
         "partitions": BALANCED_PARTITIONS,
@@ -262,7 +298,30 @@ def bench_kafka(ctx: dict[str, Any]) -> list[Figure]:
             f"cockpit {cpu['cockpit_cpu_s']:.1f} s, broker {cpu['broker_cpu_s']:.1f} s "
             f"in {cpu['wall_s']:.1f} s wall",
         ),
+        *_bare_figures(bench, floor, bare, one, one_steady),
         *_balanced_figures(count, balanced),
+    ]
+
+
+def _bare_figures(
+    bench: str, floor: float, bare: list[tuple[float, float]], one: Spread, steady: Spread
+) -> list[Figure]:
+    """Where the live path's time goes: the Kafka client alone, and the cockpit's
+    1-worker run as a share of it (from the start, and after the first event)."""
+    whole, after_first = max(run[0] for run in bare), max(run[1] for run in bare)
+    return [
+        Figure(
+            bench,
+            "bare reader (consume + each value, nothing else) / floor",
+            f"{pct(whole / floor)} ({rate(whole)}; after the first message "
+            f"{rate(after_first)}, {pct(after_first / floor)})",
+        ),
+        Figure(
+            bench,
+            "1 worker / bare reader",
+            f"{pct(one.best / whole)} (after the first count / first message: "
+            f"{pct(steady.best / after_first)})",
+        ),
     ]
 
 
