@@ -318,18 +318,23 @@ def test_the_board_sorts_items_again_only_when_a_source_gives_another_list():
     assert [i.sku for i in board.items()] == ["oos-new", *WORST_FIRST]
 
 
-def test_no_published_items_is_an_empty_page():
+@pytest.fixture
+def empty():
+    """A server of an empty board, ready: the server and its port."""
     board = Board()
     board.ready.set()
     port = free_port()
     server = serve(board, "127.0.0.1", port)
-    try:
-        data = api(f"http://127.0.0.1:{port}", "items?state=at_risk")
-        assert data == {"total": 0, "offset": 0, "limit": 100, "items": []}
-        summary = api(f"http://127.0.0.1:{port}", "summary")
-        assert all(f["value"] is None and f["by"] == [] for f in summary["figures"])
-    finally:
-        server.shutdown()
+    yield server, port
+    server.shutdown()
+
+
+def test_no_published_items_is_an_empty_page(empty):
+    _server, port = empty
+    data = api(f"http://127.0.0.1:{port}", "items?state=at_risk")
+    assert data == {"total": 0, "offset": 0, "limit": 100, "items": []}
+    summary = api(f"http://127.0.0.1:{port}", "summary")
+    assert all(f["value"] is None and f["by"] == [] for f in summary["figures"])
 
 
 @pytest.mark.parametrize(
@@ -483,76 +488,90 @@ def listen_overflows() -> int:
     raise AssertionError("no TcpExt counters")
 
 
-def test_a_burst_of_new_connections_fits_the_accept_queue():
+def test_a_burst_of_new_connections_fits_the_accept_queue(empty):
     """socketserver's queue held 5: a burst (a room of displays reloading, scrapers
     after a restart) overflowed it, and each dropped connection waited a second or
     more for the kernel to retry."""
-    board = Board()
-    board.ready.set()
-    port = free_port()
-    server = serve(board, "127.0.0.1", port)
+    _server, port = empty
     before = listen_overflows()
-    try:
-        with ThreadPoolExecutor(100) as pool:
-            opened = list(
-                pool.map(lambda _: socket.create_connection(("127.0.0.1", port), 10), range(100))
-            )
-        for conn in opened:
-            conn.close()
-        assert listen_overflows() == before
-    finally:
-        server.shutdown()
+    with ThreadPoolExecutor(100) as pool:
+        opened = list(
+            pool.map(lambda _: socket.create_connection(("127.0.0.1", port), 10), range(100))
+        )
+    for conn in opened:
+        conn.close()
+    assert listen_overflows() == before
+
+
+def waiting(server: server_module.Server) -> tuple[int, int]:
+    """Connections waiting on their client that may lose their place now, and those
+    that may later (mid-request or mid-answer, within SLOW_CLIENT_S)."""
+    now = time.monotonic()
+    sinces = [since for _client, since in list(server.waiting.values())]
+    return sum(since <= now for since in sinces), sum(since > now for since in sinces)
 
 
 def started_requests(
     server: server_module.Server, count: int, source: str = "127.0.0.1"
 ) -> list[socket.socket]:
     """Connections from `source` that each began a request and never end it, once
-    the server reads them (none of them waits idle)."""
-    idle = len(server.waiting)
+    the server reads them."""
+    before = waiting(server)[1]
     opened = []
     for _ in range(count):
         conn = socket.create_connection(server.server_address, 10, source_address=(source, 0))
         conn.sendall(b"GET /-/healthy HTTP/1.1\r\n")
         opened.append(conn)
-    wait_for(lambda: len(server.waiting) <= idle, 30, "the requests read", 0.01)
-    time.sleep(0.2)  # a thread not started yet would wait idle for a moment
-    wait_for(lambda: len(server.waiting) <= idle, 30, "the requests read", 0.01)
+    wait_for(lambda: waiting(server)[1] == before + count, 30, "the requests read", 0.01)
     return opened
 
 
-def closed_unanswered(port: int, source: str = "127.0.0.1") -> bool:
-    """Whether a new connection from `source` is closed without an answer."""
+def idle_from(server: server_module.Server, *sources: str) -> list[socket.socket]:
+    """Connections from `sources` that send nothing, once the server waits on each."""
+    opened: list[socket.socket] = []
+    for source in sources:
+        opened.append(socket.create_connection(server.server_address, 10, (source, 0)))
+        wait_for(lambda: waiting(server)[0] == len(opened), 30, "the connection idle", 0.01)
+    return opened
+
+
+def answer_from(port: int, source: str = "127.0.0.1") -> bytes:
+    """The start of the answer to a request on a new connection from `source`;
+    b"" when the connection is closed without one."""
     with socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0)) as conn:
         conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
         try:
-            return conn.recv(65536) == b""
+            return conn.recv(65536)
         except ConnectionResetError:  # closed, the request unread
-            return True
+            return b""
+
+
+def ended(conn: socket.socket) -> bool:
+    """Whether the server closed the connection without (more of) an answer."""
+    try:
+        return conn.recv(65536) == b""
+    except ConnectionResetError:  # closed, the request unread
+        return True
 
 
 @pytest.fixture
-def capped(monkeypatch):
-    """A server that serves 3 connections at once, 2 from one address: its port."""
+def capped(empty, monkeypatch):
+    """A server that serves 3 connections at once, 2 from one address, and lets a
+    slow client keep its place for a minute: the server and its port."""
     monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 3)
     monkeypatch.setattr(server_module, "MAX_PER_ADDRESS", 2)
-    board = Board()
-    board.ready.set()
-    port = free_port()
-    server = serve(board, "127.0.0.1", port)
-    yield server, port
-    server.shutdown()
+    monkeypatch.setattr(server_module, "SLOW_CLIENT_S", 60.0)
+    return empty
 
 
 def test_connections_past_the_cap_are_closed_and_the_rest_served(capped):
-    """Each open connection holds a thread (an idle kept-alive one for 30 s), and
-    nothing bounded them: past MAX_CONNECTIONS, with no connection idle, a new one
-    is closed at once."""
+    """Each open connection holds a thread, and nothing bounded them: past
+    MAX_CONNECTIONS, with every connection busy, a new one is closed at once."""
     server, port = capped
     busy = started_requests(server, 1) + started_requests(server, 2, "127.0.0.2")
     try:
-        wait_for(lambda: server.connections == 3, 30, "3 connections", 0.01)
-        assert closed_unanswered(port, "127.0.0.3")
+        assert server.connections == 3
+        assert answer_from(port, "127.0.0.3") == b""
         busy.pop().close()
         wait_for(lambda: server.connections == 2, 30, "the closed one counted out", 0.01)
         assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
@@ -565,13 +584,10 @@ def test_a_new_connection_takes_the_place_of_the_longest_idle(capped):
     """Connections that only wait for a request (kept alive, or never used) locked
     every other client out for 30 s: past the cap, the one idle longest is closed."""
     server, port = capped
-    idle = []
-    for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
-        idle.append(socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0)))
-        wait_for(lambda: len(server.waiting) == len(idle), 30, "the connection idle", 0.01)
+    idle = idle_from(server, "127.0.0.1", "127.0.0.2", "127.0.0.3")
     try:
         assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
-        assert idle[0].recv(1) == b""  # the oldest was closed for it
+        assert ended(idle[0])  # the oldest was closed for it
         for conn in idle[1:]:  # the others wait on
             conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
             assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
@@ -584,20 +600,93 @@ def test_one_address_cannot_take_every_connection(capped):
     """Past its share of the connections, an address's new connection takes the place
     of its own longest idle one, or is closed; other addresses are still served."""
     server, port = capped
-    idle = socket.create_connection(("127.0.0.1", port), 10, source_address=("127.0.0.2", 0))
-    wait_for(lambda: len(server.waiting) == 1, 30, "one idle", 0.01)
+    idle = idle_from(server, "127.0.0.2")
     busy = started_requests(server, 1, "127.0.0.2")
     try:
-        assert server.by_address["127.0.0.2"] == 2
+        assert server.by_client["127.0.0.2"] == 2
         busy += started_requests(server, 1, "127.0.0.2")  # its own idle one made room
-        assert idle.recv(1) == b""
+        assert ended(idle[0])
         wait_for(lambda: server.connections == 2, 30, "the idle one counted out", 0.01)
-        assert closed_unanswered(port, "127.0.0.2")  # at its share, none idle
+        assert answer_from(port, "127.0.0.2") == b""  # at its share, none idle
         assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200  # the third connection
     finally:
-        idle.close()
+        for conn in idle + busy:
+            conn.close()
+
+
+def test_a_client_slow_to_send_its_request_loses_its_place(capped, monkeypatch):
+    """Connections that sent a byte of a request and stopped were never closed for a
+    new one: a few addresses trickling bytes locked every other client out. The
+    place taken is that of the client holding the most connections."""
+    server, port = capped
+    monkeypatch.setattr(server_module, "SLOW_CLIENT_S", 0.5)
+    busy = started_requests(server, 1) + started_requests(server, 2, "127.0.0.2")
+    try:
+        wait_for(lambda: waiting(server)[0] == 3, 30, "the requests slow", 0.01)
+        assert answer_from(port, "127.0.0.3").startswith(b"HTTP/1.1 200 ")
+        assert ended(busy[1])  # the older of 127.0.0.2's two was closed for it
+        wait_for(lambda: server.connections == 2, 30, "it counted out", 0.01)
+        assert server.by_client == {"127.0.0.1": 1, "127.0.0.2": 1}
+    finally:
         for conn in busy:
             conn.close()
+
+
+def pipelined_unread(port: int, count: int = 20_000) -> socket.socket:
+    """A connection that sends `count` requests for the page and reads no answer."""
+    conn = socket.create_connection(("127.0.0.1", port), 10)
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" * count)
+    return conn
+
+
+def test_a_client_slow_to_take_its_answers_loses_its_place(capped, monkeypatch):
+    """A client that pipelined thousands of requests and read an answer now and then
+    held its connection (and thread) for as long as it liked."""
+    server, port = capped
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(server_module, "SLOW_CLIENT_S", 0.5)
+    with pipelined_unread(port):
+        wait_for(lambda: waiting(server)[0] == 1, 30, "an answer waiting to be read", 0.01)
+        assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
+        wait_for(lambda: server.connections == 0, 30, "the slow reader closed", 0.01)
+
+
+def test_a_client_that_stops_reading_prints_no_traceback(empty, monkeypatch, capfd):
+    """Each connection whose answer timed out printed a whole traceback: any client
+    could fill the log."""
+    server, port = empty
+    monkeypatch.setattr(server_module, "TIMEOUT_S", 0.5)
+    with pipelined_unread(port):
+        wait_for(lambda: server.connections == 1, 30, "the connection served", 0.01)
+        wait_for(lambda: server.connections == 0, 30, "its answer timed out", 0.01)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_empty_lines_before_a_request_are_skipped(served):
+    """RFC 9112 2.2: a server should ignore at least one empty line before a request
+    line (some clients send one after a request's body); the connection was closed."""
+    host, port = served.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"\r\n\nGET /-/healthy HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+@pytest.mark.parametrize(
+    ("host", "client"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("::ffff:10.0.0.1", "::ffff:10.0.0.1"),  # IPv4 on a dual-stack socket
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+    ],
+)
+def test_an_ipv6_client_is_its_64(host, client):
+    """A host commonly has a whole IPv6 /64 to pick addresses from: counted per
+    address, one client had as many shares of the connections as it liked."""
+    assert server_module.client_key(host) == client
 
 
 OUT_OF_FILES = """
@@ -659,20 +748,14 @@ def test_a_target_in_absolute_form_is_its_path(served, target, status):
     assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:200]
 
 
-def test_a_request_that_trickles_in_is_dropped_at_its_deadline(monkeypatch):
+def test_a_request_that_trickles_in_is_dropped_at_its_deadline(empty, monkeypatch):
     """Each read had 30 s: a byte every few seconds held a request, and its thread,
     for as long as the client liked. Now its line and headers have 30 s in all."""
+    _server, port = empty
     monkeypatch.setattr(server_module, "TIMEOUT_S", 1.0)
-    board = Board()
-    board.ready.set()
-    port = free_port()
-    server = serve(board, "127.0.0.1", port)
-    try:
-        answer, sent = trickled(port, b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nX-A: ")
-        assert answer == b"" and sent < TRICKLE_BYTES, (answer, sent)
-        assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
-    finally:
-        server.shutdown()
+    answer, sent = trickled(port, b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nX-A: ")
+    assert answer == b"" and sent < TRICKLE_BYTES, (answer, sent)
+    assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
 
 
 @pytest.mark.parametrize(

@@ -172,6 +172,20 @@ def test_one_tls_connection_carries_request_after_request(certs):
             conn.close()
 
 
+def test_a_silent_connection_to_the_tls_port_makes_room_for_a_new_one(certs, monkeypatch):
+    """A connection to the TLS port that sent nothing was waited on twice (for its
+    first byte, then for a handshake), 30 s each, and never made room: a few hundred
+    locked every client out."""
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 1)
+    with secured_server(certs) as (server, base):
+        host, port = base.removeprefix("https://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as silent:
+            wait_for(lambda: server.waiting, 30, "the connection waited on", 0.01)
+            status, _headers, _body = fetch(base + "/-/healthy", USER, PASSWORD, certs.trusting())
+            assert status == 200
+            assert silent.recv(1) == b""  # closed for the new one
+
+
 def test_an_idle_tls_connection_makes_room_for_a_new_one(certs, monkeypatch):
     """At the cap, a new client's connection takes the place of a kept-alive TLS
     connection waiting for its next request (closed under its TLS layer)."""

@@ -10,8 +10,10 @@ import contextlib
 import errno
 import http.client
 import io
+import ipaddress
 import math
 import re
+import select
 import socket
 import ssl
 import sys
@@ -39,7 +41,9 @@ MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before 
 ABSOLUTE_FORM = re.compile(r"https?://[^/?#]*(.*)", re.IGNORECASE | re.DOTALL)  # -> path
 MAJOR_ONLY = re.compile(r"HTTP/(\d{1,10})")  # a version without a minor: HTTP/2, HTTP/3
 MAX_CONNECTIONS = 1000  # served at once; more are closed unanswered
-MAX_PER_ADDRESS = 250  # of them from one client address: one client cannot take them all
+MAX_PER_ADDRESS = 250  # of them from one client (an address, or an IPv6 /64)
+SLOW_CLIENT_S = 2.0  # a client mid-request or mid-answer this long may lose its place
+MAX_EMPTY_LINES = 8  # skipped before a request line
 ACCEPT_BACKOFF_S = 0.1  # between accepts while the process is out of file descriptors
 MAX_HEADERS = 65536  # bytes of a request's headers (the standard library's bound: 6.4 MB)
 
@@ -51,6 +55,21 @@ def refusal(server: Any, code: int, message: str) -> tuple[list[tuple[str, str]]
     assert isinstance(app, App)
     _status, headers, body = json_error(code, "bad_data", message)
     return [*app.merged(headers), ("Content-Length", str(len(body))), ("Connection", "close")], body
+
+
+def client_key(host: str) -> str:
+    """Whose connection it is: its address, or for IPv6 its /64 (a host commonly has
+    a whole /64 to pick addresses from)."""
+    if ":" not in host or "." in host:  # IPv4, or IPv4-mapped IPv6
+        return host
+    return str(ipaddress.IPv6Network((host.split("%", maxsplit=1)[0], 64), strict=False))
+
+
+def unread(connection: socket.socket) -> bool:
+    """Whether the client has sent bytes the connection has not read (or closed it)."""
+    poll = select.poll()
+    poll.register(connection, select.POLLIN)
+    return bool(poll.poll(0))
 
 
 class HeadersTooLarge(http.client.HTTPException):
@@ -88,10 +107,20 @@ class _Answer(ServerHandler):
         if self.request_handler.close_connection:
             self.headers["Connection"] = "close"
 
+    def _write(self, data: bytes) -> None:
+        handler = self.request_handler
+        with cast(Server, handler.server).waiting_on(
+            handler.connection, handler.client_address, SLOW_CLIENT_S
+        ):
+            super()._write(data)
+
     def handle_error(self) -> None:
-        """An answer that failed may have been cut short: its connection ends with it."""
+        """An answer that failed may have been cut short: its connection ends with it.
+        A client that stopped reading (a timeout) or broke off TLS is no error of the
+        server's: a traceback for each let any client fill the log."""
         self.request_handler.close_connection = True
-        super().handle_error()
+        if not isinstance(sys.exc_info()[1], TimeoutError | ssl.SSLError | ConnectionError):
+            super().handle_error()
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -140,19 +169,12 @@ class _QuietHandler(WSGIRequestHandler):
         connection or the previous answer (which is also how long an idle
         kept-alive connection stays open)."""
         self.reader.deadline = time.monotonic() + TIMEOUT_S
-        # Idle until the request's first byte (or the end, or the deadline) comes.
-        with cast(Server, self.server).idle(self.connection, self.client_address):
-            cast(io.BufferedReader, self.rfile).peek(1)
-        self.raw_requestline = self.rfile.readline(65537)
-        if not self.raw_requestline:  # the client closed the connection
-            self.close_connection = True
-            return
-        if len(self.raw_requestline) > 65536:
-            self.requestline = self.request_version = self.command = ""
-            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-            return
-        if not self.parse_request():  # an error was sent
-            return
+        server = cast(Server, self.server)
+        with server.waiting_on(self.connection, self.client_address, 0):
+            cast(io.BufferedReader, self.rfile).peek(1)  # idle until a request comes
+        with server.waiting_on(self.connection, self.client_address, SLOW_CLIENT_S):
+            if not self.read_head():
+                return
         self.reader.deadline = math.inf
         self.connection.settimeout(TIMEOUT_S)  # for writing the answer
         # Connection is a list of options, in one header or several (RFC 9110 7.6.1):
@@ -179,6 +201,24 @@ class _QuietHandler(WSGIRequestHandler):
         app = self.server.get_app()
         assert app is not None  # make_server set it
         answer.run(app)
+
+    def read_head(self) -> bool:
+        """The request's line and headers; False when there is no request to answer
+        (the client closed the connection, or an error was sent). Empty lines before
+        the request line are skipped, as RFC 9112 2.2 asks."""
+        self.raw_requestline = b"\r\n"
+        for _ in range(MAX_EMPTY_LINES):
+            self.raw_requestline = self.rfile.readline(65537)
+            if self.raw_requestline not in (b"\r\n", b"\n"):
+                break
+        if not self.raw_requestline:  # the client closed the connection
+            self.close_connection = True
+            return False
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return False
+        return self.parse_request()  # False: an error was sent
 
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and page polls are not worth a log line each."""
@@ -255,99 +295,129 @@ class Server(ThreadingWSGIServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
         self.connections = 0  # open, each with its thread
-        self.by_address: Counter[str] = Counter()
-        self.waiting: dict[socket.socket, str] = {}  # connections awaiting a request, oldest first
+        self.by_client: Counter[str] = Counter()
+        # Connections waiting on their client, oldest first: its key, and from when
+        # a new connection may take its place.
+        self.waiting: dict[socket.socket, tuple[str, float]] = {}
+        self.idle: set[socket.socket] = set()  # of them, those waiting for a request
         self._counting = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """A thread for the connection. Each open connection holds a thread (an idle
-        kept-alive one for 30 s), so there are at most MAX_CONNECTIONS, and at most
-        MAX_PER_ADDRESS from one address; past either, the longest idle connection
-        (of that address) is closed to make room, and with none idle the new one
-        is closed unanswered. Idle connections alone locked every other client out."""
-        address = client_address[0]
+        """A thread for the connection. Each open connection holds a thread, so there
+        are at most MAX_CONNECTIONS, and at most MAX_PER_ADDRESS from one client.
+        Past either, the connection (of that client) that has waited on its client
+        longest is closed to make room: one waiting for a request at once, one
+        mid-request or mid-answer after SLOW_CLIENT_S. With none, the new one is
+        closed unanswered. (Idle or trickling connections from one client locked
+        every other client out.)"""
+        client = client_key(client_address[0])
         with self._counting:
-            mine = self.by_address[address] >= MAX_PER_ADDRESS
-            room = (not mine and self.connections < MAX_CONNECTIONS) or self._close_idle(
-                address if mine else None
+            full = self.by_client[client] >= MAX_PER_ADDRESS
+            room = (not full and self.connections < MAX_CONNECTIONS) or self._make_room(
+                client if full else None
             )
             if room:
                 self.connections += 1
-                self.by_address[address] += 1
+                self.by_client[client] += 1
         if not room:
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread: it will not count itself out
-            self._count_out(address)
+            self._count_out(client)
             raise
 
-    def _close_idle(self, address: str | None) -> bool:
-        """Close the connection (of `address`, or any) that has waited longest for a
-        request, if one waits: its thread sees the end and counts itself out."""
-        for connection, of in self.waiting.items():
-            if address in (None, of):
-                del self.waiting[connection]
-                with contextlib.suppress(OSError):  # the socket's own: not TLS's close
-                    socket.socket.shutdown(connection, socket.SHUT_RDWR)
-                return True
-        return False
+    def _make_room(self, client: str | None) -> bool:
+        """Close a connection that may lose its place, if there is one: `client`'s
+        own, else one of the client holding the most connections (so that a client
+        with many never takes the few of another); of those, the one waiting on its
+        client longest. Its thread sees the end and counts itself out. An idle
+        connection with bytes unread is about to be busy, and keeps its place."""
+        now, chosen, most = time.monotonic(), None, 0
+        for connection, (of, since) in self.waiting.items():
+            held = self.by_client[of]
+            if since > now or client not in (None, of) or held <= most:
+                continue
+            if connection not in self.idle or not unread(connection):
+                chosen, most = connection, held
+        if chosen is None:
+            return False
+        del self.waiting[chosen]
+        with contextlib.suppress(OSError):  # the socket's own: not TLS's close
+            socket.socket.shutdown(chosen, socket.SHUT_RDWR)
+        return True
 
     @contextlib.contextmanager
-    def idle(self, connection: socket.socket, client_address: Any) -> Iterator[None]:
-        """While a connection waits for a request, a new one may take its place."""
+    def waiting_on(
+        self, connection: socket.socket, client_address: Any, grace: float
+    ) -> Iterator[None]:
+        """While a connection waits on its client (for a request, the rest of one, or
+        to take an answer), a new connection may take its place after `grace` s (0:
+        it waits for a request, idle)."""
         with self._counting:
-            self.waiting[connection] = client_address[0]
+            self.waiting[connection] = (client_key(client_address[0]), time.monotonic() + grace)
+            if not grace:
+                self.idle.add(connection)
         try:
             yield
         finally:
             with self._counting:
                 self.waiting.pop(connection, None)
+                self.idle.discard(connection)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._count_out(client_address[0])
+            self._count_out(client_key(client_address[0]))
 
-    def _count_out(self, address: str) -> None:
+    def _count_out(self, client: str) -> None:
         with self._counting:
             self.connections -= 1
-            self.by_address[address] -= 1
-            if not self.by_address[address]:
-                del self.by_address[address]
+            self.by_client[client] -= 1
+            if not self.by_client[client]:
+                del self.by_client[client]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS: the first byte (plain HTTP gets its 400), then the handshake, in
+        TIMEOUT_S from the connection; each may lose its place to a new connection."""
         if self.tls is None:
             super().finish_request(request, client_address)
             return
+        deadline = time.monotonic() + TIMEOUT_S
         request.settimeout(TIMEOUT_S)
-        if self.plain_http(request):
-            return
         try:
-            secure = self.tls.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return  # no handshake: nothing can be answered
+            with self.waiting_on(request, client_address, 0):
+                first = request.recv(1, socket.MSG_PEEK)
+            if first.isalpha():
+                self.refuse_plain_http(request)
+                return
+            secure = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            return  # gone
         try:
+            try:
+                secure.settimeout(max(deadline - time.monotonic(), 0.001))
+                with self.waiting_on(secure, client_address, SLOW_CLIENT_S):
+                    secure.do_handshake()
+            except OSError:
+                return  # no handshake: nothing can be answered
             super().finish_request(secure, client_address)
         finally:
             self.shutdown_request(secure)
 
-    def plain_http(self, request: socket.socket) -> bool:
-        """Whether the client spoke plain HTTP to this TLS port (a TLS handshake
-        starts with byte 0x16, a request with its method's letters): then it gets a
-        400 saying so, as Go's servers answer, rather than a reset connection."""
+    def refuse_plain_http(self, request: socket.socket) -> None:
+        """A client that spoke plain HTTP to this TLS port (a TLS handshake starts with
+        byte 0x16, a request with its method's letters) gets a 400 saying so, as Go's
+        servers answer, rather than a reset connection."""
         try:
-            if not request.recv(1, socket.MSG_PEEK).isalpha():
-                return False
             request.recv(MAX_REQUEST_HEAD)  # read, so that closing does not reset it
             headers, body = refusal(self, HTTPStatus.BAD_REQUEST, "this port speaks HTTPS")
             head = ["HTTP/1.0 400 Bad Request", *(f"{name}: {value}" for name, value in headers)]
             request.sendall("\r\n".join([*head, "", ""]).encode() + body)
         except OSError:
             pass  # gone: nothing to answer
-        return True
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """A new connection. Out of file descriptors, accept fails at once while the
