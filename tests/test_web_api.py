@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -582,15 +583,35 @@ def test_connections_past_the_cap_are_closed_and_the_rest_served(capped):
 
 def test_a_new_connection_takes_the_place_of_the_longest_idle(capped):
     """Connections that only wait for a request (kept alive, or never used) locked
-    every other client out for 30 s: past the cap, the one idle longest is closed."""
+    every other client out for 30 s: past the cap, the one idle longest is closed
+    for a client that holds fewer."""
+    server, port = capped
+    idle = idle_from(server, "127.0.0.1", "127.0.0.1", "127.0.0.2")
+    try:
+        assert answer_from(port, "127.0.0.3").startswith(b"HTTP/1.1 200 ")
+        assert ended(idle[0])  # the oldest was closed for it
+        assert_served(idle[1:])  # the others wait on
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def assert_served(connections: list[socket.socket]) -> None:
+    """Each connection is still open and answers a request."""
+    for conn in connections:
+        conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_clients_holding_one_connection_each_do_not_take_each_other_s(capped):
+    """Taking the place of a client's only connection for one that holds none only
+    swapped which client was locked out (a kept-alive display lost its connection
+    to each passer-by under a flood)."""
     server, port = capped
     idle = idle_from(server, "127.0.0.1", "127.0.0.2", "127.0.0.3")
     try:
-        assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
-        assert ended(idle[0])  # the oldest was closed for it
-        for conn in idle[1:]:  # the others wait on
-            conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
-            assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert answer_from(port, "127.0.0.4") == b""
+        assert_served(idle)
     finally:
         for conn in idle:
             conn.close()
@@ -630,6 +651,40 @@ def test_a_client_slow_to_send_its_request_loses_its_place(capped, monkeypatch):
     finally:
         for conn in busy:
             conn.close()
+
+
+def test_a_client_with_many_connections_never_takes_the_few_of_another(capped, monkeypatch):
+    """The place was taken from the client holding the most connections that had one
+    to give: with its own all mid-request, a flooding client took another's only
+    (kept-alive) connection."""
+    server, port = capped
+    monkeypatch.setattr(server_module, "MAX_PER_ADDRESS", 3)
+    kept = idle_from(server, "127.0.0.9")
+    busy = started_requests(server, 2, "127.0.0.2")
+    try:
+        assert answer_from(port, "127.0.0.2") == b""  # its own are all busy
+        assert_served(kept)
+        assert server.by_client == {"127.0.0.9": 1, "127.0.0.2": 2}
+    finally:
+        for conn in kept + busy:
+            conn.close()
+
+
+def test_answers_are_not_held_back_for_the_client_s_acknowledgement(empty, monkeypatch):
+    """An answer goes out in two writes: under Nagle's algorithm the second waited
+    for the client's delayed ACK, ~40 ms for each request on a kept-alive connection."""
+    server, port = empty
+    nodelay: list[int] = []  # of each connection accepted
+    get_request = server.get_request
+
+    def recorded() -> tuple[socket.socket, Any]:
+        connection, address = get_request()
+        nodelay.append(connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return connection, address
+
+    monkeypatch.setattr(server, "get_request", recorded)
+    assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
+    assert nodelay == [1]
 
 
 def pipelined_unread(port: int, count: int = 20_000) -> socket.socket:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http import HTTPStatus
 from io import BufferedIOBase
 from typing import IO, Any, cast
@@ -109,10 +109,12 @@ class _Answer(ServerHandler):
 
     def _write(self, data: bytes) -> None:
         handler = self.request_handler
-        with cast(Server, handler.server).waiting_on(
-            handler.connection, handler.client_address, SLOW_CLIENT_S
-        ):
+        server = cast(Server, handler.server)
+        server.wait_on(handler.connection, handler.client, SLOW_CLIENT_S)
+        try:
             super()._write(data)
+        finally:
+            server.done_waiting(handler.connection)
 
     def handle_error(self) -> None:
         """An answer that failed may have been cut short: its connection ends with it.
@@ -153,6 +155,7 @@ class _QuietHandler(WSGIRequestHandler):
         self.rfile.close()  # the socket's own file: reads go through the deadline
         self.reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self.reader)
+        self.client = client_key(self.client_address[0])
 
     def handle(self) -> None:
         """The requests of one connection in turn, until the client closes it or asks
@@ -170,11 +173,14 @@ class _QuietHandler(WSGIRequestHandler):
         kept-alive connection stays open)."""
         self.reader.deadline = time.monotonic() + TIMEOUT_S
         server = cast(Server, self.server)
-        with server.waiting_on(self.connection, self.client_address, 0):
+        server.wait_on(self.connection, self.client, 0)
+        try:
             cast(io.BufferedReader, self.rfile).peek(1)  # idle until a request comes
-        with server.waiting_on(self.connection, self.client_address, SLOW_CLIENT_S):
+            server.wait_on(self.connection, self.client, SLOW_CLIENT_S)
             if not self.read_head():
                 return
+        finally:
+            server.done_waiting(self.connection)
         self.reader.deadline = math.inf
         self.connection.settimeout(TIMEOUT_S)  # for writing the answer
         # Connection is a list of options, in one header or several (RFC 9110 7.6.1):
@@ -312,10 +318,8 @@ class Server(ThreadingWSGIServer):
         every other client out.)"""
         client = client_key(client_address[0])
         with self._counting:
-            full = self.by_client[client] >= MAX_PER_ADDRESS
-            room = (not full and self.connections < MAX_CONNECTIONS) or self._make_room(
-                client if full else None
-            )
+            own = self.by_client[client] >= MAX_PER_ADDRESS
+            room = (not own and self.connections < MAX_CONNECTIONS) or self._make_room(client, own)
             if room:
                 self.connections += 1
                 self.by_client[client] += 1
@@ -328,43 +332,41 @@ class Server(ThreadingWSGIServer):
             self._count_out(client)
             raise
 
-    def _make_room(self, client: str | None) -> bool:
-        """Close a connection that may lose its place, if there is one: `client`'s
-        own, else one of the client holding the most connections (so that a client
-        with many never takes the few of another); of those, the one waiting on its
-        client longest. Its thread sees the end and counts itself out. An idle
-        connection with bytes unread is about to be busy, and keeps its place."""
-        now, chosen, most = time.monotonic(), None, 0
-        for connection, (of, since) in self.waiting.items():
+    def _make_room(self, client: str, own: bool) -> bool:
+        """Close a connection that may lose its place, if there is one: past `client`'s
+        own share, one of its own; else one of the client holding the most
+        connections, either `client` or one that would still hold as many as
+        `client` after (a client with many never takes the few of another, nor two
+        clients each other's); of those, the one waiting on its client longest.
+        Its thread sees the end and counts itself out. An idle connection with
+        bytes unread is about to be busy, and keeps its place."""
+        now, chosen, most, mine = time.monotonic(), None, -1, self.by_client[client]
+        for connection, (of, since) in list(self.waiting.items()):  # others change it
             held = self.by_client[of]
-            if since > now or client not in (None, of) or held <= most:
+            if since > now or (of != client and (own or held <= mine + 1)):
                 continue
-            if connection not in self.idle or not unread(connection):
+            if held > most and not (connection in self.idle and unread(connection)):
                 chosen, most = connection, held
-        if chosen is None:
+        if chosen is None or self.waiting.pop(chosen, None) is None:
             return False
-        del self.waiting[chosen]
         with contextlib.suppress(OSError):  # the socket's own: not TLS's close
             socket.socket.shutdown(chosen, socket.SHUT_RDWR)
         return True
 
-    @contextlib.contextmanager
-    def waiting_on(
-        self, connection: socket.socket, client_address: Any, grace: float
-    ) -> Iterator[None]:
-        """While a connection waits on its client (for a request, the rest of one, or
-        to take an answer), a new connection may take its place after `grace` s (0:
-        it waits for a request, idle)."""
-        with self._counting:
-            self.waiting[connection] = (client_key(client_address[0]), time.monotonic() + grace)
-            if not grace:
-                self.idle.add(connection)
-        try:
-            yield
-        finally:
-            with self._counting:
-                self.waiting.pop(connection, None)
-                self.idle.discard(connection)
+    def wait_on(self, connection: socket.socket, client: str, grace: float) -> None:
+        """Until `done_waiting`, the connection waits on its client (for a request,
+        the rest of one, or to take an answer): a new connection may take its place
+        after `grace` s (0: it waits for a request, idle). No lock: each change is
+        one operation on a dict or set, and `_make_room` reads a copy."""
+        self.waiting[connection] = (client, time.monotonic() + grace)
+        if grace:
+            self.idle.discard(connection)
+        else:
+            self.idle.add(connection)
+
+    def done_waiting(self, connection: socket.socket) -> None:
+        self.waiting.pop(connection, None)
+        self.idle.discard(connection)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -386,10 +388,14 @@ class Server(ThreadingWSGIServer):
             super().finish_request(request, client_address)
             return
         deadline = time.monotonic() + TIMEOUT_S
+        client = client_key(client_address[0])
         request.settimeout(TIMEOUT_S)
         try:
-            with self.waiting_on(request, client_address, 0):
+            self.wait_on(request, client, 0)
+            try:
                 first = request.recv(1, socket.MSG_PEEK)
+            finally:
+                self.done_waiting(request)
             if first.isalpha():
                 self.refuse_plain_http(request)
                 return
@@ -399,8 +405,11 @@ class Server(ThreadingWSGIServer):
         try:
             try:
                 secure.settimeout(max(deadline - time.monotonic(), 0.001))
-                with self.waiting_on(secure, client_address, SLOW_CLIENT_S):
+                self.wait_on(secure, client, SLOW_CLIENT_S)
+                try:
                     secure.do_handshake()
+                finally:
+                    self.done_waiting(secure)
             except OSError:
                 return  # no handshake: nothing can be answered
             super().finish_request(secure, client_address)
@@ -423,11 +432,16 @@ class Server(ThreadingWSGIServer):
         """A new connection. Out of file descriptors, accept fails at once while the
         connection waits: the accept loop spun a core until one was freed."""
         try:
-            return super().get_request()
+            connection, address = super().get_request()
         except OSError as error:
             if error.errno in (errno.EMFILE, errno.ENFILE):
                 time.sleep(ACCEPT_BACKOFF_S)
             raise
+        # An answer goes out in two writes (head, body): under Nagle's algorithm the
+        # body waited for the client's delayed ACK, ~40 ms a request kept alive.
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that goes away or times out (an OSError) is no error of the server's."""
