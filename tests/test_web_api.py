@@ -744,6 +744,18 @@ def test_an_ipv6_client_is_its_64(host, client):
     assert server_module.client_key(host) == client
 
 
+def test_a_connection_with_bytes_unread_or_closed_meanwhile_keeps_its_place():
+    """`_make_room` skips an idle connection whose request has come (or whose thread
+    closed it meanwhile: polling a closed socket raised in the accept loop)."""
+    mine, theirs = socket.socketpair()
+    with theirs:
+        assert not server_module.unread(mine)
+        theirs.sendall(b"G")
+        assert server_module.unread(mine)
+        mine.close()
+        assert server_module.unread(mine)
+
+
 OUT_OF_FILES = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))

@@ -66,9 +66,13 @@ def client_key(host: str) -> str:
 
 
 def unread(connection: socket.socket) -> bool:
-    """Whether the client has sent bytes the connection has not read (or closed it)."""
+    """Whether the client has sent bytes the connection has not read (or closed it);
+    True for a connection its thread closed meanwhile."""
     poll = select.poll()
-    poll.register(connection, select.POLLIN)
+    try:
+        poll.register(connection, select.POLLIN)
+    except (ValueError, OSError):  # no descriptor any more
+        return True
     return bool(poll.poll(0))
 
 
@@ -311,11 +315,9 @@ class Server(ThreadingWSGIServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         """A thread for the connection. Each open connection holds a thread, so there
         are at most MAX_CONNECTIONS, and at most MAX_PER_ADDRESS from one client.
-        Past either, the connection (of that client) that has waited on its client
-        longest is closed to make room: one waiting for a request at once, one
-        mid-request or mid-answer after SLOW_CLIENT_S. With none, the new one is
-        closed unanswered. (Idle or trickling connections from one client locked
-        every other client out.)"""
+        Past either, a connection waiting on its client may be closed to make room
+        (`_make_room`); with none, the new one is closed unanswered. (Idle or
+        trickling connections from one client locked every other client out.)"""
         client = client_key(client_address[0])
         with self._counting:
             own = self.by_client[client] >= MAX_PER_ADDRESS
