@@ -260,11 +260,11 @@ class Gauge:
         if metric is None or not series:
             return Reading(None, {})
         merge = min if metric.merge == "min" else sum
+        at = [metric.labels.index(label) for label in self.labels]  # once, not per series
         grouped: dict[Key, list[float]] = {}
         for key, value in series.items():
-            named = dict(zip(metric.labels, label_tuple(key), strict=True))
-            row = tuple(named[label] for label in self.labels)
-            grouped.setdefault(row, []).append(float(value))
+            parts = label_tuple(key)
+            grouped.setdefault(tuple([parts[i] for i in at]), []).append(float(value))
         by = {row: merge(values) for row, values in sorted(grouped.items()) if row}
         if not self.total:
             return Reading(None, by)

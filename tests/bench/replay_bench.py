@@ -4,6 +4,7 @@ and state size, scrape cost at the label cap, and bounded memory over a long run
 from __future__ import annotations
 
 import gc
+import http.client
 import re
 import shutil
 import subprocess
@@ -361,9 +362,13 @@ def bench_scrape(ctx: dict[str, Any]) -> list[Figure]:
     series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
     families = len(re.findall(rb"^# TYPE ", text, re.MULTILINE))
     best = Spread(timings, higher_is_better=False)
+    scrapes = Spread(kept_alive(board, ("/metrics",), 5), higher_is_better=False)
+    polls = Spread(kept_alive(board, PAGE_POLL, 50), higher_is_better=False)
     ctx["raw"]["scrape"] = {
         "label_values": distinct,
         "render_seconds": best.raw(),
+        "scrape_seconds": scrapes.raw(),
+        "page_poll_seconds": polls.raw(),
         "exposition_bytes": len(text),
         "series_lines": series,
         "families": families,
@@ -377,7 +382,50 @@ def bench_scrape(ctx: dict[str, Any]) -> list[Figure]:
             f"{len(text) / KIB:,.0f} KiB, {series:,} series lines in {families} families",
         ),
         Figure(bench, "render cost per series", f"{best.best / series * 1e6:.1f} us"),
+        Figure(bench, "GET /metrics over one kept-alive connection", scrapes.describe(ms)),
+        Figure(
+            bench,
+            "the page's poll (summary, alerts, items) over one kept-alive connection",
+            polls.describe(ms),
+        ),
     ]
+
+
+# The three requests the wall display sends every 2 s (flows/web/static/cockpit.js).
+PAGE_POLL = (
+    "/api/v1/summary",
+    "/api/v1/alerts?limit=8",
+    "/api/v1/items?state=out_of_stock&state=at_risk&limit=8",
+)
+
+
+def kept_alive(board: Any, paths: tuple[str, ...], rounds: int) -> list[float]:
+    """Seconds of each round of `paths`, requested in turn over one connection kept
+    alive to the board served in this process (as a display or Prometheus does)."""
+    from flows.web.server import serve
+    from tests.kafka_broker import free_port
+
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        seconds, sockets = [], set()
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for path in paths:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                sockets.add(id(conn.sock))
+                if response.status != 200:
+                    raise BenchFailure(f"GET {path}: {response.status}")
+            seconds.append(time.perf_counter() - started)
+        if len(sockets) != 1:
+            raise BenchFailure(f"{len(sockets)} connections for one kept alive")
+        return seconds
+    finally:
+        conn.close()
+        server.shutdown()
 
 
 SHARES = (0.10, 0.25, 0.50, 0.75, 1.00)
