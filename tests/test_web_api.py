@@ -508,7 +508,7 @@ def waiting(server: server_module.Server) -> tuple[int, int]:
     """Connections waiting on their client that may lose their place now, and those
     that may later (mid-request or mid-answer, within SLOW_CLIENT_S)."""
     now = time.monotonic()
-    sinces = [since for _client, since in list(server.waiting.values())]
+    sinces = [since for _client, since, _idle in list(server.waiting.values())]
     return sum(since <= now for since in sinces), sum(since > now for since in sinces)
 
 

@@ -306,10 +306,9 @@ class Server(ThreadingWSGIServer):
         super().__init__(address, handler)
         self.connections = 0  # open, each with its thread
         self.by_client: Counter[str] = Counter()
-        # Connections waiting on their client, oldest first: its key, and from when
-        # a new connection may take its place.
-        self.waiting: dict[socket.socket, tuple[str, float]] = {}
-        self.idle: set[socket.socket] = set()  # of them, those waiting for a request
+        # Connections waiting on their client, oldest first: its key, from when a new
+        # connection may take its place, and whether it waits for a request (idle).
+        self.waiting: dict[socket.socket, tuple[str, float, bool]] = {}
         self._counting = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -343,11 +342,11 @@ class Server(ThreadingWSGIServer):
         Its thread sees the end and counts itself out. An idle connection with
         bytes unread is about to be busy, and keeps its place."""
         now, chosen, most, mine = time.monotonic(), None, -1, self.by_client[client]
-        for connection, (of, since) in list(self.waiting.items()):  # others change it
+        for connection, (of, since, idle) in list(self.waiting.items()):  # others change it
             held = self.by_client[of]
             if since > now or (of != client and (own or held <= mine + 1)):
                 continue
-            if held > most and not (connection in self.idle and unread(connection)):
+            if held > most and not (idle and unread(connection)):
                 chosen, most = connection, held
         if chosen is None or self.waiting.pop(chosen, None) is None:
             return False
@@ -359,16 +358,11 @@ class Server(ThreadingWSGIServer):
         """Until `done_waiting`, the connection waits on its client (for a request,
         the rest of one, or to take an answer): a new connection may take its place
         after `grace` s (0: it waits for a request, idle). No lock: each change is
-        one operation on a dict or set, and `_make_room` reads a copy."""
-        self.waiting[connection] = (client, time.monotonic() + grace)
-        if grace:
-            self.idle.discard(connection)
-        else:
-            self.idle.add(connection)
+        one operation on a dict, and `_make_room` reads a copy."""
+        self.waiting[connection] = (client, time.monotonic() + grace, not grace)
 
     def done_waiting(self, connection: socket.socket) -> None:
         self.waiting.pop(connection, None)
-        self.idle.discard(connection)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
