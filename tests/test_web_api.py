@@ -42,7 +42,15 @@ from flows.web.server import serve
 from tests.kafka_broker import free_port
 from tests.processes import opscockpit, stderr_lines, wait_for
 from tests.reference import parse_exposition
-from tests.web import TRICKLE_BYTES, api, expected_figures, fetch, figure_differences, trickled
+from tests.web import (
+    TRICKLE_BYTES,
+    api,
+    exchange,
+    expected_figures,
+    fetch,
+    figure_differences,
+    trickled,
+)
 
 NOW = 1_800_000_000.0
 KINDS = ("ship_sla_breach", "late_delivery")  # the alerts the shards write to the sink
@@ -408,10 +416,7 @@ def test_bad_requests_get_a_json_error(served, path, status):
 def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes, status):
     """Refused before the app sees them, yet answered like every other error, and
     with no software versions (wsgiref's Server header named Python's)."""
-    host, port = served.base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(request_bytes)
-        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    answer = exchange(served.base, request_bytes)
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line, *lines = head.decode().split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines)
@@ -470,12 +475,9 @@ def test_a_connection_ends_where_its_client_or_its_last_request_says(served, mid
     """Pipelined requests are answered in turn; the connection closes after one that
     asks to (`close` among the Connection options, in any of its headers), one of
     HTTP/1.0, one with a body (which nothing reads), or a bad one."""
-    host, port = served.base.removeprefix("http://").split(":")
     healthy = b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n"
     closing = b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n"
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(healthy + healthy + middle + healthy + closing)
-        stream = b"".join(iter(lambda: conn.recv(65536), b""))  # ends: the server closed
+    stream = exchange(served.base, healthy + healthy + middle + healthy + closing)
     assert stream.count(b"HTTP/1.") == answers
     assert stream.count(b"\r\nConnection: close\r\n") == 1
 
@@ -541,18 +543,20 @@ def answer_from(port: int, source: str = "127.0.0.1") -> bytes:
     b"" when the connection is closed without one."""
     with socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0)) as conn:
         conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
-        try:
-            return conn.recv(65536)
-        except ConnectionResetError:  # closed, the request unread
-            return b""
+        return received(conn)
+
+
+def received(conn: socket.socket) -> bytes:
+    """What the server sends next; b"" once it closed the connection."""
+    try:
+        return conn.recv(65536)
+    except ConnectionResetError:  # closed, the request unread
+        return b""
 
 
 def ended(conn: socket.socket) -> bool:
     """Whether the server closed the connection without (more of) an answer."""
-    try:
-        return conn.recv(65536) == b""
-    except ConnectionResetError:  # closed, the request unread
-        return True
+    return received(conn) == b""
 
 
 @pytest.fixture
@@ -720,10 +724,9 @@ def test_a_client_that_stops_reading_prints_no_traceback(empty, monkeypatch, cap
 def test_empty_lines_before_a_request_are_skipped(served):
     """RFC 9112 2.2: a server should ignore at least one empty line before a request
     line (some clients send one after a request's body); the connection was closed."""
-    host, port = served.base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(b"\r\n\nGET /-/healthy HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    answer = exchange(
+        served.base, b"\r\n\nGET /-/healthy HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
@@ -808,10 +811,9 @@ def test_a_server_out_of_file_descriptors_waits_instead_of_spinning():
 )
 def test_a_target_in_absolute_form_is_its_path(served, target, status):
     """Every server must take `GET http://host/path` (RFC 9112 3.2.2): it was a 404."""
-    host, port = served.base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    answer = exchange(
+        served.base, b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    )
     assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:200]
 
 
@@ -835,10 +837,7 @@ def test_a_request_that_trickles_in_is_dropped_at_its_deadline(empty, monkeypatc
     ],
 )
 def test_a_url_is_read_as_utf_8(served, target, said):
-    host, port = served.base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(b"GET " + target + b" HTTP/1.0\r\n\r\n")
-        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    answer = exchange(served.base, b"GET " + target + b" HTTP/1.0\r\n\r\n")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"].startswith(said)
 
 

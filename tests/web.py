@@ -50,6 +50,15 @@ def trickled(port: int, start: bytes) -> tuple[bytes, int]:
     return answer, sent
 
 
+def exchange(base: str, data: bytes) -> bytes:
+    """All the server at `base` (http://host:port) sends back for `data` sent on a
+    new connection, until it closes the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(data)
+        return b"".join(iter(lambda: conn.recv(65536), b""))
+
+
 def fetch(
     url: str,
     user: str | None = None,
