@@ -20,7 +20,15 @@ from typing import Any
 
 from flows.cluster import CLUSTER_DIR
 from flows.cockpit.cli import add_grafana_command
-from flows.commands import DEFAULT_TOPIC, EXIT_FAILURE, EXIT_USAGE, CliError, Parser, writable
+from flows.commands import (
+    DEFAULT_TOPIC,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    Parser,
+    say,
+    writable,
+)
 from flows.config import (
     MAX_DAYS,
     MAX_INTEGER,
@@ -461,7 +469,7 @@ def command_simulate(args: argparse.Namespace) -> int:
             count = produce_simulation(args, start, end)
         except RunError as exc:
             raise CliError(str(exc)) from None
-        print(f"opscockpit: produced {count:,} events to {args.topic}", file=sys.stderr)
+        say(f"opscockpit: produced {count:,} events to {args.topic}")
         return 0
     assert end is not None
     profile = Profile().scaled(args.scale)
@@ -475,7 +483,7 @@ def command_simulate(args: argparse.Namespace) -> int:
             count = write_lines(handle, args.seed, start, end, profile)
     except OSError as exc:
         raise CliError(f"cannot write events {out}: {exc.strerror or exc}") from None
-    print(f"opscockpit: wrote {count:,} events to {out}", file=sys.stderr)
+    say(f"opscockpit: wrote {count:,} events to {out}")
     return 0
 
 
@@ -620,10 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except CliError as exc:
         message = str(exc)
-        print(
-            message if message.startswith("opscockpit") else f"opscockpit: error: {message}",
-            file=sys.stderr,
-        )
+        say(message if message.startswith("opscockpit") else f"opscockpit: error: {message}")
         return exc.status
     except KeyboardInterrupt:
         return 130

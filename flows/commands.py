@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 DEFAULT_TOPIC = "tps.events"  # the input topic of `run` and `simulate`
+
+
+def say(line: str) -> None:
+    """Write a line to stderr in one write. `print` writes the text and its newline
+    apart, and the processes of a local cluster share one stderr: one's line ran
+    into another's (a test waiting for each process's startup line saw one)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class CliError(Exception):

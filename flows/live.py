@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.cluster import CLUSTER_DIR, cluster_started, join_in_order
-from flows.commands import DEFAULT_TOPIC
+from flows.commands import DEFAULT_TOPIC, say
 from flows.dataflow import (
     COMBINE_KEY,
     Layout,
@@ -270,11 +269,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
         raise RunError(f"cannot serve /metrics on {host}:{port}: {exc.strerror}") from None
     base = f"{'https' if web.tls else 'http'}://{host}:{server.server_port}"
     reading = f"{wiring.reading}; " if wiring.reading else ""
-    print(
-        f"opscockpit: {reading}serving metrics on {base}/metrics and the cockpit on {base}/",
-        file=sys.stderr,
-        flush=True,
-    )
+    say(f"opscockpit: {reading}serving metrics on {base}/metrics and the cockpit on {base}/")
     grace = threading.Timer(READY_GRACE_S, end_grace, (runtime.board, kafka_cluster(args)))
     grace.daemon = True
     grace.start()
@@ -296,7 +291,7 @@ def run(settings: Settings, args: argparse.Namespace, web: WebConfig) -> None:
             if type(exc).__name__ != "PanicException" or addresses is None:
                 raise
             raise RunError(f"the cluster stopped, a process of it gone ({exc})") from None
-    sys.stderr.write("opscockpit: stopped\n")  # one write: processes share the stream
+    say("opscockpit: stopped")
 
 
 class Stopped(Exception):
@@ -343,7 +338,7 @@ def exit_if_never_started(board: Board) -> None:
         os.read(wakeup, 1)
         time.sleep(UNSTARTED_STOP_S)
         if not board.ready.is_set():
-            sys.stderr.write("opscockpit: stopped before the job started\n")
+            say("opscockpit: stopped before the job started")
             os._exit(0)
 
     threading.Thread(target=watch, name="opscockpit-stop", daemon=True).start()
@@ -388,10 +383,7 @@ def produce_simulation(args: argparse.Namespace, start: int, end: int | None) ->
     try:
         kafka = kafka_settings(args)
         if ensure_topics(kafka, {args.topic: NEW_INPUT_PARTITIONS}):
-            print(
-                f"opscockpit: created topic {args.topic} ({NEW_INPUT_PARTITIONS} partitions)",
-                file=sys.stderr,
-            )
+            say(f"opscockpit: created topic {args.topic} ({NEW_INPUT_PARTITIONS} partitions)")
     except KafkaSetupError as exc:
         raise RunError(str(exc)) from None
     undelivered: list[str] = []

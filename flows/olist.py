@@ -30,7 +30,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from flows.commands import CliError, writable
+from flows.commands import CliError, say, writable
 
 BRAZIL = timezone(timedelta(hours=-3))
 END_OF_DAY = time(23, 59, 59)
@@ -379,7 +379,7 @@ def command_import_olist(args: argparse.Namespace) -> int:
         writable(None if args.out == "-" else Path(args.out))
         conversion = convert(directory)
         for problem in conversion.bad_rows:
-            print(problem, file=sys.stderr)
+            say(problem)
         if args.out == "-":
             try:
                 write_events(conversion.events, sys.stdout)
@@ -389,15 +389,14 @@ def command_import_olist(args: argparse.Namespace) -> int:
         else:
             _write_file(conversion.events, Path(args.out))
     except (OlistError, CliError) as exc:
-        print(f"opscockpit: error: {exc}", file=sys.stderr)
+        say(f"opscockpit: error: {exc}")
         return 1
     if conversion.bad_rows:
-        print(f"opscockpit: skipped {len(conversion.bad_rows):,} bad rows", file=sys.stderr)
+        say(f"opscockpit: skipped {len(conversion.bad_rows):,} bad rows")
     destination = "stdout" if args.out == "-" else args.out
-    print(
+    say(
         f"opscockpit: wrote {len(conversion.events):,} events of {conversion.orders:,} "
-        f"orders to {destination}",
-        file=sys.stderr,
+        f"orders to {destination}"
     )
     return 0
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from flows import build
+from flows.commands import say
 
 ROOT = build.PACKAGE.parent
 TRAINING_SEED = 7  # the benchmarks use 3
@@ -122,7 +123,7 @@ def main(argv: list[str]) -> int:
         print(train(Path(argv[1])))
         return 0
     if argv:
-        print("usage: python -m flows.pgo", file=sys.stderr)
+        say("usage: python -m flows.pgo")
         return 2
     try:
         print(profile_guided_build())
@@ -132,9 +133,9 @@ def main(argv: list[str]) -> int:
     try:
         compile_modules("")  # never leave the modules instrumented or half built
     except RuntimeError as error:
-        print(f"opscockpit: {failure}; then {error}", file=sys.stderr)
+        say(f"opscockpit: {failure}; then {error}")
         return 1
-    print(f"opscockpit: {failure}; the modules were built without profiles", file=sys.stderr)
+    say(f"opscockpit: {failure}; the modules were built without profiles")
     return 1
 
 

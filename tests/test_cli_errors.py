@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import orjson
 import pytest
 
 from flows.cli import main
-from flows.commands import EXIT_FAILURE, EXIT_USAGE
+from flows.commands import EXIT_FAILURE, EXIT_USAGE, say
 from tests.processes import opscockpit
 
 EVENT = b'{"event_id":"a","type":"cart.added","ts":0,"session_id":"s","sku":"A","qty":1}\n'
@@ -402,3 +403,25 @@ def test_an_output_topic_that_is_an_input_or_unnamed_is_refused(capsys, options,
 def test_a_simulation_to_an_empty_topic_name_is_refused(capsys):
     line = one_line_error(capsys, ["simulate", "--kafka", "h:1", "--topic", ""], EXIT_USAGE)
     assert line == "opscockpit: error: --topic needs a topic name, not an empty string"
+
+
+class Writes(StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_a_line_to_stderr_is_one_write(monkeypatch):
+    """The processes of a local cluster share one stderr, and `print` writes a line's
+    text and its newline apart: one process's startup line ran into another's, and
+    the test that waits for each process's line saw one (it failed in CI)."""
+    stream = Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    say("opscockpit: serving metrics on http://127.0.0.1:9108/metrics")
+    assert stream.writes == ["opscockpit: serving metrics on http://127.0.0.1:9108/metrics\n"]

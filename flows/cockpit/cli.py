@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-from flows.commands import CliError
+from flows.commands import CliError, say
 
 RULES_PATH = "docker/prometheus/rules.yml"
 EXTRA_MODULES = ("yaml", "grafana_foundation_sdk", "grafana_client")
@@ -96,7 +95,7 @@ def command_generate(args: argparse.Namespace) -> int:
             path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot write under {root}: {exc.strerror or exc}") from None
-    print(f"opscockpit: wrote {len(files)} files under {root}", file=sys.stderr)
+    say(f"opscockpit: wrote {len(files)} files under {root}")
     return 0
 
 
@@ -113,9 +112,8 @@ def command_push(args: argparse.Namespace) -> int:
         urls = push(args.url, token, args.folder, dashboards())
     except PushError as exc:
         raise CliError(str(exc)) from None
-    print(
+    say(
         f"opscockpit: installed {len(urls)} dashboards in folder {args.folder!r}: "
-        + ", ".join(urls),
-        file=sys.stderr,
+        + ", ".join(urls)
     )
     return 0
