@@ -411,6 +411,12 @@ def test_bad_requests_get_a_json_error(served, path, status):
         (b"GET /metrics HTTP/2\r\n\r\n", 505),  # as HTTP/2 is written: was a 400
         (b"GET /metrics HTTP/0.9\r\n\r\n", 400),  # was answered with a bare body
         (b"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\nX-A: b\r\n\r\n", 400),  # was served
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host (RFC 9112 3.2): was served
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
     ],
 )
 def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes, status):
@@ -457,28 +463,31 @@ def test_one_connection_carries_request_after_request(served):
         conn.close()
 
 
+HEALTHY = b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n"  # a request's line and Host
+
+
 @pytest.mark.parametrize(
     ("middle", "answers"),
     [
-        (b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n", 3),
-        (b"GET /-/healthy HTTP/1.1\r\nConnection: TE, close\r\nTE: trailers\r\n\r\n", 3),
-        (b"GET /-/healthy HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", 3),
+        (HEALTHY + b"Connection: close\r\n\r\n", 3),
+        (HEALTHY + b"Connection: TE, close\r\nTE: trailers\r\n\r\n", 3),
+        (HEALTHY + b"Connection: keep-alive\r\nConnection: close\r\n\r\n", 3),
         (b"GET /-/healthy HTTP/1.0\r\n\r\n", 3),
-        (b"POST /-/healthy HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 3),  # a 405
-        (b"GET /-/healthy HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 3),
+        (b"POST /-/healthy HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", 3),  # a 405
+        (HEALTHY + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 3),
         (b"GET /-/healthy HTTP/1.1 x\r\n\r\n", 3),  # a 400
-        (b"GET /-/healthy HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 5),  # no body: goes on
-        (b"GET /-/healthy HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", 5),
+        (HEALTHY + b"Content-Length: 0\r\n\r\n", 5),  # no body: goes on
+        (HEALTHY + b"Connection: keep-alive\r\n\r\n", 5),
     ],
 )
 def test_a_connection_ends_where_its_client_or_its_last_request_says(served, middle, answers):
     """Pipelined requests are answered in turn; the connection closes after one that
     asks to (`close` among the Connection options, in any of its headers), one of
     HTTP/1.0, one with a body (which nothing reads), or a bad one."""
-    healthy = b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n"
-    closing = b"GET /-/healthy HTTP/1.1\r\nConnection: close\r\n\r\n"
+    healthy, closing = HEALTHY + b"\r\n", HEALTHY + b"Connection: close\r\n\r\n"
     stream = exchange(served.base, healthy + healthy + middle + healthy + closing)
     assert stream.count(b"HTTP/1.") == answers
+    assert stream.count(b"HTTP/1.1 200 OK\r\n") >= answers - 1  # but the middle one
     assert stream.count(b"\r\nConnection: close\r\n") == 1
 
 
@@ -542,7 +551,7 @@ def answer_from(port: int, source: str = "127.0.0.1") -> bytes:
     """The start of the answer to a request on a new connection from `source`;
     b"" when the connection is closed without one."""
     with socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0)) as conn:
-        conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+        conn.sendall(HEALTHY + b"\r\n")
         return received(conn)
 
 
@@ -603,7 +612,7 @@ def test_a_new_connection_takes_the_place_of_the_longest_idle(capped):
 def assert_served(connections: list[socket.socket]) -> None:
     """Each connection is still open and answers a request."""
     for conn in connections:
-        conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+        conn.sendall(HEALTHY + b"\r\n")
         assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
@@ -784,7 +793,7 @@ def test_a_server_out_of_file_descriptors_waits_instead_of_spinning():
         assert child.stdout is not None and child.stdout.readline() == "serving\n"
         for _ in range(80):  # more than its 64 descriptors
             conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-            conn.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\n\r\n")
+            conn.sendall(HEALTHY + b"\r\n")
             held.append(conn)
         stat = Path(f"/proc/{child.pid}/stat")
         used = lambda: sum(map(int, stat.read_text().rsplit(")", 1)[1].split()[11:13]))  # noqa: E731
@@ -817,12 +826,28 @@ def test_a_target_in_absolute_form_is_its_path(served, target, status):
     assert answer.split(b" ", 2)[1] == str(status).encode(), answer[:200]
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1\r\nHost: h",
+        b"HTTP/1.1\r\nhost: 127.0.0.1:9108 ",
+        b"HTTP/1.1\r\nHost: [::1]:9108",
+        b"HTTP/1.1\r\nHost: opscockpit.example-fc.internal:",
+        b"HTTP/1.1\r\nHost:",  # empty: a target without an authority
+        b"HTTP/1.0",  # Host is HTTP/1.1's
+    ],
+)
+def test_a_request_naming_one_host_is_served(served, head):
+    answer = exchange(served.base, b"GET /-/healthy " + head + b"\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 def test_a_request_that_trickles_in_is_dropped_at_its_deadline(empty, monkeypatch):
     """Each read had 30 s: a byte every few seconds held a request, and its thread,
     for as long as the client liked. Now its line and headers have 30 s in all."""
     _server, port = empty
     monkeypatch.setattr(server_module, "TIMEOUT_S", 1.0)
-    answer, sent = trickled(port, b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nX-A: ")
+    answer, sent = trickled(port, HEALTHY + b"X-A: ")
     assert answer == b"" and sent < TRICKLE_BYTES, (answer, sent)
     assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
 

@@ -40,6 +40,8 @@ TIMEOUT_S = 30.0  # a connection that sends nothing this long is closed
 MAX_REQUEST_HEAD = 65536  # read of a plain HTTP request to the TLS port before the 400
 ABSOLUTE_FORM = re.compile(r"https?://[^/?#]*(.*)", re.IGNORECASE | re.DOTALL)  # -> path
 MAJOR_ONLY = re.compile(r"HTTP/(\d{1,10})")  # a version without a minor: HTTP/2, HTTP/3
+# Host: uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal or a reg-name.
+HOST = re.compile(r"(\[[0-9A-Za-z:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
 MAX_CONNECTIONS = 1000  # served at once; more are closed unanswered
 MAX_PER_ADDRESS = 250  # of them from one client (an address, or an IPv6 /64)
 SLOW_CLIENT_S = 2.0  # a client mid-request or mid-answer this long may lose its place
@@ -242,7 +244,9 @@ class _QuietHandler(WSGIRequestHandler):
         line or headers (and without a version, after waiting for headers it has
         none of); `HTTP/2`, as that version is written, was a 400 (`HTTP/2.0` a
         505); a header line without a colon ended the headers (those after it were
-        dropped) and the request was served."""
+        dropped) and the request was served; so was an HTTP/1.1 request without a
+        Host header, or with two, which RFC 9112 3.2 has a server refuse (a proxy
+        in front and this server could each take another as the request's host)."""
         words = str(self.raw_requestline, "iso-8859-1").split()  # as the parser splits it
         if len(words) in (2, 3):
             self.command = words[0]
@@ -263,6 +267,14 @@ class _QuietHandler(WSGIRequestHandler):
             self.rfile = rfile
         if self.headers.defects:  # a line that is no header: the parser took the rest as a body
             self.send_error(HTTPStatus.BAD_REQUEST, "a header line without a colon")
+            return False
+        hosts = self.headers.get_all("Host", [])
+        if len(hosts) > 1 or not all(HOST.fullmatch(host.strip()) for host in hosts):
+            self.send_error(HTTPStatus.BAD_REQUEST, "a request names one host, in one Host header")
+            return False
+        minor = int(self.request_version.partition(".")[2])  # the parser took HTTP/1.x only
+        if not hosts and minor > 0:
+            self.send_error(HTTPStatus.BAD_REQUEST, "an HTTP/1.1 request needs a Host header")
             return False
         # A target in absolute form (`GET http://host/-/healthy`), which every server
         # must take (RFC 9112 3.2.2), was looked up whole: a 404.
