@@ -172,6 +172,21 @@ def test_one_tls_connection_carries_request_after_request(certs):
             conn.close()
 
 
+def test_a_tls_connection_ends_with_its_close_notify(certs):
+    """A client that reads an answer to the end sees a TLS close, not a cut: the
+    server closed without its close_notify alert ("UNEXPECTED_EOF_WHILE_READING")."""
+    with secured(certs) as base:
+        host, port = base.removeprefix("https://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            context = certs.trusting()
+            with context.wrap_socket(raw, server_hostname=host, suppress_ragged_eofs=False) as tls:
+                tls.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(65536):  # SSLEOFError at a cut
+                    answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 ") and answer.endswith(b"}")
+
+
 def test_a_silent_connection_to_the_tls_port_makes_room_for_a_new_one(certs, monkeypatch):
     """A connection to the TLS port that sent nothing was waited on twice (for its
     first byte, then for a handshake), 30 s each, and never made room: a few hundred
