@@ -401,7 +401,8 @@ PAGE_POLL = (
 
 def kept_alive(board: Any, paths: tuple[str, ...], rounds: int) -> list[float]:
     """Seconds of each round of `paths`, requested in turn over one connection kept
-    alive to the board served in this process (as a display or Prometheus does)."""
+    alive to the board served in this process, gzip accepted (as a display's
+    browser or Prometheus does)."""
     from flows.web.server import serve
     from tests.kafka_broker import free_port
 
@@ -413,7 +414,7 @@ def kept_alive(board: Any, paths: tuple[str, ...], rounds: int) -> list[float]:
         for _ in range(rounds):
             started = time.perf_counter()
             for path in paths:
-                conn.request("GET", path)
+                conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
                 response = conn.getresponse()
                 response.read()
                 sockets.add(id(conn.sock))
