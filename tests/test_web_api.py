@@ -559,12 +559,13 @@ def test_a_burst_of_new_connections_fits_the_accept_queue(empty):
     assert listen_overflows() == before
 
 
-def waiting(server: server_module.Server) -> tuple[int, int]:
-    """Connections waiting on their client that may lose their place now, and those
-    that may later (mid-request or mid-answer, within SLOW_CLIENT_S)."""
+def waiting(server: server_module.Server, settled: float = 0.0) -> tuple[int, int]:
+    """Connections waiting on their client that may lose their place now (and have
+    for `settled` s), and those that may later (mid-request or mid-answer, within
+    SLOW_CLIENT_S)."""
     now = time.monotonic()
     sinces = [since for _client, since, _idle in list(server.waiting.values())]
-    return sum(since <= now for since in sinces), sum(since > now for since in sinces)
+    return sum(since <= now - settled for since in sinces), sum(since > now for since in sinces)
 
 
 def started_requests(
@@ -758,7 +759,9 @@ def test_a_client_slow_to_take_its_answers_loses_its_place(capped, monkeypatch):
     monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 1)
     monkeypatch.setattr(server_module, "SLOW_CLIENT_S", 0.5)
     with pipelined_unread(port):
-        wait_for(lambda: waiting(server)[0] == 1, 30, "an answer waiting to be read", 0.01)
+        # Until the client's buffers are full, each answer's write ends and the next
+        # one waits anew: on a busy machine a write could still end after 0.5 s.
+        wait_for(lambda: waiting(server, 2.0)[0] == 1, 30, "an answer waiting to be read", 0.01)
         assert fetch(f"http://127.0.0.1:{port}/-/healthy")[0] == 200
         wait_for(lambda: server.connections == 0, 30, "the slow reader closed", 0.01)
 
