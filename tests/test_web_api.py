@@ -461,6 +461,10 @@ def test_bad_requests_get_a_json_error(served, path, status):
         (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\x1f\r\n\r\n", 400),  # str.strip() took it off
+        (b"GET / HTTP/1.1\r\nHost: \xa0a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nX-A: b\rHost: h\r\n\r\n", 400),  # a bare CR ended a line
+        (b"GET / HTTP/1.1\r\nHost: h\rX-A: b\r\n\r\n", 400),
     ],
 )
 def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes, status):
@@ -879,6 +883,8 @@ def test_a_target_in_absolute_form_is_its_path(served, target, status):
         b"HTTP/1.1\r\nHost: h",
         b"HTTP/1.1\r\nhost: 127.0.0.1:9108 ",
         b"HTTP/1.1\r\nHost: [::1]:9108",
+        b"HTTP/1.1\r\nHost: [fe80::1%eth0]:9108",  # urllib's, for an address with a zone
+        b"HTTP/1.1\r\nHost: \th \t",
         b"HTTP/1.1\r\nHost: opscockpit.example-fc.internal:",
         b"HTTP/1.1\r\nHost:",  # empty: a target without an authority
         b"HTTP/1.0",  # Host is HTTP/1.1's
@@ -887,6 +893,17 @@ def test_a_target_in_absolute_form_is_its_path(served, target, status):
 def test_a_request_naming_one_host_is_served(served, head):
     answer = exchange(served.base, b"GET /-/healthy " + head + b"\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+@pytest.mark.parametrize("host", [b"Host: h\r\n", b""])
+def test_a_request_expecting_100_continue_gets_its_answer_at_once(served, host):
+    """No route reads a body: the answer (405, or 400 without Host) comes first and
+    alone. A 100 (Continue) came before it, even before a refusal: the client was
+    told to send a body that nothing would read."""
+    head = b"POST /-/healthy HTTP/1.1\r\n" + host + b"Expect: 100-continue\r\n"
+    answer = exchange(served.base, head + b"Content-Length: 5\r\n\r\n")  # no body sent
+    assert b"100 Continue" not in answer, answer[:300]
+    assert answer.startswith(b"HTTP/1.1 405 " if host else b"HTTP/1.1 400 "), answer[:300]
 
 
 def test_a_request_that_trickles_in_is_dropped_at_its_deadline(empty, monkeypatch):
