@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +28,7 @@ from flows.settings import Settings
 from flows.web.server import serve
 from tests.kafka_broker import free_port
 from tests.processes import opscockpit
+from tests.web import fetch
 
 
 class Oracle:
@@ -118,15 +117,6 @@ def server() -> Iterator[tuple[Board, str]]:
     running.shutdown()
 
 
-def fetch(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
 def test_the_server_answers_503_until_ready_then_the_text_format(server):
     board, url = server
     status, _headers, body = fetch(url)
@@ -141,7 +131,7 @@ def test_the_server_answers_503_until_ready_then_the_text_format(server):
 def test_the_server_compresses_for_a_scraper_that_accepts_gzip(server):
     board, url = server
     board.ready.set()
-    status, headers, body = fetch(url, **{"Accept-Encoding": "gzip"})
+    status, headers, body = fetch(url, headers={"Accept-Encoding": "gzip"})
     assert status == 200 and headers["Content-Encoding"] == "gzip"
     assert headers["Vary"] == "Accept-Encoding"  # a cache keeps both answers apart
     assert gzip.decompress(body) == render(board)
@@ -149,17 +139,15 @@ def test_the_server_compresses_for_a_scraper_that_accepts_gzip(server):
     # RFC 9110: a parameter name is case-insensitive, and a coding named with q=0 is
     # refused even where `*` would accept it.
     for refusing in (*refusing_codings, "gzip;Q=0", "gzip;q=0, *", "*, x-gzip;q=0"):
-        status, headers, body = fetch(url, **{"Accept-Encoding": refusing})
+        status, headers, body = fetch(url, headers={"Accept-Encoding": refusing})
         assert "Content-Encoding" not in headers and body == render(board), refusing
     for accepting in ("deflate, gzip;q=0.5", "*", "GZIP", "x-gzip"):
-        status, headers, body = fetch(url, **{"Accept-Encoding": accepting})
+        status, headers, body = fetch(url, headers={"Accept-Encoding": accepting})
         assert headers["Content-Encoding"] == "gzip", accepting
 
 
 def test_the_server_refuses_other_methods(server):
     board, url = server
     board.ready.set()
-    request = urllib.request.Request(url, data=b"x", method="POST")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10)
-    assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET, HEAD"
+    status, headers, _body = fetch(url, method="POST")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"

@@ -46,7 +46,7 @@ from tests.test_cockpit_generated import DOCKER, compose, run, tool
 from tests.test_cockpit_live import api as prometheus_api
 from tests.test_cockpit_live import daemon
 from tests.test_security import one_line_error
-from tests.web import TRICKLE_BYTES, fetch, trickled
+from tests.web import TRICKLE_BYTES, exchange, fetch, trickled
 
 USER, PASSWORD = "prometheus", "correct horse battery staple"
 PATHS = [
@@ -175,15 +175,9 @@ def test_one_tls_connection_carries_request_after_request(certs):
 def test_a_tls_connection_ends_with_its_close_notify(certs):
     """A client that reads an answer to the end sees a TLS close, not a cut: the
     server closed without its close_notify alert ("UNEXPECTED_EOF_WHILE_READING")."""
+    request = b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
     with secured(certs) as base:
-        host, port = base.removeprefix("https://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as raw:
-            context = certs.trusting()
-            with context.wrap_socket(raw, server_hostname=host, suppress_ragged_eofs=False) as tls:
-                tls.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-                answer = b""
-                while chunk := tls.recv(65536):  # SSLEOFError at a cut
-                    answer += chunk
+        answer = exchange(base, request, certs.trusting())  # SSLEOFError at a cut
     assert answer.startswith(b"HTTP/1.1 401 ") and answer.endswith(b"}")
 
 

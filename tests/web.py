@@ -50,13 +50,18 @@ def trickled(port: int, start: bytes) -> tuple[bytes, int]:
     return answer, sent
 
 
-def exchange(base: str, data: bytes) -> bytes:
-    """All the server at `base` (http://host:port) sends back for `data` sent on a
-    new connection, until it closes the connection."""
-    host, port = base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(data)
-        return b"".join(iter(lambda: conn.recv(65536), b""))
+def exchange(base: str, data: bytes, context: ssl.SSLContext | None = None) -> bytes:
+    """All the server at `base` (http(s)://host:port) sends back for `data` sent on a
+    new connection, until it closes the connection. Over TLS (with `context`), a
+    close without TLS's close_notify raises SSLEOFError."""
+    host, port = base.partition("://")[2].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        conn = raw
+        if context is not None:
+            conn = context.wrap_socket(raw, server_hostname=host, suppress_ragged_eofs=False)
+        with conn:
+            conn.sendall(data)
+            return b"".join(iter(lambda: conn.recv(65536), b""))
 
 
 def fetch(
@@ -65,10 +70,12 @@ def fetch(
     password: str = "",
     context: ssl.SSLContext | None = None,
     method: str = "GET",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of one request (errors are answers too); a header
     sent twice is one, its values joined by ", " (so that a test sees it)."""
-    request = urllib.request.Request(url, method=method, data=b"x" if method == "POST" else None)
+    data = b"x" if method == "POST" else None
+    request = urllib.request.Request(url, data, headers or {}, method=method)
     if user is not None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
