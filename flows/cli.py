@@ -11,7 +11,6 @@ import gc
 import logging
 import os
 import re
-import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from flows.commands import (
     EXIT_USAGE,
     CliError,
     Parser,
+    distinct,
     say,
     writable,
 )
@@ -393,26 +393,6 @@ def _readable(file: str) -> None:
         raise CliError(f"cannot read {file}: no such file")
 
 
-def _distinct(outputs: dict[str, Path | None]) -> None:
-    """Two outputs into one file would write over each other's records. A pipe or a
-    device takes every writer."""
-    seen: dict[object, str] = {}
-    for option, path in outputs.items():
-        if path is None:
-            continue
-        try:
-            found = os.stat(path)
-        except FileNotFoundError:
-            same: object = os.path.realpath(path)
-        else:
-            if not stat.S_ISREG(found.st_mode):
-                continue
-            same = (found.st_dev, found.st_ino)
-        if same in seen:
-            raise CliError(f"{seen[same]} and {option} name the same file {path}")
-        seen[same] = option
-
-
 def command_replay(args: argparse.Namespace) -> int:
     """Replay a file, then write the final metrics."""
     from flows.replay import replay
@@ -422,13 +402,14 @@ def command_replay(args: argparse.Namespace) -> int:
     writable(args.metrics_file, "metrics", replaced=True)
     for path, what in ((args.dlq, "dead letters"), (args.alerts, "alerts"), (args.kpis, "KPIs")):
         writable(path, what)
-    _distinct(
+    distinct(
         {
             "--metrics-file": args.metrics_file,
             "--dlq": args.dlq,
             "--alerts": args.alerts,
             "--kpis": args.kpis,
-        }
+        },
+        {"the input": Path(args.file), "the --config file": args.config},
     )
     try:
         replay(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -72,6 +73,38 @@ def writable(path: Path | None, what: str = "", *, replaced: bool = False) -> No
         raise CliError(f"cannot write {named}: {exc.strerror or exc}") from None
     if replaced and not os.access(target.parent, os.W_OK | os.X_OK):
         raise CliError(f"cannot write {named}: cannot create files in {target.parent}")
+
+
+def distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | None]) -> None:
+    """Two outputs into one file would write over each other's records, and an
+    output into a file read (the input, the config) would empty it before it is
+    read (however named: a link, another path). A pipe or a device takes every
+    writer."""
+    read = {same: option for option, path in inputs.items() if (same := _file(path)) is not None}
+    seen: dict[object, str] = {}
+    for option, path in outputs.items():
+        same = _file(path)
+        if same is None:
+            continue
+        if same in read:
+            raise CliError(f"{option} names {read[same]}, {path}: it would be written over")
+        if same in seen:
+            raise CliError(f"{seen[same]} and {option} name the same file {path}")
+        seen[same] = option
+
+
+def _file(path: Path | None) -> object:
+    """What identifies the regular file at `path` (its device and inode, or where it
+    would be made); None for no path, a pipe or a device."""
+    if path is None or str(path) == "-":
+        return None
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return os.path.realpath(path)
+    except OSError:
+        return None  # unreadable: the open says why
+    return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
 
 
 def replaced_at(path: Path) -> Path | None:

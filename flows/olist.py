@@ -30,7 +30,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from flows.commands import CliError, say, writable
+from flows.commands import CliError, distinct, say, writable
 
 BRAZIL = timezone(timedelta(hours=-3))
 END_OF_DAY = time(23, 59, 59)
@@ -168,6 +168,8 @@ def read_table(
                 line = reader.line_num + 1
         except csv.Error as exc:
             raise OlistError(f"{path}:{reader.line_num}: {exc}") from None
+        except OSError as exc:  # a read that fails (EIO) after the open worked
+            raise OlistError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _row(header: list[str], fields: list[str]) -> Row:
@@ -376,7 +378,16 @@ def command_import_olist(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             problem = "not a directory" if directory.exists() else "no such directory"
             raise OlistError(f"cannot read {directory}: {problem}")
-        writable(None if args.out == "-" else Path(args.out))
+        out = None if args.out == "-" else Path(args.out)
+        writable(out)
+        distinct(
+            {"--out": out},
+            {
+                "the orders file": directory / ORDERS_FILE,
+                "the order items file": directory / ITEMS_FILE,
+                "the sellers file": directory / SELLERS_FILE,
+            },
+        )
         conversion = convert(directory)
         for problem in conversion.bad_rows:
             say(problem)

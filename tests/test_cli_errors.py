@@ -279,6 +279,29 @@ def test_two_replay_outputs_into_one_file_are_refused(tmp_path, capsys, first, s
     )
 
 
+@pytest.mark.parametrize("option", ["--dlq", "--alerts", "--kpis", "--metrics-file"])
+@pytest.mark.parametrize("spelling", ["itself", "a link", "a hard link"])
+def test_a_replay_output_naming_its_input_or_config_is_refused(tmp_path, capsys, option, spelling):
+    """The input (and the --config file) was emptied before it was read, or written
+    over after, and the replay said nothing and exited 0."""
+    events, config = tmp_path / "events.jsonl", tmp_path / "settings.toml"
+    events.write_bytes(EVENT)
+    config.write_text("lateness = '5s'\n")
+    for read, what in ((events, "the input"), (config, "the --config file")):
+        named = {"itself": read, "a link": tmp_path / "link", "a hard link": tmp_path / "hard"}
+        if spelling == "a link":
+            named[spelling].symlink_to(read)
+        elif spelling == "a hard link":
+            os.link(read, named[spelling])
+        argv = ["replay", str(events), "--config", str(config), option, str(named[spelling])]
+        line = one_line_error(capsys, argv, EXIT_FAILURE)
+        path = named[spelling]
+        assert line == f"opscockpit: error: {option} names {what}, {path}: it would be written over"
+        if path != read:
+            path.unlink()
+    assert events.read_bytes() == EVENT and config.read_text() == "lateness = '5s'\n"
+
+
 RECOVERY = Path(__file__).parent / "fixtures" / "release-3862025" / "recovery"
 NOT_OURS = "part-0.sqlite3 is not an opscockpit recovery file"
 

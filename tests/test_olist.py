@@ -439,6 +439,30 @@ def test_an_unwritable_output_is_a_one_line_error_before_any_reading(
     assert capsys.readouterr().err == expected
 
 
+@pytest.mark.parametrize("name", ["olist_orders_dataset.csv", "olist_sellers_dataset.csv"])
+def test_an_output_naming_a_file_it_reads_is_refused(tmp_path, capsys, name):
+    """It was read, then written over with JSON Lines, and the import exited 0."""
+    directory = olist_dir(
+        tmp_path, [f"o1,c1,created,{GOOD_ORDER}"], [item("o1", 1, "p1", "s-sp", GOOD_ORDER[:19])]
+    )
+    before = (directory / name).read_bytes()
+    assert run_import(str(directory), "--out", str(directory / name)) == 1
+    what = "the orders file" if "orders" in name else "the sellers file"
+    expected = f"opscockpit: error: --out names {what}, {directory / name}: it would be written over\n"
+    assert capsys.readouterr().err == expected
+    assert (directory / name).read_bytes() == before
+
+
+def test_a_file_that_fails_to_read_is_a_one_line_error(tmp_path, capsys):
+    """Opened, then a read fails (/proc/self/mem at offset 0: EIO): a traceback before."""
+    directory = olist_dir(tmp_path, [f"o1,c1,created,{GOOD_ORDER}"], [])
+    items = directory / "olist_order_items_dataset.csv"
+    items.unlink()
+    items.symlink_to("/proc/self/mem")
+    assert run_import(str(directory), "--out", str(tmp_path / "out.jsonl")) == 1
+    assert capsys.readouterr().err == f"opscockpit: error: cannot read {items}: Input/output error\n"
+
+
 @pytest.mark.parametrize("number", ["\u00b2", "\u0663", "9" * 5000, "0001234567890"])
 def test_an_item_number_int_cannot_read_or_too_long_is_a_bad_row(tmp_path, number):
     """isdigit() takes a superscript two or an Arabic-Indic three, which int()
