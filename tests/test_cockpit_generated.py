@@ -140,13 +140,23 @@ def test_regenerating_changes_nothing() -> None:
 def test_generate_command_writes_the_same_files(tmp_path: Path) -> None:
     parser = Parser(prog="opscockpit")
     add_grafana_command(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
-    stale = tmp_path / "grafana" / "dashboards" / "renamed.json"
-    stale.parent.mkdir(parents=True)
-    stale.write_text("{}")
+    boards = tmp_path / "grafana" / "dashboards"
+    boards.mkdir(parents=True)
+    (boards / "opscockpit-renamed.json").write_text('{"uid": "opscockpit-renamed"}')
+    # A user's own dashboards there stay (every *.json not generated was removed).
+    kept = {
+        "mine.json": '{"title": "mine"}',
+        "theirs.json": '{"uid": "opscockpit-other"}',  # not named by its uid
+        "broken.json": "{",
+        "list.json": "[]",
+    }
+    for name, text in kept.items():
+        (boards / name).write_text(text)
     args = parser.parse_args(["grafana", "generate", "--out", str(tmp_path)])
     assert args.handler(args) == 0
     written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
-    assert written == set(generated_files())
+    assert written == set(generated_files()) | {f"grafana/dashboards/{name}" for name in kept}
+    assert all((boards / name).read_text() == text for name, text in kept.items())
 
 
 # --- dashboards

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from importlib.util import find_spec
 from pathlib import Path
@@ -46,7 +47,8 @@ def add_grafana_command(commands: argparse._SubParsersAction) -> None:  # type: 
         "generate",
         help="write dashboards, provisioning and rules files",
         description=f"Write {DASHBOARDS_DIR}/*.json, grafana/provisioning/, grafana/grafana.ini "
-        f"and {RULES_PATH} under --out (stale dashboard files there are removed).",
+        f"and {RULES_PATH} under --out (dashboards an earlier release generated there and "
+        "this one does not are removed; other files are left alone).",
     )
     generate.add_argument(
         "--out",
@@ -84,10 +86,8 @@ def command_generate(args: argparse.Namespace) -> int:
     root: Path = args.out
     files = generated_files()
     try:
-        stale = sorted(
-            set((root / DASHBOARDS_DIR).glob("*.json")) - {root / path for path in files}
-        )
-        for path in stale:
+        stale = set((root / DASHBOARDS_DIR).glob("*.json")) - {root / path for path in files}
+        for path in sorted(filter(generated_before, stale)):
             path.unlink()
         for relative, text in files.items():
             path = root / relative
@@ -97,6 +97,19 @@ def command_generate(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write under {root}: {exc.strerror or exc}") from None
     say(f"opscockpit: wrote {len(files)} files under {root}")
     return 0
+
+
+def generated_before(path: Path) -> bool:
+    """Whether a dashboard file is one an earlier release generated (named by its
+    `opscockpit-` uid): a user's own dashboards beside them are kept."""
+    from flows.cockpit.dashboards import UID_PREFIX
+
+    try:
+        model = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    uid = model.get("uid") if isinstance(model, dict) else None
+    return isinstance(uid, str) and uid.startswith(UID_PREFIX) and path.name == f"{uid}.json"
 
 
 def command_push(args: argparse.Namespace) -> int:

@@ -104,11 +104,12 @@ class Board:
     kiosk: bool = False  # a wall display: variables hidden
 
 
-COCKPIT_UID = "opscockpit-cockpit"
-INVENTORY_UID = "opscockpit-inventory"
-FULFILMENT_UID = "opscockpit-fulfilment"
-CUSTOMER_UID = "opscockpit-customer"
-PIPELINE_UID = "opscockpit-pipeline"
+UID_PREFIX = "opscockpit-"  # every dashboard's: `grafana generate` removes only these
+COCKPIT_UID = f"{UID_PREFIX}cockpit"
+INVENTORY_UID = f"{UID_PREFIX}inventory"
+FULFILMENT_UID = f"{UID_PREFIX}fulfilment"
+CUSTOMER_UID = f"{UID_PREFIX}customer"
+PIPELINE_UID = f"{UID_PREFIX}pipeline"
 
 
 # --- expressions and descriptions from the metric declarations
