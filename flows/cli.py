@@ -40,7 +40,7 @@ from flows.config import (
     load_config,
 )
 from flows.olist import add_import_command
-from flows.timeutil import US_PER_SECOND, parse_duration, parse_time
+from flows.timeutil import MAX_EPOCH_MS, US_PER_SECOND, format_time, parse_duration, parse_time
 
 DEFAULT_METRICS_PORT = 9108
 MAX_PARALLEL = 1024
@@ -114,6 +114,10 @@ BOOTSTRAP_SERVER = re.compile(
 )
 
 
+DAY_US = 86_400 * US_PER_SECOND
+PROMISE_MARGIN_DAYS = 30  # a simulated delivery promise is at most days past its order
+
+
 def bootstrap(text: str) -> str:
     """An argparse type: bootstrap servers, comma-separated. A malformed one waited
     10 s, then read as an unreachable broker."""
@@ -121,6 +125,19 @@ def bootstrap(text: str) -> str:
         found = BOOTSTRAP_SERVER.fullmatch(server.strip())
         if found is None or not 0 < int(found["port"] or 9092) <= MAX_PORT:
             raise argparse.ArgumentTypeError(f"not HOST:PORT[,HOST:PORT...]: {text!r}")
+    return text
+
+
+CLUSTER_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})")
+
+
+def addresses(text: str) -> str:
+    """An argparse type: the cluster's HOST:PORT;... A malformed one was refused by
+    bytewax with a traceback, after the job had said it was serving."""
+    for address in text.split(";"):
+        found = CLUSTER_ADDRESS.fullmatch(address)
+        if found is None or not 0 < int(found["port"]) <= MAX_PORT:
+            raise argparse.ArgumentTypeError(f"not HOST:PORT[;HOST:PORT...]: {text!r}")
     return text
 
 
@@ -323,6 +340,7 @@ def build_parser() -> Parser:
     )
     scale.add_argument(
         "--addresses",
+        type=addresses,
         metavar="HOST:PORT;...",
         help="every process of the cluster, in process-id order",
     )
@@ -426,6 +444,24 @@ def command_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulable(start: int, end: int) -> None:
+    """Every simulated time must be one an event may hold (1970 to 9999): opening
+    stock is dated up to AGED_LOT_DAYS before the start, promises run days past the
+    end. A start in year 1 or 9999 ended in a traceback, one in 1969 in events
+    that were all rejects."""
+    from flows.simulator import AGED_LOT_DAYS
+
+    earliest = (AGED_LOT_DAYS[1] + 1) * DAY_US
+    latest = MAX_EPOCH_MS * 1000 - PROMISE_MARGIN_DAYS * DAY_US - (end - start)
+    if not earliest <= start <= latest:
+        raise CliError(
+            f"--start must be from {format_time(earliest)} to {format_time(latest)}: the "
+            f"events it makes go back {AGED_LOT_DAYS[1]} days and on {PROMISE_MARGIN_DAYS} "
+            "days past the end, within 1970-9999",
+            EXIT_USAGE,
+        )
+
+
 def command_simulate(args: argparse.Namespace) -> int:
     """Write a simulated period to a file or a topic."""
     from flows.live import RunError, produce_simulation, rate_scale
@@ -443,6 +479,7 @@ def command_simulate(args: argparse.Namespace) -> int:
         else (_now_minute() if live else parse_time("2026-11-20T00:00:00Z"))
     )
     end = None if live else start + round((args.hours or 24.0) * 3600 * US_PER_SECOND)
+    _simulable(start, start if end is None else end)
     if args.kafka:
         if live:
             args.scale = rate_scale(args.seed, start, args.rate)

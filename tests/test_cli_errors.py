@@ -72,6 +72,7 @@ SCALE = "argument --scale: must be greater than 0 and at most 1000000, not"
 RATE = "argument --rate: must be greater than 0 and at most 1000000, not"
 HOURS = "argument --hours: must be greater than 0 and at most 876000, not"
 BOOTSTRAP = "argument --kafka: not HOST:PORT[,HOST:PORT...]:"
+ADDRESSES = "argument --addresses: not HOST:PORT[;HOST:PORT...]:"
 BAD_VALUES = [
     ("run --metrics-port 70000", f"{PORT} 70000"),
     ("run --metrics-port=-1", f"{PORT} -1"),
@@ -97,6 +98,10 @@ BAD_VALUES = [
     ("run --kafka http://h:9092", f"{BOOTSTRAP} 'http://h:9092'"),
     ("run --kafka h:1,,h:2", f"{BOOTSTRAP} 'h:1,,h:2'"),
     ("simulate --kafka h:0", f"{BOOTSTRAP} 'h:0'"),
+    ("run --addresses x --process-id 0", f"{ADDRESSES} 'x'"),
+    ("run --addresses localhost:99999 --process-id 0", f"{ADDRESSES} 'localhost:99999'"),
+    ("run --addresses h:1;h:0 --process-id 0", f"{ADDRESSES} 'h:1;h:0'"),
+    ("run --addresses h:1; --process-id 0", f"{ADDRESSES} 'h:1;'"),
 ]
 
 
@@ -105,6 +110,25 @@ def test_a_bad_option_value_is_a_usage_error(capsys, command, problem):
     argv = command.split()
     line = one_line_error(capsys, argv, EXIT_USAGE)
     assert line == f"opscockpit {argv[0]}: {problem} (see --help)", line
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T00:00:00Z",
+        "1971-02-05T23:59:59Z",
+        "9999-12-30T00:00:00Z",
+    ],
+)
+def test_a_simulated_period_beyond_the_times_an_event_may_hold_is_refused(tmp_path, capsys, start):
+    """Year 1 or 9999 ended in a traceback (and an empty file); 1969 made events
+    whose times were all rejected. Its opening stock goes back 400 days."""
+    out = tmp_path / "events.jsonl"
+    argv = ["simulate", "--out", str(out), "--hours", "1", "--start", start]
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    assert line.startswith("opscockpit: error: --start must be from 1971-02-06T00:00:00Z to ")
+    assert not out.exists()
 
 
 def test_a_cluster_whose_ports_pass_65535_is_a_usage_error(capsys):

@@ -448,8 +448,8 @@ def test_an_output_naming_a_file_it_reads_is_refused(tmp_path, capsys, name):
     before = (directory / name).read_bytes()
     assert run_import(str(directory), "--out", str(directory / name)) == 1
     what = "the orders file" if "orders" in name else "the sellers file"
-    expected = f"opscockpit: error: --out names {what}, {directory / name}: it would be written over\n"
-    assert capsys.readouterr().err == expected
+    written_over = f"{directory / name}: it would be written over"
+    assert capsys.readouterr().err == f"opscockpit: error: --out names {what}, {written_over}\n"
     assert (directory / name).read_bytes() == before
 
 
@@ -460,7 +460,8 @@ def test_a_file_that_fails_to_read_is_a_one_line_error(tmp_path, capsys):
     items.unlink()
     items.symlink_to("/proc/self/mem")
     assert run_import(str(directory), "--out", str(tmp_path / "out.jsonl")) == 1
-    assert capsys.readouterr().err == f"opscockpit: error: cannot read {items}: Input/output error\n"
+    error = capsys.readouterr().err
+    assert error == f"opscockpit: error: cannot read {items}: Input/output error\n"
 
 
 @pytest.mark.parametrize("number", ["\u00b2", "\u0663", "9" * 5000, "0001234567890"])
