@@ -43,10 +43,15 @@ class ConfigError(Exception):
         super().__init__(f"{key}: {problem}")
 
 
+MIN_WINDOW_US = 60 * 1_000_000
+
+
 def check_window(window_us: int) -> int:
-    """A window size: windows are aligned to the epoch and must tile each UTC day."""
-    if window_us <= 0 or DAY_US % window_us:
-        raise ValueError("must divide 24h (e.g. 5m, 15m, 1h, 6h, 24h)")
+    """A window size: windows are aligned to the epoch and must tile each UTC day.
+    At least a minute: every window from the first event to the last closes, and a
+    year of opening stock in windows of 1 ms was hours of empty closes."""
+    if window_us < MIN_WINDOW_US or DAY_US % window_us:
+        raise ValueError("must divide 24h and be at least 1m (e.g. 5m, 15m, 1h, 6h, 24h)")
     return window_us
 
 

@@ -250,6 +250,8 @@ BAD = [
     ("window = 420", "window: must divide 24h"),
     ('window = "0s"', "window: must divide 24h"),
     ('window = "25h"', "window: must divide 24h"),
+    ('window = "30s"', "window: must divide 24h and be at least 1m"),
+    ('window = "1ms"', "window: must divide 24h and be at least 1m"),
     ('lateness = "soon"', "lateness: not a duration: 'soon'"),
     ("lateness = -1", "lateness: must not be negative, not -1"),
     ('retention = "36501d"', "retention: must be at most 36500d"),
@@ -343,6 +345,7 @@ def test_the_commands_report_a_bad_file_in_one_line_with_status_2(tmp_path, comm
     [
         ("--window", "7m", "argument --window: must divide 24h"),
         ("--window", "0", "argument --window: must divide 24h"),
+        ("--window", "59s", "argument --window: must divide 24h and be at least 1m"),
         ("--lateness", "36501d", "argument --lateness: must be at most 36500d"),
         ("--batch-size", "0", "argument --batch-size: must be an integer from 1"),
     ],
