@@ -11,10 +11,13 @@ import gc
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from flows.cluster import CLUSTER_DIR
@@ -415,6 +418,7 @@ def command_replay(args: argparse.Namespace) -> int:
     """Replay a file, then write the final metrics."""
     from flows.replay import replay
     from flows.sinks import OutputError
+    from flows.sources import InputError
 
     _readable(args.file)
     writable(args.metrics_file, "metrics", replaced=True)
@@ -429,6 +433,22 @@ def command_replay(args: argparse.Namespace) -> int:
         },
         {"the input": Path(args.file), "the --config file": args.config},
     )
+    # Ctrl-C or SIGTERM: a flag the input checks between batches (an exception
+    # raised in bytewax's loop was a panic and ~100 lines of tracebacks). A second
+    # one ends the process at once: input from a pipe may be waiting for lines.
+    stopped: list[int] = []
+    stop = threading.Event()
+
+    def request(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            name = signal.Signals(signum).name
+            say(f"opscockpit: replay stopped at once by {name}: an output may end mid-record")
+            os._exit(128 + signum)
+        stopped.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request)
     try:
         replay(
             settings_from(args),
@@ -438,9 +458,17 @@ def command_replay(args: argparse.Namespace) -> int:
             alerts=args.alerts,
             kpis=args.kpis,
             progress=not args.quiet,
+            stop=stop,
         )
-    except OutputError as exc:
+    except (OutputError, InputError) as exc:
         raise CliError(str(exc)) from None
+    if stopped:
+        name = signal.Signals(stopped[0]).name
+        say(
+            f"opscockpit: replay stopped by {name}: its outputs hold what it processed, "
+            "and no metrics file was written"
+        )
+        return 128 + stopped[0]
     return 0
 
 

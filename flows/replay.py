@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from flows.exposition import Board, write_metrics_file
 from flows.kpis import ALL_FAMILIES, Families
 from flows.settings import Runtime, Settings
 from flows.sinks import JsonLinesSink, OutputError
-from flows.sources import LinesSource, Progress, file_lines
+from flows.sources import InputError, LinesSource, Progress, file_lines
 
 SOURCE_NAME = "input"
 
@@ -27,9 +28,13 @@ def replay(
     kpis: Path | None = None,
     progress: bool = False,
     families: Families = ALL_FAMILIES,
+    stop: threading.Event | None = None,
 ) -> Board:
     """Process every line of `path` (or stdin for `-`) with `families`;
-    return the final metrics board. OutputError: an output could not be written."""
+    return the final metrics board. OutputError: an output could not be written;
+    InputError: the input could not be read. Once `stop` is set the input ends
+    where it is: the outputs keep what was processed, and no metrics file is
+    written (its figures would be of part of the input)."""
     runtime = Runtime(settings)
     source = LinesSource(
         SOURCE_NAME,
@@ -38,6 +43,7 @@ def replay(
         settings.batch_size,
         settings.max_event_bytes,
         Progress(runtime.clock) if progress else None,
+        stop,
     )
     sinks = Sinks(
         dead_letters=JsonLinesSink(dlq) if dlq else None,
@@ -52,6 +58,10 @@ def replay(
         if isinstance(sink, JsonLinesSink):
             sink.close()
             sink.check()
+    if source.failure is not None:
+        raise InputError(source.failure)
+    if stop is not None and stop.is_set():
+        return runtime.board
     if metrics_file is not None:
         try:
             write_metrics_file(runtime.board, metrics_file)

@@ -13,6 +13,7 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from io import IOBase
 from itertools import islice
@@ -98,21 +99,23 @@ class Progress:
 
 
 class _LinesPartition(StatefulSourcePartition[Message, int]):
-    def __init__(
-        self,
-        name: str,
-        file: str,
-        lines: Iterator[bytes],
-        line: int,
-        batch_size: int,
-        max_bytes: int,
-        progress: Progress | None,
-    ) -> None:
-        self.name, self.file, self.lines, self.line = name, file, lines, line
-        self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
+    def __init__(self, source: LinesSource, lines: Iterator[bytes], line: int) -> None:
+        self.source, self.lines, self.line = source, lines, line
+        self.name, self.file = source.name, source.file
+        self.batch_size, self.max_bytes, self.progress = (
+            source.batch_size,
+            source.max_bytes,
+            source.progress,
+        )
 
     def next_batch(self) -> list[Message]:
-        chunk = list(islice(self.lines, self.batch_size))
+        chunk: list[bytes] = []
+        with self.source.reading():
+            chunk = list(islice(self.lines, self.batch_size))
+        stop = self.source.stop
+        if self.source.failure is not None or (stop is not None and stop.is_set()):
+            self.close()
+            raise AbortExecution()  # the input ends without end-of-input semantics
         if not chunk:
             self.close()
             raise StopIteration
@@ -120,6 +123,7 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
             chunk, self.max_bytes, lambda n: {"file": self.file, "line": n}, self.line + 1
         )
         self.line += len(chunk)
+        self.source.lines = self.line
         if self.progress is not None:
             self.progress.add(len(chunk))
         return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
@@ -132,8 +136,16 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
             self.lines.close()
 
 
+class InputError(Exception):
+    """The input could not be read: the one line to say why."""
+
+
 class LinesSource(FixedPartitionedSource[Message, int]):
-    """JSON Lines from a file, stdin or any iterable of bytes, as one partition."""
+    """JSON Lines from a file, stdin or any iterable of bytes, as one partition.
+
+    Once `stop` is set (a signal), or a read fails, the input ends where it is,
+    without end-of-input semantics (nothing more closes); `failure` then says why
+    a read failed, and `lines` counts the lines read."""
 
     def __init__(
         self,
@@ -143,20 +155,32 @@ class LinesSource(FixedPartitionedSource[Message, int]):
         batch_size: int,
         max_bytes: int,
         progress: Progress | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.name, self.file, self.open_lines = name, file, open_lines
         self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
+        self.stop = stop
+        self.failure: str | None = None
+        self.lines = 0
 
     def list_parts(self) -> list[str]:
         return [self.name]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LinesPartition:
-        lines = self.open_lines()
         skip = resume_state or 0
-        ffwd_iter(lines, skip)
-        return _LinesPartition(
-            self.name, self.file, lines, skip, self.batch_size, self.max_bytes, self.progress
-        )
+        lines: Iterator[bytes] = iter(())
+        with self.reading():  # bytewax panics at an exception here: the first batch ends
+            lines = self.open_lines()
+            ffwd_iter(lines, skip)
+        return _LinesPartition(self, lines, skip)
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A read that fails (EIO, EACCES) ends the input, saying why (`failure`)."""
+        try:
+            yield
+        except OSError as exc:
+            self.failure = f"cannot read {self.file}: {exc.strerror or exc}"
 
 
 def file_lines(path: str) -> Callable[[], Iterator[bytes]]:

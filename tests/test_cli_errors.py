@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,51 @@ def six_hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("hours") / "events.jsonl"
     opscockpit("simulate", "--out", str(path), "--hours", "6", "--scale", "0.2")
     return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_replay_stopped_by_a_signal_says_so_in_one_line(tmp_path, six_hours, signum):
+    """Ctrl-C was a Rust panic and ~100 lines of tracebacks, SIGTERM a silent 143.
+    Read from a FIFO, the replay has its handlers once the FIFO opens; the signal
+    comes between batches, and the input ends where it is."""
+    fifo, kpis, metrics = tmp_path / "events.fifo", tmp_path / "kpis.jsonl", tmp_path / "m.prom"
+    os.mkfifo(fifo)
+    command = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "replay",
+        str(fifo),
+        "--quiet",
+        "--kpis",
+        str(kpis),
+    ]
+    process = subprocess.Popen(
+        [*command, "--metrics-file", str(metrics)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # The replay stops reading where it is: the pipe may break.
+        with suppress(BrokenPipeError), fifo.open("wb") as writer:
+            writer.write(six_hours.read_bytes())
+            writer.flush()
+            process.send_signal(signum)
+            writer.write(six_hours.read_bytes())  # lines for a read waiting on the pipe
+        _, errors = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum
+    assert errors.splitlines() == [
+        f"opscockpit: replay stopped by {signal.Signals(signum).name}: its outputs hold what "
+        "it processed, and no metrics file was written"
+    ]
+    assert not metrics.exists()
+    assert all(orjson.loads(line) for line in kpis.read_bytes().splitlines())
+
+
+def test_a_replay_input_that_fails_to_read_is_one_line(capsys):
+    """/proc/self/mem opens, and its first read fails (EIO): a panic and tracebacks."""
+    line = one_line_error(capsys, ["replay", "/proc/self/mem", "--quiet"], EXIT_FAILURE)
+    assert line == "opscockpit: error: cannot read /proc/self/mem: Input/output error"
 
 
 def full_disk(tmp_path: Path) -> Path:
