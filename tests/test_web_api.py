@@ -466,6 +466,26 @@ def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes,
     assert error["errorType"] == "bad_data"
 
 
+def test_a_server_shut_down_ends_its_kept_alive_connections():
+    """A page's kept-alive connection went on getting answers from a server shut
+    down (socketserver stops accepting, not serving), so the page never went stale."""
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/-/healthy")
+        assert conn.getresponse().read() == b"opscockpit is healthy\n"
+        server.shutdown()
+        conn.request("GET", "/-/healthy")
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            conn.getresponse()
+    finally:
+        conn.close()
+        server.server_close()
+
+
 def test_one_connection_carries_request_after_request(served):
     """HTTP/1.1 keep-alive: the page's three requests a poll, and scrapes, reuse one
     connection (wsgiref answered HTTP/1.0 and closed each)."""

@@ -22,7 +22,7 @@ from selenium import webdriver
 from flows.exposition import Board
 from flows.ledger import Ledger
 from flows.metrics import METRICS
-from flows.runtime.pipeline import SOURCE_METRICS
+from flows.runtime.pipeline import SHARD_METRICS, SOURCE_METRICS
 from flows.web.figures import TILES
 from flows.web.server import serve
 from tests.browser import (
@@ -292,21 +292,20 @@ def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(brows
     """An fc spelt with U+202E (right-to-left override) reversed the rest of its
     line: the order id and the time of an alert read backwards ("FC-24:40 70-21-6202
     · <41>O · LTR"). Each event text is a bidi run of its own: the time stays whole,
-    to the right of the fc and the order id."""
+    first (a long line loses its end, not its time), left of the fc and order id."""
     with empty_page(browser):
         placed = browser.execute_script(
             "const list = alertList({alerts: [{alert: 'late_delivery', fc: 'FC-\u202eRTL',"
             " order_id: 'O<14>', decided_ts: '2026-12-07T06:04:00Z'}], total: 1});"
             "document.body.prepend(list);"
-            "const li = list.firstChild, time = li.lastChild, range = document.createRange();"
-            "range.selectNodeContents(time);"
-            "const right = (node) => node.getBoundingClientRect().right;"
-            "return {time: time.textContent, left: range.getBoundingClientRect().left,"
-            " runs: [...li.querySelectorAll('bdi')].map((run) => [run.textContent, right(run)])};"
+            "const li = list.firstChild, time = li.firstChild;"
+            "const left = (node) => node.getBoundingClientRect().left;"
+            "return {time: time.textContent, right: time.getBoundingClientRect().right,"
+            " runs: [...li.querySelectorAll('bdi')].map((run) => [run.textContent, left(run)])};"
         )
-    assert placed["time"] == " \u00b7 2026-12-07 06:04"
-    assert [text for text, _right in placed["runs"]] == ["FC-\u202eRTL", "O<14>"]
-    assert all(right <= placed["left"] + 0.5 for _text, right in placed["runs"]), placed
+    assert placed["time"] == "12-07 06:04 UTC"
+    assert [text for text, _left in placed["runs"]] == ["FC-\u202eRTL", "O<14>"]
+    assert all(left >= placed["right"] - 0.5 for _text, left in placed["runs"]), placed
 
 
 def test_an_item_row_names_its_worst_state_only(browser):
@@ -348,6 +347,70 @@ def test_the_page_says_when_kafka_is_unreachable(browser):
         assert colour == "rgb(210, 153, 34)"  # the warning amber
         kafka["cockpit_kafka_up"][()] = 1
         wait_for(lambda: said()[0].startswith("live · updated "), 30, "the page to say live")
+        assert console_errors(browser) == []
+    finally:
+        server.shutdown()
+
+
+def connection_said(browser: webdriver.Chrome) -> dict[str, Any]:
+    """What the header says of the connection, and how the tiles look."""
+    return browser.execute_script(  # type: ignore[no-any-return]
+        "const node = document.getElementById('connection');"
+        "const tiles = getComputedStyle(document.querySelector('main'));"
+        "return {text: node.textContent, state: node.dataset.state, title: document.title,"
+        " stale: document.body.dataset.stale || '', opacity: tiles.opacity};"
+    )
+
+
+def test_a_stale_page_greys_its_figures_and_says_since_when(browser):
+    """Its server gone, the page said "live" for ~10 s, then only a small "stale:
+    Failed to fetch" in a corner, the figures in full colour and the time of the
+    last update gone."""
+    board = Board()
+    board.ready.set()
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: connection_said(browser)["state"] == "live", 30, "the page to say live")
+        updated = connection_said(browser)["text"].removeprefix("live · updated ")
+    finally:
+        server.shutdown()
+        server.server_close()  # its port, for the server started again below
+    wait_for(lambda: connection_said(browser)["stale"], 30, "the page to go stale")
+    said = connection_said(browser)
+    assert said["state"] == "stale" and said["opacity"] == "0.35", said
+    assert said["text"].startswith("stale: not updated for "), said
+    # Then why: waiting for an answer, none within 10 s, or refused at once.
+    assert f"figures as of {updated} · " in said["text"], said
+    assert said["text"].endswith("; retrying"), said
+    assert said["title"].startswith("stale · opscockpit")
+    server = serve(board, "127.0.0.1", port)  # back: live again, in colour
+    try:
+        wait_for(lambda: connection_said(browser)["state"] == "live", 30, "the page to say live")
+        said = connection_said(browser)
+        assert not said["stale"] and said["opacity"] == "1", said
+        assert not said["title"].startswith("stale")
+    finally:
+        server.shutdown()
+
+
+def test_a_page_far_behind_the_clock_says_so_rather_than_live(browser):
+    """Catching up on two days of backlog, the header said "live" beside figures
+    (and alerts) two days old."""
+    board, pipeline = Board(), Ledger(SHARD_METRICS)
+    board.publish("shard", pipeline)
+    board.ready.set()
+    pipeline["cockpit_watermark_timestamp_seconds"][()] = time.time() - 2 * 86400
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: connection_said(browser)["state"] == "behind", 30, "the page")
+        text = connection_said(browser)["text"]
+        assert text.startswith("behind: event time trails the clock by 2.0 d · updated "), text
+        pipeline["cockpit_watermark_timestamp_seconds"][()] = time.time() - 60
+        wait_for(lambda: connection_said(browser)["state"] == "live", 30, "the page to say live")
         assert console_errors(browser) == []
     finally:
         server.shutdown()

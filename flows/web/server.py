@@ -67,6 +67,13 @@ def client_key(host: str) -> str:
     return str(ipaddress.IPv6Network((host.split("%", maxsplit=1)[0], 64), strict=False))
 
 
+def end(connection: socket.socket) -> None:
+    """End a connection its thread waits on: the thread sees the end and counts
+    itself out (the socket's own shutdown, not TLS's close)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(connection, socket.SHUT_RDWR)
+
+
 def unread(connection: socket.socket) -> bool:
     """Whether the client has sent bytes the connection has not read (or closed it);
     True for a connection its thread closed meanwhile."""
@@ -336,6 +343,7 @@ class Server(ThreadingWSGIServer):
         # connection may take its place, and whether it waits for a request (idle).
         self.waiting: dict[socket.socket, tuple[str, float, bool]] = {}
         self._counting = threading.Lock()
+        self.closing = False  # shut down: no connection waits on its client any more
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """A thread for the connection. Each open connection holds a thread, so there
@@ -376,8 +384,7 @@ class Server(ThreadingWSGIServer):
                 chosen, most = connection, held
         if chosen is None or self.waiting.pop(chosen, None) is None:
             return False
-        with contextlib.suppress(OSError):  # the socket's own: not TLS's close
-            socket.socket.shutdown(chosen, socket.SHUT_RDWR)
+        end(chosen)
         return True
 
     def wait_on(self, connection: socket.socket, client: str, grace: float) -> None:
@@ -386,6 +393,8 @@ class Server(ThreadingWSGIServer):
         after `grace` s (0: it waits for a request, idle). No lock: each change is
         one operation on a dict, and `_make_room` reads a copy."""
         self.waiting[connection] = (client, time.monotonic() + grace, not grace)
+        if self.closing:
+            end(connection)
 
     def done_waiting(self, connection: socket.socket) -> None:
         self.waiting.pop(connection, None)
@@ -482,8 +491,14 @@ class Server(ThreadingWSGIServer):
             super().handle_error(request, client_address)
 
     def shutdown(self) -> None:
+        """No new connection, and the open ones end as they next wait on their client:
+        kept alive, a page's connection went on getting answers from a server shut
+        down, and the page never showed it stale."""
         self.history_stop.set()
         super().shutdown()
+        self.closing = True
+        for connection in list(self.waiting):
+            end(connection)
 
 
 def serve(

@@ -5,7 +5,8 @@
 
 const POLL_MS = 2000;
 const TIMEOUT_MS = 10000;
-const STALE_MS = 10000;
+const STALE_MS = 6000;  // without an answer this long (three polls), the figures are stale
+const BEHIND_S = 600;  // event time this far behind the clock is not "live"
 const TREND_S = 3600;
 const ROWS = 8;  // at most, per table: fit() gives up those a wall has no room for
 const ITEMS = `/api/v1/items?state=out_of_stock&state=at_risk&limit=${ROWS}`;
@@ -13,7 +14,10 @@ const ALERTS = "/api/v1/alerts?limit=8";
 const STAGES = ["placed", "picked", "packed", "pick", "pack", "ship", "stow"];
 const RANK = { critical: 0, warning: 1, ok: 2, none: 3 };
 
-const state = { trend: [], step: 5, layout: "", boxes: [], lastOk: 0, drawn: null };
+const state = {
+  trend: [], step: 5, layout: "", boxes: [], drawn: null,
+  lastOk: 0, lastNow: null, problem: "", opened: Date.now(),
+};
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -289,8 +293,10 @@ function alertList(alerts) {
     li.dataset.alert = alert.alert;
     li.append(el("span", "kind", String(alert.alert).replace(/_/g, " ")));
     const what = [alert.fc || alert.region, alert.order_id || alert.sku || alert.stage];
-    const when = String(alert.decided_ts || "").slice(0, 16).replace("T", " ");
-    li.append(spelt("span", what.filter(Boolean)), when ? ` · ${when}` : "");
+    // First, so that a long line loses its end rather than its time.
+    const when = String(alert.decided_ts || "");
+    if (when) li.prepend(el("span", "when", `${when.slice(5, 10)} ${when.slice(11, 16)} UTC`));
+    li.append(spelt("span", what.filter(Boolean)));
     list.append(li);
   }
   if (!alerts.alerts.length) list.append(el("li", "muted", "no alert yet"));
@@ -394,16 +400,43 @@ async function poll() {
     await updateTrend(summary);
     draw(summary, alerts, items);
     state.lastOk = Date.now();
+    state.lastNow = summary.now;
+    fresh();
     const updated = `updated ${clockTime(summary.now, true)}`;
+    const lag = summary.watermark.lag_seconds;
     if (summary.kafka_up === false) connection(`Kafka unreachable: no new events · ${updated}`, "stale");
+    else if (lag !== null && lag > BEHIND_S) connection(`behind: event time trails the clock by ${duration(lag)} · ${updated}`, "behind");
     else connection(`live · ${updated}`, "live");
   } catch (error) {
-    if (Date.now() - state.lastOk > STALE_MS) connection(`stale: ${error.message}; retrying`, "stale");
+    state.problem = error.name === "AbortError" ? `no answer within ${TIMEOUT_MS / 1000} s`
+      : error instanceof TypeError ? "the server does not answer" : error.message;
+    watch();
   } finally {
     setTimeout(poll, POLL_MS);
   }
 }
 
+// Checked every second, not only when a poll ends (a hung server holds a poll for
+// TIMEOUT_MS): figures without an answer for STALE_MS go grey, with their age.
+function watch() {
+  const since = state.lastOk || state.opened;
+  const age = (Date.now() - since) / 1000;
+  if (age * 1000 <= STALE_MS) return;
+  const problem = state.problem || "waiting for an answer";
+  if (state.lastNow === null) connection(`no figures yet: ${problem}; retrying`, "stale");
+  else connection(`stale: not updated for ${duration(age)}, figures as of ${clockTime(state.lastNow, true)} · ${problem}; retrying`, "stale");
+  document.body.dataset.stale = "true";
+  document.title = `stale · ${TITLE}`;
+}
+
+function fresh() {
+  state.problem = "";
+  delete document.body.dataset.stale;
+  document.title = TITLE;
+}
+
 // A new size is laid out again at once (a wall or not, rows that fit).
 window.addEventListener("resize", () => { if (state.drawn) draw(...state.drawn); });
+const TITLE = document.title;
+setInterval(watch, 1000);
 poll();
