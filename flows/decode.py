@@ -60,6 +60,7 @@ class Reject:
     error: str
     payload: bytes
     origin: dict[str, Any] = field(default_factory=dict)
+    whole: int | None = None  # the payload's size, where `payload` is only its start
     ts: ClassVar[int] = -(1 << 62)  # earlier than any event: rejects never move W
 
     def record(self) -> dict[str, Any]:
@@ -68,11 +69,13 @@ class Reject:
             text, encoding = self.payload.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             text, encoding = base64.b64encode(self.payload).decode("ascii"), "base64"
+        cut = {} if self.whole is None else {"payload_truncated": True, "payload_bytes": self.whole}
         return {
             "reason": self.reason,
             "error": self.error,
             "payload": text,
             "payload_encoding": encoding,
+            **cut,
             **self.origin,
         }
 
@@ -80,10 +83,12 @@ class Reject:
 def truncated(record: dict[str, Any], size: int) -> dict[str, Any]:
     """A dead-letter record in at most `size` bytes of JSON: the longest start of its
     payload that fits, saying so and how many bytes the whole payload had. For a
-    Kafka message, which has a size limit; a file keeps every record whole."""
+    Kafka message, which has a size limit; a file keeps every record whole (a line
+    over --max-event-bytes keeps only its start: `sources.LineReader`)."""
     payload: str = record["payload"]
     binary = record["payload_encoding"] == "base64"
     whole = len(base64.b64decode(payload)) if binary else len(payload.encode())
+    whole = record.get("payload_bytes", whole)  # cut already
     cut = {**record, "payload": "", "payload_truncated": True, "payload_bytes": whole}
     room = size - len(orjson.dumps(cut))
     low, high = 0, len(payload)  # the longest prefix whose JSON string fits the room

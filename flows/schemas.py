@@ -272,14 +272,16 @@ def output_schemas() -> dict[str, dict[str, Any]]:
                 "error": {"type": "string", "description": "What is wrong, readable."},
                 "payload": {
                     "type": "string",
-                    "description": "The original payload; on a Kafka topic, only its start "
-                    "where the whole would not fit a message (payload_truncated).",
+                    "description": "The original payload; only its start (payload_truncated) "
+                    "on a Kafka topic where the whole would not fit a message, and for a "
+                    "replayed line longer than --max-event-bytes (its first that many bytes).",
                 },
                 "payload_encoding": {"enum": ["utf-8", "base64"]},
                 "payload_truncated": {
                     "const": True,
                     "description": "Present where `payload` is the start of a payload too "
-                    "large for a Kafka message (librdkafka's message.max.bytes).",
+                    "large for a Kafka message (librdkafka's message.max.bytes), or of a "
+                    "replayed line over --max-event-bytes.",
                 },
                 "payload_bytes": {
                     "type": "integer",

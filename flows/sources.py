@@ -15,16 +15,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from io import IOBase
-from itertools import islice
+from io import BufferedIOBase, BytesIO
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import ffwd_iter
 
-from flows.decode import INVALID_EVENT, Event, Reject, decode_all
+from flows.decode import INVALID_EVENT, TOO_LARGE, Event, Reject, decode_all
 from flows.runtime.consts import MIN_TS
 from flows.settings import Runtime
 from flows.timeutil import US_PER_MS, US_PER_SECOND, format_time
@@ -99,7 +98,7 @@ class Progress:
 
 
 class _LinesPartition(StatefulSourcePartition[Message, int]):
-    def __init__(self, source: LinesSource, lines: Iterator[bytes], line: int) -> None:
+    def __init__(self, source: LinesSource, lines: LineReader, line: int) -> None:
         self.source, self.lines, self.line = source, lines, line
         self.name, self.file = source.name, source.file
         self.batch_size, self.max_bytes, self.progress = (
@@ -110,8 +109,9 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
 
     def next_batch(self) -> list[Message]:
         chunk: list[bytes] = []
+        cuts: dict[int, int] = {}
         with self.source.reading():
-            chunk = list(islice(self.lines, self.batch_size))
+            chunk, cuts = self.lines.take(self.batch_size)
         stop = self.source.stop
         if self.source.failure is not None or (stop is not None and stop.is_set()):
             self.close()
@@ -122,6 +122,14 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
         items = decode_batch(
             chunk, self.max_bytes, lambda n: {"file": self.file, "line": n}, self.line + 1
         )
+        for index, size in cuts.items():  # kept cut: their start, and their size
+            items[index] = Reject(
+                TOO_LARGE,
+                f"payload of {size} bytes exceeds {self.max_bytes}",
+                chunk[index],
+                {"file": self.file, "line": self.line + 1 + index},
+                size,
+            )
         self.line += len(chunk)
         self.source.lines = self.line
         if self.progress is not None:
@@ -132,8 +140,8 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
         return self.line
 
     def close(self) -> None:
-        if isinstance(self.lines, IOBase) and self.lines is not sys.stdin.buffer:
-            self.lines.close()
+        if self.lines.stream is not sys.stdin.buffer:
+            self.lines.stream.close()
 
 
 class InputError(Exception):
@@ -141,7 +149,7 @@ class InputError(Exception):
 
 
 class LinesSource(FixedPartitionedSource[Message, int]):
-    """JSON Lines from a file, stdin or any iterable of bytes, as one partition.
+    """JSON Lines from a file or stdin, as one partition.
 
     Once `stop` is set (a signal), or a read fails, the input ends where it is,
     without end-of-input semantics (nothing more closes); `failure` then says why
@@ -151,7 +159,7 @@ class LinesSource(FixedPartitionedSource[Message, int]):
         self,
         name: str,
         file: str,
-        open_lines: Callable[[], Iterator[bytes]],
+        open_lines: Callable[[], BufferedIOBase],
         batch_size: int,
         max_bytes: int,
         progress: Progress | None = None,
@@ -168,10 +176,11 @@ class LinesSource(FixedPartitionedSource[Message, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LinesPartition:
         skip = resume_state or 0
-        lines: Iterator[bytes] = iter(())
+        lines = LineReader(BytesIO(), 0)
         with self.reading():  # bytewax panics at an exception here: the first batch ends
-            lines = self.open_lines()
-            ffwd_iter(lines, skip)
+            lines = LineReader(self.open_lines(), self.max_bytes or sys.maxsize)
+            while skip > lines.taken and lines.take(min(skip - lines.taken, BATCH_SKIP))[0]:
+                pass
         return _LinesPartition(self, lines, skip)
 
     @contextmanager
@@ -183,14 +192,85 @@ class LinesSource(FixedPartitionedSource[Message, int]):
             self.failure = f"cannot read {self.file}: {exc.strerror or exc}"
 
 
-def file_lines(path: str) -> Callable[[], Iterator[bytes]]:
+def file_lines(path: str) -> Callable[[], BufferedIOBase]:
     """Open a JSON Lines file (or `-` for stdin) for a LinesSource."""
 
-    def open_lines() -> Iterator[bytes]:
-        # The file itself, not a generator over it: islice then reads lines in C.
-        return sys.stdin.buffer if path == "-" else Path(path).open("rb")
+    def open_lines() -> BufferedIOBase:
+        return cast(BufferedIOBase, sys.stdin.buffer) if path == "-" else Path(path).open("rb")
 
     return open_lines
+
+
+BLOCK = 1 << 20  # bytes a read asks for
+BATCH_SKIP = 100_000  # lines skipped at a time, resuming
+
+
+class LineReader:
+    """A stream's lines (without their newline), in batches, each line kept to at
+    most `limit` bytes. Read a line at a time, one without an end (a binary file,
+    /dev/zero) filled memory before its size could be checked; read in blocks and
+    split in C, it costs what iterating over the file did. A line cut keeps its
+    first `limit` bytes and its whole size (`cuts`, by line index)."""
+
+    def __init__(self, stream: BufferedIOBase, limit: int) -> None:
+        self.stream, self.limit = stream, limit
+        self.lines: list[bytes] = []  # read, not taken
+        self.taken = 0  # lines taken so far: the index of `lines[0]`
+        self.cuts: dict[int, int] = {}  # line index -> its whole size, for lines cut
+        self.partial: list[bytes] = []  # the kept start of the line being read
+        self.partial_size = 0  # its whole size so far
+        self.ended = False
+
+    def take(self, count: int) -> tuple[list[bytes], dict[int, int]]:
+        """Up to `count` lines (none: the end), and the cut ones among them by their
+        index in the batch."""
+        while len(self.lines) < count and not self.ended:
+            self.fill()
+        batch, self.lines = self.lines[:count], self.lines[count:]
+        first, self.taken = self.taken, self.taken + len(batch)
+        cuts = {}
+        if self.cuts:
+            for index in [index for index in self.cuts if index < self.taken]:
+                cuts[index - first] = self.cuts.pop(index)
+        return batch, cuts
+
+    def fill(self) -> None:
+        block = self.stream.read1(BLOCK)  # what a pipe has, not a whole block
+        if not block:
+            self.ended = True
+            if self.partial_size:
+                self.finish()
+            return
+        parts = block.split(b"\n")
+        self.extend(parts[0])
+        if len(parts) == 1:
+            return
+        self.finish()
+        whole = parts[1:-1]  # lines within the block: shorter than it
+        if whole and self.limit < BLOCK and max(map(len, whole)) > self.limit:
+            first = self.taken + len(self.lines)
+            for offset, line in enumerate(whole):
+                if len(line) > self.limit:
+                    self.cuts[first + offset] = len(line)
+                    whole[offset] = line[: self.limit]
+        self.lines += whole
+        self.extend(parts[-1])
+
+    def extend(self, piece: bytes) -> None:
+        """More of the line being read, of which only its first `limit` bytes stay."""
+        room = self.limit + 1 - sum(map(len, self.partial))
+        if room > 0 and piece:
+            self.partial.append(piece[:room])
+        self.partial_size += len(piece)
+
+    def finish(self) -> None:
+        """The line being read ended (its newline, or the end of the stream)."""
+        line = b"".join(self.partial)
+        if self.partial_size > self.limit:
+            self.cuts[self.taken + len(self.lines)] = self.partial_size
+            line = line[: self.limit]
+        self.lines.append(line)
+        self.partial, self.partial_size = [], 0
 
 
 SimResume = tuple[int, int]  # (start of the simulation, emissions passed so far)

@@ -168,6 +168,9 @@ def test_fcs_in_other_time_zones_match_the_reference(tmp_path):
     assert {r["shift"] for r in records if r["fc"] == "FC-RNO1"} == {"day", "swing"}
 
 
+MIB = 1 << 20  # --max-event-bytes by default
+
+
 def test_a_file_of_malformed_lines_finishes_and_dead_letters_every_one(tmp_path):
     rng = random.Random(5)
     good = orjson.dumps(
@@ -196,8 +199,12 @@ def test_a_file_of_malformed_lines_finishes_and_dead_letters_every_one(tmp_path)
     assert [(r["line"], r["reason"]) for r in got["dlq"]] == expected_dead_letters(lines)
     for record, line in zip(got["dlq"], lines, strict=True):
         assert record["error"]
+        # Whole, but for a line over --max-event-bytes (1 MiB): its start, and its size.
+        kept = line if len(line) <= MIB else line[:MIB]
+        assert record.get("payload_bytes", len(line)) == len(line)
+        assert record.get("payload_truncated", False) is (kept != line)
         if record["payload_encoding"] == "utf-8":
-            assert record["payload"].encode() == line
+            assert record["payload"].encode() == kept
     rejected = got["metrics"]["cockpit_events_rejected_total"]
     assert sum(rejected.values()) == len(lines)
     assert not any(got["metrics"].get("cockpit_events_total", {}).values())

@@ -25,6 +25,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from flows.decode import REJECT_REASONS, Reject, decode
 from flows.events import (
@@ -43,6 +44,7 @@ from flows.kpis import FAMILIES
 from flows.labels import LabelCap
 from flows.runtime.core import Shard
 from flows.runtime.outputs import DeadLetter
+from flows.schemas import output_schemas
 from flows.settings import EngineConfig
 from tests import reference
 from tests.bench.child import PEAK_MARK
@@ -619,6 +621,36 @@ def test_10_mb_payloads_are_too_large_by_default_and_harmless_without_a_cap(name
     started = time.perf_counter()
     assert check_verdict(decode(payload, 0)) == expected
     assert time.perf_counter() - started < 10
+
+
+def test_a_line_without_end_is_read_in_bounded_memory_and_dead_lettered_by_its_start(tmp_path):
+    """A line was read whole before its size was checked: /dev/zero or a binary file
+    (no newline) filled the host's memory. A line over --max-event-bytes keeps its
+    first that many bytes, and says how long it was; the lines around it are read
+    as before. The replay's peak RSS stays far below the 200 MB line."""
+    event = orjson.dumps(valid_event(random.Random(5), 5, "inventory.adjusted"))
+    path, dlq, metrics = tmp_path / "in.jsonl", tmp_path / "dlq.jsonl", tmp_path / "m.prom"
+    huge = 200 * 10**6
+    with path.open("wb") as out:
+        out.write(event + b"\n" + b"{" * 1000 + b"\n")
+        for _ in range(huge // 10**6):
+            out.write(b"x" * 10**6)
+        out.write(b"\n" + event.replace(b'"event_id":"', b'"event_id":"2') + b"\n" + b"{" * 1001)
+    peak, _took = replay_peak_rss(path, metrics, "--dlq", str(dlq), "--max-event-bytes", "1000")
+    assert peak < 150 * 10**6, peak  # the line alone is 200 MB
+    dead = [orjson.loads(line) for line in dlq.read_bytes().splitlines()]
+    assert [(d["line"], d["reason"], d.get("payload_bytes")) for d in dead] == [
+        (2, "invalid_json", None),  # 1,000 bytes: decided on its merits
+        (3, "too_large", huge),
+        (5, "too_large", 1001),  # the last line, without its newline
+    ]
+    assert dead[1]["payload"] == "x" * 1000 and dead[1]["payload_truncated"] is True
+    assert dead[1]["error"] == f"payload of {huge} bytes exceeds 1000"
+    assert dead[2]["payload"] == "{" * 1000
+    schema = Draft202012Validator(output_schemas()["dead-letter"])
+    assert all(schema.is_valid(record) for record in dead)
+    samples = parse_exposition(metrics.read_text())
+    assert sum(samples["cockpit_events_total"].values()) == 2
 
 
 def test_max_event_bytes_is_exact_and_ignores_the_trailing_newline():
