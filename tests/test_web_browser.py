@@ -24,7 +24,7 @@ from flows.ledger import Ledger
 from flows.metrics import METRICS
 from flows.runtime.pipeline import SHARD_METRICS, SOURCE_METRICS
 from flows.web.figures import TILES
-from flows.web.server import serve
+from flows.web.server import Server, serve
 from tests.browser import (
     PHONE,
     WALL,
@@ -272,13 +272,18 @@ def test_a_figure_per_fc_is_coloured_as_its_rule_fires_per_fc(browser):
         server.shutdown()
 
 
-@contextmanager
-def empty_page(browser: webdriver.Chrome) -> Iterator[None]:
-    """The page of a board with nothing on it, loaded: its functions to call."""
+def empty_board_served() -> tuple[Board, int, Server]:
+    """A board with nothing on it, ready, served on a free port."""
     board = Board()
     board.ready.set()
     port = free_port()
-    server = serve(board, "127.0.0.1", port)
+    return board, port, serve(board, "127.0.0.1", port)
+
+
+@contextmanager
+def empty_page(browser: webdriver.Chrome) -> Iterator[None]:
+    """The page of a board with nothing on it, loaded: its functions to call."""
+    _board, port, server = empty_board_served()
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         wait_for(lambda: browser.execute_script("return state.lastOk > 0"), 30, "the page")
@@ -366,10 +371,7 @@ def test_a_stale_page_greys_its_figures_and_says_since_when(browser):
     """Its server gone, the page said "live" for ~10 s, then only a small "stale:
     Failed to fetch" in a corner, the figures in full colour and the time of the
     last update gone."""
-    board = Board()
-    board.ready.set()
-    port = free_port()
-    server = serve(board, "127.0.0.1", port)
+    board, port, server = empty_board_served()
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         wait_for(lambda: connection_said(browser)["state"] == "live", 30, "the page to say live")
