@@ -33,6 +33,7 @@ from flows.commands import (
     writable,
 )
 from flows.config import (
+    DAY_US,
     MAX_DAYS,
     MAX_INTEGER,
     OPTIONS,
@@ -117,7 +118,6 @@ BOOTSTRAP_SERVER = re.compile(
 )
 
 
-DAY_US = 86_400 * US_PER_SECOND
 PROMISE_MARGIN_DAYS = 30  # a simulated delivery promise is at most days past its order
 
 

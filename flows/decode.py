@@ -87,8 +87,9 @@ def truncated(record: dict[str, Any], size: int) -> dict[str, Any]:
     over --max-event-bytes keeps only its start: `sources.LineReader`)."""
     payload: str = record["payload"]
     binary = record["payload_encoding"] == "base64"
-    whole = len(base64.b64decode(payload)) if binary else len(payload.encode())
-    whole = record.get("payload_bytes", whole)  # cut already
+    whole = record.get("payload_bytes")  # a replayed line's, cut already
+    if whole is None:
+        whole = len(base64.b64decode(payload)) if binary else len(payload.encode())
     cut = {**record, "payload": "", "payload_truncated": True, "payload_bytes": whole}
     room = size - len(orjson.dumps(cut))
     low, high = 0, len(payload)  # the longest prefix whose JSON string fits the room

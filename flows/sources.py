@@ -131,7 +131,6 @@ class _LinesPartition(StatefulSourcePartition[Message, int]):
                 size,
             )
         self.line += len(chunk)
-        self.source.lines = self.line
         if self.progress is not None:
             self.progress.add(len(chunk))
         return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
@@ -153,7 +152,7 @@ class LinesSource(FixedPartitionedSource[Message, int]):
 
     Once `stop` is set (a signal), or a read fails, the input ends where it is,
     without end-of-input semantics (nothing more closes); `failure` then says why
-    a read failed, and `lines` counts the lines read."""
+    a read failed."""
 
     def __init__(
         self,
@@ -169,7 +168,6 @@ class LinesSource(FixedPartitionedSource[Message, int]):
         self.batch_size, self.max_bytes, self.progress = batch_size, max_bytes, progress
         self.stop = stop
         self.failure: str | None = None
-        self.lines = 0
 
     def list_parts(self) -> list[str]:
         return [self.name]

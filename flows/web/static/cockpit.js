@@ -419,12 +419,11 @@ async function poll() {
 // Checked every second, not only when a poll ends (a hung server holds a poll for
 // TIMEOUT_MS): figures without an answer for STALE_MS go grey, with their age.
 function watch() {
-  const since = state.lastOk || state.opened;
-  const age = (Date.now() - since) / 1000;
-  if (age * 1000 <= STALE_MS) return;
+  const waited = Date.now() - (state.lastOk || state.opened);
+  if (waited <= STALE_MS) return;
   const problem = state.problem || "waiting for an answer";
   if (state.lastNow === null) connection(`no figures yet: ${problem}; retrying`, "stale");
-  else connection(`stale: not updated for ${duration(age)}, figures as of ${clockTime(state.lastNow, true)} · ${problem}; retrying`, "stale");
+  else connection(`stale: not updated for ${duration(waited / 1000)}, figures as of ${clockTime(state.lastNow, true)} · ${problem}; retrying`, "stale");
   document.body.dataset.stale = "true";
   document.title = `stale · ${TITLE}`;
 }
