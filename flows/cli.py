@@ -27,6 +27,7 @@ from flows.commands import (
     EXIT_FAILURE,
     EXIT_USAGE,
     CliError,
+    Once,
     Parser,
     distinct,
     say,
@@ -182,6 +183,7 @@ def add_event_time_options(parser: argparse.ArgumentParser, retention: str) -> N
     group.add_argument(
         "--config",
         type=Path,
+        action=Once,
         metavar="FILE.toml",
         help="KPI settings, shift calendars and the options below from a TOML file; "
         "an option given here overrides the file",
@@ -260,6 +262,7 @@ def build_parser() -> Parser:
     run.add_argument(
         "--web-config",
         type=Path,
+        action=Once,
         metavar="FILE",
         help="TLS and basic auth for every endpoint of the metrics port, in the "
         "Prometheus exporter-toolkit format (tls_server_config, basic_auth_users)",
@@ -289,6 +292,7 @@ def build_parser() -> Parser:
     kafka.add_argument(
         "--kafka-config",
         type=Path,
+        action=Once,
         metavar="FILE",
         help="librdkafka properties (key=value lines) for every client, "
         "e.g. security.protocol, sasl.*, ssl.*",
@@ -379,7 +383,11 @@ def build_parser() -> Parser:
     )
     simulate.add_argument("--topic", help=f"topic (default {DEFAULT_TOPIC})")
     simulate.add_argument(
-        "--kafka-config", type=Path, metavar="FILE", help="librdkafka properties for the producer"
+        "--kafka-config",
+        type=Path,
+        action=Once,
+        metavar="FILE",
+        help="librdkafka properties for the producer",
     )
     amount = simulate.add_mutually_exclusive_group()
     amount.add_argument("--hours", type=period_hours, help="hours of event time (default 24)")
@@ -416,7 +424,7 @@ def _readable(file: str) -> None:
 
 def command_replay(args: argparse.Namespace) -> int:
     """Replay a file, then write the final metrics."""
-    from flows.replay import replay
+    from flows.replay import replay, summary
     from flows.sinks import OutputError
     from flows.sources import InputError
 
@@ -450,7 +458,7 @@ def command_replay(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request)
     try:
-        replay(
+        board = replay(
             settings_from(args),
             args.file,
             metrics_file=args.metrics_file,
@@ -469,6 +477,8 @@ def command_replay(args: argparse.Namespace) -> int:
             "and no metrics file was written"
         )
         return 128 + stopped[0]
+    if not args.quiet:
+        say(summary(board, args.file, args.dlq))
     return 0
 
 

@@ -35,6 +35,23 @@ class CliError(Exception):
 NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d*\.?\d+[a-zA-Z]+$")
 
 
+class Once(argparse.Action):
+    """A file option given at most once: a second --config would silently replace
+    the first, where a user may expect the two to merge."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option: str | None = None,
+    ) -> None:
+        first = getattr(namespace, self.dest)
+        if first is not None:
+            parser.error(f"{option} given twice ({first}, {values}): give one file")
+        setattr(namespace, self.dest, values)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line, and a negative duration (`--lateness -5s`)
     is read as a value, as a negative number is, so that it gets its own error."""

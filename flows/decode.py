@@ -49,6 +49,7 @@ REJECT_REASONS = (INVALID_JSON, UNKNOWN_TYPE, INVALID_EVENT, TOO_LARGE)
 
 Event = Any  # a msgspec Struct of one of the generated event classes
 MAX_DEPTH = 1024  # orjson's nesting limit
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 Fields = dict[str, Any]
 
 
@@ -344,10 +345,13 @@ def _decode_one(payload: bytes, max_bytes: int) -> Event | Reject:
 
 def _decode_fully(payload: bytes) -> Event | Reject:
     """The authoritative check, for whatever the fast path refused."""
+    # A byte order mark before the JSON is ignored, as RFC 8259 (8.1) lets a parser
+    # do: editors on Windows write one at the start of a file (its first line).
+    text = payload[len(BOM) :] if payload.startswith(BOM) else payload
     try:
-        obj = _loads(payload)
+        obj = _loads(text)
     except _JSONDecodeError as exc:
-        obj = _parse_out_of_range(payload, exc)
+        obj = _parse_out_of_range(text, exc)
         if obj is None:
             return Reject(INVALID_JSON, f"not UTF-8 JSON: {exc}", payload)
     if type(obj) is not dict:

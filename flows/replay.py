@@ -11,9 +11,11 @@ from bytewax.run import cli_main
 from flows.dataflow import Sinks, build_flow, single
 from flows.exposition import Board, write_metrics_file
 from flows.kpis import ALL_FAMILIES, Families
+from flows.runtime.pipeline import DUPLICATE, EVENTS, LATE, REJECTED, WATERMARK
 from flows.settings import Runtime, Settings
 from flows.sinks import JsonLinesSink, OutputError
 from flows.sources import InputError, LinesSource, Progress, file_lines
+from flows.timeutil import US_PER_SECOND, format_time
 
 SOURCE_NAME = "input"
 
@@ -68,3 +70,37 @@ def replay(
         except OSError as exc:
             raise OutputError(f"cannot write {metrics_file}: {exc.strerror or exc}") from None
     return runtime.board
+
+
+def summary(board: Board, path: str, dlq: Path | None) -> str:
+    """What a replay made of its input, in one line: each line is counted once, as
+    accepted, dead-lettered (the commonest reasons named), late or a duplicate. A
+    run that finished silently left a user to open the metrics file to learn that
+    every line had been dead-lettered."""
+    totals = board.totals()
+    counts = {m: sum(totals.get(m.name, {}).values()) for m in (EVENTS, REJECTED, LATE, DUPLICATE)}
+    lines = sum(counts.values())
+    reasons = sorted(
+        ((count, reason) for reason, count in totals.get(REJECTED.name, {}).items() if count),
+        reverse=True,
+    )
+    rejected = f"{counts[REJECTED]:,} dead-lettered"
+    if reasons:
+        rejected += " (" + ", ".join(f"{reason} {count:,}" for count, reason in reasons) + ")"
+    source = "stdin" if path == "-" else path
+    parts = [
+        f"opscockpit: replayed {_count(lines, 'line')} of {source}: {counts[EVENTS]:,} "
+        f"accepted, {rejected}, {counts[LATE]:,} late, {_count(counts[DUPLICATE], 'duplicate')}"
+    ]
+    watermark = totals.get(WATERMARK.name, {}).get(())
+    if counts[EVENTS] and watermark is not None:
+        parts.append(f"event time reached {format_time(int(watermark) * US_PER_SECOND)}")
+    if counts[REJECTED] and dlq is None:
+        parts.append("--dlq FILE keeps the dead letters")
+    if lines and not counts[EVENTS]:
+        parts.append("no line was an event: is this a file of TPS events, a JSON object a line?")
+    return "; ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"

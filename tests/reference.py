@@ -308,7 +308,7 @@ def _reject_constant(text: str) -> None:
 def decode(line: bytes) -> dict[str, Any] | None:
     """The JSON object in `line`, or None when it is not a UTF-8 JSON object."""
     try:
-        text = line.decode("utf-8")
+        text = line.decode("utf-8-sig")  # a leading byte order mark ignored (RFC 8259 8.1)
         if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
             return None
         limit = sys.getrecursionlimit()

@@ -114,6 +114,25 @@ def test_a_bad_option_value_is_a_usage_error(capsys, command, problem):
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        "replay x.jsonl --config a.toml --config b.toml",
+        "run --config a.toml --config b.toml",
+        "run --web-config a.yml --web-config b.yml",
+        "run --kafka h:1 --kafka-config a.properties --kafka-config b.properties",
+        "simulate --kafka h:1 --kafka-config a.properties --kafka-config b.properties",
+    ],
+)
+def test_a_file_option_given_twice_is_a_usage_error(capsys, command):
+    """The second file would silently replace the first, where two may seem to merge."""
+    argv = command.split()
+    option, first, second = argv[-4], argv[-3], argv[-1]
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    expected = f"{option} given twice ({first}, {second}): give one file (see --help)"
+    assert line == f"opscockpit {argv[0]}: {expected}", line
+
+
+@pytest.mark.parametrize(
     "start",
     [
         "0001-01-01T00:00:00Z",
@@ -191,6 +210,46 @@ def six_hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("hours") / "events.jsonl"
     opscockpit("simulate", "--out", str(path), "--hours", "6", "--scale", "0.2")
     return path
+
+
+def cart(event_id: str, ts: int) -> bytes:
+    return EVENT.replace(b'"a"', f'"{event_id}"'.encode()).replace(b'"ts":0', b'"ts":%d' % ts)
+
+
+def test_a_replay_ends_with_what_it_made_of_each_line(tmp_path, capsys):
+    """Every line in one count; a run that finished silently left a user to open the
+    metrics file to learn that every line had been dead-lettered."""
+    hour = 3_600_000
+    lines = [
+        cart("a", hour),
+        cart("a", hour),  # a duplicate
+        cart("b", 3 * hour),
+        cart("c", hour),  # 2 h behind the latest: late
+        b"not json\n",
+        b'{"type":"nope"}\n',
+        b'{"type":"nope"}\n',
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(lines))
+    assert main(["replay", str(path)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"opscockpit: replayed 7 lines of {path}: 2 accepted, 3 dead-lettered (unknown_type 2, "
+        "invalid_json 1), 1 late, 1 duplicate; event time reached 1970-01-01T03:00:00Z; "
+        "--dlq FILE keeps the dead letters"
+    ]
+    assert main(["replay", str(path), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_replay_of_no_event_says_so(tmp_path, capsys):
+    path = tmp_path / "events.csv"
+    path.write_text("order_id,fc\nO1,FC1\n")
+    assert main(["replay", str(path), "--dlq", str(tmp_path / "dlq.jsonl")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"opscockpit: replayed 2 lines of {path}: 0 accepted, 2 dead-lettered (invalid_json 2), "
+        "0 late, 0 duplicates; no line was an event: is this a file of TPS events, a JSON "
+        "object a line?"
+    ]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -664,6 +664,31 @@ def test_max_event_bytes_is_exact_and_ignores_the_trailing_newline():
     assert check_verdict(decode(b"x" * limit, limit)) == "invalid_json"
 
 
+BOM = "\ufeff".encode()
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("before the object", None), ("twice", "invalid_json"), ("after the object", "invalid_json")],
+)
+def test_a_byte_order_mark_is_ignored_only_at_the_start(where, expected):
+    """RFC 8259 lets a parser ignore a leading byte order mark (files saved on Windows
+    start with one); anywhere else it is not JSON."""
+    event = orjson.dumps(valid_event(random.Random(5), 5, "inventory.adjusted"))
+    payload = {
+        "before the object": BOM + event,
+        "twice": BOM + BOM + event,
+        "after the object": event + BOM,
+    }[where]
+    assert reference_verdict(payload) == expected
+    verdict = decode(payload, MIB)
+    assert check_verdict(verdict) == expected
+    if expected is None:
+        assert verdict == decode(event, MIB)
+    else:
+        assert verdict.payload == payload  # the dead letter keeps what came
+
+
 # --- hypothesis: shrinking searches over the same properties
 
 
