@@ -160,3 +160,28 @@ def test_bucket_quantile_is_prometheus_histogram_quantile(counts, q):
     ours = bucket_quantile(q, bounds, cumulative)
     theirs = quantile(q, list(zip((*bounds, math.inf), cumulative, strict=True)))
     assert ours == theirs or math.isclose(ours or 0, theirs or 0, rel_tol=1e-12)
+
+
+def test_a_counter_never_counted_is_0_once_events_are_accepted():
+    """A counter whose labels are an open set (fc, region) has no series until its
+    first increment. Once the job has accepted events, "SLA breaches: no data yet"
+    read as broken where the truth is 0; before any event it is no data. A ratio
+    with nothing in its divisor stays no data."""
+    board, ledger, _clock, history = setup()
+    names = ("ship_sla_breaches", "late_delivery_count", "ship_sla_compliance", "late_deliveries")
+
+    def values() -> list[float | None]:
+        view = history.view()
+        return [BY_ID[name].source.read(view).value for name in names]
+
+    accepted = ledger["cockpit_events_total"]
+    assert accepted["order.placed"] == 0  # a series of each event type, from the start
+    assert values() == [None] * 4
+    accepted["order.placed"] = 3
+    assert values() == [0.0, 0.0, None, None]
+    ledger["cockpit_ship_sla_breaches_total"]["FC1"] = 2
+    reading = BY_ID["ship_sla_breaches"].source.read(history.view())
+    assert (reading.value, reading.by) == (2.0, {("FC1",): 2.0})
+    summary = Api(board, history, Settings(), {}).answer("summary", "")
+    late = next(f for f in summary["figures"] if f["id"] == "late_delivery_count")
+    assert (late["value"], late["by"], late["status"]) == (0.0, [], "none")

@@ -162,9 +162,16 @@ def _gauge(samples: Samples, name: str, label: str, total: bool = True) -> Any:
     return (_total(samples, name) if total else None), by
 
 
-def _count(by: dict[str, float]) -> Any:
-    """A counter's total and values; no data without a series, as Prometheus has none."""
-    return (sum(by.values()) if by else None), {(k,): v for k, v in by.items()}
+def _none_is_0(value: float | None, counting: bool) -> float | None:
+    """A counter without a series: no data, as Prometheus has none, until the job has
+    accepted an event; then 0 (its labels are an open set: no series until counted)."""
+    return 0.0 if value is None and counting else value
+
+
+def _count(by: dict[str, float], counting: bool) -> Any:
+    """A counter's total and values."""
+    total = sum(by.values()) if by else None
+    return _none_is_0(total, counting), {(k,): v for k, v in by.items()}
 
 
 def expected_figures(samples: Samples) -> Expected:
@@ -174,7 +181,9 @@ def expected_figures(samples: Samples) -> Expected:
     late = _by(samples, "cockpit_late_deliveries_total", "region")
     delivered = _by(samples, "cockpit_deliveries_total", "region", on_time="true")
     rejected = {"": _total(samples, "cockpit_events_rejected_total") or 0.0}
-    accepted = {"": _total(samples, "cockpit_events_total") or 0.0}
+    events = _total(samples, "cockpit_events_total")
+    accepted = {"": events or 0.0}
+    counting = bool(events)
     stages = {
         (dict(k)["fc"], dict(k)["stage"]): v
         for k, v in samples.get("cockpit_orders_in_stage", {}).items()
@@ -182,11 +191,11 @@ def expected_figures(samples: Samples) -> Expected:
     watermark = samples.get("cockpit_watermark_timestamp_seconds", {}).get(())
     return {
         "ship_sla_compliance": _ratio(on_time, breaches),
-        "ship_sla_breaches": _count(breaches),
+        "ship_sla_breaches": _count(breaches, counting),
         "orders_past_ship_promise": _gauge(samples, "cockpit_orders_past_ship_promise", "fc"),
         "orders_awaiting_shipment": _gauge(samples, "cockpit_orders_awaiting_shipment", "fc"),
         "late_deliveries": _ratio(late, delivered),
-        "late_delivery_count": _count(late),
+        "late_delivery_count": _count(late, counting),
         "orders_past_delivery_promise": _gauge(
             samples, "cockpit_orders_past_delivery_promise", "region"
         ),
@@ -198,9 +207,12 @@ def expected_figures(samples: Samples) -> Expected:
         "orders_in_stage": (sum(stages.values()) if stages else None, stages),
         "page_load_p90": _quantile(samples, "cockpit_page_load_seconds", "page"),
         "dead_letters": (_ratio(rejected, accepted)[0], {}),
-        "events": (accepted[""], {}),
-        "late_events": (_total(samples, "cockpit_events_late_total"), {}),
-        "duplicate_events": (_total(samples, "cockpit_events_duplicate_total"), {}),
+        "events": (events, {}),
+        "late_events": (_none_is_0(_total(samples, "cockpit_events_late_total"), counting), {}),
+        "duplicate_events": (
+            _none_is_0(_total(samples, "cockpit_events_duplicate_total"), counting),
+            {},
+        ),
         "watermark": (watermark, {}),
     }
 

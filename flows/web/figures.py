@@ -5,7 +5,8 @@ Prometheus recording rules are generated from, evaluated here over the same
 windows from the web server's own samples; a figure with an alert behind it is
 coloured by that alert's `Limit`. So one declaration feeds the rules, the
 Grafana panels and this page. Metrics are read by name: a figure whose metric
-is not declared (yet) or has no series shows "no data yet", never an error.
+is not declared (yet) or has no series shows "no data yet", never an error (but
+a counter with no series reads 0 once the job has accepted an event).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flows.timeutil import US_PER_SECOND, parse_duration
 Totals = dict[str, dict[SeriesKey, Any]]
 Key = tuple[str, ...]
 WORST = ("critical", "warning", "ok", "none")  # statuses, worst first
+ACCEPTED = "cockpit_events_total"
 
 
 def seconds(window: str) -> float:
@@ -49,6 +51,11 @@ def counts(totals: Totals, name: str) -> dict[Key, float]:
     if base.kind == HISTOGRAM:
         return {label_tuple(k): float(sum(v[:-1])) for k, v in series.items()}
     return {label_tuple(k): float(v) for k, v in series.items()}
+
+
+def accepted(totals: Totals) -> float:
+    """The events the job has accepted, all told."""
+    return sum(counts(totals, ACCEPTED).values())
 
 
 def _matchers(text: str) -> dict[str, str]:
@@ -233,9 +240,12 @@ class Increase:
         return (self.count.name,)
 
     def read(self, view: View) -> Reading:
+        """Its labels are an open set (fc, region): no series exists until the first
+        increment, so once the job has accepted an event, none is 0, not no data."""
         by = view.increase(self.count, self.window, self.level)
         if not by:
-            return Reading(None, {})
+            counted = labels_of(self.count.name) is not None and accepted(view.totals) > 0
+            return Reading(0.0 if counted else None, {})
         rows: dict[Key, float] = {(g,): value for g, value in sorted(by.items()) if g}
         return Reading(sum(by.values()), rows)
 
@@ -524,7 +534,7 @@ FIGURES: tuple[Figure, ...] = (
         "events",
         "Events accepted",
         "count",
-        Increase(Count("cockpit_events_total"), NETWORK, rules.PIPELINE_WINDOW),
+        Increase(Count(ACCEPTED), NETWORK, rules.PIPELINE_WINDOW),
         f"Events accepted, {rules.span(rules.PIPELINE_WINDOW)}.",
     ),
     Figure(
