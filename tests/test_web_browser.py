@@ -293,6 +293,88 @@ def empty_page(browser: webdriver.Chrome) -> Iterator[None]:
         server.shutdown()
 
 
+def tile_headers(driver: webdriver.Chrome) -> dict[str, dict[str, Any]]:
+    """Each tile by its title: its status (border), and the status its header says in
+    words, with how that text is laid out."""
+    return dict(  # type: ignore[no-any-return]
+        driver.execute_script(
+            """return [...document.querySelectorAll('.tile')].map((tile) => {
+              const head = tile.querySelector('h2'), said = head.querySelector('.said');
+              const box = said.getBoundingClientRect(), inner = tile.getBoundingClientRect();
+              return [head.firstChild.textContent, {
+                border: tile.className, status: said.dataset.status, text: said.textContent,
+                colour: getComputedStyle(said).color,
+                cut: [...said.children].filter((e) => e.scrollWidth > e.clientWidth)
+                  .map((e) => e.textContent),
+                lines: head.offsetHeight / head.firstChild.offsetHeight,
+                inside: box.right <= inner.right - tile.clientLeft + 0.5 && box.width > 0}];
+            });"""
+        )
+    )
+
+
+def test_each_tile_says_its_worst_status_in_words(browser, tmp_path):
+    """A status was a colour only (red, amber, green): nothing for a colour-blind
+    operator or one across the room, and "Cancellations 0.0% - 4.7%" in red did not
+    say which fc. The header of a tile says the worst status of its figures, the
+    figure and its worst fc, in the status colour, cut short on one line; the border
+    is that worst status too (the Customers tile had a red value and a grey border,
+    coloured by its first figure only)."""
+    board, ledger = Board(), Ledger(METRICS)
+    board.publish("test", ledger)
+    board.ready.set()
+    ledger["cockpit_cancellation_ratio"]["FC-ATL1"] = 0.0
+    ledger["cockpit_cancellation_ratio"]["FC-DAL1"] = 0.047
+    ledger["cockpit_cancellation_ratio"]["FC-BER1"] = 0.02  # over the warning level
+    ledger["cockpit_receipts_awaiting_stow"]["FC1"] = 40
+    ledger["cockpit_receipts_awaiting_stow"]["FC2"] = 60
+    backlog, marks = ledger["cockpit_stage_backlog"], ledger["cockpit_bottleneck"]
+    backlog["FC-RNO1", "ship"], backlog["FC-ORD1", "ship"], backlog["FC-ORD1", "pick"] = 213, 240, 9
+    marks["FC-RNO1", "ship"], marks["FC-ORD1", "ship"], marks["FC-ORD1", "pick"] = 1, 1, 0
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: browser.execute_script("return state.lastOk > 0"), 30, "the page")
+        tiles = tile_headers(browser)
+        red, amber = "rgb(248, 81, 73)", "rgb(210, 153, 34)"
+        customers = tiles["Customers"]
+        assert customers["border"] == "tile critical", customers  # was none: page load's
+        assert (customers["status"], customers["colour"]) == ("critical", red)
+        assert customers["text"] == "critical \u00b7 Cancellations FC-DAL1 4.7%"
+        assert customers["cut"] == [], customers
+        inbound = tiles["Inbound"]  # dock-to-stock has no data, the backlog warns
+        assert (inbound["border"], inbound["status"], inbound["colour"]) == (
+            "tile warning",
+            "warning",
+            amber,
+        )
+        assert inbound["text"] == "warning \u00b7 Awaiting stow FC2 60"
+        stages = tiles["Backlog by stage"]
+        assert stages["border"] == "tile critical" and stages["cut"] == [], stages
+        assert stages["text"] == "critical \u00b7 bottleneck FC-ORD1 ship"
+        for quiet in ("Ship SLA", "Deliveries", "Pipeline", "Recent alerts"):
+            assert tiles[quiet]["text"] == "" and tiles[quiet]["border"] == "tile none", quiet
+        # An fc too long for the header: one line, ending in an ellipsis, inside the tile.
+        ledger["cockpit_cancellation_ratio"]["FC-" + "VERY-LONG-NAME-" * 20] = 0.5
+        for size in ((1280, 720), WALL):
+            assert layout_problems(browser, size) == [], size
+            browser.save_screenshot(str(tmp_path / f"said-{size[0]}x{size[1]}.png"))
+            assert page_height(browser) <= size[1], f"{size} scrolls"
+            customers = tile_headers(browser)["Customers"]
+            assert customers["text"].startswith("critical \u00b7 Cancellations FC-VERY-LONG")
+            # The title gives way first, then the fc: the status stays whole.
+            long_name = "FC-" + "VERY-LONG-NAME-" * 20 + " 50.0%"
+            assert customers["cut"] == ["Cancellations", long_name], customers
+            assert customers["inside"], customers
+            assert customers["lines"] < 1.5, customers
+            title = "return getComputedStyle(document.querySelector('.said .title'))"
+            assert browser.execute_script(title + ".textOverflow") == "ellipsis"
+        assert console_errors(browser) == []
+    finally:
+        server.shutdown()
+
+
 def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(browser):
     """An fc spelt with U+202E (right-to-left override) reversed the rest of its
     line: the order id and the time of an alert read backwards ("FC-24:40 70-21-6202

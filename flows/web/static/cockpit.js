@@ -140,10 +140,30 @@ function sparkline(figure) {
 }
 
 function worstFirst(figure) {
-  const rows = figure.by.slice();
-  if (figure.higher_is_worse === null) return rows;
-  const sign = figure.higher_is_worse ? -1 : 1;
-  return rows.sort((a, b) => RANK[a.status] - RANK[b.status] || sign * (a.value - b.value));
+  const sign = figure.higher_is_worse === null ? 0 : figure.higher_is_worse ? -1 : 1;
+  return figure.by.slice().sort((a, b) => RANK[a.status] - RANK[b.status] || sign * (a.value - b.value));
+}
+
+// A tile's status in words, for who cannot tell its colours apart or reads it across
+// the room: "critical · Cancellations FC-DAL1 4.7%". Empty unless warning or critical.
+// Short of room, the title gives way first: where and how bad is what a glance needs.
+function said(status, title, key = [], value = "") {
+  const node = el("span", `said ${status}`);
+  node.dataset.status = status;
+  if (RANK[status] > RANK.warning) return node;
+  const where = el("span");
+  if (key.length) where.append(el("bdi", "", key.join(" ")), value ? " " : "");
+  where.append(value);
+  node.append(el("span", "", `${status} ·`), " ", el("span", "title", title), " ", where);
+  return node;
+}
+
+// The worst of a tile's figures, and where: its worst row (fc, region) if it has them.
+function worstOf(figures) {
+  const figure = figures.slice().sort((a, b) => RANK[a.status] - RANK[b.status])[0];
+  if (!figure) return ["none", said("none")];
+  const row = figure.labels.length && figure.by.length ? worstFirst(figure)[0] : figure;
+  return [figure.status, said(figure.status, figure.title, row.key, format(figure.unit, row.value))];
 }
 
 function breakdown(figure) {
@@ -256,17 +276,23 @@ function stageTable(backlog, marks) {
   return [counted(table, fcs.length), marked.size];
 }
 
+// Returns the tile's status, and in words: the bottleneck where the most wait.
 function stagesTile(box, figures) {
   const [backlog, orders, marks] = figures;
   const shown = backlog.by.length ? backlog : orders;
   if (!shown.by.length) {
     box.append(el("div", "big nodata", "no data yet"));
-    return "none";
+    return ["none", said("none")];
   }
   const [table, bottlenecks] = stageTable(shown, marks);
   box.append(el("div", "caption", `${shown.title}: ${shown.description}`), table);
   box.append(el("div", "caption", bottlenecks ? `▲ bottleneck (${bottlenecks})` : "no bottleneck"));
-  return bottlenecks ? "critical" : "none";
+  if (!bottlenecks) return ["none", said("none")];
+  const cells = new Map(shown.by.map((r) => [r.key.join("|"), r.value]));
+  const waiting = (key) => cells.get(key.join("|")) || 0;
+  const worst = marks.by.filter((r) => r.value >= 1).map((r) => r.key)
+    .reduce((a, b) => (waiting(b) > waiting(a) ? b : a));
+  return ["critical", said("critical", "bottleneck", worst)];
 }
 
 function itemList(items) {
@@ -303,18 +329,21 @@ function alertList(alerts) {
   return counted(list, alerts.total);
 }
 
+// A tile takes the worst status of its figures (border and words in its header).
 function drawTile(box, tile, byId, alerts, items) {
   const figures = tile.figures.map((id) => byId[id]).filter(Boolean);
-  const content = [el("h2", "", tile.title)];
-  box.replaceChildren(...content);
-  let status = figures.length ? figures[0].status : "none";
-  if (tile.kind === "stages") status = stagesTile(box, figures);
+  const head = el("h2");
+  head.append(el("span", "", tile.title));
+  box.replaceChildren(head);
+  let [status, words] = worstOf(figures);
+  if (tile.kind === "stages") [status, words] = stagesTile(box, figures);
   else if (tile.kind === "alerts") box.append(alertList(alerts));
   else {
     box.append(headline(figures[0]));
     if (tile.kind === "items") box.append(itemList(items));
     if (figures.length > 1) box.append(stats(figures.slice(1)));
   }
+  head.append(words);
   box.className = `tile ${status}`;
   return fit(box);
 }
