@@ -148,13 +148,13 @@ def layout_problems(driver: webdriver.Chrome, size: tuple[int, int]) -> list[str
         for (const tile of document.querySelectorAll('.tile'))
           if (tile.scrollHeight > tile.clientHeight + 1)
             out.push(`${tile.querySelector('h2').textContent}: content cut off below`);
-        for (const e of document.querySelectorAll('[data-figure], h2, .caption, .label'))
+        for (const e of document.querySelectorAll('[data-figure], h2, .caption, .label, .scale *'))
           if (e.scrollWidth > e.clientWidth + 1) out.push(`cut off: ${e.textContent}`);
         if (innerWidth < 760)  // a phone scrolls: no caption or list row is cut short
           for (const e of document.querySelectorAll('.caption, ul.list li'))
             if (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1)
               out.push(`cut short: ${e.textContent}`);
-        for (const e of document.querySelectorAll('[data-figure]')) {
+        for (const e of document.querySelectorAll('[data-figure], .scale :not(:empty)')) {
           const tile = e.closest('.tile');
           const box = tile.getBoundingClientRect();
           const top = box.top + tile.clientTop, left = box.left + tile.clientLeft;
@@ -222,6 +222,12 @@ def test_every_figure_shows_whole_on_every_wall_screen(browser, tmp_path):
     with cockpit(ready_timeout=30) as running:
         viewport(browser, WALL)
         backfilled(browser, running.port)
+        scales = browser.execute_script(
+            "return [...document.querySelectorAll('.tile')].map((tile) => [tile.querySelector"
+            "('h2').firstChild.textContent, tile.querySelector('.scale')?.textContent ?? null]);"
+        )
+        trends = ("Ship SLA", "Deliveries", "Inbound", "SKUs", "Customers", "Pipeline")
+        assert all(dict(scales)[title] for title in trends), scales  # a trend's scale
         for width, height in WALLS:
             assert layout_problems(browser, (width, height)) == [], (width, height)
             browser.save_screenshot(str(tmp_path / f"wall-{width}x{height}.png"))
@@ -393,6 +399,48 @@ def test_a_right_to_left_override_in_event_text_reorders_nothing_beside_it(brows
     assert placed["time"] == "12-07 06:04 UTC"
     assert [text for text, _left in placed["runs"]] == ["FC-\u202eRTL", "O<14>"]
     assert all(left >= placed["right"] - 0.5 for _text, left in placed["runs"]), placed
+
+
+def test_a_trend_line_shows_its_scale(browser):
+    """A trend was a shape without numbers: beside it, its top and bottom values (the
+    line's highest and lowest, or an alert level beyond them) in the figure's unit,
+    as text (not in the SVG, stretched to its box); in its tooltip, the time it covers.
+    A line flat to the precision shown is drawn flat: 94.11% to 94.14% filled the
+    height, under a scale of "94.1%" and "94.1%"."""
+    with empty_page(browser):
+        scales = browser.execute_script(
+            "state.trend = [{t: 0, values: {x: 0.923}}, {t: 1800, values: {x: 0.949}},"
+            " {t: 3600, values: {x: null}}, {t: 3600, values: {x: 0.93}}];"
+            "const shown = (figure) => {"
+            "  const box = sparkline(Object.assign({id: 'x', unit: 'ratio', by: []}, figure));"
+            "  document.body.prepend(box);"
+            "  const [svg, scale] = box.children, high = scale.children[0];"
+            "  const out = [[...scale.children].map((e) => e.textContent), box.title,"
+            "    !!high && high.getBoundingClientRect().left >= svg.getBoundingClientRect().right];"
+            "  box.remove();"
+            "  return out;"
+            "};"
+            "const one = shown({title: 'Ship-SLA compliance', limit: null});"
+            "const limit = {warning: 0.98, critical: 0.95};"
+            "const levels = shown({title: 'Ship-SLA compliance', limit});"
+            "state.trend = [{t: 0, values: {x: 12}}, {t: 300, values: {x: 12}}];"
+            "const flat = shown({unit: 'count', limit: null});"
+            "state.trend = [{t: 0, values: {x: 0.9411}}, {t: 300, values: {x: 0.9414}}];"
+            "const noise = shown({title: 'Ship-SLA compliance', limit: null});"
+            "const path = sparkline({id: 'x', unit: 'ratio', by: [], limit: null})"
+            ".querySelector('path').getAttribute('d');"
+            "state.trend = [{t: 0, values: {x: 12}}];"
+            "return [one, levels, flat, noise, path, shown({limit: null})];"
+        )
+    assert scales == [
+        [["94.9%", "92.3%"], "Ship-SLA compliance: 92.3% to 94.9%, last 1.0 h", True],
+        [["98.0%", "92.3%"], "Ship-SLA compliance: 92.3% to 98.0%, last 1.0 h", True],
+        [["12"], "trend: 12, last 5.0 min", True],
+        # Flat to the precision shown: one value, and drawn flat, not top to bottom.
+        [["94.1%"], "Ship-SLA compliance: 94.1%, last 5.0 min", True],
+        "M0.00,20.00L100.00,20.00",
+        [[], "", False],  # no line yet: no scale
+    ]
 
 
 def test_an_item_row_names_its_worst_state_only(browser):

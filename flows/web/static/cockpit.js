@@ -96,26 +96,38 @@ function totalNode(tag, cls, figure) {
   return node;
 }
 
+// A trend line (SVG, stretched to its box) with its scale beside it as text: the
+// values at its top and bottom (the line's highest and lowest, or an alert level
+// beyond them), and in its tooltip the time it covers.
 function sparkline(figure) {
   const ns = "http://www.w3.org/2000/svg";
+  const box = el("div", "sparkline");
+  const scale = el("div", "scale");
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("class", "trend");
   svg.setAttribute("viewBox", "0 0 100 40");
   svg.setAttribute("preserveAspectRatio", "none");
+  box.append(svg, scale);
   const points = state.trend.map((p) => [p.t, p.values[figure.id]]);
   const values = points.map((p) => p[1]).filter((v) => v !== null && v !== undefined);
-  if (values.length < 2) return svg;
+  if (values.length < 2) return box;
   // The alert's levels, where the rule compares this value: not over a total of fcs
   // (regions) whose rule fires per fc.
   const levels = figure.limit && !figure.by.length ? [["warning", figure.limit.warning], ["critical", figure.limit.critical]] : [];
   const all = values.concat(levels.map((l) => l[1]));
-  let low = Math.min(...all);
-  let high = Math.max(...all);
-  if (high === low) { high += 1; low -= 1; }
+  const low = Math.min(...all);
+  const high = Math.max(...all);
   const first = points[0][0];
   const span = Math.max(points[points.length - 1][0] - first, 1);
+  const [top, bottom] = [format(figure.unit, high), format(figure.unit, low)];
+  // Flat to the precision shown: drawn flat, its one value beside it (a change in
+  // the third digit drawn from top to bottom made noise look like a trend).
+  const flat = top === bottom;
+  scale.append(el("span", "high", top));
+  if (!flat) scale.append(el("span", "low", bottom));
+  box.title = `${figure.title || "trend"}: ${flat ? top : `${bottom} to ${top}`}, last ${duration(span)}`;
   const x = (t) => ((t - first) / span) * 100;
-  const y = (v) => 38 - ((v - low) / (high - low)) * 36;
+  const y = (v) => (flat ? 20 : 38 - ((v - low) / (high - low)) * 36);
   let d = "";
   let pen = "M";
   for (const [t, v] of points) {
@@ -136,7 +148,7 @@ function sparkline(figure) {
   path.setAttribute("class", "line");
   path.setAttribute("d", d);
   svg.append(path);
-  return svg;
+  return box;
 }
 
 function worstFirst(figure) {
