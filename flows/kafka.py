@@ -61,6 +61,9 @@ ADMIN_RECONNECT_BACKOFF_MS = 1  # a start's lookups: see KafkaSettings.admin
 IDLE_POLL = 50 * US_PER_MS  # back-off between polls of a partition with nothing to read
 BEHIND_POLL = 5 * US_PER_MS  # the same, with more on the broker than fetched (a fetch is ms away)
 START_LOOKUP_S = 1.0  # asking the broker where a fresh partition starts or ends
+STATS_EVERY_MS = 1000  # a reader's statistics: its lag, and when its broker last answered
+SILENT_US = 10 * US_PER_SECOND  # a broker connected yet answering nothing this long is lost
+REPEAT_S = 600  # an error librdkafka reports again and again is logged once this often
 MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default message.max.bytes
 MESSAGE_OVERHEAD = 36  # what librdkafka counts against it beyond the key and value
 BATCH_OVERHEAD = 61  # a record batch's header, which a broker counts too (max.message.bytes)
@@ -68,6 +71,13 @@ SHOWN_KEY = 80  # characters of a message key a log line shows
 STOP_FLUSH_S = 10  # a stopped job waits this long for Kafka to take its last records
 BROKER_FAILED = (KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError.NETWORK_EXCEPTION)
 SECRET_WORDS = ("password", "secret", "key", "token")
+# How a partition reader reads, whatever --kafka-config says.
+READING = {
+    "group.id": "opscockpit",
+    "enable.auto.commit": False,
+    "enable.partition.eof": False,
+    "auto.offset.reset": "error",
+}
 
 
 class KafkaSetupError(Exception):
@@ -107,16 +117,7 @@ class KafkaSettings:
         waits out the rest (with the default, a quarter of a 342k-event catch-up
         was spent waiting).
         """
-        return self.client(
-            {"fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS},
-            **{
-                "group.id": "opscockpit",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-                "auto.offset.reset": "error",
-                **extra,
-            },
-        )
+        return self.client({"fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS}, **READING, **extra)
 
     def admin(self, **extra: Any) -> dict[str, Any]:
         """A start's lookups (topics, partitions). Measured against Tansu, one
@@ -158,11 +159,12 @@ def read_properties(path: Path) -> tuple[tuple[str, str], ...]:
 
 
 def describe(settings: KafkaSettings) -> str:
-    """The client settings with every secret masked, for logs and errors."""
+    """The client settings in force, every secret masked, for logs and errors (a
+    property the readers override is not in force: not shown)."""
     shown = {
         key: ("***" if _is_secret(key) else value)
         for key, value in settings.client().items()
-        if key != "logger"
+        if key != "logger" and key not in READING
     }
     return ", ".join(f"{key}={value}" for key, value in sorted(shown.items()))
 
@@ -193,7 +195,8 @@ def cluster_metadata(settings: KafkaSettings, timeout_s: float) -> ClusterMetada
 def partitions_of(
     settings: KafkaSettings, topics: Iterable[str], timeout_s: float = 10.0
 ) -> dict[str, int]:
-    """Partition count per topic; one-line errors when unreachable or missing."""
+    """Partition count per topic; one-line errors when unreachable, missing, or not
+    co-partitioned."""
     metadata = cluster_metadata(settings, timeout_s)
     counts = {}
     for topic in topics:
@@ -201,6 +204,11 @@ def partitions_of(
         if found is None or found.error is not None or not found.partitions:
             raise KafkaSetupError(f"Kafka topic {topic!r} does not exist at {settings.bootstrap}")
         counts[topic] = len(found.partitions)
+    if len(set(counts.values())) > 1:  # an entity's events would not meet in one shard
+        told = ", ".join(f"{topic} {count}" for topic, count in counts.items())
+        raise KafkaSetupError(
+            f"topics read together must have as many partitions (co-partitioned), not {told}"
+        )
     return counts
 
 
@@ -217,6 +225,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         self.behind = False  # the latest poll found nothing, yet the broker holds more
         self.known_end = -1  # the partition's end as the start lookup found it
         self.marks = Marks(self.name, source.shards, source.clock(), source.idle_timeout)
+        self.answered = source.clock()  # when the partition's leader last answered, as known
+        self.clean_since = self.answered  # since when no error came (see `next_batch`)
         self.empty_polls = 0
         self.ledger = Ledger(SOURCE_METRICS)
         self.reach = Reachability(self.name)
@@ -230,7 +240,7 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         return Consumer(
             self.source.kafka.consumer(
                 **{
-                    "statistics.interval.ms": 5000,
+                    "statistics.interval.ms": STATS_EVERY_MS,
                     "stats_cb": self._stats,
                     "error_cb": self._error,
                 }
@@ -242,7 +252,8 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
 
         librdkafka resolves a symbolic offset (earliest, latest) only half a second
         after the assignment, so every fresh start waited that long, and it reports
-        the lag every 5 s. Without an answer from the broker, both are left to it.
+        the lag only with its statistics. Without an answer from the broker, both are
+        left to it.
         """
         answer = self._watermarks()
         if answer is None:
@@ -328,7 +339,13 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
             up = self.reach.up
             caught_up = self._caught_up()
             self.behind = up and not caught_up  # a fresh start, or reading outran fetching
-            self.marks.settle(up and caught_up, now)  # only here: a poll found nothing
+            # Idle only once the broker has answered since the idle timeout passed, with
+            # no error for as long: a hung broker (connected, answering nothing) and a
+            # partition no broker serves (its topic deleted) showed nothing new, and W
+            # jumped as if the input were drained.
+            quiet_since = max(self.marks.last_event, self.clean_since)
+            heard = self.answered >= quiet_since + self.source.idle_timeout
+            self.marks.settle(up and caught_up and heard, now)  # only here: a poll found nothing
         out.extend(self.marks.due(now))
         return out
 
@@ -390,14 +407,32 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         if high >= 0:
             # app_offset, like position(), steps over transaction markers.
             self._set_lag(high, max(self.next_offset, partition.get("app_offset", -1)))
-        up = [name for name, b in stats.get("brokers", {}).items() if b.get("state") == "UP"]
-        if up:
+        brokers = stats.get("brokers", {})
+        up = [name for name, b in brokers.items() if b.get("state") == "UP"]
+        lead = partition.get("leader", -1)  # -1: none (as the group coordinator's nodeid)
+        leader = [b for b in brokers.values() if lead >= 0 and b.get("nodeid") == lead]
+        silent = self._silent(leader[0] if leader else {})
+        # Its queue empty, librdkafka would fetch. (Without a broker up, no outage
+        # yet: a reader's first second is spent connecting, and every broker lost is
+        # an error of its own, `Reachability.heard`.)
+        if silent > SILENT_US and self.empty_polls:
+            who = leader[0].get("name") if leader else None
+            self.reach.silent(who or f"no broker leads {self.topic} [{self.partition}]", silent)
+        elif up:
             self.reach.back(up)
-        else:
-            self.reach.up = False
         self._show_reach()
 
+    def _silent(self, leader: dict[str, Any]) -> int:
+        """For how long the partition's leader has sent nothing (µs): a broker that
+        answers a fetch does so within fetch.wait.max.ms (500 ms). Without a leader
+        (the topic deleted, an election under way) nothing answers either."""
+        now, quiet = self.source.clock(), leader.get("rxidle", -1)
+        if leader.get("state") == "UP" and quiet >= 0:
+            self.answered = max(self.answered, now - quiet)
+        return now - self.answered
+
     def _error(self, error: KafkaError) -> None:
+        self.clean_since = self.source.clock()
         self.reach.heard(error)
         self._show_reach()
 
@@ -417,11 +452,13 @@ class Reachability:
     second. Losing them all is logged once per outage. A broker that fails while
     others serve (one dead address of several bootstrap servers) is logged once,
     until an outage ends or a reader's statistics show it up again, and is no
-    outage."""
+    outage. Any other error is logged once every REPEAT_S with its repeats: a
+    deleted topic was a line a second per partition, for ever."""
 
-    def __init__(self, client: str) -> None:
-        self.client, self.up = client, True
+    def __init__(self, client: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client, self.up, self.clock = client, True, clock
         self.failed: set[str] = set()  # brokers logged, as librdkafka names them
+        self.repeats: dict[str, tuple[float, int]] = {}  # error -> (logged when, since)
 
     def heard(self, error: KafkaError) -> None:
         code, said = error.code(), error.str()
@@ -435,7 +472,32 @@ class Reachability:
                 self.failed.add(broker)
                 log.warning("Kafka broker failed for %s: %s; retrying", self.client, said)
         else:
-            log.warning("Kafka error on %s: %s", self.client, said)
+            self._once_in_a_while(said)
+
+    def _once_in_a_while(self, said: str) -> None:
+        now = self.clock()
+        logged, since = self.repeats.get(said, (-float(REPEAT_S), 0))
+        if now - logged < REPEAT_S:
+            self.repeats[said] = (logged, since + 1)
+            return
+        more = f" (and {since:,} times in the last {REPEAT_S // 60} min)" if since else ""
+        log.warning("Kafka error on %s: %s%s", self.client, said, more)
+        if len(self.repeats) >= 100:  # texts differ by partition or broker: a few
+            self.repeats.clear()
+        self.repeats[said] = (now, 0)
+
+    def silent(self, broker: str, quiet: int) -> None:
+        """The partition's leader answers nothing (a hung broker holding connections
+        open, which librdkafka sees up for a minute), or no broker leads it: lost too."""
+        if self.up:
+            seconds = quiet // US_PER_SECOND
+            log.warning(
+                "Kafka unreachable from %s: %s: nothing answered for %d s; retrying",
+                self.client,
+                broker,
+                seconds,
+            )
+        self.up = False
 
     def back(self, brokers: Iterable[str] = ()) -> None:
         """Some broker answers (`brokers`: those a reader's statistics show up, each
@@ -550,8 +612,11 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
         self.rooms: dict[str, int] = {}  # per topic, see `_room`
         self.producer = Producer(config)
         self.unconfirmed = 0  # records written since the brokers were lost (`_confirm`)
+        self.closing = False
 
     def _error(self, error: KafkaError) -> None:
+        if self.closing:  # what it said while no record was written: old news by now
+            return
         was_up = self.reach.up
         self.reach.heard(error)
         if was_up and not self.reach.up:
@@ -652,6 +717,9 @@ class _TopicWriter(StatefulSinkPartition[Output, None]):
         os._exit(EXIT_FAILURE)
 
     def close(self) -> None:
+        """The last records written. A producer serves its callbacks only when it
+        writes: an outage long over was reported as the job stopped."""
+        self.closing = True
         self.snapshot()
 
 

@@ -612,6 +612,19 @@ def test_an_unreachable_broker_is_one_line_and_a_non_zero_exit(command):
     assert "Traceback" not in result.stderr.decode()
 
 
+def test_topics_of_other_partition_counts_are_refused_in_one_line(kafka):
+    """An order's events in topics of 3 and 2 partitions would meet in no one shard."""
+    three, two = unique("three"), unique("two")
+    create_topic(kafka, three, 3)
+    create_topic(kafka, two, 2)
+    result = opscockpit("run", "--kafka", kafka, "--topic", three, "--topic", two, check=False)
+    assert result.returncode != 0
+    assert result.stderr.decode().splitlines() == [
+        "opscockpit: error: topics read together must have as many partitions "
+        f"(co-partitioned), not {three} 3, {two} 2"
+    ]
+
+
 def test_a_missing_topic_is_one_line(kafka):
     result = opscockpit("run", "--kafka", kafka, "--topic", unique("absent"), check=False)
     assert result.returncode != 0

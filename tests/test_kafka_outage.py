@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -45,7 +46,8 @@ pytestmark = pytest.mark.kafka
 
 class Proxy:
     """Forwards 127.0.0.1:port to a target; `cut()` drops every connection and, as a
-    stopped broker does, refuses new ones until `restore()`."""
+    stopped broker does, refuses new ones until `restore()`; `hang()` holds every byte,
+    as a hung broker does, connections open, until `flow()`."""
 
     def __init__(self, target: int) -> None:
         self.target, self.port = target, free_port()
@@ -53,6 +55,8 @@ class Proxy:
         self.requests: bytearray | None = None  # set, what clients connecting now send
         self.lock = threading.Lock()
         self.server: socket.socket | None = None
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.restore()
 
     def _accept(self, server: socket.socket) -> None:
@@ -76,6 +80,7 @@ class Proxy:
             while data := source.recv(65536):
                 if seen is not None:
                     seen.extend(data)
+                self.flowing.wait()
                 sink.sendall(data)
         for sock in (source, sink):
             with contextlib.suppress(OSError):
@@ -93,11 +98,18 @@ class Proxy:
                     sock.shutdown(socket.SHUT_RDWR)
             self.sockets.clear()
 
+    def hang(self) -> None:
+        self.flowing.clear()
+
+    def flow(self) -> None:
+        self.flowing.set()
+
     def restore(self) -> None:
         self.server = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
 
     def close(self) -> None:
+        self.flow()
         self.cut()
 
 
@@ -215,6 +227,111 @@ def test_no_deadline_passes_while_the_broker_is_away():
     assert_reported_once(running)
 
 
+def test_no_deadline_passes_while_the_broker_answers_nothing():
+    """A hung broker holds its connections open and answers nothing: librdkafka sees
+    it up for a minute. Nothing new came is then no proof that nothing was sent, so the
+    partition does not idle (W jumped to the newest event and judged the promise), and
+    the job reports the broker lost once it has been silent SILENT_US."""
+    e = Events()
+    with broker_behind_proxy() as (bootstrap, proxy):
+        names = topics()
+        create_topic(bootstrap, names["input"], 1)
+        produce(
+            bootstrap,
+            names["input"],
+            [
+                (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
+                (0, b"s", e.tick(at(5, seconds=30))),  # past the promise, within the lateness
+            ],
+        )
+        with cockpit(*run_args(bootstrap, names, "--idle-timeout", "5s")) as running:
+            wait_for(
+                lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
+                60,
+                "both events",
+                progress=running.progress,
+            )
+            proxy.hang()
+            wait_for(
+                lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
+                30,
+                "cockpit_kafka_up to report the silent broker",
+                progress=running.progress,
+            )
+            assert not running.samples().get("cockpit_ship_sla_breaches_total")
+            proxy.flow()
+            wait_for_one_breach(running, "the breach once the broker answers again", 60)
+            assert running.samples()["cockpit_kafka_up"] == {(): 1.0}
+    assert_reported_once(running)
+
+
+def test_no_deadline_passes_while_no_broker_leads_the_partition():
+    """The broker restarted without its topics (Tansu's memory storage; a topic
+    deleted): it answers, but no broker leads the partition. The job cannot know what
+    it missed, so the partition does not idle, and it reports the partition lost; its
+    error, repeated every second by librdkafka, was a line a second for ever."""
+    e = Events()
+    listen = free_port()
+    proxy = Proxy(listen)
+    bootstrap = f"127.0.0.1:{proxy.port}"
+    with contextlib.ExitStack() as first:
+        first.enter_context(tansu_process(listen, proxy.port))
+        wait_until_ready(bootstrap)
+        names = topics()
+        create_topic(bootstrap, names["input"], 1)
+        produce(
+            bootstrap,
+            names["input"],
+            [
+                (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
+                (0, b"s", e.tick(at(5, seconds=30))),  # past the promise, within the lateness
+            ],
+        )
+        with cockpit(*run_args(bootstrap, names, "--idle-timeout", "3s")) as running:
+            wait_for(
+                lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
+                60,
+                "both events",
+                progress=running.progress,
+            )
+            proxy.cut()  # at once: a broker takes a while to stop
+            first.close()  # the broker and its topics gone
+            with tansu_process(listen, proxy.port):
+                proxy.restore()
+                for up, what in ((0.0, "the broker lost"), (1.0, "it back"), (0.0, "no leader")):
+                    wait_for(
+                        lambda up=up: running.samples()["cockpit_kafka_up"] == {(): up},
+                        60,
+                        f"cockpit_kafka_up to report {what}",
+                        progress=running.progress,
+                    )
+                assert not running.samples().get("cockpit_ship_sla_breaches_total")
+    proxy.close()
+    assert running.process.stderr is not None
+    said = running.process.stderr.read().decode()
+    leads = f"Kafka unreachable from {names['input']}:0: no broker leads {names['input']} [0]"
+    assert said.count(leads) == 1, said
+
+
+def test_a_stopping_producer_does_not_report_an_outage_it_heard_of_long_ago(caplog):
+    """A producer serves its callbacks only when it writes: the errors of an outage
+    long over came out as the job stopped, the last lines before "stopped"."""
+
+    def writer() -> Any:
+        sink = to_one_topic(KafkaSettings("127.0.0.1:9"), "kpis", Runtime(Settings()), "kpis")
+        return sink.build_part("output", "kpis", None)
+
+    stopping, polled = writer(), writer()
+    with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+        # The other producer, polled, says the broker is lost: so has this one, unpolled.
+        wait_for(lambda: polled.producer.poll(0.1) >= 0 and caplog.records, 20, "a report")
+        reported = len(caplog.records)
+        stopping.close()
+    assert all("output kpis" in r.getMessage() for r in caplog.records)
+    assert len(caplog.records) == reported, "the stopping producer said it too"
+    polled.close()
+
+
 def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog):
     """librdkafka calls the error callback at every failed reconnection; the producer
     says so again only once a delivery has shown the broker back: the records written
@@ -239,6 +356,27 @@ def test_an_output_producer_says_once_per_outage_that_the_broker_is_lost(caplog)
     said = [f"{broker}; retrying", lost] * 2
     assert [record.getMessage() for record in caplog.records] == said
     writer.close()
+
+
+def test_an_error_said_again_and_again_is_logged_once_in_a_while(caplog):
+    """A deleted topic: librdkafka says so for each partition every second, for ever.
+    Each error is logged once every REPEAT_S, with how often it came in between."""
+    now = [0.0]
+    reach = Reachability("ev:3", clock=lambda: now[0])
+    gone = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "ev [3]: topic does not exist")
+    other = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "ev [4]: topic does not exist")
+    with caplog.at_level(logging.WARNING, logger="opscockpit.kafka"):
+        for second in range(2 * kafka_client.REPEAT_S):
+            now[0] = float(second)
+            reach.heard(gone)
+            if second == 5:
+                reach.heard(other)
+    assert [record.getMessage() for record in caplog.records] == [
+        "Kafka error on ev:3: ev [3]: topic does not exist",
+        "Kafka error on ev:3: ev [4]: topic does not exist",
+        "Kafka error on ev:3: ev [3]: topic does not exist (and 599 times in the last 10 min)",
+    ]
+    assert reach.up  # the brokers answer: what the job reads, not whether, went wrong
 
 
 def test_one_failed_broker_of_several_is_one_line_and_no_outage(caplog):

@@ -359,6 +359,14 @@ def test_describe_masks_every_secret():
     assert "sasl.username=u" in text and "bootstrap.servers=broker:9093" in text
 
 
+def test_describe_shows_no_property_the_readers_override():
+    """The start line lists the settings in force: a group.id of --kafka-config is
+    not (offsets live in the recovery directory), and was shown as if it were."""
+    settings = KafkaSettings("broker:9093", (("group.id", "mine"), ("client.id", "c")))
+    assert describe(settings) == "bootstrap.servers=broker:9093, client.id=c"
+    assert settings.consumer()["group.id"] == "opscockpit"
+
+
 def test_a_librdkafka_message_that_quotes_a_secret_is_masked():
     """librdkafka's errors (`invalid Kafka config: ...`, an unreachable broker) pass
     through `redact`: no test config makes librdkafka quote a secret, so check it here."""
