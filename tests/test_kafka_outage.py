@@ -196,34 +196,45 @@ def test_a_lost_broker_is_reported_and_nothing_is_lost(day, tmp_path):
     assert_reported_once(running)
 
 
+@contextlib.contextmanager
+def read_past_a_promise(bootstrap: str, idle_timeout: str) -> Iterator[tuple[Cockpit, str]]:
+    """A job that has read an order and an event past its ship promise (within the
+    lateness) from a topic of one partition: once the partition idles, W passes the
+    promise and the order is breached. Yields the job and its input topic."""
+    e = Events()
+    names = topics()
+    create_topic(bootstrap, names["input"], 1)
+    produce(
+        bootstrap,
+        names["input"],
+        [
+            (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
+            (0, b"s", e.tick(at(5, seconds=30))),
+        ],
+    )
+    with cockpit(*run_args(bootstrap, names, "--idle-timeout", idle_timeout)) as running:
+        wait_for(
+            lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
+            60,
+            "both events",
+            progress=running.progress,
+        )
+        yield running, names["input"]
+
+
 def test_no_deadline_passes_while_the_broker_is_away():
     """Read to the end, then cut off: the job cannot know that nothing more came, so the
     partition does not go idle and the promise is not judged until the broker is back."""
-    e = Events()
-    with broker_behind_proxy() as (bootstrap, proxy):
-        names = topics()
-        create_topic(bootstrap, names["input"], 1)
-        produce(
-            bootstrap,
-            names["input"],
-            [
-                (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
-                (0, b"s", e.tick(at(5, seconds=30))),  # past the promise, within the lateness
-            ],
+    with (
+        broker_behind_proxy() as (bootstrap, proxy),
+        read_past_a_promise(bootstrap, "3s") as (running, _),
+    ):
+        cut_off(proxy, running, 5)  # longer than the idle timeout
+        assert not running.samples().get("cockpit_ship_sla_breaches_total")
+        proxy.restore()
+        wait_for_one_breach(
+            running, "the breach once the broker is back and the partition idles", 60
         )
-        with cockpit(*run_args(bootstrap, names, "--idle-timeout", "3s")) as running:
-            wait_for(
-                lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
-                60,
-                "both events",
-                progress=running.progress,
-            )
-            cut_off(proxy, running, 5)  # longer than the idle timeout
-            assert not running.samples().get("cockpit_ship_sla_breaches_total")
-            proxy.restore()
-            wait_for_one_breach(
-                running, "the breach once the broker is back and the partition idles", 60
-            )
     assert_reported_once(running)
 
 
@@ -232,36 +243,21 @@ def test_no_deadline_passes_while_the_broker_answers_nothing():
     it up for a minute. Nothing new came is then no proof that nothing was sent, so the
     partition does not idle (W jumped to the newest event and judged the promise), and
     the job reports the broker lost once it has been silent SILENT_US."""
-    e = Events()
-    with broker_behind_proxy() as (bootstrap, proxy):
-        names = topics()
-        create_topic(bootstrap, names["input"], 1)
-        produce(
-            bootstrap,
-            names["input"],
-            [
-                (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
-                (0, b"s", e.tick(at(5, seconds=30))),  # past the promise, within the lateness
-            ],
+    with (
+        broker_behind_proxy() as (bootstrap, proxy),
+        read_past_a_promise(bootstrap, "5s") as (running, _),
+    ):
+        proxy.hang()
+        wait_for(
+            lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
+            30,
+            "cockpit_kafka_up to report the silent broker",
+            progress=running.progress,
         )
-        with cockpit(*run_args(bootstrap, names, "--idle-timeout", "5s")) as running:
-            wait_for(
-                lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
-                60,
-                "both events",
-                progress=running.progress,
-            )
-            proxy.hang()
-            wait_for(
-                lambda: running.samples()["cockpit_kafka_up"] == {(): 0.0},
-                30,
-                "cockpit_kafka_up to report the silent broker",
-                progress=running.progress,
-            )
-            assert not running.samples().get("cockpit_ship_sla_breaches_total")
-            proxy.flow()
-            wait_for_one_breach(running, "the breach once the broker answers again", 60)
-            assert running.samples()["cockpit_kafka_up"] == {(): 1.0}
+        assert not running.samples().get("cockpit_ship_sla_breaches_total")
+        proxy.flow()
+        wait_for_one_breach(running, "the breach once the broker answers again", 60)
+        assert running.samples()["cockpit_kafka_up"] == {(): 1.0}
     assert_reported_once(running)
 
 
@@ -270,30 +266,13 @@ def test_no_deadline_passes_while_no_broker_leads_the_partition():
     deleted): it answers, but no broker leads the partition. The job cannot know what
     it missed, so the partition does not idle, and it reports the partition lost; its
     error, repeated every second by librdkafka, was a line a second for ever."""
-    e = Events()
     listen = free_port()
     proxy = Proxy(listen)
     bootstrap = f"127.0.0.1:{proxy.port}"
     with contextlib.ExitStack() as first:
         first.enter_context(tansu_process(listen, proxy.port))
         wait_until_ready(bootstrap)
-        names = topics()
-        create_topic(bootstrap, names["input"], 1)
-        produce(
-            bootstrap,
-            names["input"],
-            [
-                (0, b"O1", e.placed("O1", at(0), at(5), at(600))),
-                (0, b"s", e.tick(at(5, seconds=30))),  # past the promise, within the lateness
-            ],
-        )
-        with cockpit(*run_args(bootstrap, names, "--idle-timeout", "3s")) as running:
-            wait_for(
-                lambda: sum(running.samples()["cockpit_events_total"].values()) == 2,
-                60,
-                "both events",
-                progress=running.progress,
-            )
+        with read_past_a_promise(bootstrap, "3s") as (running, topic):
             proxy.cut()  # at once: a broker takes a while to stop
             first.close()  # the broker and its topics gone
             with tansu_process(listen, proxy.port):
@@ -309,7 +288,7 @@ def test_no_deadline_passes_while_no_broker_leads_the_partition():
     proxy.close()
     assert running.process.stderr is not None
     said = running.process.stderr.read().decode()
-    leads = f"Kafka unreachable from {names['input']}:0: no broker leads {names['input']} [0]"
+    leads = f"Kafka unreachable from {topic}:0: no broker leads {topic} [0]"
     assert said.count(leads) == 1, said
 
 
