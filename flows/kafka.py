@@ -70,6 +70,7 @@ BATCH_OVERHEAD = 61  # a record batch's header, which a broker counts too (max.m
 SHOWN_KEY = 80  # characters of a message key a log line shows
 STOP_FLUSH_S = 10  # a stopped job waits this long for Kafka to take its last records
 BROKER_FAILED = (KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError.NETWORK_EXCEPTION)
+REACHING = (KafkaError._ALL_BROKERS_DOWN, *BROKER_FAILED)  # of whom a client reaches
 SECRET_WORDS = ("password", "secret", "key", "token")
 # How a partition reader reads, whatever --kafka-config says.
 READING = {
@@ -432,7 +433,10 @@ class _PartitionReader(StatefulSourcePartition[Message, int]):
         return now - self.answered
 
     def _error(self, error: KafkaError) -> None:
-        self.clean_since = self.source.clock()
+        # Only an error of what it reads: whom it reaches is `reach`'s (a dead
+        # bootstrap address among live ones is no reason to hold a partition back).
+        if error.code() not in REACHING:
+            self.clean_since = self.source.clock()
         self.reach.heard(error)
         self._show_reach()
 

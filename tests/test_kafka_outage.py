@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -418,6 +419,14 @@ def test_a_dead_bootstrap_address_beside_a_live_one_is_no_outage(kafka):
         for _ in range(7):  # past a statistics report (5 s), which set it back to 1
             assert running.samples()["cockpit_kafka_up"] == {(): 1.0}
             time.sleep(1)
+        # The dead addresses' failures hold no partition back: all idle, W = max ts.
+        newest = datetime.fromisoformat(at(0)).timestamp()
+        wait_for(
+            lambda: running.samples()["cockpit_watermark_timestamp_seconds"] == {(): newest},
+            60,
+            "every partition to idle",
+            progress=running.progress,
+        )
     assert running.process.stderr is not None
     said = running.process.stderr.read().decode()
     assert "unreachable" not in said, said
