@@ -325,11 +325,24 @@ def decode(payload: bytes, max_bytes: int = 0) -> Event | Reject:
     return decode_all([payload], max_bytes)[0][0]
 
 
+def too_large(
+    payload: bytes,
+    size: int,
+    max_bytes: int,
+    origin: dict[str, Any] | None = None,
+    whole: int | None = None,
+) -> Reject:
+    """A payload of `size` bytes over `max_bytes` (`payload` only its start where
+    `whole` says so: a replayed line cut as it was read)."""
+    return Reject(
+        TOO_LARGE, f"payload of {size} bytes exceeds {max_bytes}", payload, origin or {}, whole
+    )
+
+
 def _decode_one(payload: bytes, max_bytes: int) -> Event | Reject:
     """The Python path: fast (msgspec, any valid time) or, failing that, full."""
     if max_bytes and len(payload) > max_bytes and len(payload.rstrip(b"\n")) > max_bytes:
-        size = len(payload.rstrip(b"\n"))
-        return Reject(TOO_LARGE, f"payload of {size} bytes exceeds {max_bytes}", payload)
+        return too_large(payload, len(payload.rstrip(b"\n")), max_bytes)
     # msgspec skips unknown fields without checking their UTF-8: ASCII payloads only.
     if payload.isascii():
         try:

@@ -23,7 +23,7 @@ from typing import Any, TextIO, cast
 from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import ffwd_iter
 
-from flows.decode import INVALID_EVENT, TOO_LARGE, Event, Reject, decode_all
+from flows.decode import INVALID_EVENT, Event, Reject, decode_all, too_large
 from flows.runtime.consts import MIN_TS
 from flows.settings import Runtime
 from flows.timeutil import US_PER_MS, US_PER_SECOND, format_time
@@ -100,40 +100,31 @@ class Progress:
 class _LinesPartition(StatefulSourcePartition[Message, int]):
     def __init__(self, source: LinesSource, lines: LineReader, line: int) -> None:
         self.source, self.lines, self.line = source, lines, line
-        self.name, self.file = source.name, source.file
-        self.batch_size, self.max_bytes, self.progress = (
-            source.batch_size,
-            source.max_bytes,
-            source.progress,
-        )
 
     def next_batch(self) -> list[Message]:
+        source = self.source
         chunk: list[bytes] = []
         cuts: dict[int, int] = {}
-        with self.source.reading():
-            chunk, cuts = self.lines.take(self.batch_size)
-        stop = self.source.stop
-        if self.source.failure is not None or (stop is not None and stop.is_set()):
+        with source.reading():
+            chunk, cuts = self.lines.take(source.batch_size)
+        if source.failure is not None or (source.stop is not None and source.stop.is_set()):
             self.close()
             raise AbortExecution()  # the input ends without end-of-input semantics
         if not chunk:
             self.close()
             raise StopIteration
-        items = decode_batch(
-            chunk, self.max_bytes, lambda n: {"file": self.file, "line": n}, self.line + 1
-        )
+
+        def origin(line: int) -> dict[str, Any]:
+            return {"file": source.file, "line": line}
+
+        items = decode_batch(chunk, source.max_bytes, origin, self.line + 1)
         for index, size in cuts.items():  # kept cut: their start, and their size
-            items[index] = Reject(
-                TOO_LARGE,
-                f"payload of {size} bytes exceeds {self.max_bytes}",
-                chunk[index],
-                {"file": self.file, "line": self.line + 1 + index},
-                size,
-            )
+            line = self.line + 1 + index
+            items[index] = too_large(chunk[index], size, source.max_bytes, origin(line), size)
         self.line += len(chunk)
-        if self.progress is not None:
-            self.progress.add(len(chunk))
-        return [(REPLAY_SHARD, ("events", REPLAY_SHARD, self.name, items))]
+        if source.progress is not None:
+            source.progress.add(len(chunk))
+        return [(REPLAY_SHARD, ("events", REPLAY_SHARD, source.name, items))]
 
     def snapshot(self) -> int:
         return self.line
