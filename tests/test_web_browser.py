@@ -612,7 +612,9 @@ def summary_value(summary: dict[str, Any], name: str) -> Any:
 
 
 def settle(port: int, produced: int) -> dict[str, Any]:
-    """The summary once every produced event is counted and two in a row are equal."""
+    """The summary once every produced event is counted and three in a row, over 4 s,
+    are equal: a partition idles up to ~2.5 s after its last event (its idle timeout,
+    then its broker's next answer, seen in statistics every second), and W moves then."""
     base = f"http://127.0.0.1:{port}"
 
     def counted() -> bool:
@@ -620,14 +622,12 @@ def settle(port: int, produced: int) -> dict[str, Any]:
 
     progress = partial(progress_at, port)
     wait_for(counted, 120, f"all {produced} events counted", progress=progress)
-    last: list[Any] = [None]
+    last: list[Any] = []
 
     def unchanged() -> Any:
         summary = api(base, "summary")
-        figures = summary["figures"]
-        same = figures == last[0]
-        last[0] = figures
-        return summary if same else None
+        last[:] = [*last[-2:], (summary["figures"], summary["watermark"]["timestamp"])]
+        return summary if len(last) == 3 and last[0] == last[1] == last[2] else None
 
     return wait_for(unchanged, 60, "the figures to settle", every=2, progress=progress)
 
