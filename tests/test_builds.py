@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from flows.build import compiled_modules, is_compiled
 from flows.decode import STRUCTS, Line, decode_all
 from flows.kpis.sku_health import SkuHealth, SkuHealthDay
-from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, Partials, records_of
+from flows.runtime.outputs import Alert, DeadLetter, KpiRecord, KpiRecords, Partials, records_of
 from flows.settings import EngineConfig
 from flows.simulator import Profile, stream
 from flows.timeutil import US_PER_SECOND
@@ -255,7 +255,7 @@ def test_the_faulty_stream_exercises_what_it_should() -> None:
         DeadLetter,
         Partials,
         Alert,
-        KpiRecord,
+        KpiRecords,  # the window ratios a combine step made at once
         SkuHealthDay,
     }
     outputs = [written for output in outputs for written in records_of(output)]

@@ -12,6 +12,7 @@ from flows.decode import decode
 from flows.kpis import FAMILIES
 from flows.kpis.upgrade import upgrade
 from flows.labels import LabelCap
+from flows.runtime.outputs import Alert, KpiRecord, KpiRecords
 from flows.runtime.snapshot import dump_shard, load_shard
 from flows.settings import EngineConfig
 from flows.timeutil import format_time
@@ -247,6 +248,17 @@ def test_the_combine_stage_keeps_each_shards_w_across_a_snapshot():
     again = run.restored()
     assert again.combine.progress == {"0": us(at(60)), "1": us(at(120))}
     assert again.combine.watermarks == {"0": us(at(99)), "1": us(at(129))}
+
+
+def test_the_combine_stage_hands_each_run_of_kpi_records_on_as_one_batch():
+    """Records keep their order; alerts between them stay outputs of their own."""
+    run = Run()
+    ratio = [KpiRecord(f"k{i}", {"kpi": "k"}) for i in range(3)]
+    alert = Alert("a", {"alert": "a"})
+    run.combine.out = [ratio[0], ratio[1], alert, ratio[2]]
+    drained = run.combine.drain()
+    assert drained == [KpiRecords(ratio[:2]), alert, KpiRecords(ratio[2:])]
+    assert run.combine.drain() == []
 
 
 # --- labels and state

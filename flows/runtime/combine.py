@@ -21,7 +21,7 @@ from flows.labels import LabelCap
 from flows.ledger import Ledger
 from flows.published import ItemSource
 from flows.runtime.consts import MIN_TS
-from flows.runtime.outputs import Output, Partials
+from flows.runtime.outputs import KpiRecord, KpiRecords, Output, Partials
 from flows.timeutil import format_time
 
 
@@ -123,8 +123,21 @@ class CombineStage:
         }
 
     def drain(self) -> list[Output]:
-        """Take the records produced so far."""
-        out, self.out = self.out, []
+        """Take the records produced so far, each run of KPI records as one batch
+        (each record routed through the dataflow on its own cost more than writing it)."""
+        out: list[Output] = []
+        run: list[KpiRecord] = []
+        for output in self.out:
+            if type(output) is KpiRecord:
+                run.append(output)
+                continue
+            if run:
+                out.append(KpiRecords(run))
+                run = []
+            out.append(output)
+        if run:
+            out.append(KpiRecords(run))
+        self.out = []
         return out
 
     def export(self) -> dict[str, Any]:

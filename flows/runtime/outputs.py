@@ -49,6 +49,13 @@ class KpiRecord(Keyed, frozen=True, gc=False):
     """A KPI record for `cockpit.kpis` (contract §5)."""
 
 
+class KpiRecords(msgspec.Struct, frozen=True, gc=False):
+    """KPI records made together (the windows a combine step closed at once, a year
+    of them in a backfill): a Batch, one output through the dataflow."""
+
+    records: list[KpiRecord]
+
+
 class Partials(msgspec.Struct, frozen=True, gc=False):
     """A shard's contribution to closed windows: the shard has closed every window
     ending at or before `closed_through`, and `rows` holds each family's partial
@@ -70,7 +77,7 @@ class Batch(Protocol):
     def records(self) -> list[Any]: ...  # each Written, in order
 
 
-Output = DeadLetter | Alert | KpiRecord | Batch | Partials
+Output = DeadLetter | Alert | KpiRecord | KpiRecords | Batch | Partials
 
 
 class Written(Protocol):
