@@ -635,8 +635,9 @@ def _window_records(
     moves: list[tuple[int, str, int, int]], orders: list[Order], closed: int, window: int
 ) -> list[dict[str, Any]]:
     """`sell_through` and `days_of_cover` records (§5) of every window ending at or
-    before `closed` in which any fc had a stock event or a placed order: one per fc
-    met so far whose ratio has a divisor, its parts as numerator and divisor."""
+    before `closed`, from the first in which any fc had a stock event or a placed
+    order: one per fc met so far whose ratio has a divisor, its parts as numerator
+    and divisor."""
     ordered: Counter[tuple[int, str]] = Counter()  # by (window number, fc)
     stowed: Counter[tuple[int, str]] = Counter()
     change: Counter[tuple[int, str]] = Counter()
@@ -648,11 +649,12 @@ def _window_records(
         change[ts // window, fc] += delta
     on_hand: Counter[str] = Counter()  # as of the start of window n, per fc met
     records = []
-    for n in sorted({n for n, _ in ordered.keys() | change.keys()}):
+    met: defaultdict[int, set[str]] = defaultdict(set)  # fcs by window of an event
+    for n, fc in ordered.keys() | change.keys():
+        met[n].add(fc)
+    for n in range(min(met, default=0), closed // window if met else 0):
         start, end = n * window, (n + 1) * window
-        if end > closed:
-            break
-        on_hand.update({fc: 0 for i, fc in ordered.keys() | change.keys() if i == n})
+        on_hand.update({fc: 0 for fc in met.get(n, ())})
         times = {"window_start": _iso(start), "window_end": _iso(end)}
         for fc in sorted(on_hand):
             units, divisor = ordered[n, fc], on_hand[fc] + stowed[n, fc]

@@ -13,6 +13,7 @@ exact whatever the number of shards.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 try:
@@ -279,9 +280,16 @@ class SellThrough:
             part[2] += change
 
     def close(self, closed: int, out: list[Any]) -> None:
-        """Every shard closed every window ending at or before `closed`."""
-        for start in sorted(s for s in self.pending if s + self.window <= closed):
-            self.combine(start, self.pending.pop(start), out)
+        """Every shard closed every window ending at or before `closed`. A window
+        no shard saw an order or a stock move in has records too (its fcs sold 0
+        of their stock); without records its gauges come from `publish` alone."""
+        due: Sequence[int] = sorted(s for s in self.pending if s + self.window <= closed)
+        if self.records and (self.latest or due):  # every window since the first
+            last = max((s for s, _ratio, _cover in self.latest.values()), default=None)
+            first = due[0] if last is None else last + self.window
+            due = range(first, closed - self.window + 1, self.window)
+        for start in due:
+            self.combine(start, self.pending.pop(start, {}), out)
         self.publish(closed - self.window)
 
     def combine(self, start: int, parts: dict[str, list[int]], out: list[Any]) -> None:
@@ -290,7 +298,8 @@ class SellThrough:
             ordered, stowed, change = parts.get(fc, (0, 0, 0))
             before = self.on_hand.get(fc, 0)
             divisor = before + stowed
-            sell_through = ordered / divisor if divisor else None
+            # 0 sold of a negative divisor is 0.0, as a quiet window's gauge, not -0.0.
+            sell_through = (ordered / divisor if ordered else 0.0) if divisor else None
             on_hand_end = before + change
             per_day = ordered * DAY / self.window
             cover = on_hand_end / per_day if ordered else None  # days

@@ -27,7 +27,9 @@ def test_on_hand_and_sell_through_over_windows():
     second = kpis[("sell_through", at(60))]
     assert (second["numerator"], second["divisor"]) == (9, 108 + 10)
     assert second["value"] == pytest.approx(9 / 118)
-    assert ("sell_through", at(120)) not in kpis  # no event in any fc: no record
+    quiet = kpis[("sell_through", at(120))]  # no event in any fc: 0 of its stock sold
+    assert (quiet["numerator"], quiet["divisor"], quiet["value"]) == (0, 115, 0.0)
+    assert ("days_of_cover", at(120)) not in kpis  # nothing ordered
     assert run.value("cockpit_sell_through_ratio", "FC1") == 0.0  # latest closed is quiet
     assert run.value("cockpit_units_on_hand", "FC1") == 100 + 20 - 12 + 10 - 3
     cover = kpis[("days_of_cover", at(60))]
@@ -82,6 +84,11 @@ def test_sell_through_of_a_negative_divisor_is_set_and_of_a_zero_one_is_not():
     assert run.combine.ledger.series["cockpit_sell_through_ratio"] == {"FC1": -0.2}
     run.feed(e.tick(at(185)))  # closes 11:00
     assert run.combine.ledger.series["cockpit_sell_through_ratio"] == {"FC1": 0.0}
+    quiet = [r for r in run.records("kpi") if r["window_start"] == at(120)]
+    assert [(r["kpi"], r["fc"], r["divisor"], r["value"]) for r in quiet] == [
+        ("sell_through", "FC1", -10, 0.0)  # 0.0, not -0.0; FC2 holds 0: not set
+    ]
+    assert str(quiet[0]["value"]) == "0.0"
 
 
 def test_units_ordered_count_in_the_fc_label_the_stock_events_fold_into():
