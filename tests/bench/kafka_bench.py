@@ -71,7 +71,7 @@ def produce_all(bootstrap: str, topic: str, lines: list[bytes], partitions: int)
         }
     )
     for partition, key, value in messages:
-        produce(producer, topic, value, key, partition, wait_s=0.1)
+        produce(producer, topic, value, key, partition=partition, wait_s=0.1)
     remaining = producer.flush(300)
     if remaining:
         raise BenchFailure(f"{remaining} messages not acknowledged by the broker")

@@ -118,7 +118,7 @@ def main() -> int:
             time.sleep(due - now)
         elif now - due > max_lag:
             max_lag = now - due
-        produce(producer, topic, payload, key, partition, wait_s=0.05)
+        produce(producer, topic, payload, key, partition=partition, wait_s=0.05)
         produced += 1
         if produced % 1000 == 0:
             producer.poll(0)
