@@ -34,7 +34,7 @@ except ModuleNotFoundError:  # Cython is needed only to compile this module
     from flows import _cython as cython  # type: ignore[no-redef]
 
 from flows.declare import COUNTER, GAUGE, Metric, metric
-from flows.kpis.stock import record
+from flows.kpis.stock import record, window_times
 from flows.labels import UNKNOWN
 from flows.runtime.combine import CombineContext
 
@@ -300,14 +300,14 @@ class CustomerRatios:
         gauges: dict[str, dict[str, float]] = {gauge.name: {} for gauge in self.METRICS}
         kinds = {kpi: (gauge.name, label) for kpi, gauge, label in RATIOS}
         for start in sorted(s for s in self.pending if s + self.window <= closed):
+            times = window_times(start, self.window) if self.records else ("", "")
             for (kpi, owner), (numerator, divisor) in sorted(self.pending.pop(start).items()):
                 if divisor == 0:
                     continue  # not set
                 value = numerator / divisor
                 gauge, label = kinds[kpi]
-                end = start + self.window
                 if self.records:
-                    out.append(record(kpi, owner, start, end, value, numerator, divisor, label))
+                    out.append(record(kpi, owner, times, value, numerator, divisor, label))
                 if start == latest:
                     gauges[gauge][owner] = value
         self.series.update(gauges)

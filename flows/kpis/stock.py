@@ -293,7 +293,7 @@ class SellThrough:
         self.publish(closed - self.window)
 
     def combine(self, start: int, parts: dict[str, list[int]], out: list[Any]) -> None:
-        end = start + self.window
+        times = window_times(start, self.window) if self.records else ("", "")
         for fc in sorted(self.on_hand.keys() | parts.keys()):
             ordered, stowed, change = parts.get(fc, (0, 0, 0))
             before = self.on_hand.get(fc, 0)
@@ -308,9 +308,9 @@ class SellThrough:
             if not self.records:
                 continue
             if sell_through is not None:
-                out.append(record("sell_through", fc, start, end, sell_through, ordered, divisor))
+                out.append(record("sell_through", fc, times, sell_through, ordered, divisor))
             if cover is not None:
-                out.append(record("days_of_cover", fc, start, end, cover, on_hand_end, per_day))
+                out.append(record("days_of_cover", fc, times, cover, on_hand_end, per_day))
 
     def publish(self, latest_start: int) -> None:
         """Gauges show the latest closed window; a quiet window sells 0 of its stock."""
@@ -338,27 +338,32 @@ class SellThrough:
         )
 
 
+def window_times(start: int, window: int) -> tuple[str, str]:
+    """The window's start and end as record times, made once for all its records
+    (a backfill's windows are each new text, ~1 µs a time)."""
+    return format_time(start), format_time(start + window)
+
+
 def record(
     kpi: str,
     owner: str,
-    start: int,
-    end: int,
+    times: tuple[str, str],
     value: float,
     numerator: float,
     divisor: float,
     label: str = "fc",
 ) -> KpiRecord:
     """A ratio KPI record (contract §5) of an fc (or of what `label` names, such
-    as a widget), keyed `kpi|owner|window_start`. Its figures are floats in both
-    builds (the compiled one takes them as C doubles)."""
-    window_start = format_time(start)
+    as a widget) for the window of `times`, keyed `kpi|owner|window_start`. Its
+    figures are floats in both builds (the compiled one takes them as C doubles)."""
+    window_start, window_end = times
     return KpiRecord(
         f"{kpi}|{key_part(owner)}|{window_start}",
         {
             "kpi": kpi,
             label: owner,
             "window_start": window_start,
-            "window_end": format_time(end),
+            "window_end": window_end,
             "value": value,
             "numerator": float(numerator),
             "divisor": float(divisor),
