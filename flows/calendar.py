@@ -15,6 +15,8 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from importlib import resources
 from itertools import pairwise
 from operator import attrgetter
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -52,8 +54,19 @@ class Shift:
         return (self.end_us - self.start_us) / HOUR_US
 
 
+@cache
+def iana_zones() -> frozenset[str]:
+    """The tz database's zone and link names, as the tzdata package lists them. The
+    system's zoneinfo directory, which ZoneInfo also reads, holds files that are no
+    zone name: `localtime` (each host's own zone: a cluster's would differ),
+    `posixrules`, and the `posix/` and `right/` (leap-second) copies."""
+    return frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
+
+
 def load_zone(name: str) -> ZoneInfo:
     """An IANA time zone; ValueError for a name that is none."""
+    if name not in iana_zones():
+        raise ValueError(f"unknown time zone {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

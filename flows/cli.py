@@ -30,6 +30,8 @@ from flows.commands import (
     Once,
     Parser,
     distinct,
+    named,
+    path,
     say,
     writable,
 )
@@ -76,13 +78,15 @@ def window(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{exc}: {text!r}") from None
 
 
+# Digits as a person types them: int() would also take "1_000", " 7" and "٣".
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _integer(text: str, least: int, most: int = MAX_INTEGER) -> int:
+    if not _INTEGER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}")
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    try:
-        return check_count(value, least, most)
+        return check_count(int(text), least, most)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -98,11 +102,17 @@ def parallelism(text: str) -> int:
     return _integer(text, 1, MAX_PARALLEL)
 
 
-def directory(text: str) -> Path:
-    """An argparse type: a path, not empty (which would be the working directory)."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path")
-    return Path(text)
+def count(text: str) -> int:
+    """An argparse type: an integer >= 0 (a seed, a process id)."""
+    return _integer(text, 0)
+
+
+def host(text: str) -> str:
+    """An argparse type: an address to bind. An empty one (an unset variable, say)
+    bound every address, where the default binds only this machine's."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty host (0.0.0.0 serves every address)")
+    return text
 
 
 def port(text: str) -> int:
@@ -138,10 +148,14 @@ CLUSTER_ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>[
 def addresses(text: str) -> str:
     """An argparse type: the cluster's HOST:PORT;... A malformed one was refused by
     bytewax with a traceback, after the job had said it was serving."""
-    for address in text.split(";"):
+    given = text.split(";")
+    for address in given:
         found = CLUSTER_ADDRESS.fullmatch(address)
         if found is None or not 0 < int(found["port"]) <= MAX_PORT:
             raise argparse.ArgumentTypeError(f"not HOST:PORT[;HOST:PORT...]: {text!r}")
+    twice = sorted({address for address in given if given.count(address) > 1})
+    if twice:  # two processes cannot both listen there: the cluster waited for ever
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} given more than once: {text!r}")
     return text
 
 
@@ -182,7 +196,7 @@ def add_event_time_options(parser: argparse.ArgumentParser, retention: str) -> N
     group = parser.add_argument_group("event time and KPI settings")
     group.add_argument(
         "--config",
-        type=Path,
+        type=path,
         action=Once,
         metavar="FILE.toml",
         help="KPI settings, shift calendars and the options below from a TOML file; "
@@ -248,6 +262,7 @@ def build_parser() -> Parser:
     )
     run.add_argument(
         "--metrics-host",
+        type=host,
         default="127.0.0.1",
         help="address to serve /metrics, the cockpit page and its API on "
         "(default 127.0.0.1; 0.0.0.0 for all of IPv4, :: for IPv6 too)",
@@ -261,14 +276,14 @@ def build_parser() -> Parser:
     )
     run.add_argument(
         "--web-config",
-        type=Path,
+        type=path,
         action=Once,
         metavar="FILE",
         help="TLS and basic auth for every endpoint of the metrics port, in the "
         "Prometheus exporter-toolkit format (tls_server_config, basic_auth_users)",
     )
     sim = run.add_argument_group("embedded simulator (without --kafka)")
-    sim.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    sim.add_argument("--seed", type=count, default=1, help="simulator seed (default 1)")
     sim.add_argument(
         "--backfill",
         type=duration,
@@ -291,7 +306,7 @@ def build_parser() -> Parser:
     )
     kafka.add_argument(
         "--kafka-config",
-        type=Path,
+        type=path,
         action=Once,
         metavar="FILE",
         help="librdkafka properties (key=value lines) for every client, "
@@ -324,7 +339,7 @@ def build_parser() -> Parser:
     scale = run.add_argument_group("recovery and scale-out")
     scale.add_argument(
         "--recovery-dir",
-        type=directory,
+        type=path,
         help="keep state snapshots here and resume from them after a crash",
     )
     scale.add_argument(
@@ -343,7 +358,7 @@ def build_parser() -> Parser:
         help="start a local cluster of this many processes (default 1)",
     )
     scale.add_argument(
-        "--process-id", type=int, help="this process's index in a cluster spanning machines"
+        "--process-id", type=count, help="this process's index in a cluster spanning machines"
     )
     scale.add_argument(
         "--addresses",
@@ -359,11 +374,11 @@ def build_parser() -> Parser:
         help="process a finite JSON Lines file in event time",
         description="Replay FILE (JSON Lines, `-` for stdin) in event time and exit 0.",
     )
-    replay.add_argument("file", help="JSON Lines file of TPS events, or - for stdin")
-    replay.add_argument("--metrics-file", type=Path, help="write the final exposition here")
-    replay.add_argument("--dlq", type=Path, help="write rejected lines here (JSON Lines)")
-    replay.add_argument("--alerts", type=Path, help="write alert records here (JSON Lines)")
-    replay.add_argument("--kpis", type=Path, help="write KPI records here (JSON Lines)")
+    replay.add_argument("file", type=named, help="JSON Lines file of TPS events, or - for stdin")
+    replay.add_argument("--metrics-file", type=path, help="write the final exposition here")
+    replay.add_argument("--dlq", type=path, help="write rejected lines here (JSON Lines)")
+    replay.add_argument("--alerts", type=path, help="write alert records here (JSON Lines)")
+    replay.add_argument("--kpis", type=path, help="write KPI records here (JSON Lines)")
     replay.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_event_time_options(replay, retention="0")
     replay.set_defaults(handler=command_replay)
@@ -377,14 +392,14 @@ def build_parser() -> Parser:
         "live at about --rate events/s.",
     )
     target = simulate.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", help="JSON Lines file, or - for stdout")
+    target.add_argument("--out", type=named, help="JSON Lines file, or - for stdout")
     target.add_argument(
         "--kafka", type=bootstrap, metavar="HOST:PORT", help="bootstrap servers to produce to"
     )
     simulate.add_argument("--topic", help=f"topic (default {DEFAULT_TOPIC})")
     simulate.add_argument(
         "--kafka-config",
-        type=Path,
+        type=path,
         action=Once,
         metavar="FILE",
         help="librdkafka properties for the producer",
@@ -396,7 +411,7 @@ def build_parser() -> Parser:
         type=traffic,
         help="with --kafka: produce live, about this many events/s, until interrupted",
     )
-    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    simulate.add_argument("--seed", type=count, default=1, help="random seed (default 1)")
     simulate.add_argument(
         "--start",
         type=moment,
@@ -430,8 +445,8 @@ def command_replay(args: argparse.Namespace) -> int:
 
     _readable(args.file)
     writable(args.metrics_file, "metrics", replaced=True)
-    for path, what in ((args.dlq, "dead letters"), (args.alerts, "alerts"), (args.kpis, "KPIs")):
-        writable(path, what)
+    for output, what in ((args.dlq, "dead letters"), (args.alerts, "alerts"), (args.kpis, "KPIs")):
+        writable(output, what)
     distinct(
         {
             "--metrics-file": args.metrics_file,

@@ -52,12 +52,27 @@ class Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def named(text: str) -> str:
+    """An argparse type: a file name or `-`, not empty (Path("") is the working
+    directory, and was refused as one)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
+def path(text: str) -> Path:
+    """An argparse type: a path, not empty."""
+    return Path(named(text))
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line, and a negative duration (`--lateness -5s`)
-    is read as a value, as a negative number is, so that it gets its own error."""
+    """argparse, but errors are one line, a negative duration (`--lateness -5s`)
+    is read as a value, as a negative number is, so that it gets its own error, and
+    an option is taken only by its whole name (`--metrics` was `--metrics-file`, and
+    a later option could have changed what a script's abbreviation meant)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
         self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str) -> NoReturn:

@@ -17,7 +17,7 @@ from typing import Any
 from flows.calendar import check_shifts, load_zone, parse_start
 from flows.commands import EXIT_USAGE, CliError
 from flows.kpisettings import FcSettings, KpiSettings
-from flows.timeutil import US_PER_SECOND, parse_duration
+from flows.timeutil import US_PER_SECOND, parse_duration, whole_microseconds
 
 DAY_US = 86_400 * US_PER_SECOND
 # Durations and numbers of days up to 100 years: event-time arithmetic in µs stays
@@ -117,7 +117,7 @@ def _duration(value: object) -> int:
     seconds = _exact(value)
     if seconds < 0:
         raise ValueError(f"must not be negative, not {value}")
-    return check_duration(round(seconds * US_PER_SECOND))
+    return check_duration(whole_microseconds(seconds * US_PER_SECOND, _shown(value)))
 
 
 def _window(value: object) -> int:
@@ -131,6 +131,13 @@ def _time_zone(value: object) -> str:
         )
     load_zone(value)
     return value
+
+
+def _shift_name(name: str, key: tuple[str, ...]) -> str:
+    """A shift's name is a label value: an empty one is, to Prometheus, no label."""
+    if not name.strip():
+        raise ConfigError(_dotted((*key, name)), "a shift needs a name that is not blank")
+    return name
 
 
 def _start(value: object) -> str:
@@ -174,7 +181,9 @@ def load_config(path: Path) -> Config:
     """The settings of a TOML file; CliError (exit status 2) naming the file and the
     key for anything wrong with it."""
     try:
-        text = path.read_bytes().decode()
+        # A byte order mark, as Windows editors write one, is not TOML: tomllib refused
+        # its first line.
+        text = path.read_bytes().decode().removeprefix("\ufeff")
         document = tomllib.loads(text, parse_float=Decimal)
     except OSError as exc:
         raise CliError(f"cannot read config {path}: {exc.strerror or exc}", EXIT_USAGE) from None
@@ -214,7 +223,8 @@ def _fcs(table: object) -> tuple[tuple[str, FcSettings], ...]:
 def _shifts(table: object, key: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """A table of name = "HH:MM" local starts, in the file's order."""
     shifts = tuple(
-        (name, _checked(_start, start, (*key, name))) for name, start in _table(table, key).items()
+        (_shift_name(name, key), _checked(_start, start, (*key, name)))
+        for name, start in _table(table, key).items()
     )
     _checked(check_shifts, shifts, key)
     return shifts

@@ -30,7 +30,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from flows.commands import CliError, distinct, say, writable
+from flows.commands import CliError, distinct, named, say, writable
 
 BRAZIL = timezone(timedelta(hours=-3))
 END_OF_DAY = time(23, 59, 59)
@@ -436,6 +436,10 @@ def add_import_command(subparsers: argparse._SubParsersAction[Any]) -> None:
         "order events. Times are read as UTC-03:00. Bad rows are reported on "
         "stderr with their file and line, and skipped.",
     )
-    olist.add_argument("directory", metavar="DIR", help="directory with the Olist CSV files")
-    olist.add_argument("--out", required=True, help="JSON Lines file to write, or - for stdout")
+    olist.add_argument(
+        "directory", type=named, metavar="DIR", help="directory with the Olist CSV files"
+    )
+    olist.add_argument(
+        "--out", type=named, required=True, help="JSON Lines file to write, or - for stdout"
+    )
     olist.set_defaults(handler=command_import_olist)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import reprlib
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 US_PER_SECOND = 1_000_000
 US_PER_MS = 1_000
@@ -154,4 +155,12 @@ def parse_duration(text: str) -> int:
             raise ValueError(f"must not be negative, not {text!r}")
         raise ValueError(f"not a duration: {text!r} (use e.g. 60s, 5m, 1h, 30d)")
     number, unit = match.groups()
-    return round(float(number) * _UNIT_US[unit or "s"])
+    return whole_microseconds(Fraction(number) * _UNIT_US[unit or "s"], repr(text))
+
+
+def whole_microseconds(us: Fraction, shown: str) -> int:
+    """A duration in µs, exactly: rounded, 900.0000001 s would pass as a window
+    that divides 24 h."""
+    if us.denominator != 1:
+        raise ValueError(f"finer than a microsecond: {shown}")
+    return int(us)

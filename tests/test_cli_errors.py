@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import signal
 import sqlite3
@@ -74,6 +75,8 @@ RATE = "argument --rate: must be greater than 0 and at most 1000000, not"
 HOURS = "argument --hours: must be greater than 0 and at most 876000, not"
 BOOTSTRAP = "argument --kafka: not HOST:PORT[,HOST:PORT...]:"
 ADDRESSES = "argument --addresses: not HOST:PORT[;HOST:PORT...]:"
+FROM_0 = f"must be an integer from 0 to {2**63 - 1}, not"
+FINER = "finer than a microsecond:"
 BAD_VALUES = [
     ("run --metrics-port 70000", f"{PORT} 70000"),
     ("run --metrics-port=-1", f"{PORT} -1"),
@@ -103,6 +106,25 @@ BAD_VALUES = [
     ("run --addresses localhost:99999 --process-id 0", f"{ADDRESSES} 'localhost:99999'"),
     ("run --addresses h:1;h:0 --process-id 0", f"{ADDRESSES} 'h:1;h:0'"),
     ("run --addresses h:1; --process-id 0", f"{ADDRESSES} 'h:1;'"),
+    # Both processes would listen at one address: the cluster waited for ever.
+    (
+        "run --addresses h:1;h:2;h:1 --process-id 0",
+        "argument --addresses: h:1 given more than once: 'h:1;h:2;h:1'",
+    ),
+    # Empty, it bound every address of the machine.
+    (
+        "run --metrics-host=",
+        "argument --metrics-host: an empty host (0.0.0.0 serves every address)",
+    ),
+    # int() takes other scripts' digits, underscores and spaces; a person means digits.
+    ("run --metrics-port ١٩١٨٧", "argument --metrics-port: not an integer: '١٩١٨٧'"),
+    ("run --max-label-values 1_000", "argument --max-label-values: not an integer: '1_000'"),
+    ("run --seed ٣", "argument --seed: not an integer: '٣'"),
+    ("simulate --out x.jsonl --seed=-1", f"argument --seed: {FROM_0} -1"),
+    ("run --process-id=-1", f"argument --process-id: {FROM_0} -1"),
+    # Rounded to a microsecond, it passed as a window that divides 24 h.
+    ("replay e.jsonl --window 900.0000001", f"argument --window: {FINER} '900.0000001'"),
+    ("replay e.jsonl --lateness 1.0000005ms", f"argument --lateness: {FINER} '1.0000005ms'"),
 ]
 
 
@@ -111,6 +133,44 @@ def test_a_bad_option_value_is_a_usage_error(capsys, command, problem):
     argv = command.split()
     line = one_line_error(capsys, argv, EXIT_USAGE)
     assert line == f"opscockpit {argv[0]}: {problem} (see --help)", line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay", ""],
+        ["replay", "e.jsonl", "--config", ""],
+        ["replay", "e.jsonl", "--metrics-file", ""],
+        ["replay", "e.jsonl", "--kpis", ""],
+        ["simulate", "--out", ""],
+        ["run", "--recovery-dir", ""],
+        ["run", "--web-config", ""],
+        ["import", "olist", "", "--out", "e.jsonl"],
+        ["import", "olist", ".", "--out", ""],
+        ["grafana", "generate", "--out", ""],
+    ],
+    ids=" ".join,
+)
+def test_an_empty_path_is_named_so(capsys, argv):
+    """Path("") is the working directory: an empty path was refused as a directory."""
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    expected = r"opscockpit [a-z ]+: argument \S+: an empty path \(see --help\)"
+    assert re.fullmatch(expected, line), line
+
+
+@pytest.mark.parametrize(
+    ("argv", "unknown"),
+    [
+        (["replay", "e.jsonl", "--lat", "5s"], "--lat 5s"),
+        (["replay", "e.jsonl", "--metrics", "m.prom"], "--metrics m.prom"),
+        (["run", "--metrics-p", "1"], "--metrics-p 1"),
+    ],
+)
+def test_an_option_is_taken_only_by_its_whole_name(capsys, argv, unknown):
+    """An abbreviation would change its meaning when a later release adds an option
+    that shares its start."""
+    line = one_line_error(capsys, argv, EXIT_USAGE)
+    assert line == f"opscockpit: unrecognized arguments: {unknown} (see --help)", line
 
 
 @pytest.mark.parametrize(

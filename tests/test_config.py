@@ -237,6 +237,12 @@ BAD = [
     ('time_zone = "/etc/localtime"', "time_zone: unknown time zone"),
     ('time_zone = "Europe"', "time_zone: unknown time zone 'Europe'"),
     ('[fc.X]\ntime_zone = "Europe/Berlyn"', "fc.X.time_zone: unknown time zone 'Europe/Berlyn'"),
+    # files of the system's zoneinfo directory that name no zone: this host's own
+    # (each host of a cluster its own), POSIX rules, leap-second copies
+    ('time_zone = "localtime"', "time_zone: unknown time zone 'localtime'"),
+    ('time_zone = "posixrules"', "time_zone: unknown time zone 'posixrules'"),
+    ('time_zone = "right/UTC"', "time_zone: unknown time zone 'right/UTC'"),
+    ('[fc.X]\ntime_zone = "posix/Europe/Berlin"', "fc.X.time_zone: unknown time zone"),
     # shift starts and tables
     ('[shifts]\nearly = "24:00"', "shifts.early: not a local start time HH:MM (00:00-23:59)"),
     ('[shifts]\nearly = "6:00"', "shifts.early: not a local start time HH:MM"),
@@ -245,6 +251,9 @@ BAD = [
     ('[fc.X.shifts]\na = "22:00"\nb = "22:00"', "fc.X.shifts: shifts 'a' and 'b' start"),
     ("[shifts]", "shifts: a calendar needs at least one shift"),
     ("[fc.X.shifts]", "fc.X.shifts: a calendar needs at least one shift"),
+    # a shift's name is its label value: an empty one is no label to Prometheus
+    ('[shifts]\n"" = "06:00"\nlate = "14:00"', 'shifts."": a shift needs a name that is not blank'),
+    ('[fc.X.shifts]\n" " = "06:00"', 'fc.X.shifts." ": a shift needs a name that is not blank'),
     # event-time options
     ('window = "7m"', "window: must divide 24h"),
     ("window = 420", "window: must divide 24h"),
@@ -252,6 +261,10 @@ BAD = [
     ('window = "25h"', "window: must divide 24h"),
     ('window = "30s"', "window: must divide 24h and be at least 1m"),
     ('window = "1ms"', "window: must divide 24h and be at least 1m"),
+    # rounded to a microsecond, these passed as windows that divide 24 h
+    ("window = 900.0000001", "window: finer than a microsecond: 900.0000001"),
+    ('window = "15.0000000001m"', "window: finer than a microsecond: '15.0000000001m'"),
+    ("lateness = 0.0000005", "lateness: finer than a microsecond: 5E-7"),
     ('lateness = "soon"', "lateness: not a duration: 'soon'"),
     ("lateness = -1", "lateness: must not be negative, not -1"),
     ('retention = "36501d"', "retention: must be at most 36500d"),
@@ -291,6 +304,13 @@ def test_values_at_their_bounds_are_accepted(tmp_path):
     assert settings.max_event_bytes == 2**63 - 1
     assert settings_of("replay", "events.jsonl", "--lateness", "36500d").lateness == 36500 * DAY
     assert settings_of("replay", "events.jsonl", "--lateness", "0").lateness == 0
+
+
+def test_a_byte_order_mark_before_the_first_key_is_ignored(tmp_path):
+    """Windows editors write one; tomllib refused the file's first line."""
+    path = tmp_path / "config.toml"
+    path.write_bytes("\ufeffdemand_days = 9\n".encode())
+    assert load_config(path).kpi.demand_days == 9
 
 
 def test_an_unreadable_file_is_a_one_line_usage_error(tmp_path):

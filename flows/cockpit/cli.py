@@ -8,7 +8,7 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
-from flows.commands import CliError, say
+from flows.commands import CliError, path, say
 
 RULES_PATH = "docker/prometheus/rules.yml"
 EXTRA_MODULES = ("yaml", "grafana_foundation_sdk", "grafana_client")
@@ -52,7 +52,7 @@ def add_grafana_command(commands: argparse._SubParsersAction) -> None:  # type: 
     )
     generate.add_argument(
         "--out",
-        type=Path,
+        type=path,
         default=Path(),
         help="root to write under (default: the current directory)",
     )
