@@ -70,6 +70,15 @@ def duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def interval(text: str) -> int:
+    """An argparse type: a duration above 0 (at 0, bytewax snapshots after every
+    step of the dataflow)."""
+    value = duration(text)
+    if not value:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text!r}")
+    return value
+
+
 def window(text: str) -> int:
     """An argparse type: a window size, which divides 24 h."""
     try:
@@ -344,7 +353,7 @@ def build_parser() -> Parser:
     )
     scale.add_argument(
         "--snapshot-interval",
-        type=duration,
+        type=interval,
         default="10s",
         help="time between snapshots (bytewax epochs; default 10s)",
     )

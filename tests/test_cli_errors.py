@@ -124,6 +124,7 @@ BAD_VALUES = [
     ("run --process-id=-1", f"argument --process-id: {FROM_0} -1"),
     # Rounded to a microsecond, it passed as a window that divides 24 h.
     ("replay e.jsonl --window 900.0000001", f"argument --window: {FINER} '900.0000001'"),
+    ("run --snapshot-interval 0", "argument --snapshot-interval: must be greater than 0, not '0'"),
     ("replay e.jsonl --lateness 1.0000005ms", f"argument --lateness: {FINER} '1.0000005ms'"),
 ]
 
