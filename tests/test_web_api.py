@@ -447,6 +447,19 @@ def test_bad_requests_get_a_json_error(served, path, status):
         (b"GET / HTTP/1.1\r\nHost: \xa0a\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nX-A: b\rHost: h\r\n\r\n", 400),  # a bare CR ended a line
         (b"GET / HTTP/1.1\r\nHost: h\rX-A: b\r\n\r\n", 400),
+        # RFC 9112 5.2 and 6: an obs-fold was refused as a second Host, and what
+        # follows was answered 200 (no route reads a body)
+        (b"GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n c\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0, 5\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (
+            b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            400,
+        ),
     ],
 )
 def test_requests_the_server_cannot_read_get_a_json_error(served, request_bytes, status):

@@ -85,6 +85,36 @@ def unread(connection: socket.socket) -> bool:
     return bool(poll.poll(0))
 
 
+def body_framing_error(headers: Any) -> tuple[HTTPStatus, str] | None:
+    """What RFC 9112 6 has a server refuse in a request's framing, though no route
+    reads a body (and the connection closes after a request that has one): a
+    Content-Length that is no number or two that differ, both framings at once,
+    a Transfer-Encoding whose last coding is not chunked (400), and codings this
+    server does not know (501). They were answered 200."""
+    lengths = {
+        length.strip()
+        for value in headers.get_all("Content-Length", [])
+        for length in value.split(",")
+    }
+    if len(lengths) > 1 or not all(length.isdigit() and length.isascii() for length in lengths):
+        return HTTPStatus.BAD_REQUEST, "an invalid or conflicting Content-Length"
+    codings = [
+        coding.strip().lower()
+        for value in headers.get_all("Transfer-Encoding", [])
+        for coding in value.split(",")
+    ]
+    if not codings:
+        return None
+    if lengths:
+        return HTTPStatus.BAD_REQUEST, "both Transfer-Encoding and Content-Length"
+    if codings[-1] != "chunked":
+        return HTTPStatus.BAD_REQUEST, "a Transfer-Encoding that does not end in chunked"
+    unknown = [coding for coding in codings[:-1] if coding != "chunked"]
+    if unknown:
+        return HTTPStatus.NOT_IMPLEMENTED, f"Transfer-Encoding {unknown[0][:40]!r}"
+    return None
+
+
 class HeadersTooLarge(http.client.HTTPException):
     """Raised inside the standard library's header parser, which answers it with a 431."""
 
@@ -97,7 +127,7 @@ class _HeaderReader:
     line of)."""
 
     def __init__(self, rfile: Any) -> None:
-        self.rfile, self.left, self.bare_cr = rfile, MAX_HEADERS, False
+        self.rfile, self.left, self.bare_cr, self.folded = rfile, MAX_HEADERS, False, False
 
     def readline(self, limit: int = -1) -> bytes:
         most = self.left + 1 if limit < 0 else min(limit, self.left + 1)
@@ -107,6 +137,7 @@ class _HeaderReader:
             raise HeadersTooLarge(f"the headers are over {MAX_HEADERS} bytes")
         ending = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
         self.bare_cr |= b"\r" in line[: len(line) - ending]
+        self.folded |= line[:1] in (b" ", b"\t")  # obs-fold: a header continued
         return line
 
 
@@ -277,11 +308,18 @@ class _QuietHandler(WSGIRequestHandler):
                 return False
         finally:
             self.rfile = rfile
+        if reader.folded:  # RFC 9112 5.2: refused, or each fold a space
+            self.send_error(HTTPStatus.BAD_REQUEST, "a header folded over lines (obs-fold)")
+            return False
         if self.headers.defects:  # a line that is no header: the parser took the rest as a body
-            self.send_error(HTTPStatus.BAD_REQUEST, "a header line without a colon")
+            self.send_error(HTTPStatus.BAD_REQUEST, "a header line that is not name: value")
             return False
         if reader.bare_cr:  # RFC 9112 2.2: invalid, or each a space; not a line's end
             self.send_error(HTTPStatus.BAD_REQUEST, "a CR without its LF in the headers")
+            return False
+        framing = body_framing_error(self.headers)
+        if framing is not None:
+            self.send_error(*framing)
             return False
         hosts = self.headers.get_all("Host", [])
         if len(hosts) > 1 or not all(HOST.fullmatch(host.strip(" \t")) for host in hosts):
