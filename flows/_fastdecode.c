@@ -10,7 +10,10 @@
 #include <string.h>
 #include <structmember.h>
 
-#define MAX_EPOCH_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z, as in timeutil */
+#define MAX_EPOCH_MS 253402214399999LL /* 9999-12-30T23:59:59.999Z, as in timeutil */
+/* Event times lie in [0001-01-02, 9999-12-31) UTC (timeutil's FIRST_EVENT_US, END_EVENT_US) */
+#define FIRST_EVENT_US (-62135510400000000LL)
+#define END_EVENT_US 253402214400000000LL
 #define US_PER_SECOND 1000000LL
 
 static int is_ascii(const char *bytes, Py_ssize_t size) {
@@ -51,7 +54,8 @@ static long long days_from_civil(long long year, int month, int day) {
     return era * 146097 + day_of_era - 719468;
 }
 
-/* RFC 3339 text to epoch microseconds; 0 when it has another form or is not a date. */
+/* RFC 3339 text to epoch microseconds; 0 when it has another form, is not a date or
+   lies outside the event times. */
 static int rfc3339_us(const char *s, Py_ssize_t n, long long *out) {
     static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int year, month, day, hour, minute, second, fraction = 0, offset = 0;
@@ -85,7 +89,7 @@ static int rfc3339_us(const char *s, Py_ssize_t n, long long *out) {
     long long seconds =
         days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
     *out = seconds * US_PER_SECOND + fraction;
-    return 1;
+    return FIRST_EVENT_US <= *out && *out < END_EVENT_US;
 }
 
 /* An event time to microseconds; 0 leaves the value to the Python parser. */

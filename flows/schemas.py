@@ -36,7 +36,9 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE = "https://opscockpit.dev/schemas"
 
 TIME_SCHEMA: dict[str, Any] = {
-    "description": "RFC 3339 with offset, or integer epoch milliseconds.",
+    "description": "RFC 3339 with offset, or integer epoch milliseconds; from "
+    "0001-01-02T00:00:00Z to before 9999-12-31T00:00:00Z in UTC (which a pattern "
+    "cannot say of a time with an offset).",
     "anyOf": [
         {"type": "string", "pattern": RFC3339_PATTERN, "format": "date-time"},
         {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS},

@@ -22,8 +22,13 @@ RFC3339_PATTERN = (
 )
 _RFC3339 = re.compile(RFC3339_PATTERN.replace("$", r"\Z"))
 
-# Integer epoch milliseconds from 1970 up to the end of year 9999.
-MAX_EPOCH_MS = 253_402_300_799_999
+# Event times lie in [0001-01-02, 9999-12-31) UTC, so that every window, day and
+# shift instance that holds one lies within years 0001-9999, which RFC 3339 (and so
+# a record, §5) can write: a day holding 9999-12-31T23:30:00Z ends in year 10000.
+FIRST_EVENT_US = -62_135_510_400_000_000  # 0001-01-02T00:00:00Z
+END_EVENT_US = 253_402_214_400_000_000  # 9999-12-31T00:00:00Z
+# Integer epoch milliseconds from 1970 up to the last before END_EVENT_US.
+MAX_EPOCH_MS = END_EVENT_US // 1000 - 1
 
 _fromisoformat = datetime.fromisoformat
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,6 +96,11 @@ def _parse_text(text: str) -> int:
     # Integer arithmetic: a float timestamp is a second off for some times with
     # fractions close to 1 far from 1970 (0193-09-25T00:51:00.999999Z, say).
     us = (moment - EPOCH) // ONE_US
+    if not FIRST_EVENT_US <= us < END_EVENT_US:
+        raise TimeError(
+            f"not from 0001-01-02 to 9999-12-30 in UTC: {text[:64]!r} (a window or day "
+            "holding it would lie beyond the years RFC 3339 writes)"
+        )
     if text[-1] == "Z":
         within = moment.second * US_PER_SECOND + moment.microsecond
         minute, fraction = (text[:17], us - within), (text[19:], moment.microsecond)
@@ -119,11 +129,11 @@ def format_time(us: int) -> str:
 
 
 def _minute_text(minute: int) -> str:
-    """The text "YYYY-MM-DDTHH:MM:" of a minute since the epoch, for any minute: a window or
-    day holding a valid time can end past 9999-12-31, where datetime stops. The
-    Gregorian calendar repeats every 400 years, so the minute is rendered from
-    its place in 2000-2399 and the year moved back (ISO 8601's signed and
-    five-digit years beyond 0000-9999)."""
+    """The text "YYYY-MM-DDTHH:MM:" of a minute since the epoch, for any minute, where
+    datetime stops at 9999-12-31: records' times lie within years 0001-9999 (event
+    times are bounded so), but a message about a time need not fail. The Gregorian
+    calendar repeats every 400 years, so the minute is rendered from its place in
+    2000-2399 and the year moved back (ISO 8601's signed and five-digit years)."""
     cycles = (minute - _Y2000_MINUTE) // _CYCLE_MINUTES
     moment = EPOCH + timedelta(minutes=minute - cycles * _CYCLE_MINUTES)
     year = moment.year + 400 * cycles

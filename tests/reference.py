@@ -231,6 +231,9 @@ class Result:
     records: list[dict[str, Any]]  # sell_through and days_of_cover, every closed window
 
 
+TIME_FIELDS = ("ts", "promised_ship_by", "promised_delivery_by")
+
+
 def to_us(value: str | float) -> int:
     """A valid time value (RFC 3339 string or epoch milliseconds) in microseconds."""
     if not isinstance(value, str):
@@ -244,6 +247,9 @@ def to_us(value: str | float) -> int:
         offset = (int(m[9]) * 60 + int(m[10])) * (1 if m[8] == "+" else -1)
     seconds = days * 86400 + hour * 3600 + (minute - offset) * 60 + second
     return seconds * US + int((m[7] or "").ljust(6, "0")[:6])
+
+
+FIRST_US, END_US = to_us("0001-01-02T00:00:00Z"), to_us("9999-12-31T00:00:00Z")
 
 
 def label_value(body: dict[str, Any], name: str) -> str:
@@ -345,7 +351,12 @@ def classify(obj: dict[str, Any] | None) -> str | None:
         ]
     if any(isinstance(value, TooBig) for value in values):
         return "invalid_json"
-    return None if VALIDATORS[type_].is_valid(obj) else "invalid_event"
+    if not VALIDATORS[type_].is_valid(obj):
+        return "invalid_event"
+    # README, Time: a time must lie in [0001-01-02, 9999-12-31) UTC (epoch milliseconds
+    # are bounded by the schema).
+    times = [obj[name] for name in TIME_FIELDS if isinstance(obj.get(name), str)]
+    return None if all(FIRST_US <= to_us(value) < END_US for value in times) else "invalid_event"
 
 
 REASONS: dict[bytes, str | None] = {}  # by line, see remembered_reason

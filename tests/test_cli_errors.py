@@ -196,7 +196,7 @@ def test_a_file_option_given_twice_is_a_usage_error(capsys, command):
 @pytest.mark.parametrize(
     "start",
     [
-        "0001-01-01T00:00:00Z",
+        "0001-01-02T00:00:00Z",
         "1969-12-31T00:00:00Z",
         "1971-02-05T23:59:59Z",
         "9999-12-30T00:00:00Z",

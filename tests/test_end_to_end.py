@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from flows.metrics import BY_NAME
 from flows.replay import replay as replay_in_process
 from flows.settings import Settings
 from flows.simulator import Profile, write_lines
+from flows.timeutil import RFC3339_PATTERN
 from tests import reference_health
 from tests.processes import opscockpit
 from tests.reference import compare, expected_dead_letters, parse_exposition, run
@@ -212,28 +214,31 @@ def test_a_file_of_malformed_lines_finishes_and_dead_letters_every_one(tmp_path)
 
 # Per edge, in local times with an offset: placed, ship and delivery promises, a
 # pick and a stow, the shipment and a last event that closes the window and day
-# holding the first ones; and a time those records carry beyond years 0001-9999.
+# holding the first ones; and the time at that edge those records carry.
 EDGE_OF_TIME = {
-    "after 9999": (
-        ["9999-12-31T22:" + m for m in ("10", "20", "50", "15")]
-        + ["9999-12-31T23:" + m for m in ("40", "59")],
-        "10000-01-01T00:00:00Z",
+    "the last days": (
+        ["9999-12-29T22:" + m for m in ("10", "20", "50", "15", "40")]
+        + ["9999-12-30T23:59:59.999999"],
+        "+01:00",
+        "9999-12-30T00:00:00Z",
     ),
-    "before 0001": (
-        ["0001-01-01T00:" + m for m in ("10", "20", "50", "15", "40")] + ["0001-01-01T01:59"],
-        "0000-12-31T23:00:00Z",
+    "the first days": (
+        ["0001-01-02T01:" + m for m in ("10", "20", "50", "15", "40")] + ["0001-01-03T02:59"],
+        "+01:00",
+        "0001-01-02T00:00:00Z",
     ),
 }
 
 
 @pytest.mark.parametrize("edge", EDGE_OF_TIME)
-def test_valid_times_beyond_rfc3339_years_in_utc_replay_without_a_crash(tmp_path, edge):
-    """Valid times with offsets at the ends of years 0001-9999 lie beyond them in
-    UTC, and so can the windows and days that hold them: every record is written,
-    its times in ISO 8601's wider years."""
-    clocks, beyond = EDGE_OF_TIME[edge]
-    offset = "-01:00" if edge.startswith("after") else "+01:00"
-    placed, ship_by, deliver_by, moved, shipped, last = (f"{c}:00{offset}" for c in clocks)
+def test_times_at_the_ends_of_the_event_times_replay_into_rfc3339_records(tmp_path, edge):
+    """Event times lie in [0001-01-02, 9999-12-31) UTC (README, Time): the windows,
+    days and shift instances holding the first and last of them begin and end
+    within years 0001-9999, which RFC 3339 writes (§5)."""
+    clocks, offset, edge_time = EDGE_OF_TIME[edge]
+    placed, ship_by, deliver_by, moved, shipped, last = (
+        f"{c}{offset}" if c.count(":") == 2 else f"{c}:00{offset}" for c in clocks
+    )
     e = Events()
     lines = [
         e.placed("o1", placed, ship_by, deliver_by),
@@ -246,9 +251,34 @@ def test_valid_times_beyond_rfc3339_years_in_utc_replay_without_a_crash(tmp_path
     events.write_bytes(b"\n".join(lines) + b"\n")
     got = replay(events, "--quiet")
     assert got["dlq"] == []
-    assert {r["kpi"] for r in got["kpis"]} >= {"sku_health", "sell_through"}
-    assert beyond in {r[name] for r in got["kpis"] for name in ("window_start", "window_end")}
+    assert {r["kpi"] for r in got["kpis"]} >= {"sku_health", "sell_through", "shift"}
+    times = {r[name] for r in got["kpis"] for name in ("window_start", "window_end")}
+    assert edge_time in times
+    assert all(re.fullmatch(RFC3339_PATTERN, t) for t in times), times
     assert [r["alert"] for r in got["alerts"]][:1] == ["ship_sla_breach"]
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "9999-12-31T00:00:00Z",
+        "9999-12-30T23:30:00-01:00",
+        "9999-12-31T23:59:59.999999Z",
+        "0001-01-01T23:59:59.999999Z",
+        "0001-01-02T00:30:00+01:00",
+        253402214400000,
+    ],
+)
+def test_a_time_whose_day_rfc3339_cannot_write_is_dead_lettered(tmp_path, ts):
+    """A valid RFC 3339 time, or epoch milliseconds, past the event times: a window
+    or day holding it would begin or end beyond years 0001-9999."""
+    e = Events()
+    events = tmp_path / "beyond.jsonl"
+    events.write_bytes(e.cart("2026-11-21T10:00:00Z") + b"\n" + e.cart(ts) + b"\n")
+    got = replay(events, "--quiet")
+    [dead] = got["dlq"]
+    assert dead["reason"] == "invalid_event"
+    assert "0001-01-02" in dead["error"] or "epoch milliseconds" in dead["error"], dead["error"]
 
 
 # Every §3.2-3.5 setting away from its default, a default calendar of three shifts in
