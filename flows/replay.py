@@ -94,7 +94,7 @@ def summary(board: Board, path: str, dlq: Path | None) -> str:
     ]
     watermark = totals.get(WATERMARK.name, {}).get(())
     if counts[EVENTS] and watermark is not None:
-        parts.append(f"event time reached {format_time(int(watermark) * US_PER_SECOND)}")
+        parts.append(f"event time reached {format_time(round(watermark * US_PER_SECOND))}")
     if counts[REJECTED] and dlq is None:
         parts.append("--dlq FILE keeps the dead letters")
     if lines and not counts[EVENTS]:

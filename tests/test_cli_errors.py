@@ -284,7 +284,7 @@ def test_a_replay_ends_with_what_it_made_of_each_line(tmp_path, capsys):
     lines = [
         cart("a", hour),
         cart("a", hour),  # a duplicate
-        cart("b", 3 * hour),
+        cart("b", 3 * hour + 500),  # W's fraction is shown (it was cut off)
         cart("c", hour),  # 2 h behind the latest: late
         b"not json\n",
         b'{"type":"nope"}\n',
@@ -295,7 +295,7 @@ def test_a_replay_ends_with_what_it_made_of_each_line(tmp_path, capsys):
     assert main(["replay", str(path)]) == 0
     assert capsys.readouterr().err.splitlines() == [
         f"opscockpit: replayed 7 lines of {path}: 2 accepted, 3 dead-lettered (unknown_type 2, "
-        "invalid_json 1), 1 late, 1 duplicate; event time reached 1970-01-01T03:00:00Z; "
+        "invalid_json 1), 1 late, 1 duplicate; event time reached 1970-01-01T03:00:00.500000Z; "
         "--dlq FILE keeps the dead letters"
     ]
     assert main(["replay", str(path), "--quiet"]) == 0
