@@ -258,7 +258,7 @@ ADDRESSES_NEED_IDS = "--addresses names 2 processes: give each its --process-id,
         (["run", "--process-id", "1"], 2, "--process-id needs --addresses"),
         (["run", "--addresses", "h:1;h:2"], 2, ADDRESSES_NEED_IDS),
         (["run", "--process-id", "2", "--addresses", "h:1;h:2"], 2, ADDRESSES_NEED_IDS),
-        (["run", "--process-id", "-1", "--addresses", "h:1;h:2"], 2, ADDRESSES_NEED_IDS),
+        (["run", "--process-id", "-1", "--addresses", "h:1;h:2"], 2, "--process-id: must be"),
         (
             ["run", "--processes", "2", "--process-id", "0", "--addresses", "h:1;h:2"],
             2,
