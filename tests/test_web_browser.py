@@ -150,8 +150,8 @@ def layout_problems(driver: webdriver.Chrome, size: tuple[int, int]) -> list[str
             out.push(`${tile.querySelector('h2').textContent}: content cut off below`);
         for (const e of document.querySelectorAll('[data-figure], h2, .caption, .label, .scale *'))
           if (e.scrollWidth > e.clientWidth + 1) out.push(`cut off: ${e.textContent}`);
-        if (innerWidth < 760)  // a phone scrolls: no caption or list row is cut short
-          for (const e of document.querySelectorAll('.caption, ul.list li'))
+        if (innerWidth < 760)  // a phone scrolls: no caption, list row or status is cut short
+          for (const e of document.querySelectorAll('.caption, ul.list li, .said > span'))
             if (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1)
               out.push(`cut short: ${e.textContent}`);
         for (const e of document.querySelectorAll('[data-figure], .scale :not(:empty)')) {
@@ -237,6 +237,39 @@ def test_every_figure_shows_whole_on_every_wall_screen(browser, tmp_path):
         browser.save_screenshot(str(tmp_path / "wall-cramped.png"))
         assert page_height(browser) > WALL[1]
         assert console_errors(browser) == []
+
+
+# Long names for the simulator's short ones, in every answer of the API the page reads.
+LONG_NAMES = r"""
+const fetched = window.fetch;
+window.fetch = async (...request) => {
+  const answer = await fetched(...request);
+  const text = (await answer.text())
+    .split("FC-ORD1").join("FC-CHICAGO-OHARE-CROSSDOCK-NORTH-BUILDING-7-MEZZANINE-2")
+    .split("us-west").join("us-west-pacific-and-alaska-extended-delivery-zone");
+  return new Response(text, {status: answer.status, headers: answer.headers});
+};
+"""
+
+
+def test_long_names_on_a_phone_cut_the_name_not_the_values(browser, tmp_path):
+    """On a phone, one long fc or region name pushed every value of its table out of
+    the tile, and the status in words of a tile's title was cut to "critical · S…"."""
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": LONG_NAMES}
+    )
+    try:
+        with cockpit(ready_timeout=30) as running:
+            viewport(browser, PHONE)
+            backfilled(browser, running.port)
+            names = browser.execute_script(
+                "return [...document.querySelectorAll('td:first-child')].map((e) => e.textContent)"
+            )
+            assert any(name.startswith("FC-CHICAGO-OHARE") for name in names), names
+            assert layout_problems(browser, PHONE) == []
+            browser.save_screenshot(str(tmp_path / "phone-long-names.png"))
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", script)
 
 
 def test_a_figure_per_fc_is_coloured_as_its_rule_fires_per_fc(browser):
@@ -493,19 +526,27 @@ def connection_said(browser: webdriver.Chrome) -> dict[str, Any]:
         "const node = document.getElementById('connection');"
         "const tiles = getComputedStyle(document.querySelector('main'));"
         "return {text: node.textContent, state: node.dataset.state, title: document.title,"
-        " stale: document.body.dataset.stale || '', opacity: tiles.opacity};"
+        " stale: document.body.dataset.stale || '', opacity: tiles.opacity,"
+        " watermark: document.getElementById('watermark').innerText};"
     )
 
 
 def test_a_stale_page_greys_its_figures_and_says_since_when(browser):
     """Its server gone, the page said "live" for ~10 s, then only a small "stale:
     Failed to fetch" in a corner, the figures in full colour and the time of the
-    last update gone."""
-    board, port, server = empty_board_served()
+    last update gone; and the header went on saying how far event time trailed
+    the clock, as of the last answer."""
+    board, pipeline = Board(), Ledger(SHARD_METRICS)
+    board.publish("shard", pipeline)
+    board.ready.set()
+    pipeline["cockpit_watermark_timestamp_seconds"][()] = time.time() - 60
+    port = free_port()
+    server = serve(board, "127.0.0.1", port)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         wait_for(lambda: connection_said(browser)["state"] == "live", 30, "the page to say live")
         updated = connection_said(browser)["text"].removeprefix("live · updated ")
+        assert " · trails the clock by " in connection_said(browser)["watermark"]
     finally:
         server.shutdown()
         server.server_close()  # its port, for the server started again below
@@ -517,12 +558,14 @@ def test_a_stale_page_greys_its_figures_and_says_since_when(browser):
     assert f"figures as of {updated} · " in said["text"], said
     assert said["text"].endswith("; retrying"), said
     assert said["title"].startswith("stale · opscockpit")
+    assert said["watermark"].startswith("Event time: ") and "clock" not in said["watermark"]
     server = serve(board, "127.0.0.1", port)  # back: live again, in colour
     try:
         wait_for(lambda: connection_said(browser)["state"] == "live", 30, "the page to say live")
         said = connection_said(browser)
         assert not said["stale"] and said["opacity"] == "1", said
         assert not said["title"].startswith("stale")
+        assert " · trails the clock by " in said["watermark"]
     finally:
         server.shutdown()
 

@@ -402,7 +402,8 @@ function drawHeader(summary) {
   else {
     const lag = mark.lag_seconds;
     const where = lag < 0 ? "ahead of the clock" : "trails the clock";
-    node.append(el("strong", "", clockTime(mark.timestamp, true)), ` · ${where} by ${duration(Math.abs(lag))}`);
+    // The lag is of the last answer: hidden while the page is stale, where it stopped being true.
+    node.append(el("strong", "", clockTime(mark.timestamp, true)), el("span", "lag", ` · ${where} by ${duration(Math.abs(lag))}`));
   }
 }
 
