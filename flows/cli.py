@@ -111,7 +111,7 @@ def parallelism(text: str) -> int:
     return _integer(text, 1, MAX_PARALLEL)
 
 
-def count(text: str) -> int:
+def non_negative(text: str) -> int:
     """An argparse type: an integer >= 0 (a seed, a process id)."""
     return _integer(text, 0)
 
@@ -292,7 +292,7 @@ def build_parser() -> Parser:
         "Prometheus exporter-toolkit format (tls_server_config, basic_auth_users)",
     )
     sim = run.add_argument_group("embedded simulator (without --kafka)")
-    sim.add_argument("--seed", type=count, default=1, help="simulator seed (default 1)")
+    sim.add_argument("--seed", type=non_negative, default=1, help="simulator seed (default 1)")
     sim.add_argument(
         "--backfill",
         type=duration,
@@ -367,7 +367,9 @@ def build_parser() -> Parser:
         help="start a local cluster of this many processes (default 1)",
     )
     scale.add_argument(
-        "--process-id", type=count, help="this process's index in a cluster spanning machines"
+        "--process-id",
+        type=non_negative,
+        help="this process's index in a cluster spanning machines",
     )
     scale.add_argument(
         "--addresses",
@@ -420,7 +422,7 @@ def build_parser() -> Parser:
         type=traffic,
         help="with --kafka: produce live, about this many events/s, until interrupted",
     )
-    simulate.add_argument("--seed", type=count, default=1, help="random seed (default 1)")
+    simulate.add_argument("--seed", type=non_negative, default=1, help="random seed (default 1)")
     simulate.add_argument(
         "--start",
         type=moment,

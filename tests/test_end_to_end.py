@@ -217,13 +217,14 @@ def test_a_file_of_malformed_lines_finishes_and_dead_letters_every_one(tmp_path)
 # holding the first ones; and the time at that edge those records carry.
 EDGE_OF_TIME = {
     "the last days": (
-        ["9999-12-29T22:" + m for m in ("10", "20", "50", "15", "40")]
+        ["9999-12-29T22:" + m + ":00" for m in ("10", "20", "50", "15", "40")]
         + ["9999-12-30T23:59:59.999999"],
         "+01:00",
         "9999-12-30T00:00:00Z",
     ),
     "the first days": (
-        ["0001-01-02T01:" + m for m in ("10", "20", "50", "15", "40")] + ["0001-01-03T02:59"],
+        ["0001-01-02T01:" + m + ":00" for m in ("10", "20", "50", "15", "40")]
+        + ["0001-01-03T02:59:00"],
         "+01:00",
         "0001-01-02T00:00:00Z",
     ),
@@ -236,9 +237,7 @@ def test_times_at_the_ends_of_the_event_times_replay_into_rfc3339_records(tmp_pa
     days and shift instances holding the first and last of them begin and end
     within years 0001-9999, which RFC 3339 writes (§5)."""
     clocks, offset, edge_time = EDGE_OF_TIME[edge]
-    placed, ship_by, deliver_by, moved, shipped, last = (
-        f"{c}{offset}" if c.count(":") == 2 else f"{c}:00{offset}" for c in clocks
-    )
+    placed, ship_by, deliver_by, moved, shipped, last = (f"{c}{offset}" for c in clocks)
     e = Events()
     lines = [
         e.placed("o1", placed, ship_by, deliver_by),
